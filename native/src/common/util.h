@@ -1,0 +1,32 @@
+/* SPDX-License-Identifier: Apache-2.0
+ * Small helpers shared by the native processes: clocks and name checks.
+ */
+#ifndef HITLESS_UTIL_H
+#define HITLESS_UTIL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <time.h>
+
+#define HL_NAME_MAX 32
+
+/* CLOCK_MONOTONIC in ns: the one clock every Hitless timestamp uses (vDSO, no syscall). */
+static inline uint64_t
+hl_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* VM and generation names: 1..32 of [A-Za-z0-9_.-], not starting with '.' or '-'. */
+bool hl_valid_name(const char *s);
+
+/* Sleep for ns nanoseconds (bounded naps in idle loops). */
+void hl_sleep_ns(uint64_t ns);
+
+/* Make short nanosleeps short: the default 50 us timer slack would stretch every nap. */
+void hl_tight_timer_slack(void);
+
+#endif

@@ -1,0 +1,136 @@
+/* SPDX-License-Identifier: Apache-2.0
+ * hitless-dp's own options (after EAL's, behind "--").
+ */
+#include <getopt.h>
+#include <libgen.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "dp.h"
+
+void
+dp_usage(const char *prog)
+{
+	fprintf(stderr,
+		"usage: %s [EAL args] -- --gen-id ID --run-dir DIR [options]\n"
+		"       %s --version\n"
+		"  --gen-id ID        name of this generation (1-32 of A-Z a-z 0-9 _ . -)\n"
+		"  --run-dir DIR      control socket DIR/ctl.sock, VM sockets DIR/vhost/<vm>.sock\n"
+		"  --uplink IFACE     uplink port: net_af_packet on IFACE (optional)\n"
+		"  --fwd-lib PATH     forwarding stage shared object (default: next to the binary)\n"
+		"  --idle-max-us N    longest idle nap of the packet loop (default 200)\n"
+		"  --retry-us N       how long packets wait for a full guest RX ring (default 10000)\n",
+		prog, prog);
+}
+
+/* The forwarding stage ships beside the binary (install) or in the build tree's src/fwd. */
+static void
+default_fwd_path(char *out, size_t len)
+{
+	static const char *const rel[] = { "hitless-fwd-l2.so", "../fwd/hitless-fwd-l2.so",
+					   "../lib/hitless/hitless-fwd-l2.so" };
+	char exe[PATH_MAX];
+	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+	const char *dir;
+
+	out[0] = '\0';
+	if (n <= 0)
+		return;
+	exe[n] = '\0';
+	dir = dirname(exe);
+	for (size_t i = 0; i < RTE_DIM(rel); i++) {
+		snprintf(out, len, "%s/%s", dir, rel[i]);
+		if (access(out, R_OK) == 0)
+			return;
+	}
+	snprintf(out, len, "hitless-fwd-l2.so");
+}
+
+static int
+parse_uint(const char *opt, const char *s, uint32_t min, uint32_t max, uint32_t *out)
+{
+	char *end;
+	unsigned long v = strtoul(s, &end, 10);
+
+	if (*s == '\0' || *end != '\0' || v < min || v > max) {
+		fprintf(stderr, "hitless-dp: %s: '%s' is not a number in [%u, %u]\n", opt, s, min,
+			max);
+		return -1;
+	}
+	*out = (uint32_t)v;
+	return 0;
+}
+
+int
+dp_parse_args(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "gen-id", required_argument, NULL, 'g' },
+		{ "run-dir", required_argument, NULL, 'r' },
+		{ "uplink", required_argument, NULL, 'u' },
+		{ "fwd-lib", required_argument, NULL, 'f' },
+		{ "idle-max-us", required_argument, NULL, 'i' },
+		{ "retry-us", required_argument, NULL, 't' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	int c;
+
+	dp.idle_max_us = 200;
+	dp.retry_us = 10000;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (c) {
+		case 'g':
+			if (!hl_valid_name(optarg)) {
+				fprintf(stderr, "hitless-dp: --gen-id: '%s' is not a valid name\n",
+					optarg);
+				return -1;
+			}
+			snprintf(dp.gen_id, sizeof(dp.gen_id), "%s", optarg);
+			break;
+		case 'r':
+			if (strlen(optarg) >= sizeof(dp.run_dir)) {
+				fprintf(stderr, "hitless-dp: --run-dir: longer than %zu bytes\n",
+					sizeof(dp.run_dir) - 1);
+				return -1;
+			}
+			snprintf(dp.run_dir, sizeof(dp.run_dir), "%s", optarg);
+			break;
+		case 'u':
+			if (strlen(optarg) >= sizeof(dp.uplink_iface)) {
+				fprintf(stderr, "hitless-dp: --uplink: name too long\n");
+				return -1;
+			}
+			snprintf(dp.uplink_iface, sizeof(dp.uplink_iface), "%s", optarg);
+			break;
+		case 'f':
+			snprintf(dp.fwd_path, sizeof(dp.fwd_path), "%s", optarg);
+			break;
+		case 'i':
+			if (parse_uint("--idle-max-us", optarg, 1, 100000, &dp.idle_max_us) != 0)
+				return -1;
+			break;
+		case 't':
+			if (parse_uint("--retry-us", optarg, 0, 1000000, &dp.retry_us) != 0)
+				return -1;
+			break;
+		default:
+			return -1;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "hitless-dp: unexpected argument '%s'\n", argv[optind]);
+		return -1;
+	}
+	if (dp.gen_id[0] == '\0' || dp.run_dir[0] == '\0') {
+		fprintf(stderr, "hitless-dp: --gen-id and --run-dir are required\n");
+		return -1;
+	}
+	if (dp.fwd_path[0] == '\0')
+		default_fwd_path(dp.fwd_path, sizeof(dp.fwd_path));
+	return 0;
+}

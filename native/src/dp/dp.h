@@ -1,0 +1,136 @@
+/* SPDX-License-Identifier: Apache-2.0
+ * hitless-dp: one datapath generation of one release. Shared state between its files.
+ *
+ * Threads: the main lcore runs the packet loop (loop.c); the control socket (ctl_cmds.c) and
+ * rte_vhost's message thread (vm.c callbacks) change configuration. Ownership rules:
+ *  - per-VM counters and pending queues are written only by the loop;
+ *  - a VM slot's identity (name, MAC, socket) changes only while the loop cannot see it
+ *    (slot not in use, or after dp_quiesce());
+ *  - flags the loop reads (in_use, ready, draining, stall_until_ns) are atomics.
+ */
+#ifndef HITLESS_DP_H
+#define HITLESS_DP_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/un.h>
+
+#include <rte_common.h>
+#include <rte_ether.h>
+#include <rte_mbuf.h>
+#include <rte_ring.h>
+
+#include "ctl.h"
+#include "fdb.h"
+#include "hitless_fwd.h"
+#include "util.h"
+
+#define DP_MAX_VMS 64
+#define DP_BURST 32
+#define DP_PEND_MAX 512 /* packets held per VM while its RX ring is full */
+
+/* Counters of one VM port, from the switch's side: rx = from the guest, tx = to the guest. */
+struct dp_port_stats {
+	uint64_t rx_pkts, rx_bytes;
+	uint64_t tx_pkts, tx_bytes;
+	uint64_t tx_retries;     /* enqueue attempts that found the guest RX ring full */
+	uint64_t drop_ring_full; /* given up after the retry bound or pending queue full */
+	uint64_t drop_no_dest;   /* no FDB entry and nowhere to send it */
+	uint64_t drop_not_ready; /* destination VM not connected to this generation */
+	uint64_t drop_stalled;   /* destination VM stalled by debug/stall */
+	uint64_t last_rx_ns, last_tx_ns;
+} __rte_cache_aligned;
+
+struct dp_vm {
+	/* identity: set by vm/add before in_use is published */
+	char name[HL_NAME_MAX + 1];
+	struct rte_ether_addr mac;
+	char sock[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	bool client;
+	uint64_t added_ns;
+	/* flags */
+	bool in_use;            /* atomic */
+	bool ready;             /* atomic: the loop may serve vid */
+	bool draining;          /* atomic: stop dequeuing, flush pending, then set drained */
+	bool drained;           /* atomic, set by the loop */
+	int vid;                /* rte_vhost device id while connected, -1 otherwise */
+	uint64_t stall_until_ns;/* atomic */
+	uint64_t connected_ns, disconnected_ns, connects;
+	/* loop-owned */
+	struct rte_mbuf *pend[DP_PEND_MAX];
+	uint16_t pend_n;
+	uint64_t pend_since_ns;
+	struct dp_port_stats st;
+};
+
+struct dp_uplink_stats {
+	uint64_t rx_pkts, rx_bytes, tx_pkts, tx_bytes, drop_tx, drop_no_dest;
+	uint64_t announces;
+} __rte_cache_aligned;
+
+struct dp_loop_stats {
+	uint64_t iterations, busy_iterations, idle_sleeps, flood_pkts;
+} __rte_cache_aligned;
+
+struct dp {
+	/* configuration */
+	char gen_id[HL_NAME_MAX + 1];
+	char run_dir[80];
+	char uplink_iface[32];
+	char fwd_path[256];
+	uint32_t idle_max_us;
+	uint32_t retry_us;
+	uint64_t started_ns;
+	/* resources */
+	struct rte_mempool *pool;
+	struct dp_fdb *fdb;
+	struct ctl_server *ctl;
+	const struct hitless_fwd_ops *fwd; /* atomic: swapped in place by a later release */
+	void *fwd_handle;
+	struct rte_ring *announce_q;       /* frames the control side wants sent on the uplink */
+	int uplink_port;                   /* ethdev port id, -1 without an uplink */
+	/* loop */
+	volatile bool quit;
+	bool loop_running;                 /* atomic */
+	uint64_t epoch;                    /* atomic: bumped at the top of every iteration */
+	struct dp_loop_stats ls;
+	struct dp_uplink_stats us;
+	struct dp_vm vms[DP_MAX_VMS];      /* port index = slot + 1 */
+};
+
+extern struct dp dp;
+
+static inline uint16_t dp_vm_port(const struct dp_vm *vm) { return (uint16_t)(vm - dp.vms) + 1; }
+
+/* args.c */
+int dp_parse_args(int argc, char **argv);
+void dp_usage(const char *prog);
+
+/* loop.c */
+int dp_loop(void *arg);
+void dp_quiesce(void *unused);
+
+/* vm.c */
+int dp_vm_add(const char *name, const struct rte_ether_addr *mac, const char *sock, bool client,
+	      struct ctl_error *err);
+int dp_vm_del(const char *name, struct ctl_error *err);
+struct dp_vm *dp_vm_find(const char *name);
+void dp_vm_del_all(void);
+const char *dp_port_name(uint16_t port, void *arg);
+int dp_port_lookup(const char *name, uint16_t *port, void *arg);
+
+/* uplink.c */
+int dp_uplink_init(const char *iface);
+int dp_announce(const struct dp_vm *vm);
+void dp_uplink_close(void);
+
+/* ctl_cmds.c, telemetry.c */
+void dp_ctl_register(struct ctl_registry *reg);
+json_t *dp_stats_json(const struct dp_vm *only);
+json_t *dp_gen_info_json(void);
+int dp_telemetry_register(void);
+
+/* fwdlib.c */
+int dp_fwd_load(const char *path);
+
+#endif

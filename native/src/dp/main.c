@@ -1,0 +1,182 @@
+/* SPDX-License-Identifier: Apache-2.0
+ * hitless-dp: one datapath generation. main() initialises EAL, the mempool, the FDB, the
+ * forwarding stage, the optional uplink and the control socket, then runs the packet loop on
+ * the main lcore until SIGTERM/SIGINT, and shuts down in reverse order.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <rte_eal.h>
+#include <rte_ethdev.h>
+#include <rte_lcore.h>
+#include <rte_mbuf.h>
+#include <rte_version.h>
+
+#include "dp.h"
+
+#define DP_POOL_MBUFS 16383
+#define DP_FDB_ENTRIES 4096
+
+struct dp dp = { .uplink_port = -1 };
+
+static void
+on_signal(int sig)
+{
+	(void)sig;
+	dp.quit = true;
+}
+
+/* EAL needs a distinct --file-prefix per generation; supply "hl-dp-<gen-id>" when the caller
+ * did not, so two generations on one host never collide. */
+static char **
+with_file_prefix(int *argc, char **argv)
+{
+	const char *gen = NULL;
+	int dashdash = *argc;
+	char **out;
+	static char prefix[64];
+
+	for (int i = 1; i < *argc; i++) {
+		if (strcmp(argv[i], "--") == 0 && dashdash == *argc)
+			dashdash = i;
+		if (i < dashdash && strncmp(argv[i], "--file-prefix", 13) == 0)
+			return argv;
+		if (i > dashdash && strcmp(argv[i], "--gen-id") == 0 && i + 1 < *argc)
+			gen = argv[i + 1];
+	}
+	if (gen == NULL || !hl_valid_name(gen))
+		return argv;
+	out = calloc((size_t)*argc + 2, sizeof(*out));
+	if (out == NULL)
+		return argv;
+	snprintf(prefix, sizeof(prefix), "--file-prefix=hl-dp-%s", gen);
+	out[0] = argv[0];
+	out[1] = prefix;
+	memcpy(out + 2, argv + 1, (size_t)(*argc - 1) * sizeof(*out));
+	(*argc)++;
+	return out;
+}
+
+/* The control thread adds FDB entries; rte_hash's multi-writer mode needs an lcore id. */
+static void
+register_ctl_thread(void *arg)
+{
+	(void)arg;
+	if (rte_thread_register() != 0)
+		fprintf(stderr, "hitless-dp: control thread not registered with EAL: %s\n",
+			rte_strerror(rte_errno));
+}
+
+static int
+make_dirs(void)
+{
+	char vhost[sizeof(dp.run_dir) + 16];
+
+	snprintf(vhost, sizeof(vhost), "%s/vhost", dp.run_dir);
+	if ((mkdir(dp.run_dir, 0750) != 0 && errno != EEXIST) ||
+	    (mkdir(vhost, 0750) != 0 && errno != EEXIST))
+		return -errno;
+	return 0;
+}
+
+static void
+write_pidfile(void)
+{
+	char path[sizeof(dp.run_dir) + 16];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/dp.pid", dp.run_dir);
+	f = fopen(path, "w");
+	if (f != NULL) {
+		fprintf(f, "%d\n", (int)getpid());
+		fclose(f);
+	}
+}
+
+int
+main(int argc, char **argv)
+{
+	char path[sizeof(dp.run_dir) + 16];
+	int n, rc;
+
+	if (argc == 2 && strcmp(argv[1], "--version") == 0) {
+		printf("hitless-dp %s (%s)\n", HITLESS_RELEASE, rte_version());
+		return 0;
+	}
+	if (argc == 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
+		dp_usage(argv[0]);
+		return 0;
+	}
+	argv = with_file_prefix(&argc, argv);
+	n = rte_eal_init(argc, argv);
+	if (n < 0)
+		rte_exit(EXIT_FAILURE, "hitless-dp: EAL init failed: %s\n", rte_strerror(rte_errno));
+	argc -= n;
+	argv += n;
+	argv[0] = (char *)"hitless-dp";
+	if (dp_parse_args(argc, argv) != 0) {
+		dp_usage("hitless-dp");
+		rte_eal_cleanup();
+		return 2;
+	}
+	dp.started_ns = hl_now_ns();
+	signal(SIGTERM, on_signal);
+	signal(SIGINT, on_signal);
+	signal(SIGPIPE, SIG_IGN);
+
+	if ((rc = make_dirs()) != 0)
+		rte_exit(EXIT_FAILURE, "hitless-dp: cannot create %s: %s\n", dp.run_dir,
+			 strerror(-rc));
+	dp.pool = rte_pktmbuf_pool_create("dp_pool", DP_POOL_MBUFS, 256, 0,
+					  RTE_MBUF_DEFAULT_BUF_SIZE, rte_socket_id());
+	if (dp.pool == NULL)
+		rte_exit(EXIT_FAILURE, "hitless-dp: cannot create mbuf pool (-m too small?)\n");
+	dp.fdb = dp_fdb_create("fdb", DP_FDB_ENTRIES);
+	dp.announce_q = rte_ring_create("announce", 64, rte_socket_id(), RING_F_SC_DEQ);
+	if (dp.fdb == NULL || dp.announce_q == NULL)
+		rte_exit(EXIT_FAILURE, "hitless-dp: cannot create FDB or rings\n");
+	if (dp_fwd_load(dp.fwd_path) != 0)
+		rte_exit(EXIT_FAILURE, "hitless-dp: no forwarding stage\n");
+	if (dp.uplink_iface[0] != '\0' && (rc = dp_uplink_init(dp.uplink_iface)) != 0)
+		rte_exit(EXIT_FAILURE, "hitless-dp: uplink %s: %s\n", dp.uplink_iface,
+			 strerror(rc < 0 ? -rc : rc));
+
+	snprintf(path, sizeof(path), "%s/ctl.sock", dp.run_dir);
+	dp.ctl = ctl_server_new(path, 0);
+	if (dp.ctl == NULL)
+		rte_exit(EXIT_FAILURE, "hitless-dp: control socket %s: %s\n", path,
+			 strerror(errno));
+	dp_ctl_register(ctl_server_registry(dp.ctl));
+	ctl_server_on_thread_start(dp.ctl, register_ctl_thread, NULL);
+	if (dp_telemetry_register() != 0)
+		fprintf(stderr, "hitless-dp: telemetry commands not registered\n");
+	write_pidfile();
+	if (ctl_server_start(dp.ctl) != 0)
+		rte_exit(EXIT_FAILURE, "hitless-dp: cannot start control thread\n");
+
+	printf("{\"event\":\"ready\",\"gen_id\":\"%s\",\"version\":\"%s\",\"pid\":%d,"
+	       "\"ctl\":\"%s\",\"lcore\":%u}\n",
+	       dp.gen_id, HITLESS_RELEASE, (int)getpid(), path, rte_lcore_id());
+	fflush(stdout);
+
+	dp_loop(NULL);
+
+	/* shutdown: stop taking commands, release every VM, then the ports */
+	ctl_server_free(dp.ctl);
+	dp.ctl = NULL;
+	dp_vm_del_all();
+	dp_uplink_close();
+	rte_ring_free(dp.announce_q);
+	dp_fdb_free(dp.fdb);
+	rte_mempool_free(dp.pool);
+	snprintf(path, sizeof(path), "%s/dp.pid", dp.run_dir);
+	unlink(path);
+	rte_eal_cleanup();
+	fprintf(stderr, "hitless-dp %s: stopped\n", dp.gen_id);
+	return 0;
+}

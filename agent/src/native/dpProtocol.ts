@@ -1,0 +1,127 @@
+// hitless-dp's control commands, each defined once: name, argument schema, result schema.
+// The C side registers the same names in native/src/dp/ctl_cmds.c (list-commands shows them);
+// an integration test checks that the two lists agree.
+import { z } from 'zod';
+import { defineCommand } from './ctlClient.js';
+
+export const VmName = z.string().regex(/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,31}$/, 'a VM name: 1-32 of A-Z a-z 0-9 _ . -');
+export const Mac = z.string().regex(/^([0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}$/, 'a MAC address aa:bb:cc:dd:ee:ff');
+
+const Empty = z.object({}).strict();
+
+export const GenInfo = z.object({
+  gen_id: z.string(),
+  version: z.string(),
+  dpdk: z.string(),
+  pid: z.number().int(),
+  run_dir: z.string(),
+  uptime_ms: z.number().int(),
+  fwd: z.object({ name: z.string(), version: z.string(), abi: z.number().int(), path: z.string() }),
+  uplink: z.string().nullable().optional(),
+  vms: z.number().int(),
+  max_vms: z.number().int(),
+  fdb_entries: z.number().int(),
+});
+
+export const VmStats = z.object({
+  connected: z.boolean(),
+  rx_pkts: z.number().int(),
+  rx_bytes: z.number().int(),
+  tx_pkts: z.number().int(),
+  tx_bytes: z.number().int(),
+  tx_retries: z.number().int(),
+  drops: z.object({
+    ring_full: z.number().int(),
+    no_dest: z.number().int(),
+    not_ready: z.number().int(),
+    stalled: z.number().int(),
+  }),
+  last_rx_ns: z.number().int(),
+  last_tx_ns: z.number().int(),
+  pending: z.number().int(),
+});
+export type VmStats = z.infer<typeof VmStats>;
+
+export const Stats = z.object({
+  t_ns: z.number().int(),
+  vms: z.record(VmStats),
+  uplink: z
+    .object({
+      iface: z.string(),
+      rx_pkts: z.number().int(),
+      rx_bytes: z.number().int(),
+      tx_pkts: z.number().int(),
+      tx_bytes: z.number().int(),
+      drop_tx: z.number().int(),
+      drop_no_dest: z.number().int(),
+      announces: z.number().int(),
+    })
+    .optional(),
+  loop: z.object({
+    iterations: z.number().int(),
+    busy_iterations: z.number().int(),
+    idle_sleeps: z.number().int(),
+    flood_pkts: z.number().int(),
+  }),
+});
+export type Stats = z.infer<typeof Stats>;
+
+export const FdbEntry = z.object({ mac: Mac, kind: z.enum(['vm', 'learned']), port: z.string() }).strict();
+export type FdbEntry = z.infer<typeof FdbEntry>;
+
+export const dp = {
+  genInfo: defineCommand('gen/info', Empty, GenInfo),
+  vmAdd: defineCommand(
+    'vm/add',
+    z.object({ vm: VmName, mac: Mac, socket: z.string().optional(), client: z.boolean().optional() }).strict(),
+    z.object({ vm: z.string(), socket: z.string(), mode: z.enum(['server', 'client']), port: z.number().int() }),
+  ),
+  vmDel: defineCommand('vm/del', z.object({ vm: VmName }).strict(), z.object({})),
+  vmList: defineCommand(
+    'vm/list',
+    Empty,
+    z.object({
+      vms: z.array(
+        z.object({
+          vm: z.string(),
+          mac: Mac,
+          socket: z.string(),
+          mode: z.enum(['server', 'client']),
+          connected: z.boolean(),
+          port: z.number().int(),
+          connects: z.number().int(),
+          connected_ns: z.number().int(),
+        }),
+      ),
+    }),
+  ),
+  vmAnnounce: defineCommand('vm/announce', z.object({ vm: VmName }).strict(), z.object({ vm: z.string(), sent: z.string() })),
+  statsShow: defineCommand('stats/show', z.object({ vm: VmName.optional() }).strict(), Stats),
+  fdbExport: defineCommand('fdb/export', Empty, z.object({ gen_id: z.string(), entries: z.array(FdbEntry) })),
+  fdbImport: defineCommand(
+    'fdb/import',
+    z.object({ entries: z.array(FdbEntry) }).strict(),
+    z.object({ imported: z.number().int(), absent_vms: z.array(z.string()), fdb_entries: z.number().int() }),
+  ),
+  debugStall: defineCommand(
+    'debug/stall',
+    z.object({ vm: VmName, ms: z.number().int().min(0).max(60000) }).strict(),
+    z.object({ vm: z.string(), start_ns: z.number().int(), until_ns: z.number().int() }),
+  ),
+  listCommands: defineCommand(
+    'list-commands',
+    Empty,
+    z.object({ commands: z.array(z.object({ name: z.string(), usage: z.string() })) }),
+  ),
+} as const;
+
+/** Events a generation emits to subscribers. */
+export const DpEvent = z.discriminatedUnion('event', [
+  z.object({ event: z.literal('vm/connected'), data: z.object({ vm: z.string(), t_ns: z.number(), vid: z.number() }) }),
+  z.object({
+    event: z.literal('vm/disconnected'),
+    data: z.object({ vm: z.string(), t_ns: z.number(), drain_ns: z.number(), drained: z.boolean(), dropped: z.number() }),
+  }),
+  z.object({ event: z.literal('vm/removed'), data: z.object({ vm: z.string() }) }),
+]);
+export type DpEvent = z.infer<typeof DpEvent>;

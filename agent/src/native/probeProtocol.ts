@@ -1,0 +1,53 @@
+// hitless-probe's output, defined once: the JSON-lines events it streams and the summary it
+// prints as its last stdout line (native/src/probe/report.c, events.c).
+import { z } from 'zod';
+
+const int = z.number().int();
+
+export const Gap = z
+  .object({
+    flow: z.string(),
+    start_ns: int,
+    end_ns: int,
+    gap_us: z.number(),
+    lost_in_gap: int,
+  })
+  .passthrough();
+export type Gap = z.infer<typeof Gap>;
+
+export const ProbeEvent = z.discriminatedUnion('event', [
+  z.object({ event: z.literal('start'), data: z.object({ t_ns: int }).passthrough() }),
+  z.object({ event: z.literal('stop'), data: z.object({ t_ns: int }).passthrough() }),
+  z.object({ event: z.literal('gap'), data: Gap }),
+  z.object({ event: z.literal('link'), data: z.object({ vm: z.string(), up: z.boolean(), t_ns: int }).passthrough() }),
+]);
+export type ProbeEvent = z.infer<typeof ProbeEvent>;
+
+export const FlowSummary = z
+  .object({
+    src: z.string(),
+    dst: z.string(),
+    pps: z.number(),
+    offered: int,
+    received: int,
+    lost: int,
+    dup: int,
+    reordered: int,
+    gaps: z.array(Gap),
+    gap_count: int,
+    max_gap_us: z.number(),
+    break_ms_loss: z.number(),
+    break_ms_timestamp: z.number(),
+  })
+  .passthrough();
+export type FlowSummary = z.infer<typeof FlowSummary>;
+
+export const ProbeSummary = z
+  .object({
+    duration_s: z.number(),
+    vms: z.record(z.object({ rx: int, tx: int, tx_refused: int, foreign: int, link_down: int }).passthrough()),
+    flows: z.array(FlowSummary),
+    totals: z.object({ offered: int, received: int, lost: int, dup: int, reordered: int }).passthrough(),
+  })
+  .passthrough();
+export type ProbeSummary = z.infer<typeof ProbeSummary>;

@@ -1,0 +1,232 @@
+// Starting and stopping the native processes of a host: datapath generations (hitless-dp) and
+// probe VMs (hitless-probe). Used by the agent, the demo, the benchmarks and the tests, so there
+// is one place that knows their command lines.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdirSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { z } from 'zod';
+import { CtlClient } from './ctlClient.js';
+import { dp } from './dpProtocol.js';
+import { ProbeEvent, ProbeSummary } from './probeProtocol.js';
+
+const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
+
+/** Where the native binaries are: $HITLESS_BIN_DIR (installed) or the meson build tree. */
+export function nativeBin(name: 'hitless-dp' | 'hitless-probe' | 'hitless-fwd-l2.so'): string {
+  const dir = process.env.HITLESS_BIN_DIR;
+  if (dir) return join(dir, name);
+  const sub = name === 'hitless-fwd-l2.so' ? 'fwd' : name === 'hitless-dp' ? 'dp' : 'probe';
+  return join(repoRoot, 'native/build/src', sub, name);
+}
+
+function eal(lcore: number, memMb: number, prefix: string): string[] {
+  return ['-l', String(lcore), '--no-huge', '-m', String(memMb), '--no-pci', `--file-prefix=${prefix}`, '--log-level=error'];
+}
+
+/** Resolves with the first stdout line that parses as JSON and satisfies pred. */
+function waitLine<T>(child: ChildProcess, what: string, timeoutMs: number, pred: (o: unknown) => T | undefined): Promise<T> {
+  return new Promise((resolvePromise, reject) => {
+    const rl = createInterface({ input: child.stdout! });
+    const timer = setTimeout(() => {
+      rl.close();
+      reject(new Error(`${what}: not ready after ${timeoutMs} ms`));
+    }, timeoutMs);
+    const onExit = (code: number | null, sig: string | null) => {
+      clearTimeout(timer);
+      reject(new Error(`${what}: exited during start-up (code ${code}, signal ${sig})`));
+    };
+    child.once('exit', onExit);
+    rl.on('line', (line) => {
+      let o: unknown;
+      try {
+        o = JSON.parse(line);
+      } catch {
+        return;
+      }
+      const v = pred(o);
+      if (v !== undefined) {
+        clearTimeout(timer);
+        child.off('exit', onExit);
+        rl.close();
+        resolvePromise(v);
+      }
+    });
+  });
+}
+
+function exited(child: ChildProcess): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
+  if (child.exitCode !== null || child.signalCode !== null)
+    return Promise.resolve({ code: child.exitCode, signal: child.signalCode });
+  return new Promise((r) => child.once('exit', (code, signal) => r({ code, signal })));
+}
+
+export interface DpOptions {
+  genId: string;
+  runDir: string;
+  lcore?: number;
+  memMb?: number;
+  uplink?: string;
+  bin?: string;
+  extraArgs?: string[];
+}
+
+export class DpProcess {
+  stderr = '';
+  private constructor(
+    readonly child: ChildProcess,
+    readonly ctl: CtlClient,
+    readonly opts: DpOptions,
+  ) {}
+
+  static async start(opts: DpOptions): Promise<DpProcess> {
+    mkdirSync(opts.runDir, { recursive: true });
+    const args = [
+      ...eal(opts.lcore ?? 1, opts.memMb ?? 256, `hl-dp-${opts.genId}`),
+      '--',
+      '--gen-id', opts.genId,
+      '--run-dir', opts.runDir,
+      ...(opts.uplink ? ['--uplink', opts.uplink] : []),
+      ...(opts.extraArgs ?? []),
+    ];
+    const child = spawn(opts.bin ?? nativeBin('hitless-dp'), args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    child.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    try {
+      await waitLine(child, `hitless-dp ${opts.genId}`, 15000, (o) =>
+        z.object({ event: z.literal('ready') }).safeParse(o).success ? true : undefined,
+      );
+    } catch (e) {
+      child.kill('SIGKILL');
+      throw new Error(`${(e as Error).message}\n${stderr}`);
+    }
+    const ctl = await CtlClient.connect(join(opts.runDir, 'ctl.sock'));
+    const p = new DpProcess(child, ctl, opts);
+    child.stderr!.on('data', (d: string) => (p.stderr += d));
+    p.stderr = stderr;
+    return p;
+  }
+
+  get pid(): number {
+    return this.child.pid!;
+  }
+
+  vhostSocket(vm: string): string {
+    return join(this.opts.runDir, 'vhost', `${vm}.sock`);
+  }
+
+  /** SIGTERM and wait: the generation releases its VMs and exits. */
+  async stop(timeoutMs = 10000): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
+    this.ctl.close();
+    if (this.child.exitCode !== null || this.child.signalCode !== null) return exited(this.child);
+    this.child.kill('SIGTERM');
+    const t = setTimeout(() => this.child.kill('SIGKILL'), timeoutMs);
+    const r = await exited(this.child);
+    clearTimeout(t);
+    return r;
+  }
+
+  async addVm(vm: string, mac: string): Promise<string> {
+    return (await this.ctl.request(dp.vmAdd, { vm, mac })).socket;
+  }
+}
+
+export interface ProbeVm {
+  name: string;
+  mac: string;
+  socket: string;
+  server?: boolean;
+}
+export interface ProbeFlow {
+  src: string;
+  dst: string;
+  pps: number;
+}
+export interface ProbeOptions {
+  name: string;
+  vms: ProbeVm[];
+  flows: ProbeFlow[];
+  durationS?: number;
+  gapUs?: number;
+  lcore?: number;
+  memMb?: number;
+  ctlPath?: string;
+  extraArgs?: string[];
+}
+
+export class ProbeProcess {
+  readonly events: ProbeEvent[] = [];
+  stderr = '';
+  readonly summary: Promise<ProbeSummary>;
+
+  private constructor(readonly child: ChildProcess, readonly opts: ProbeOptions) {
+    let last = '';
+    const rl = createInterface({ input: child.stdout! });
+    rl.on('line', (line) => {
+      if (line.trim() === '') return;
+      last = line;
+      try {
+        const ev = ProbeEvent.safeParse(JSON.parse(line));
+        if (ev.success) this.events.push(ev.data);
+      } catch {
+        /* not JSON: ignore */
+      }
+    });
+    child.stderr!.setEncoding('utf8').on('data', (d: string) => (this.stderr += d));
+    this.summary = new Promise((res, rej) => {
+      child.once('exit', (code, sig) => {
+        rl.close();
+        try {
+          if (code !== 0) throw new Error(`hitless-probe ${opts.name} exited with ${code ?? sig}: ${this.stderr.slice(-2000)}`);
+          res(ProbeSummary.parse(JSON.parse(last)));
+        } catch (e) {
+          rej(e instanceof Error ? e : new Error(String(e)));
+        }
+      });
+    });
+    this.summary.catch(() => undefined); // observed by whoever awaits it
+  }
+
+  /** Starts the probe and resolves once every VM link is up and flows are running. */
+  static async start(opts: ProbeOptions): Promise<ProbeProcess> {
+    const args = [...eal(opts.lcore ?? 0, opts.memMb ?? 128, `hl-probe-${opts.name}`), '--'];
+    for (const v of opts.vms) args.push('--vm', `${v.name},${v.mac},${v.socket}${v.server ? ',server' : ''}`);
+    for (const f of opts.flows) args.push('--flow', `${f.src}:${f.dst}:${f.pps}`);
+    if (opts.durationS !== undefined) args.push('--duration', String(opts.durationS));
+    if (opts.gapUs !== undefined) args.push('--gap-us', String(opts.gapUs));
+    if (opts.ctlPath) {
+      mkdirSync(dirname(opts.ctlPath), { recursive: true });
+      args.push('--ctl', opts.ctlPath);
+    }
+    args.push('--events', '-', ...(opts.extraArgs ?? []));
+    const child = spawn(nativeBin('hitless-probe'), args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    const p = new ProbeProcess(child, opts);
+    const deadline = Date.now() + 20000;
+    while (!p.events.some((e) => e.event === 'start')) {
+      if (child.exitCode !== null || child.signalCode !== null) {
+        await p.summary.catch((e: Error) => {
+          throw e;
+        });
+        throw new Error(`hitless-probe ${opts.name} exited before starting: ${p.stderr}`);
+      }
+      if (Date.now() > deadline) {
+        child.kill('SIGKILL');
+        throw new Error(`hitless-probe ${opts.name}: links not up after 20 s: ${p.stderr}`);
+      }
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    return p;
+  }
+
+  /** Stop sending, let it drain, and return its summary. */
+  async stop(): Promise<ProbeSummary> {
+    if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill('SIGTERM');
+    return this.summary;
+  }
+
+  kill(): void {
+    if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill('SIGKILL');
+  }
+}
+

@@ -1,0 +1,87 @@
+// Test bed for integration tests and benchmarks: temporary run dirs, veth pairs for uplinks,
+// and cleanup of every process and link a test started, even when it fails.
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { DpProcess, ProbeProcess, type DpOptions, type ProbeOptions } from './procs.js';
+
+export class Testbed {
+  readonly dir: string;
+  private readonly dps: DpProcess[] = [];
+  private readonly probes: ProbeProcess[] = [];
+  private readonly links: string[] = [];
+  private static seq = 0;
+
+  constructor(name: string) {
+    this.dir = mkdtempSync(join(tmpdir(), `hl-${name}-`));
+  }
+
+  async dp(genId: string, opts: Partial<DpOptions> = {}): Promise<DpProcess> {
+    const p = await DpProcess.start({ genId, runDir: join(this.dir, genId), ...opts });
+    this.dps.push(p);
+    return p;
+  }
+
+  async probe(opts: ProbeOptions): Promise<ProbeProcess> {
+    const p = await ProbeProcess.start(opts);
+    this.probes.push(p);
+    return p;
+  }
+
+  /** A veth pair, both ends up; returns [a, b]. Removed at cleanup. */
+  veth(): [string, string] {
+    const id = `${process.pid % 10000}x${Testbed.seq++}`;
+    const a = `hl${id}a`;
+    const b = `hl${id}b`;
+    execFileSync('ip', ['link', 'add', a, 'type', 'veth', 'peer', 'name', b]);
+    this.links.push(a);
+    for (const n of [a, b]) {
+      // no IPv6 chatter (router solicitations) on lab links: only our frames cross them
+      execFileSync('sysctl', ['-qw', `net.ipv6.conf.${n}.disable_ipv6=1`]);
+      execFileSync('ip', ['link', 'set', n, 'up']);
+    }
+    return [a, b];
+  }
+
+  async cleanup(): Promise<void> {
+    for (const p of this.probes) p.kill();
+    await Promise.all(this.dps.map((d) => d.stop().catch(() => undefined)));
+    for (const l of this.links) {
+      try {
+        execFileSync('ip', ['link', 'del', l], { stdio: 'ignore' });
+      } catch {
+        /* already gone */
+      }
+    }
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+/** Send raw Ethernet frames on an interface (for uplink tests): python3's AF_PACKET. */
+export function sendFrames(iface: string, frames: Buffer[]): void {
+  const script = [
+    'import socket,sys,binascii',
+    's=socket.socket(socket.AF_PACKET,socket.SOCK_RAW)',
+    's.bind((sys.argv[1],0))',
+    'for h in sys.argv[2:]: s.send(binascii.unhexlify(h))',
+  ].join('\n');
+  execFileSync('python3', ['-c', script, iface, ...frames.map((f) => f.toString('hex'))]);
+}
+
+export function macBytes(mac: string): Buffer {
+  return Buffer.from(mac.split(':').map((h) => parseInt(h, 16)));
+}
+
+/** A minimal broadcast frame from src (an unknown ethertype, padded to 60 bytes). */
+export function broadcastFrom(src: string): Buffer {
+  const f = Buffer.alloc(60);
+  f.fill(0xff, 0, 6);
+  macBytes(src).copy(f, 6);
+  f.writeUInt16BE(0x88b5, 12); // IEEE local experimental ethertype
+  return f;
+}
+
+export function vmMac(i: number): string {
+  return `02:00:00:00:00:${i.toString(16).padStart(2, '0')}`;
+}

@@ -150,7 +150,7 @@ cmd_vm_list(struct ctl_call *c, json_t *args, json_t **result, struct ctl_error 
 
 		if (!__atomic_load_n(&vm->in_use, __ATOMIC_ACQUIRE))
 			continue;
-		rte_ether_format_addr(mac, sizeof(mac), &vm->mac);
+		dp_format_mac(mac, &vm->mac);
 		json_array_append_new(list, json_pack(
 			"{s:s,s:s,s:s,s:s,s:b,s:i,s:I,s:I}", "vm", vm->name, "mac", mac,
 			"socket", vm->sock, "mode", vm->client ? "client" : "server",

@@ -4,6 +4,7 @@
  * memory that a writer could free.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <rte_hash.h>
@@ -114,6 +115,14 @@ dp_fdb_count(const struct dp_fdb *fdb)
 	return (uint32_t)rte_hash_count(fdb->h);
 }
 
+void
+dp_format_mac(char *buf, const struct rte_ether_addr *mac)
+{
+	snprintf(buf, RTE_ETHER_ADDR_FMT_SIZE, "%02x:%02x:%02x:%02x:%02x:%02x",
+		 mac->addr_bytes[0], mac->addr_bytes[1], mac->addr_bytes[2], mac->addr_bytes[3],
+		 mac->addr_bytes[4], mac->addr_bytes[5]);
+}
+
 json_t *
 dp_fdb_export(struct dp_fdb *fdb, const struct dp_fdb_names *names)
 {
@@ -130,7 +139,7 @@ dp_fdb_export(struct dp_fdb *fdb, const struct dp_fdb_names *names)
 
 		if (pname == NULL)
 			continue;
-		rte_ether_format_addr(mac, sizeof(mac), key);
+		dp_format_mac(mac, key);
 		json_array_append_new(list, json_pack("{s:s,s:s,s:s}", "mac", mac, "kind",
 						      kind == FWD_KIND_VM ? "vm" : "learned",
 						      "port", pname));

@@ -28,6 +28,8 @@ int dp_fdb_set(struct dp_fdb *fdb, const struct rte_ether_addr *mac, uint16_t po
 int dp_fdb_del(struct dp_fdb *fdb, const struct rte_ether_addr *mac,
 	       void (*quiesce)(void *), void *arg);
 uint32_t dp_fdb_count(const struct dp_fdb *fdb);
+/* aa:bb:cc:dd:ee:ff, lower case as Linux prints them, into buf[RTE_ETHER_ADDR_FMT_SIZE]. */
+void dp_format_mac(char *buf, const struct rte_ether_addr *mac);
 
 /* Port index <-> name ("uplink" or a VM name) for the JSON form. */
 struct dp_fdb_names {

@@ -127,8 +127,12 @@ parse_flow(struct probe_ctx *ctx, const char *val)
 	src = find_vm(ctx, buf);
 	if (src < 0)
 		return ERR("--flow '%s': source '%s' is not a --vm of this probe", val, buf);
-	if (parse_u64("--flow PPS", last + 1, 0, PROBE_MAX_PPS, &pps) != 0)
-		return ERR("--flow '%s': bad PPS", val);
+	{
+		char opt[160];
+		snprintf(opt, sizeof(opt), "--flow '%s': PPS", val);
+		if (parse_u64(opt, last + 1, 0, PROBE_MAX_PPS, &pps) != 0)
+			return -EINVAL;
+	}
 	f = &ctx->flows[ctx->n_flows];
 	d = find_vm(ctx, dst);
 	if (d < 0) {
@@ -236,9 +240,18 @@ probe_parse_args(struct probe_ctx *ctx, int argc, char **argv)
 	if (ctx->n_vms == 0)
 		return ERR("--vm: at least one VM is required");
 	for (unsigned i = 0; i < n_flows; i++) {
+		struct probe_flow *f;
+
 		rc = parse_flow(ctx, flows[i]);
 		if (rc != 0)
 			return rc;
+		f = &ctx->flows[ctx->n_flows - 1];
+		/* frames 1/pps apart cannot be told from breaks unless the threshold is wider */
+		if (f->pps != 0 && ctx->cfg.gap_ns <= 2 * 1000000000ull / f->pps)
+			fprintf(stderr, "hitless-probe: warning: --flow '%s': frames are %llu us apart, "
+				"--gap-us %llu will report normal spacing as gaps\n", flows[i],
+				(unsigned long long)(1000000 / f->pps),
+				(unsigned long long)(ctx->cfg.gap_ns / 1000));
 	}
 	return 0;
 }

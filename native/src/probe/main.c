@@ -129,6 +129,7 @@ main(int argc, char **argv)
 	struct probe_ctx *ctx = calloc(1, sizeof(*ctx));
 	struct sigaction sa;
 	json_t *summary;
+	const char *why;
 	char *s;
 	int dd, rc;
 
@@ -152,24 +153,35 @@ main(int argc, char **argv)
 	sa.sa_handler = on_signal;
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
+	/* virtio_user writes to the vhost-user socket without MSG_NOSIGNAL: a dead backend
+	 * must show up as a link event, not kill the probe */
+	sa.sa_handler = SIG_IGN;
+	sigaction(SIGPIPE, &sa, NULL);
 	hl_tight_timer_slack();
 
 	rc = probe_traffic_init(ctx);
 	if (rc != 0)
 		rte_exit(1, "hitless-probe: cannot allocate buffers: %s\n", strerror(-rc));
 	rc = probe_events_start(ctx);
-	if (rc != 0)
-		rte_exit(1, "hitless-probe: cannot start the event writer: %s\n", strerror(-rc));
+	if (rc != 0) {
+		why = "cannot start the event writer";
+		goto fail;
+	}
 	rc = probe_control_start(ctx);
-	if (rc != 0)
-		rte_exit(1, "hitless-probe: cannot start the control socket\n");
+	if (rc != 0) {
+		why = "cannot start the control socket";
+		goto fail;
+	}
 	rc = probe_ports_init(ctx);
-	if (rc != 0)
-		rte_exit(1, "hitless-probe: cannot set up the VM ports\n");
+	if (rc != 0) {
+		why = "cannot set up the VM ports";
+		goto fail;
+	}
 	rc = probe_links_wait(ctx, &g_quit);
-	if (rc == -ETIMEDOUT)
-		rte_exit(1, "hitless-probe: not every VM link came up\n");
-
+	if (rc == -ETIMEDOUT) {
+		why = "not every VM link came up";
+		goto fail;
+	}
 	if (rc == 0)
 		run_loop(ctx);
 
@@ -193,4 +205,10 @@ main(int argc, char **argv)
 	free(ctx->rx);
 	free(ctx);
 	return 0;
+fail:
+	/* the writer and ctl threads use EAL memory: stop them before the EAL goes away */
+	probe_events_stop(ctx);
+	ctl_server_free(ctx->ctl);
+	ctx->ctl = NULL;
+	rte_exit(1, "hitless-probe: %s\n", why);
 }

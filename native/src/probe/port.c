@@ -35,8 +35,9 @@ probe_ports_init(struct probe_ctx *ctx)
 				vm->name, vm->socket);
 		rc = rte_vdev_init(name, args);
 		if (rc < 0) {
-			fprintf(stderr, "hitless-probe: VM '%s': cannot create virtio_user port on %s: %s\n",
-				vm->name, vm->socket, strerror(-rc));
+			fprintf(stderr, "hitless-probe: VM '%s': cannot create a virtio_user port on %s "
+				"(rc %d)%s\n", vm->name, vm->socket, rc,
+				vm->server ? "" : "; is a vhost-user backend listening there?");
 			return rc;
 		}
 		rc = rte_eth_dev_get_port_by_name(name, &vm->port);
@@ -110,9 +111,16 @@ probe_links_poll(struct probe_ctx *ctx, uint64_t now)
 {
 	for (unsigned i = 0; i < ctx->n_vms; i++) {
 		struct probe_vm *vm = &ctx->vms[i];
-		bool up = link_is_up(vm);
 		struct probe_event ev;
+		bool up;
 
+		/* a client-mode port whose backend went away never comes back (the PMD only
+		 * reconnects in server mode) and the PMD logs each poll: look once a second */
+		if (!vm->server && !vm->link_up && now < vm->next_poll_ns)
+			continue;
+		up = link_is_up(vm);
+		if (!vm->server && !up)
+			vm->next_poll_ns = now + 1000000000ull;
 		if (up == PROBE_GET(vm->link_up))
 			continue;
 		PROBE_SET(vm->link_up, up);

@@ -57,6 +57,7 @@ struct probe_vm {
 	uint16_t port;
 	bool port_started;
 	bool link_up;         /* as the frontend last saw it */
+	uint64_t next_poll_ns; /* link poll throttle for a dead client-mode port */
 	uint64_t rx, tx, tx_refused, foreign, link_down, untracked;
 };
 
@@ -82,6 +83,7 @@ struct probe_flow {
 
 struct probe_gap {
 	uint64_t start_ns, end_ns, seq_before, seq_after;
+	uint64_t tx_before_ns, tx_after_ns; /* sender timestamps of the two frames */
 };
 
 /* Receive-side state of one key: rx VM + source MAC + flow id (+ the sender's run id). */
@@ -89,8 +91,9 @@ struct probe_rx {
 	uint16_t vm, flow_id, run_id;
 	struct rte_ether_addr src;
 	int flow;              /* local flow index when this is its intended receiver, else -1 */
+	bool resumed;          /* its flow was paused and resumed: the next gap is not a break */
 	uint64_t received, dup, reordered;
-	uint64_t max_seq, last_seq, first_ns, last_ns;
+	uint64_t max_seq, last_seq, first_ns, last_ns, last_tx_ns;
 	uint64_t lat_sum_ns, lat_max_ns;
 	uint64_t gap_count, max_gap_ns; /* gap_count is stored with release after gaps[] */
 	struct probe_gap gaps[PROBE_GAPS_KEPT];

@@ -61,6 +61,11 @@ probe_gap_json(struct probe_ctx *ctx, const struct probe_rx *e, const struct pro
 		      (json_int_t)((g->end_ns - g->start_ns) / 1000), "lost_in_gap",
 		      (json_int_t)lost, "seq_before", (json_int_t)g->seq_before, "seq_after",
 		      (json_int_t)g->seq_after);
+	/* how much of the gap the sender itself caused (it did not send): a receive gap with a
+	 * matching tx gap is a stalled sender, not a broken path */
+	if (o != NULL && g->tx_after_ns > g->tx_before_ns && g->tx_before_ns != 0)
+		json_object_set_new(o, "tx_gap_us",
+				    json_integer((json_int_t)((g->tx_after_ns - g->tx_before_ns) / 1000)));
 	if (o != NULL && open)
 		json_object_set_new(o, "open", json_true());
 	return o;
@@ -99,7 +104,7 @@ add_rx_metrics(struct probe_ctx *ctx, json_t *o, struct probe_rx *e, uint64_t of
 	/* a gap still open when sending stopped: nothing arrived after `from` */
 	if (send_end != 0 && from != 0 && send_end > from + ctx->cfg.gap_ns) {
 		struct probe_gap g = { from, send_end, received ? PROBE_GET(e->last_seq) : 0,
-				       offered };
+				       offered, 0, 0 };
 		json_t *gj = probe_gap_json(ctx, e, &g, true);
 
 		if (received == 0)

@@ -193,8 +193,11 @@ probe_tx_tick(struct probe_ctx *ctx, uint64_t now)
 			f->cur_paused = true;
 			continue;
 		}
+		if (f->cur_paused && f->rx_idx >= 0)
+			ctx->rx[f->rx_idx].resumed = true;
 		if (pps == 0) {
 			f->cur_pps = 0;
+			f->cur_paused = false;
 			continue;
 		}
 		if (f->cur_paused || pps != f->cur_pps || f->base_ns == 0) {
@@ -250,7 +253,8 @@ win_clear(struct probe_rx *e, uint64_t seq)
 /* A receive gap above --gap-us: keep it for the summary (first PROBE_GAPS_KEPT records,
  * first PROBE_GAP_SAMPLES lengths) and send it to the event writer. */
 static void
-record_gap(struct probe_ctx *ctx, struct probe_rx *e, int idx, uint64_t now, uint64_t seq)
+record_gap(struct probe_ctx *ctx, struct probe_rx *e, int idx, uint64_t now, uint64_t seq,
+	   uint64_t tx_ns)
 {
 	uint64_t n = e->gap_count, len = now - e->last_ns;
 	struct probe_event ev;
@@ -260,7 +264,7 @@ record_gap(struct probe_ctx *ctx, struct probe_rx *e, int idx, uint64_t now, uin
 	ev.vm = e->vm;
 	ev.rx_idx = idx;
 	ev.t_ns = now;
-	ev.gap = (struct probe_gap){ e->last_ns, now, e->last_seq, seq };
+	ev.gap = (struct probe_gap){ e->last_ns, now, e->last_seq, seq, e->last_tx_ns, tx_ns };
 	if (n < PROBE_GAPS_KEPT)
 		e->gaps[n] = ev.gap;
 	if (n < PROBE_GAP_SAMPLES)
@@ -290,8 +294,10 @@ rx_account(struct probe_ctx *ctx, struct probe_rx *e, int idx, uint64_t seq, uin
 		win_test_set(e, seq);
 		goto out;
 	}
-	if (now - e->last_ns > ctx->cfg.gap_ns)
-		record_gap(ctx, e, idx, now, seq);
+	if (e->resumed)
+		e->resumed = false; /* a pause is not a break */
+	else if (now - e->last_ns > ctx->cfg.gap_ns)
+		record_gap(ctx, e, idx, now, seq, tx_ns);
 	if (seq > e->max_seq) {
 		uint64_t d = seq - e->max_seq;
 		if (d >= PROBE_DUP_WINDOW)
@@ -312,6 +318,7 @@ rx_account(struct probe_ctx *ctx, struct probe_rx *e, int idx, uint64_t seq, uin
 out:
 	PROBE_SET(e->last_ns, now);
 	PROBE_SET(e->last_seq, seq);
+	e->last_tx_ns = tx_ns;
 	PROBE_ADD(e->received, 1);
 }
 

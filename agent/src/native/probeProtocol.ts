@@ -1,6 +1,7 @@
 // hitless-probe's output, defined once: the JSON-lines events it streams and the summary it
 // prints as its last stdout line (native/src/probe/report.c, events.c).
 import { z } from 'zod';
+import { defineCommand } from './ctlClient.js';
 
 const int = z.number().int();
 
@@ -51,3 +52,23 @@ export const ProbeSummary = z
   })
   .passthrough();
 export type ProbeSummary = z.infer<typeof ProbeSummary>;
+
+// hitless-probe's control commands (--ctl), each defined once.
+
+const FlowRef = z.object({ flow: z.string().min(1) }).strict();
+const FlowList = z.object({
+  flows: z.array(z.object({ id: int, flow: z.string(), pps: int, paused: z.boolean() })),
+});
+
+export const probe = {
+  statsShow: defineCommand('stats/show', z.object({}).strict(), ProbeSummary.extend({ state: z.string() })),
+  flowSet: defineCommand('flow/set', FlowRef.extend({ pps: int.min(1).max(100_000_000) }).strict(), FlowList),
+  flowPause: defineCommand('flow/pause', FlowRef, FlowList),
+  flowResume: defineCommand('flow/resume', FlowRef, FlowList),
+  vmRxPause: defineCommand(
+    'vm/rx-pause',
+    z.object({ vm: z.string(), ms: int.min(0).max(60000) }).strict(),
+    z.object({ vm: z.string(), start_ns: int, until_ns: int }),
+  ),
+  probeStop: defineCommand('probe/stop', z.object({}).strict(), z.object({ stopping: z.boolean() })),
+} as const;

@@ -158,6 +158,8 @@ export interface ProbeOptions {
 export class ProbeProcess {
   readonly events: ProbeEvent[] = [];
   stderr = '';
+  /** Its control socket, when started with ctlPath. */
+  ctl: CtlClient | null = null;
   readonly summary: Promise<ProbeSummary>;
 
   private constructor(readonly child: ChildProcess, readonly opts: ProbeOptions) {
@@ -216,16 +218,19 @@ export class ProbeProcess {
       }
       await new Promise((r) => setTimeout(r, 50));
     }
+    if (opts.ctlPath) p.ctl = await CtlClient.connect(opts.ctlPath);
     return p;
   }
 
   /** Stop sending, let it drain, and return its summary. */
   async stop(): Promise<ProbeSummary> {
+    this.ctl?.close();
     if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill('SIGTERM');
     return this.summary;
   }
 
   kill(): void {
+    this.ctl?.close();
     if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill('SIGKILL');
   }
 }

@@ -1,6 +1,6 @@
 // Test bed for integration tests and benchmarks: temporary run dirs, veth pairs for uplinks,
 // and cleanup of every process and link a test started, even when it fails.
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -67,6 +67,36 @@ export function sendFrames(iface: string, frames: Buffer[]): void {
     'for h in sys.argv[2:]: s.send(binascii.unhexlify(h))',
   ].join('\n');
   execFileSync('python3', ['-c', script, iface, ...frames.map((f) => f.toString('hex'))]);
+}
+
+/** Capture frames of one ethertype on an interface for ms; resolves with them once ready() has
+ * been awaited and the time is up. python3's AF_PACKET, so no capture tool is needed. */
+export function captureFrames(iface: string, ethertype: number, ms: number): { ready: Promise<void>; frames: Promise<Buffer[]> } {
+  const script = [
+    'import socket,sys,time,binascii',
+    's=socket.socket(socket.AF_PACKET,socket.SOCK_RAW,socket.htons(int(sys.argv[2])))',
+    's.bind((sys.argv[1],0)); s.settimeout(0.05)',
+    'print("ready",flush=True)',
+    'end=time.time()+float(sys.argv[3])/1000',
+    'while time.time()<end:',
+    '  try: print(binascii.hexlify(s.recv(2048)).decode(),flush=True)',
+    '  except socket.timeout: pass',
+  ].join('\n');
+  const child = spawn('python3', ['-c', script, iface, String(ethertype), String(ms)], { stdio: ['ignore', 'pipe', 'inherit'] });
+  let out = '';
+  let readyResolve: () => void;
+  const ready = new Promise<void>((r) => (readyResolve = r));
+  child.stdout.setEncoding('utf8').on('data', (d: string) => {
+    out += d;
+    if (out.startsWith('ready\n')) readyResolve();
+  });
+  const frames = new Promise<Buffer[]>((res, rej) =>
+    child.once('exit', (code) => {
+      if (code !== 0) return rej(new Error(`capture on ${iface} failed (${code})`));
+      res(out.split('\n').slice(1).filter((l) => l.length > 0).map((h) => Buffer.from(h, 'hex')));
+    }),
+  );
+  return { ready, frames };
 }
 
 export function macBytes(mac: string): Buffer {

@@ -72,6 +72,33 @@ flow_change(struct ctl_call *call, json_t *args, json_t **result, struct ctl_err
 	return 0;
 }
 
+static const struct ctl_arg rx_pause_args[] = {
+	{ "vm", CTL_T_STRING, true, 0, 0 },
+	{ "ms", CTL_T_INT, true, 0, 60000 },
+	{ NULL },
+};
+
+/* Fault injection on the guest side: the VM stops reading its RX ring for ms, as a busy or
+ * descheduled guest would, so the backend's handling of a full ring can be checked. */
+static int
+vm_rx_pause(struct ctl_call *call, json_t *args, json_t **result, struct ctl_error *err)
+{
+	struct probe_ctx *ctx = call->aux;
+	const char *name = json_string_value(json_object_get(args, "vm"));
+	json_int_t ms = json_integer_value(json_object_get(args, "ms"));
+	uint64_t start = hl_now_ns(), until = start + (uint64_t)ms * 1000000ull;
+
+	for (unsigned i = 0; i < ctx->n_vms; i++) {
+		if (strcmp(ctx->vms[i].name, name) != 0)
+			continue;
+		PROBE_SET(ctx->vms[i].rx_pause_until_ns, until);
+		*result = json_pack("{s:s,s:I,s:I}", "vm", name, "start_ns", (json_int_t)start,
+				    "until_ns", (json_int_t)until);
+		return 0;
+	}
+	return ctl_fail(err, "unknown-vm", "no vm '%.40s' in this probe", name);
+}
+
 static int
 probe_stop(struct ctl_call *call, json_t *args, json_t **result, struct ctl_error *err)
 {
@@ -108,6 +135,9 @@ probe_control_start(struct probe_ctx *ctx)
 			   flow_arg, flow_change, ctx);
 	rc |= ctl_register(reg, "flow/resume", "flow/resume {flow}: resume a paused flow",
 			   flow_arg, flow_change, ctx);
+	rc |= ctl_register(reg, "vm/rx-pause",
+			   "vm/rx-pause {vm, ms}: the VM stops reading its RX ring for ms (fault injection)",
+			   rx_pause_args, vm_rx_pause, ctx);
 	rc |= ctl_register(reg, "probe/stop",
 			   "probe/stop: stop sending, drain, write the summary and exit 0", no_args,
 			   probe_stop, ctx);

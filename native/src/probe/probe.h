@@ -58,6 +58,7 @@ struct probe_vm {
 	bool port_started;
 	bool link_up;         /* as the frontend last saw it */
 	uint64_t next_poll_ns; /* link poll throttle for a dead client-mode port */
+	uint64_t rx_pause_until_ns; /* ctl: the guest stops reading its RX ring until then */
 	uint64_t rx, tx, tx_refused, foreign, link_down, untracked;
 };
 

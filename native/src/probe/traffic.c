@@ -369,6 +369,8 @@ probe_rx_poll(struct probe_ctx *ctx, uint64_t now)
 	for (unsigned v = 0; v < ctx->n_vms; v++) {
 		struct probe_vm *vm = &ctx->vms[v];
 
+		if (PROBE_GET(vm->rx_pause_until_ns) > now)
+			continue;
 		for (int round = 0; round < RX_ROUNDS; round++) {
 			uint16_t n = rte_eth_rx_burst(vm->port, 0, m, RX_BURST);
 

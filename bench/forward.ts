@@ -5,11 +5,17 @@
 // --forward-mode=io (the limit: no lookup, no per-VM counters). Runs alternate dp/testpmd so
 // machine noise hits both alike. The probe (two virtio_user VMs, one lcore) floods a->b and
 // b->a; the forwarder has the other core to itself.
+//
+// Two figures per run: the rate the probe received (Mpps), and the forwarder's own cost in TSC
+// cycles per packet over the iterations that moved packets (testpmd: --record-core-cycles;
+// hitless-dp: its loop counters). Cycles/packet does not depend on whether the generator or the
+// forwarder was the bottleneck, so it is the fairer comparison of the two forwarders.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DpProcess, ProbeProcess } from '../agent/src/native/procs.js';
+import { dp } from '../agent/src/native/dpProtocol.js';
 import { vmMac } from '../agent/src/native/testbed.js';
 import { stats, type Stats } from './lib.js';
 
@@ -25,14 +31,19 @@ const opt = (name: string, dflt: number): number => {
   }
   return v;
 };
-const runs = opt('--runs', quick ? 3 : 5);
-const seconds = opt('--seconds', quick ? 4 : 10);
+const runs = opt('--runs', quick ? 4 : 8);
+const seconds = opt('--seconds', quick ? 3 : 6);
 
 const dir = mkdtempSync(join(tmpdir(), 'hl-bench-fwd-'));
 const VMS = [
   { name: 'a', mac: vmMac(1) },
   { name: 'b', mac: vmMac(2) },
 ];
+
+interface Run {
+  mpps: number;
+  cpp: number;
+}
 
 async function measure(sockets: [string, string], tag: string): Promise<number> {
   const probe = await ProbeProcess.start({
@@ -49,17 +60,19 @@ async function measure(sockets: [string, string], tag: string): Promise<number> 
   return sum.totals.received / sum.duration_s / 1e6;
 }
 
-async function runDp(i: number): Promise<number> {
+async function runDp(i: number): Promise<Run> {
   const gen = await DpProcess.start({ genId: `bench${i}`, runDir: join(dir, `dp${i}`), lcore: 1 });
   try {
     for (const v of VMS) await gen.addVm(v.name, v.mac);
-    return await measure([gen.vhostSocket('a'), gen.vhostSocket('b')], `dp${i}`);
+    const mpps = await measure([gen.vhostSocket('a'), gen.vhostSocket('b')], `dp${i}`);
+    const { loop } = await gen.ctl.request(dp.statsShow, {});
+    return { mpps, cpp: loop.busy_cycles / loop.busy_pkts };
   } finally {
     await gen.stop();
   }
 }
 
-async function runTestpmd(i: number): Promise<number> {
+async function runTestpmd(i: number): Promise<Run> {
   const d = join(dir, `tp${i}`);
   mkdirSync(d, { recursive: true });
   const socks: [string, string] = [join(d, 'a.sock'), join(d, 'b.sock')];
@@ -70,19 +83,22 @@ async function runTestpmd(i: number): Promise<number> {
       '-l', '0,1', '--no-huge', '-m', '256', '--no-pci', `--file-prefix=hl-bench-tp${i}`, '--log-level=error',
       '--vdev', `net_vhost0,iface=${socks[0]},queues=1`,
       '--vdev', `net_vhost1,iface=${socks[1]},queues=1`,
-      '--', '--forward-mode=io', '--nb-cores=1', '--total-num-mbufs=16384', '--auto-start',
+      '--', '--forward-mode=io', '--nb-cores=1', '--total-num-mbufs=16384', '--auto-start', '--record-core-cycles',
     ],
-    { stdio: ['pipe', 'ignore', 'pipe'] },
+    { stdio: ['pipe', 'pipe', 'pipe'] },
   );
   let err = '';
+  let out = '';
   tp.stderr!.on('data', (b: Buffer) => (err += b.toString()));
+  tp.stdout!.on('data', (b: Buffer) => (out += b.toString()));
+  let mpps = NaN;
   try {
     for (let t = 0; t < 100; t++) {
       const { existsSync } = await import('node:fs');
       if (existsSync(socks[0]) && existsSync(socks[1])) break;
       await new Promise((r) => setTimeout(r, 100));
     }
-    return await measure(socks, `tp${i}`);
+    mpps = await measure(socks, `tp${i}`);
   } catch (e) {
     throw new Error(`testpmd run ${i}: ${(e as Error).message}\n${err}`);
   } finally {
@@ -91,22 +107,30 @@ async function runTestpmd(i: number): Promise<number> {
     await new Promise((r) => (tp.exitCode !== null ? r(null) : tp.once('exit', r)));
     clearTimeout(t);
   }
+  // printed when forwarding stops: "CPU cycles/packet=225.01 (busy cycles=... / total io packets=...)"
+  const m = out.match(/CPU cycles\/packet=([\d.]+)/);
+  if (!m) throw new Error(`testpmd run ${i}: no cycles/packet in its output`);
+  return { mpps, cpp: Number(m[1]) };
 }
 
 async function main(): Promise<void> {
-  const dpRuns: number[] = [];
-  const tpRuns: number[] = [];
+  const dpRuns: Run[] = [];
+  const tpRuns: Run[] = [];
   try {
     for (let i = 0; i < runs; i++) {
       dpRuns.push(await runDp(i));
       tpRuns.push(await runTestpmd(i));
-      console.error(`run ${i + 1}/${runs}: hitless-dp ${dpRuns[i]!.toFixed(3)} Mpps, testpmd io ${tpRuns[i]!.toFixed(3)} Mpps`);
+      const [a, b] = [dpRuns[i]!, tpRuns[i]!];
+      console.error(`run ${i + 1}/${runs}: hitless-dp ${a.mpps.toFixed(3)} Mpps ${a.cpp.toFixed(0)} cyc/pkt, testpmd io ${b.mpps.toFixed(3)} Mpps ${b.cpp.toFixed(0)} cyc/pkt`);
     }
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
-  const d: Stats = stats(dpRuns);
-  const t: Stats = stats(tpRuns);
+  const d: Stats = stats(dpRuns.map((r) => r.mpps));
+  const t: Stats = stats(tpRuns.map((r) => r.mpps));
+  const dc: Stats = stats(dpRuns.map((r) => r.cpp));
+  const tc: Stats = stats(tpRuns.map((r) => r.cpp));
+  const spread = (s: Stats): number => round((100 * (s.max - s.min)) / s.p50);
   const result = {
     bench: 'forward',
     dp_mpps: round(d.p50),
@@ -115,22 +139,31 @@ async function main(): Promise<void> {
     runs,
     seconds_per_run: seconds,
     frame_bytes: 64,
-    dp: d,
-    testpmd: t,
-    // noise: spread of the same measurement across runs of this invocation
-    noise_pct: { dp: round((100 * (d.max - d.min)) / d.p50), testpmd: round((100 * (t.max - t.min)) / t.p50) },
+    // forwarder cost; ratio_cycles = testpmd cycles / dp cycles (1.0 = as cheap as testpmd io)
+    dp_cycles_per_pkt: round(dc.p50),
+    testpmd_cycles_per_pkt: round(tc.p50),
+    ratio_cycles: round(tc.p50 / dc.p50),
+    ratio_cycles_best: round(tc.min / dc.min),
+    dp: { mpps: d, cycles_per_pkt: dc },
+    testpmd: { mpps: t, cycles_per_pkt: tc },
+    // noise: spread (max - min) / median of the same measurement across this invocation's runs
+    noise_pct: { dp_mpps: spread(d), testpmd_mpps: spread(t), dp_cycles: spread(dc), testpmd_cycles: spread(tc) },
   };
+  const row = (name: string, s: Stats, digits: number): string =>
+    `| ${name} | ${s.p50.toFixed(digits)} | ${s.p99.toFixed(digits)} | ${s.max.toFixed(digits)} | ${s.min.toFixed(digits)} | ${spread(s)}% |`;
   const report = [
     `# bench forward — ${new Date().toISOString()}`,
     '',
     `64-byte frames, probe flooding a->b and b->a through one forwarding lcore; ${runs} runs x ${seconds} s, alternating.`,
     '',
-    '| forwarder | median Mpps | p99 | max | min | spread |',
+    '| measure | median | p99 | max | min | spread |',
     '|---|---|---|---|---|---|',
-    `| hitless-dp | ${d.p50.toFixed(3)} | ${d.p99.toFixed(3)} | ${d.max.toFixed(3)} | ${d.min.toFixed(3)} | ${result.noise_pct.dp}% |`,
-    `| testpmd io | ${t.p50.toFixed(3)} | ${t.p99.toFixed(3)} | ${t.max.toFixed(3)} | ${t.min.toFixed(3)} | ${result.noise_pct.testpmd}% |`,
+    row('hitless-dp Mpps', d, 3),
+    row('testpmd io Mpps', t, 3),
+    row('hitless-dp cycles/pkt', dc, 1),
+    row('testpmd io cycles/pkt', tc, 1),
     '',
-    `ratio (medians): ${result.ratio}`,
+    `ratio of median rates: ${result.ratio}; testpmd/dp cycles per packet: median ${result.ratio_cycles}, best ${result.ratio_cycles_best}`,
     '',
   ].join('\n');
   mkdirSync('bench/results', { recursive: true });

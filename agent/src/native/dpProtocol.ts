@@ -21,6 +21,7 @@ export const GenInfo = z.object({
   vms: z.number().int(),
   max_vms: z.number().int(),
   fdb_entries: z.number().int(),
+  tsc_hz: z.number().int(),
 });
 
 export const VmStats = z.object({
@@ -58,6 +59,8 @@ export const Stats = z.object({
     })
     .optional(),
   loop: z.object({
+    busy_cycles: z.number().int(),
+    busy_pkts: z.number().int(),
     iterations: z.number().int(),
     busy_iterations: z.number().int(),
     idle_sleeps: z.number().int(),

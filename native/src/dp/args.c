@@ -22,6 +22,7 @@ dp_usage(const char *prog)
 		"  --uplink IFACE     uplink port: net_af_packet on IFACE (optional)\n"
 		"  --fwd-lib PATH     forwarding stage shared object (default: next to the binary)\n"
 		"  --idle-max-us N    longest idle nap of the packet loop (default 200)\n"
+		"  --idle-grace-us N  keep polling this long after the last packet (default 50)\n"
 		"  --retry-us N       how long packets wait for a full guest RX ring (default 10000)\n",
 		prog, prog);
 }
@@ -74,12 +75,14 @@ dp_parse_args(int argc, char **argv)
 		{ "fwd-lib", required_argument, NULL, 'f' },
 		{ "idle-max-us", required_argument, NULL, 'i' },
 		{ "retry-us", required_argument, NULL, 't' },
+		{ "idle-grace-us", required_argument, NULL, 'G' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	int c;
 
 	dp.idle_max_us = 200;
+	dp.idle_grace_us = 50;
 	dp.retry_us = 10000;
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -112,6 +115,10 @@ dp_parse_args(int argc, char **argv)
 			break;
 		case 'i':
 			if (parse_uint("--idle-max-us", optarg, 1, 100000, &dp.idle_max_us) != 0)
+				return -1;
+			break;
+		case 'G':
+			if (parse_uint("--idle-grace-us", optarg, 0, 1000000, &dp.idle_grace_us) != 0)
 				return -1;
 			break;
 		case 't':

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <rte_cycles.h>
 #include <rte_version.h>
 
 #include "dp.h"
@@ -44,7 +45,7 @@ dp_stats_json(const struct dp_vm *only)
 		if (__atomic_load_n(&vm->in_use, __ATOMIC_ACQUIRE) && (only == NULL || only == vm))
 			json_object_set_new(vms, vm->name, vm_stats_json(vm));
 	}
-	return json_pack("{s:I,s:o,s:o*,s:{s:I,s:I,s:I,s:I}}",
+	return json_pack("{s:I,s:o,s:o*,s:{s:I,s:I,s:I,s:I,s:I,s:I}}",
 			 "t_ns", (json_int_t)hl_now_ns(), "vms", vms,
 			 "uplink", dp.uplink_port < 0 ? NULL :
 			 json_pack("{s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:I}",
@@ -57,6 +58,8 @@ dp_stats_json(const struct dp_vm *only)
 				   "drop_no_dest", (json_int_t)RD(dp.us.drop_no_dest),
 				   "announces", (json_int_t)RD(dp.us.announces)),
 			 "loop",
+			 "busy_cycles", (json_int_t)RD(dp.ls.busy_cycles),
+			 "busy_pkts", (json_int_t)RD(dp.ls.busy_pkts),
 			 "iterations", (json_int_t)RD(dp.ls.iterations),
 			 "busy_iterations", (json_int_t)RD(dp.ls.busy_iterations),
 			 "idle_sleeps", (json_int_t)RD(dp.ls.idle_sleeps),
@@ -71,7 +74,7 @@ dp_gen_info_json(void)
 
 	for (int s = 0; s < DP_MAX_VMS; s++)
 		nvms += __atomic_load_n(&dp.vms[s].in_use, __ATOMIC_ACQUIRE);
-	return json_pack("{s:s,s:s,s:s,s:i,s:s,s:I,s:{s:s,s:s,s:i,s:s},s:s?,s:i,s:i,s:I}",
+	return json_pack("{s:s,s:s,s:s,s:i,s:s,s:I,s:{s:s,s:s,s:i,s:s},s:s?,s:i,s:i,s:I,s:I}",
 			 "gen_id", dp.gen_id, "version", HITLESS_RELEASE, "dpdk", rte_version(),
 			 "pid", (int)getpid(), "run_dir", dp.run_dir,
 			 "uptime_ms", (json_int_t)((hl_now_ns() - dp.started_ns) / 1000000),
@@ -79,7 +82,8 @@ dp_gen_info_json(void)
 			 "path", dp.fwd_path,
 			 "uplink", dp.uplink_port >= 0 ? dp.uplink_iface : NULL,
 			 "vms", nvms, "max_vms", DP_MAX_VMS,
-			 "fdb_entries", (json_int_t)dp_fdb_count(dp.fdb));
+			 "fdb_entries", (json_int_t)dp_fdb_count(dp.fdb),
+			 "tsc_hz", (json_int_t)rte_get_tsc_hz());
 }
 
 static int

@@ -70,6 +70,8 @@ struct dp_uplink_stats {
 
 struct dp_loop_stats {
 	uint64_t iterations, busy_iterations, idle_sleeps, flood_pkts;
+	uint64_t busy_cycles;  /* TSC cycles spent in iterations that moved packets */
+	uint64_t busy_pkts;    /* packets received in those iterations (uplink + VMs) */
 } __rte_cache_aligned;
 
 struct dp {
@@ -79,6 +81,7 @@ struct dp {
 	char uplink_iface[32];
 	char fwd_path[256];
 	uint32_t idle_max_us;
+	uint32_t idle_grace_us;
 	uint32_t retry_us;
 	uint64_t started_ns;
 	/* resources */

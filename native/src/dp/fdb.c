@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include <rte_hash.h>
-#include <rte_jhash.h>
+#include <rte_hash_crc.h>
 #include <rte_malloc.h>
 
 #include "fdb.h"
@@ -31,7 +31,7 @@ dp_fdb_create(const char *name, uint32_t entries)
 		.name = name,
 		.entries = entries,
 		.key_len = sizeof(struct rte_ether_addr),
-		.hash_func = rte_jhash,
+		.hash_func = rte_hash_crc,
 		.socket_id = SOCKET_ID_ANY,
 		.extra_flag = RTE_HASH_EXTRA_FLAGS_RW_CONCURRENCY_LF |
 			      RTE_HASH_EXTRA_FLAGS_MULTI_WRITER_ADD,
@@ -68,6 +68,26 @@ dp_fdb_lookup(void *f, const struct rte_ether_addr *mac, uint16_t *port, uint8_t
 	*port = (uint16_t)((uintptr_t)data & 0xffff);
 	*kind = (uint8_t)((uintptr_t)data >> 16);
 	return 0;
+}
+
+uint64_t
+dp_fdb_lookup_bulk(void *f, const struct rte_ether_addr **macs, uint16_t n, uint16_t *port,
+		   uint8_t *kind)
+{
+	struct dp_fdb *fdb = f;
+	void *data[RTE_HASH_LOOKUP_BULK_MAX];
+	uint64_t hit = 0;
+
+	if (n == 0 || n > RTE_HASH_LOOKUP_BULK_MAX ||
+	    rte_hash_lookup_bulk_data(fdb->h, (const void **)macs, n, &hit, data) < 0)
+		return 0;
+	for (uint16_t i = 0; i < n; i++) {
+		if (!(hit >> i & 1))
+			continue;
+		port[i] = (uint16_t)((uintptr_t)data[i] & 0xffff);
+		kind[i] = (uint8_t)((uintptr_t)data[i] >> 16);
+	}
+	return hit;
 }
 
 void

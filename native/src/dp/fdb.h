@@ -19,6 +19,9 @@ void dp_fdb_free(struct dp_fdb *fdb);
 
 /* 0 and the entry, or -ENOENT. Safe from the packet loop. */
 int dp_fdb_lookup(void *fdb, const struct rte_ether_addr *mac, uint16_t *port, uint8_t *kind);
+/* Bulk lookup of n <= RTE_HASH_LOOKUP_BULK_MAX addresses; returns the hit mask. */
+uint64_t dp_fdb_lookup_bulk(void *fdb, const struct rte_ether_addr **macs, uint16_t n,
+			    uint16_t *port, uint8_t *kind);
 /* Learn mac on port unless it is already there or is a configured VM. Safe from the loop. */
 void dp_fdb_learn(void *fdb, const struct rte_ether_addr *mac, uint16_t port);
 /* Configure an entry; a learned entry never replaces a VM entry (-EEXIST). */

@@ -127,6 +127,7 @@ forward(uint16_t src, struct rte_mbuf **pkts, uint16_t n, uint64_t now, struct r
 	const struct hitless_fwd_env env = {
 		.fdb = dp.fdb,
 		.lookup = dp_fdb_lookup,
+		.lookup_bulk = dp_fdb_lookup_bulk,
 		.learn = dp_fdb_learn,
 		.has_uplink = dp.uplink_port >= 0,
 	};
@@ -195,12 +196,13 @@ dp_loop(void *arg)
 {
 	struct rte_mbuf *pkts[DP_BURST];
 	struct rte_mbuf *up[DP_BURST * 4];
-	uint64_t idle_iters = 0, nap_ns = 10000;
+	uint64_t last_busy_ns = hl_now_ns(), nap_ns = 10000;
 
 	(void)arg;
 	hl_tight_timer_slack();
 	__atomic_store_n(&dp.loop_running, true, __ATOMIC_RELEASE);
 	while (!dp.quit) {
+		uint64_t t0 = rte_rdtsc();
 		uint64_t now = hl_now_ns();
 		uint32_t got = 0, pending = 0;
 		uint16_t up_n = 0;
@@ -257,12 +259,15 @@ dp_loop(void *arg)
 				__atomic_store_n(&vm->drained, true, __ATOMIC_RELEASE);
 		}
 
-		/* adaptive idle: poll under load, nap in growing steps (bounded) when idle */
+		/* adaptive idle: poll while packets come; once none came for idle_grace_us, nap
+		 * in growing steps up to idle_max_us so an idle generation costs ~0 CPU */
 		if (got > 0 || pending > 0) {
 			dp.ls.busy_iterations++;
-			idle_iters = 0;
+			dp.ls.busy_pkts += got;
+			dp.ls.busy_cycles += rte_rdtsc() - t0;
+			last_busy_ns = now;
 			nap_ns = 10000;
-		} else if (++idle_iters > 64) {
+		} else if (now - last_busy_ns > (uint64_t)dp.idle_grace_us * 1000) {
 			dp.ls.idle_sleeps++;
 			hl_sleep_ns(nap_ns);
 			nap_ns = RTE_MIN(nap_ns * 2, (uint64_t)dp.idle_max_us * 1000);

@@ -26,6 +26,10 @@ struct hitless_fwd_env {
 	void *fdb;
 	int (*lookup)(void *fdb, const struct rte_ether_addr *mac, uint16_t *port,
 		      uint8_t *kind);
+	/* Look up n (<= 64) addresses at once; bit i of the returned mask is set when macs[i]
+	 * was found, and then port[i]/kind[i] hold its entry. */
+	uint64_t (*lookup_bulk)(void *fdb, const struct rte_ether_addr **macs, uint16_t n,
+				uint16_t *port, uint8_t *kind);
 	void (*learn)(void *fdb, const struct rte_ether_addr *mac, uint16_t port);
 	int has_uplink;
 };

@@ -15,7 +15,7 @@ native: setup
 	@ninja -C $(BUILD) >/dev/null
 
 ts: setup
-	@npx tsc -p tsconfig.json --noEmit
+	@node_modules/.bin/tsc -p tsconfig.json --noEmit
 
 build: native ts
 
@@ -28,7 +28,7 @@ test-integration: build
 test: test-native test-integration
 
 demo: build
-	npx tsx scripts/demo.ts
+	node --import tsx scripts/demo.ts
 
 bench: build
 	bench/run forward --quick

@@ -4,7 +4,7 @@
 // the report as JSON under results/.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dp } from '../agent/src/native/dpProtocol.js';
-import type { ProbeSummary } from '../agent/src/native/probeProtocol.js';
+import { measured, type ProbeSummary } from '../agent/src/native/probeProtocol.js';
 import { Testbed, vmMac } from '../agent/src/native/testbed.js';
 
 const VMS = ['vm1', 'vm2', 'vm3', 'vm4'];
@@ -44,7 +44,7 @@ async function main(): Promise<void> {
     }
     const sum: ProbeSummary = await probe.summary;
     const rows: (string | number)[][] = [['flow', 'offered', 'lost', 'dup', 'gaps>2ms', 'max gap ms', 'break ms (loss)', 'break ms (timestamp)']];
-    for (const f of sum.flows)
+    for (const f of measured(sum))
       rows.push([`${f.src}->${f.dst}`, f.offered, f.lost, f.dup, f.gap_count, (f.max_gap_us / 1000).toFixed(2), f.break_ms_loss.toFixed(2), f.break_ms_timestamp.toFixed(2)]);
     console.log(`\nbreak-time report (RFC 6201; the fault on ${STALL.vm} was ${STALL.ms} ms):\n${table(rows)}`);
     mkdirSync('results', { recursive: true });

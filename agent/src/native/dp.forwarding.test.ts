@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { dp } from './dpProtocol.js';
-import { probe as probe_ } from './probeProtocol.js';
+import { measured, probe as probe_ } from './probeProtocol.js';
 import { Testbed, vmMac } from './testbed.js';
 
 const VMS = ['v1', 'v2', 'v3', 'v4'];
@@ -24,10 +24,10 @@ describe('hitless-dp with 4 probe VMs', () => {
       durationS: 5,
     });
     const sum = await probe.summary;
-    assert.equal(sum.totals.lost, 0, `lost frames: ${JSON.stringify(sum.flows.map((f) => [f.src, f.dst, f.lost]))}`);
+    assert.equal(sum.totals.lost, 0, `lost frames: ${JSON.stringify(measured(sum).map((f) => [f.src, f.dst, f.lost]))}`);
     assert.equal(sum.totals.dup, 0);
     assert.equal(sum.totals.reordered, 0);
-    for (const f of sum.flows) {
+    for (const f of measured(sum)) {
       assert.ok(f.offered >= 10000 * 5 * 0.9, `${f.src}->${f.dst} offered only ${f.offered}`);
       assert.equal(f.received, f.offered, `${f.src}->${f.dst}`);
     }
@@ -64,9 +64,9 @@ describe('hitless-dp with 4 probe VMs', () => {
     const stall = await gen.ctl.request(dp.debugStall, { vm: 'v2', ms: 50 });
     const sum = await probe.summary;
     const st = await gen.ctl.request(dp.statsShow, { vm: 'v2' });
-    const into = sum.flows.find((f) => f.src === 'v1' && f.dst === 'v2')!;
-    const outOf = sum.flows.find((f) => f.src === 'v2' && f.dst === 'v3')!;
-    const other = sum.flows.find((f) => f.src === 'v3' && f.dst === 'v4')!;
+    const into = measured(sum).find((f) => f.src === 'v1' && f.dst === 'v2')!;
+    const outOf = measured(sum).find((f) => f.src === 'v2' && f.dst === 'v3')!;
+    const other = measured(sum).find((f) => f.src === 'v3' && f.dst === 'v4')!;
 
     // into v2: the frames dropped during the stall are exactly the probe's lost frames
     assert.ok(into.lost > 0, 'frames towards a stalled VM are lost');

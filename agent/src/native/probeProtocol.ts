@@ -12,6 +12,7 @@ export const Gap = z
     end_ns: int,
     gap_us: z.number(),
     lost_in_gap: int,
+    open: z.boolean().optional(),
   })
   .passthrough();
 export type Gap = z.infer<typeof Gap>;
@@ -24,11 +25,15 @@ export const ProbeEvent = z.discriminatedUnion('event', [
 ]);
 export type ProbeEvent = z.infer<typeof ProbeEvent>;
 
-export const FlowSummary = z
+// A flow whose receiver is in this probe: sent here (pps known) or seen arriving from another
+// probe process (remote: true, offered inferred from the highest sequence number).
+export const MeasuredFlow = z
   .object({
     src: z.string(),
     dst: z.string(),
-    pps: z.number(),
+    rx_side: z.literal('local'),
+    pps: z.number().optional(),
+    remote: z.boolean().optional(),
     offered: int,
     received: int,
     lost: int,
@@ -41,6 +46,14 @@ export const FlowSummary = z
     break_ms_timestamp: z.number(),
   })
   .passthrough();
+export type MeasuredFlow = z.infer<typeof MeasuredFlow>;
+
+// A flow this probe sends to a VM of another probe process: only the sending side is here.
+export const SentFlow = z
+  .object({ src: z.string(), dst: z.string(), rx_side: z.literal('remote'), pps: z.number(), offered: int })
+  .passthrough();
+
+export const FlowSummary = z.discriminatedUnion('rx_side', [MeasuredFlow, SentFlow]);
 export type FlowSummary = z.infer<typeof FlowSummary>;
 
 export const ProbeSummary = z
@@ -52,6 +65,11 @@ export const ProbeSummary = z
   })
   .passthrough();
 export type ProbeSummary = z.infer<typeof ProbeSummary>;
+
+/** The flows whose receiving side this probe measured. */
+export function measured(sum: ProbeSummary): MeasuredFlow[] {
+  return sum.flows.filter((f): f is MeasuredFlow => f.rx_side === 'local');
+}
 
 // hitless-probe's control commands (--ctl), each defined once.
 

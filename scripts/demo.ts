@@ -5,7 +5,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dp } from '../agent/src/native/dpProtocol.js';
 import { measured, type ProbeSummary } from '../agent/src/native/probeProtocol.js';
-import { Testbed, vmMac } from '../agent/src/native/testbed.js';
+import { labVms, Testbed } from '../agent/src/native/testbed.js';
 
 const VMS = ['vm1', 'vm2', 'vm3', 'vm4'];
 const PPS = 10000;
@@ -22,12 +22,12 @@ async function main(): Promise<void> {
   try {
     console.log(`hitless demo: generation A, ${VMS.length} probe VMs, ${VMS.length} flows x ${PPS} pps, ${SECONDS} s`);
     const gen = await bed.dp('A');
-    for (const [i, vm] of VMS.entries()) await gen.addVm(vm, vmMac(i + 1));
+    const vms = await gen.serve(labVms(4, 'vm'));
     const info = await gen.ctl.request(dp.genInfo, {});
     console.log(`generation ${info.gen_id}: hitless-dp ${info.version}, forwarding stage ${info.fwd.name} ${info.fwd.version}, pid ${info.pid}`);
     const probe = await bed.probe({
       name: 'demo',
-      vms: VMS.map((vm, i) => ({ name: vm, mac: vmMac(i + 1), socket: gen.vhostSocket(vm) })),
+      vms,
       flows: VMS.map((vm, i) => ({ src: vm, dst: VMS[(i + 1) % VMS.length]!, pps: PPS })),
       durationS: SECONDS,
       gapUs: 2000,

@@ -7,9 +7,7 @@ import { after, describe, test } from 'node:test';
 import { CtlError } from './ctlClient.js';
 import { dp } from './dpProtocol.js';
 import { nativeBin } from './procs.js';
-import { Testbed, vmMac } from './testbed.js';
-
-const VMS = ['v1', 'v2', 'v3', 'v4'];
+import { labVms, Testbed, vmMac } from './testbed.js';
 
 describe('hitless-dp control socket', () => {
   const bed = new Testbed('ctl');
@@ -17,10 +15,10 @@ describe('hitless-dp control socket', () => {
 
   test('answers every kind of bad input with an error, changes nothing, and keeps forwarding', async () => {
     const gen = await bed.dp('C');
-    for (const [i, vm] of VMS.slice(0, 2).entries()) await gen.addVm(vm, vmMac(i + 1));
+    const vms = await gen.serve(labVms(2));
     const probe = await bed.probe({
       name: 'ctl',
-      vms: VMS.slice(0, 2).map((vm, i) => ({ name: vm, mac: vmMac(i + 1), socket: gen.vhostSocket(vm) })),
+      vms,
       flows: [
         { src: 'v1', dst: 'v2', pps: 10000 },
         { src: 'v2', dst: 'v1', pps: 10000 },

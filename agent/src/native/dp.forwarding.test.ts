@@ -5,9 +5,9 @@ import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { dp } from './dpProtocol.js';
 import { measured, probe as probe_ } from './probeProtocol.js';
-import { Testbed, vmMac } from './testbed.js';
+import { labVms, Testbed, vmMac } from './testbed.js';
 
-const VMS = ['v1', 'v2', 'v3', 'v4'];
+const VMS = labVms(4).map((v) => v.name);
 
 describe('hitless-dp with 4 probe VMs', () => {
   const bed = new Testbed('fwd');
@@ -15,10 +15,10 @@ describe('hitless-dp with 4 probe VMs', () => {
 
   test('forwards VM to VM with 0 lost, and its counters match what the probe counted', async () => {
     const gen = await bed.dp('A');
-    for (const [i, vm] of VMS.entries()) await gen.addVm(vm, vmMac(i + 1));
+    const vms = await gen.serve(labVms(4));
     const probe = await bed.probe({
       name: 'fwd',
-      vms: VMS.map((vm, i) => ({ name: vm, mac: vmMac(i + 1), socket: gen.vhostSocket(vm) })),
+      vms,
       // a ring of flows, 40 kpps in all
       flows: VMS.map((vm, i) => ({ src: vm, dst: VMS[(i + 1) % VMS.length]!, pps: 10000 })),
       durationS: 5,
@@ -48,10 +48,9 @@ describe('hitless-dp with 4 probe VMs', () => {
 
   test('debug/stall of 50 ms is measured by the probe as a ~50 ms gap, with its lost frames', async () => {
     const gen = await bed.dp('S');
-    for (const [i, vm] of VMS.entries()) await gen.addVm(vm, vmMac(i + 1));
     const probe = await bed.probe({
       name: 'stall',
-      vms: VMS.map((vm, i) => ({ name: vm, mac: vmMac(i + 1), socket: gen.vhostSocket(vm) })),
+      vms: await gen.serve(labVms(4)),
       flows: [
         { src: 'v1', dst: 'v2', pps: 10000 }, // into the stalled VM: dropped while stalled
         { src: 'v2', dst: 'v3', pps: 10000 }, // out of it: held in its TX ring, delayed
@@ -93,11 +92,9 @@ describe('hitless-dp towards a guest that stops reading', () => {
   // RX ring holds. The generation keeps the rest and retries; without the retry they are lost.
   async function pauseRun(tag: string, retryUs: number): Promise<{ lost: number; retries: number; ringFull: number }> {
     const gen = await bed.dp(`R${tag}`, { extraArgs: ['--retry-us', String(retryUs)] });
-    await gen.addVm('v1', vmMac(1));
-    await gen.addVm('v2', vmMac(2));
     const probe = await bed.probe({
       name: `retry${tag}`,
-      vms: ['v1', 'v2'].map((vm, i) => ({ name: vm, mac: vmMac(i + 1), socket: gen.vhostSocket(vm) })),
+      vms: await gen.serve(labVms(2)),
       flows: [{ src: 'v1', dst: 'v2', pps: 40000 }],
       durationS: 3,
       ctlPath: join(bed.dir, `probe${tag}.sock`),

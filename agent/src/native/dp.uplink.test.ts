@@ -3,9 +3,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { dp } from './dpProtocol.js';
 import { measured } from './probeProtocol.js';
-import { broadcastFrom, captureFrames, sendFrames, Testbed, vmMac } from './testbed.js';
-
-const VMS = ['v1', 'v2', 'v3', 'v4'];
+import { broadcastFrom, captureFrames, sendFrames, labVms, Testbed, vmMac } from './testbed.js';
 
 describe('hitless-dp uplink and FDB', () => {
   const bed = new Testbed('up');
@@ -19,10 +17,11 @@ describe('hitless-dp uplink and FDB', () => {
     // generation A serves v1,v2 with uplink on one end; generation B serves v3,v4 on the other
     const a = await bed.dp('UA', { uplink: links[0] });
     const b = await bed.dp('UB', { uplink: links[1] });
-    for (const [i, vm] of VMS.entries()) await (i < 2 ? a : b).addVm(vm, vmMac(i + 1));
+    const [v1, v2, v3, v4] = labVms(4);
+    const vms = [...(await a.serve([v1!, v2!])), ...(await b.serve([v3!, v4!]))];
     const probe = await bed.probe({
       name: 'up',
-      vms: VMS.map((vm, i) => ({ name: vm, mac: vmMac(i + 1), socket: (i < 2 ? a : b).vhostSocket(vm) })),
+      vms,
       flows: [
         { src: 'v1', dst: 'v3', pps: 5000 },
         { src: 'v4', dst: 'v2', pps: 5000 },

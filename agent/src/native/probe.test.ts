@@ -5,7 +5,7 @@ import { after, describe, test } from 'node:test';
 import { dp } from './dpProtocol.js';
 import { measured } from './probeProtocol.js';
 import { nativeBin } from './procs.js';
-import { macBytes, sendFrames, Testbed, vmMac } from './testbed.js';
+import { macBytes, sendFrames, labVms, Testbed, vmMac } from './testbed.js';
 
 /** A probe frame as another probe process would send it (layout: native/src/probe/probe.h). */
 function probeFrame(dst: string, src: string, runId: number, flowId: number, seq: number): Buffer {
@@ -61,11 +61,9 @@ describe('hitless-probe measurement', () => {
 
   test('reports the link going down when its backend dies, and the break as lost frames and an open gap', async () => {
     const gen = await bed.dp('K9');
-    await gen.addVm('v1', vmMac(1));
-    await gen.addVm('v2', vmMac(2));
     const probe = await bed.probe({
       name: 'kill',
-      vms: ['v1', 'v2'].map((vm, i) => ({ name: vm, mac: vmMac(i + 1), socket: gen.vhostSocket(vm) })),
+      vms: await gen.serve(labVms(2)),
       flows: [{ src: 'v1', dst: 'v2', pps: 5000 }],
       durationS: 3,
     });

@@ -130,6 +130,13 @@ export class DpProcess {
   async addVm(vm: string, mac: string): Promise<string> {
     return (await this.ctl.request(dp.vmAdd, { vm, mac })).socket;
   }
+
+  /** Serve these VMs (server-mode sockets); returns them as probe VMs attached to this generation. */
+  async serve(vms: { name: string; mac: string }[]): Promise<ProbeVm[]> {
+    const out: ProbeVm[] = [];
+    for (const v of vms) out.push({ ...v, socket: await this.addVm(v.name, v.mac) });
+    return out;
+  }
 }
 
 export interface ProbeVm {

@@ -115,3 +115,8 @@ export function broadcastFrom(src: string): Buffer {
 export function vmMac(i: number): string {
   return `02:00:00:00:00:${i.toString(16).padStart(2, '0')}`;
 }
+
+/** n lab VMs: v1..vn with MACs 02:00:00:00:00:01.. */
+export function labVms(n: number, prefix = 'v'): { name: string; mac: string }[] {
+  return Array.from({ length: n }, (_, i) => ({ name: `${prefix}${i + 1}`, mac: vmMac(i + 1) }));
+}

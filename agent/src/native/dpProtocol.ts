@@ -18,6 +18,7 @@ export const GenInfo = z.object({
   uptime_ms: z.number().int(),
   fwd: z.object({ name: z.string(), version: z.string(), abi: z.number().int(), path: z.string() }),
   uplink: z.string().nullable().optional(),
+  peer: z.string().nullable().optional(),
   vms: z.number().int(),
   max_vms: z.number().int(),
   fdb_entries: z.number().int(),
@@ -43,21 +44,24 @@ export const VmStats = z.object({
 });
 export type VmStats = z.infer<typeof VmStats>;
 
+/** An external port: the uplink, or the peer link to the host's other generation. */
+export const ExtPort = z.object({
+  spec: z.string(),
+  link_up: z.boolean(),
+  rx_pkts: z.number().int(),
+  rx_bytes: z.number().int(),
+  tx_pkts: z.number().int(),
+  tx_bytes: z.number().int(),
+  drop_tx: z.number().int(),
+  drop_no_dest: z.number().int(),
+  announces: z.number().int(),
+});
+
 export const Stats = z.object({
   t_ns: z.number().int(),
   vms: z.record(VmStats),
-  uplink: z
-    .object({
-      iface: z.string(),
-      rx_pkts: z.number().int(),
-      rx_bytes: z.number().int(),
-      tx_pkts: z.number().int(),
-      tx_bytes: z.number().int(),
-      drop_tx: z.number().int(),
-      drop_no_dest: z.number().int(),
-      announces: z.number().int(),
-    })
-    .optional(),
+  uplink: ExtPort.optional(),
+  peer: ExtPort.optional(),
   loop: z.object({
     busy_cycles: z.number().int(),
     busy_pkts: z.number().int(),

@@ -9,15 +9,16 @@ import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
 import { CtlClient } from './ctlClient.js';
 import { dp } from './dpProtocol.js';
+import { keeper, KeeperEvent } from './keeperProtocol.js';
 import { ProbeEvent, ProbeSummary } from './probeProtocol.js';
 
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
 
 /** Where the native binaries are: $HITLESS_BIN_DIR (installed) or the meson build tree. */
-export function nativeBin(name: 'hitless-dp' | 'hitless-probe' | 'hitless-fwd-l2.so'): string {
+export function nativeBin(name: 'hitless-dp' | 'hitless-probe' | 'hitless-keeper' | 'hitless-fwd-l2.so'): string {
   const dir = process.env.HITLESS_BIN_DIR;
   if (dir) return join(dir, name);
-  const sub = name === 'hitless-fwd-l2.so' ? 'fwd' : name === 'hitless-dp' ? 'dp' : 'probe';
+  const sub = { 'hitless-fwd-l2.so': 'fwd', 'hitless-dp': 'dp', 'hitless-probe': 'probe', 'hitless-keeper': 'keeper' }[name];
   return join(repoRoot, 'native/build/src', sub, name);
 }
 
@@ -68,6 +69,8 @@ export interface DpOptions {
   lcore?: number;
   memMb?: number;
   uplink?: string;
+  /** memif peer link to the host's other generation: the older one is the server */
+  peer?: { socket: string; server: boolean };
   bin?: string;
   extraArgs?: string[];
 }
@@ -88,6 +91,7 @@ export class DpProcess {
       '--gen-id', opts.genId,
       '--run-dir', opts.runDir,
       ...(opts.uplink ? ['--uplink', opts.uplink] : []),
+      ...(opts.peer ? ['--peer', `${opts.peer.socket},${opts.peer.server ? 'server' : 'client'}`] : []),
       ...(opts.extraArgs ?? []),
     ];
     const child = spawn(opts.bin ?? nativeBin('hitless-dp'), args, { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -136,6 +140,74 @@ export class DpProcess {
     const out: ProbeVm[] = [];
     for (const v of vms) out.push({ ...v, socket: await this.addVm(v.name, v.mac) });
     return out;
+  }
+}
+
+export interface KeeperOptions {
+  runDir: string;
+  extraArgs?: string[];
+}
+
+/** The host's keeper: owns the VMs' vhost-user sockets; its events are collected. */
+export class KeeperProcess {
+  stderr = '';
+  readonly events: KeeperEvent[] = [];
+  private constructor(
+    readonly child: ChildProcess,
+    readonly ctl: CtlClient,
+    readonly opts: KeeperOptions,
+  ) {}
+
+  static async start(opts: KeeperOptions): Promise<KeeperProcess> {
+    mkdirSync(opts.runDir, { recursive: true });
+    const child = spawn(nativeBin('hitless-keeper'), ['--run-dir', opts.runDir, ...(opts.extraArgs ?? [])], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stderr = '';
+    child.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    try {
+      await waitLine(child, 'hitless-keeper', 10000, (o) =>
+        z.object({ event: z.literal('ready') }).safeParse(o).success ? true : undefined,
+      );
+    } catch (e) {
+      child.kill('SIGKILL');
+      throw new Error(`${(e as Error).message}\n${stderr}`);
+    }
+    const ctl = await CtlClient.connect(join(opts.runDir, 'ctl.sock'));
+    const k = new KeeperProcess(child, ctl, opts);
+    k.stderr = stderr;
+    child.stderr!.on('data', (d: string) => (k.stderr += d));
+    await ctl.subscribe((e) => {
+      const ev = KeeperEvent.safeParse(e);
+      if (ev.success) k.events.push(ev.data);
+    });
+    return k;
+  }
+
+  vhostSocket(vm: string): string {
+    return join(this.opts.runDir, 'vhost', `${vm}.sock`);
+  }
+
+  async attach(gen: DpProcess): Promise<void> {
+    await this.ctl.request(keeper.genAttach, { gen: gen.opts.genId, run_dir: gen.opts.runDir });
+  }
+
+  /** Give these VMs keeper sockets served by gen (which must serve them too); returns probe VMs. */
+  async serve(gen: DpProcess, vms: { name: string; mac: string }[]): Promise<ProbeVm[]> {
+    await gen.serve(vms);
+    const out: ProbeVm[] = [];
+    for (const v of vms) out.push({ ...v, socket: (await this.ctl.request(keeper.vmAdd, { vm: v.name, gen: gen.opts.genId })).socket });
+    return out;
+  }
+
+  async stop(): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
+    this.ctl.close();
+    if (this.child.exitCode !== null || this.child.signalCode !== null) return exited(this.child);
+    this.child.kill('SIGTERM');
+    const t = setTimeout(() => this.child.kill('SIGKILL'), 10000);
+    const r = await exited(this.child);
+    clearTimeout(t);
+    return r;
   }
 }
 

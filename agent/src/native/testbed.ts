@@ -4,11 +4,12 @@ import { execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { DpProcess, ProbeProcess, type DpOptions, type ProbeOptions } from './procs.js';
+import { DpProcess, KeeperProcess, ProbeProcess, type DpOptions, type ProbeOptions } from './procs.js';
 
 export class Testbed {
   readonly dir: string;
   private readonly dps: DpProcess[] = [];
+  private readonly keepers: KeeperProcess[] = [];
   private readonly probes: ProbeProcess[] = [];
   private readonly links: string[] = [];
   private static seq = 0;
@@ -21,6 +22,12 @@ export class Testbed {
     const p = await DpProcess.start({ genId, runDir: join(this.dir, genId), ...opts });
     this.dps.push(p);
     return p;
+  }
+
+  async keeper(name = 'keeper'): Promise<KeeperProcess> {
+    const k = await KeeperProcess.start({ runDir: join(this.dir, name) });
+    this.keepers.push(k);
+    return k;
   }
 
   async probe(opts: ProbeOptions): Promise<ProbeProcess> {
@@ -46,6 +53,7 @@ export class Testbed {
 
   async cleanup(): Promise<void> {
     for (const p of this.probes) p.kill();
+    await Promise.all(this.keepers.map((k) => k.stop().catch(() => undefined)));
     await Promise.all(this.dps.map((d) => d.stop().catch(() => undefined)));
     for (const l of this.links) {
       try {

@@ -41,7 +41,7 @@ struct ctl_server {
 	void (*thread_init)(void *);
 	void *thread_init_arg;
 	bool running;
-	pthread_mutex_t lock; /* clients[] and writes to them */
+	pthread_mutex_t lock; /* clients[] (changed only by the server thread) and writes */
 	struct ctl_client *clients[CTL_MAX_CLIENTS];
 };
 
@@ -76,7 +76,7 @@ ctl_server_new(const char *path, size_t max_line)
 	srv->max_line = max_line ? max_line : CTL_MAX_LINE_DEFAULT;
 	srv->lfd = srv->efd = srv->wakefd = -1;
 	{
-		/* recursive: a handler may emit an event while its request is being served */
+		/* recursive: an event may be emitted from inside a reply path */
 		pthread_mutexattr_t ma;
 		pthread_mutexattr_init(&ma);
 		pthread_mutexattr_settype(&ma, PTHREAD_MUTEX_RECURSIVE);
@@ -213,7 +213,18 @@ accept_clients(struct ctl_server *srv)
 	}
 }
 
-/* Handle every complete line in the client's buffer. Called with srv->lock held. */
+/* Handle every complete line in the client's buffer. Handlers run without srv->lock, so a
+ * handler may wait for a lock of its own that another thread holds while emitting an event;
+ * only the writes are serialised with ctl_emit. */
+static void
+reply_json(struct ctl_server *srv, struct ctl_client *c, json_t *reply)
+{
+	pthread_mutex_lock(&srv->lock);
+	send_json(c->fd, reply, 1000);
+	pthread_mutex_unlock(&srv->lock);
+	json_decref(reply);
+}
+
 static void
 process_lines(struct ctl_server *srv, struct ctl_client *c)
 {
@@ -222,13 +233,10 @@ process_lines(struct ctl_server *srv, struct ctl_client *c)
 	for (size_t i = 0; i < c->len; i++) {
 		if (c->buf[i] != '\n')
 			continue;
-		if (c->skipping) {
+		if (c->skipping)
 			c->skipping = false;
-		} else if (i > start) {
-			json_t *reply = ctl_handle_line(srv->reg, c->buf + start, i - start, c);
-			send_json(c->fd, reply, 1000);
-			json_decref(reply);
-		}
+		else if (i > start)
+			reply_json(srv, c, ctl_handle_line(srv->reg, c->buf + start, i - start, c));
 		start = i + 1;
 	}
 	memmove(c->buf, c->buf + start, c->len - start);
@@ -236,13 +244,10 @@ process_lines(struct ctl_server *srv, struct ctl_client *c)
 	if (c->len == srv->max_line) { /* full and no newline: oversized line */
 		if (!c->skipping) {
 			char msg[96];
-			json_t *e;
 			snprintf(msg, sizeof(msg), "request line longer than %zu bytes",
 				 srv->max_line);
-			e = json_pack("{s:n,s:b,s:{s:s,s:s}}", "id", "ok", 0, "error", "code",
-				      "line-too-long", "message", msg);
-			send_json(c->fd, e, 1000);
-			json_decref(e);
+			reply_json(srv, c, json_pack("{s:n,s:b,s:{s:s,s:s}}", "id", "ok", 0, "error",
+						     "code", "line-too-long", "message", msg));
 		}
 		c->skipping = true;
 		c->len = 0;
@@ -267,22 +272,18 @@ server_thread(void *arg)
 			}
 			if ((void *)c == (void *)&srv->wakefd)
 				continue;
-			pthread_mutex_lock(&srv->lock);
-			int slot;
-			for (slot = 0; slot < CTL_MAX_CLIENTS && srv->clients[slot] != c; slot++)
-				;
-			if (slot == CTL_MAX_CLIENTS) { /* dropped by ctl_emit meanwhile */
-				pthread_mutex_unlock(&srv->lock);
-				continue;
-			}
+			/* only this thread frees clients, so c is valid here */
 			ssize_t r = read(c->fd, c->buf + c->len, srv->max_line - c->len);
 			if (r == 0 || (r < 0 && errno != EAGAIN && errno != EINTR)) {
-				drop_client(srv, slot);
+				pthread_mutex_lock(&srv->lock);
+				for (int slot = 0; slot < CTL_MAX_CLIENTS; slot++)
+					if (srv->clients[slot] == c)
+						drop_client(srv, slot);
+				pthread_mutex_unlock(&srv->lock);
 			} else if (r > 0) {
 				c->len += (size_t)r;
 				process_lines(srv, c);
 			}
-			pthread_mutex_unlock(&srv->lock);
 		}
 	}
 	return NULL;

@@ -20,6 +20,7 @@ dp_usage(const char *prog)
 		"  --gen-id ID        name of this generation (1-32 of A-Z a-z 0-9 _ . -)\n"
 		"  --run-dir DIR      control socket DIR/ctl.sock, VM sockets DIR/vhost/<vm>.sock\n"
 		"  --uplink IFACE     uplink port: net_af_packet on IFACE (optional)\n"
+		"  --peer SOCK,server|client  peer link to the host's other generation (memif)\n"
 		"  --fwd-lib PATH     forwarding stage shared object (default: next to the binary)\n"
 		"  --idle-max-us N    longest idle nap of the packet loop (default 200)\n"
 		"  --idle-grace-us N  keep polling this long after the last packet (default 50)\n"
@@ -72,6 +73,7 @@ dp_parse_args(int argc, char **argv)
 		{ "gen-id", required_argument, NULL, 'g' },
 		{ "run-dir", required_argument, NULL, 'r' },
 		{ "uplink", required_argument, NULL, 'u' },
+		{ "peer", required_argument, NULL, 'p' },
 		{ "fwd-lib", required_argument, NULL, 'f' },
 		{ "idle-max-us", required_argument, NULL, 'i' },
 		{ "retry-us", required_argument, NULL, 't' },
@@ -110,6 +112,18 @@ dp_parse_args(int argc, char **argv)
 			}
 			snprintf(dp.uplink_iface, sizeof(dp.uplink_iface), "%s", optarg);
 			break;
+		case 'p': {
+			const char *comma = strrchr(optarg, ',');
+			size_t len = comma ? (size_t)(comma - optarg) : 0;
+			if (comma == NULL || len == 0 || len >= sizeof(dp.peer_sock) ||
+			    (strcmp(comma, ",server") != 0 && strcmp(comma, ",client") != 0)) {
+				fprintf(stderr, "hitless-dp: --peer: expected SOCKET,server or SOCKET,client\n");
+				return -1;
+			}
+			snprintf(dp.peer_sock, sizeof(dp.peer_sock), "%.*s", (int)len, optarg);
+			dp.peer_server = strcmp(comma, ",server") == 0;
+			break;
+		}
 		case 'f':
 			snprintf(dp.fwd_path, sizeof(dp.fwd_path), "%s", optarg);
 			break;

@@ -45,18 +45,9 @@ dp_stats_json(const struct dp_vm *only)
 		if (__atomic_load_n(&vm->in_use, __ATOMIC_ACQUIRE) && (only == NULL || only == vm))
 			json_object_set_new(vms, vm->name, vm_stats_json(vm));
 	}
-	return json_pack("{s:I,s:o,s:o*,s:{s:I,s:I,s:I,s:I,s:I,s:I}}",
+	return json_pack("{s:I,s:o,s:o*,s:o*,s:{s:I,s:I,s:I,s:I,s:I,s:I}}",
 			 "t_ns", (json_int_t)hl_now_ns(), "vms", vms,
-			 "uplink", dp.uplink_port < 0 ? NULL :
-			 json_pack("{s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:I}",
-				   "iface", dp.uplink_iface,
-				   "rx_pkts", (json_int_t)RD(dp.us.rx_pkts),
-				   "rx_bytes", (json_int_t)RD(dp.us.rx_bytes),
-				   "tx_pkts", (json_int_t)RD(dp.us.tx_pkts),
-				   "tx_bytes", (json_int_t)RD(dp.us.tx_bytes),
-				   "drop_tx", (json_int_t)RD(dp.us.drop_tx),
-				   "drop_no_dest", (json_int_t)RD(dp.us.drop_no_dest),
-				   "announces", (json_int_t)RD(dp.us.announces)),
+			 "uplink", dp_ext_json(&dp.up), "peer", dp_ext_json(&dp.peer),
 			 "loop",
 			 "busy_cycles", (json_int_t)RD(dp.ls.busy_cycles),
 			 "busy_pkts", (json_int_t)RD(dp.ls.busy_pkts),
@@ -74,13 +65,14 @@ dp_gen_info_json(void)
 
 	for (int s = 0; s < DP_MAX_VMS; s++)
 		nvms += __atomic_load_n(&dp.vms[s].in_use, __ATOMIC_ACQUIRE);
-	return json_pack("{s:s,s:s,s:s,s:i,s:s,s:I,s:{s:s,s:s,s:i,s:s},s:s?,s:i,s:i,s:I,s:I}",
+	return json_pack("{s:s,s:s,s:s,s:i,s:s,s:I,s:{s:s,s:s,s:i,s:s},s:s?,s:s?,s:i,s:i,s:I,s:I}",
 			 "gen_id", dp.gen_id, "version", HITLESS_RELEASE, "dpdk", rte_version(),
 			 "pid", (int)getpid(), "run_dir", dp.run_dir,
 			 "uptime_ms", (json_int_t)((hl_now_ns() - dp.started_ns) / 1000000),
 			 "fwd", "name", fwd->name, "version", fwd->version, "abi", (int)fwd->abi,
 			 "path", dp.fwd_path,
-			 "uplink", dp.uplink_port >= 0 ? dp.uplink_iface : NULL,
+			 "uplink", dp.up.port >= 0 ? dp.up.spec : NULL,
+			 "peer", dp.peer.port >= 0 ? dp.peer.spec : NULL,
 			 "vms", nvms, "max_vms", DP_MAX_VMS,
 			 "fdb_entries", (json_int_t)dp_fdb_count(dp.fdb),
 			 "tsc_hz", (json_int_t)rte_get_tsc_hz());

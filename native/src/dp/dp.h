@@ -22,6 +22,7 @@
 
 #include "ctl.h"
 #include "fdb.h"
+#include "heartbeat.h"
 #include "hitless_fwd.h"
 #include "util.h"
 
@@ -51,9 +52,12 @@ struct dp_vm {
 	/* flags */
 	bool in_use;            /* atomic */
 	bool ready;             /* atomic: the loop may serve vid */
-	bool draining;          /* atomic: stop dequeuing, flush pending, then set drained */
-	bool drained;           /* atomic, set by the loop */
+	bool draining;          /* atomic: stop dequeuing, flush pending, then let go */
+	bool drained;           /* atomic, set by the loop once it no longer touches the VM */
+	uint64_t drain_deadline_ns;
 	int vid;                /* rte_vhost device id while connected, -1 otherwise */
+	int arriving_vid;       /* atomic: a connection whose device has not started yet (a
+				 * keeper pre-load: the VM is on its way here), -1 otherwise */
 	uint64_t stall_until_ns;/* atomic */
 	uint64_t connected_ns, disconnected_ns, connects;
 	/* loop-owned */
@@ -63,10 +67,21 @@ struct dp_vm {
 	struct dp_port_stats st;
 };
 
-struct dp_uplink_stats {
+struct dp_ext_stats {
 	uint64_t rx_pkts, rx_bytes, tx_pkts, tx_bytes, drop_tx, drop_no_dest;
 	uint64_t announces;
 } __rte_cache_aligned;
+
+/* An external port: the uplink towards the fabric, or the peer link to the host's other
+ * generation (net_memif). port is the ethdev id, -1 when absent. */
+struct dp_ext {
+	int port;
+	uint16_t nq;      /* queues: the peer link has a second one for returned frames */
+	bool link_up;     /* refreshed by the loop every millisecond */
+	uint64_t link_checked_ns;
+	char spec[128];   /* what it was created from: interface or memif socket */
+	struct dp_ext_stats st;
+};
 
 struct dp_loop_stats {
 	uint64_t iterations, busy_iterations, idle_sleeps, flood_pkts;
@@ -79,6 +94,8 @@ struct dp {
 	char gen_id[HL_NAME_MAX + 1];
 	char run_dir[80];
 	char uplink_iface[32];
+	char peer_sock[96];
+	bool peer_server;
 	char fwd_path[256];
 	uint32_t idle_max_us;
 	uint32_t idle_grace_us;
@@ -91,13 +108,14 @@ struct dp {
 	const struct hitless_fwd_ops *fwd; /* atomic: swapped in place by a later release */
 	void *fwd_handle;
 	struct rte_ring *announce_q;       /* frames the control side wants sent on the uplink */
-	int uplink_port;                   /* ethdev port id, -1 without an uplink */
+	struct dp_ext up, peer;
 	/* loop */
 	volatile bool quit;
 	bool loop_running;                 /* atomic */
 	uint64_t epoch;                    /* atomic: bumped at the top of every iteration */
+	volatile struct hl_heartbeat *hb;  /* shared with the keeper: beat = epoch */
 	struct dp_loop_stats ls;
-	struct dp_uplink_stats us;
+
 	struct dp_vm vms[DP_MAX_VMS];      /* port index = slot + 1 */
 };
 
@@ -124,8 +142,10 @@ int dp_port_lookup(const char *name, uint16_t *port, void *arg);
 
 /* uplink.c */
 int dp_uplink_init(const char *iface);
+int dp_peer_init(const char *sock, bool server);
 int dp_announce(const struct dp_vm *vm);
-void dp_uplink_close(void);
+void dp_ext_close(struct dp_ext *e);
+json_t *dp_ext_json(const struct dp_ext *e);
 
 /* ctl_cmds.c, telemetry.c */
 void dp_ctl_register(struct ctl_registry *reg);

@@ -1,12 +1,20 @@
 /* SPDX-License-Identifier: Apache-2.0
- * The packet loop: one lcore polls the uplink and every connected VM, asks the forwarding
- * stage where each packet goes, and enqueues it. No syscalls, locks, malloc or logging here
- * except the bounded idle nap.
+ * The packet loop: one lcore polls the external ports (uplink, peer link) and every connected
+ * VM, asks the forwarding stage where each packet goes, and delivers it. No syscalls, locks,
+ * malloc or logging here except the bounded idle nap.
  *
  * Towards a guest, packets go through a per-VM pending queue: whatever the guest's RX ring
  * does not take now is retried on the following iterations (in order) for up to retry_us, so a
  * burst that arrives while the guest is briefly not reading is not lost. Only past that bound,
  * or with the pending queue full, is a packet dropped and counted as ring_full.
+ *
+ * During an upgrade a host's VMs are split between two generations joined by the peer link.
+ * A packet for a configured VM that this generation does not serve goes over the peer link
+ * (queue 0). A packet that arrives over it for a VM this generation does not serve either:
+ *  - waits in the VM's pending queue (same bound) when the VM is on its way here — the keeper
+ *    has connected and the device has not started: it left the other side mid-handoff;
+ *  - otherwise goes back once, on queue 1, to the other side, which may be where the VM is
+ *    arriving; what comes back on queue 1 is never returned again, so nothing loops.
  */
 #include <string.h>
 
@@ -18,6 +26,20 @@
 
 #define VIRTIO_RXQ 0
 #define VIRTIO_TXQ 1
+#define EXT_BUF (DP_BURST * 4)
+
+/* Transmit staging for one queue of an external port, filled during one iteration. */
+struct ext_tx {
+	struct dp_ext *ext;
+	uint16_t queue;
+	struct rte_mbuf *buf[EXT_BUF];
+	uint16_t n;
+};
+
+/* The staging of one iteration: uplink, peer link, and the peer link's return queue. */
+struct txs {
+	struct ext_tx up, peer, ret;
+};
 
 static inline bool
 ld(const bool *p)
@@ -43,9 +65,9 @@ dp_quiesce(void *unused)
 }
 
 static void
-drop_pending(struct dp_vm *vm)
+drop_pending(struct dp_vm *vm, uint64_t *counter)
 {
-	vm->st.drop_ring_full += vm->pend_n;
+	*counter += vm->pend_n;
 	rte_pktmbuf_free_bulk(vm->pend, vm->pend_n);
 	vm->pend_n = 0;
 }
@@ -76,52 +98,153 @@ flush_vm(struct dp_vm *vm, uint64_t now)
 		vm->pend_since_ns = now;
 	}
 	if (vm->pend_n > 0 && now - vm->pend_since_ns > (uint64_t)dp.retry_us * 1000)
-		drop_pending(vm);
+		drop_pending(vm, &vm->st.drop_ring_full);
 }
 
-/* Queue one packet (one reference) for a VM, or drop it with the right reason. Returns true
- * when queued. Falls back to the uplink for a VM that another generation serves. */
 static bool
-queue_vm(struct dp_vm *vm, struct rte_mbuf *m, uint64_t now, struct rte_mbuf **up, uint16_t *up_n)
+ext_up(const struct dp_ext *e)
 {
-	if (!ld(&vm->ready)) {
-		if (dp.uplink_port >= 0 && *up_n < DP_BURST * 4) {
-			up[(*up_n)++] = m;
-			return true;
-		}
-		vm->st.drop_not_ready++;
-	} else if (__atomic_load_n(&vm->stall_until_ns, __ATOMIC_RELAXED) > now) {
-		vm->st.drop_stalled++;
-	} else if (vm->pend_n == DP_PEND_MAX) {
-		vm->st.drop_ring_full++;
-	} else {
-		if (vm->pend_n == 0)
-			vm->pend_since_ns = now;
-		vm->pend[vm->pend_n++] = m;
-		return true;
-	}
-	rte_pktmbuf_free(m);
-	return false;
+	return e->port >= 0 && e->link_up;
 }
 
 static void
-send_uplink(struct rte_mbuf **up, uint16_t n)
+ext_refresh_link(struct dp_ext *e, uint64_t now)
+{
+	struct rte_eth_link link;
+
+	if (e->port < 0 || now - e->link_checked_ns < 1000000)
+		return;
+	e->link_checked_ns = now;
+	if (rte_eth_link_get_nowait((uint16_t)e->port, &link) == 0)
+		e->link_up = link.link_status == RTE_ETH_LINK_UP;
+}
+
+/* Stage one packet for an external port; false (packet still ours) when there is no room. */
+static bool
+ext_stage(struct ext_tx *t, struct rte_mbuf *m)
+{
+	if (!ext_up(t->ext) || t->n == EXT_BUF)
+		return false;
+	t->ext->st.tx_bytes += rte_pktmbuf_pkt_len(m);
+	t->buf[t->n++] = m;
+	return true;
+}
+
+static void
+ext_send(struct dp_ext *e, uint16_t queue, struct rte_mbuf **m, uint16_t n)
 {
 	uint16_t sent = 0;
 
 	for (int tries = 0; sent < n && tries < 4; tries++)
-		sent += rte_eth_tx_burst((uint16_t)dp.uplink_port, 0, up + sent, n - sent);
-	dp.us.tx_pkts += sent;
+		sent += rte_eth_tx_burst((uint16_t)e->port, queue, m + sent, n - sent);
+	e->st.tx_pkts += sent;
 	if (sent < n) {
-		dp.us.drop_tx += n - sent;
-		rte_pktmbuf_free_bulk(up + sent, n - sent);
+		e->st.drop_tx += n - sent;
+		rte_pktmbuf_free_bulk(m + sent, n - sent);
 	}
 }
 
-/* Forward a burst that arrived on port src. */
 static void
-forward(uint16_t src, struct rte_mbuf **pkts, uint16_t n, uint64_t now, struct rte_mbuf **up,
-	uint16_t *up_n)
+ext_flush(struct ext_tx *t)
+{
+	if (t->n > 0)
+		ext_send(t->ext, t->queue, t->buf, t->n);
+	t->n = 0;
+}
+
+static void
+hold(struct dp_vm *vm, struct rte_mbuf *m, uint64_t now)
+{
+	if (vm->pend_n == 0)
+		vm->pend_since_ns = now;
+	vm->pend[vm->pend_n++] = m;
+}
+
+static bool
+hold_if_room(struct dp_vm *vm, struct rte_mbuf *m, uint64_t now)
+{
+	if (vm->pend_n == DP_PEND_MAX)
+		return false;
+	hold(vm, m, now);
+	return true;
+}
+
+/* Deliver one packet (one reference) to a VM, or send it on towards the generation that
+ * serves the VM, or drop it with the reason counted. src/returned: where it came from. */
+static void
+to_vm(struct dp_vm *vm, struct rte_mbuf *m, uint16_t src, bool returned, uint64_t now,
+      struct txs *tx)
+{
+	if (!ld(&vm->ready)) {
+		bool arriving = __atomic_load_n(&vm->arriving_vid, __ATOMIC_ACQUIRE) >= 0;
+
+		if (src == FWD_PORT_PEER) {
+			if (arriving ? hold_if_room(vm, m, now) : !returned && ext_stage(&tx->ret, m))
+				return;
+		} else if (ext_stage(&tx->peer, m) || (arriving && hold_if_room(vm, m, now)) ||
+			   ext_stage(&tx->up, m)) {
+			return;
+		}
+		vm->st.drop_not_ready++;
+	} else if (__atomic_load_n(&vm->stall_until_ns, __ATOMIC_RELAXED) > now) {
+		vm->st.drop_stalled++;
+	} else if (hold_if_room(vm, m, now)) {
+		return;
+	} else {
+		vm->st.drop_ring_full++;
+	}
+	rte_pktmbuf_free(m);
+}
+
+/* Broadcast/multicast: every local VM but the source; from a VM also the uplink and the peer
+ * (the other generation floods to its own VMs only, and the fabric beyond the uplink). */
+static void
+flood(struct rte_mbuf *m, uint16_t src, uint64_t now, struct txs *tx)
+{
+	bool from_vm = src >= 1 && src <= DP_MAX_VMS;
+
+	dp.ls.flood_pkts++;
+	for (uint16_t s = 0; s < DP_MAX_VMS; s++) {
+		struct dp_vm *vm = &dp.vms[s];
+		if (s + 1 == src || !ld(&vm->in_use) || !ld(&vm->ready))
+			continue;
+		rte_mbuf_refcnt_update(m, 1);
+		to_vm(vm, m, src, true, now, tx);
+	}
+	if (from_vm && ext_up(tx->peer.ext)) {
+		rte_mbuf_refcnt_update(m, 1);
+		if (!ext_stage(&tx->peer, m))
+			rte_pktmbuf_free(m);
+	}
+	if (!from_vm || !ext_stage(&tx->up, m))
+		rte_pktmbuf_free(m);
+}
+
+static uint64_t *
+no_dest_counter(uint16_t src)
+{
+	if (src == FWD_PORT_UPLINK)
+		return &dp.up.st.drop_no_dest;
+	if (src == FWD_PORT_PEER)
+		return &dp.peer.st.drop_no_dest;
+	return &dp.vms[src - 1].st.drop_no_dest;
+}
+
+static void
+flush_full(struct txs *tx)
+{
+	if (tx->up.n == EXT_BUF)
+		ext_flush(&tx->up);
+	if (tx->peer.n == EXT_BUF)
+		ext_flush(&tx->peer);
+	if (tx->ret.n == EXT_BUF)
+		ext_flush(&tx->ret);
+}
+
+/* Forward a burst that arrived on port src (returned: on the peer link's return queue). */
+static void
+forward(uint16_t src, bool returned, struct rte_mbuf **pkts, uint16_t n, uint64_t now,
+	struct txs *tx)
 {
 	const struct hitless_fwd_ops *ops = __atomic_load_n(&dp.fwd, __ATOMIC_ACQUIRE);
 	const struct hitless_fwd_env env = {
@@ -129,7 +252,7 @@ forward(uint16_t src, struct rte_mbuf **pkts, uint16_t n, uint64_t now, struct r
 		.lookup = dp_fdb_lookup,
 		.lookup_bulk = dp_fdb_lookup_bulk,
 		.learn = dp_fdb_learn,
-		.has_uplink = dp.uplink_port >= 0,
+		.has_uplink = ext_up(&dp.up),
 	};
 	uint16_t dst[DP_BURST];
 
@@ -139,38 +262,19 @@ forward(uint16_t src, struct rte_mbuf **pkts, uint16_t n, uint64_t now, struct r
 		uint16_t d = dst[i];
 
 		if (d == FWD_DST_FLOOD) {
-			dp.ls.flood_pkts++;
-			for (uint16_t s = 0; s < DP_MAX_VMS; s++) {
-				struct dp_vm *vm = &dp.vms[s];
-				if (s + 1 == src || !ld(&vm->in_use) || !ld(&vm->ready))
-					continue;
-				rte_mbuf_refcnt_update(m, 1);
-				queue_vm(vm, m, now, up, up_n);
-			}
-			if (src != FWD_PORT_UPLINK && dp.uplink_port >= 0 &&
-			    *up_n < DP_BURST * 4) {
-				dp.us.tx_bytes += rte_pktmbuf_pkt_len(m);
-				up[(*up_n)++] = m;
-			} else {
-				rte_pktmbuf_free(m);
-			}
+			flood(m, src, now, tx);
 		} else if (d == FWD_PORT_UPLINK) {
-			if (dp.uplink_port >= 0 && *up_n < DP_BURST * 4) {
-				dp.us.tx_bytes += rte_pktmbuf_pkt_len(m);
-				up[(*up_n)++] = m;
-			} else {
-				dp.us.drop_tx++;
+			if (!ext_stage(&tx->up, m)) {
+				dp.up.st.drop_tx++;
 				rte_pktmbuf_free(m);
 			}
 		} else if (d >= 1 && d <= DP_MAX_VMS && ld(&dp.vms[d - 1].in_use)) {
-			queue_vm(&dp.vms[d - 1], m, now, up, up_n);
+			to_vm(&dp.vms[d - 1], m, src, returned, now, tx);
 		} else {
-			if (src == FWD_PORT_UPLINK)
-				dp.us.drop_no_dest++;
-			else
-				dp.vms[src - 1].st.drop_no_dest++;
+			(*no_dest_counter(src))++;
 			rte_pktmbuf_free(m);
 		}
+		flush_full(tx);
 	}
 }
 
@@ -183,19 +287,73 @@ send_announcements(void)
 
 	if (n == 0)
 		return;
-	if (dp.uplink_port < 0) {
+	if (!ext_up(&dp.up)) {
 		rte_pktmbuf_free_bulk(m, n);
 		return;
 	}
-	dp.us.announces += n;
-	send_uplink(m, (uint16_t)n);
+	dp.up.st.announces += n;
+	ext_send(&dp.up, 0, m, (uint16_t)n);
+}
+
+/* Poll every queue of an external port; returns packets received. */
+static uint16_t
+poll_ext(struct dp_ext *e, uint16_t src, uint64_t now, struct txs *tx)
+{
+	struct rte_mbuf *pkts[DP_BURST];
+	uint16_t total = 0;
+
+	if (e->port < 0)
+		return 0;
+	for (uint16_t q = 0; q < e->nq; q++) {
+		uint16_t n = rte_eth_rx_burst((uint16_t)e->port, q, pkts, DP_BURST);
+		if (n == 0)
+			continue;
+		total += n;
+		e->st.rx_pkts += n;
+		for (uint16_t i = 0; i < n; i++)
+			e->st.rx_bytes += rte_pktmbuf_pkt_len(pkts[i]);
+		forward(src, q == 1, pkts, n, now, tx);
+	}
+	return total;
+}
+
+/* Deliver what waits for the guests. A draining VM (its device is being stopped) is let go by
+ * the loop itself once what it holds for the guest is delivered (or the bound is over): from
+ * then on the loop does not touch its ring, so the stop can return at once. Packets held for
+ * a VM that is not (yet) served here are dropped past the bound. Returns packets still held. */
+static uint32_t
+flush_all(uint64_t now)
+{
+	uint32_t pending = 0;
+
+	for (uint16_t s = 0; s < DP_MAX_VMS; s++) {
+		struct dp_vm *vm = &dp.vms[s];
+
+		if (!ld(&vm->in_use) || (vm->pend_n == 0 && !ld(&vm->draining)))
+			continue;
+		if (!ld(&vm->ready)) {
+			if (now - vm->pend_since_ns > (uint64_t)dp.retry_us * 1000)
+				drop_pending(vm, &vm->st.drop_not_ready);
+		} else {
+			if (vm->pend_n > 0)
+				flush_vm(vm, now);
+			if (ld(&vm->draining) && (vm->pend_n == 0 || now > vm->drain_deadline_ns)) {
+				drop_pending(vm, &vm->st.drop_ring_full);
+				__atomic_store_n(&vm->ready, false, __ATOMIC_RELEASE);
+				__atomic_store_n(&vm->drained, true, __ATOMIC_RELEASE);
+			}
+		}
+		pending += vm->pend_n;
+	}
+	return pending;
 }
 
 int
 dp_loop(void *arg)
 {
 	struct rte_mbuf *pkts[DP_BURST];
-	struct rte_mbuf *up[DP_BURST * 4];
+	struct txs tx = { .up = { .ext = &dp.up }, .peer = { .ext = &dp.peer },
+			  .ret = { .ext = &dp.peer, .queue = 1 } };
 	uint64_t last_busy_ns = hl_now_ns(), nap_ns = 10000;
 
 	(void)arg;
@@ -204,23 +362,17 @@ dp_loop(void *arg)
 	while (!dp.quit) {
 		uint64_t t0 = rte_rdtsc();
 		uint64_t now = hl_now_ns();
-		uint32_t got = 0, pending = 0;
-		uint16_t up_n = 0;
+		uint32_t got = 0, pending;
 
 		__atomic_fetch_add(&dp.epoch, 1, __ATOMIC_ACQ_REL);
+		dp.hb->beat = dp.epoch;
 		dp.ls.iterations++;
+		ext_refresh_link(&dp.up, now);
+		ext_refresh_link(&dp.peer, now);
 		send_announcements();
 
-		if (dp.uplink_port >= 0) {
-			uint16_t n = rte_eth_rx_burst((uint16_t)dp.uplink_port, 0, pkts, DP_BURST);
-			if (n > 0) {
-				got += n;
-				dp.us.rx_pkts += n;
-				for (uint16_t i = 0; i < n; i++)
-					dp.us.rx_bytes += rte_pktmbuf_pkt_len(pkts[i]);
-				forward(FWD_PORT_UPLINK, pkts, n, now, up, &up_n);
-			}
-		}
+		got += poll_ext(&dp.up, FWD_PORT_UPLINK, now, &tx);
+		got += poll_ext(&dp.peer, FWD_PORT_PEER, now, &tx);
 		for (uint16_t s = 0; s < DP_MAX_VMS; s++) {
 			struct dp_vm *vm = &dp.vms[s];
 			uint16_t n;
@@ -237,27 +389,12 @@ dp_loop(void *arg)
 			vm->st.last_rx_ns = now;
 			for (uint16_t i = 0; i < n; i++)
 				vm->st.rx_bytes += rte_pktmbuf_pkt_len(pkts[i]);
-			forward(dp_vm_port(vm), pkts, n, now, up, &up_n);
-			if (up_n > DP_BURST * 3) {
-				send_uplink(up, up_n);
-				up_n = 0;
-			}
+			forward(dp_vm_port(vm), false, pkts, n, now, &tx);
 		}
-		if (up_n > 0)
-			send_uplink(up, up_n);
-
-		/* flush towards guests; a draining VM is done once nothing is left for it */
-		for (uint16_t s = 0; s < DP_MAX_VMS; s++) {
-			struct dp_vm *vm = &dp.vms[s];
-
-			if (!ld(&vm->in_use) || !ld(&vm->ready))
-				continue;
-			if (vm->pend_n > 0)
-				flush_vm(vm, now);
-			pending += vm->pend_n;
-			if (ld(&vm->draining) && vm->pend_n == 0)
-				__atomic_store_n(&vm->drained, true, __ATOMIC_RELEASE);
-		}
+		ext_flush(&tx.up);
+		ext_flush(&tx.peer);
+		ext_flush(&tx.ret);
+		pending = flush_all(now);
 
 		/* adaptive idle: poll while packets come; once none came for idle_grace_us, nap
 		 * in growing steps up to idle_max_us so an idle generation costs ~0 CPU */

@@ -8,6 +8,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -22,7 +24,7 @@
 #define DP_POOL_MBUFS 16383
 #define DP_FDB_ENTRIES 4096
 
-struct dp dp = { .uplink_port = -1 };
+struct dp dp = { .up.port = -1, .peer.port = -1 };
 
 static void
 on_signal(int sig)
@@ -81,6 +83,33 @@ make_dirs(void)
 	if ((mkdir(dp.run_dir, 0750) != 0 && errno != EEXIST) ||
 	    (mkdir(vhost, 0750) != 0 && errno != EEXIST))
 		return -errno;
+	return 0;
+}
+
+/* The heartbeat page the keeper watches (common/heartbeat.h). */
+static int
+open_heartbeat(void)
+{
+	char path[sizeof(dp.run_dir) + 16];
+	void *p;
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/" HL_HB_FILE, dp.run_dir);
+	fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return -errno;
+	if (ftruncate(fd, 4096) != 0) {
+		close(fd);
+		return -errno;
+	}
+	p = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	close(fd);
+	if (p == MAP_FAILED)
+		return -errno;
+	dp.hb = p;
+	dp.hb->pid = (uint32_t)getpid();
+	dp.hb->beat = 0;
+	dp.hb->magic = HL_HB_MAGIC;
 	return 0;
 }
 
@@ -145,6 +174,9 @@ main(int argc, char **argv)
 	if (dp.uplink_iface[0] != '\0' && (rc = dp_uplink_init(dp.uplink_iface)) != 0)
 		rte_exit(EXIT_FAILURE, "hitless-dp: uplink %s: %s\n", dp.uplink_iface,
 			 strerror(rc < 0 ? -rc : rc));
+	if (dp.peer_sock[0] != '\0' && (rc = dp_peer_init(dp.peer_sock, dp.peer_server)) != 0)
+		rte_exit(EXIT_FAILURE, "hitless-dp: peer link %s: %s\n", dp.peer_sock,
+			 strerror(rc < 0 ? -rc : rc));
 
 	snprintf(path, sizeof(path), "%s/ctl.sock", dp.run_dir);
 	dp.ctl = ctl_server_new(path, 0);
@@ -155,6 +187,8 @@ main(int argc, char **argv)
 	ctl_server_on_thread_start(dp.ctl, register_ctl_thread, NULL);
 	if (dp_telemetry_register() != 0)
 		fprintf(stderr, "hitless-dp: telemetry commands not registered\n");
+	if ((rc = open_heartbeat()) != 0)
+		rte_exit(EXIT_FAILURE, "hitless-dp: heartbeat page: %s\n", strerror(-rc));
 	write_pidfile();
 	if (ctl_server_start(dp.ctl) != 0)
 		rte_exit(EXIT_FAILURE, "hitless-dp: cannot start control thread\n");
@@ -170,11 +204,14 @@ main(int argc, char **argv)
 	ctl_server_free(dp.ctl);
 	dp.ctl = NULL;
 	dp_vm_del_all();
-	dp_uplink_close();
+	dp_ext_close(&dp.up);
+	dp_ext_close(&dp.peer);
 	rte_ring_free(dp.announce_q);
 	dp_fdb_free(dp.fdb);
 	rte_mempool_free(dp.pool);
 	snprintf(path, sizeof(path), "%s/dp.pid", dp.run_dir);
+	unlink(path);
+	snprintf(path, sizeof(path), "%s/" HL_HB_FILE, dp.run_dir);
 	unlink(path);
 	rte_eal_cleanup();
 	fprintf(stderr, "hitless-dp %s: stopped\n", dp.gen_id);

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0
- * The uplink: the generation's one port towards the fabric ("the VF"). In the lab it is
- * net_af_packet on a veth; in production any DPDK port. Also builds the gratuitous RARP a
+ * External ports. The uplink: the generation's one port towards the fabric ("the VF"); in the
+ * lab net_af_packet on a veth, in production any DPDK port. The peer link: memif to the host's
+ * other generation while an upgrade has VMs on both. Also builds the gratuitous RARP a
  * generation sends when a VM arrives, so the fabric relearns where the VM's MAC lives.
  */
 #include <errno.h>
@@ -12,45 +13,93 @@
 
 #include "dp.h"
 
-#define UPLINK_RING 1024
+#define EXT_RING 1024
 
-int
-dp_uplink_init(const char *iface)
+/* Create a vdev port, one rx and one tx queue, started. */
+static int
+ext_init(struct dp_ext *e, const char *name, const char *args, uint16_t nq)
 {
-	char name[64], args[160];
 	struct rte_eth_conf conf = { 0 };
 	uint16_t port;
 	int rc;
 
-	snprintf(name, sizeof(name), "net_af_packet_%s", iface);
-	snprintf(args, sizeof(args), "iface=%s,qpairs=1,blocksz=4096,framesz=2048,framecnt=1024",
-		 iface);
 	rc = rte_vdev_init(name, args);
 	if (rc != 0)
 		return rc;
 	rc = rte_eth_dev_get_port_by_name(name, &port);
 	if (rc != 0)
 		return rc;
-	if ((rc = rte_eth_dev_configure(port, 1, 1, &conf)) != 0 ||
-	    (rc = rte_eth_rx_queue_setup(port, 0, UPLINK_RING, rte_eth_dev_socket_id(port), NULL,
-					 dp.pool)) != 0 ||
-	    (rc = rte_eth_tx_queue_setup(port, 0, UPLINK_RING, rte_eth_dev_socket_id(port),
-					 NULL)) != 0 ||
-	    (rc = rte_eth_dev_start(port)) != 0)
+	if ((rc = rte_eth_dev_configure(port, nq, nq, &conf)) != 0)
+		return rc;
+	for (uint16_t q = 0; q < nq; q++)
+		if ((rc = rte_eth_rx_queue_setup(port, q, EXT_RING, rte_eth_dev_socket_id(port),
+						 NULL, dp.pool)) != 0 ||
+		    (rc = rte_eth_tx_queue_setup(port, q, EXT_RING, rte_eth_dev_socket_id(port),
+						 NULL)) != 0)
+			return rc;
+	if ((rc = rte_eth_dev_start(port)) != 0)
 		return rc;
 	rte_eth_promiscuous_enable(port);
-	dp.uplink_port = port;
+	e->port = port;
+	e->nq = nq;
 	return 0;
 }
 
-void
-dp_uplink_close(void)
+int
+dp_uplink_init(const char *iface)
 {
-	if (dp.uplink_port < 0)
+	char name[64], args[160];
+
+	snprintf(name, sizeof(name), "net_af_packet_%s", iface);
+	snprintf(args, sizeof(args), "iface=%s,qpairs=1,blocksz=4096,framesz=2048,framecnt=1024",
+		 iface);
+	snprintf(dp.up.spec, sizeof(dp.up.spec), "%s", iface);
+	return ext_init(&dp.up, name, args, 1);
+}
+
+/* The peer link between the two generations of a host: a memif pair over a Unix socket, the
+ * older generation the server. Its link comes up when the other side connects. Queue 0 carries
+ * frames for VMs the sender does not serve; queue 1 returns those the receiver does not serve
+ * either (see loop.c). */
+int
+dp_peer_init(const char *sock, bool server)
+{
+	char args[200];
+
+	snprintf(args, sizeof(args), "role=%s,socket=%s,socket-abstract=no,id=0,zero-copy=no",
+		 server ? "server" : "client", sock);
+	snprintf(dp.peer.spec, sizeof(dp.peer.spec), "%s", sock);
+	return ext_init(&dp.peer, "net_memif_peer", args, 2);
+}
+
+void
+dp_ext_close(struct dp_ext *e)
+{
+	if (e->port < 0)
 		return;
-	rte_eth_dev_stop((uint16_t)dp.uplink_port);
-	rte_eth_dev_close((uint16_t)dp.uplink_port);
-	dp.uplink_port = -1;
+	rte_eth_dev_stop((uint16_t)e->port);
+	rte_eth_dev_close((uint16_t)e->port);
+	e->port = -1;
+}
+
+json_t *
+dp_ext_json(const struct dp_ext *e)
+{
+	struct rte_eth_link link = { 0 };
+
+	if (e->port < 0)
+		return NULL;
+	rte_eth_link_get_nowait((uint16_t)e->port, &link);
+	return json_pack("{s:s,s:b,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "spec", e->spec, "link_up",
+			 link.link_status == RTE_ETH_LINK_UP,
+			 "rx_pkts", (json_int_t)__atomic_load_n(&e->st.rx_pkts, __ATOMIC_RELAXED),
+			 "rx_bytes", (json_int_t)__atomic_load_n(&e->st.rx_bytes, __ATOMIC_RELAXED),
+			 "tx_pkts", (json_int_t)__atomic_load_n(&e->st.tx_pkts, __ATOMIC_RELAXED),
+			 "tx_bytes", (json_int_t)__atomic_load_n(&e->st.tx_bytes, __ATOMIC_RELAXED),
+			 "drop_tx", (json_int_t)__atomic_load_n(&e->st.drop_tx, __ATOMIC_RELAXED),
+			 "drop_no_dest",
+			 (json_int_t)__atomic_load_n(&e->st.drop_no_dest, __ATOMIC_RELAXED),
+			 "announces", (json_int_t)__atomic_load_n(&e->st.announces, __ATOMIC_RELAXED));
 }
 
 /* RARP "reverse request" with the VM's MAC as sender and target, as QEMU announces a VM after
@@ -73,7 +122,7 @@ dp_announce(const struct dp_vm *vm)
 	struct rarp *r;
 	uint16_t len = RTE_ETHER_MIN_LEN - RTE_ETHER_CRC_LEN;
 
-	if (dp.uplink_port < 0)
+	if (dp.up.port < 0)
 		return -ENODEV;
 	m = rte_pktmbuf_alloc(dp.pool);
 	if (m == NULL)

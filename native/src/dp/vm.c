@@ -67,7 +67,7 @@ new_device(int vid)
 	for (uint16_t q = 0; q < rte_vhost_get_vring_num(vid); q++)
 		rte_vhost_enable_guest_notification(vid, q, 0);
 	vm->vid = vid;
-	vm->pend_n = 0;
+	__atomic_store_n(&vm->arriving_vid, -1, __ATOMIC_RELEASE);
 	vm->connected_ns = hl_now_ns();
 	vm->connects++;
 	__atomic_store_n(&vm->draining, false, __ATOMIC_RELEASE);
@@ -79,28 +79,55 @@ new_device(int vid)
 	return 0;
 }
 
+/* A connection arrived for a VM: until its device starts, the VM is on its way here. */
+static int
+new_connection(int vid)
+{
+	char path[PATH_MAX];
+	struct dp_vm *vm;
+
+	if (rte_vhost_get_ifname(vid, path, sizeof(path)) == 0 && (vm = find_by_sock(path)) != NULL)
+		__atomic_store_n(&vm->arriving_vid, vid, __ATOMIC_RELEASE);
+	return 0;
+}
+
+static void
+destroy_connection(int vid)
+{
+	for (int s = 0; s < DP_MAX_VMS; s++) {
+		int expect = vid;
+		__atomic_compare_exchange_n(&dp.vms[s].arriving_vid, &expect, -1, false,
+					    __ATOMIC_ACQ_REL, __ATOMIC_RELAXED);
+	}
+}
+
 static void
 destroy_device(int vid)
 {
 	struct dp_vm *vm = find_by_vid(vid);
-	uint64_t t0 = hl_now_ns(), deadline = t0 + (uint64_t)dp.retry_us * 1000 + 5000000ull;
+	uint64_t t0 = hl_now_ns();
 	bool drained = false;
 	uint16_t dropped;
 
 	if (vm == NULL)
 		return;
+	vm->drain_deadline_ns = t0 + (uint64_t)dp.retry_us * 1000;
 	__atomic_store_n(&vm->drained, false, __ATOMIC_RELEASE);
 	__atomic_store_n(&vm->draining, true, __ATOMIC_RELEASE);
-	while (__atomic_load_n(&dp.loop_running, __ATOMIC_ACQUIRE) && hl_now_ns() < deadline &&
-	       !(drained = __atomic_load_n(&vm->drained, __ATOMIC_ACQUIRE)))
-		hl_sleep_ns(5000);
-	__atomic_store_n(&vm->ready, false, __ATOMIC_RELEASE);
-	dp_quiesce(NULL);
-	/* the loop no longer touches this VM: whatever could not be delivered is dropped */
-	dropped = vm->pend_n;
-	vm->st.drop_ring_full += vm->pend_n;
-	rte_pktmbuf_free_bulk(vm->pend, vm->pend_n);
-	vm->pend_n = 0;
+	/* the loop delivers what it holds for the guest, then lets the VM go (loop.c) */
+	while (__atomic_load_n(&dp.loop_running, __ATOMIC_ACQUIRE) &&
+	       !(drained = __atomic_load_n(&vm->drained, __ATOMIC_ACQUIRE)) &&
+	       hl_now_ns() < vm->drain_deadline_ns + 1000000000ull)
+		hl_sleep_ns(2000);
+	dropped = 0;
+	if (!drained) { /* the loop is not running (shutdown) or stuck: make sure it is out */
+		__atomic_store_n(&vm->ready, false, __ATOMIC_RELEASE);
+		dp_quiesce(NULL);
+		dropped = vm->pend_n;
+		vm->st.drop_ring_full += vm->pend_n;
+		rte_pktmbuf_free_bulk(vm->pend, vm->pend_n);
+		vm->pend_n = 0;
+	}
 	vm->vid = -1;
 	vm->disconnected_ns = hl_now_ns();
 	__atomic_store_n(&vm->draining, false, __ATOMIC_RELEASE);
@@ -125,6 +152,8 @@ static const struct rte_vhost_device_ops vhost_ops = {
 	.new_device = new_device,
 	.destroy_device = destroy_device,
 	.vring_state_changed = vring_state_changed,
+	.new_connection = new_connection,
+	.destroy_connection = destroy_connection,
 };
 
 int
@@ -172,6 +201,7 @@ dp_vm_add(const char *name, const struct rte_ether_addr *mac, const char *sock, 
 	memcpy(vm->sock, path, sizeof(path));
 	vm->client = client;
 	vm->vid = -1;
+	vm->arriving_vid = -1;
 	vm->added_ns = hl_now_ns();
 	rc = dp_fdb_set(dp.fdb, mac, dp_vm_port(vm), FWD_KIND_VM);
 	if (rc < 0)
@@ -208,6 +238,9 @@ vm_remove(struct dp_vm *vm)
 		destroy_device(vm->vid);
 	__atomic_store_n(&vm->in_use, false, __ATOMIC_RELEASE);
 	dp_fdb_del(dp.fdb, &vm->mac, dp_quiesce, NULL);
+	/* the loop no longer sees the slot: release what it held for the VM */
+	rte_pktmbuf_free_bulk(vm->pend, vm->pend_n);
+	vm->pend_n = 0;
 	if (!vm->client)
 		unlink(vm->sock);
 	ctl_emit(dp.ctl, "vm/removed", json_pack("{s:s}", "vm", vm->name));
@@ -251,7 +284,7 @@ dp_port_lookup(const char *name, uint16_t *port, void *arg)
 
 	(void)arg;
 	if (strcmp(name, "uplink") == 0) {
-		if (dp.uplink_port < 0)
+		if (dp.up.port < 0)
 			return -ENOENT;
 		*port = FWD_PORT_UPLINK;
 		return 0;

@@ -4,6 +4,7 @@
  *  - destination in the FDB         -> that port (never back to the source)
  *  - unknown, from a VM             -> the uplink, when there is one
  *  - unknown, from the uplink       -> drop
+ *  - from the peer link (the host's other generation): only to this generation's VMs
  * Source MACs seen on the uplink are learned so fdb/export can carry them to a new generation.
  * Bursts are looked up in bulk (rte_hash pipelines the probes), at most 64 packets a call.
  */
@@ -51,7 +52,7 @@ l2_classify(const struct hitless_fwd_env *env, uint16_t src, struct rte_mbuf **p
 			dst[i] = FWD_DST_FLOOD;
 		else if (hit >> i & 1)
 			dst[i] = port[i] == src ? FWD_DST_DROP : port[i];
-		else if (src != FWD_PORT_UPLINK && env->has_uplink)
+		else if (src != FWD_PORT_UPLINK && src != FWD_PORT_PEER && env->has_uplink)
 			dst[i] = FWD_PORT_UPLINK;
 		else
 			dst[i] = FWD_DST_DROP;

@@ -16,6 +16,7 @@
 
 /* Port indices: 0 is the uplink, 1..N the VM slots. Special destinations below. */
 #define FWD_PORT_UPLINK 0
+#define FWD_PORT_PEER 0xfffd  /* the link to the host's other generation (during an upgrade) */
 #define FWD_DST_DROP 0xffff   /* no destination: drop, counted as no_dest */
 #define FWD_DST_FLOOD 0xfffe  /* broadcast/multicast: every port but the source */
 

@@ -1,0 +1,131 @@
+// hitless-keeper's control commands and events, each defined once (native/src/keeper/ctl_cmds.c
+// registers the same names; a test checks the two lists agree).
+import { z } from 'zod';
+import { defineCommand } from './ctlClient.js';
+import { VmName } from './dpProtocol.js';
+
+const int = z.number().int();
+const GenName = VmName;
+
+export const GenInfo = z.object({
+  gen: z.string(),
+  run_dir: z.string(),
+  pid: int,
+  dead: z.boolean(),
+  heartbeat: z.boolean(),
+  standby: z.boolean(),
+  serving: int,
+});
+
+export const Ring = z.object({
+  index: int,
+  num: int,
+  base: int,
+  enabled: z.boolean(),
+  started: z.boolean(),
+  stopped: z.boolean(),
+  kick: z.boolean(),
+  call: z.boolean(),
+  used_idx: int.nullable(),
+});
+
+export const Session = z.object({
+  vm: z.string(),
+  socket: z.string(),
+  mode: z.enum(['server', 'client']),
+  connected: z.boolean(),
+  serving: z.string().nullable().optional(),
+  home: z.string().nullable().optional(),
+  connects: int,
+  disconnects: int,
+  handoffs: int,
+  failovers: int,
+  refused: int,
+  last_anomaly: z.string(),
+  preloaded: z.array(z.string()),
+  movable: z.boolean(),
+  not_movable_because: z.string().optional(),
+  state: z
+    .object({
+      features: int,
+      protocol_features: int,
+      packed: z.boolean(),
+      status: int,
+      regions: int,
+      mtu: int,
+      rings: z.array(Ring),
+      fds_held: int,
+      epoch: int,
+      dirty_logging: z.boolean(),
+    })
+    .optional(),
+});
+export type Session = z.infer<typeof Session>;
+
+export const Timing = z.object({
+  request_ns: int,
+  quiesce_ns: int,
+  bases_ns: int,
+  replayed_ns: int,
+  resumed_ns: int,
+  window_ns: int,
+});
+export type Timing = z.infer<typeof Timing>;
+
+export const HandoffResult = z.object({
+  vm: z.string(),
+  from: z.string(),
+  to: z.string(),
+  timing: Timing,
+  rings: z.array(z.object({ ring: int, base: int })),
+  anomalies: z.array(z.string()),
+});
+export type HandoffResult = z.infer<typeof HandoffResult>;
+
+export const keeper = {
+  genAttach: defineCommand('gen/attach', z.object({ gen: GenName, run_dir: z.string() }).strict(), GenInfo),
+  genDetach: defineCommand('gen/detach', z.object({ gen: GenName }).strict(), z.object({})),
+  genList: defineCommand('gen/list', z.object({}).strict(), z.object({ gens: z.array(GenInfo) })),
+  failoverStandby: defineCommand('failover/standby', z.object({ gen: GenName }).strict(), GenInfo),
+  vmAdd: defineCommand(
+    'vm/add',
+    z.object({ vm: VmName, gen: GenName, socket: z.string().optional(), client: z.boolean().optional() }).strict(),
+    Session,
+  ),
+  vmDel: defineCommand('vm/del', z.object({ vm: VmName }).strict(), z.object({})),
+  sessionList: defineCommand('session/list', z.object({}).strict(), z.object({ sessions: z.array(Session) })),
+  sessionShow: defineCommand('session/show', z.object({ vm: VmName }).strict(), Session),
+  sessionPreload: defineCommand(
+    'session/preload',
+    z.object({ vm: VmName, gen: GenName }).strict(),
+    z.object({ vm: z.string(), gen: z.string(), took_ns: int }),
+  ),
+  handoffStart: defineCommand('handoff/start', z.object({ vm: VmName, gen: GenName }).strict(), HandoffResult),
+  debugHandoffPause: defineCommand('debug/handoff-pause', z.object({ ms: int.min(0).max(10000) }).strict(), z.object({ ms: int })),
+  listCommands: defineCommand(
+    'list-commands',
+    z.object({}).strict(),
+    z.object({ commands: z.array(z.object({ name: z.string(), usage: z.string() })) }),
+  ),
+} as const;
+
+export const KeeperEvent = z.discriminatedUnion('event', [
+  z.object({ event: z.literal('handoff/done'), data: HandoffResult }),
+  z.object({
+    event: z.literal('failover/done'),
+    data: z.object({
+      vm: z.string(),
+      from: z.string().nullable().optional(),
+      to: z.string(),
+      cause: z.string(),
+      timing: Timing,
+      rings: z.array(z.object({ ring: int, base: int })),
+    }),
+  }),
+  z.object({ event: z.literal('failover/failed'), data: z.object({ vm: z.string(), cause: z.string(), code: z.string(), message: z.string() }) }),
+  z.object({ event: z.literal('gen/dead'), data: z.object({ gen: z.string(), cause: z.string(), moved: int, failed: int, t_ns: int, done_ns: int }) }),
+  z.object({ event: z.literal('session/connected'), data: z.object({ vm: z.string(), gen: z.string(), t_ns: int }) }),
+  z.object({ event: z.literal('session/disconnected'), data: z.object({ vm: z.string(), why: z.string(), t_ns: int }) }),
+  z.object({ event: z.literal('session/anomaly'), data: z.object({ vm: z.string(), what: z.string(), t_ns: int }) }),
+]);
+export type KeeperEvent = z.infer<typeof KeeperEvent>;

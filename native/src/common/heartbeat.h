@@ -1,0 +1,20 @@
+/* SPDX-License-Identifier: Apache-2.0
+ * The heartbeat page a datapath generation shares with the keeper: <run-dir>/heartbeat, one
+ * page, written by the generation's packet loop every iteration and only read by the keeper.
+ * A beat that stops moving makes the keeper look at the process (see keeper/gen.c).
+ */
+#ifndef HITLESS_HEARTBEAT_H
+#define HITLESS_HEARTBEAT_H
+
+#include <stdint.h>
+
+#define HL_HB_MAGIC 0x484c4842u /* "HLHB" */
+#define HL_HB_FILE "heartbeat"
+
+struct hl_heartbeat {
+	uint32_t magic;
+	uint32_t pid;
+	uint64_t beat;
+};
+
+#endif

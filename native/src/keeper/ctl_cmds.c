@@ -1,0 +1,364 @@
+/* SPDX-License-Identifier: Apache-2.0
+ * hitless-keeper's control commands, each registered once with usage and argument table. Every
+ * handler runs under kp.lock, so it never interleaves with a relayed frontend request.
+ */
+#include <errno.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "keeper.h"
+
+#define LOCKED(expr)                                                                        \
+	({                                                                                  \
+		pthread_mutex_lock(&kp.lock);                                               \
+		int rc_ = (expr);                                                           \
+		pthread_mutex_unlock(&kp.lock);                                             \
+		rc_;                                                                        \
+	})
+
+static const char *
+str(json_t *args, const char *key)
+{
+	return json_string_value(json_object_get(args, key));
+}
+
+static int
+gen_arg(json_t *args, const char *key, struct ctl_error *err)
+{
+	const char *name = str(args, key);
+	int gi = kp_gen_find(name);
+
+	if (gi < 0)
+		ctl_fail(err, "unknown-gen", "no generation '%.40s' (see gen/list)", name);
+	return gi;
+}
+
+static struct kp_vm *
+vm_arg(json_t *args, struct ctl_error *err)
+{
+	struct kp_vm *vm = kp_vm_find(str(args, "vm"));
+
+	if (vm == NULL)
+		ctl_fail(err, "unknown-vm", "no vm '%.40s' (see session/list)", str(args, "vm"));
+	return vm;
+}
+
+json_t *
+kp_vm_json(const struct kp_vm *vm, bool detail)
+{
+	json_t *o = json_pack("{s:s,s:s,s:s,s:b,s:s?,s:s?,s:I,s:I,s:I,s:I,s:I,s:s}",
+			      "vm", vm->name, "socket", vm->sock, "mode",
+			      vm->client ? "client" : "server", "connected", vm->ffd >= 0,
+			      "serving", vm->serving >= 0 ? kp.gens[vm->serving].name : NULL,
+			      "home", vm->home >= 0 ? kp.gens[vm->home].name : NULL,
+			      "connects", (json_int_t)vm->connects,
+			      "disconnects", (json_int_t)vm->disconnects,
+			      "handoffs", (json_int_t)vm->handoffs,
+			      "failovers", (json_int_t)vm->failovers,
+			      "refused", (json_int_t)vm->refused,
+			      "last_anomaly", vm->last_anomaly);
+	json_t *pre = json_array();
+	char why[160] = "";
+
+	for (int gi = 0; gi < KP_MAX_GENS; gi++)
+		if (gi != vm->serving && vm->b[gi].fd >= 0 && vm->b[gi].preloaded &&
+		    vm->b[gi].epoch == vm->st.epoch)
+			json_array_append_new(pre, json_string(kp.gens[gi].name));
+	json_object_set_new(o, "preloaded", pre);
+	json_object_set_new(o, "movable", json_boolean(vm->ffd >= 0 &&
+						       kp_state_movable(&vm->st, why, sizeof(why))));
+	if (why[0] && vm->ffd >= 0)
+		json_object_set_new(o, "not_movable_because", json_string(why));
+	if (detail) {
+		const struct kp_state *st = &vm->st;
+		json_t *rings = json_array();
+		int fds = 0;
+
+		for (uint32_t i = 0; i < st->nvrings; i++) {
+			const struct kp_vring *vr = &st->vr[i];
+			uint16_t used = 0;
+			bool have_used = kp_state_used_idx(st, i, &used) == 0;
+			json_array_append_new(rings, json_pack(
+				"{s:i,s:i,s:i,s:b,s:b,s:b,s:b,s:b,s:o}", "index", i, "num", vr->num,
+				"base", vr->base, "enabled", vr->enabled, "started", vr->started,
+				"stopped", vr->stopped, "kick", vr->kick >= 0, "call", vr->call >= 0,
+				"used_idx", have_used ? json_integer(used) : json_null()));
+			fds += (vr->kick >= 0) + (vr->call >= 0) + (vr->err >= 0);
+		}
+		for (int r = 0; r < VU_MAX_REGIONS; r++)
+			fds += st->mem_fds[r] >= 0;
+		json_object_set_new(o, "state", json_pack(
+			"{s:I,s:I,s:b,s:I,s:i,s:I,s:o,s:i,s:I,s:b}",
+			"features", (json_int_t)st->features,
+			"protocol_features", (json_int_t)st->protocol_features,
+			"packed", kp_state_packed(st), "status", (json_int_t)st->status,
+			"regions", st->mem_set ? (int)st->mem.nregions : 0,
+			"mtu", (json_int_t)st->mtu, "rings", rings, "fds_held", fds,
+			"epoch", (json_int_t)st->epoch, "dirty_logging", st->log_set));
+	}
+	return o;
+}
+
+static const struct ctl_arg gen_attach_args[] = {
+	{ "gen", CTL_T_STRING, true },
+	{ "run_dir", CTL_T_STRING, true },
+	{ NULL },
+};
+
+static int
+gen_attach(json_t *args, json_t **result, struct ctl_error *err)
+{
+	if (kp_gen_attach(str(args, "gen"), str(args, "run_dir"), err) != 0)
+		return -1;
+	*result = kp_gen_json(kp_gen_find(str(args, "gen")));
+	return 0;
+}
+
+static int
+cmd_gen_attach(struct ctl_call *c, json_t *args, json_t **result, struct ctl_error *err)
+{
+	return LOCKED(gen_attach(args, result, err));
+}
+
+static const struct ctl_arg gen_only_args[] = {
+	{ "gen", CTL_T_STRING, true },
+	{ NULL },
+};
+
+static int
+cmd_gen_detach(struct ctl_call *c, json_t *args, json_t **result, struct ctl_error *err)
+{
+	return LOCKED(kp_gen_detach(str(args, "gen"), err));
+}
+
+static int
+gen_list(json_t **result)
+{
+	json_t *list = json_array();
+
+	for (int gi = 0; gi < KP_MAX_GENS; gi++)
+		if (kp.gens[gi].in_use)
+			json_array_append_new(list, kp_gen_json(gi));
+	*result = json_pack("{s:o}", "gens", list);
+	return 0;
+}
+
+static int
+cmd_gen_list(struct ctl_call *c, json_t *args, json_t **result, struct ctl_error *err)
+{
+	return LOCKED(gen_list(result));
+}
+
+static int
+standby(json_t *args, json_t **result, struct ctl_error *err)
+{
+	int gi = gen_arg(args, "gen", err);
+
+	if (gi < 0)
+		return -1;
+	if (kp.gens[gi].dead)
+		return ctl_fail(err, "target-dead", "generation '%s' is dead", kp.gens[gi].name);
+	kp.standby = gi;
+	*result = kp_gen_json(gi);
+	return 0;
+}
+
+static int
+cmd_failover_standby(struct ctl_call *c, json_t *args, json_t **result, struct ctl_error *err)
+{
+	return LOCKED(standby(args, result, err));
+}
+
+static const struct ctl_arg vm_add_args[] = {
+	{ "vm", CTL_T_STRING, true },
+	{ "gen", CTL_T_STRING, true },
+	{ "socket", CTL_T_STRING, false },
+	{ "client", CTL_T_BOOL, false },
+	{ NULL },
+};
+
+static int
+vm_add(json_t *args, json_t **result, struct ctl_error *err)
+{
+	json_t *sock = json_object_get(args, "socket");
+	bool client = json_is_true(json_object_get(args, "client"));
+	int gi = gen_arg(args, "gen", err);
+
+	if (gi < 0)
+		return -1;
+	if (client && sock == NULL)
+		return ctl_fail(err, "invalid-args", "socket: required in client mode");
+	if (kp_vm_add(str(args, "vm"), sock ? json_string_value(sock) : NULL, client, gi, err) != 0)
+		return -1;
+	*result = kp_vm_json(kp_vm_find(str(args, "vm")), false);
+	return 0;
+}
+
+static int
+cmd_vm_add(struct ctl_call *c, json_t *args, json_t **result, struct ctl_error *err)
+{
+	return LOCKED(vm_add(args, result, err));
+}
+
+static const struct ctl_arg vm_only_args[] = {
+	{ "vm", CTL_T_STRING, true },
+	{ NULL },
+};
+
+static int
+cmd_vm_del(struct ctl_call *c, json_t *args, json_t **result, struct ctl_error *err)
+{
+	return LOCKED(kp_vm_del(str(args, "vm"), err));
+}
+
+static int
+session_list(json_t **result)
+{
+	json_t *list = json_array();
+
+	for (int v = 0; v < KP_MAX_VMS; v++)
+		if (kp.vms[v].in_use)
+			json_array_append_new(list, kp_vm_json(&kp.vms[v], false));
+	*result = json_pack("{s:o}", "sessions", list);
+	return 0;
+}
+
+static int
+cmd_session_list(struct ctl_call *c, json_t *args, json_t **result, struct ctl_error *err)
+{
+	return LOCKED(session_list(result));
+}
+
+static int
+session_show(json_t *args, json_t **result, struct ctl_error *err)
+{
+	struct kp_vm *vm = vm_arg(args, err);
+
+	if (vm == NULL)
+		return -1;
+	*result = kp_vm_json(vm, true);
+	return 0;
+}
+
+static int
+cmd_session_show(struct ctl_call *c, json_t *args, json_t **result, struct ctl_error *err)
+{
+	return LOCKED(session_show(args, result, err));
+}
+
+static const struct ctl_arg vm_gen_args[] = {
+	{ "vm", CTL_T_STRING, true },
+	{ "gen", CTL_T_STRING, true },
+	{ NULL },
+};
+
+static int
+preload(json_t *args, json_t **result, struct ctl_error *err)
+{
+	struct kp_vm *vm = vm_arg(args, err);
+	int gi = vm ? gen_arg(args, "gen", err) : -1;
+	uint64_t t0 = hl_now_ns();
+	char why[160];
+
+	if (gi < 0)
+		return -1;
+	if (vm->ffd < 0)
+		return ctl_fail(err, "not-connected", "vm '%s' has no live session", vm->name);
+	if (gi == vm->serving)
+		return ctl_fail(err, "already-there", "vm '%s' is served by '%s'", vm->name,
+				kp.gens[gi].name);
+	if (!kp_state_movable(&vm->st, why, sizeof(why)))
+		return ctl_fail(err, "not-movable", "vm '%s' cannot be pre-loaded now: %s", vm->name,
+				why);
+	if (kp_preload(vm, gi, err) != 0)
+		return -1;
+	*result = json_pack("{s:s,s:s,s:I}", "vm", vm->name, "gen", kp.gens[gi].name, "took_ns",
+			    (json_int_t)(hl_now_ns() - t0));
+	return 0;
+}
+
+static int
+cmd_session_preload(struct ctl_call *c, json_t *args, json_t **result, struct ctl_error *err)
+{
+	return LOCKED(preload(args, result, err));
+}
+
+static const struct ctl_arg handoff_args[] = {
+	{ "vm", CTL_T_STRING, true },
+	{ "gen", CTL_T_STRING, true },
+	{ NULL },
+};
+
+static int
+handoff(json_t *args, json_t **result, struct ctl_error *err)
+{
+	struct kp_vm *vm = vm_arg(args, err);
+	int gi = vm ? gen_arg(args, "gen", err) : -1;
+
+	if (gi < 0)
+		return -1;
+	return kp_handoff(vm, gi, result, err);
+}
+
+static int
+cmd_handoff_start(struct ctl_call *c, json_t *args, json_t **result, struct ctl_error *err)
+{
+	return LOCKED(handoff(args, result, err));
+}
+
+static const struct ctl_arg pause_args[] = {
+	{ "ms", CTL_T_INT, true, 0, 10000 },
+	{ NULL },
+};
+
+static int
+pause_next(json_t *args, json_t **result)
+{
+	kp.debug_pause_ms = (uint32_t)json_integer_value(json_object_get(args, "ms"));
+	*result = json_pack("{s:i}", "ms", (int)kp.debug_pause_ms);
+	return 0;
+}
+
+static int
+cmd_debug_handoff_pause(struct ctl_call *c, json_t *args, json_t **result, struct ctl_error *err)
+{
+	return LOCKED(pause_next(args, result));
+}
+
+void
+kp_ctl_register(struct ctl_registry *reg)
+{
+	ctl_register(reg, "gen/attach",
+		     "gen/attach {gen, run_dir}: a running hitless-dp generation (its dp.pid, "
+		     "heartbeat and vhost/<vm>.sock under run_dir)", gen_attach_args, cmd_gen_attach,
+		     NULL);
+	ctl_register(reg, "gen/detach", "gen/detach {gen}: forget a generation that serves no VM",
+		     gen_only_args, cmd_gen_detach, NULL);
+	ctl_register(reg, "gen/list", "gen/list: attached generations, pids, liveness", NULL,
+		     cmd_gen_list, NULL);
+	ctl_register(reg, "failover/standby",
+		     "failover/standby {gen}: where sessions go when their generation dies",
+		     gen_only_args, cmd_failover_standby, NULL);
+	ctl_register(reg, "vm/add",
+		     "vm/add {vm, gen, socket?, client?}: a frontend-facing vhost-user socket "
+		     "(default <run-dir>/vhost/<vm>.sock; client: connect to socket and reconnect) "
+		     "served by generation gen", vm_add_args, cmd_vm_add, NULL);
+	ctl_register(reg, "vm/del", "vm/del {vm}: close the VM's session and socket",
+		     vm_only_args, cmd_vm_del, NULL);
+	ctl_register(reg, "session/list", "session/list: every VM, its serving generation, counters",
+		     NULL, cmd_session_list, NULL);
+	ctl_register(reg, "session/show",
+		     "session/show {vm}: one session with its negotiated state and rings",
+		     vm_only_args, cmd_session_show, NULL);
+	ctl_register(reg, "session/preload",
+		     "session/preload {vm, gen}: replay the session to gen up to ring start",
+		     vm_gen_args, cmd_session_preload, NULL);
+	ctl_register(reg, "handoff/start",
+		     "handoff/start {vm, gen}: move the live session to gen (rollback: back to "
+		     "the old one); replies with the control-plane window and ring positions",
+		     handoff_args, cmd_handoff_start, NULL);
+	ctl_register(reg, "debug/handoff-pause",
+		     "debug/handoff-pause {ms}: the next handoff waits ms after stopping the old "
+		     "rings, before starting the new ones (fault injection)", pause_args,
+		     cmd_debug_handoff_pause, NULL);
+}

@@ -1,0 +1,253 @@
+/* SPDX-License-Identifier: Apache-2.0
+ * Generations as the keeper knows them: name, run dir (vhost sockets at <run-dir>/vhost/<vm>.sock),
+ * pid, and the heartbeat page the generation's packet loop bumps.
+ *
+ * Death detection faster than the socket close: the kernel closes a dead process's sockets only
+ * after tearing down its memory (11-18 ms for a 512 MB process, >100 ms under load, DESIGN.md §2).
+ * Instead, when the heartbeat stops moving, look at every thread of the process: once *all*
+ * have PF_EXITING set, none can run user code again, so no thread of it can touch a ring and the
+ * sessions can move at once. A thread that is merely descheduled never has that flag, so a
+ * stalled heartbeat alone never triggers a failover.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "heartbeat.h"
+#include "keeper.h"
+
+#define PF_EXITING 0x00000004u
+
+struct kp_heartbeat {
+	const volatile struct hl_heartbeat *page;
+	uint64_t last_beat;
+	uint64_t last_change_ns;
+};
+
+static int
+read_pid(const char *run_dir, pid_t *pid)
+{
+	char path[128];
+	FILE *f;
+	int v = 0;
+
+	snprintf(path, sizeof(path), "%s/dp.pid", run_dir);
+	f = fopen(path, "r");
+	if (f == NULL)
+		return -errno;
+	if (fscanf(f, "%d", &v) != 1 || v <= 1)
+		v = 0;
+	fclose(f);
+	if (v == 0)
+		return -EINVAL;
+	*pid = v;
+	return 0;
+}
+
+static struct kp_heartbeat *
+open_heartbeat(const char *run_dir, pid_t pid)
+{
+	char path[128];
+	struct kp_heartbeat *hb;
+	void *p;
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/" HL_HB_FILE, run_dir);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return NULL;
+	p = mmap(NULL, sizeof(struct hl_heartbeat), PROT_READ, MAP_SHARED, fd, 0);
+	close(fd);
+	if (p == MAP_FAILED)
+		return NULL;
+	if (((struct hl_heartbeat *)p)->magic != HL_HB_MAGIC || ((struct hl_heartbeat *)p)->pid != (uint32_t)pid) {
+		munmap(p, sizeof(struct hl_heartbeat));
+		return NULL;
+	}
+	hb = calloc(1, sizeof(*hb));
+	if (hb == NULL) {
+		munmap(p, sizeof(struct hl_heartbeat));
+		return NULL;
+	}
+	hb->page = p;
+	hb->last_beat = hb->page->beat;
+	hb->last_change_ns = hl_now_ns();
+	return hb;
+}
+
+static void
+close_heartbeat(struct kp_heartbeat *hb)
+{
+	if (hb == NULL)
+		return;
+	munmap((void *)hb->page, sizeof(struct hl_heartbeat));
+	free(hb);
+}
+
+int
+kp_gen_find(const char *name)
+{
+	for (int i = 0; i < KP_MAX_GENS; i++)
+		if (kp.gens[i].in_use && strcmp(kp.gens[i].name, name) == 0)
+			return i;
+	return -1;
+}
+
+int
+kp_gen_attach(const char *name, const char *run_dir, struct ctl_error *err)
+{
+	struct kp_gen *g = NULL;
+	pid_t pid = 0;
+	int rc;
+
+	if (!hl_valid_name(name))
+		return ctl_fail(err, "invalid-args", "gen: '%.40s' is not a valid name", name);
+	if (strlen(run_dir) >= sizeof(g->run_dir) || run_dir[0] != '/')
+		return ctl_fail(err, "invalid-args", "run_dir: must be an absolute path under %zu bytes",
+				sizeof(g->run_dir));
+	if (kp_gen_find(name) >= 0)
+		return ctl_fail(err, "exists", "generation '%s' is already attached", name);
+	if ((rc = read_pid(run_dir, &pid)) != 0)
+		return ctl_fail(err, "no-generation", "no running generation in %s (dp.pid: %s)",
+				run_dir, strerror(-rc));
+	if (kill(pid, 0) != 0)
+		return ctl_fail(err, "no-generation", "generation pid %d in %s is not running",
+				(int)pid, run_dir);
+	for (int i = 0; i < KP_MAX_GENS && g == NULL; i++)
+		if (!kp.gens[i].in_use)
+			g = &kp.gens[i];
+	if (g == NULL)
+		return ctl_fail(err, "full", "at most %d generations", KP_MAX_GENS);
+	memset(g, 0, sizeof(*g));
+	snprintf(g->name, sizeof(g->name), "%s", name);
+	snprintf(g->run_dir, sizeof(g->run_dir), "%s", run_dir);
+	g->pid = pid;
+	g->hb = open_heartbeat(run_dir, pid);
+	g->in_use = true;
+	return 0;
+}
+
+int
+kp_gen_detach(const char *name, struct ctl_error *err)
+{
+	int gi = kp_gen_find(name);
+
+	if (gi < 0)
+		return ctl_fail(err, "unknown-gen", "no generation '%.40s'", name);
+	for (int v = 0; v < KP_MAX_VMS; v++) {
+		struct kp_vm *vm = &kp.vms[v];
+		if (vm->in_use && (vm->serving == gi || (vm->ffd < 0 && vm->home == gi)))
+			return ctl_fail(err, "busy", "generation '%s' still serves vm '%s'", name,
+					vm->name);
+	}
+	for (int v = 0; v < KP_MAX_VMS; v++)
+		if (kp.vms[v].in_use)
+			kp_bconn_close(&kp.vms[v], gi);
+	if (kp.standby == gi)
+		kp.standby = -1;
+	close_heartbeat(kp.gens[gi].hb);
+	memset(&kp.gens[gi], 0, sizeof(kp.gens[gi]));
+	return 0;
+}
+
+/* Flags word of /proc/PID/task/TID/stat (field 9, after the parenthesised comm). */
+static int
+task_flags(pid_t pid, const char *tid, unsigned long *flags, char *state)
+{
+	char path[320], buf[512], *p;
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/task/%s/stat", (int)pid, tid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return -EIO;
+	buf[n] = '\0';
+	p = strrchr(buf, ')');
+	if (p == NULL || sscanf(p + 1, " %c %*d %*d %*d %*d %*d %lu", state, flags) != 2)
+		return -EPROTO;
+	return 0;
+}
+
+bool
+kp_gen_exiting(const struct kp_gen *g)
+{
+	char path[64];
+	struct dirent *d;
+	DIR *dir;
+	int tasks = 0;
+	bool all = true;
+
+	snprintf(path, sizeof(path), "/proc/%d/task", (int)g->pid);
+	dir = opendir(path);
+	if (dir == NULL)
+		return true; /* gone entirely */
+	while (all && (d = readdir(dir)) != NULL) {
+		unsigned long flags;
+		char state;
+
+		if (d->d_name[0] == '.')
+			continue;
+		if (task_flags(g->pid, d->d_name, &flags, &state) != 0)
+			continue; /* the thread is already gone */
+		tasks++;
+		if (!(flags & PF_EXITING) && state != 'Z' && state != 'X')
+			all = false;
+	}
+	closedir(dir);
+	return all;
+}
+
+bool
+kp_gen_heartbeat_stalled(struct kp_gen *g, uint64_t now)
+{
+	uint64_t beat;
+
+	if (g->hb == NULL)
+		return false;
+	beat = g->hb->page->beat;
+	if (beat != g->hb->last_beat) {
+		g->hb->last_beat = beat;
+		g->hb->last_change_ns = now;
+		return false;
+	}
+	return now - g->hb->last_change_ns >= (uint64_t)kp.stall_us * 1000;
+}
+
+/* Called every watch period: a generation whose heartbeat stopped and whose every thread is
+ * exiting is dead now, whatever its sockets say. */
+void
+kp_gen_watch(uint64_t now)
+{
+	for (int gi = 0; gi < KP_MAX_GENS; gi++) {
+		struct kp_gen *g = &kp.gens[gi];
+
+		if (!g->in_use || g->dead || !kp_gen_heartbeat_stalled(g, now))
+			continue;
+		if (kp_gen_exiting(g))
+			kp_gen_died(gi, "heartbeat stopped and every thread is exiting");
+	}
+}
+
+json_t *
+kp_gen_json(int gi)
+{
+	const struct kp_gen *g = &kp.gens[gi];
+	int vms = 0;
+
+	for (int v = 0; v < KP_MAX_VMS; v++)
+		vms += kp.vms[v].in_use && kp.vms[v].serving == gi;
+	return json_pack("{s:s,s:s,s:i,s:b,s:b,s:b,s:i}", "gen", g->name, "run_dir", g->run_dir,
+			 "pid", (int)g->pid, "dead", g->dead, "heartbeat", g->hb != NULL,
+			 "standby", kp.standby == gi, "serving", vms);
+}

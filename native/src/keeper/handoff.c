@@ -1,0 +1,353 @@
+/* SPDX-License-Identifier: Apache-2.0
+ * Moving a live session between generations (DESIGN.md §2).
+ *
+ * Pre-load: a fresh connection to the target generation gets everything up to ring start
+ * (features, owner, memory table, ring sizes, addresses, eventfds, status without DRIVER_OK),
+ * so the costly part — the target mapping guest memory — happens outside the break.
+ *
+ * Handoff: with the keeper lock held (no frontend request pending, the frontend not read),
+ * GET_VRING_BASE each running ring on the old generation — the first stops its device, and the
+ * generation drains what it holds for the guest before answering — then give the target the
+ * positions, enable the rings, give the final status, and write once to every kick and call
+ * eventfd so interrupt-driven guests and backends wake. If the target fails on the way, the
+ * rings are restarted on the old generation with the same positions.
+ *
+ * Failover: the serving generation is dead, so the positions come from guest memory (split
+ * rings: used->idx). Packed rings carry their position only in the backend's state: a packed
+ * session cannot fail over and is reported as down.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "keeper.h"
+
+struct sender {
+	struct kp_vm *vm;
+	int gi;
+	int err;
+	uint32_t request;
+};
+
+/* Replay callback: ask for an ack on every message when REPLY_ACK is on, so a failing target
+ * is noticed at the message that failed. */
+static int
+send_to_gen(void *arg, struct vu_msg *m)
+{
+	struct sender *s = arg;
+
+	if (s->vm->st.protocol_features & (1ull << VU_PF_REPLY_ACK))
+		m->flags |= VU_FLAG_NEED_REPLY;
+	s->request = m->request;
+	s->err = kp_backend_call(s->vm, s->gi, m, NULL);
+	return s->err;
+}
+
+json_t *
+kp_timing_json(const struct kp_timing *t)
+{
+	return json_pack("{s:I,s:I,s:I,s:I,s:I,s:I}", "request_ns", (json_int_t)t->request_ns,
+			 "quiesce_ns", (json_int_t)t->quiesce_ns, "bases_ns",
+			 (json_int_t)t->bases_ns, "replayed_ns", (json_int_t)t->replayed_ns,
+			 "resumed_ns", (json_int_t)t->resumed_ns, "window_ns",
+			 (json_int_t)(t->resumed_ns - t->quiesce_ns));
+}
+
+/* Ask the generation what it offers and refuse it when it lacks anything the frontend
+ * negotiated: the guest would lose a feature it relies on. */
+static int
+check_target(struct kp_vm *vm, int gi, struct ctl_error *err)
+{
+	struct vu_msg m, r;
+	uint64_t missing;
+	int rc;
+
+	vu_msg_init(&m, VU_GET_FEATURES, 0);
+	if ((rc = kp_backend_call(vm, gi, &m, &r)) != 0)
+		return ctl_fail(err, "target-failed", "generation '%s' did not answer GET_FEATURES: %s",
+				kp.gens[gi].name, strerror(-rc));
+	vm->b[gi].features = r.p.u64;
+	missing = vm->st.features & ~r.p.u64;
+	if (missing)
+		return ctl_fail(err, "feature-mismatch",
+				"generation '%s' lacks negotiated features 0x%llx", kp.gens[gi].name,
+				(unsigned long long)missing);
+	if (!(r.p.u64 & (1ull << VU_F_PROTOCOL_FEATURES)) || !vm->st.pf_set)
+		return 0;
+	vu_msg_init(&m, VU_GET_PROTOCOL_FEATURES, 0);
+	if ((rc = kp_backend_call(vm, gi, &m, &r)) != 0)
+		return ctl_fail(err, "target-failed",
+				"generation '%s' did not answer GET_PROTOCOL_FEATURES: %s",
+				kp.gens[gi].name, strerror(-rc));
+	vm->b[gi].protocol_features = r.p.u64;
+	missing = vm->st.protocol_features & ~r.p.u64;
+	if (missing)
+		return ctl_fail(err, "feature-mismatch",
+				"generation '%s' lacks negotiated protocol features 0x%llx",
+				kp.gens[gi].name, (unsigned long long)missing);
+	return 0;
+}
+
+int
+kp_preload(struct kp_vm *vm, int gi, struct ctl_error *err)
+{
+	struct sender s = { .vm = vm, .gi = gi };
+	int rc;
+
+	if (vm->b[gi].fd >= 0 && vm->b[gi].preloaded && vm->b[gi].epoch == vm->st.epoch)
+		return 0;
+	if ((rc = kp_bconn_connect(vm, gi)) != 0)
+		return ctl_fail(err, "target-failed", "cannot connect to generation '%s' for vm '%s': %s",
+				kp.gens[gi].name, vm->name, strerror(-rc));
+	if (check_target(vm, gi, err) != 0) {
+		kp_bconn_close(vm, gi);
+		return -1;
+	}
+	if (kp_state_replay(&vm->st, KP_PRELOAD, NULL, send_to_gen, &s) != 0) {
+		kp_bconn_close(vm, gi);
+		return ctl_fail(err, "target-failed", "generation '%s' refused %s during pre-load: %s",
+				kp.gens[gi].name, vu_request_name(s.request), strerror(-s.err));
+	}
+	vm->b[gi].preloaded = true;
+	vm->b[gi].epoch = vm->st.epoch;
+	return 0;
+}
+
+/* Wake both sides after a move: a kick for a backend that waits for one, a call for a guest
+ * driver that sleeps on interrupts. A spurious wakeup is harmless to both. */
+static void
+nudge(struct kp_vm *vm)
+{
+	uint64_t one = 1;
+
+	for (uint32_t i = 0; i < vm->st.nvrings; i++) {
+		const struct kp_vring *vr = &vm->st.vr[i];
+		if (!vr->started)
+			continue;
+		if (vr->kick >= 0 && write(vr->kick, &one, sizeof(one)) < 0)
+			continue;
+		if (vr->call >= 0 && write(vr->call, &one, sizeof(one)) < 0)
+			continue;
+	}
+}
+
+/* Start the rings on generation gi at the given positions (after KP_RINGS when it lost them). */
+static int
+start_on(struct kp_vm *vm, int gi, bool rings_too, const uint32_t *bases)
+{
+	struct sender s = { .vm = vm, .gi = gi };
+
+	if (rings_too && kp_state_replay(&vm->st, KP_RINGS, NULL, send_to_gen, &s) != 0)
+		return s.err;
+	if (kp_state_replay(&vm->st, KP_START, bases, send_to_gen, &s) != 0)
+		return s.err;
+	return 0;
+}
+
+static json_t *
+bases_json(const struct kp_vm *vm, const uint32_t *bases, json_t *anomalies)
+{
+	json_t *a = json_array();
+
+	for (uint32_t i = 0; i < vm->st.nvrings; i++) {
+		uint16_t used;
+		if (!vm->st.vr[i].started)
+			continue;
+		json_array_append_new(a, json_pack("{s:i,s:i}", "ring", i, "base", (int)bases[i]));
+		/* a drained split ring has handed back every descriptor it took */
+		if (anomalies != NULL && kp_state_used_idx(&vm->st, i, &used) == 0 &&
+		    used != (uint16_t)bases[i]) {
+			char s[120];
+			snprintf(s, sizeof(s), "ring %u: base %u but used->idx %u (descriptors in flight)",
+				 i, bases[i], used);
+			json_array_append_new(anomalies, json_string(s));
+		}
+	}
+	return a;
+}
+
+int
+kp_handoff(struct kp_vm *vm, int to, json_t **result, struct ctl_error *err)
+{
+	struct kp_timing t = { .request_ns = hl_now_ns() };
+	uint32_t bases[VU_MAX_VRINGS] = { 0 };
+	json_t *anomalies = json_array();
+	int from = vm->serving, rc;
+	char why[160];
+
+	if (vm->ffd < 0 || from < 0) {
+		json_decref(anomalies);
+		return ctl_fail(err, "not-connected", "vm '%s' has no live session", vm->name);
+	}
+	if (to == from) {
+		json_decref(anomalies);
+		return ctl_fail(err, "already-there", "vm '%s' is already served by '%s'", vm->name,
+				kp.gens[to].name);
+	}
+	if (kp.gens[to].dead) {
+		json_decref(anomalies);
+		return ctl_fail(err, "target-dead", "generation '%s' is dead", kp.gens[to].name);
+	}
+	if (!kp_state_movable(&vm->st, why, sizeof(why))) {
+		json_decref(anomalies);
+		return ctl_fail(err, "not-movable", "vm '%s' cannot move now: %s", vm->name, why);
+	}
+	if (kp_preload(vm, to, err) != 0) {
+		json_decref(anomalies);
+		return -1;
+	}
+
+	/* the switch: from here until resumed the frontend is not read */
+	t.quiesce_ns = hl_now_ns();
+	for (uint32_t i = 0; i < vm->st.nvrings; i++) {
+		struct vu_msg m, r;
+		if (!vm->st.vr[i].started)
+			continue;
+		vu_msg_state(&m, VU_GET_VRING_BASE, i, 0);
+		if ((rc = kp_backend_call(vm, from, &m, &r)) != 0) {
+			/* the old generation died under us: take the position from guest memory */
+			uint16_t used;
+			if (kp_state_used_idx(&vm->st, i, &used) != 0) {
+				json_decref(anomalies);
+				kp_failover(vm, "serving generation failed during a handoff");
+				return ctl_fail(err, "source-failed",
+						"generation '%s' failed while stopping vm '%s'",
+						kp.gens[from].name, vm->name);
+			}
+			bases[i] = used;
+			json_array_append_new(anomalies, json_string("old generation failed at GET_VRING_BASE; position read from guest memory"));
+			continue;
+		}
+		bases[i] = r.p.state.num;
+	}
+	t.bases_ns = hl_now_ns();
+	if (kp.debug_pause_ms > 0) {
+		hl_sleep_ns((uint64_t)kp.debug_pause_ms * 1000000ull);
+		kp.debug_pause_ms = 0;
+	}
+	rc = start_on(vm, to, false, bases);
+	if (rc != 0) {
+		/* the target failed mid-switch: put the VM back where it was */
+		kp_bconn_close(vm, to);
+		if (start_on(vm, from, true, bases) != 0) {
+			kp_failover(vm, "target failed mid-handoff and the old generation could not restart");
+		} else {
+			vm->serving = from;
+			nudge(vm);
+		}
+		json_decref(anomalies);
+		return ctl_fail(err, "target-failed",
+				"generation '%s' failed mid-switch (%s); vm '%s' is back on '%s'",
+				kp.gens[to].name, strerror(-rc), vm->name,
+				vm->serving >= 0 ? kp.gens[vm->serving].name : "(none)");
+	}
+	t.replayed_ns = hl_now_ns();
+	nudge(vm);
+	t.resumed_ns = hl_now_ns();
+
+	for (uint32_t i = 0; i < vm->st.nvrings; i++)
+		if (vm->st.vr[i].started)
+			vm->st.vr[i].base = bases[i];
+	kp_bconn_close(vm, from);
+	vm->serving = to;
+	vm->home = to;
+	vm->handoffs++;
+	*result = json_pack("{s:s,s:s,s:s,s:o,s:o,s:o}", "vm", vm->name, "from", kp.gens[from].name,
+			    "to", kp.gens[to].name, "timing", kp_timing_json(&t), "rings",
+			    bases_json(vm, bases, anomalies), "anomalies", anomalies);
+	ctl_emit(kp.ctl, "handoff/done", json_incref(*result));
+	return 0;
+}
+
+int
+kp_failover(struct kp_vm *vm, const char *cause)
+{
+	struct kp_timing t = { .request_ns = hl_now_ns() };
+	uint32_t bases[VU_MAX_VRINGS] = { 0 };
+	struct ctl_error err = { "", "" };
+	int from = vm->serving, to = kp.standby;
+	json_t *ev;
+
+	if (from >= 0)
+		kp_bconn_close(vm, from);
+	vm->serving = -1;
+	if (to < 0 || to == from || !kp.gens[to].in_use || kp.gens[to].dead) {
+		ctl_fail(&err, "no-standby", "no live standby generation");
+		goto down;
+	}
+	if (kp_state_packed(&vm->st)) {
+		ctl_fail(&err, "packed-ring", "packed rings keep their position only in the dead "
+			 "backend: the session cannot fail over");
+		goto down;
+	}
+	if (kp_preload(vm, to, &err) != 0)
+		goto down;
+	t.quiesce_ns = hl_now_ns();
+	for (uint32_t i = 0; i < vm->st.nvrings; i++) {
+		uint16_t used;
+		if (!vm->st.vr[i].started)
+			continue;
+		if (kp_state_used_idx(&vm->st, i, &used) != 0) {
+			ctl_fail(&err, "no-position", "ring %u: used ring not in guest memory", i);
+			goto down;
+		}
+		bases[i] = used;
+	}
+	t.bases_ns = hl_now_ns();
+	if (start_on(vm, to, false, bases) != 0) {
+		kp_bconn_close(vm, to);
+		ctl_fail(&err, "target-failed", "standby '%s' failed to start the rings",
+			 kp.gens[to].name);
+		goto down;
+	}
+	t.replayed_ns = hl_now_ns();
+	nudge(vm);
+	t.resumed_ns = hl_now_ns();
+	vm->serving = to;
+	vm->home = to;
+	vm->failovers++;
+	ev = json_pack("{s:s,s:s?,s:s,s:s,s:o,s:o}", "vm", vm->name, "from",
+		       from >= 0 ? kp.gens[from].name : NULL, "to", kp.gens[to].name, "cause", cause,
+		       "timing", kp_timing_json(&t), "rings", bases_json(vm, bases, NULL));
+	ctl_emit(kp.ctl, "failover/done", ev);
+	return 0;
+down:
+	snprintf(vm->last_anomaly, sizeof(vm->last_anomaly), "failover failed: %s", err.message);
+	fprintf(stderr, "hitless-keeper: vm %s: failover failed: %s\n", vm->name, err.message);
+	ctl_emit(kp.ctl, "failover/failed",
+		 json_pack("{s:s,s:s,s:s,s:s}", "vm", vm->name, "cause", cause, "code", err.code,
+			   "message", err.message));
+	return -1;
+}
+
+void
+kp_gen_died(int gi, const char *cause)
+{
+	struct kp_gen *g = &kp.gens[gi];
+	uint64_t t0 = hl_now_ns();
+	int moved = 0, failed = 0;
+
+	if (g->dead)
+		return;
+	g->dead = true;
+	if (kp.standby == gi)
+		kp.standby = -1;
+	for (int v = 0; v < KP_MAX_VMS; v++) {
+		struct kp_vm *vm = &kp.vms[v];
+		if (!vm->in_use)
+			continue;
+		if (vm->serving == gi) {
+			if (kp_failover(vm, cause) == 0)
+				moved++;
+			else
+				failed++;
+		} else {
+			kp_bconn_close(vm, gi);
+		}
+	}
+	ctl_emit(kp.ctl, "gen/dead",
+		 json_pack("{s:s,s:s,s:i,s:i,s:I,s:I}", "gen", g->name, "cause", cause, "moved",
+			   moved, "failed", failed, "t_ns", (json_int_t)t0, "done_ns",
+			   (json_int_t)hl_now_ns()));
+}

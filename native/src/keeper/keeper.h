@@ -1,0 +1,117 @@
+/* SPDX-License-Identifier: Apache-2.0
+ * hitless-keeper: owns each VM's frontend-facing vhost-user socket, relays the control
+ * messages to the generation (hitless-dp) serving the VM, and moves the live session between
+ * generations (handoff, rollback, failover) without the frontend seeing a disconnect.
+ *
+ * Threads: the relay thread (relay.c) runs one epoll loop over every socket; the control
+ * thread (ctl_cmds.c) serves commands. Both work under kp.lock, and a frontend request is
+ * relayed whole (request, backend reply, reply to the frontend) under it, so a handoff that
+ * holds the lock never interleaves with a pending frontend request.
+ */
+#ifndef HITLESS_KEEPER_H
+#define HITLESS_KEEPER_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <sys/un.h>
+
+#include "ctl.h"
+#include "session.h"
+#include "util.h"
+
+#define KP_MAX_GENS 4
+#define KP_MAX_VMS 64
+#define KP_REPLY_TIMEOUT_MS 2000
+
+struct kp_heartbeat; /* gen.c */
+
+struct kp_gen {
+	bool in_use;
+	bool dead;
+	char name[HL_NAME_MAX + 1];
+	char run_dir[80];
+	pid_t pid;
+	struct kp_heartbeat *hb;
+};
+
+/* The keeper's connection to one generation for one VM. */
+struct kp_bconn {
+	int fd;             /* -1: none */
+	uint64_t epoch;     /* session epoch it was pre-loaded at */
+	bool preloaded;
+	uint64_t features;  /* what the generation offers */
+	uint64_t protocol_features;
+};
+
+struct kp_timing {
+	uint64_t request_ns, quiesce_ns, bases_ns, replayed_ns, resumed_ns;
+};
+
+struct kp_vm {
+	bool in_use;
+	char name[HL_NAME_MAX + 1];
+	char sock[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	bool client;        /* connect to the frontend's socket (QEMU server=on) */
+	int lfd;            /* listening socket (server mode) */
+	int ffd;            /* the frontend connection, -1 when none */
+	uint64_t next_connect_ns; /* client mode: next reconnect attempt */
+	int serving;        /* generation index serving the VM, -1 when none */
+	int home;           /* generation new frontend connections go to */
+	struct kp_bconn b[KP_MAX_GENS];
+	struct kp_state st;
+	uint64_t connects, disconnects, handoffs, failovers, refused;
+	char last_anomaly[300];
+};
+
+struct keeper {
+	pthread_mutex_t lock;
+	char run_dir[80];
+	int epfd, timerfd;
+	uint32_t watch_us;          /* heartbeat poll period */
+	uint32_t stall_us;          /* heartbeat age that triggers the exit check */
+	int standby;                /* failover target generation, -1 none */
+	uint32_t debug_pause_ms;    /* fault injection: pause inside the next handoff */
+	volatile bool quit;
+	struct ctl_server *ctl;
+	struct kp_gen gens[KP_MAX_GENS];
+	struct kp_vm vms[KP_MAX_VMS];
+};
+
+extern struct keeper kp;
+
+/* gen.c */
+int kp_gen_attach(const char *name, const char *run_dir, struct ctl_error *err);
+int kp_gen_detach(const char *name, struct ctl_error *err);
+int kp_gen_find(const char *name);
+bool kp_gen_exiting(const struct kp_gen *g);
+bool kp_gen_heartbeat_stalled(struct kp_gen *g, uint64_t now);
+void kp_gen_watch(uint64_t now);
+json_t *kp_gen_json(int gi);
+
+/* relay.c */
+int kp_relay_init(void);
+void kp_relay_run(void);
+int kp_vm_add(const char *name, const char *sock, bool client, int gen, struct ctl_error *err);
+int kp_vm_del(const char *name, struct ctl_error *err);
+struct kp_vm *kp_vm_find(const char *name);
+void kp_frontend_close(struct kp_vm *vm, const char *why);
+void kp_bconn_close(struct kp_vm *vm, int gi);
+int kp_bconn_connect(struct kp_vm *vm, int gi);
+/* Send a request to a backend; when it expects a reply (or need_reply is set and REPLY_ACK is
+ * on), wait for it and check it. reply may be NULL. 0 or -errno/-EPROTO. */
+int kp_backend_call(struct kp_vm *vm, int gi, struct vu_msg *req, struct vu_msg *reply);
+
+/* handoff.c */
+int kp_preload(struct kp_vm *vm, int gi, struct ctl_error *err);
+int kp_handoff(struct kp_vm *vm, int to, json_t **result, struct ctl_error *err);
+int kp_failover(struct kp_vm *vm, const char *cause);
+void kp_gen_died(int gi, const char *cause);
+json_t *kp_timing_json(const struct kp_timing *t);
+
+/* ctl_cmds.c */
+void kp_ctl_register(struct ctl_registry *reg);
+json_t *kp_vm_json(const struct kp_vm *vm, bool detail);
+
+#endif

@@ -1,0 +1,166 @@
+/* SPDX-License-Identifier: Apache-2.0
+ * hitless-keeper: one per host. Owns the VMs' vhost-user sockets and moves their live sessions
+ * between datapath generations. main() parses options, opens the control socket, and runs the
+ * relay loop until SIGTERM/SIGINT.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "keeper.h"
+
+#ifndef HITLESS_RELEASE
+#define HITLESS_RELEASE "0.0.0"
+#endif
+
+struct keeper kp = { .standby = -1, .watch_us = 1000, .stall_us = 2000 };
+
+static void
+on_signal(int sig)
+{
+	(void)sig;
+	kp.quit = true;
+}
+
+static void
+usage(FILE *f)
+{
+	fprintf(f,
+		"usage: hitless-keeper --run-dir DIR [--watch-us N] [--stall-us N]\n"
+		"       hitless-keeper --version\n"
+		"  --run-dir DIR   control socket DIR/ctl.sock, VM sockets DIR/vhost/<vm>.sock\n"
+		"  --watch-us N    how often generation heartbeats are checked (default 1000)\n"
+		"  --stall-us N    heartbeat age that triggers the exit check (default 2000)\n");
+}
+
+static int
+parse_uint(const char *opt, const char *s, uint32_t min, uint32_t max, uint32_t *out)
+{
+	char *end;
+	unsigned long v = strtoul(s, &end, 10);
+
+	if (*s == '\0' || *end != '\0' || v < min || v > max) {
+		fprintf(stderr, "hitless-keeper: %s: '%s' is not a number in [%u, %u]\n", opt, s,
+			min, max);
+		return -1;
+	}
+	*out = (uint32_t)v;
+	return 0;
+}
+
+static int
+parse_args(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "run-dir", required_argument, NULL, 'r' },
+		{ "watch-us", required_argument, NULL, 'w' },
+		{ "stall-us", required_argument, NULL, 's' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	int c;
+
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (c) {
+		case 'r':
+			if (strlen(optarg) >= sizeof(kp.run_dir) || optarg[0] != '/') {
+				fprintf(stderr, "hitless-keeper: --run-dir: an absolute path under %zu bytes\n",
+					sizeof(kp.run_dir));
+				return -1;
+			}
+			snprintf(kp.run_dir, sizeof(kp.run_dir), "%s", optarg);
+			break;
+		case 'w':
+			if (parse_uint("--watch-us", optarg, 100, 1000000, &kp.watch_us) != 0)
+				return -1;
+			break;
+		case 's':
+			if (parse_uint("--stall-us", optarg, 100, 10000000, &kp.stall_us) != 0)
+				return -1;
+			break;
+		case 'h':
+			usage(stdout);
+			exit(0);
+		default:
+			return -1;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "hitless-keeper: unexpected argument '%s'\n", argv[optind]);
+		return -1;
+	}
+	if (kp.run_dir[0] == '\0') {
+		fprintf(stderr, "hitless-keeper: --run-dir is required\n");
+		return -1;
+	}
+	return 0;
+}
+
+int
+main(int argc, char **argv)
+{
+	char path[sizeof(kp.run_dir) + 16];
+	FILE *f;
+	int rc;
+
+	if (argc == 2 && strcmp(argv[1], "--version") == 0) {
+		printf("hitless-keeper %s\n", HITLESS_RELEASE);
+		return 0;
+	}
+	if (parse_args(argc, argv) != 0) {
+		usage(stderr);
+		return 2;
+	}
+	signal(SIGTERM, on_signal);
+	signal(SIGINT, on_signal);
+	signal(SIGPIPE, SIG_IGN);
+	pthread_mutex_init(&kp.lock, NULL);
+
+	snprintf(path, sizeof(path), "%s/vhost", kp.run_dir);
+	if ((mkdir(kp.run_dir, 0750) != 0 && errno != EEXIST) ||
+	    (mkdir(path, 0750) != 0 && errno != EEXIST)) {
+		fprintf(stderr, "hitless-keeper: cannot create %s: %s\n", path, strerror(errno));
+		return 1;
+	}
+	if ((rc = kp_relay_init()) != 0) {
+		fprintf(stderr, "hitless-keeper: event loop: %s\n", strerror(-rc));
+		return 1;
+	}
+	snprintf(path, sizeof(path), "%s/ctl.sock", kp.run_dir);
+	kp.ctl = ctl_server_new(path, 0);
+	if (kp.ctl == NULL) {
+		fprintf(stderr, "hitless-keeper: control socket %s: %s\n", path, strerror(errno));
+		return 1;
+	}
+	kp_ctl_register(ctl_server_registry(kp.ctl));
+	if (ctl_server_start(kp.ctl) != 0) {
+		fprintf(stderr, "hitless-keeper: cannot start the control thread\n");
+		return 1;
+	}
+	snprintf(path, sizeof(path), "%s/keeper.pid", kp.run_dir);
+	if ((f = fopen(path, "w")) != NULL) {
+		fprintf(f, "%d\n", (int)getpid());
+		fclose(f);
+	}
+	printf("{\"event\":\"ready\",\"version\":\"%s\",\"pid\":%d,\"ctl\":\"%s/ctl.sock\"}\n",
+	       HITLESS_RELEASE, (int)getpid(), kp.run_dir);
+	fflush(stdout);
+
+	kp_relay_run();
+
+	ctl_server_free(kp.ctl);
+	kp.ctl = NULL;
+	pthread_mutex_lock(&kp.lock);
+	for (int v = 0; v < KP_MAX_VMS; v++)
+		if (kp.vms[v].in_use)
+			kp_vm_del(kp.vms[v].name, &(struct ctl_error){ "", "" });
+	pthread_mutex_unlock(&kp.lock);
+	unlink(path);
+	fprintf(stderr, "hitless-keeper: stopped\n");
+	return 0;
+}

@@ -120,7 +120,7 @@ describe('hitless-dp control socket', () => {
     assert.equal(info.fwd.name, 'l2');
     assert.equal(info.vms, 1);
     // the same counters through DPDK telemetry, read with DPDK's own client
-    const tel = execFileSync('dpdk-telemetry.py', ['-f', 'hl-dp-T'], { input: '/hitless/stats,v1\n/hitless/gen\n', encoding: 'utf8' });
+    const tel = execFileSync('dpdk-telemetry.py', ['-f', gen.opts.filePrefix!], { input: '/hitless/stats,v1\n/hitless/gen\n', encoding: 'utf8' });
     assert.match(tel, /"\/hitless\/stats":\s*{[^}]*"rx_pkts": 0/);
     assert.match(tel, /"gen_id": "T"/);
     const sock = gen.vhostSocket('v1');

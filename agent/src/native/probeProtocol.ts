@@ -59,7 +59,7 @@ export type FlowSummary = z.infer<typeof FlowSummary>;
 export const ProbeSummary = z
   .object({
     duration_s: z.number(),
-    vms: z.record(z.object({ rx: int, tx: int, tx_refused: int, foreign: int, link_down: int }).passthrough()),
+    vms: z.record(z.object({ rx: int, tx: int, tx_refused: int, foreign: int, link_down: int, resets: int }).passthrough()),
     flows: z.array(FlowSummary),
     totals: z.object({ offered: int, received: int, lost: int, dup: int, reordered: int }).passthrough(),
   })
@@ -88,5 +88,6 @@ export const probe = {
     z.object({ vm: z.string(), ms: int.min(0).max(60000) }).strict(),
     z.object({ vm: z.string(), start_ns: int, until_ns: int }),
   ),
+  vmReset: defineCommand('vm/reset', z.object({ vm: z.string() }).strict(), z.object({ vm: z.string(), resets_before: int })),
   probeStop: defineCommand('probe/stop', z.object({}).strict(), z.object({ stopping: z.boolean() })),
 } as const;

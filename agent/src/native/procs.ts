@@ -66,6 +66,8 @@ function exited(child: ChildProcess): Promise<{ code: number | null; signal: Nod
 export interface DpOptions {
   genId: string;
   runDir: string;
+  /** EAL --file-prefix (default hl-dp-<genId>): distinct per running generation */
+  filePrefix?: string;
   lcore?: number;
   memMb?: number;
   uplink?: string;
@@ -86,7 +88,7 @@ export class DpProcess {
   static async start(opts: DpOptions): Promise<DpProcess> {
     mkdirSync(opts.runDir, { recursive: true });
     const args = [
-      ...eal(opts.lcore ?? 1, opts.memMb ?? 256, `hl-dp-${opts.genId}`),
+      ...eal(opts.lcore ?? 1, opts.memMb ?? 256, opts.filePrefix ?? `hl-dp-${opts.genId}`),
       '--',
       '--gen-id', opts.genId,
       '--run-dir', opts.runDir,

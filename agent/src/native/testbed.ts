@@ -1,10 +1,21 @@
 // Test bed for integration tests and benchmarks: temporary run dirs, veth pairs for uplinks,
 // and cleanup of every process and link a test started, even when it fails.
 import { execFileSync, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
+import { keeper } from './keeperProtocol.js';
 import { DpProcess, KeeperProcess, ProbeProcess, type DpOptions, type ProbeOptions } from './procs.js';
+
+export interface UpgradeHost {
+  a: DpProcess;
+  b: DpProcess;
+  k: KeeperProcess;
+  probe: ProbeProcess;
+  vms: string[];
+  /** open fds of the keeper with its VMs configured, before any frontend connected */
+  keeperIdleFds: number;
+}
 
 export class Testbed {
   readonly dir: string;
@@ -18,16 +29,49 @@ export class Testbed {
     this.dir = mkdtempSync(join(tmpdir(), `hl-${name}-`));
   }
 
+  private seqNo = 0;
+
+  /** A generation; its run dir and EAL file prefix are unique to this test bed and call. */
   async dp(genId: string, opts: Partial<DpOptions> = {}): Promise<DpProcess> {
-    const p = await DpProcess.start({ genId, runDir: join(this.dir, genId), ...opts });
+    const uniq = `${basename(this.dir)}-${genId}-${this.seqNo++}`;
+    const p = await DpProcess.start({ genId, runDir: join(this.dir, uniq), filePrefix: `hl-dp-${uniq}`, ...opts });
     this.dps.push(p);
     return p;
   }
 
   async keeper(name = 'keeper'): Promise<KeeperProcess> {
-    const k = await KeeperProcess.start({ runDir: join(this.dir, name) });
+    const k = await KeeperProcess.start({ runDir: join(this.dir, `${name}-${this.seqNo++}`) });
     this.keepers.push(k);
     return k;
+  }
+
+  /**
+   * A host mid-upgrade: generations A (old, peer-link server) and B (new), a keeper attached to
+   * both with B as the failover standby, and n probe VMs served by A through the keeper, with
+   * a ring of flows between them at pps each. B serves the same VMs (idle until handed over).
+   */
+  async upgradeHost(opts: { vms: number; pps: number; durationS: number; gapUs?: number }): Promise<UpgradeHost> {
+    const peer = join(this.dir, `peer-${this.seqNo++}.sock`);
+    const a = await this.dp('A', { peer: { socket: peer, server: true } });
+    const b = await this.dp('B', { peer: { socket: peer, server: false } });
+    const k = await this.keeper();
+    await k.attach(a);
+    await k.attach(b);
+    await k.ctl.request(keeper.failoverStandby, { gen: 'B' });
+    const vms = labVms(opts.vms);
+    await b.serve(vms);
+    const pvms = await k.serve(a, vms);
+    const keeperIdleFds = readdirSync(`/proc/${k.child.pid}/fd`).length;
+    const probeCtl = join(this.dir, `probe-${this.seqNo++}.sock`);
+    const probe = await this.probe({
+      name: 'host',
+      vms: pvms,
+      flows: vms.map((v, i) => ({ src: v.name, dst: vms[(i + 1) % vms.length]!.name, pps: opts.pps })),
+      durationS: opts.durationS,
+      gapUs: opts.gapUs ?? 1000,
+      ctlPath: probeCtl,
+    });
+    return { a, b, k, probe, vms: vms.map((v) => v.name), keeperIdleFds };
   }
 
   async probe(opts: ProbeOptions): Promise<ProbeProcess> {

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "session.h"
@@ -279,16 +280,26 @@ kp_state_movable(const struct kp_state *st, char *why, size_t whylen)
 	return true;
 }
 
-/* Guest address (frontend virtual address, as in SET_VRING_ADDR) -> keeper pointer. */
+/* Guest address (frontend virtual address, as in SET_VRING_ADDR) -> keeper pointer. The
+ * frontend chooses every number here: the range test must not wrap, and a region may reach
+ * past the end of its file (the mapping then exists, but reading there raises SIGBUS), so the
+ * bytes must lie within the file as it is now. */
 static const void *
 guest_ptr(const struct kp_state *st, uint64_t uaddr, size_t len)
 {
 	for (uint32_t i = 0; i < st->mem.nregions; i++) {
 		const struct vu_region *r = &st->mem.regions[i];
-		if (st->maps[i] == NULL || uaddr < r->userspace_addr ||
-		    uaddr - r->userspace_addr + len > r->memory_size)
+		struct stat sb;
+		uint64_t off;
+
+		if (st->maps[i] == NULL || uaddr < r->userspace_addr || r->memory_size < len ||
+		    uaddr - r->userspace_addr > r->memory_size - len)
 			continue;
-		return (const uint8_t *)st->maps[i] + r->mmap_offset + (uaddr - r->userspace_addr);
+		off = r->mmap_offset + (uaddr - r->userspace_addr); /* < mmap_offset + memory_size */
+		if (fstat(st->mem_fds[i], &sb) != 0 ||
+		    (S_ISREG(sb.st_mode) && (sb.st_size < 0 || off + len > (uint64_t)sb.st_size)))
+			continue;
+		return (const uint8_t *)st->maps[i] + off;
 	}
 	return NULL;
 }

@@ -259,18 +259,19 @@ vu_recv(int fd, struct vu_msg *m, int timeout_ms)
 		vu_close_fds(m);
 		return -EPROTO;
 	}
-	if ((size_t)n < VU_HDR_SIZE && (rc = read_full(fd, (uint8_t *)m + n, VU_HDR_SIZE - (size_t)n,
-						      timeout_ms < 0 ? 1000 : timeout_ms)) != 0) {
+	/* a frame that has begun must complete soon: a peer that stops mid-frame is broken */
+	if ((size_t)n < VU_HDR_SIZE &&
+	    (rc = read_full(fd, (uint8_t *)m + n, VU_HDR_SIZE - (size_t)n, VU_FRAME_MS)) != 0) {
 		vu_close_fds(m);
-		return rc;
+		return rc == -ETIMEDOUT ? -EPROTO : rc;
 	}
 	if (m->size > VU_MAX_PAYLOAD) {
 		vu_close_fds(m);
 		return -EPROTO;
 	}
-	if (m->size > 0 && (rc = read_full(fd, &m->p, m->size, timeout_ms < 0 ? 1000 : timeout_ms)) != 0) {
+	if (m->size > 0 && (rc = read_full(fd, &m->p, m->size, VU_FRAME_MS)) != 0) {
 		vu_close_fds(m);
-		return rc;
+		return rc == -ETIMEDOUT ? -EPROTO : rc;
 	}
 	return 0;
 }

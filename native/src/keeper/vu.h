@@ -46,6 +46,7 @@ enum vu_request {
 #define VU_MAX_FDS 8
 #define VU_MAX_REGIONS 8
 #define VU_MAX_VRINGS 32
+#define VU_FRAME_MS 200 /* how long the rest of a begun frame may take */
 #define VU_VRING_IDX_MASK 0xffu
 #define VU_VRING_NOFD_MASK 0x100u
 
@@ -132,8 +133,9 @@ int vu_check_request(const struct vu_msg *m, char *err, size_t errlen);
 int vu_check_reply(const struct vu_msg *m, uint32_t request, char *err, size_t errlen);
 
 /* Receive one frame. Waits up to timeout_ms (<0: forever) for its first byte; once begun, a
- * frame must complete within the same bound. Returns 0, -EPIPE on EOF, -ETIMEDOUT, -EPROTO on
- * a malformed frame (oversized payload, too many fds: the fds received are closed). */
+ * frame must complete within VU_FRAME_MS. Returns 0, -EPIPE on EOF, -ETIMEDOUT when nothing
+ * arrived, -EPROTO on a malformed or truncated frame (oversized payload, too many fds, stopped
+ * mid-frame: the fds received are closed). */
 int vu_recv(int fd, struct vu_msg *m, int timeout_ms);
 /* Send one frame with its fds (not closed). 0 or -errno. */
 int vu_send(int fd, const struct vu_msg *m);

@@ -99,6 +99,29 @@ vm_rx_pause(struct ctl_call *call, json_t *args, json_t **result, struct ctl_err
 	return ctl_fail(err, "unknown-vm", "no vm '%.40s' in this probe", name);
 }
 
+static const struct ctl_arg vm_only_args[] = {
+	{ "vm", CTL_T_STRING, true, 0, 0 },
+	{ NULL },
+};
+
+/* A guest driver reload: the VM's virtio device is reset and renegotiated in place. */
+static int
+vm_reset(struct ctl_call *call, json_t *args, json_t **result, struct ctl_error *err)
+{
+	struct probe_ctx *ctx = call->aux;
+	const char *name = json_string_value(json_object_get(args, "vm"));
+
+	for (unsigned i = 0; i < ctx->n_vms; i++) {
+		if (strcmp(ctx->vms[i].name, name) != 0)
+			continue;
+		__atomic_store_n(&ctx->vms[i].reset_req, true, __ATOMIC_RELEASE);
+		*result = json_pack("{s:s,s:I}", "vm", name, "resets_before",
+				    (json_int_t)PROBE_GET(ctx->vms[i].resets));
+		return 0;
+	}
+	return ctl_fail(err, "unknown-vm", "no vm '%.40s' in this probe", name);
+}
+
 static int
 probe_stop(struct ctl_call *call, json_t *args, json_t **result, struct ctl_error *err)
 {
@@ -138,6 +161,9 @@ probe_control_start(struct probe_ctx *ctx)
 	rc |= ctl_register(reg, "vm/rx-pause",
 			   "vm/rx-pause {vm, ms}: the VM stops reading its RX ring for ms (fault injection)",
 			   rx_pause_args, vm_rx_pause, ctx);
+	rc |= ctl_register(reg, "vm/reset",
+			   "vm/reset {vm}: reset the VM's virtio device and renegotiate (driver reload)",
+			   vm_only_args, vm_reset, ctx);
 	rc |= ctl_register(reg, "probe/stop",
 			   "probe/stop: stop sending, drain, write the summary and exit 0", no_args,
 			   probe_stop, ctx);

@@ -76,6 +76,11 @@ run_loop(struct probe_ctx *ctx)
 		uint64_t wake;
 
 		now = hl_now_ns();
+		for (unsigned v = 0; v < ctx->n_vms; v++)
+			if (__atomic_exchange_n(&ctx->vms[v].reset_req, false, __ATOMIC_ACQ_REL) &&
+			    probe_port_reset(ctx, &ctx->vms[v]) != 0)
+				fprintf(stderr, "hitless-probe: VM '%s': device reset failed\n",
+					ctx->vms[v].name);
 		probe_rx_poll(ctx, now);
 		if (sending) {
 			if (now >= next_tick) {

@@ -13,18 +13,52 @@
 
 #define PROBE_RING_SIZE 1024
 
+/* Configure one queue pair and start the port (at start-up and after a device reset).
+ * reinit: ask for rx queue interrupts, which makes the virtio PMD re-initialise the device —
+ * reset, feature negotiation, new rings — inside the same vhost-user connection. */
+static int
+port_setup(struct probe_ctx *ctx, struct probe_vm *vm, bool reinit)
+{
+	struct rte_eth_conf conf;
+	int sock = rte_eth_dev_socket_id(vm->port);
+	int rc;
+
+	memset(&conf, 0, sizeof(conf));
+	conf.intr_conf.rxq = reinit;
+	rc = rte_eth_dev_configure(vm->port, 1, 1, &conf);
+	if (rc == 0)
+		rc = rte_eth_rx_queue_setup(vm->port, 0, PROBE_RING_SIZE, sock, NULL, ctx->pool);
+	if (rc == 0)
+		rc = rte_eth_tx_queue_setup(vm->port, 0, PROBE_RING_SIZE, sock, NULL);
+	if (rc == 0)
+		rc = rte_eth_dev_start(vm->port);
+	return rc;
+}
+
+/* A guest driver reload: the virtio device is reset and renegotiated inside the same
+ * vhost-user connection (rings stopped, then new memory table, rings and eventfds), which is
+ * what a backend and the keeper must follow. Called from the packet loop. */
+int
+probe_port_reset(struct probe_ctx *ctx, struct probe_vm *vm)
+{
+	int rc = rte_eth_dev_stop(vm->port);
+
+	if (rc == 0)
+		rc = port_setup(ctx, vm, true);
+	vm->resets++;
+	return rc;
+}
+
 /* Create, configure and start the virtio_user port of every VM. In server mode the PMD
  * blocks in accept() until the backend connects, so say so on stderr first. */
 int
 probe_ports_init(struct probe_ctx *ctx)
 {
-	struct rte_eth_conf conf;
 	char name[32], args[256], mac[RTE_ETHER_ADDR_FMT_SIZE];
 	int rc;
 
 	for (unsigned i = 0; i < ctx->n_vms; i++) {
 		struct probe_vm *vm = &ctx->vms[i];
-		int sock;
 
 		snprintf(name, sizeof(name), "virtio_user%u", i);
 		rte_ether_format_addr(mac, sizeof(mac), &vm->mac);
@@ -43,15 +77,7 @@ probe_ports_init(struct probe_ctx *ctx)
 		rc = rte_eth_dev_get_port_by_name(name, &vm->port);
 		if (rc < 0)
 			return rc;
-		memset(&conf, 0, sizeof(conf));
-		sock = rte_eth_dev_socket_id(vm->port);
-		rc = rte_eth_dev_configure(vm->port, 1, 1, &conf);
-		if (rc == 0)
-			rc = rte_eth_rx_queue_setup(vm->port, 0, PROBE_RING_SIZE, sock, NULL, ctx->pool);
-		if (rc == 0)
-			rc = rte_eth_tx_queue_setup(vm->port, 0, PROBE_RING_SIZE, sock, NULL);
-		if (rc == 0)
-			rc = rte_eth_dev_start(vm->port);
+		rc = port_setup(ctx, vm, false);
 		if (rc < 0) {
 			fprintf(stderr, "hitless-probe: VM '%s': port setup failed: %s\n", vm->name,
 				strerror(-rc));

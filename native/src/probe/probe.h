@@ -59,6 +59,8 @@ struct probe_vm {
 	bool link_up;         /* as the frontend last saw it */
 	uint64_t next_poll_ns; /* link poll throttle for a dead client-mode port */
 	uint64_t rx_pause_until_ns; /* ctl: the guest stops reading its RX ring until then */
+	bool reset_req;       /* ctl: reset the device (driver reload) at the next iteration */
+	uint64_t resets;
 	uint64_t rx, tx, tx_refused, foreign, link_down, untracked;
 };
 
@@ -156,6 +158,7 @@ int probe_ports_init(struct probe_ctx *ctx);
 int probe_links_wait(struct probe_ctx *ctx, volatile sig_atomic_t *quit);
 void probe_links_poll(struct probe_ctx *ctx, uint64_t now);
 void probe_ports_close(struct probe_ctx *ctx);
+int probe_port_reset(struct probe_ctx *ctx, struct probe_vm *vm);
 
 /* traffic.c */
 int probe_traffic_init(struct probe_ctx *ctx);

@@ -221,14 +221,15 @@ probe_report(struct probe_ctx *ctx, uint64_t now, bool final)
 
 		json_object_set_new(
 			vms, vm->name,
-			json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:b,s:o,s:s,s:b}", "rx",
+			json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:b,s:o,s:s,s:b,s:I}", "rx",
 				  (json_int_t)PROBE_GET(vm->rx), "tx", (json_int_t)PROBE_GET(vm->tx),
 				  "tx_refused", (json_int_t)PROBE_GET(vm->tx_refused), "foreign",
 				  (json_int_t)PROBE_GET(vm->foreign), "untracked",
 				  (json_int_t)PROBE_GET(vm->untracked), "link_down",
 				  (json_int_t)PROBE_GET(vm->link_down), "link_up",
 				  PROBE_GET(vm->link_up), "mac", mac_json(&vm->mac), "socket",
-				  vm->socket, "server", vm->server));
+				  vm->socket, "server", vm->server, "resets",
+				  (json_int_t)PROBE_GET(vm->resets)));
 	}
 	for (unsigned i = 0; i < sizeof(sums) / sizeof(sums[0]); i++)
 		json_object_set_new(totals, sums[i], json_integer(0));

@@ -1,0 +1,236 @@
+// Integration tests of hitless-keeper: live vhost-user handoff between two real hitless-dp
+// generations (joined by their memif peer link) with hitless-probe VMs as stock frontends.
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { readdirSync } from 'node:fs';
+import { after, describe, test } from 'node:test';
+import { dp } from './dpProtocol.js';
+import { keeper } from './keeperProtocol.js';
+import { measured, probe as probeCmd, type ProbeSummary } from './probeProtocol.js';
+import { Testbed, labVms, type UpgradeHost } from './testbed.js';
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+function linkEvents(h: UpgradeHost): unknown[] {
+  return h.probe.events.filter((e) => e.event === 'link');
+}
+
+async function rxOf(h: UpgradeHost, vm: string): Promise<number> {
+  const s = await h.probe.ctl!.request(probeCmd.statsShow, {});
+  return s.vms[vm]!.rx;
+}
+
+function fdCount(pid: number): number {
+  return readdirSync(`/proc/${pid}/fd`).length;
+}
+
+describe('hitless-keeper handoff', () => {
+  const bed = new Testbed('keeper');
+  after(() => bed.cleanup());
+
+  test('hands every VM A->B and back with traffic flowing: 0 lost, 0 duplicated, frontend sees nothing', async () => {
+    const h = await bed.upgradeHost({ vms: 4, pps: 5000, durationS: 8 });
+    await sleep(1000);
+    const before = await h.b.ctl.request(dp.statsShow, {});
+    for (const vm of h.vms) {
+      const r = await h.k.ctl.request(keeper.handoffStart, { vm, gen: 'B' });
+      assert.equal(r.from, 'A');
+      assert.equal(r.to, 'B');
+      assert.ok(r.rings.length >= 2, 'both rings of the queue pair moved');
+      const t = r.timing;
+      assert.ok(t.quiesce_ns <= t.bases_ns && t.bases_ns <= t.replayed_ns && t.replayed_ns <= t.resumed_ns);
+      assert.ok(t.window_ns < 100e6, `window ${t.window_ns / 1e3} us`);
+    }
+    await sleep(1500);
+    // traffic now flows through B, not A
+    const mid = await h.b.ctl.request(dp.statsShow, {});
+    const aMid = await h.a.ctl.request(dp.statsShow, {});
+    await sleep(500);
+    const aLater = await h.a.ctl.request(dp.statsShow, {});
+    for (const vm of h.vms) {
+      assert.ok(mid.vms[vm]!.rx_pkts > before.vms[vm]!.rx_pkts + 5000, `${vm} forwarded by B`);
+      assert.equal(aLater.vms[vm]!.rx_pkts, aMid.vms[vm]!.rx_pkts, `${vm} no longer forwarded by A`);
+    }
+    for (const vm of h.vms) await h.k.ctl.request(keeper.handoffStart, { vm, gen: 'A' });
+    const sum: ProbeSummary = await h.probe.summary;
+    assert.equal(sum.totals.lost, 0, JSON.stringify(measured(sum).map((f) => [f.src, f.dst, f.lost])));
+    assert.equal(sum.totals.dup, 0);
+    assert.ok(sum.totals.received >= 4 * 5000 * 8 * 0.9);
+    assert.deepEqual(linkEvents(h), [], 'no link event at any frontend');
+    const { sessions } = await h.k.ctl.request(keeper.sessionList, {});
+    for (const s of sessions) {
+      assert.equal(s.home, 'A');
+      assert.equal(s.handoffs, 2);
+      assert.equal(s.connects, 1, `${s.vm}: the frontend never reconnected`);
+    }
+    assert.equal(h.k.events.filter((e) => e.event === 'handoff/done').length, 8);
+  });
+
+  test('follows a guest renegotiation after a handoff, and releases every fd when the frontend goes', async () => {
+    const h = await bed.upgradeHost({ vms: 2, pps: 5000, durationS: 30 });
+    await sleep(500);
+    await h.k.ctl.request(keeper.handoffStart, { vm: 'v1', gen: 'B' });
+    const epoch0 = (await h.k.ctl.request(keeper.sessionShow, { vm: 'v1' })).state!.epoch;
+    await h.probe.ctl!.request(probeCmd.vmReset, { vm: 'v1' });
+    // the reset renegotiates inside the same connection: new memory table, rings, eventfds
+    let s = await h.k.ctl.request(keeper.sessionShow, { vm: 'v1' });
+    for (let i = 0; i < 50 && !(s.movable && s.state!.epoch > epoch0); i++) {
+      await sleep(50);
+      s = await h.k.ctl.request(keeper.sessionShow, { vm: 'v1' });
+    }
+    assert.ok(s.state!.epoch > epoch0, 'the keeper followed the renegotiation');
+    assert.ok(s.movable, s.not_movable_because);
+    assert.equal(s.serving, 'B');
+    assert.equal(s.connects, 1);
+    const rx0 = await rxOf(h, 'v1');
+    await sleep(500);
+    assert.ok((await rxOf(h, 'v1')) > rx0 + 1000, 'v1 receives again after its reset');
+    // and it can move again with its new rings
+    const r = await h.k.ctl.request(keeper.handoffStart, { vm: 'v1', gen: 'A' });
+    assert.equal(r.to, 'A');
+    const rx1 = await rxOf(h, 'v1');
+    await sleep(500);
+    assert.ok((await rxOf(h, 'v1')) > rx1 + 1000, 'v1 receives on A after the second handoff');
+    assert.deepEqual(linkEvents(h), []);
+    // the frontend leaves: the keeper keeps no guest memory or eventfd of it
+    await h.probe.stop();
+    for (let i = 0; i < 50 && (await h.k.ctl.request(keeper.sessionList, {})).sessions.some((x) => x.connected); i++) await sleep(50);
+    for (const vm of ['v1', 'v2']) {
+      const x = await h.k.ctl.request(keeper.sessionShow, { vm });
+      assert.equal(x.connected, false);
+      assert.equal(x.state!.fds_held, 0, `${vm} fds released`);
+      assert.equal(x.state!.regions, 0);
+    }
+    assert.equal(fdCount(h.k.child.pid!), h.keeperIdleFds, 'keeper fd count back to what it was before the frontends came');
+  });
+});
+
+describe('hitless-keeper failures', () => {
+  const bed = new Testbed('kfail');
+  after(() => bed.cleanup());
+
+  test('kill -9 of the serving generation: sessions fail over to the standby, the frontend never disconnects', async () => {
+    const h = await bed.upgradeHost({ vms: 2, pps: 5000, durationS: 4, gapUs: 2000 });
+    for (const vm of h.vms) await h.k.ctl.request(keeper.sessionPreload, { vm, gen: 'B' });
+    await sleep(1000);
+    h.a.child.kill('SIGKILL');
+    const sum = await h.probe.summary;
+    const failovers = h.k.events.filter((e) => e.event === 'failover/done');
+    assert.deepEqual(failovers.map((e) => (e.event === 'failover/done' ? e.data.vm : '')).sort(), h.vms);
+    const dead = h.k.events.find((e) => e.event === 'gen/dead');
+    assert.ok(dead && dead.event === 'gen/dead' && dead.data.gen === 'A' && dead.data.moved === 2, JSON.stringify(dead));
+    const { sessions } = await h.k.ctl.request(keeper.sessionList, {});
+    for (const s of sessions) {
+      assert.equal(s.home, 'B');
+      assert.equal(s.failovers, 1);
+      assert.equal(s.connects, 1, 'never reconnected');
+    }
+    assert.deepEqual(linkEvents(h), [], 'no link event at the frontends');
+    // traffic resumed: every flow received most of its frames; the break is reported
+    for (const f of measured(sum)) {
+      assert.ok(f.received > f.offered * 0.8, `${f.src}->${f.dst} received ${f.received}/${f.offered}`);
+      assert.ok(!f.gaps.some((g) => g.open === true), 'no flow was left broken');
+    }
+    const worst = Math.max(...measured(sum).map((f) => f.max_gap_us));
+    console.log(`failover: cause "${dead.event === 'gen/dead' ? dead.data.cause : ''}", worst receive gap ${(worst / 1000).toFixed(1)} ms, lost ${sum.totals.lost}`);
+  });
+
+  test('kill -9 of the target mid-handoff: the VM returns to the old generation and keeps forwarding', async () => {
+    const h = await bed.upgradeHost({ vms: 2, pps: 5000, durationS: 30 });
+    await sleep(500);
+    await h.k.ctl.request(keeper.debugHandoffPause, { ms: 400 });
+    const pending = h.k.ctl.request(keeper.handoffStart, { vm: 'v1', gen: 'B' });
+    await sleep(150); // v1's rings are stopped on A now; B is about to get them
+    h.b.child.kill('SIGKILL');
+    await assert.rejects(pending, (e: unknown) => e instanceof Error && /target-failed/.test(e.message) && /back on 'A'/.test(e.message));
+    const s = await h.k.ctl.request(keeper.sessionShow, { vm: 'v1' });
+    assert.equal(s.serving, 'A');
+    assert.equal(s.connects, 1);
+    const rx0 = await rxOf(h, 'v1');
+    await sleep(500);
+    assert.ok((await rxOf(h, 'v1')) > rx0 + 1000, 'v1 forwards again on A');
+    assert.deepEqual(linkEvents(h), []);
+  });
+});
+
+describe('hitless-keeper bad input', () => {
+  const bed = new Testbed('kbad');
+  after(() => bed.cleanup());
+
+  // Each case is sent on its own connection to a VM socket; the keeper must cut that connection.
+  const garbage = String.raw`
+import socket, struct, sys, os, array
+path, kind = sys.argv[1], sys.argv[2]
+s = socket.socket(socket.AF_UNIX); s.connect(path); s.settimeout(3)
+def hdr(req, flags, size): return struct.pack('<III', req, flags, size)
+def fds(n): return [os.open('/dev/null', os.O_RDONLY) for _ in range(n)]
+if kind == 'short': s.send(b'\x01\x00\x00')
+elif kind == 'oversized': s.send(hdr(2, 1, 1 << 20) + b'\x00' * 64)
+elif kind == 'fd-mismatch': s.sendmsg([hdr(5, 1, 8 + 32 * 2) + struct.pack('<II', 2, 0) + b'\x01' * 64], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array('i', fds(1)))])
+elif kind == 'wrong-size': s.send(hdr(8, 1, 3) + b'\x00\x00\x00')
+elif kind == 'kick-without-fd': s.send(hdr(12, 1, 8) + struct.pack('<Q', 0))
+elif kind == 'unknown-request': s.send(hdr(99, 1, 0))
+elif kind == 'reply-flag': s.send(hdr(1, 5, 0))
+elif kind == 'too-many-fds': s.sendmsg([hdr(1, 1, 0)], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array('i', fds(12)))])
+elif kind == 'bad-ring': s.send(hdr(8, 1, 8) + struct.pack('<II', 200, 256))
+elif kind == 'bad-ring-size': s.send(hdr(8, 1, 8) + struct.pack('<II', 0, 1000))
+try:
+    d = s.recv(64)
+    print('closed' if d == b'' else 'answered')
+except ConnectionResetError:
+    print('closed')
+except socket.timeout:
+    print('timeout')
+`;
+
+  test('garbage on a frontend socket is refused by closing that connection; other VMs keep forwarding', async () => {
+    const h = await bed.upgradeHost({ vms: 2, pps: 5000, durationS: 6 });
+    // a third VM whose socket receives the garbage
+    const [, , x] = labVms(3);
+    await h.a.serve([x!]);
+    const xs = (await h.k.ctl.request(keeper.vmAdd, { vm: x!.name, gen: 'A' })).socket;
+    const kinds = ['short', 'oversized', 'fd-mismatch', 'wrong-size', 'kick-without-fd', 'unknown-request', 'reply-flag', 'too-many-fds', 'bad-ring', 'bad-ring-size'];
+    for (const kind of kinds) {
+      const out = execFileSync('python3', ['-c', garbage, xs, kind], { encoding: 'utf8' }).trim();
+      assert.equal(out, 'closed', `${kind}: the keeper ${out} instead of closing`);
+    }
+    const sx = await h.k.ctl.request(keeper.sessionShow, { vm: x!.name });
+    assert.ok(sx.refused >= kinds.length - 1, `refused ${sx.refused}`);
+    assert.equal(sx.connected, false);
+    assert.equal(sx.state!.fds_held, 0);
+    // the keeper still answers and still moves the other VMs
+    await h.k.ctl.request(keeper.handoffStart, { vm: 'v1', gen: 'B' });
+    const sum = await h.probe.summary;
+    assert.equal(sum.totals.lost, 0);
+    assert.deepEqual(linkEvents(h), []);
+  });
+
+  test('control socket: bad requests get errors naming the problem, and the command set matches', async () => {
+    const k = await bed.keeper('k2');
+    const { commands } = await k.ctl.request(keeper.listCommands, {});
+    assert.deepEqual(commands.map((c) => c.name).sort(), [...Object.values(keeper).map((c) => c.cmd), 'events/subscribe'].sort());
+    const bad: [string, string][] = [
+      ['{"id":1,"cmd":"gen/attach","args":{"gen":"Z","run_dir":"/nonexistent"}}', 'no-generation'],
+      ['{"id":2,"cmd":"gen/attach","args":{"gen":"Z","run_dir":"relative"}}', 'invalid-args'],
+      ['{"id":3,"cmd":"gen/attach","args":{"gen":"bad name","run_dir":"/tmp"}}', 'invalid-args'],
+      ['{"id":4,"cmd":"vm/add","args":{"vm":"v1","gen":"nope"}}', 'unknown-gen'],
+      ['{"id":5,"cmd":"handoff/start","args":{"vm":"nope","gen":"A"}}', 'unknown-vm'],
+      ['{"id":6,"cmd":"session/show","args":{}}', 'invalid-args'],
+      ['{"id":7,"cmd":"debug/handoff-pause","args":{"ms":99999}}', 'invalid-args'],
+      ['{"id":8,"cmd":"failover/standby","args":{"gen":"nope"}}', 'unknown-gen'],
+      ['not json', 'parse-error'],
+    ];
+    for (const [line, code] of bad) {
+      const r = await k.ctl.sendRaw(line);
+      assert.ok(!r.ok && r.error.code === code, `${line} -> ${JSON.stringify(r)}`);
+    }
+    // a VM that is not connected cannot be moved or pre-loaded
+    const gen = await bed.dp('G');
+    await k.attach(gen);
+    await gen.serve(labVms(1));
+    await k.ctl.request(keeper.vmAdd, { vm: 'v1', gen: 'G' });
+    await assert.rejects(k.ctl.request(keeper.handoffStart, { vm: 'v1', gen: 'G' }), /not-connected/);
+    await assert.rejects(k.ctl.request(keeper.vmAdd, { vm: 'v1', gen: 'G' }), /exists/);
+    await assert.rejects(k.ctl.request(keeper.genDetach, { gen: 'G' }), /busy/);
+  });
+});

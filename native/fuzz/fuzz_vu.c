@@ -9,20 +9,24 @@
  *              bits 2-4 the replay callback fails at that message of each stage (0: never);
  *            b == 0xff: one fd more than any frame may carry (vu_recv refuses it)
  *   12 bytes request, flags, size (host order, as given)
- *   size bytes of payload (the input ends: the frame never completes, stop)
- * A size over VU_MAX_PAYLOAD is written as a bare header and vu_recv must refuse it; the relay
- * then drops the connection, so the input ends there. Bits 16-19 of a request's flags (which
- * no check looks at) make the synthetic backend reply malformed: wrong request, no reply flag,
- * an fd, a wrong size.
+ *   size bytes of payload
+ * When the input ends mid-frame, what there is of the frame is written and the frontend hangs
+ * up: vu_recv must fail and close the fds that came with it. A size over VU_MAX_PAYLOAD is
+ * written as a bare header and vu_recv must refuse it; the relay then drops the connection, so
+ * the input ends there. Bits 16-19 of a request's flags (which no check looks at) make the
+ * synthetic backend reply malformed: wrong request, no reply flag, an fd, a wrong size.
  *
  * Every frame goes through a real socketpair into vu_recv, then vu_check_request and
- * kp_state_apply (map_memory on: the memfd is big enough for the seeds' regions); a refusal
- * clears the state as the relay's frontend close does, and the next frame is a new connection.
+ * kp_state_apply with map_memory on, as the relay calls it (the memfd is MEM_SIZE bytes; a
+ * region may claim more, and reading there must fail cleanly, not fault). A refusal clears the
+ * state as the relay's frontend close does, and the next frame is a new connection.
  * After each frame: kp_state_movable, kp_state_used_idx for every ring, and kp_state_replay of
  * all three stages, every replayed message sent through vu_send/vu_recv and checked.
  *
  * Invariants (a violation traps):
  *   - a replayed message passes vu_check_request, carries open fds, survives the wire intact;
+ *   - the pre-load and start replays, applied to a fresh state (a new backend), are accepted
+ *     and give it the session's features, memory and started rings;
  *   - a check's verdict depends only on the bytes received (not on what lies past m->size);
  *   - a refused kp_state_apply leaves the state byte-for-byte unchanged and says why;
  *   - the state's fds are open, close-on-exec, distinct, and none is one of the message's;
@@ -136,6 +140,23 @@ send_raw(const void *buf, size_t len, int fd, int nfds)
 		memcpy(CMSG_DATA(c), fds, sizeof(int) * (size_t)nfds);
 	}
 	CHECK(sendmsg(sock[0], &mh, MSG_NOSIGNAL) == (ssize_t)len);
+}
+
+/* The input ends mid-frame: write what there is, hang up, and open a new connection. */
+static void
+truncated_frame(const uint8_t *buf, size_t len, int fd, int nfds)
+{
+	static struct vu_msg m;
+
+	if (len > 0)
+		send_raw(buf, len, fd, nfds);
+	CHECK(shutdown(sock[0], SHUT_WR) == 0);
+	memset(&m, 0xa5, sizeof(m));
+	CHECK(vu_recv(sock[1], &m, 0) == -EPIPE);
+	CHECK(m.nfds == 0);
+	close(sock[0]);
+	close(sock[1]);
+	CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sock) == 0);
 }
 
 static bool
@@ -257,6 +278,7 @@ check_used_idx(const struct kp_state *st)
 
 struct replay {
 	unsigned count, fail_at;
+	struct kp_state *backend; /* what a new backend learns from the replay, or NULL */
 };
 
 static int
@@ -281,28 +303,74 @@ replay_send(void *arg, struct vu_msg *m)
 	CHECK(memcmp(&got.p, &m->p, m->size) == 0);
 	CHECK(got.nfds == m->nfds);
 	CHECK(vu_check_request(&got, err, sizeof(err)) == 0);
+	if (r->backend != NULL && kp_state_apply(r->backend, &got, false, err, sizeof(err)) != 0) {
+		fprintf(stderr, "fuzz_vu: the keeper's own replay is not accepted: %s\n", err);
+		__builtin_trap();
+	}
 	vu_close_fds(&got);
 	if (++r->count == r->fail_at)
 		return -EIO;
 	return 0;
 }
 
+/* A backend pre-loaded and started from the replay knows what the session knows: features,
+ * memory, and every started ring (positions from bases, enable bits when they gate the ring). */
+static void
+replay_complete(const struct kp_state *st, const struct kp_state *be, const uint32_t *bases)
+{
+	bool proto = st->features & (1ull << VU_F_PROTOCOL_FEATURES);
+	bool status = st->status_set && (st->protocol_features & (1ull << VU_PF_STATUS));
+
+	CHECK(be->features_set == st->features_set && be->features == st->features);
+	CHECK(be->pf_set == st->pf_set && be->protocol_features == st->protocol_features);
+	CHECK(be->owner == st->owner);
+	CHECK(be->mtu_set == st->mtu_set && be->mtu == st->mtu);
+	CHECK(be->status_set == status && (!status || be->status == st->status));
+	CHECK(be->mem_set == st->mem_set);
+	CHECK(!st->mem_set ||
+	      memcmp(&be->mem, &st->mem, 8 + st->mem.nregions * sizeof(struct vu_region)) == 0);
+	CHECK(be->nvrings <= st->nvrings);
+	for (uint32_t i = 0; i < st->nvrings; i++) {
+		const struct kp_vring *a = &st->vr[i], *b = &be->vr[i];
+		if (!a->started) {
+			CHECK(!b->num_set && !b->addr_set && !b->kick_set && !b->call_set &&
+			      !b->err_set && !b->started);
+			continue;
+		}
+		CHECK(b->started && !b->stopped && b->base == bases[i]);
+		CHECK(b->num_set == a->num_set && (!a->num_set || b->num == a->num));
+		CHECK(b->addr_set == a->addr_set &&
+		      (!a->addr_set || memcmp(&b->addr, &a->addr, sizeof(a->addr)) == 0));
+		CHECK(b->kick_set == a->kick_set && b->kick_nofd == a->kick_nofd &&
+		      (b->kick >= 0) == (a->kick >= 0));
+		CHECK(b->call_set == a->call_set && b->call_nofd == a->call_nofd &&
+		      (b->call >= 0) == (a->call >= 0));
+		CHECK(b->err_set == a->err_set && (b->err >= 0) == (a->err >= 0));
+		CHECK(b->enabled == (proto && a->enabled));
+	}
+}
+
 static void
 replay_all(const struct kp_state *st, unsigned fail_at)
 {
-	static const enum kp_stage stages[] = { KP_PRELOAD, KP_RINGS, KP_START };
+	static struct kp_state be;
 	uint32_t bases[VU_MAX_VRINGS];
 
 	for (uint32_t i = 0; i < VU_MAX_VRINGS; i++) {
 		uint16_t used;
 		bases[i] = kp_state_used_idx(st, i, &used) == 0 ? used : st->vr[i].base;
 	}
-	for (size_t s = 0; s < sizeof(stages) / sizeof(stages[0]); s++) {
-		struct replay r = { .fail_at = fail_at };
-		int rc = kp_state_replay(st, stages[s], bases, replay_send, &r);
+	kp_state_init(&be);
+	for (enum kp_stage s = KP_PRELOAD; s <= KP_START; s++) {
+		/* a new backend gets the pre-load then the start; RINGS goes to an old one */
+		struct replay r = { .fail_at = fail_at, .backend = s == KP_RINGS ? NULL : &be };
+		int rc = kp_state_replay(st, s, bases, replay_send, &r);
 		CHECK(rc == (fail_at != 0 && r.count == fail_at ? -EIO : 0));
 		CHECK(fail_at == 0 || r.count <= fail_at);
 	}
+	if (fail_at == 0)
+		replay_complete(st, &be, bases);
+	kp_state_clear(&be);
 }
 
 /* ---- the backend's answer (relay_request / kp_backend_call) ---- */
@@ -371,8 +439,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		char err[256] = "";
 		int rc;
 
-		if (size - pos < VU_HDR_SIZE)
+		if (size - pos < VU_HDR_SIZE) {
+			truncated_frame(data + pos, size - pos, fd, nfds);
 			break;
+		}
 		memcpy(frame, data + pos, VU_HDR_SIZE);
 		pos += VU_HDR_SIZE;
 		memcpy(&psize, frame + 8, sizeof(psize));
@@ -390,8 +460,11 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			CHECK(m.nfds == 0);
 			break;
 		}
-		if (size - pos < psize)
-			break; /* the frame never completes */
+		if (size - pos < psize) {
+			memcpy(frame + VU_HDR_SIZE, data + pos, size - pos);
+			truncated_frame(frame, VU_HDR_SIZE + (size - pos), fd, nfds);
+			break;
+		}
 		memcpy(frame + VU_HDR_SIZE, data + pos, psize);
 		pos += psize;
 		if ((k & 2) && nfds > 0) { /* the header arrives in two pieces */

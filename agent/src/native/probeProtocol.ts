@@ -8,6 +8,8 @@ const int = z.number().int();
 export const Gap = z
   .object({
     flow: z.string(),
+    src: z.string().optional(),
+    rx_vm: z.string().optional(),
     start_ns: int,
     end_ns: int,
     gap_us: z.number(),

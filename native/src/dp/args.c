@@ -24,6 +24,7 @@ dp_usage(const char *prog)
 		"  --fwd-lib PATH     forwarding stage shared object (default: next to the binary)\n"
 		"  --idle-max-us N    longest idle nap of the packet loop (default 200)\n"
 		"  --idle-grace-us N  keep polling this long after the last packet (default 50)\n"
+		"  --no-yield         never yield the core after a light iteration\n"
 		"  --retry-us N       how long packets wait for a full guest RX ring (default 10000)\n",
 		prog, prog);
 }
@@ -78,6 +79,7 @@ dp_parse_args(int argc, char **argv)
 		{ "idle-max-us", required_argument, NULL, 'i' },
 		{ "retry-us", required_argument, NULL, 't' },
 		{ "idle-grace-us", required_argument, NULL, 'G' },
+		{ "no-yield", no_argument, NULL, 'Y' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -85,6 +87,7 @@ dp_parse_args(int argc, char **argv)
 
 	dp.idle_max_us = 200;
 	dp.idle_grace_us = 50;
+	dp.yield = true;
 	dp.retry_us = 10000;
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -130,6 +133,9 @@ dp_parse_args(int argc, char **argv)
 		case 'i':
 			if (parse_uint("--idle-max-us", optarg, 1, 100000, &dp.idle_max_us) != 0)
 				return -1;
+			break;
+		case 'Y':
+			dp.yield = false;
 			break;
 		case 'G':
 			if (parse_uint("--idle-grace-us", optarg, 0, 1000000, &dp.idle_grace_us) != 0)

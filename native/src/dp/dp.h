@@ -99,6 +99,7 @@ struct dp {
 	char fwd_path[256];
 	uint32_t idle_max_us;
 	uint32_t idle_grace_us;
+	bool yield;         /* yield the core after light iterations (default on) */
 	uint32_t retry_us;
 	uint64_t started_ns;
 	/* resources */

@@ -16,6 +16,7 @@
  *  - otherwise goes back once, on queue 1, to the other side, which may be where the VM is
  *    arriving; what comes back on queue 1 is never returned again, so nothing loops.
  */
+#include <sched.h>
 #include <string.h>
 
 #include <rte_cycles.h>
@@ -397,17 +398,24 @@ dp_loop(void *arg)
 		pending = flush_all(now);
 
 		/* adaptive idle: poll while packets come; once none came for idle_grace_us, nap
-		 * in growing steps up to idle_max_us so an idle generation costs ~0 CPU */
+		 * in growing steps up to idle_max_us so an idle generation costs ~0 CPU. A light
+		 * iteration yields the core: during an upgrade two generations may share one, and
+		 * without it they would take turns in scheduler slices of milliseconds (on a core
+		 * of its own the yield returns at once). */
 		if (got > 0 || pending > 0) {
 			dp.ls.busy_iterations++;
 			dp.ls.busy_pkts += got;
 			dp.ls.busy_cycles += rte_rdtsc() - t0;
 			last_busy_ns = now;
 			nap_ns = 10000;
+			if (dp.yield && got < DP_BURST / 2)
+				sched_yield();
 		} else if (now - last_busy_ns > (uint64_t)dp.idle_grace_us * 1000) {
 			dp.ls.idle_sleeps++;
 			hl_sleep_ns(nap_ns);
 			nap_ns = RTE_MIN(nap_ns * 2, (uint64_t)dp.idle_max_us * 1000);
+		} else if (dp.yield) {
+			sched_yield();
 		}
 	}
 	__atomic_store_n(&dp.loop_running, false, __ATOMIC_RELEASE);

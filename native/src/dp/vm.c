@@ -8,6 +8,7 @@
  * stop arrives is otherwise lost (DESIGN.md §2.9).
  */
 #include <errno.h>
+#include <sched.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -111,6 +112,7 @@ destroy_device(int vid)
 
 	if (vm == NULL)
 		return;
+	hl_tight_timer_slack(); /* this waits in the break: short naps must stay short */
 	vm->drain_deadline_ns = t0 + (uint64_t)dp.retry_us * 1000;
 	__atomic_store_n(&vm->drained, false, __ATOMIC_RELEASE);
 	__atomic_store_n(&vm->draining, true, __ATOMIC_RELEASE);
@@ -118,7 +120,7 @@ destroy_device(int vid)
 	while (__atomic_load_n(&dp.loop_running, __ATOMIC_ACQUIRE) &&
 	       !(drained = __atomic_load_n(&vm->drained, __ATOMIC_ACQUIRE)) &&
 	       hl_now_ns() < vm->drain_deadline_ns + 1000000000ull)
-		hl_sleep_ns(2000);
+		sched_yield();
 	dropped = 0;
 	if (!drained) { /* the loop is not running (shutdown) or stuck: make sure it is out */
 		__atomic_store_n(&vm->ready, false, __ATOMIC_RELEASE);

@@ -28,6 +28,10 @@ struct sender {
 	int gi;
 	int err;
 	uint32_t request;
+	/* pipelined: requests sent whose replies are still to be read, in order */
+	bool pipelined;
+	uint32_t inflight[64];
+	int n_inflight;
 };
 
 /* Replay callback: ask for an ack on every message when REPLY_ACK is on, so a failing target
@@ -36,12 +40,35 @@ static int
 send_to_gen(void *arg, struct vu_msg *m)
 {
 	struct sender *s = arg;
+	int rc;
 
 	if (s->vm->st.protocol_features & (1ull << VU_PF_REPLY_ACK))
 		m->flags |= VU_FLAG_NEED_REPLY;
 	s->request = m->request;
-	s->err = kp_backend_call(s->vm, s->gi, m, NULL);
-	return s->err;
+	if (!s->pipelined)
+		return s->err = kp_backend_call(s->vm, s->gi, m, NULL);
+	rc = kp_backend_send(s->vm, s->gi, m);
+	if (rc < 0)
+		return s->err = rc;
+	if (rc == 1 && s->n_inflight < (int)(sizeof(s->inflight) / sizeof(s->inflight[0])))
+		s->inflight[s->n_inflight++] = m->request;
+	return 0;
+}
+
+/* Read the replies of a pipelined replay, in order; the first failure is the result. */
+static int
+collect_all(struct sender *s)
+{
+	for (int i = 0; i < s->n_inflight; i++) {
+		int rc = kp_backend_collect(s->vm, s->gi, s->inflight[i], NULL);
+		if (rc != 0) {
+			s->request = s->inflight[i];
+			s->n_inflight = 0;
+			return s->err = rc;
+		}
+	}
+	s->n_inflight = 0;
+	return 0;
 }
 
 json_t *
@@ -132,15 +159,18 @@ nudge(struct kp_vm *vm)
 	}
 }
 
-/* Start the rings on generation gi at the given positions (after KP_RINGS when it lost them). */
+/* Start the rings on generation gi at the given positions (after KP_RINGS when it lost them).
+ * The messages go out back to back and their acks are read afterwards: one wake-up of the
+ * backend instead of one per message, inside the break. */
 static int
 start_on(struct kp_vm *vm, int gi, bool rings_too, const uint32_t *bases)
 {
-	struct sender s = { .vm = vm, .gi = gi };
+	struct sender s = { .vm = vm, .gi = gi, .pipelined = true };
 
-	if (rings_too && kp_state_replay(&vm->st, KP_RINGS, NULL, send_to_gen, &s) != 0)
+	if (rings_too && (kp_state_replay(&vm->st, KP_RINGS, NULL, send_to_gen, &s) != 0 ||
+			  collect_all(&s) != 0))
 		return s.err;
-	if (kp_state_replay(&vm->st, KP_START, bases, send_to_gen, &s) != 0)
+	if (kp_state_replay(&vm->st, KP_START, bases, send_to_gen, &s) != 0 || collect_all(&s) != 0)
 		return s.err;
 	return 0;
 }
@@ -200,12 +230,20 @@ kp_handoff(struct kp_vm *vm, int to, json_t **result, struct ctl_error *err)
 
 	/* the switch: from here until resumed the frontend is not read */
 	t.quiesce_ns = hl_now_ns();
-	for (uint32_t i = 0; i < vm->st.nvrings; i++) {
-		struct vu_msg m, r;
+	/* ask for every ring's position at once; the first request stops the device */
+	rc = 0;
+	for (uint32_t i = 0; i < vm->st.nvrings && rc >= 0; i++) {
+		struct vu_msg m;
 		if (!vm->st.vr[i].started)
 			continue;
 		vu_msg_state(&m, VU_GET_VRING_BASE, i, 0);
-		if ((rc = kp_backend_call(vm, from, &m, &r)) != 0) {
+		rc = kp_backend_send(vm, from, &m);
+	}
+	for (uint32_t i = 0; i < vm->st.nvrings; i++) {
+		struct vu_msg r;
+		if (!vm->st.vr[i].started)
+			continue;
+		if (rc < 0 || (rc = kp_backend_collect(vm, from, VU_GET_VRING_BASE, &r)) != 0) {
 			/* the old generation died under us: take the position from guest memory */
 			uint16_t used;
 			if (kp_state_used_idx(&vm->st, i, &used) != 0) {

@@ -102,6 +102,11 @@ int kp_bconn_connect(struct kp_vm *vm, int gi);
 /* Send a request to a backend; when it expects a reply (or need_reply is set and REPLY_ACK is
  * on), wait for it and check it. reply may be NULL. 0 or -errno/-EPROTO. */
 int kp_backend_call(struct kp_vm *vm, int gi, struct vu_msg *req, struct vu_msg *reply);
+/* The same in two halves, so several requests can be in flight (the backend answers in
+ * order): send returns 1 when a reply will follow, 0 when none, or -errno; collect reads
+ * and checks the reply to `request` (sent with `need_reply` or not). */
+int kp_backend_send(struct kp_vm *vm, int gi, struct vu_msg *req);
+int kp_backend_collect(struct kp_vm *vm, int gi, uint32_t request, struct vu_msg *reply);
 
 /* handoff.c */
 int kp_preload(struct kp_vm *vm, int gi, struct ctl_error *err);

@@ -119,36 +119,54 @@ kp_bconn_connect(struct kp_vm *vm, int gi)
 }
 
 int
-kp_backend_call(struct kp_vm *vm, int gi, struct vu_msg *req, struct vu_msg *reply)
+kp_backend_send(struct kp_vm *vm, int gi, struct vu_msg *req)
 {
 	struct kp_bconn *b = &vm->b[gi];
-	struct vu_msg r;
-	char err[160];
 	int rc;
 
 	if (b->fd < 0)
 		return -ENOTCONN;
 	if ((rc = vu_send(b->fd, req)) != 0)
 		return rc;
-	if (!vu_expects_reply(req, vm->st.pf_set ? vm->st.protocol_features : 0) &&
-	    !(req->request == VU_GET_PROTOCOL_FEATURES || req->request == VU_GET_FEATURES))
-		return 0;
-	if ((rc = vu_recv(b->fd, &r, KP_REPLY_TIMEOUT_MS)) != 0)
+	return vu_expects_reply(req, vm->st.pf_set ? vm->st.protocol_features : 0) ||
+	       req->request == VU_GET_PROTOCOL_FEATURES || req->request == VU_GET_FEATURES;
+}
+
+int
+kp_backend_collect(struct kp_vm *vm, int gi, uint32_t request, struct vu_msg *reply)
+{
+	struct vu_msg r;
+	char err[160];
+	int rc;
+
+	if (vm->b[gi].fd < 0)
+		return -ENOTCONN;
+	if ((rc = vu_recv(vm->b[gi].fd, &r, KP_REPLY_TIMEOUT_MS)) != 0)
 		return rc;
-	if (vu_check_reply(&r, req->request, err, sizeof(err)) != 0) {
+	if (vu_check_reply(&r, request, err, sizeof(err)) != 0) {
 		vu_close_fds(&r);
 		anomaly(vm, err);
 		return -EPROTO;
 	}
 	/* a need_reply ack carries 0 for success */
-	if (!(req->request == VU_GET_FEATURES || req->request == VU_GET_PROTOCOL_FEATURES ||
-	      req->request == VU_GET_VRING_BASE || req->request == VU_GET_QUEUE_NUM ||
-	      req->request == VU_GET_STATUS || req->request == VU_SET_LOG_BASE) &&
+	if (!(request == VU_GET_FEATURES || request == VU_GET_PROTOCOL_FEATURES ||
+	      request == VU_GET_VRING_BASE || request == VU_GET_QUEUE_NUM ||
+	      request == VU_GET_STATUS || request == VU_SET_LOG_BASE) &&
 	    r.p.u64 != 0)
 		return -EIO;
 	if (reply != NULL)
 		*reply = r;
 	return 0;
+}
+
+int
+kp_backend_call(struct kp_vm *vm, int gi, struct vu_msg *req, struct vu_msg *reply)
+{
+	int rc = kp_backend_send(vm, gi, req);
+
+	if (rc <= 0)
+		return rc;
+	return kp_backend_collect(vm, gi, req->request, reply);
 }
 
 void

@@ -21,6 +21,7 @@ build: native ts
 
 test-native: native
 	meson test -C $(BUILD) --print-errorlogs
+	native/fuzz/run.sh 20
 
 test-integration: build
 	node --import tsx --test --test-concurrency=1 $$(find agent app lab bench -name '*.test.ts' -not -path '*/node_modules/*' | sort)

@@ -11,7 +11,9 @@ export interface UpgradeHost {
   a: DpProcess;
   b: DpProcess;
   k: KeeperProcess;
+  /** the first (with up to 32 VMs, the only) probe process */
   probe: ProbeProcess;
+  probes: ProbeProcess[];
   vms: string[];
   /** open fds of the keeper with its VMs configured, before any frontend connected */
   keeperIdleFds: number;
@@ -62,16 +64,24 @@ export class Testbed {
     await b.serve(vms);
     const pvms = await k.serve(a, vms);
     const keeperIdleFds = readdirSync(`/proc/${k.child.pid}/fd`).length;
-    const probeCtl = join(this.dir, `probe-${this.seqNo++}.sock`);
-    const probe = await this.probe({
-      name: 'host',
-      vms: pvms,
-      flows: vms.map((v, i) => ({ src: v.name, dst: vms[(i + 1) % vms.length]!.name, pps: opts.pps })),
-      durationS: opts.durationS,
-      gapUs: opts.gapUs ?? 1000,
-      ctlPath: probeCtl,
-    });
-    return { a, b, k, probe, vms: vms.map((v) => v.name), keeperIdleFds };
+    // one probe process holds at most 32 VMs (DPDK's ethdev port limit): flows ring within each
+    const probes: ProbeProcess[] = [];
+    for (let g = 0; g < pvms.length; g += 32) {
+      const group = pvms.slice(g, g + 32);
+      probes.push(
+        await this.probe({
+          name: `host${g / 32}`,
+          vms: group,
+          flows: group.map((v, i) => ({ src: v.name, dst: group[(i + 1) % group.length]!.name, pps: opts.pps })),
+          durationS: opts.durationS,
+          gapUs: opts.gapUs ?? 1000,
+          ctlPath: join(this.dir, `probe-${this.seqNo++}.sock`),
+          // the probe keeps 2560 mbufs per VM: 128 MB covers 8 VMs
+          memMb: 128 * Math.ceil(group.length / 8),
+        }),
+      );
+    }
+    return { a, b, k, probe: probes[0]!, probes, vms: vms.map((v) => v.name), keeperIdleFds };
   }
 
   async probe(opts: ProbeOptions): Promise<ProbeProcess> {

@@ -256,7 +256,8 @@ relay_request(struct kp_vm *vm, struct vu_msg *m)
 		if (kp_failover(vm, "backend connection failed during a request") != 0)
 			break;
 		if (m->request != VU_GET_FEATURES && m->request != VU_GET_PROTOCOL_FEATURES &&
-		    m->request != VU_GET_QUEUE_NUM && m->request != VU_GET_STATUS) {
+		    m->request != VU_GET_QUEUE_NUM && m->request != VU_GET_STATUS &&
+		    m->request != VU_GET_VRING_BASE) {
 			/* the replay carried it; acknowledge success if an ack was asked for */
 			vu_msg_u64(&reply, m->request, 0);
 			reply.flags |= VU_FLAG_REPLY;

@@ -45,8 +45,8 @@ void kp_state_init(struct kp_state *st);
 void kp_state_clear(struct kp_state *st);
 
 /* Record a checked frontend request. The message keeps its own fds (the caller forwards and
- * closes them); the state takes dups. map_memory: also map regions read-only (off in the
- * fuzzer). 0, or -1 with err (then the state is unchanged). */
+ * closes them); the state takes dups. map_memory: also map regions read-only (failover reads
+ * used->idx from them). 0, or -1 with err (then the state is unchanged). */
 int kp_state_apply(struct kp_state *st, const struct vu_msg *m, bool map_memory, char *err,
 		   size_t errlen);
 /* Record what a backend answered (GET_VRING_BASE stops a ring). */

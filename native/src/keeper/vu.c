@@ -145,6 +145,10 @@ vu_check_request(const struct vu_msg *m, char *err, size_t errlen)
 		if (m->p.addr.index >= VU_MAX_VRINGS)
 			return fail(err, errlen, "%s: vring %u out of range (max %u)", r->name,
 				    m->p.addr.index, VU_MAX_VRINGS - 1);
+		/* virtio: the used ring (packed: device event area) is 4-byte aligned */
+		if (m->p.addr.used_user_addr & 3)
+			return fail(err, errlen, "%s: used ring address 0x%llx is not 4-byte aligned",
+				    r->name, (unsigned long long)m->p.addr.used_user_addr);
 		break;
 	case P_U64:
 		if (r->fds == F_RING &&

@@ -60,16 +60,15 @@ enum vu_request {
 #define VU_PF_RARP 2
 #define VU_PF_REPLY_ACK 3
 #define VU_PF_NET_MTU 4
-#define VU_PF_CROSS_ENDIAN 6
 #define VU_PF_STATUS 16
 /* The only protocol features the relay offers the frontend: each is either stateless for the
  * relay or tracked in the session so it can be replayed. Everything else (backend request
  * channel, inflight tracking, host notifiers, memory slots, config space, device state, ...)
- * is masked out of GET_PROTOCOL_FEATURES replies. */
+ * is masked out of GET_PROTOCOL_FEATURES replies, and so is CROSS_ENDIAN: ring endianness is
+ * not replayed. */
 #define VU_PF_RELAYABLE                                                                     \
 	((1ull << VU_PF_MQ) | (1ull << VU_PF_LOG_SHMFD) | (1ull << VU_PF_RARP) |             \
-	 (1ull << VU_PF_REPLY_ACK) | (1ull << VU_PF_NET_MTU) | (1ull << VU_PF_CROSS_ENDIAN) |  \
-	 (1ull << VU_PF_STATUS))
+	 (1ull << VU_PF_REPLY_ACK) | (1ull << VU_PF_NET_MTU) | (1ull << VU_PF_STATUS))
 
 #define VIRTIO_STATUS_DRIVER_OK 4u
 

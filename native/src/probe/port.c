@@ -25,6 +25,10 @@ port_setup(struct probe_ctx *ctx, struct probe_vm *vm, bool reinit)
 
 	memset(&conf, 0, sizeof(conf));
 	conf.intr_conf.rxq = reinit;
+	/* server mode reconnects through the link-state interrupt: without it DPDK 22.11's
+	 * disconnect handler unregisters a callback that was never registered and its interrupt
+	 * thread then panics on the closed connection fd */
+	conf.intr_conf.lsc = vm->server;
 	rc = rte_eth_dev_configure(vm->port, 1, 1, &conf);
 	if (rc == 0)
 		rc = rte_eth_rx_queue_setup(vm->port, 0, PROBE_RING_SIZE, sock, NULL, ctx->pool);

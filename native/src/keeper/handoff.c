@@ -166,12 +166,17 @@ static int
 start_on(struct kp_vm *vm, int gi, bool rings_too, const uint32_t *bases)
 {
 	struct sender s = { .vm = vm, .gi = gi, .pipelined = true };
+	char what[160];
 
-	if (rings_too && (kp_state_replay(&vm->st, KP_RINGS, NULL, send_to_gen, &s) != 0 ||
-			  collect_all(&s) != 0))
+	if ((rings_too && (kp_state_replay(&vm->st, KP_RINGS, NULL, send_to_gen, &s) != 0 ||
+			   collect_all(&s) != 0)) ||
+	    kp_state_replay(&vm->st, KP_START, bases, send_to_gen, &s) != 0 || collect_all(&s) != 0) {
+		snprintf(what, sizeof(what), "generation '%s' failed %s while starting the rings: %s",
+			 kp.gens[gi].name, vu_request_name(s.request), strerror(-s.err));
+		snprintf(vm->last_anomaly, sizeof(vm->last_anomaly), "%s", what);
+		fprintf(stderr, "hitless-keeper: vm %s: %s\n", vm->name, what);
 		return s.err;
-	if (kp_state_replay(&vm->st, KP_START, bases, send_to_gen, &s) != 0 || collect_all(&s) != 0)
-		return s.err;
+	}
 	return 0;
 }
 
@@ -266,13 +271,17 @@ kp_handoff(struct kp_vm *vm, int to, json_t **result, struct ctl_error *err)
 	}
 	rc = start_on(vm, to, false, bases);
 	if (rc != 0) {
-		/* the target failed mid-switch: put the VM back where it was */
+		/* the target failed mid-switch: put the VM back where it was — on the connection
+		 * it had, else on a fresh one, else wherever failover can take it */
+		struct ctl_error perr;
 		kp_bconn_close(vm, to);
-		if (start_on(vm, from, true, bases) != 0) {
-			kp_failover(vm, "target failed mid-handoff and the old generation could not restart");
-		} else {
+		vm->serving = from;
+		if (start_on(vm, from, true, bases) == 0 ||
+		    (kp_preload(vm, from, &perr) == 0 && start_on(vm, from, false, bases) == 0)) {
 			vm->serving = from;
 			nudge(vm);
+		} else {
+			kp_failover(vm, "target failed mid-handoff and the old generation could not restart");
 		}
 		json_decref(anomalies);
 		return ctl_fail(err, "target-failed",

@@ -7,7 +7,7 @@
 // detection -> every VM moved.
 import { keeper } from '../agent/src/native/keeperProtocol.js';
 import { Testbed } from '../agent/src/native/testbed.js';
-import { attribute, type EventWindow } from './attribution.js';
+import { attribute, type EventWindow } from '../agent/src/native/breaktime.js';
 import { finish, numOpt, pct, quick, round2 as r2, run, sleep, stats } from './lib.js';
 
 const nVms = numOpt('failover', '--vms', quick ? 2 : 4);

@@ -8,7 +8,7 @@
 // run (scheduler noise on 2 shared cores).
 import { keeper } from '../agent/src/native/keeperProtocol.js';
 import { Testbed } from '../agent/src/native/testbed.js';
-import { attribute, type EventWindow } from './attribution.js';
+import { attribute, type EventWindow } from '../agent/src/native/breaktime.js';
 import { finish, numOpt, pct, quick, round2 as r2, run, sleep, stats } from './lib.js';
 
 const nVms = numOpt('handoff', '--vms', quick ? 4 : 8);

@@ -8,7 +8,7 @@ import { dp } from '../agent/src/native/dpProtocol.js';
 import { measured, probe } from '../agent/src/native/probeProtocol.js';
 import type { ProbeProcess } from '../agent/src/native/procs.js';
 import { Testbed, labVms } from '../agent/src/native/testbed.js';
-import { attribute, type EventWindow } from './attribution.js';
+import { attribute, type EventWindow } from '../agent/src/native/breaktime.js';
 import { finish, numOpt, pct, quick, round2 as r2, run, sleep, stats } from './lib.js';
 import { join } from 'node:path';
 

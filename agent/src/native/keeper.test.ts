@@ -1,7 +1,7 @@
 // Integration tests of hitless-keeper: live vhost-user handoff between two real hitless-dp
 // generations (joined by their memif peer link) with hitless-probe VMs as stock frontends.
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { readdirSync } from 'node:fs';
 import { after, describe, test } from 'node:test';
 import { dp } from './dpProtocol.js';
@@ -105,6 +105,60 @@ describe('hitless-keeper handoff', () => {
   });
 });
 
+describe('hitless-keeper session variants', () => {
+  const bed = new Testbed('kvar');
+  after(() => bed.cleanup());
+
+  test('client mode: the keeper connects to frontend-owned sockets (QEMU server=on) and hands them over', async () => {
+    const peer = `${bed.dir}/peer-c.sock`;
+    const a = await bed.dp('A', { peer: { socket: peer, server: true } });
+    const b = await bed.dp('B', { peer: { socket: peer, server: false } });
+    const k = await bed.keeper('kc');
+    await k.attach(a);
+    await k.attach(b);
+    const vms = labVms(2);
+    await a.serve(vms);
+    await b.serve(vms);
+    const socks = vms.map((v) => `${bed.dir}/${v.name}.frontend.sock`);
+    for (const [i, v] of vms.entries()) {
+      const s = await k.ctl.request(keeper.vmAdd, { vm: v.name, gen: 'A', socket: socks[i]!, client: true });
+      assert.equal(s.mode, 'client');
+    }
+    // the frontends come up after the keeper: it keeps trying until they are there
+    const probe = await bed.probe({
+      name: 'client',
+      vms: vms.map((v, i) => ({ ...v, socket: socks[i]!, server: true })),
+      flows: [
+        { src: 'v1', dst: 'v2', pps: 5000 },
+        { src: 'v2', dst: 'v1', pps: 5000 },
+      ],
+      durationS: 3,
+    });
+    await sleep(500);
+    for (const v of vms) await k.ctl.request(keeper.handoffStart, { vm: v.name, gen: 'B' });
+    const sum = await probe.summary;
+    assert.equal(sum.totals.lost, 0);
+    assert.ok(sum.totals.received > 2 * 5000 * 3 * 0.8);
+    assert.equal(probe.events.filter((e) => e.event === 'link' && !e.data.up).length, 0);
+  });
+
+  test('packed virtqueues: handed over A->B->A with 0 lost; failover refuses and says why', async () => {
+    const h = await bed.upgradeHost({ vms: 2, pps: 5000, durationS: 4, packed: true });
+    const s = await h.k.ctl.request(keeper.sessionShow, { vm: 'v1' });
+    assert.equal(s.state!.packed, true);
+    await sleep(500);
+    for (const gen of ['B', 'A']) for (const vm of h.vms) await h.k.ctl.request(keeper.handoffStart, { vm, gen });
+    await sleep(500);
+    h.a.child.kill('SIGKILL');
+    const sum = await h.probe.summary;
+    const failed = h.k.events.filter((e) => e.event === 'failover/failed');
+    assert.deepEqual(failed.map((e) => (e.event === 'failover/failed' ? e.data.code : '')), ['packed-ring', 'packed-ring']);
+    // before the kill, every frame arrived: the only lost frames are those after it
+    const lostBeforeKill = measured(sum).reduce((n, f) => n + f.gaps.filter((g) => g.open !== true).reduce((m, g) => m + g.lost_in_gap, 0), 0);
+    assert.equal(lostBeforeKill, 0);
+  });
+});
+
 describe('hitless-keeper failures', () => {
   const bed = new Testbed('kfail');
   after(() => bed.cleanup());
@@ -203,6 +257,61 @@ except socket.timeout:
     const sum = await h.probe.summary;
     assert.equal(sum.totals.lost, 0);
     assert.deepEqual(linkEvents(h), []);
+  });
+
+  // A minimal vhost-user frontend that negotiates dirty logging (VHOST_F_LOG_ALL, as QEMU does
+  // during live migration) and starts one ring.
+  const migrating = String.raw`
+import socket, struct, sys, os, array, time
+s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); s.settimeout(5)
+def send(req, payload=b'', fds=()):
+    m = struct.pack('<III', req, 1, len(payload)) + payload
+    if fds: s.sendmsg([m], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array('i', fds))])
+    else: s.sendall(m)
+def recv():
+    req, flags, size = struct.unpack('<III', s.recv(12))
+    return s.recv(size) if size else b''
+send(3)
+send(1); offered = struct.unpack('<Q', recv())[0]
+send(2, struct.pack('<Q', offered & ((1 << 26) | (1 << 32) | (1 << 15))))
+mem = os.memfd_create('guest'); os.ftruncate(mem, 1 << 20)
+ua = 0x7f0000000000
+send(5, struct.pack('<II', 1, 0) + struct.pack('<QQQQ', 0x100000, 1 << 20, ua, 0), [mem])
+send(8, struct.pack('<II', 0, 256))
+send(9, struct.pack('<IIQQQQ', 0, 0, ua, ua + 0x4000, ua + 0x2000, 0))
+send(13, struct.pack('<Q', 0), [os.eventfd(0)])
+send(12, struct.pack('<Q', 0), [os.eventfd(0)])
+print('ready', flush=True)
+time.sleep(5)
+`;
+
+  test('refuses to move a session while dirty logging is on (live migration), leaving it untouched', async () => {
+    const h = await bed.upgradeHost({ vms: 2, pps: 1000, durationS: 4 });
+    const [, , x] = labVms(3);
+    await h.a.serve([x!]);
+    await h.b.serve([x!]);
+    const xs = (await h.k.ctl.request(keeper.vmAdd, { vm: x!.name, gen: 'A' })).socket;
+    const fe = spawn('python3', ['-c', migrating, xs], { stdio: ['ignore', 'pipe', 'inherit'] });
+    try {
+      await new Promise<void>((res, rej) => {
+        fe.stdout.once('data', () => res());
+        fe.once('exit', (c) => rej(new Error(`frontend exited ${c}`)));
+      });
+      let s = await h.k.ctl.request(keeper.sessionShow, { vm: x!.name });
+      for (let i = 0; i < 20 && !s.state!.rings.some((r) => r.started); i++) {
+        await sleep(50);
+        s = await h.k.ctl.request(keeper.sessionShow, { vm: x!.name });
+      }
+      assert.equal(s.movable, false);
+      assert.match(s.not_movable_because ?? '', /dirty logging/);
+      await assert.rejects(h.k.ctl.request(keeper.handoffStart, { vm: x!.name, gen: 'B' }), /dirty logging.*\(not-movable\)/);
+      await assert.rejects(h.k.ctl.request(keeper.sessionPreload, { vm: x!.name, gen: 'B' }), /not-movable/);
+      const after = await h.k.ctl.request(keeper.sessionShow, { vm: x!.name });
+      assert.equal(after.serving, 'A');
+      assert.equal(after.connected, true);
+    } finally {
+      fe.kill();
+    }
   });
 
   test('control socket: bad requests get errors naming the problem, and the command set matches', async () => {

@@ -218,6 +218,7 @@ export interface ProbeVm {
   mac: string;
   socket: string;
   server?: boolean;
+  packed?: boolean;
 }
 export interface ProbeFlow {
   src: string;
@@ -260,12 +261,16 @@ export class ProbeProcess {
     this.summary = new Promise((res, rej) => {
       child.once('exit', (code, sig) => {
         rl.close();
+        if (code !== 0) return rej(new Error(`hitless-probe ${opts.name} exited with ${code ?? sig}: ${this.stderr.slice(-2000)}`));
+        let parsed: unknown;
         try {
-          if (code !== 0) throw new Error(`hitless-probe ${opts.name} exited with ${code ?? sig}: ${this.stderr.slice(-2000)}`);
-          res(ProbeSummary.parse(JSON.parse(last)));
-        } catch (e) {
-          rej(e instanceof Error ? e : new Error(String(e)));
+          parsed = JSON.parse(last);
+        } catch {
+          parsed = undefined;
         }
+        const sum = ProbeSummary.safeParse(parsed);
+        if (sum.success) res(sum.data);
+        else rej(new Error(`hitless-probe ${opts.name} ended without a summary (last line: ${last.slice(0, 200)}): ${this.stderr.slice(-2000)}`));
       });
     });
     this.summary.catch(() => undefined); // observed by whoever awaits it
@@ -274,7 +279,7 @@ export class ProbeProcess {
   /** Starts the probe and resolves once every VM link is up and flows are running. */
   static async start(opts: ProbeOptions): Promise<ProbeProcess> {
     const args = [...eal(opts.lcore ?? 0, opts.memMb ?? 128, `hl-probe-${opts.name}`), '--'];
-    for (const v of opts.vms) args.push('--vm', `${v.name},${v.mac},${v.socket}${v.server ? ',server' : ''}`);
+    for (const v of opts.vms) args.push('--vm', `${v.name},${v.mac},${v.socket}${v.server ? ',server' : ''}${v.packed ? ',packed' : ''}`);
     for (const f of opts.flows) args.push('--flow', `${f.src}:${f.dst}:${f.pps}`);
     if (opts.durationS !== undefined) args.push('--duration', String(opts.durationS));
     if (opts.gapUs !== undefined) args.push('--gap-us', String(opts.gapUs));

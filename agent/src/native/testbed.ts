@@ -52,7 +52,7 @@ export class Testbed {
    * both with B as the failover standby, and n probe VMs served by A through the keeper, with
    * a ring of flows between them at pps each. B serves the same VMs (idle until handed over).
    */
-  async upgradeHost(opts: { vms: number; pps: number; durationS: number; gapUs?: number }): Promise<UpgradeHost> {
+  async upgradeHost(opts: { vms: number; pps: number; durationS: number; gapUs?: number; packed?: boolean }): Promise<UpgradeHost> {
     const peer = join(this.dir, `peer-${this.seqNo++}.sock`);
     const a = await this.dp('A', { peer: { socket: peer, server: true } });
     const b = await this.dp('B', { peer: { socket: peer, server: false } });
@@ -62,7 +62,7 @@ export class Testbed {
     await k.ctl.request(keeper.failoverStandby, { gen: 'B' });
     const vms = labVms(opts.vms);
     await b.serve(vms);
-    const pvms = await k.serve(a, vms);
+    const pvms = (await k.serve(a, vms)).map((v) => ({ ...v, packed: opts.packed ?? false }));
     const keeperIdleFds = readdirSync(`/proc/${k.child.pid}/fd`).length;
     // one probe process holds at most 32 VMs (DPDK's ethdev port limit): flows ring within each
     const probes: ProbeProcess[] = [];

@@ -14,11 +14,12 @@ void
 probe_usage(FILE *f)
 {
 	fprintf(f,
-		"usage: hitless-probe [EAL args] -- --vm NAME,MAC,SOCKET[,server] ...\n"
+		"usage: hitless-probe [EAL args] -- --vm NAME,MAC,SOCKET[,server][,packed] ...\n"
 		"         --flow SRC:DST:PPS ... [--duration SEC] [--gap-us N] [--tick-us N]\n"
 		"         [--frame-size N] [--ctl PATH] [--events PATH|-] [--summary PATH]\n"
 		"         [--drain-ms N] [--connect-timeout-ms N]\n"
-		"  --vm       one virtio_user port; ',server' makes the probe the vhost-user server\n"
+		"  --vm       one virtio_user port; ',server' makes the probe the vhost-user server,\n"
+		"             ',packed' uses packed virtqueues\n"
 		"  --flow     SRC = local VM, DST = local VM or MAC, PPS = frames/s (0 = flood)\n"
 		"  --duration run time in seconds (default: until SIGINT/SIGTERM or probe/stop)\n"
 		"  --gap-us   receive gaps above this are recorded (default 1000)\n"
@@ -57,11 +58,12 @@ find_vm(const struct probe_ctx *ctx, const char *name)
 	return -1;
 }
 
-/* --vm NAME,MAC,SOCKET[,server]: validates each field and that names and MACs are unique. */
+/* --vm NAME,MAC,SOCKET[,server][,packed]: validates each field and that names and MACs are
+ * unique. server: the probe is the vhost-user server; packed: packed virtqueues. */
 static int
 parse_vm(struct probe_ctx *ctx, const char *val)
 {
-	char buf[512], *fields[5];
+	char buf[512], *fields[6];
 	int n = 0;
 	struct probe_vm *vm;
 
@@ -71,13 +73,14 @@ parse_vm(struct probe_ctx *ctx, const char *val)
 		return ERR("--vm '%s': too long", val);
 	strcpy(buf, val);
 	for (char *save = NULL, *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
-		if (n == 4)
-			return ERR("--vm '%s': expected NAME,MAC,SOCKET[,server]", val);
+		if (n == 5)
+			return ERR("--vm '%s': expected NAME,MAC,SOCKET[,server][,packed]", val);
 		fields[n++] = t;
 	}
 	if (n < 3)
-		return ERR("--vm '%s': expected NAME,MAC,SOCKET[,server]", val);
+		return ERR("--vm '%s': expected NAME,MAC,SOCKET[,server][,packed]", val);
 	vm = &ctx->vms[ctx->n_vms];
+	memset(vm, 0, sizeof(*vm));
 	if (!hl_valid_name(fields[0]))
 		return ERR("--vm '%s': bad VM name '%s' (1..32 of [A-Za-z0-9_.-])", val, fields[0]);
 	if (find_vm(ctx, fields[0]) >= 0)
@@ -93,11 +96,16 @@ parse_vm(struct probe_ctx *ctx, const char *val)
 	if (strlen(fields[2]) >= sizeof(vm->socket))
 		return ERR("--vm '%s': socket path longer than %zu bytes", val,
 			   sizeof(vm->socket) - 1);
-	if (n == 4 && strcmp(fields[3], "server") != 0)
-		return ERR("--vm '%s': unknown option '%s' (only 'server')", val, fields[3]);
+	for (int i = 3; i < n; i++) {
+		if (strcmp(fields[i], "server") == 0)
+			vm->server = true;
+		else if (strcmp(fields[i], "packed") == 0)
+			vm->packed = true;
+		else
+			return ERR("--vm '%s': unknown option '%s' (server, packed)", val, fields[i]);
+	}
 	snprintf(vm->name, sizeof(vm->name), "%s", fields[0]);
 	snprintf(vm->socket, sizeof(vm->socket), "%s", fields[2]);
-	vm->server = n == 4;
 	vm->ip = probe_mac_ip(&vm->mac);
 	ctx->n_vms++;
 	return 0;

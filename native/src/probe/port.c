@@ -66,8 +66,9 @@ probe_ports_init(struct probe_ctx *ctx)
 
 		snprintf(name, sizeof(name), "virtio_user%u", i);
 		rte_ether_format_addr(mac, sizeof(mac), &vm->mac);
-		snprintf(args, sizeof(args), "path=%s,queues=1,queue_size=%u,mac=%s%s", vm->socket,
-			 PROBE_RING_SIZE, mac, vm->server ? ",server=1" : "");
+		snprintf(args, sizeof(args), "path=%s,queues=1,queue_size=%u,mac=%s%s%s", vm->socket,
+			 PROBE_RING_SIZE, mac, vm->server ? ",server=1" : "",
+			 vm->packed ? ",packed_vq=1" : "");
 		if (vm->server)
 			fprintf(stderr, "hitless-probe: VM '%s': waiting for a vhost-user backend on %s\n",
 				vm->name, vm->socket);

@@ -52,6 +52,7 @@ struct probe_vm {
 	char name[HL_NAME_MAX + 1];
 	char socket[108];
 	bool server;
+	bool packed;
 	struct rte_ether_addr mac;
 	uint32_t ip;          /* network order, derived from the MAC */
 	uint16_t port;

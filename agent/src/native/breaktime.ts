@@ -2,7 +2,7 @@
 // an event when it touches the event's window (plus a margin) on a flow into or out of the VM
 // the event moved; every other gap over the probe's threshold is background — the same run's
 // scheduler noise, reported beside the attributed figure.
-import type { ProbeEvent } from '../agent/src/native/probeProtocol.js';
+import type { ProbeEvent } from './probeProtocol.js';
 
 export interface EventWindow {
   vm: string;

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import type { ProbeEvent } from '../agent/src/native/probeProtocol.js';
-import { attribute } from './attribution.js';
+import type { ProbeEvent } from './probeProtocol.js';
+import { attribute } from './breaktime.js';
 
 const gap = (src: string, rx: string, start: number, us: number): ProbeEvent => ({
   event: 'gap',

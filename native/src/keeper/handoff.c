@@ -296,7 +296,11 @@ kp_handoff(struct kp_vm *vm, int to, json_t **result, struct ctl_error *err)
 	for (uint32_t i = 0; i < vm->st.nvrings; i++)
 		if (vm->st.vr[i].started)
 			vm->st.vr[i].base = bases[i];
-	kp_bconn_close(vm, from);
+	/* The old connection stays open, stopped (no ring, memory still mapped there): closing
+	 * it would make the old generation's vhost thread unmap guest memory now, in front of
+	 * the next VM's stop. It goes when the old generation is retired or a rollback
+	 * pre-loads that generation afresh. */
+	vm->b[from].preloaded = false;
 	vm->serving = to;
 	vm->home = to;
 	vm->handoffs++;

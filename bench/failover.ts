@@ -8,7 +8,7 @@
 import { keeper } from '../agent/src/native/keeperProtocol.js';
 import { Testbed } from '../agent/src/native/testbed.js';
 import { attribute, type EventWindow } from '../agent/src/native/breaktime.js';
-import { finish, numOpt, pct, quick, round2 as r2, run, sleep, stats } from './lib.js';
+import { BreakTally, finish, numOpt, pct, quick, run, sleep } from './lib.js';
 
 const nVms = numOpt('failover', '--vms', quick ? 2 : 4);
 const totalPps = numOpt('failover', '--pps', 50000);
@@ -18,17 +18,11 @@ const GAP_US = 500;
 const nowNs = (): number => Number(process.hrtime.bigint()); // CLOCK_MONOTONIC, as the natives
 
 async function main(): Promise<void> {
-  const gaps: number[] = [];
-  const bgs: number[] = [];
+  const tally = new BreakTally();
   const windowUs: number[] = [];
   const detectMs: number[] = [];
   const movedMs: number[] = [];
   const causes = new Map<string, number>();
-  let lost = 0;
-  let dup = 0;
-  let linkEvents = 0;
-  let offered = 0;
-  let below = 0;
   let failovers = 0;
   for (let r = 0; r < runs; r++) {
     const bed = new Testbed('bench-failover');
@@ -54,46 +48,34 @@ async function main(): Promise<void> {
           causes.set(e.data.cause, (causes.get(e.data.cause) ?? 0) + 1);
         }
       }
-      const a = attribute(h.probe.events, windows, GAP_US);
-      gaps.push(...a.event_gap_ms);
-      bgs.push(...a.background_gap_ms);
-      below += a.below_threshold;
-      lost += sum.totals.lost;
-      dup += sum.totals.dup;
-      offered += sum.totals.offered;
-      linkEvents += h.probe.events.filter((e) => e.event === 'link').length;
+      tally.add(attribute(h.probe.events, windows, GAP_US), {
+        ...sum.totals,
+        links: h.probe.events.filter((e) => e.event === 'link').length,
+      });
       console.error(`run ${r + 1}/${runs}: detected after ${detectMs.at(-1)?.toFixed(2)} ms, all moved after ${movedMs.at(-1)?.toFixed(2)} ms, lost ${sum.totals.lost}`);
     } finally {
       await bed.cleanup();
     }
   }
-  const bg = stats(bgs);
   const result = {
     vms: nVms,
     pps_total: Math.floor(totalPps / nVms) * nVms,
     runs,
     failovers,
-    lost,
-    dup,
-    frontend_events: linkEvents,
+    ...tally.json(),
     window_us: pct(windowUs),
-    gap_ms: pct(gaps),
-    gap_below_threshold: below,
-    background_gap_ms: { p99: r2(bg.p99), max: r2(bg.max), count: bg.n },
     detect_ms: pct(detectMs),
     all_moved_ms: pct(movedMs),
     detected_by: Object.fromEntries(causes),
-    offered,
   };
   finish('failover', [
     `kill -9 of the serving generation, ${runs} runs, ${nVms} VMs each, ${result.pps_total} pps in all, standby pre-loaded.`,
     '',
-    `- ${failovers} sessions failed over; lost ${lost} of ${offered} offered, duplicated ${dup}, link events at the frontends ${linkEvents}`,
+    `- ${failovers} sessions failed over; lost ${tally.lost} of ${tally.offered} offered, duplicated ${tally.dup}, link events at the frontends ${tally.links}`,
     `- where the time goes: kill -> death detected p50 ${result.detect_ms.p50} ms (max ${result.detect_ms.max}); kill -> every VM running on the standby p50 ${result.all_moved_ms.p50} ms (max ${result.all_moved_ms.max}); ` +
       `the keeper's own window per VM (positions from guest memory, start on the standby) p50 ${result.window_us.p50} us, p99 ${result.window_us.p99} us`,
     `- detected by: ${[...causes].map(([c, n]) => `${c} (${n})`).join('; ')}`,
-    `- receive gap charged to a failover (kill -> resume): p50 ${result.gap_ms.p50} ms, p99 ${result.gap_ms.p99} ms, max ${result.gap_ms.max} ms`,
-    `- background gaps of the same runs: ${bg.n}, p99 ${result.background_gap_ms.p99} ms, max ${result.background_gap_ms.max} ms`,
+    ...tally.lines('failover (kill -> resume)'),
   ], result);
 }
 

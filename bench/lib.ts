@@ -1,4 +1,5 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
+import type { Attribution } from '../agent/src/native/breaktime.js';
 // Shared figures for benchmarks: every benchmark reports median, p99 and max beside the spread
 // of the same run (the machine's noise), never a single number.
 export interface Stats {
@@ -66,3 +67,48 @@ export function run(name: string, main: () => Promise<void>): void {
 }
 
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** Break figures summed over the runs of a benchmark (failover, reconnect). */
+export class BreakTally {
+  private readonly gaps: number[] = [];
+  private readonly background: number[] = [];
+  private below = 0;
+  lost = 0;
+  dup = 0;
+  offered = 0;
+  links = 0;
+
+  add(a: Attribution, run: { lost: number; dup: number; offered: number; links: number }): void {
+    this.gaps.push(...a.event_gap_ms);
+    this.background.push(...a.background_gap_ms);
+    this.below += a.below_threshold;
+    this.lost += run.lost;
+    this.dup += run.dup;
+    this.offered += run.offered;
+    this.links += run.links;
+  }
+
+  /** The common part of the JSON line: lost, dup, frontend_events, gap_ms, background_gap_ms, offered. */
+  json(): Record<string, unknown> {
+    const bg = stats(this.background);
+    return {
+      lost: this.lost,
+      dup: this.dup,
+      frontend_events: this.links,
+      gap_ms: pct(this.gaps),
+      gap_below_threshold: this.below,
+      background_gap_ms: { p99: round2(bg.p99), max: round2(bg.max), count: bg.n },
+      offered: this.offered,
+    };
+  }
+
+  /** Report lines for the gaps. */
+  lines(event: string): string[] {
+    const g = pct(this.gaps);
+    const bg = stats(this.background);
+    return [
+      `- receive gap charged to the ${event}: p50 ${g.p50} ms, p99 ${g.p99} ms, max ${g.max} ms`,
+      `- background gaps of the same runs: ${bg.n}, p99 ${round2(bg.p99)} ms, max ${round2(bg.max)} ms`,
+    ];
+  }
+}

@@ -9,7 +9,7 @@ import { measured, probe } from '../agent/src/native/probeProtocol.js';
 import type { ProbeProcess } from '../agent/src/native/procs.js';
 import { Testbed, labVms } from '../agent/src/native/testbed.js';
 import { attribute, type EventWindow } from '../agent/src/native/breaktime.js';
-import { finish, numOpt, pct, quick, round2 as r2, run, sleep, stats } from './lib.js';
+import { BreakTally, finish, numOpt, quick, run, sleep } from './lib.js';
 import { join } from 'node:path';
 
 const nVms = numOpt('reconnect', '--vms', quick ? 2 : 4);
@@ -27,13 +27,7 @@ async function lostNow(probes: ProbeProcess[]): Promise<number> {
 }
 
 async function main(): Promise<void> {
-  const gaps: number[] = [];
-  const bgs: number[] = [];
-  let lost = 0;
-  let dup = 0;
-  let linkEvents = 0;
-  let offered = 0;
-  let below = 0;
+  const tally = new BreakTally();
   let reconnects = 0;
   for (let r = 0; r < runs; r++) {
     const bed = new Testbed('bench-reconnect');
@@ -78,41 +72,24 @@ async function main(): Promise<void> {
       const windows: EventWindow[] = up.map((v) => ({ vm: v.vm, start_ns: killNs, end_ns: v.connected_ns }));
       reconnects += up.filter((v) => v.connected).length;
       const at = attribute(probes.flatMap((p) => p.events), windows, GAP_US);
-      gaps.push(...at.event_gap_ms);
-      bgs.push(...at.background_gap_ms);
-      below += at.below_threshold;
       // each probe measures what it receives (from another process: loss from sequence numbers)
-      lost += lostAfter - lostBefore;
-      for (const sum of sums) {
-        for (const f of measured(sum)) dup += f.dup;
-        offered += sum.totals.offered;
-      }
-      linkEvents += probes.flatMap((p) => p.events).filter((e) => e.event === 'link').length;
+      tally.add(at, {
+        lost: lostAfter - lostBefore,
+        dup: sums.flatMap((s) => measured(s)).reduce((n, f) => n + f.dup, 0),
+        offered: sums.reduce((n, s) => n + s.totals.offered, 0),
+        links: probes.flatMap((p) => p.events).filter((e) => e.event === 'link').length,
+      });
       console.error(`run ${r + 1}/${runs}: worst gap ${Math.max(...at.event_gap_ms).toFixed(1)} ms`);
     } finally {
       await bed.cleanup();
     }
   }
-  const bg = stats(bgs);
-  const result = {
-    vms: nVms,
-    pps_total: Math.floor(totalPps / nVms) * nVms,
-    runs,
-    reconnects,
-    lost,
-    dup,
-    frontend_events: linkEvents,
-    gap_ms: pct(gaps),
-    gap_below_threshold: below,
-    background_gap_ms: { p99: r2(bg.p99), max: r2(bg.max), count: bg.n },
-    offered,
-  };
+  const result = { vms: nVms, pps_total: Math.floor(totalPps / nVms) * nVms, runs, reconnects, ...tally.json() };
   finish('reconnect', [
     `Stock DPDK reconnect (virtio_user server=1, generation as vhost client, warm standby connects after kill -9), ${runs} runs x ${nVms} VMs, ${result.pps_total} pps.`,
     '',
-    `- ${reconnects} sessions re-established; lost ${lost} of ${offered} offered, duplicated ${dup}, link events at the frontends ${linkEvents}`,
-    `- receive gap charged to the reconnect (kill -> traffic again): p50 ${result.gap_ms.p50} ms, p99 ${result.gap_ms.p99} ms, max ${result.gap_ms.max} ms`,
-    `- background gaps of the same runs: ${bg.n}, p99 ${result.background_gap_ms.p99} ms, max ${result.background_gap_ms.max} ms`,
+    `- ${reconnects} sessions re-established; lost ${tally.lost} of ${tally.offered} offered, duplicated ${tally.dup}, link events at the frontends ${tally.links}`,
+    ...tally.lines('reconnect (kill -> traffic again)'),
   ], result);
 }
 

@@ -57,6 +57,36 @@ function waitLine<T>(child: ChildProcess, what: string, timeoutMs: number, pred:
   });
 }
 
+/** A daemon that prints {"event":"ready"} on stdout once it serves, with its control socket. */
+interface Daemon {
+  child: ChildProcess;
+  ctl: CtlClient;
+  log: { stderr: string };
+}
+
+async function startDaemon(bin: string, args: string[], what: string, ctlPath: string): Promise<Daemon> {
+  const child = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  const log = { stderr: '' };
+  child.stderr!.setEncoding('utf8').on('data', (d: string) => (log.stderr += d));
+  try {
+    await waitLine(child, what, 15000, (o) => (z.object({ event: z.literal('ready') }).safeParse(o).success ? true : undefined));
+  } catch (e) {
+    child.kill('SIGKILL');
+    throw new Error(`${(e as Error).message}\n${log.stderr}`);
+  }
+  return { child, ctl: await CtlClient.connect(ctlPath), log };
+}
+
+/** SIGTERM, SIGKILL after timeoutMs, and the exit status. */
+async function terminate(child: ChildProcess, timeoutMs = 10000): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
+  if (child.exitCode !== null || child.signalCode !== null) return exited(child);
+  child.kill('SIGTERM');
+  const t = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+  const r = await exited(child);
+  clearTimeout(t);
+  return r;
+}
+
 function exited(child: ChildProcess): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
   if (child.exitCode !== null || child.signalCode !== null)
     return Promise.resolve({ code: child.exitCode, signal: child.signalCode });
@@ -78,12 +108,22 @@ export interface DpOptions {
 }
 
 export class DpProcess {
-  stderr = '';
   private constructor(
-    readonly child: ChildProcess,
-    readonly ctl: CtlClient,
+    private readonly d: Daemon,
     readonly opts: DpOptions,
   ) {}
+
+  get child(): ChildProcess {
+    return this.d.child;
+  }
+
+  get ctl(): CtlClient {
+    return this.d.ctl;
+  }
+
+  get stderr(): string {
+    return this.d.log.stderr;
+  }
 
   static async start(opts: DpOptions): Promise<DpProcess> {
     mkdirSync(opts.runDir, { recursive: true });
@@ -96,22 +136,8 @@ export class DpProcess {
       ...(opts.peer ? ['--peer', `${opts.peer.socket},${opts.peer.server ? 'server' : 'client'}`] : []),
       ...(opts.extraArgs ?? []),
     ];
-    const child = spawn(opts.bin ?? nativeBin('hitless-dp'), args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stderr = '';
-    child.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-    try {
-      await waitLine(child, `hitless-dp ${opts.genId}`, 15000, (o) =>
-        z.object({ event: z.literal('ready') }).safeParse(o).success ? true : undefined,
-      );
-    } catch (e) {
-      child.kill('SIGKILL');
-      throw new Error(`${(e as Error).message}\n${stderr}`);
-    }
-    const ctl = await CtlClient.connect(join(opts.runDir, 'ctl.sock'));
-    const p = new DpProcess(child, ctl, opts);
-    child.stderr!.on('data', (d: string) => (p.stderr += d));
-    p.stderr = stderr;
-    return p;
+    const d = await startDaemon(opts.bin ?? nativeBin('hitless-dp'), args, `hitless-dp ${opts.genId}`, join(opts.runDir, 'ctl.sock'));
+    return new DpProcess(d, opts);
   }
 
   get pid(): number {
@@ -125,12 +151,7 @@ export class DpProcess {
   /** SIGTERM and wait: the generation releases its VMs and exits. */
   async stop(timeoutMs = 10000): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
     this.ctl.close();
-    if (this.child.exitCode !== null || this.child.signalCode !== null) return exited(this.child);
-    this.child.kill('SIGTERM');
-    const t = setTimeout(() => this.child.kill('SIGKILL'), timeoutMs);
-    const r = await exited(this.child);
-    clearTimeout(t);
-    return r;
+    return terminate(this.child, timeoutMs);
   }
 
   async addVm(vm: string, mac: string): Promise<string> {
@@ -152,34 +173,29 @@ export interface KeeperOptions {
 
 /** The host's keeper: owns the VMs' vhost-user sockets; its events are collected. */
 export class KeeperProcess {
-  stderr = '';
   readonly events: KeeperEvent[] = [];
   private constructor(
-    readonly child: ChildProcess,
-    readonly ctl: CtlClient,
+    private readonly d: Daemon,
     readonly opts: KeeperOptions,
   ) {}
 
+  get child(): ChildProcess {
+    return this.d.child;
+  }
+
+  get ctl(): CtlClient {
+    return this.d.ctl;
+  }
+
+  get stderr(): string {
+    return this.d.log.stderr;
+  }
+
   static async start(opts: KeeperOptions): Promise<KeeperProcess> {
     mkdirSync(opts.runDir, { recursive: true });
-    const child = spawn(nativeBin('hitless-keeper'), ['--run-dir', opts.runDir, ...(opts.extraArgs ?? [])], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stderr = '';
-    child.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-    try {
-      await waitLine(child, 'hitless-keeper', 10000, (o) =>
-        z.object({ event: z.literal('ready') }).safeParse(o).success ? true : undefined,
-      );
-    } catch (e) {
-      child.kill('SIGKILL');
-      throw new Error(`${(e as Error).message}\n${stderr}`);
-    }
-    const ctl = await CtlClient.connect(join(opts.runDir, 'ctl.sock'));
-    const k = new KeeperProcess(child, ctl, opts);
-    k.stderr = stderr;
-    child.stderr!.on('data', (d: string) => (k.stderr += d));
-    await ctl.subscribe((e) => {
+    const d = await startDaemon(nativeBin('hitless-keeper'), ['--run-dir', opts.runDir, ...(opts.extraArgs ?? [])], 'hitless-keeper', join(opts.runDir, 'ctl.sock'));
+    const k = new KeeperProcess(d, opts);
+    await k.ctl.subscribe((e) => {
       const ev = KeeperEvent.safeParse(e);
       if (ev.success) k.events.push(ev.data);
     });
@@ -204,12 +220,7 @@ export class KeeperProcess {
 
   async stop(): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
     this.ctl.close();
-    if (this.child.exitCode !== null || this.child.signalCode !== null) return exited(this.child);
-    this.child.kill('SIGTERM');
-    const t = setTimeout(() => this.child.kill('SIGKILL'), 10000);
-    const r = await exited(this.child);
-    clearTimeout(t);
-    return r;
+    return terminate(this.child);
   }
 }
 

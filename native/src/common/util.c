@@ -1,4 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
 
@@ -18,6 +20,21 @@ hl_valid_name(const char *s)
 			return false;
 	}
 	return true;
+}
+
+int
+hl_parse_u32(const char *prog, const char *opt, const char *s, uint32_t min, uint32_t max,
+	     uint32_t *out)
+{
+	char *end;
+	unsigned long v = strtoul(s, &end, 10);
+
+	if (*s == '\0' || *s == '-' || *end != '\0' || v < min || v > max) {
+		fprintf(stderr, "%s: %s: '%s' is not a number in [%u, %u]\n", prog, opt, s, min, max);
+		return -1;
+	}
+	*out = (uint32_t)v;
+	return 0;
 }
 
 void

@@ -23,6 +23,11 @@ hl_now_ns(void)
 /* VM and generation names: 1..32 of [A-Za-z0-9_.-], not starting with '.' or '-'. */
 bool hl_valid_name(const char *s);
 
+/* Parse a command-line number in [min, max]; on error print "PROG: OPT: '...' is not a number
+ * in [min, max]" on stderr and return -1. */
+int hl_parse_u32(const char *prog, const char *opt, const char *s, uint32_t min, uint32_t max,
+		 uint32_t *out);
+
 /* Sleep for ns nanoseconds (bounded naps in idle loops). */
 void hl_sleep_ns(uint64_t ns);
 

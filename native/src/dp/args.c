@@ -52,21 +52,6 @@ default_fwd_path(char *out, size_t len)
 	snprintf(out, len, "hitless-fwd-l2.so");
 }
 
-static int
-parse_uint(const char *opt, const char *s, uint32_t min, uint32_t max, uint32_t *out)
-{
-	char *end;
-	unsigned long v = strtoul(s, &end, 10);
-
-	if (*s == '\0' || *end != '\0' || v < min || v > max) {
-		fprintf(stderr, "hitless-dp: %s: '%s' is not a number in [%u, %u]\n", opt, s, min,
-			max);
-		return -1;
-	}
-	*out = (uint32_t)v;
-	return 0;
-}
-
 int
 dp_parse_args(int argc, char **argv)
 {
@@ -131,18 +116,18 @@ dp_parse_args(int argc, char **argv)
 			snprintf(dp.fwd_path, sizeof(dp.fwd_path), "%s", optarg);
 			break;
 		case 'i':
-			if (parse_uint("--idle-max-us", optarg, 1, 100000, &dp.idle_max_us) != 0)
+			if (hl_parse_u32("hitless-dp", "--idle-max-us", optarg, 1, 100000, &dp.idle_max_us) != 0)
 				return -1;
 			break;
 		case 'Y':
 			dp.yield = false;
 			break;
 		case 'G':
-			if (parse_uint("--idle-grace-us", optarg, 0, 1000000, &dp.idle_grace_us) != 0)
+			if (hl_parse_u32("hitless-dp", "--idle-grace-us", optarg, 0, 1000000, &dp.idle_grace_us) != 0)
 				return -1;
 			break;
 		case 't':
-			if (parse_uint("--retry-us", optarg, 0, 1000000, &dp.retry_us) != 0)
+			if (hl_parse_u32("hitless-dp", "--retry-us", optarg, 0, 1000000, &dp.retry_us) != 0)
 				return -1;
 			break;
 		default:

@@ -39,21 +39,6 @@ usage(FILE *f)
 }
 
 static int
-parse_uint(const char *opt, const char *s, uint32_t min, uint32_t max, uint32_t *out)
-{
-	char *end;
-	unsigned long v = strtoul(s, &end, 10);
-
-	if (*s == '\0' || *end != '\0' || v < min || v > max) {
-		fprintf(stderr, "hitless-keeper: %s: '%s' is not a number in [%u, %u]\n", opt, s,
-			min, max);
-		return -1;
-	}
-	*out = (uint32_t)v;
-	return 0;
-}
-
-static int
 parse_args(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -76,11 +61,11 @@ parse_args(int argc, char **argv)
 			snprintf(kp.run_dir, sizeof(kp.run_dir), "%s", optarg);
 			break;
 		case 'w':
-			if (parse_uint("--watch-us", optarg, 100, 1000000, &kp.watch_us) != 0)
+			if (hl_parse_u32("hitless-keeper", "--watch-us", optarg, 100, 1000000, &kp.watch_us) != 0)
 				return -1;
 			break;
 		case 's':
-			if (parse_uint("--stall-us", optarg, 100, 10000000, &kp.stall_us) != 0)
+			if (hl_parse_u32("hitless-keeper", "--stall-us", optarg, 100, 10000000, &kp.stall_us) != 0)
 				return -1;
 			break;
 		case 'h':

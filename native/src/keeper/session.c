@@ -321,6 +321,28 @@ kp_state_used_idx(const struct kp_state *st, uint32_t ring, uint16_t *idx)
 	return 0;
 }
 
+/* Send a no-payload, u64 or vring-state message. */
+static int
+emit(int (*send)(void *, struct vu_msg *), void *arg, uint32_t req, uint64_t v)
+{
+	struct vu_msg m;
+
+	vu_msg_u64(&m, req, v);
+	if (req == VU_SET_OWNER)
+		m.size = 0;
+	return send(arg, &m);
+}
+
+static int
+emit_state(int (*send)(void *, struct vu_msg *), void *arg, uint32_t req, uint32_t idx,
+	   uint32_t num)
+{
+	struct vu_msg m;
+
+	vu_msg_state(&m, req, idx, num);
+	return send(arg, &m);
+}
+
 static int
 emit_ring_fd(const struct kp_vring *vr, uint32_t i, uint32_t req, int fd, bool nofd,
 	     int (*send)(void *, struct vu_msg *), void *arg)
@@ -355,11 +377,8 @@ replay_rings(const struct kp_state *st, int (*send)(void *, struct vu_msg *), vo
 
 		if (!vr->started)
 			continue;
-		if (vr->num_set) {
-			vu_msg_state(&m, VU_SET_VRING_NUM, i, vr->num);
-			if ((rc = send(arg, &m)) != 0)
-				return rc;
-		}
+		if (vr->num_set && (rc = emit_state(send, arg, VU_SET_VRING_NUM, i, vr->num)) != 0)
+			return rc;
 		if (vr->addr_set) {
 			vu_msg_init(&m, VU_SET_VRING_ADDR, sizeof(struct vu_vring_addr));
 			m.p.addr = vr->addr;
@@ -377,11 +396,9 @@ replay_rings(const struct kp_state *st, int (*send)(void *, struct vu_msg *), vo
 			return rc;
 	}
 	/* with STATUS, DRIVER_OK is the last word: hold it back until the start stage */
-	if (st->status_set && (st->protocol_features & (1ull << VU_PF_STATUS))) {
-		vu_msg_u64(&m, VU_SET_STATUS, st->status & ~(uint64_t)VIRTIO_STATUS_DRIVER_OK);
-		if ((rc = send(arg, &m)) != 0)
-			return rc;
-	}
+	if (st->status_set && (st->protocol_features & (1ull << VU_PF_STATUS)))
+		return emit(send, arg, VU_SET_STATUS,
+			    st->status & ~(uint64_t)VIRTIO_STATUS_DRIVER_OK);
 	return 0;
 }
 
@@ -391,26 +408,11 @@ replay_preload(const struct kp_state *st, int (*send)(void *, struct vu_msg *), 
 	struct vu_msg m;
 	int rc;
 
-	if (st->pf_set) {
-		vu_msg_u64(&m, VU_SET_PROTOCOL_FEATURES, st->protocol_features);
-		if ((rc = send(arg, &m)) != 0)
-			return rc;
-	}
-	if (st->owner) {
-		vu_msg_init(&m, VU_SET_OWNER, 0);
-		if ((rc = send(arg, &m)) != 0)
-			return rc;
-	}
-	if (st->features_set) {
-		vu_msg_u64(&m, VU_SET_FEATURES, st->features);
-		if ((rc = send(arg, &m)) != 0)
-			return rc;
-	}
-	if (st->mtu_set) {
-		vu_msg_u64(&m, VU_NET_SET_MTU, st->mtu);
-		if ((rc = send(arg, &m)) != 0)
-			return rc;
-	}
+	if ((st->pf_set && (rc = emit(send, arg, VU_SET_PROTOCOL_FEATURES, st->protocol_features))) ||
+	    (st->owner && (rc = emit(send, arg, VU_SET_OWNER, 0))) ||
+	    (st->features_set && (rc = emit(send, arg, VU_SET_FEATURES, st->features))) ||
+	    (st->mtu_set && (rc = emit(send, arg, VU_NET_SET_MTU, st->mtu))))
+		return rc;
 	if (st->mem_set) {
 		vu_msg_init(&m, VU_SET_MEM_TABLE, 8 + st->mem.nregions * sizeof(struct vu_region));
 		m.p.mem = st->mem;
@@ -426,7 +428,6 @@ static int
 replay_start(const struct kp_state *st, const uint32_t *bases, int (*send)(void *, struct vu_msg *),
 	     void *arg)
 {
-	struct vu_msg m;
 	int rc;
 
 	for (uint32_t i = 0; i < st->nvrings; i++) {
@@ -434,8 +435,7 @@ replay_start(const struct kp_state *st, const uint32_t *bases, int (*send)(void 
 
 		if (!vr->started)
 			continue;
-		vu_msg_state(&m, VU_SET_VRING_BASE, i, bases[i]);
-		if ((rc = send(arg, &m)) != 0)
+		if ((rc = emit_state(send, arg, VU_SET_VRING_BASE, i, bases[i])) != 0)
 			return rc;
 		if (kick_starts_ring(st) && vr->kick_set &&
 		    (rc = emit_ring_fd(vr, i, VU_SET_VRING_KICK, vr->kick, vr->kick_nofd, send, arg)))
@@ -445,16 +445,12 @@ replay_start(const struct kp_state *st, const uint32_t *bases, int (*send)(void 
 		for (uint32_t i = 0; i < st->nvrings; i++) {
 			if (!st->vr[i].started)
 				continue;
-			vu_msg_state(&m, VU_SET_VRING_ENABLE, i, st->vr[i].enabled);
-			if ((rc = send(arg, &m)) != 0)
+			if ((rc = emit_state(send, arg, VU_SET_VRING_ENABLE, i, st->vr[i].enabled)))
 				return rc;
 		}
 	}
-	if (st->status_set && (st->protocol_features & (1ull << VU_PF_STATUS))) {
-		vu_msg_u64(&m, VU_SET_STATUS, st->status);
-		if ((rc = send(arg, &m)) != 0)
-			return rc;
-	}
+	if (st->status_set && (st->protocol_features & (1ull << VU_PF_STATUS)))
+		return emit(send, arg, VU_SET_STATUS, st->status);
 	return 0;
 }
 

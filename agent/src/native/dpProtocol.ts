@@ -40,6 +40,8 @@ export const VmStats = z.object({
   }),
   last_rx_ns: z.number().int(),
   last_tx_ns: z.number().int(),
+  first_rx_ns: z.number().int(),
+  first_tx_ns: z.number().int(),
   pending: z.number().int(),
 });
 export type VmStats = z.infer<typeof VmStats>;
@@ -110,6 +112,8 @@ export const dp = {
     z.object({ entries: z.array(FdbEntry) }).strict(),
     z.object({ imported: z.number().int(), absent_vms: z.array(z.string()), fdb_entries: z.number().int() }),
   ),
+  peerAttach: defineCommand('peer/attach', z.object({ socket: z.string().min(1), server: z.boolean() }).strict(), ExtPort),
+  peerDetach: defineCommand('peer/detach', Empty, z.object({})),
   debugStall: defineCommand(
     'debug/stall',
     z.object({ vm: VmName, ms: z.number().int().min(0).max(60000) }).strict(),

@@ -107,6 +107,19 @@ export interface DpOptions {
   extraArgs?: string[];
 }
 
+/** hitless-dp's command line (after the binary) for one generation. */
+export function dpArgs(opts: DpOptions): string[] {
+  return [
+    ...eal(opts.lcore ?? 1, opts.memMb ?? 256, opts.filePrefix ?? `hl-dp-${opts.genId}`),
+    '--',
+    '--gen-id', opts.genId,
+    '--run-dir', opts.runDir,
+    ...(opts.uplink ? ['--uplink', opts.uplink] : []),
+    ...(opts.peer ? ['--peer', `${opts.peer.socket},${opts.peer.server ? 'server' : 'client'}`] : []),
+    ...(opts.extraArgs ?? []),
+  ];
+}
+
 export class DpProcess {
   private constructor(
     private readonly d: Daemon,
@@ -127,15 +140,7 @@ export class DpProcess {
 
   static async start(opts: DpOptions): Promise<DpProcess> {
     mkdirSync(opts.runDir, { recursive: true });
-    const args = [
-      ...eal(opts.lcore ?? 1, opts.memMb ?? 256, opts.filePrefix ?? `hl-dp-${opts.genId}`),
-      '--',
-      '--gen-id', opts.genId,
-      '--run-dir', opts.runDir,
-      ...(opts.uplink ? ['--uplink', opts.uplink] : []),
-      ...(opts.peer ? ['--peer', `${opts.peer.socket},${opts.peer.server ? 'server' : 'client'}`] : []),
-      ...(opts.extraArgs ?? []),
-    ];
+    const args = dpArgs(opts);
     const d = await startDaemon(opts.bin ?? nativeBin('hitless-dp'), args, `hitless-dp ${opts.genId}`, join(opts.runDir, 'ctl.sock'));
     return new DpProcess(d, opts);
   }

@@ -18,7 +18,7 @@ vm_stats_json(const struct dp_vm *vm)
 {
 	const struct dp_port_stats *st = &vm->st;
 
-	return json_pack("{s:b,s:I,s:I,s:I,s:I,s:I,s:{s:I,s:I,s:I,s:I},s:I,s:I,s:i}",
+	return json_pack("{s:b,s:I,s:I,s:I,s:I,s:I,s:{s:I,s:I,s:I,s:I},s:I,s:I,s:I,s:I,s:i}",
 			 "connected", __atomic_load_n(&vm->ready, __ATOMIC_ACQUIRE),
 			 "rx_pkts", (json_int_t)RD(st->rx_pkts),
 			 "rx_bytes", (json_int_t)RD(st->rx_bytes),
@@ -32,6 +32,8 @@ vm_stats_json(const struct dp_vm *vm)
 			 "stalled", (json_int_t)RD(st->drop_stalled),
 			 "last_rx_ns", (json_int_t)RD(st->last_rx_ns),
 			 "last_tx_ns", (json_int_t)RD(st->last_tx_ns),
+			 "first_rx_ns", (json_int_t)RD(st->first_rx_ns),
+			 "first_tx_ns", (json_int_t)RD(st->first_tx_ns),
 			 "pending", (int)RD(vm->pend_n));
 }
 
@@ -245,6 +247,39 @@ cmd_debug_stall(struct ctl_call *c, json_t *args, json_t **result, struct ctl_er
 	return 0;
 }
 
+static const struct ctl_arg peer_args[] = {
+	{ "socket", CTL_T_STRING, true },
+	{ "server", CTL_T_BOOL, true },
+	{ NULL },
+};
+
+static int
+cmd_peer_attach(struct ctl_call *c, json_t *args, json_t **result, struct ctl_error *err)
+{
+	const char *sock = json_string_value(json_object_get(args, "socket"));
+	bool server = json_is_true(json_object_get(args, "server"));
+	int rc;
+
+	if (strlen(sock) == 0 || strlen(sock) >= sizeof(dp.peer_sock))
+		return ctl_fail(err, "invalid-args", "socket: 1..%zu bytes", sizeof(dp.peer_sock) - 1);
+	rc = dp_peer_init(sock, server);
+	if (rc == -EEXIST)
+		return ctl_fail(err, "exists", "a peer link is already attached (%s)", dp.peer.spec);
+	if (rc != 0)
+		return ctl_fail(err, "peer", "cannot attach the peer link on %s: %s", sock,
+				strerror(rc < 0 ? -rc : rc));
+	*result = dp_ext_json(&dp.peer);
+	return 0;
+}
+
+static int
+cmd_peer_detach(struct ctl_call *c, json_t *args, json_t **result, struct ctl_error *err)
+{
+	if (dp_peer_detach() != 0)
+		return ctl_fail(err, "no-peer", "no peer link is attached");
+	return 0;
+}
+
 void
 dp_ctl_register(struct ctl_registry *reg)
 {
@@ -270,6 +305,11 @@ dp_ctl_register(struct ctl_registry *reg)
 	ctl_register(reg, "fdb/import",
 		     "fdb/import {entries}: add learned entries from fdb/export of another "
 		     "generation; all or nothing", fdb_import_args, cmd_fdb_import, NULL);
+	ctl_register(reg, "peer/attach",
+		     "peer/attach {socket, server}: memif link to the host's other generation "
+		     "(the older one is the server)", peer_args, cmd_peer_attach, NULL);
+	ctl_register(reg, "peer/detach", "peer/detach: drop the peer link", NULL, cmd_peer_detach,
+		     NULL);
 	ctl_register(reg, "debug/stall",
 		     "debug/stall {vm, ms}: stop serving one VM for ms (fault injection)",
 		     stall_args, cmd_debug_stall, NULL);

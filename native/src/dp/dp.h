@@ -40,6 +40,7 @@ struct dp_port_stats {
 	uint64_t drop_not_ready; /* destination VM not connected to this generation */
 	uint64_t drop_stalled;   /* destination VM stalled by debug/stall */
 	uint64_t last_rx_ns, last_tx_ns;
+	uint64_t first_rx_ns, first_tx_ns; /* first packets since the device last started */
 } __rte_cache_aligned;
 
 struct dp_vm {
@@ -80,6 +81,7 @@ struct dp_ext {
 	bool link_up;     /* refreshed by the loop every millisecond */
 	uint64_t link_checked_ns;
 	char spec[128];   /* what it was created from: interface or memif socket */
+	char vdev[48];    /* the vdev name, to remove it again */
 	struct dp_ext_stats st;
 };
 
@@ -144,6 +146,7 @@ int dp_port_lookup(const char *name, uint16_t *port, void *arg);
 /* uplink.c */
 int dp_uplink_init(const char *iface);
 int dp_peer_init(const char *sock, bool server);
+int dp_peer_detach(void);
 int dp_announce(const struct dp_vm *vm);
 void dp_ext_close(struct dp_ext *e);
 json_t *dp_ext_json(const struct dp_ext *e);

@@ -93,6 +93,8 @@ flush_vm(struct dp_vm *vm, uint64_t now)
 	if (done > 0) {
 		vm->st.tx_pkts += done;
 		vm->st.last_tx_ns = now;
+		if (vm->st.first_tx_ns == 0)
+			vm->st.first_tx_ns = now;
 		rte_pktmbuf_free_bulk(vm->pend, done);
 		memmove(vm->pend, vm->pend + done, (vm->pend_n - done) * sizeof(vm->pend[0]));
 		vm->pend_n -= done;
@@ -388,6 +390,8 @@ dp_loop(void *arg)
 			got += n;
 			vm->st.rx_pkts += n;
 			vm->st.last_rx_ns = now;
+			if (vm->st.first_rx_ns == 0)
+				vm->st.first_rx_ns = now;
 			for (uint16_t i = 0; i < n; i++)
 				vm->st.rx_bytes += rte_pktmbuf_pkt_len(pkts[i]);
 			forward(dp_vm_port(vm), false, pkts, n, now, &tx);

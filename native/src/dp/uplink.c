@@ -40,8 +40,10 @@ ext_init(struct dp_ext *e, const char *name, const char *args, uint16_t nq)
 	if ((rc = rte_eth_dev_start(port)) != 0)
 		return rc;
 	rte_eth_promiscuous_enable(port);
-	e->port = port;
+	snprintf(e->vdev, sizeof(e->vdev), "%s", name);
 	e->nq = nq;
+	/* published last: the loop may be running (peer/attach) */
+	__atomic_store_n(&e->port, (int)port, __ATOMIC_RELEASE);
 	return 0;
 }
 
@@ -64,22 +66,40 @@ dp_uplink_init(const char *iface)
 int
 dp_peer_init(const char *sock, bool server)
 {
-	char args[200];
+	static unsigned n;
+	char name[32], args[200];
 
+	if (dp.peer.port >= 0)
+		return -EEXIST;
+	snprintf(name, sizeof(name), "net_memif_peer%u", n++);
 	snprintf(args, sizeof(args), "role=%s,socket=%s,socket-abstract=no,id=0,zero-copy=no",
 		 server ? "server" : "client", sock);
 	snprintf(dp.peer.spec, sizeof(dp.peer.spec), "%s", sock);
-	return ext_init(&dp.peer, "net_memif_peer", args, 2);
+	return ext_init(&dp.peer, name, args, 2);
 }
 
 void
 dp_ext_close(struct dp_ext *e)
 {
-	if (e->port < 0)
+	int port = e->port;
+
+	if (port < 0)
 		return;
-	rte_eth_dev_stop((uint16_t)e->port);
-	rte_eth_dev_close((uint16_t)e->port);
-	e->port = -1;
+	__atomic_store_n(&e->port, -1, __ATOMIC_RELEASE);
+	dp_quiesce(NULL); /* the loop no longer polls it */
+	rte_eth_dev_stop((uint16_t)port);
+	rte_eth_dev_close((uint16_t)port);
+	rte_vdev_uninit(e->vdev);
+	e->link_up = false;
+}
+
+int
+dp_peer_detach(void)
+{
+	if (dp.peer.port < 0)
+		return -ENOENT;
+	dp_ext_close(&dp.peer);
+	return 0;
 }
 
 json_t *

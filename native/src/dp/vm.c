@@ -68,6 +68,7 @@ new_device(int vid)
 	for (uint16_t q = 0; q < rte_vhost_get_vring_num(vid); q++)
 		rte_vhost_enable_guest_notification(vid, q, 0);
 	vm->vid = vid;
+	vm->st.first_rx_ns = vm->st.first_tx_ns = 0;
 	__atomic_store_n(&vm->arriving_vid, -1, __ATOMIC_RELEASE);
 	vm->connected_ns = hl_now_ns();
 	vm->connects++;

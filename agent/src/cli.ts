@@ -1,0 +1,50 @@
+// hitless-agent: what SSH runs on each host. `hitless-agent --stdio --root DIR` speaks JSON-RPC
+// on stdin/stdout (logs on stderr); it has no network listener. It resumes or rolls back what
+// a previous agent left under way, and when its connection drops in the middle of an
+// operation (an auto run) it finishes that operation before exiting.
+import { parseArgs } from 'node:util';
+import type { MessageConnection } from 'vscode-jsonrpc/node.js';
+import { loadConfig } from './host/config.js';
+import { notifier, serve } from './host/server.js';
+import { HostAgent } from './host/upgrade.js';
+
+function usage(): never {
+  console.error('usage: hitless-agent --stdio --root DIR');
+  process.exit(2);
+}
+
+async function main(): Promise<void> {
+  let values;
+  try {
+    ({ values } = parseArgs({ options: { stdio: { type: 'boolean' }, root: { type: 'string' }, help: { type: 'boolean' } }, strict: true }));
+  } catch (e) {
+    console.error(`hitless-agent: ${(e as Error).message}`);
+    usage();
+  }
+  if (values.help || !values.stdio || !values.root) usage();
+  const cfg = loadConfig(values.root);
+  let conn: MessageConnection | null = null;
+  const host = new HostAgent(values.root, cfg, notifier(() => conn));
+  const recovered = await host.serial(() => host.recover());
+  if (recovered) console.error(`hitless-agent: ${recovered}`);
+  conn = serve(host, process.stdin, process.stdout);
+  conn.onClose(() => {
+    conn = null;
+    const leave = () => {
+      host.sup.close();
+      process.exit(0);
+    };
+    if (!host.working) leave();
+    const t = setInterval(() => {
+      if (!host.working) {
+        clearInterval(t);
+        leave();
+      }
+    }, 100);
+  });
+}
+
+main().catch((e: unknown) => {
+  console.error(`hitless-agent: ${e instanceof Error ? e.message : String(e)}`);
+  process.exit(1);
+});

@@ -1,0 +1,130 @@
+// The console <-> agent protocol, defined once: every JSON-RPC method and notification is one
+// object (method name + zod schemas + types) that the agent, the CLI and the console import.
+// Pure: no node, electron or DOM imports, so the renderer can use it too.
+import { z } from 'zod';
+
+export interface RpcRequest<P extends z.ZodTypeAny, R extends z.ZodTypeAny> {
+  readonly kind: 'request';
+  readonly method: string;
+  readonly params: P;
+  readonly result: R;
+}
+
+export interface RpcNotification<P extends z.ZodTypeAny> {
+  readonly kind: 'notification';
+  readonly method: string;
+  readonly params: P;
+}
+
+function request<P extends z.ZodTypeAny, R extends z.ZodTypeAny>(method: string, params: P, result: R): RpcRequest<P, R> {
+  return { kind: 'request', method, params, result };
+}
+
+function notification<P extends z.ZodTypeAny>(method: string, params: P): RpcNotification<P> {
+  return { kind: 'notification', method, params };
+}
+
+const int = z.number().int();
+export const Name = z.string().regex(/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,31}$/, '1-32 of A-Z a-z 0-9 _ . -');
+export const Version = z.string().regex(/^\d+\.\d+\.\d+(-[0-9A-Za-z.]+)?$/, 'a release version like 1.2.3');
+
+/** What the agent measured when one VM switched generation. */
+export const Measurement = z.object({
+  vm: z.string(),
+  from: z.string(),
+  to: z.string(),
+  t_ns: int,
+  /** keeper: quiesce -> resume, inside the keeper */
+  window_us: z.number(),
+  /** datapath: last packet the old generation moved for the VM -> first the new one moved */
+  passive_gap_us: z.number().nullable(),
+  rings: z.array(z.object({ ring: int, base: int })),
+  anomalies: z.array(z.string()),
+  within_budget: z.boolean().nullable(),
+});
+export type Measurement = z.infer<typeof Measurement>;
+
+export const Budget = z.object({ max_gap_ms: z.number().positive(), max_lost: int.min(0) }).strict();
+export type Budget = z.infer<typeof Budget>;
+
+export const UpgradeState = z.enum(['idle', 'preparing', 'switching', 'committing', 'rolling-back', 'aborting', 'failed']);
+export type UpgradeState = z.infer<typeof UpgradeState>;
+
+export const GenRef = z.object({ gen: z.string(), release: z.string() });
+
+export const VmStatus = z.object({
+  vm: z.string(),
+  /** generation serving the VM now (keeper's view), null when its frontend is away */
+  serving: z.string().nullable(),
+  connected: z.boolean(),
+  moved: z.boolean(),
+  measurement: Measurement.nullable(),
+});
+
+export const UpgradeStatus = z.object({
+  host: z.string(),
+  state: UpgradeState,
+  active: GenRef.nullable(),
+  target: GenRef.nullable(),
+  approve: z.union([z.literal('each'), z.object({ auto: Budget })]),
+  vms: z.array(VmStatus),
+  last_outcome: z.enum(['committed', 'rolled-back', 'aborted']).nullable(),
+  error: z.string().nullable(),
+  journal_seq: int,
+});
+export type UpgradeStatus = z.infer<typeof UpgradeStatus>;
+
+export const HostInfo = z.object({
+  host: z.string(),
+  agent_version: z.string(),
+  root: z.string(),
+  releases: z.array(z.string()),
+  active: GenRef.nullable(),
+  keeper: z.object({ pid: int.nullable(), alive: z.boolean() }),
+  state: UpgradeState,
+});
+
+export const GenInfo = z.object({
+  gen: z.string(),
+  release: z.string(),
+  pid: int.nullable(),
+  alive: z.boolean(),
+  role: z.enum(['active', 'target', 'stale']),
+});
+
+export const ReleaseInfo = z.object({ version: z.string(), path: z.string() });
+
+export const VmInfo = z.object({ vm: z.string(), mac: z.string(), serving: z.string().nullable(), connected: z.boolean() });
+
+export const agent = {
+  hostInfo: request('host/info', z.object({}).strict(), HostInfo),
+  hostStart: request('host/start', z.object({ release: Version }).strict(), HostInfo),
+  vmList: request('vm/list', z.object({}).strict(), z.object({ vms: z.array(VmInfo) })),
+  releaseList: request('release/list', z.object({}).strict(), z.object({ releases: z.array(ReleaseInfo) })),
+  genList: request('gen/list', z.object({}).strict(), z.object({ gens: z.array(GenInfo) })),
+  upgradePrepare: request(
+    'upgrade/prepare',
+    z.object({ release: Version, approve: z.union([z.literal('each'), z.object({ auto: Budget }).strict()]).default('each') }).strict(),
+    UpgradeStatus,
+  ),
+  upgradeSwitch: request('upgrade/switch', z.object({ vms: z.array(Name).min(1) }).strict(), UpgradeStatus),
+  upgradeRun: request('upgrade/run', z.object({}).strict(), UpgradeStatus),
+  upgradeRollback: request('upgrade/rollback', z.object({ vms: z.array(Name).min(1).optional() }).strict(), UpgradeStatus),
+  upgradeCommit: request('upgrade/commit', z.object({}).strict(), UpgradeStatus),
+  upgradeAbort: request('upgrade/abort', z.object({}).strict(), UpgradeStatus),
+  upgradeStatus: request('upgrade/status', z.object({}).strict(), UpgradeStatus),
+} as const;
+
+export const events = {
+  state: notification('event/state', UpgradeStatus),
+  measurement: notification('event/measurement', z.object({ host: z.string(), measurement: Measurement })),
+  health: notification('event/health', z.object({ host: z.string(), ok: z.boolean(), problems: z.array(z.string()) })),
+} as const;
+
+/** Error codes of the agent's JSON-RPC errors (besides JSON-RPC's own -32602 invalid params). */
+export const AgentError = {
+  InvalidState: -32001,
+  UnknownRelease: -32002,
+  UnknownVm: -32003,
+  Failed: -32004,
+} as const;

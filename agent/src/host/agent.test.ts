@@ -1,0 +1,224 @@
+// Integration tests of hitless-agent: the real agent over JSON-RPC on stdio (as SSH runs it),
+// supervising a real keeper and hitless-dp generations, with probe VMs as the host's VMs.
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { after, describe, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { AgentClient } from '../client/agentClient.js';
+import { agent, AgentError, events, type Measurement } from '../common/protocol.js';
+import { measured } from '../native/probeProtocol.js';
+import { nativeBin, type ProbeProcess } from '../native/procs.js';
+import { labVms, Testbed } from '../native/testbed.js';
+
+const repo = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** A host root: two releases (both from this build), the keeper, etc/agent.json. */
+function hostRoot(bed: Testbed, name: string, vms: number): string {
+  const root = join(bed.dir, name);
+  for (const v of ['1.0.0', '1.1.0']) {
+    mkdirSync(join(root, 'releases', v, 'bin'), { recursive: true });
+    symlinkSync(nativeBin('hitless-dp'), join(root, 'releases', v, 'bin', 'hitless-dp'));
+    symlinkSync(nativeBin('hitless-fwd-l2.so'), join(root, 'releases', v, 'bin', 'hitless-fwd-l2.so'));
+  }
+  mkdirSync(join(root, 'bin'), { recursive: true });
+  symlinkSync(nativeBin('hitless-keeper'), join(root, 'bin', 'hitless-keeper'));
+  mkdirSync(join(root, 'etc'), { recursive: true });
+  writeFileSync(join(root, 'etc', 'agent.json'), JSON.stringify({ host: name, vms: labVms(vms).map((v) => ({ name: v.name, mac: v.mac })) }));
+  return root;
+}
+
+interface Agent {
+  proc: ChildProcess;
+  client: AgentClient;
+  stderr: () => string;
+  measurements: Measurement[];
+}
+
+function startAgent(root: string): Agent {
+  const proc = spawn(process.execPath, ['--import', 'tsx', join(repo, 'agent/src/cli.ts'), '--stdio', '--root', root], { stdio: ['pipe', 'pipe', 'pipe'] });
+  let err = '';
+  proc.stderr!.setEncoding('utf8').on('data', (d: string) => (err += d));
+  const client = new AgentClient(proc.stdout!, proc.stdin!);
+  const measurements: Measurement[] = [];
+  client.on(events.measurement, (p) => measurements.push(p.measurement));
+  return { proc, client, stderr: () => err, measurements };
+}
+
+function exited(p: ChildProcess): Promise<void> {
+  return p.exitCode !== null || p.signalCode !== null ? Promise.resolve() : new Promise((r) => p.once('exit', () => r()));
+}
+
+async function probeOn(bed: Testbed, root: string, name: string, n: number): Promise<ProbeProcess> {
+  const vms = labVms(n).map((v) => ({ ...v, socket: join(root, 'run', 'keeper', 'vhost', `${v.name}.sock`) }));
+  return bed.probe({ name, vms, flows: vms.map((v, i) => ({ src: v.name, dst: vms[(i + 1) % n]!.name, pps: 5000 })), durationS: 3600 });
+}
+
+function pidAlive(pid: number | null): boolean {
+  if (pid === null) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+describe('hitless-agent', () => {
+  const bed = new Testbed('agent');
+  const agents: Agent[] = [];
+  const spawnAgent = (root: string) => {
+    const a = startAgent(root);
+    agents.push(a);
+    return a;
+  };
+  after(async () => {
+    for (const a of agents) a.proc.kill('SIGKILL');
+    // the generations and keepers are detached: stop what the agents started
+    execKill(bed.dir);
+    await bed.cleanup();
+  });
+
+  test('upgrades a host VM by VM on approval, measures each switch, and retires the old generation at commit', async () => {
+    const root = hostRoot(bed, 'h1', 4);
+    const a = spawnAgent(root);
+    const info = await a.client.request(agent.hostStart, { release: '1.0.0' });
+    assert.equal(info.active?.release, '1.0.0');
+    assert.ok(info.keeper.alive);
+    assert.deepEqual(info.releases, ['1.0.0', '1.1.0']);
+    const probe = await probeOn(bed, root, 'h1', 4);
+    await sleep(500);
+    let st = await a.client.request(agent.upgradePrepare, { release: '1.1.0' });
+    assert.equal(st.state, 'switching');
+    assert.equal(st.target?.release, '1.1.0');
+    const oldGen = st.active!.gen;
+    const oldPid = (await a.client.request(agent.genList, {})).gens.find((g) => g.gen === oldGen)!.pid;
+    // nothing moves without an approval naming the VM
+    assert.ok(st.vms.every((v) => v.serving === oldGen && !v.moved));
+    st = await a.client.request(agent.upgradeSwitch, { vms: ['v1'] });
+    assert.deepEqual(st.vms.filter((v) => v.moved).map((v) => v.vm), ['v1']);
+    assert.equal(st.vms.find((v) => v.vm === 'v1')!.serving, st.target!.gen);
+    await a.client.request(agent.upgradeSwitch, { vms: ['v2', 'v3', 'v4'] });
+    assert.equal(a.measurements.length, 4, 'one measurement notification per VM');
+    for (const m of a.measurements) {
+      assert.ok(m.window_us > 0 && m.window_us < 100000, `${m.vm}: window ${m.window_us} us`);
+      assert.ok(m.rings.length >= 2);
+    }
+    assert.ok(a.measurements.some((m) => m.passive_gap_us !== null), 'the datapath gap is measured');
+    st = await a.client.request(agent.upgradeCommit, {});
+    assert.equal(st.state, 'idle');
+    assert.equal(st.last_outcome, 'committed');
+    assert.equal(st.active?.release, '1.1.0');
+    assert.equal(pidAlive(oldPid), false, 'the old generation is stopped');
+    await sleep(300);
+    const sum = await probe.stop();
+    assert.equal(sum.totals.lost, 0, JSON.stringify(measured(sum).map((f) => [f.src, f.dst, f.lost])));
+    assert.equal(sum.totals.dup, 0);
+    assert.equal(probe.events.filter((e) => e.event === 'link').length, 0);
+  });
+
+  test('rollback returns every VM to the old generation with traffic flowing, and stops the new one', async () => {
+    const root = hostRoot(bed, 'h2', 3);
+    const a = spawnAgent(root);
+    await a.client.request(agent.hostStart, { release: '1.0.0' });
+    const probe = await probeOn(bed, root, 'h2', 3);
+    await sleep(300);
+    const st0 = await a.client.request(agent.upgradePrepare, { release: '1.1.0' });
+    await a.client.request(agent.upgradeSwitch, { vms: ['v1', 'v2'] });
+    const targetPid = (await a.client.request(agent.genList, {})).gens.find((g) => g.role === 'target')!.pid;
+    const st = await a.client.request(agent.upgradeRollback, {});
+    assert.equal(st.state, 'idle');
+    assert.equal(st.last_outcome, 'rolled-back');
+    assert.equal(st.active?.gen, st0.active!.gen);
+    assert.ok(st.vms.every((v) => v.serving === st0.active!.gen), JSON.stringify(st.vms));
+    assert.equal(pidAlive(targetPid), false);
+    const sum = await probe.stop();
+    assert.equal(sum.totals.lost, 0);
+  });
+
+  test('an agent killed mid-switch is replaced by one that knows where every VM is and finishes the job', async () => {
+    const root = hostRoot(bed, 'h3', 4);
+    const a = spawnAgent(root);
+    await a.client.request(agent.hostStart, { release: '1.0.0' });
+    const probe = await probeOn(bed, root, 'h3', 4);
+    await sleep(300);
+    const st0 = await a.client.request(agent.upgradePrepare, { release: '1.1.0' });
+    const pending = a.client.request(agent.upgradeSwitch, { vms: ['v1', 'v2', 'v3', 'v4'] }).catch(() => undefined);
+    while (a.measurements.length < 1) await sleep(5);
+    a.proc.kill('SIGKILL');
+    await exited(a.proc);
+    void pending;
+    const b = spawnAgent(root);
+    const st = await b.client.request(agent.upgradeStatus, {});
+    assert.equal(st.state, 'switching');
+    // the journal and the keeper agree: moved VMs are on the target, the others on the old one
+    for (const v of st.vms) assert.equal(v.serving, v.moved ? st0.target!.gen : st0.active!.gen, JSON.stringify(v));
+    assert.ok(st.vms.filter((v) => v.moved).length >= 1);
+    // the generations kept forwarding without an agent; the new one finishes the upgrade
+    const rest = st.vms.filter((v) => !v.moved).map((v) => v.vm);
+    if (rest.length) await b.client.request(agent.upgradeSwitch, { vms: rest });
+    const done = await b.client.request(agent.upgradeCommit, {});
+    assert.equal(done.active?.release, '1.1.0');
+    const sum = await probe.stop();
+    assert.equal(sum.totals.lost, 0);
+  });
+
+  test('auto mode within budget goes on when the connection drops, and the next agent shows the result', async () => {
+    const root = hostRoot(bed, 'h4', 3);
+    const a = spawnAgent(root);
+    await a.client.request(agent.hostStart, { release: '1.0.0' });
+    const probe = await probeOn(bed, root, 'h4', 3);
+    await sleep(300);
+    await a.client.request(agent.upgradePrepare, { release: '1.1.0', approve: { auto: { max_gap_ms: 500, max_lost: 0 } } });
+    await a.client.request(agent.upgradeRun, {});
+    a.proc.stdin!.end(); // the SSH session drops
+    await exited(a.proc);
+    const b = spawnAgent(root);
+    const st = await b.client.request(agent.upgradeStatus, {});
+    assert.ok(st.vms.every((v) => v.moved && v.measurement?.within_budget === true), JSON.stringify(st.vms));
+    await b.client.request(agent.upgradeCommit, {});
+    const sum = await probe.stop();
+    assert.equal(sum.totals.lost, 0);
+  });
+
+  test('refuses bad requests with clear errors and changes nothing', async () => {
+    const root = hostRoot(bed, 'h5', 2);
+    const a = spawnAgent(root);
+    const expectError = async (p: Promise<unknown>, code: number, re: RegExp) =>
+      assert.rejects(p, (e: unknown) => (e as { code?: number }).code === code && re.test((e as Error).message));
+    await expectError(a.client.raw('upgrade/prepare', { release: 'latest' }), -32602, /release: a release version/);
+    await expectError(a.client.raw('upgrade/switch', { vms: 'v1' }), -32602, /vms/);
+    await expectError(a.client.raw('host/start', { release: '1.0.0', extra: 1 }), -32602, /extra|Unrecognized/);
+    await expectError(a.client.raw('no/such', {}), -32601, /no\/such|not found|Unhandled/);
+    await expectError(a.client.request(agent.hostStart, { release: '9.9.9' }), AgentError.UnknownRelease, /9\.9\.9 is not installed/);
+    await a.client.request(agent.hostStart, { release: '1.0.0' });
+    await expectError(a.client.request(agent.upgradeSwitch, { vms: ['v1'] }), AgentError.InvalidState, /needs state switching; the host is idle/);
+    await expectError(a.client.request(agent.upgradeCommit, {}), AgentError.InvalidState, /needs state switching/);
+    await a.client.request(agent.upgradePrepare, { release: '1.1.0' });
+    await expectError(a.client.request(agent.upgradeSwitch, { vms: ['nope'] }), AgentError.UnknownVm, /no VM nope/);
+    await expectError(a.client.request(agent.upgradePrepare, { release: '1.1.0' }), AgentError.InvalidState, /the host is switching/);
+    const st = await a.client.request(agent.upgradeStatus, {});
+    assert.equal(st.vms.filter((v) => v.moved).length, 0);
+    await a.client.request(agent.upgradeAbort, {});
+  });
+});
+
+/** Kill every process the agents started under dir (detached keepers and generations). */
+function execKill(dir: string): void {
+  const walk = (d: string): void => {
+    for (const e of readdirSync(d, { withFileTypes: true })) {
+      const p = join(d, e.name);
+      if (e.isDirectory()) walk(p);
+      else if (e.name === 'dp.pid' || e.name === 'keeper.pid') {
+        try {
+          process.kill(Number(readFileSync(p, 'utf8').trim()), 'SIGKILL');
+        } catch {
+          /* gone */
+        }
+      }
+    }
+  };
+  walk(dir);
+}

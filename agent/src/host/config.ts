@@ -1,0 +1,71 @@
+// The host's configuration (<root>/etc/agent.json) and its releases (<root>/releases/<version>).
+// The VM inventory sits behind an interface so libvirt discovery can replace the file later.
+import { accessSync, constants, readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { z } from 'zod';
+import { Name, Version } from '../common/protocol.js';
+import { Mac } from '../native/dpProtocol.js';
+
+export const AgentConfig = z
+  .object({
+    host: Name,
+    vms: z.array(z.object({ name: Name, mac: Mac }).strict()).max(64),
+    /** uplink interfaces; consecutive generations alternate between them */
+    uplinks: z.array(z.string().min(1).max(15)).max(2).default([]),
+    lcore: z.number().int().min(0).max(127).default(1),
+    mem_mb: z.number().int().min(64).max(65536).default(256),
+  })
+  .strict();
+export type AgentConfig = z.infer<typeof AgentConfig>;
+
+export interface VmInventory {
+  list(): { name: string; mac: string }[];
+}
+
+/** Read and check <root>/etc/agent.json; the error names the file and the field. */
+export function loadConfig(root: string): AgentConfig {
+  const path = join(root, 'etc', 'agent.json');
+  let raw: unknown;
+  try {
+    raw = JSON.parse(readFileSync(path, 'utf8'));
+  } catch (e) {
+    throw new Error(`${path}: ${(e as Error).message}`);
+  }
+  const r = AgentConfig.safeParse(raw);
+  if (!r.success) {
+    const i = r.error.issues[0]!;
+    throw new Error(`${path}: ${i.path.join('.') || '(top)'}: ${i.message}`);
+  }
+  return r.data;
+}
+
+export class ConfigInventory implements VmInventory {
+  constructor(private readonly cfg: AgentConfig) {}
+  list(): { name: string; mac: string }[] {
+    return this.cfg.vms;
+  }
+}
+
+/** Installed releases: <root>/releases/<version>/bin/{hitless-dp,hitless-fwd-l2.so}. */
+export function listReleases(root: string): { version: string; path: string }[] {
+  let names: string[] = [];
+  try {
+    names = readdirSync(join(root, 'releases'));
+  } catch {
+    return [];
+  }
+  return names
+    .filter((v) => Version.safeParse(v).success && releaseComplete(root, v))
+    .sort()
+    .map((version) => ({ version, path: join(root, 'releases', version) }));
+}
+
+function releaseComplete(root: string, version: string): boolean {
+  try {
+    accessSync(join(root, 'releases', version, 'bin', 'hitless-dp'), constants.X_OK);
+    accessSync(join(root, 'releases', version, 'bin', 'hitless-fwd-l2.so'), constants.R_OK);
+    return true;
+  } catch {
+    return false;
+  }
+}

@@ -1,0 +1,77 @@
+// The host's upgrade journal: append-only JSON lines, each fsync'd before the agent acts on it,
+// so an agent that dies at any point leaves a record from which the next one resumes or rolls
+// back (upgrade.ts). A torn last line (crash mid-write) is ignored.
+import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, writeSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { z } from 'zod';
+import { Budget, Measurement } from '../common/protocol.js';
+
+const Gen = { gen: z.string(), release: z.string() };
+export const Entry = z.discriminatedUnion('type', [
+  z.object({ type: z.literal('start'), ...Gen }),
+  z.object({ type: z.literal('prepare'), ...Gen, approve: z.union([z.literal('each'), z.object({ auto: Budget })]) }),
+  z.object({ type: z.literal('prepared') }),
+  z.object({ type: z.literal('switch'), vm: z.string(), to: z.string() }),
+  z.object({ type: z.literal('switched'), vm: z.string(), to: z.string(), measurement: Measurement.nullable() }),
+  z.object({ type: z.literal('switch-failed'), vm: z.string(), to: z.string(), error: z.string() }),
+  z.object({ type: z.literal('commit') }),
+  z.object({ type: z.literal('committed') }),
+  z.object({ type: z.literal('abort'), outcome: z.enum(['rolled-back', 'aborted']) }),
+  z.object({ type: z.literal('aborted'), outcome: z.enum(['rolled-back', 'aborted']) }),
+  z.object({ type: z.literal('failed'), error: z.string() }),
+]);
+export type Entry = z.infer<typeof Entry>;
+export type Stamped = Entry & { seq: number; t: string };
+
+export class Journal {
+  private readonly fd: number;
+  private readonly all: Stamped[];
+
+  constructor(readonly path: string) {
+    mkdirSync(dirname(path), { recursive: true });
+    this.all = Journal.read(path);
+    this.fd = openSync(path, 'a');
+  }
+
+  static read(path: string): Stamped[] {
+    let text = '';
+    try {
+      text = readFileSync(path, 'utf8');
+    } catch {
+      return [];
+    }
+    const out: Stamped[] = [];
+    for (const line of text.split('\n')) {
+      if (line.trim() === '') continue;
+      try {
+        const o = JSON.parse(line) as { seq?: unknown; t?: unknown };
+        const e = Entry.safeParse(o);
+        if (e.success && typeof o.seq === 'number' && typeof o.t === 'string') out.push({ ...e.data, seq: o.seq, t: o.t });
+      } catch {
+        /* a torn line from a crash mid-write */
+      }
+    }
+    return out;
+  }
+
+  entries(): readonly Stamped[] {
+    return this.all;
+  }
+
+  get seq(): number {
+    return this.all.length === 0 ? 0 : this.all[this.all.length - 1]!.seq;
+  }
+
+  /** Durable before it returns: the caller acts only afterwards. */
+  append(e: Entry): Stamped {
+    const s: Stamped = { ...Entry.parse(e), seq: this.seq + 1, t: new Date().toISOString() };
+    writeSync(this.fd, `${JSON.stringify(s)}\n`);
+    fsyncSync(this.fd);
+    this.all.push(s);
+    return s;
+  }
+
+  close(): void {
+    closeSync(this.fd);
+  }
+}

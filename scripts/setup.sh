@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PKGS=(dpdk dpdk-dev libdpdk-dev libjansson-dev meson ninja-build pkg-config gcc make
-          iproute2 procps python3 socat clang libclang-rt-14-dev)
+          iproute2 procps python3 socat clang libclang-rt-14-dev openssh-server openssh-client)
 
 missing=()
 for p in "${APT_PKGS[@]}"; do

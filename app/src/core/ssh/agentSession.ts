@@ -1,0 +1,125 @@
+// An SSH session to a host's agent: ssh2 with OpenSSH's rules — the alias resolved from the
+// ssh config, every host key checked against known_hosts (match: go; changed or revoked:
+// refuse and say why; unknown: refuse under StrictHostKeyChecking yes, otherwise ask the
+// operator and remember an accepted key), keys from IdentityFile or ssh-agent, keepalive on,
+// ProxyJump through one jump host. The agent runs on an exec channel (`hitless-agent --stdio`)
+// and speaks JSON-RPC over it: no port is opened on the host.
+import { readFileSync } from 'node:fs';
+import { Client, type ConnectConfig } from 'ssh2';
+import { AgentClient } from '../../../../agent/src/client/agentClient.js';
+import { fingerprint, keyType, rememberHostKey, verifyHostKey } from './knownHosts.js';
+import { resolveHost, type SshTarget } from './sshConfig.js';
+
+/** Asked when a host presents a key known_hosts does not have: true to trust (and remember) it. */
+export type UnknownKeyDecision = (target: SshTarget, keyType: string, fingerprint: string) => Promise<boolean>;
+
+export class HostKeyError extends Error {
+  constructor(
+    readonly kind: 'changed' | 'revoked' | 'unknown',
+    message: string,
+  ) {
+    super(message);
+    this.name = 'HostKeyError';
+  }
+}
+
+export interface AgentSession {
+  target: SshTarget;
+  agent: AgentClient;
+  close(): void;
+  /** Resolves when the SSH connection ends (closed, dropped, keepalive timeout). */
+  closed: Promise<void>;
+}
+
+export interface SessionOptions {
+  sshConfig?: string;
+  decideUnknown?: UnknownKeyDecision;
+  keepaliveMs?: number;
+  timeoutMs?: number;
+}
+
+function authOf(t: SshTarget): Partial<ConnectConfig> {
+  for (const f of t.identityFiles) {
+    try {
+      return { privateKey: readFileSync(f) };
+    } catch {
+      /* next */
+    }
+  }
+  return process.env.SSH_AUTH_SOCK ? { agent: process.env.SSH_AUTH_SOCK } : {};
+}
+
+function connect(t: SshTarget, opts: SessionOptions, sock?: NodeJS.ReadableStream): Promise<Client> {
+  return new Promise((resolve, reject) => {
+    const c = new Client();
+    let keyError: Error | null = null;
+    c.once('ready', () => resolve(c));
+    c.once('error', (e) => reject(keyError ?? e));
+    c.connect({
+      host: t.host,
+      port: t.port,
+      username: t.user,
+      ...authOf(t),
+      ...(sock ? { sock: sock as ConnectConfig['sock'] } : {}),
+      readyTimeout: opts.timeoutMs ?? 10000,
+      keepaliveInterval: opts.keepaliveMs ?? 5000,
+      keepaliveCountMax: 3,
+      hostVerifier: (key: Buffer, verify: (ok: boolean) => void) => {
+        const v = verifyHostKey(t.knownHosts, t.host, t.port, key);
+        const fp = fingerprint(key);
+        if (v.kind === 'match') return verify(true);
+        if (v.kind === 'changed') {
+          keyError = new HostKeyError('changed', `host key of ${t.alias} (${t.host}:${t.port}) has CHANGED: it presents ${fp}, known_hosts has ${v.known.join(', ')}. Refusing to connect: check the host before you update known_hosts.`);
+          return verify(false);
+        }
+        if (v.kind === 'revoked') {
+          keyError = new HostKeyError('revoked', `host key ${fp} of ${t.alias} is marked @revoked in known_hosts`);
+          return verify(false);
+        }
+        if (t.strict === 'yes' || !opts.decideUnknown) {
+          keyError = new HostKeyError('unknown', `host key of ${t.alias} (${t.host}:${t.port}) is not in known_hosts (${fp}, ${keyType(key)}); StrictHostKeyChecking ${t.strict}`);
+          return verify(false);
+        }
+        opts.decideUnknown(t, keyType(key), fp).then(
+          (ok) => {
+            if (ok) rememberHostKey(t.knownHosts[0]!, t.host, t.port, key);
+            else keyError = new HostKeyError('unknown', `host key ${fp} of ${t.alias} was not accepted`);
+            verify(ok);
+          },
+          () => verify(false),
+        );
+      },
+    });
+  });
+}
+
+/** Open an SSH session to alias and start the agent on it. */
+export async function openAgentSession(alias: string, agentCommand: string, opts: SessionOptions = {}): Promise<AgentSession> {
+  const target = resolveHost(alias, opts.sshConfig);
+  let jump: Client | null = null;
+  let sock: NodeJS.ReadableStream | undefined;
+  if (target.proxyJump) {
+    jump = await connect(resolveHost(target.proxyJump, opts.sshConfig), opts);
+    sock = await new Promise((res, rej) => jump!.forwardOut('127.0.0.1', 0, target.host, target.port, (e, s) => (e ? rej(e) : res(s))));
+  }
+  const ssh = await connect(target, opts, sock);
+  const channel = await new Promise<import('ssh2').ClientChannel>((res, rej) => ssh.exec(agentCommand, (e, ch) => (e ? rej(e) : res(ch))));
+  let stderr = '';
+  channel.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  const agent = new AgentClient(channel, channel);
+  // when the channel or the connection goes, pending requests fail instead of waiting forever
+  channel.once('close', () => agent.dispose());
+  const closed = new Promise<void>((res) => ssh.once('close', () => res()));
+  return {
+    target,
+    agent,
+    closed,
+    close() {
+      agent.dispose();
+      channel.end();
+      ssh.end();
+      jump?.end();
+      void stderr;
+    },
+  };
+}

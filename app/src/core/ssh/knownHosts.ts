@@ -1,0 +1,92 @@
+// known_hosts, as OpenSSH reads it: plain names and patterns, "[host]:port" for other ports,
+// hashed names (|1|salt|hash), @revoked markers. A host key is a match, unknown (the operator
+// decides, and an accepted key is remembered), or changed (refused: that is an attack or a
+// reinstalled host, and a person must look).
+import { createHash, createHmac, randomBytes } from 'node:crypto';
+import { appendFileSync, readFileSync } from 'node:fs';
+
+export type KeyVerdict = { kind: 'match' } | { kind: 'unknown' } | { kind: 'changed'; known: string[] } | { kind: 'revoked' };
+
+interface Entry {
+  marker: '' | '@revoked' | '@cert-authority';
+  names: string;
+  type: string;
+  key: Buffer;
+}
+
+function parse(text: string): Entry[] {
+  const out: Entry[] = [];
+  for (const raw of text.split('\n')) {
+    const line = raw.trim();
+    if (line === '' || line.startsWith('#')) continue;
+    const f = line.split(/\s+/);
+    const marker = f[0]!.startsWith('@') ? (f.shift() as Entry['marker']) : '';
+    if (f.length < 3) continue;
+    out.push({ marker, names: f[0]!, type: f[1]!, key: Buffer.from(f[2]!, 'base64') });
+  }
+  return out;
+}
+
+/** How OpenSSH names a host in known_hosts: "host" on port 22, "[host]:port" otherwise. */
+export function hostToken(host: string, port: number): string {
+  return port === 22 ? host : `[${host}]:${port}`;
+}
+
+function globMatch(pattern: string, s: string): boolean {
+  const re = new RegExp(`^${pattern.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.')}$`);
+  return re.test(s);
+}
+
+function namesMatch(names: string, token: string): boolean {
+  if (names.startsWith('|1|')) {
+    const [, , salt, hash] = names.split('|');
+    return createHmac('sha1', Buffer.from(salt!, 'base64')).update(token).digest('base64') === hash;
+  }
+  let hit = false;
+  for (const n of names.split(',')) {
+    if (n.startsWith('!')) {
+      if (globMatch(n.slice(1), token)) return false;
+    } else if (globMatch(n, token)) hit = true;
+  }
+  return hit;
+}
+
+/** The type ("ssh-ed25519") inside an SSH wire-format public key blob. */
+export function keyType(key: Buffer): string {
+  const len = key.readUInt32BE(0);
+  return key.subarray(4, 4 + len).toString('latin1');
+}
+
+/** SHA256 fingerprint as ssh-keygen -l prints it. */
+export function fingerprint(key: Buffer): string {
+  return `SHA256:${createHash('sha256').update(key).digest('base64').replace(/=+$/, '')}`;
+}
+
+export function verifyHostKey(knownHostsPaths: string[], host: string, port: number, key: Buffer): KeyVerdict {
+  const token = hostToken(host, port);
+  const type = keyType(key);
+  const known: string[] = [];
+  for (const path of knownHostsPaths) {
+    let text = '';
+    try {
+      text = readFileSync(path, 'utf8');
+    } catch {
+      continue;
+    }
+    for (const e of parse(text)) {
+      if (!namesMatch(e.names, token)) continue;
+      if (e.marker === '@revoked' && e.key.equals(key)) return { kind: 'revoked' };
+      if (e.marker !== '') continue;
+      if (e.key.equals(key)) return { kind: 'match' };
+      if (e.type === type) known.push(fingerprint(e.key));
+    }
+  }
+  return known.length > 0 ? { kind: 'changed', known } : { kind: 'unknown' };
+}
+
+/** Remember an accepted key (hashed, as OpenSSH's HashKnownHosts does). */
+export function rememberHostKey(path: string, host: string, port: number, key: Buffer): void {
+  const salt = randomBytes(20);
+  const hash = createHmac('sha1', salt).update(hostToken(host, port)).digest('base64');
+  appendFileSync(path, `|1|${salt.toString('base64')}|${hash} ${keyType(key)} ${key.toString('base64')}\n`, { mode: 0o600 });
+}

@@ -1,0 +1,112 @@
+// The lab's layout and the files it hands to the rest of Hitless: the fleet inventory
+// (DIR/fleet.json, read by the console) and each host's agent config (etc/agent.json).
+// Pure logic: no node imports, so the console can use the schemas anywhere.
+import { z } from 'zod';
+
+export const MAX_HOSTS = 8;
+export const MAX_VMS = 16;
+
+const mac = z.string().regex(/^([0-9a-f]{2}:){5}[0-9a-f]{2}$/, 'a lower-case MAC address');
+const absPath = z.string().startsWith('/', 'an absolute path');
+
+export const Vm = z.object({ name: z.string().min(1), mac });
+export type Vm = z.infer<typeof Vm>;
+
+/** etc/agent.json in a host's root: who the host is and what it serves. */
+export const AgentConfig = z.object({
+  host: z.string().min(1),
+  vms: z.array(Vm),
+  uplinks: z.array(z.string().min(1)),
+});
+export type AgentConfig = z.infer<typeof AgentConfig>;
+
+export const FleetHost = z.object({
+  name: z.string().regex(/^h[1-9][0-9]*$/),
+  address: z.string().ip({ version: 'v4' }),
+  root: absPath,
+  agent: absPath,
+  netns: z.string().min(1),
+  vms: z.array(Vm),
+});
+export type FleetHost = z.infer<typeof FleetHost>;
+
+/** DIR/fleet.json: everything needed to reach every host over SSH with pinned host keys. */
+export const Fleet = z.object({
+  dir: absPath,
+  prefix: z.string().min(1),
+  bridge: z.string().min(1),
+  ssh_config: absPath,
+  known_hosts: absPath,
+  identity: absPath,
+  hosts: z.array(FleetHost).min(1),
+});
+export type Fleet = z.infer<typeof Fleet>;
+
+/** What `lab up` was asked for; DIR/lab.json records it with the state the lab reached. */
+export const LabSpec = z.object({
+  prefix: z.string().regex(/^[a-z][a-z0-9]{0,7}$/, '1-8 lower-case letters/digits, starting with a letter'),
+  subnet: z.number().int().min(0, 'must be 0..255').max(255, 'must be 0..255'),
+  hosts: z.number().int().min(1, `must be 1..${MAX_HOSTS}`).max(MAX_HOSTS, `must be 1..${MAX_HOSTS}`),
+  vms: z.number().int().min(1, `must be 1..${MAX_VMS}`).max(MAX_VMS, `must be 1..${MAX_VMS}`),
+});
+export type LabSpec = z.infer<typeof LabSpec>;
+
+export const LabState = LabSpec.extend({ state: z.enum(['building', 'up']) });
+export type LabState = z.infer<typeof LabState>;
+
+const hex2 = (n: number) => n.toString(16).padStart(2, '0');
+
+/** Names and addresses of one host; interface names stay within Linux's 15 characters. */
+export function hostLayout(spec: Pick<LabSpec, 'prefix' | 'subnet'>, i: number) {
+  const name = `h${i}`;
+  return {
+    name,
+    netns: `${spec.prefix}-${name}`,
+    address: `198.18.${spec.subnet}.${i}`,
+    /** Root-namespace ends of the veths, enslaved to the fabric bridge. */
+    veths: { mgmt: `${spec.prefix}${name}-m`, up0: `${spec.prefix}${name}-u0`, up1: `${spec.prefix}${name}-u1` },
+  };
+}
+
+export function bridgeName(prefix: string): string {
+  return `${prefix}fab0`;
+}
+
+/** The root namespace's own address on the fabric, so SSH works from the console side. */
+export function consoleAddress(subnet: number): string {
+  return `198.18.${subnet}.254`;
+}
+
+export function hostVms(i: number, count: number): Vm[] {
+  return Array.from({ length: count }, (_, k) => ({ name: `h${i}-v${k + 1}`, mac: `02:00:00:${hex2(i)}:00:${hex2(k + 1)}` }));
+}
+
+/** Interface names inside each host namespace. */
+export const NS_MGMT = 'mgmt0';
+export const UPLINKS = ['up0', 'up1'] as const;
+
+/** Where everything lives under the lab directory. */
+export function labPaths(dir: string) {
+  const client = `${dir}/client`;
+  return {
+    state: `${dir}/lab.json`,
+    fleet: `${dir}/fleet.json`,
+    client,
+    identity: `${client}/id_ed25519`,
+    authorizedKeys: `${client}/authorized_keys`,
+    knownHosts: `${client}/known_hosts`,
+    sshConfig: `${client}/ssh_config`,
+    host(name: string) {
+      const base = `${dir}/hosts/${name}`;
+      return {
+        base,
+        hostKey: `${base}/ssh/ssh_host_ed25519_key`,
+        sshdConfig: `${base}/ssh/sshd_config`,
+        sshdPid: `${base}/sshd.pid`,
+        sshdLog: `${base}/sshd.log`,
+        root: `${base}/root`,
+      };
+    },
+  };
+}
+export type LabPaths = ReturnType<typeof labPaths>;

@@ -1,0 +1,97 @@
+// What each lab host has installed: two releases of the datapath built from native/ with distinct
+// version stamps, the keeper and the probe, the agent wrapper and the agent's config.
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { AgentConfig, hostVms, type LabPaths, type LabSpec, UPLINKS } from './fleet.js';
+import { LabError, run, tryRun } from './sys.js';
+
+export const RELEASES = ['1.0.0', '1.1.0'] as const;
+export const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+
+const TARGETS = {
+  'hitless-dp': 'src/dp/hitless-dp',
+  'hitless-fwd-l2.so': 'src/fwd/hitless-fwd-l2.so',
+  'hitless-keeper': 'src/keeper/hitless-keeper',
+  'hitless-probe': 'src/probe/hitless-probe',
+} as const;
+
+export function buildDir(buildRoot: string, release: string): string {
+  return join(buildRoot, `build-${release}`);
+}
+
+async function dpVersion(dir: string): Promise<string> {
+  return (await tryRun(join(dir, TARGETS['hitless-dp']), ['--version'])).stdout.trim();
+}
+
+/**
+ * Builds one release into its own meson tree under buildRoot, reusing the tree when present
+ * (ninja then rebuilds only what changed in native/). Checks the stamp the binary prints.
+ */
+async function buildRelease(buildRoot: string, release: string): Promise<void> {
+  const dir = buildDir(buildRoot, release);
+  if (!existsSync(join(dir, 'build.ninja'))) {
+    rmSync(dir, { recursive: true, force: true }); // an interrupted setup leaves a tree meson refuses
+    process.stderr.write(`lab: configuring release ${release} in ${dir}\n`);
+    await run('meson', ['setup', dir, join(repoRoot, 'native'), `-Drelease=${release}`], { timeoutMs: 300_000 });
+  }
+  const ninja = () => run('nice', ['-n', '10', 'ninja', '-j', '2', '-C', dir, ...Object.values(TARGETS)], { timeoutMs: 900_000 });
+  await ninja();
+  if (!(await dpVersion(dir)).startsWith(`hitless-dp ${release} `)) {
+    await run('meson', ['configure', dir, `-Drelease=${release}`]);
+    await ninja();
+    const v = await dpVersion(dir);
+    if (!v.startsWith(`hitless-dp ${release} `)) throw new LabError(`${dir}: hitless-dp reports "${v}", expected ${release}`);
+  }
+}
+
+export async function buildReleases(buildRoot: string): Promise<void> {
+  mkdirSync(buildRoot, { recursive: true });
+  for (const r of RELEASES) await buildRelease(buildRoot, r);
+}
+
+/**
+ * Copies src to dst unless dst already has the same bytes. A changed file is replaced by rename,
+ * so a binary a running generation was started from is never written in place.
+ */
+function install(src: string, dst: string, mode: number): void {
+  const data = readFileSync(src);
+  if (existsSync(dst) && readFileSync(dst).equals(data)) return;
+  mkdirSync(dirname(dst), { recursive: true });
+  writeFileSync(`${dst}.tmp`, data, { mode });
+  renameSync(`${dst}.tmp`, dst);
+}
+
+function installText(dst: string, text: string, mode: number): void {
+  if (existsSync(dst) && readFileSync(dst, 'utf8') === text) return;
+  mkdirSync(dirname(dst), { recursive: true });
+  writeFileSync(`${dst}.tmp`, text, { mode });
+  renameSync(`${dst}.tmp`, dst);
+}
+
+/** The agent as a host runs it. tsx is given by path: a bare `tsx` resolves from the cwd. */
+function agentWrapper(root: string): string {
+  return `#!/bin/sh\n# Written by lab up: this lab host's agent, on this host's root.\nexec ${join(repoRoot, 'agent/bin/hitless-agent')} --root ${root} "$@"\n`;
+}
+
+/** Host i's root: releases/<r>/bin, bin/ (keeper, probe, agent), etc/agent.json. */
+export function installHost(spec: LabSpec, paths: LabPaths, buildRoot: string, i: number): void {
+  const name = `h${i}`;
+  const root = paths.host(name).root;
+  for (const r of RELEASES) {
+    for (const f of ['hitless-dp', 'hitless-fwd-l2.so'] as const) {
+      install(join(buildDir(buildRoot, r), TARGETS[f]), join(root, 'releases', r, 'bin', f), 0o755);
+    }
+  }
+  // The keeper and the probe are per host, not per generation: the newest release provides them.
+  const newest = buildDir(buildRoot, RELEASES[RELEASES.length - 1]!);
+  for (const f of ['hitless-keeper', 'hitless-probe'] as const) install(join(newest, TARGETS[f]), join(root, 'bin', f), 0o755);
+  installText(join(root, 'bin', 'hitless-agent'), agentWrapper(root), 0o755);
+  const config = AgentConfig.parse({ host: name, vms: hostVms(i, spec.vms), uplinks: [...UPLINKS] });
+  installText(join(root, 'etc', 'agent.json'), `${JSON.stringify(config, null, 2)}\n`, 0o644);
+}
+
+/** The releases a host root holds with a runnable datapath. */
+export function installedReleases(root: string): string[] {
+  return RELEASES.filter((r) => existsSync(join(root, 'releases', r, 'bin', 'hitless-dp')) && existsSync(join(root, 'releases', r, 'bin', 'hitless-fwd-l2.so')));
+}

@@ -1,0 +1,204 @@
+// The lab end to end, for real: namespaces, veths, a bridge, an OpenSSH sshd per host, both
+// releases built with meson. Uses its own names (prefix hlt, 198.18.200.0/24) and directory, so
+// a developer's lab (prefix hl) is left alone. Needs root.
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { after, before, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { AgentConfig, Fleet } from './fleet.js';
+
+const repo = resolve(fileURLToPath(import.meta.url), '../../..');
+const tmp = mkdtempSync('/tmp/hitless-lab-test-');
+const dir = join(tmp, 'lab');
+const PREFIX = 'hlt';
+const SUBNET = 200;
+const UP = ['up', '--hosts', '2', '--vms', '2', '--dir', dir, '--prefix', PREFIX, '--subnet', String(SUBNET)];
+
+interface Result {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+function exec(cmd: string, args: string[], timeoutMs = 120_000): Promise<Result> {
+  return new Promise((res) => {
+    execFile(cmd, args, { timeout: timeoutMs }, (err, stdout, stderr) => {
+      res({ code: err ? (typeof err.code === 'number' ? err.code : -1) : 0, stdout, stderr });
+    });
+  });
+}
+
+const lab = (...args: string[]) => exec(join(repo, 'lab/lab'), args, 600_000);
+const sshCfg = () => join(dir, 'client/ssh_config');
+const ssh = (host: string, command: string) => exec('ssh', ['-F', sshCfg(), '-o', 'BatchMode=yes', host, command], 15_000);
+
+async function labNames(): Promise<{ namespaces: string[]; links: string[] }> {
+  const ns = (await exec('ip', ['netns', 'list'])).stdout.split('\n').map((l) => l.split(' ')[0]!);
+  const links = (JSON.parse((await exec('ip', ['-j', 'link', 'show'])).stdout) as { ifname: string }[]).map((l) => l.ifname);
+  return { namespaces: ns.filter((n) => n.startsWith(`${PREFIX}-`)).sort(), links: links.filter((l) => l.startsWith(PREFIX)).sort() };
+}
+
+/** Pids of processes whose command line mentions the test's lab directory. */
+function labProcesses(): number[] {
+  return readdirSync('/proc')
+    .filter((p) => /^[0-9]+$/.test(p))
+    .filter((p) => {
+      try {
+        return readFileSync(`/proc/${p}/cmdline`, 'utf8').includes(dir);
+      } catch {
+        return false;
+      }
+    })
+    .map(Number);
+}
+
+function hostKey(name: string): string {
+  return readFileSync(join(dir, 'hosts', name, 'ssh/ssh_host_ed25519_key.pub'), 'utf8');
+}
+
+async function statusJson(): Promise<{ hosts: { name: string; netns: boolean; sshd: number | null; ssh: boolean; releases: string[] }[] }> {
+  const r = await lab('status', '--dir', dir, '--json');
+  assert.equal(r.code, 0, `status: ${r.stdout}${r.stderr}`);
+  return JSON.parse(r.stdout);
+}
+
+async function assertHostsServe(): Promise<void> {
+  for (const i of [1, 2]) {
+    const r = await ssh(`h${i}`, 'cat /proc/self/net/dev >/dev/null && echo ok');
+    assert.equal(r.code, 0, `ssh h${i}: ${r.stderr}`);
+    assert.equal(r.stdout.trim(), 'ok');
+  }
+}
+
+before(async () => {
+  assert.equal(process.getuid?.(), 0, 'the lab test needs root');
+  await lab('down', '--dir', dir, '--prefix', PREFIX);
+});
+
+after(async () => {
+  await lab('down', '--dir', dir, '--prefix', PREFIX);
+  rmSync(tmp, { recursive: true, force: true });
+});
+
+test('bad arguments exit 2 and name the problem', async () => {
+  const tooMany = await lab('up', '--hosts', '9', '--vms', '2', '--dir', dir, '--prefix', PREFIX);
+  assert.equal(tooMany.code, 2);
+  assert.match(tooMany.stderr, /--hosts: must be 1\.\.8/);
+  const noVms = await lab('up', '--hosts', '2', '--dir', dir, '--prefix', PREFIX);
+  assert.equal(noVms.code, 2);
+  assert.match(noVms.stderr, /--vms is required/);
+  const wrongFlag = await lab('status', '--hosts', '2');
+  assert.equal(wrongFlag.code, 2);
+  assert.match(wrongFlag.stderr, /status takes no --hosts/);
+  assert.equal(existsSync(dir), false, 'a refused command creates nothing');
+});
+
+test('up: each host answers SSH with its pinned key, inside its own namespace, with both releases', async () => {
+  const r = await lab(...UP);
+  assert.equal(r.code, 0, r.stderr);
+
+  const fleet = Fleet.parse(JSON.parse(readFileSync(join(dir, 'fleet.json'), 'utf8')));
+  assert.deepEqual(fleet.hosts.map((h) => [h.name, h.address, h.netns]), [
+    ['h1', `198.18.${SUBNET}.1`, `${PREFIX}-h1`],
+    ['h2', `198.18.${SUBNET}.2`, `${PREFIX}-h2`],
+  ]);
+  assert.match(readFileSync(fleet.ssh_config, 'utf8'), /StrictHostKeyChecking yes/);
+
+  await assertHostsServe();
+  const byAddress = await ssh(`root@${fleet.hosts[0]!.address}`, 'true');
+  assert.equal(byAddress.code, 0, `ssh by address: ${byAddress.stderr}`);
+  for (const [k, h] of fleet.hosts.entries()) {
+    // The shell sshd gave us is in the host's namespace: same net namespace inode, its address only.
+    const ns = await ssh(h.name, 'readlink /proc/self/ns/net; ip -o -4 addr show; ip -o link show');
+    assert.equal(ns.code, 0, ns.stderr);
+    assert.ok(ns.stdout.includes(`net:[${statSync(`/run/netns/${h.netns}`).ino}]`), ns.stdout);
+    assert.match(ns.stdout, new RegExp(`inet ${h.address.replaceAll('.', '\\.')}/24`));
+    assert.ok(!ns.stdout.includes(fleet.hosts[1 - k]!.address), 'another host address is visible');
+    assert.match(ns.stdout, /: up0@/);
+    assert.match(ns.stdout, /: up1@/);
+
+    for (const release of ['1.0.0', '1.1.0']) {
+      const v = await ssh(h.name, `${h.root}/releases/${release}/bin/hitless-dp --version`);
+      assert.equal(v.code, 0, v.stderr);
+      assert.match(v.stdout, new RegExp(`^hitless-dp ${release.replaceAll('.', '\\.')} `));
+      assert.ok(existsSync(`${h.root}/releases/${release}/bin/hitless-fwd-l2.so`));
+    }
+    for (const bin of ['hitless-keeper', 'hitless-probe', 'hitless-agent']) {
+      assert.ok(statSync(`${h.root}/bin/${bin}`).mode & 0o100, `${bin} executable`);
+    }
+    assert.ok(readFileSync(h.agent, 'utf8').includes(`agent/bin/hitless-agent --root ${h.root} "$@"`));
+    const agent = AgentConfig.parse(JSON.parse(readFileSync(`${h.root}/etc/agent.json`, 'utf8')));
+    assert.deepEqual(agent.vms, h.vms);
+    assert.deepEqual(agent.vms.map((v) => v.mac), [`02:00:00:0${k + 1}:00:01`, `02:00:00:0${k + 1}:00:02`]);
+    assert.deepEqual(agent.uplinks, ['up0', 'up1']);
+  }
+
+  const st = await statusJson();
+  assert.deepEqual(st.hosts.map((h) => [h.name, h.netns, h.sshd !== null, h.ssh, h.releases]), [
+    ['h1', true, true, true, ['1.0.0', '1.1.0']],
+    ['h2', true, true, true, ['1.0.0', '1.1.0']],
+  ]);
+});
+
+test('up again changes nothing: same host keys, same sshd processes, one lab', async () => {
+  const keys = [hostKey('h1'), hostKey('h2')];
+  const pids = (await statusJson()).hosts.map((h) => h.sshd);
+  const before = await labNames();
+  const r = await lab(...UP);
+  assert.equal(r.code, 0, r.stderr);
+  assert.deepEqual([hostKey('h1'), hostKey('h2')], keys);
+  assert.deepEqual((await statusJson()).hosts.map((h) => h.sshd), pids);
+  assert.deepEqual(await labNames(), before);
+  assert.deepEqual(before.namespaces, [`${PREFIX}-h1`, `${PREFIX}-h2`]);
+  assert.equal(before.links.filter((l) => l === `${PREFIX}fab0`).length, 1);
+  await assertHostsServe();
+});
+
+test('a host presenting another key is refused; up restores the pinned key', async () => {
+  const other = join(tmp, 'other_key');
+  assert.equal((await exec('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', other])).code, 0);
+  const otherKey = readFileSync(`${other}.pub`, 'utf8').split(' ').slice(0, 2).join(' ');
+  const knownHosts = join(dir, 'client/known_hosts');
+  const lines = readFileSync(knownHosts, 'utf8').split('\n');
+  writeFileSync(knownHosts, lines.map((l) => (l.startsWith(`198.18.${SUBNET}.1,h1 `) ? `198.18.${SUBNET}.1,h1 ${otherKey}` : l)).join('\n'));
+
+  const refused = await ssh('h1', 'echo should-not-run');
+  assert.notEqual(refused.code, 0);
+  assert.ok(!refused.stdout.includes('should-not-run'));
+  assert.match(refused.stderr, /REMOTE HOST IDENTIFICATION HAS CHANGED|Host key verification failed/);
+  assert.equal((await ssh('h2', 'true')).code, 0, 'h2 is unaffected');
+
+  assert.equal((await lab(...UP)).code, 0);
+  await assertHostsServe();
+});
+
+test('up after a crash half-way clears the leftovers and builds a whole lab', async () => {
+  const st = await statusJson();
+  process.kill(st.hosts[1]!.sshd!, 'SIGKILL');
+  assert.equal((await exec('ip', ['netns', 'add', `${PREFIX}-h5`])).code, 0);
+  const state = JSON.parse(readFileSync(join(dir, 'lab.json'), 'utf8'));
+  writeFileSync(join(dir, 'lab.json'), JSON.stringify({ ...state, state: 'building' }));
+
+  const r = await lab(...UP);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stderr, /clearing a half-built lab/);
+  assert.deepEqual((await labNames()).namespaces, [`${PREFIX}-h1`, `${PREFIX}-h2`]);
+  await assertHostsServe();
+});
+
+test('down removes namespaces, bridge, veths, sshd processes and the directory; again is a no-op', async () => {
+  const r = await lab('down', '--dir', dir);
+  assert.equal(r.code, 0, r.stderr);
+  assert.deepEqual(await labNames(), { namespaces: [], links: [] });
+  assert.deepEqual(labProcesses(), []);
+  assert.equal(existsSync(dir), false);
+  assert.ok(existsSync('/var/tmp/hitless-lab-build/build-1.0.0/build.ninja'), 'the build cache is kept');
+
+  const again = await lab('down', '--dir', dir);
+  assert.equal(again.code, 0, again.stderr);
+  const status = await lab('status', '--dir', dir);
+  assert.equal(status.code, 1);
+  assert.match(status.stderr, /no lab in/);
+});

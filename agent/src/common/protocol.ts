@@ -40,6 +40,8 @@ export const Measurement = z.object({
   passive_gap_us: z.number().nullable(),
   rings: z.array(z.object({ ring: int, base: int })),
   anomalies: z.array(z.string()),
+  /** the lab probe's RFC 6201 view of frames arriving at the VM around the switch, when there is one */
+  probe: z.object({ lost: int, gap_ms: z.number().nullable() }).nullable().default(null),
   within_budget: z.boolean().nullable(),
 });
 export type Measurement = z.infer<typeof Measurement>;

@@ -26,7 +26,10 @@ function hostRoot(bed: Testbed, name: string, vms: number): string {
   mkdirSync(join(root, 'bin'), { recursive: true });
   symlinkSync(nativeBin('hitless-keeper'), join(root, 'bin', 'hitless-keeper'));
   mkdirSync(join(root, 'etc'), { recursive: true });
-  writeFileSync(join(root, 'etc', 'agent.json'), JSON.stringify({ host: name, vms: labVms(vms).map((v) => ({ name: v.name, mac: v.mac })) }));
+  writeFileSync(
+    join(root, 'etc', 'agent.json'),
+    JSON.stringify({ host: name, vms: labVms(vms).map((v) => ({ name: v.name, mac: v.mac })), probe_ctl: join(root, 'run', 'probe.sock') }),
+  );
   return root;
 }
 
@@ -53,7 +56,7 @@ function exited(p: ChildProcess): Promise<void> {
 
 async function probeOn(bed: Testbed, root: string, name: string, n: number): Promise<ProbeProcess> {
   const vms = labVms(n).map((v) => ({ ...v, socket: join(root, 'run', 'keeper', 'vhost', `${v.name}.sock`) }));
-  return bed.probe({ name, vms, flows: vms.map((v, i) => ({ src: v.name, dst: vms[(i + 1) % n]!.name, pps: 5000 })), durationS: 3600 });
+  return bed.probe({ name, vms, flows: vms.map((v, i) => ({ src: v.name, dst: vms[(i + 1) % n]!.name, pps: 5000 })), durationS: 3600, ctlPath: join(root, 'run', 'probe.sock') });
 }
 
 function pidAlive(pid: number | null): boolean {
@@ -105,6 +108,7 @@ describe('hitless-agent', () => {
     for (const m of a.measurements) {
       assert.ok(m.window_us > 0 && m.window_us < 100000, `${m.vm}: window ${m.window_us} us`);
       assert.ok(m.rings.length >= 2);
+      assert.equal(m.probe?.lost, 0, `${m.vm}: the probe saw no frame lost around the switch`);
     }
     assert.ok(a.measurements.some((m) => m.passive_gap_us !== null), 'the datapath gap is measured');
     st = await a.client.request(agent.upgradeCommit, {});

@@ -14,6 +14,8 @@ export const AgentConfig = z
     uplinks: z.array(z.string().min(1).max(15)).max(2).default([]),
     lcore: z.number().int().min(0).max(127).default(1),
     mem_mb: z.number().int().min(64).max(65536).default(256),
+    /** a lab probe's control socket: its RFC 6201 figures join each switch's measurement */
+    probe_ctl: z.string().optional(),
   })
   .strict();
 export type AgentConfig = z.infer<typeof AgentConfig>;

@@ -7,7 +7,9 @@
 // way (recover()). The keeper moves a VM atomically (or puts it back), so a VM is never left
 // half-moved; the journal makes sure none is silently skipped.
 import type { Budget, Measurement, UpgradeState, UpgradeStatus } from '../common/protocol.js';
+import { CtlClient } from '../native/ctlClient.js';
 import { dp } from '../native/dpProtocol.js';
+import { measured, probe, ProbeEvent, type ProbeSummary } from '../native/probeProtocol.js';
 import { keeper } from '../native/keeperProtocol.js';
 import { ConfigInventory, listReleases, type AgentConfig, type VmInventory } from './config.js';
 import { Journal, type Stamped } from './journal.js';
@@ -102,6 +104,56 @@ export function derive(entries: readonly Stamped[]): Derived {
     }
   }
   return d;
+}
+
+/**
+ * The lab probe's view of one switch: frames lost on flows arriving at the VM (counter delta)
+ * and the largest receive gap on them that touches the switch window. Flows leaving the VM are
+ * measured by the probe at their destination, on its own host.
+ */
+class ProbeWatch {
+  private readonly gaps: { start: number; end: number; us: number }[] = [];
+
+  private constructor(
+    private readonly ctl: CtlClient,
+    private readonly vm: string,
+    private readonly lostBefore: number,
+  ) {}
+
+  static async open(path: string | undefined, vm: string): Promise<ProbeWatch | null> {
+    if (!path) return null;
+    try {
+      const ctl = await CtlClient.connect(path, 1000);
+      const w = new ProbeWatch(ctl, vm, ProbeWatch.lost(await ctl.request(probe.statsShow, {}), vm));
+      await ctl.subscribe((e) => {
+        const g = ProbeEvent.safeParse(e);
+        if (g.success && g.data.event === 'gap' && g.data.data.rx_vm === vm)
+          w.gaps.push({ start: g.data.data.start_ns, end: g.data.data.end_ns, us: g.data.data.gap_us });
+      });
+      return w;
+    } catch {
+      return null; // no probe on this host: the measurement simply has no probe part
+    }
+  }
+
+  private static lost(s: ProbeSummary, vm: string): number {
+    return measured(s).filter((f) => f.dst === vm).reduce((n, f) => n + f.lost, 0);
+  }
+
+  async result(startNs: number, endNs: number): Promise<{ lost: number; gap_ms: number | null }> {
+    await new Promise((r) => setTimeout(r, 150)); // frames from the switch arrive and gaps close
+    try {
+      const lost = ProbeWatch.lost(await this.ctl.request(probe.statsShow, {}), this.vm) - this.lostBefore;
+      const touching = this.gaps.filter((g) => g.start <= endNs + 2e6 && g.end >= startNs - 2e6);
+      return { lost: Math.max(0, lost), gap_ms: touching.length ? Math.max(...touching.map((g) => g.us)) / 1000 : null };
+    } finally {
+      this.close();
+    }
+  }
+
+  close(): void {
+    this.ctl.close();
+  }
 }
 
 export class HostAgent {
@@ -245,11 +297,13 @@ export class HostAgent {
     if (!this.vms().some((v) => v.name === vm)) throw new AgentFailure('unknown-vm', `no VM ${vm} on host ${this.cfg.host}`);
     const k = await this.sup.keeper();
     this.journal.append({ type: 'switch', vm, to: to.gen });
+    const watch = await ProbeWatch.open(this.cfg.probe_ctl, vm);
     let r;
     try {
       await k.request(keeper.sessionPreload, { vm, gen: to.gen }).catch(() => undefined);
       r = await k.request(keeper.handoffStart, { vm, gen: to.gen });
     } catch (e) {
+      watch?.close();
       this.journal.append({ type: 'switch-failed', vm, to: to.gen, error: (e as Error).message });
       throw new AgentFailure('failed', `${vm}: ${(e as Error).message}`);
     }
@@ -262,9 +316,13 @@ export class HostAgent {
       passive_gap_us: await this.passiveGap(vm, from.gen, to.gen),
       rings: r.rings,
       anomalies: r.anomalies,
+      probe: watch ? await watch.result(r.timing.quiesce_ns, r.timing.resumed_ns) : null,
       within_budget: null,
     };
-    if (budget) m.within_budget = Math.max(m.window_us, m.passive_gap_us ?? 0) / 1000 <= budget.max_gap_ms;
+    if (budget) {
+      const gap = Math.max(m.window_us / 1000, (m.passive_gap_us ?? 0) / 1000, m.probe?.gap_ms ?? 0);
+      m.within_budget = gap <= budget.max_gap_ms && (m.probe?.lost ?? 0) <= budget.max_lost;
+    }
     this.journal.append({ type: 'switched', vm, to: to.gen, measurement: m });
     this.emit(await this.status(), m);
     return m;

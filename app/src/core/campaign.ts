@@ -1,0 +1,71 @@
+// A campaign: upgrade a set of hosts to a release, one host at a time (the first is the
+// canary: a failure there stops everything after it). Each host: prepare (the agent starts the
+// new generation and pre-loads every session), then move the VMs — one approval per VM, or the
+// agent's own auto mode within a budget — then commit. Plain Node: used by the CLI now and the
+// Electron console later.
+import { agent, events, type Budget, type Measurement, type UpgradeStatus } from '../../../agent/src/common/protocol.js';
+import type { AgentSession } from './ssh/agentSession.js';
+
+export type Approver = (host: string, vm: string, ctx: { measured: Measurement[]; budget: Budget | null }) => Promise<'yes' | 'no' | 'stop'>;
+
+export interface CampaignPlan {
+  hosts: string[];
+  release: string;
+  approve: 'each' | { auto: Budget };
+}
+
+export interface HostOutcome {
+  host: string;
+  outcome: 'committed' | 'stopped' | 'failed' | 'skipped';
+  measurements: Measurement[];
+  error: string | null;
+}
+
+export interface Progress {
+  (line: string): void;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Upgrade one host through its agent session; returns what happened, never half-done. */
+export async function upgradeHost(s: AgentSession, plan: CampaignPlan, approve: Approver, progress: Progress): Promise<HostOutcome> {
+  const host = s.target.alias;
+  const measurements: Measurement[] = [];
+  s.agent.on(events.measurement, (p) => {
+    measurements.push(p.measurement);
+    const m = p.measurement;
+    progress(`${host} ${m.vm}: ${m.from} -> ${m.to}  window ${m.window_us.toFixed(0)} us` +
+      (m.passive_gap_us !== null ? `  datapath gap ${(m.passive_gap_us / 1000).toFixed(2)} ms` : '') +
+      (m.probe ? `  probe: lost ${m.probe.lost}, gap ${m.probe.gap_ms ?? '<2'} ms` : ''));
+  });
+  let st: UpgradeStatus = await s.agent.request(agent.upgradeStatus, {});
+  if (st.state !== 'idle') return { host, outcome: 'failed', measurements, error: `host is ${st.state}, not idle: finish or roll back its upgrade first` };
+  if (st.active?.release === plan.release) return { host, outcome: 'skipped', measurements, error: null };
+  progress(`${host}: preparing ${plan.release} beside ${st.active?.release ?? '?'} (new generation, sessions pre-loaded)`);
+  st = await s.agent.request(agent.upgradePrepare, { release: plan.release, approve: plan.approve });
+  if (plan.approve === 'each') {
+    const budget = null;
+    for (const v of st.vms) {
+      if (v.moved) continue;
+      const a = await approve(host, v.vm, { measured: measurements, budget });
+      if (a === 'stop') return { host, outcome: 'stopped', measurements, error: 'stopped by the operator' };
+      if (a === 'no') continue;
+      st = await s.agent.request(agent.upgradeSwitch, { vms: [v.vm] });
+    }
+  } else {
+    await s.agent.request(agent.upgradeRun, {});
+    for (;;) {
+      await sleep(200);
+      st = await s.agent.request(agent.upgradeStatus, {});
+      if (st.error) return { host, outcome: 'stopped', measurements, error: st.error };
+      if (st.vms.every((v) => v.moved || !v.connected)) break;
+    }
+  }
+  if (!st.vms.every((v) => v.moved || !v.connected))
+    return { host, outcome: 'stopped', measurements, error: `not every VM moved: ${st.vms.filter((v) => !v.moved).map((v) => v.vm).join(', ')}` };
+  st = await s.agent.request(agent.upgradeCommit, {});
+  progress(`${host}: committed, now on ${st.active?.release}; the old generation is stopped`);
+  // measurements the notifications carried, or the status when they were missed
+  for (const v of st.vms) if (v.measurement && !measurements.some((m) => m.vm === v.vm && m.t_ns === v.measurement!.t_ns)) measurements.push(v.measurement);
+  return { host, outcome: 'committed', measurements, error: null };
+}

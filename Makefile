@@ -3,7 +3,7 @@ SHELL := /bin/bash
 BUILD := native/build
 RELEASE ?= 0.1.0-dev
 
-.PHONY: all setup build native ts test test-native test-integration demo bench clean
+.PHONY: all setup build native ts test test-native test-integration demo demo-host bench clean
 
 all: build
 
@@ -28,7 +28,17 @@ test-integration: build
 
 test: test-native test-integration
 
+# the main job: a lab fleet of 2 hosts x 4 VMs (namespaces, real sshd, traffic across hosts)
+# upgraded 1.0.0 -> 1.1.0 VM by VM within a budget, through the hitless CLI over SSH
 demo: build
+	lab/lab down
+	lab/lab up --hosts 2 --vms 4
+	app/bin/hitless upgrade --hosts all --to 1.1.0 --approve auto --budget-gap-ms 10 --budget-lost 0
+	@mkdir -p results && app/bin/hitless report --format html > results/campaign-latest.html
+	@echo "report: results/campaign-latest.html (and results/campaign-*.json); the lab stays up: lab/lab status, lab/lab down"
+
+# one host, in detail: per-VM handoff, rollback, commit, with the break-time table
+demo-host: build
 	node --import tsx scripts/demo.ts
 
 bench: build

@@ -4,15 +4,17 @@ import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { LabSpec, MAX_HOSTS, MAX_VMS } from './fleet.js';
 import { DEFAULT_BUILD_DIR, DEFAULT_DIR, DEFAULT_PREFIX, down, healthy, status, statusTable, up } from './lab.js';
+import { DEFAULT_PPS } from './run.js';
 import { LabError } from './sys.js';
 
 const USAGE = `usage:
-  lab up --hosts N --vms M [--dir DIR] [--prefix P] [--subnet K] [--build-dir B]
+  lab up --hosts N --vms M [--pps R] [--dir DIR] [--prefix P] [--subnet K] [--build-dir B]
   lab status [--dir DIR] [--json]
   lab down [--dir DIR] [--prefix P]
 
   --hosts N      lab hosts h1..hN (1..${MAX_HOSTS})
   --vms M        VMs per host (1..${MAX_VMS})
+  --pps R        frames/s of each probe flow (default ${DEFAULT_PPS}; a running probe keeps its rate)
   --dir DIR      lab directory (default ${DEFAULT_DIR}); down removes it
   --prefix P     names of the bridge (Pfab0), namespaces (P-h<i>) and veths (default ${DEFAULT_PREFIX})
   --subnet K     host i is 198.18.K.i, this machine 198.18.K.254 (default 0)
@@ -41,6 +43,7 @@ async function main(argv: string[]): Promise<number> {
     options: {
       hosts: { type: 'string' },
       vms: { type: 'string' },
+      pps: { type: 'string' },
       dir: { type: 'string', default: DEFAULT_DIR },
       prefix: { type: 'string' },
       subnet: { type: 'string' },
@@ -51,7 +54,7 @@ async function main(argv: string[]): Promise<number> {
   const cwd = process.env.HITLESS_LAB_CWD ?? process.cwd();
   const dir = resolve(cwd, values.dir);
   const allowed: Record<string, string[]> = {
-    up: ['hosts', 'vms', 'dir', 'prefix', 'subnet', 'build-dir'],
+    up: ['hosts', 'vms', 'pps', 'dir', 'prefix', 'subnet', 'build-dir'],
     status: ['dir', 'json'],
     down: ['dir', 'prefix'],
   };
@@ -72,7 +75,9 @@ async function main(argv: string[]): Promise<number> {
       const i = parsed.error.issues[0]!;
       throw new UsageError(`--${i.path.join('.')}: ${i.message}`);
     }
-    const { fleet, hosts } = await up({ dir, buildDir: resolve(cwd, values['build-dir']), spec: parsed.data });
+    const pps = int('pps', values.pps, DEFAULT_PPS);
+    if (pps < 1 || pps > 100_000) throw new UsageError('--pps: must be 1..100000');
+    const { fleet, hosts } = await up({ dir, buildDir: resolve(cwd, values['build-dir']), spec: parsed.data, pps });
     console.log(statusTable(hosts));
     console.log(`fleet: ${dir}/fleet.json   ssh: ssh -F ${fleet.ssh_config} h1`);
     return 0;

@@ -17,6 +17,8 @@ export const AgentConfig = z.object({
   host: z.string().min(1),
   vms: z.array(Vm),
   uplinks: z.array(z.string().min(1)),
+  /** the lab host's hitless-probe control socket (<root>/run/probe.sock) */
+  probe_ctl: absPath.optional(),
 });
 export type AgentConfig = z.infer<typeof AgentConfig>;
 

@@ -87,7 +87,7 @@ export function installHost(spec: LabSpec, paths: LabPaths, buildRoot: string, i
   const newest = buildDir(buildRoot, RELEASES[RELEASES.length - 1]!);
   for (const f of ['hitless-keeper', 'hitless-probe'] as const) install(join(newest, TARGETS[f]), join(root, 'bin', f), 0o755);
   installText(join(root, 'bin', 'hitless-agent'), agentWrapper(root), 0o755);
-  const config = AgentConfig.parse({ host: name, vms: hostVms(i, spec.vms), uplinks: [...UPLINKS] });
+  const config = AgentConfig.parse({ host: name, vms: hostVms(i, spec.vms), uplinks: [...UPLINKS], probe_ctl: join(root, 'run', 'probe.sock') });
   installText(join(root, 'etc', 'agent.json'), `${JSON.stringify(config, null, 2)}\n`, 0o644);
 }
 

@@ -58,7 +58,20 @@ function hostKey(name: string): string {
   return readFileSync(join(dir, 'hosts', name, 'ssh/ssh_host_ed25519_key.pub'), 'utf8');
 }
 
-async function statusJson(): Promise<{ hosts: { name: string; netns: boolean; sshd: number | null; ssh: boolean; releases: string[] }[] }> {
+interface HostJson {
+  name: string;
+  netns: boolean;
+  sshd: number | null;
+  ssh: boolean;
+  releases: string[];
+  active: string | null;
+  keeper: boolean;
+  probe: number | null;
+  flows: { src: string; dst: string; received: number }[];
+  link_down: number | null;
+}
+
+async function statusJson(): Promise<{ hosts: HostJson[] }> {
   const r = await lab('status', '--dir', dir, '--json');
   assert.equal(r.code, 0, `status: ${r.stdout}${r.stderr}`);
   return JSON.parse(r.stdout);
@@ -142,14 +155,59 @@ test('up: each host answers SSH with its pinned key, inside its own namespace, w
   ]);
 });
 
+/** Pids of a host's detached runtime: keeper, generations, probe (from their pid files). */
+function runtimePids(name: string): number[] {
+  const run = join(dir, 'hosts', name, 'root/run');
+  const files = ['keeper/keeper.pid', 'probe.pid', ...readdirSync(run).filter((d) => d.startsWith('gen-') && !d.endsWith('.log')).map((d) => `${d}/dp.pid`)];
+  return files.map((f) => Number(readFileSync(join(run, f), 'utf8').trim()));
+}
+
+test('up leaves every host running: agent active 1.0.0, probe receiving from the other host', async () => {
+  const fleet = Fleet.parse(JSON.parse(readFileSync(join(dir, 'fleet.json'), 'utf8')));
+  for (const h of fleet.hosts) {
+    const agent = AgentConfig.parse(JSON.parse(readFileSync(`${h.root}/etc/agent.json`, 'utf8')));
+    assert.equal(agent.probe_ctl, `${h.root}/run/probe.sock`);
+    assert.ok(existsSync(`${h.root}/run/probe.pid`));
+    for (const v of h.vms) assert.ok(existsSync(`${h.root}/run/keeper/vhost/${v.name}.sock`), `${v.name} keeper socket`);
+  }
+  const t0 = Date.now();
+  let st = await statusJson();
+  const ok = (h: HostJson, k: number) => {
+    const other = fleet.hosts[1 - k]!;
+    return (
+      h.active === '1.0.0' &&
+      h.keeper &&
+      h.probe !== null &&
+      h.link_down === 0 &&
+      fleet.hosts[k]!.vms.every((v, j) => h.flows.some((f) => f.dst === v.name && f.src === other.vms[j]!.mac && f.received > 0))
+    );
+  };
+  while (!st.hosts.every(ok) && Date.now() - t0 < 10_000) {
+    await new Promise((r) => setTimeout(r, 500));
+    st = await statusJson();
+  }
+  assert.ok(st.hosts.every(ok), JSON.stringify(st.hosts.map((h) => [h.name, h.active, h.keeper, h.probe, h.link_down, h.flows])));
+  // the probe and the generation really run inside the host's namespace
+  for (const h of fleet.hosts) {
+    for (const pid of runtimePids(h.name)) assert.equal(statSync(`/proc/${pid}/ns/net`).ino, statSync(`/run/netns/${h.netns}`).ino, `${h.name} pid ${pid}`);
+  }
+  const text = await lab('status', '--dir', dir);
+  assert.equal(text.code, 0, text.stderr);
+  assert.match(text.stdout, /ACTIVE\s+PROBE\s+RECEIVED/);
+  assert.match(text.stdout, /^h1 .* 1\.0\.0 +pid \d+ +h1-v1<-02:00:00:02:00:01 \d+/m);
+});
+
 test('up again changes nothing: same host keys, same sshd processes, one lab', async () => {
   const keys = [hostKey('h1'), hostKey('h2')];
   const pids = (await statusJson()).hosts.map((h) => h.sshd);
+  const running = [runtimePids('h1'), runtimePids('h2')];
   const before = await labNames();
   const r = await lab(...UP);
   assert.equal(r.code, 0, r.stderr);
   assert.deepEqual([hostKey('h1'), hostKey('h2')], keys);
   assert.deepEqual((await statusJson()).hosts.map((h) => h.sshd), pids);
+  assert.deepEqual([runtimePids('h1'), runtimePids('h2')], running, 'keeper, generation and probe left alone');
+  assert.equal(readFileSync(join(dir, 'hosts/h1/root/var/journal.jsonl'), 'utf8').trim().split('\n').length, 1, 'one host/start in the journal');
   assert.deepEqual(await labNames(), before);
   assert.deepEqual(before.namespaces, [`${PREFIX}-h1`, `${PREFIX}-h2`]);
   assert.equal(before.links.filter((l) => l === `${PREFIX}fab0`).length, 1);
@@ -189,10 +247,15 @@ test('up after a crash half-way clears the leftovers and builds a whole lab', as
 });
 
 test('down removes namespaces, bridge, veths, sshd processes and the directory; again is a no-op', async () => {
+  const runtime = [...runtimePids('h1'), ...runtimePids('h2')];
+  const prefixes = runtime.map((pid) => readFileSync(`/proc/${pid}/cmdline`, 'utf8').match(/--file-prefix=([^\0]+)/)?.[1]).filter((p): p is string => !!p);
+  assert.equal(prefixes.length, 4, 'two generations and two probes run DPDK');
   const r = await lab('down', '--dir', dir);
   assert.equal(r.code, 0, r.stderr);
   assert.deepEqual(await labNames(), { namespaces: [], links: [] });
   assert.deepEqual(labProcesses(), []);
+  assert.deepEqual(runtime.filter((pid) => existsSync(`/proc/${pid}`) && !/^\S+ \S+ Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/\(.*\)/, 'x'))), [], 'keeper, generations and probes are gone');
+  assert.deepEqual(prefixes.filter((p) => existsSync(`/var/run/dpdk/${p}`)), [], 'DPDK run dirs removed');
   assert.equal(existsSync(dir), false);
   assert.ok(existsSync('/var/tmp/hitless-lab-build/build-1.0.0/build.ninja'), 'the build cache is kept');
 

@@ -7,7 +7,8 @@ import { bridgeName, Fleet, hostLayout, hostVms, labPaths, LabState, type LabSpe
 import { buildReleases, installedReleases, installHost } from './install.js';
 import { labResources, networkDown, networkUp } from './net.js';
 import { runningSshd, SSHD, sshUp } from './ssh.js';
-import { killPids, LabError, netnsList, tryRun } from './sys.js';
+import { DEFAULT_PPS, filePrefixOf, removeDpdkDirs, runStatus, startHost, startProbe, type RunStatus } from './run.js';
+import { cmdline, killPids, LabError, netnsList, pidAlive, readPid, tryRun } from './sys.js';
 
 export const DEFAULT_DIR = '/var/tmp/hitless-lab';
 export const DEFAULT_BUILD_DIR = '/var/tmp/hitless-lab-build';
@@ -48,9 +49,11 @@ export interface UpOptions {
   dir: string;
   buildDir: string;
   spec: LabSpec;
+  /** frames/s of each probe flow (default 1000); a probe already running keeps its rate */
+  pps?: number;
 }
 
-export async function up({ dir, buildDir, spec }: UpOptions): Promise<{ fleet: Fleet; hosts: HostStatus[] }> {
+export async function up({ dir, buildDir, spec, pps = DEFAULT_PPS }: UpOptions): Promise<{ fleet: Fleet; hosts: HostStatus[] }> {
   await preflight();
   const prev = existsSync(dir) ? readState(dir) : undefined;
   if (existsSync(dir) && !isLabDir(dir)) throw new LabError(`${dir} exists and is not a lab directory; choose another --dir`);
@@ -87,6 +90,13 @@ export async function up({ dir, buildDir, spec }: UpOptions): Promise<{ fleet: F
   });
   writeFileSync(paths.fleet, `${JSON.stringify(fleet, null, 2)}\n`);
 
+  // Every host running: its datapath through its agent, then its probe (which attaches to the
+  // keeper's sockets and sends to the next host's VMs, so every host's datapath comes first).
+  log(`host/start ${fleet.hosts.map((h) => h.name).join(', ')}`);
+  await Promise.all(fleet.hosts.map((h) => startHost(h)));
+  log(`probes at ${pps} frames/s per flow`);
+  await Promise.all(fleet.hosts.map((_, k) => startProbe(fleet.hosts, k, pps)));
+
   const hosts = await status(dir);
   const bad = hosts.filter((h) => !healthy(h));
   if (bad.length > 0) throw new LabError(`hosts not healthy after up: ${bad.map((h) => h.name).join(', ')} (see lab status)`);
@@ -94,7 +104,7 @@ export async function up({ dir, buildDir, spec }: UpOptions): Promise<{ fleet: F
   return { fleet, hosts };
 }
 
-export interface HostStatus {
+export interface HostStatus extends RunStatus {
   name: string;
   address: string;
   netns: boolean;
@@ -104,7 +114,7 @@ export interface HostStatus {
 }
 
 export function healthy(h: HostStatus): boolean {
-  return h.netns && h.sshd !== null && h.ssh && h.releases.length > 0;
+  return h.netns && h.sshd !== null && h.ssh && h.releases.length > 0 && h.active !== null && h.keeper && h.probe !== null;
 }
 
 /** True if pid lives in the named network namespace. */
@@ -129,7 +139,10 @@ export async function status(dir: string): Promise<HostStatus[]> {
   return Promise.all(
     fleet.hosts.map(async (h) => {
       const pid = runningSshd(paths.host(h.name));
-      const ssh = await tryRun('ssh', ['-F', fleet.ssh_config, '-o', 'BatchMode=yes', '-o', 'ConnectTimeout=3', h.name, 'true'], { timeoutMs: 5000 });
+      const [ssh, run] = await Promise.all([
+        tryRun('ssh', ['-F', fleet.ssh_config, '-o', 'BatchMode=yes', '-o', 'ConnectTimeout=3', h.name, 'true'], { timeoutMs: 5000 }),
+        runStatus(h),
+      ]);
       return {
         name: h.name,
         address: h.address,
@@ -137,15 +150,19 @@ export async function status(dir: string): Promise<HostStatus[]> {
         sshd: pid !== undefined && inNamespace(pid, h.netns) ? pid : null,
         ssh: ssh.code === 0,
         releases: installedReleases(h.root),
+        ...run,
       };
     }),
   );
 }
 
 export function statusTable(hosts: HostStatus[]): string {
-  const rows = [['HOST', 'ADDRESS', 'NETNS', 'SSHD', 'SSH', 'RELEASES']];
+  const rows = [['HOST', 'ADDRESS', 'NETNS', 'SSHD', 'SSH', 'RELEASES', 'ACTIVE', 'PROBE', 'RECEIVED']];
   for (const h of hosts) {
-    rows.push([h.name, h.address, h.netns ? 'yes' : 'NO', h.sshd !== null ? `pid ${h.sshd}` : 'DEAD', h.ssh ? 'ok' : 'FAIL', h.releases.join(',') || 'NONE']);
+    const active = h.agent_error !== null ? 'AGENT FAIL' : `${h.active ?? 'NONE'}${h.keeper ? '' : ' (no keeper)'}`;
+    const probe = h.probe === null ? 'DEAD' : `pid ${h.probe}${h.probe_state && h.probe_state !== 'running' ? ` ${h.probe_state}` : ''}`;
+    const rx = h.flows.map((f) => `${f.dst}<-${f.src} ${f.received}`).join(', ') + (h.link_down ? `; ${h.link_down} link-down` : '');
+    rows.push([h.name, h.address, h.netns ? 'yes' : 'NO', h.sshd !== null ? `pid ${h.sshd}` : 'DEAD', h.ssh ? 'ok' : 'FAIL', h.releases.join(',') || 'NONE', active, probe, rx || '-']);
   }
   const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)));
   return rows.map((r) => r.map((cell, c) => cell.padEnd(widths[c]!)).join('  ').trimEnd()).join('\n');
@@ -163,14 +180,24 @@ export async function down({ dir, prefix, quiet }: DownOptions): Promise<void> {
   if (process.getuid?.() !== 0) throw new LabError('must run as root (network namespaces)');
   const state = existsSync(dir) ? readState(dir) : undefined;
   const p = prefix ?? state?.prefix ?? DEFAULT_PREFIX;
-  const removed = await networkDown(p);
-  // An sshd outside any namespace we know (its namespace was deleted by hand) still has a pid file.
+  const prefixes: string[] = [];
+  const removed = await networkDown(p, (pid) => {
+    const fp = filePrefixOf(pid);
+    if (fp) prefixes.push(fp);
+  });
+  // A process outside any namespace we know (its namespace was deleted by hand) still has a pid
+  // file: sshd, the probe, the keeper, the generations.
   const hostsDir = join(dir, 'hosts');
   if (existsSync(hostsDir)) {
-    const stray = readdirSync(hostsDir).map((n) => runningSshd(labPaths(dir).host(n))).filter((x): x is number => x !== undefined);
+    const stray = readdirSync(hostsDir).flatMap((n) => strayPids(labPaths(dir).host(n)));
+    for (const pid of stray) {
+      const fp = filePrefixOf(pid);
+      if (fp) prefixes.push(fp);
+    }
     await killPids(stray);
     removed.killed += stray.length;
   }
+  const dpdkDirs = removeDpdkDirs(prefixes);
   let dirNote = 'no directory';
   if (existsSync(dir)) {
     if (isLabDir(dir)) {
@@ -180,5 +207,15 @@ export async function down({ dir, prefix, quiet }: DownOptions): Promise<void> {
   }
   const left = await labResources(p);
   if (left.namespaces.length + left.links.length > 0) throw new LabError(`still present: ${[...left.namespaces, ...left.links].join(', ')}`);
-  if (!quiet) log(`down: ${removed.namespaces} namespaces, ${removed.links} links, ${removed.killed} processes; ${dirNote}`);
+  if (!quiet) log(`down: ${removed.namespaces} namespaces, ${removed.links} links, ${removed.killed} processes, ${dpdkDirs} DPDK run dirs; ${dirNote}`);
+}
+
+/** Live processes a host's pid files name that belong to that host (their command line says so). */
+function strayPids(host: ReturnType<ReturnType<typeof labPaths>['host']>): number[] {
+  const files = [join(host.root, 'run', 'probe.pid'), join(host.root, 'run', 'keeper', 'keeper.pid')];
+  const run = join(host.root, 'run');
+  if (existsSync(run)) for (const d of readdirSync(run)) if (d.startsWith('gen-')) files.push(join(run, d, 'dp.pid'));
+  const pids = files.map(readPid).filter((x): x is number => x !== undefined && pidAlive(x) && cmdline(x).includes(host.root));
+  const sshd = runningSshd(host);
+  return sshd !== undefined ? [sshd, ...pids] : pids;
 }

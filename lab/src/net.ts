@@ -76,14 +76,15 @@ export async function netnsPids(ns: string): Promise<number[]> {
 }
 
 /**
- * Stops every process in the lab's namespaces, then removes the namespaces, the root ends of the
+ * Stops every process in the lab's namespaces (seen is shown each before it is stopped), then removes the namespaces, the root ends of the
  * veths and the bridge. Works on a half-built or already removed lab.
  */
-export async function networkDown(prefix: string): Promise<{ namespaces: number; links: number; killed: number }> {
+export async function networkDown(prefix: string, seen: (pid: number) => void = () => undefined): Promise<{ namespaces: number; links: number; killed: number }> {
   const { namespaces } = await labResources(prefix);
   let killed = 0;
   for (const ns of namespaces) {
     const pids = await netnsPids(ns);
+    pids.forEach(seen);
     killed += pids.length;
     await killPids(pids);
     await ip('netns', 'del', ns);

@@ -2,6 +2,7 @@
 // detached (their own session, stdout/stderr to log files, pidfiles, control sockets), so they
 // keep forwarding when the agent dies; a new agent re-attaches to them from their run dirs.
 import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, openSync, closeSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { CtlClient } from '../native/ctlClient.js';
@@ -103,7 +104,8 @@ export class Supervisor {
       runDir: dir,
       lcore: this.cfg.lcore,
       memMb: this.cfg.mem_mb,
-      filePrefix: `hl-${this.cfg.host}-${gen}`,
+      // unique per host root: several lab hosts (or labs) share one machine's /var/run/dpdk
+      filePrefix: `hl-${createHash('sha1').update(this.root).digest('hex').slice(0, 8)}-${gen}`,
       ...(opts.uplink ? { uplink: opts.uplink } : {}),
       ...(opts.peer ? { peer: opts.peer } : {}),
     });

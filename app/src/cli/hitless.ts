@@ -61,6 +61,17 @@ async function session(fleet: Fleet, h: Fleet['hosts'][number]): Promise<AgentSe
   });
 }
 
+/** Answers typed (or piped) on stdin, read once and in order: a piped script of answers is
+ * buffered, not lost when stdin ends before the question is asked. End of input = no answer. */
+function answers(): (prompt: string) => Promise<string | null> {
+  const it = createInterface({ input: process.stdin, terminal: false })[Symbol.asyncIterator]();
+  return async (prompt) => {
+    process.stderr.write(prompt);
+    const r = await it.next();
+    return r.done ? null : String(r.value);
+  };
+}
+
 function table(rows: (string | number)[][]): string {
   const w = rows[0]!.map((_, c) => Math.max(...rows.map((r) => String(r[c]).length)));
   return rows.map((r) => r.map((v, c) => String(v).padEnd(w[c]!)).join('  ')).join('\n');
@@ -157,6 +168,7 @@ async function main(): Promise<void> {
   if (!(gapBudget > 0)) fail('--budget-gap-ms: a positive number of milliseconds');
   if (!Number.isInteger(lostBudget) || lostBudget < 0) fail('--budget-lost: a whole number of frames, 0 or more');
   const approve = values.approve === 'auto' ? { auto: { max_gap_ms: gapBudget, max_lost: lostBudget } } : ('each' as const);
+  const ask = approve === 'each' ? answers() : async () => null;
   const t0 = performance.now();
   const outcomes: HostOutcome[] = [];
   for (const h of hosts) {
@@ -169,13 +181,11 @@ async function main(): Promise<void> {
       break;
     }
     try {
-      const rl = approve === 'each' ? createInterface({ input: process.stdin, output: process.stderr }) : null;
       const o = await upgradeHost(s, { hosts: hosts.map((x) => x.name), release: release.data!, approve }, async (host, vm, ctx) => {
         const last = ctx.measured.at(-1);
-        const a = await rl!.question(`switch ${vm} on ${host} to ${release.data}?` + (last ? ` (previous VM: ${gapMs(last).toFixed(2)} ms, lost ${last.probe?.lost ?? '?'})` : '') + ' [y/N/q] ');
-        return /^q/i.test(a) ? 'stop' : /^y/i.test(a) ? 'yes' : 'no';
+        const a = await ask(`switch ${vm} on ${host} to ${release.data}?` + (last ? ` (previous VM: ${gapMs(last).toFixed(2)} ms, lost ${last.probe?.lost ?? '?'})` : '') + ' [y/N/q] ');
+        return a === null || /^q/i.test(a) ? 'stop' : /^y/i.test(a) ? 'yes' : 'no';
       }, (line) => console.error(line));
-      rl?.close();
       outcomes.push(o);
       if (o.outcome === 'failed' || o.outcome === 'stopped') break; // stop means stop
     } catch (e) {

@@ -36,7 +36,7 @@ export async function upgradeHost(s: AgentSession, plan: CampaignPlan, approve: 
     const m = p.measurement;
     progress(`${host} ${m.vm}: ${m.from} -> ${m.to}  window ${m.window_us.toFixed(0)} us` +
       (m.passive_gap_us !== null ? `  datapath gap ${(m.passive_gap_us / 1000).toFixed(2)} ms` : '') +
-      (m.probe ? `  probe: lost ${m.probe.lost}, gap ${m.probe.gap_ms ?? '<2'} ms` : ''));
+      (m.probe ? `  probe: lost ${m.probe.lost}, ${m.probe.gap_ms === null ? 'no gap over its threshold' : `gap ${m.probe.gap_ms} ms`}` : ''));
   });
   let st: UpgradeStatus = await s.agent.request(agent.upgradeStatus, {});
   if (st.state !== 'idle') return { host, outcome: 'failed', measurements, error: `host is ${st.state}, not idle: finish or roll back its upgrade first` };

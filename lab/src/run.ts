@@ -1,0 +1,235 @@
+// What keeps a lab host running after it is installed: its datapath, started by its own agent
+// inside its namespace (host/start: the keeper and generation 1.0.0 on uplink up0, detached), and
+// one hitless-probe per host playing the host's VMs, sending to the VMs of the next host over the
+// fabric. Both are idempotent: what runs is left alone. Status asks the agent and the probe.
+import { spawn } from 'node:child_process';
+import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { AgentClient } from '../../agent/src/client/agentClient.js';
+import { agent } from '../../agent/src/common/protocol.js';
+import { CtlClient } from '../../agent/src/native/ctlClient.js';
+import { probe } from '../../agent/src/native/probeProtocol.js';
+import type { FleetHost } from './fleet.js';
+import { cmdline, LabError, pidAlive, readPid, sleep } from './sys.js';
+
+export const START_RELEASE = '1.0.0';
+export const DEFAULT_PPS = 1000;
+const DPDK_RUN = '/var/run/dpdk';
+
+export function probePaths(root: string) {
+  return {
+    ctl: join(root, 'run', 'probe.sock'),
+    events: join(root, 'run', 'probe-events.jsonl'),
+    pid: join(root, 'run', 'probe.pid'),
+    log: join(root, 'run', 'probe.log'),
+  };
+}
+
+export function keeperSocket(root: string, vm: string): string {
+  return join(root, 'run', 'keeper', 'vhost', `${vm}.sock`);
+}
+
+/**
+ * Runs fn with an agent of host h: `ip netns exec <netns> <root>/bin/hitless-agent --stdio`,
+ * JSON-RPC over its stdio. Closing stdin ends the agent; its detached children keep running.
+ */
+export async function withAgent<T>(h: FleetHost, fn: (c: AgentClient) => Promise<T>, timeoutMs = 60_000): Promise<T> {
+  const child = spawn('ip', ['netns', 'exec', h.netns, h.agent, '--stdio'], { stdio: ['pipe', 'pipe', 'pipe'] });
+  let stderr = '';
+  child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr = (stderr + d).slice(-4000)));
+  const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+  child.once('error', () => undefined);
+  const client = new AgentClient(child.stdout, child.stdin);
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([
+      fn(client),
+      exited.then((code) => {
+        throw new LabError(`${h.name}: hitless-agent exited (code ${code}): ${stderr.trim()}`);
+      }),
+      new Promise<never>((_, rej) => {
+        timer = setTimeout(() => rej(new LabError(`${h.name}: hitless-agent gave no answer in ${timeoutMs} ms: ${stderr.trim()}`)), timeoutMs);
+      }),
+    ]);
+  } catch (e) {
+    if (e instanceof LabError) throw e;
+    throw new LabError(`${h.name}: agent: ${(e as Error).message}${stderr.trim() ? `\n${stderr.trim()}` : ''}`);
+  } finally {
+    clearTimeout(timer);
+    client.dispose();
+    child.stdin.end();
+    const t = setTimeout(() => child.kill('SIGKILL'), 10_000);
+    await exited;
+    clearTimeout(t);
+  }
+}
+
+/** host/start on release 1.0.0 (a no-op when the host already runs); checks what it reports. */
+export async function startHost(h: FleetHost): Promise<void> {
+  const info = await withAgent(h, (c) => c.request(agent.hostStart, { release: START_RELEASE }));
+  if (info.active?.release !== START_RELEASE) throw new LabError(`${h.name}: host/start left active ${JSON.stringify(info.active)}, expected ${START_RELEASE}`);
+  if (!info.keeper.alive) throw new LabError(`${h.name}: host/start: the keeper is not alive`);
+  for (const v of h.vms) {
+    if (!existsSync(keeperSocket(h.root, v.name))) throw new LabError(`${h.name}: no keeper socket for ${v.name} after host/start`);
+  }
+}
+
+/** Flow destinations: the same-index VM of the next host (a ring); one host: its next VM. */
+export function probeFlows(hosts: FleetHost[], k: number, pps: number): string[] {
+  const h = hosts[k]!;
+  const flows: string[] = [];
+  h.vms.forEach((v, j) => {
+    if (hosts.length > 1) {
+      const peer = hosts[(k + 1) % hosts.length]!.vms[j];
+      if (peer) flows.push(`${v.name}:${peer.mac}:${pps}`);
+    } else if (h.vms.length > 1) {
+      const byName = [...h.vms].sort((a, b) => a.name.localeCompare(b.name));
+      const next = byName[(byName.findIndex((x) => x.name === v.name) + 1) % byName.length]!;
+      flows.push(`${v.name}:${next.name}:${pps}`);
+    }
+  });
+  return flows;
+}
+
+export function probeArgs(hosts: FleetHost[], k: number, pps: number): string[] {
+  const h = hosts[k]!;
+  const p = probePaths(h.root);
+  return [
+    '-l', '0', '--no-huge', '-m', String(128 * Math.ceil(h.vms.length / 8)), '--no-pci', `--file-prefix=lab-${h.netns}-probe`, '--log-level=error',
+    '--',
+    ...h.vms.flatMap((v) => ['--vm', `${v.name},${v.mac},${keeperSocket(h.root, v.name)}`]),
+    ...probeFlows(hosts, k, pps).flatMap((f) => ['--flow', f]),
+    '--gap-us', '5000',
+    '--ctl', p.ctl,
+    '--events', p.events,
+  ];
+}
+
+/** The pid of host h's probe if it runs (its pidfile names a live hitless-probe of this root). */
+export function probePid(h: FleetHost): number | null {
+  const pid = readPid(probePaths(h.root).pid);
+  if (pid === undefined || !pidAlive(pid)) return null;
+  const cl = cmdline(pid);
+  return cl.includes('hitless-probe') && cl.includes(h.root) ? pid : null;
+}
+
+async function probeStats(h: FleetHost, timeoutMs = 3000) {
+  const ctl = await CtlClient.connect(probePaths(h.root).ctl, timeoutMs);
+  try {
+    return await ctl.request(probe.statsShow, {});
+  } finally {
+    ctl.close();
+  }
+}
+
+/** Starts host k's probe, detached inside its namespace, unless one runs; waits until it sends. */
+export async function startProbe(hosts: FleetHost[], k: number, pps: number): Promise<number> {
+  const h = hosts[k]!;
+  const p = probePaths(h.root);
+  const running = probePid(h);
+  if (running !== null) return running;
+  mkdirSync(join(h.root, 'run'), { recursive: true });
+  rmSync(p.ctl, { force: true });
+  const log = openSync(p.log, 'a');
+  // ip netns exec execs the command in place: the child's pid is the probe's.
+  const child = spawn('ip', ['netns', 'exec', h.netns, join(h.root, 'bin', 'hitless-probe'), ...probeArgs(hosts, k, pps)], {
+    detached: true,
+    stdio: ['ignore', log, log],
+  });
+  closeSync(log);
+  let exited: number | null = null;
+  child.once('exit', (code, sig) => (exited = code ?? (sig ? 128 : -1)));
+  child.unref();
+  writeFileSync(p.pid, `${child.pid}\n`);
+  const tail = () => {
+    try {
+      return readFileSync(p.log, 'utf8').slice(-1500).trim();
+    } catch {
+      return '';
+    }
+  };
+  for (const deadline = Date.now() + 20_000; Date.now() < deadline; ) {
+    if (exited !== null) throw new LabError(`${h.name}: hitless-probe exited during start-up (${exited}); ${p.log}:\n${tail()}`);
+    if (existsSync(p.ctl)) {
+      const st = await probeStats(h, 1000).catch(() => null);
+      if (st && st.state === 'running') return child.pid!;
+    }
+    await sleep(100);
+  }
+  throw new LabError(`${h.name}: hitless-probe not running after 20 s; ${p.log}:\n${tail()}`);
+}
+
+export interface FlowCount {
+  src: string;
+  dst: string;
+  received: number;
+}
+
+export interface RunStatus {
+  /** the release of the active generation, as the agent reports it (null: none) */
+  active: string | null;
+  keeper: boolean;
+  agent_error: string | null;
+  probe: number | null;
+  probe_state: string | null;
+  /** flows this host's probe receives (from the other host's VMs) */
+  flows: FlowCount[];
+  /** link-down events over this host's probe VMs */
+  link_down: number | null;
+}
+
+export async function runStatus(h: FleetHost): Promise<RunStatus> {
+  const out: RunStatus = { active: null, keeper: false, agent_error: null, probe: probePid(h), probe_state: null, flows: [], link_down: null };
+  const asked = withAgent(h, (c) => c.request(agent.hostInfo, {}), 20_000).then(
+    (info) => {
+      out.active = info.active?.release ?? null;
+      out.keeper = info.keeper.alive;
+    },
+    (e: Error) => {
+      out.agent_error = e.message;
+    },
+  );
+  if (out.probe !== null) {
+    try {
+      const st = await probeStats(h);
+      out.probe_state = st.state;
+      out.flows = st.flows.filter((f) => f.rx_side === 'local').map((f) => ({ src: f.src, dst: f.dst, received: (f as { received: number }).received }));
+      out.link_down = Object.values(st.vms).reduce((n, v) => n + v.link_down, 0);
+    } catch {
+      out.probe_state = 'no answer';
+    }
+  }
+  await asked;
+  return out;
+}
+
+/** The EAL --file-prefix a process runs with, if any. */
+export function filePrefixOf(pid: number): string | undefined {
+  return cmdline(pid).match(/--file-prefix[= ](\S+)/)?.[1];
+}
+
+/** File prefixes live processes use (a directory in use is never removed). */
+function prefixesInUse(): Set<string> {
+  const used = new Set<string>();
+  for (const d of readdirSync('/proc')) {
+    if (!/^[0-9]+$/.test(d) || !pidAlive(Number(d))) continue;
+    const fp = filePrefixOf(Number(d));
+    if (fp) used.add(fp);
+  }
+  return used;
+}
+
+/** Removes DPDK's runtime directories of these file prefixes once no live process uses them. */
+export function removeDpdkDirs(prefixes: Iterable<string>): number {
+  let n = 0;
+  const used = prefixesInUse();
+  for (const p of new Set(prefixes)) {
+    if (!/^[A-Za-z0-9_.-]+$/.test(p) || used.has(p)) continue;
+    const d = join(DPDK_RUN, p);
+    if (existsSync(d)) {
+      rmSync(d, { recursive: true, force: true });
+      n++;
+    }
+  }
+  return n;
+}

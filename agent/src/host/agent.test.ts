@@ -118,6 +118,7 @@ describe('hitless-agent', () => {
     assert.equal(pidAlive(oldPid), false, 'the old generation is stopped');
     await sleep(300);
     const sum = await probe.stop();
+    console.log(`per-switch probe lost: ${a.measurements.map((m) => `${m.vm}=${m.probe?.lost}`).join(' ')}; end of run: ${sum.totals.lost}`);
     assert.equal(sum.totals.lost, 0, JSON.stringify(measured(sum).map((f) => [f.src, f.dst, f.lost])));
     assert.equal(sum.totals.dup, 0);
     assert.equal(probe.events.filter((e) => e.event === 'link').length, 0);

@@ -143,7 +143,15 @@ class ProbeWatch {
   async result(startNs: number, endNs: number): Promise<{ lost: number; gap_ms: number | null }> {
     await new Promise((r) => setTimeout(r, 150)); // frames from the switch arrive and gaps close
     try {
-      const lost = ProbeWatch.lost(await this.ctl.request(probe.statsShow, {}), this.vm) - this.lostBefore;
+      // the probe counts a frame as lost while a later one has arrived before it: a non-zero
+      // figure is sampled again until it stops falling, so a late frame is not called lost
+      let lost = ProbeWatch.lost(await this.ctl.request(probe.statsShow, {}), this.vm) - this.lostBefore;
+      for (let i = 0; i < 4 && lost > 0; i++) {
+        await new Promise((r) => setTimeout(r, 250));
+        const again = ProbeWatch.lost(await this.ctl.request(probe.statsShow, {}), this.vm) - this.lostBefore;
+        if (again >= lost) break;
+        lost = again;
+      }
       const touching = this.gaps.filter((g) => g.start <= endNs + 2e6 && g.end >= startNs - 2e6);
       return { lost: Math.max(0, lost), gap_ms: touching.length ? Math.max(...touching.map((g) => g.us)) / 1000 : null };
     } finally {

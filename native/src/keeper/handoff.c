@@ -181,25 +181,32 @@ start_on(struct kp_vm *vm, int gi, bool rings_too, const uint32_t *bases)
 }
 
 static json_t *
-bases_json(const struct kp_vm *vm, const uint32_t *bases, json_t *anomalies)
+bases_json(const struct kp_vm *vm, const uint32_t *bases)
 {
 	json_t *a = json_array();
 
+	for (uint32_t i = 0; i < vm->st.nvrings; i++)
+		if (vm->st.vr[i].started)
+			json_array_append_new(a, json_pack("{s:i,s:i}", "ring", i, "base", (int)bases[i]));
+	return a;
+}
+
+/* Right after the old generation stopped the rings, before anyone restarts them: a drained
+ * split ring has handed back every descriptor it took, so its position equals used->idx. */
+static void
+check_positions(const struct kp_vm *vm, const uint32_t *bases, json_t *anomalies)
+{
 	for (uint32_t i = 0; i < vm->st.nvrings; i++) {
 		uint16_t used;
-		if (!vm->st.vr[i].started)
+		char s[120];
+
+		if (!vm->st.vr[i].started || kp_state_used_idx(&vm->st, i, &used) != 0 ||
+		    used == (uint16_t)bases[i])
 			continue;
-		json_array_append_new(a, json_pack("{s:i,s:i}", "ring", i, "base", (int)bases[i]));
-		/* a drained split ring has handed back every descriptor it took */
-		if (anomalies != NULL && kp_state_used_idx(&vm->st, i, &used) == 0 &&
-		    used != (uint16_t)bases[i]) {
-			char s[120];
-			snprintf(s, sizeof(s), "ring %u: base %u but used->idx %u (descriptors in flight)",
-				 i, bases[i], used);
-			json_array_append_new(anomalies, json_string(s));
-		}
+		snprintf(s, sizeof(s), "ring %u: base %u but used->idx %u (descriptors in flight)", i,
+			 bases[i], used);
+		json_array_append_new(anomalies, json_string(s));
 	}
-	return a;
 }
 
 int
@@ -265,6 +272,7 @@ kp_handoff(struct kp_vm *vm, int to, json_t **result, struct ctl_error *err)
 		bases[i] = r.p.state.num;
 	}
 	t.bases_ns = hl_now_ns();
+	check_positions(vm, bases, anomalies);
 	if (kp.debug_pause_ms > 0) {
 		hl_sleep_ns((uint64_t)kp.debug_pause_ms * 1000000ull);
 		kp.debug_pause_ms = 0;
@@ -306,7 +314,7 @@ kp_handoff(struct kp_vm *vm, int to, json_t **result, struct ctl_error *err)
 	vm->handoffs++;
 	*result = json_pack("{s:s,s:s,s:s,s:o,s:o,s:o}", "vm", vm->name, "from", kp.gens[from].name,
 			    "to", kp.gens[to].name, "timing", kp_timing_json(&t), "rings",
-			    bases_json(vm, bases, anomalies), "anomalies", anomalies);
+			    bases_json(vm, bases), "anomalies", anomalies);
 	ctl_emit(kp.ctl, "handoff/done", json_incref(*result));
 	return 0;
 }
@@ -360,7 +368,7 @@ kp_failover(struct kp_vm *vm, const char *cause)
 	vm->failovers++;
 	ev = json_pack("{s:s,s:s?,s:s,s:s,s:o,s:o}", "vm", vm->name, "from",
 		       from >= 0 ? kp.gens[from].name : NULL, "to", kp.gens[to].name, "cause", cause,
-		       "timing", kp_timing_json(&t), "rings", bases_json(vm, bases, NULL));
+		       "timing", kp_timing_json(&t), "rings", bases_json(vm, bases));
 	ctl_emit(kp.ctl, "failover/done", ev);
 	return 0;
 down:

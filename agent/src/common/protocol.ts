@@ -40,7 +40,10 @@ export const Measurement = z.object({
   passive_gap_us: z.number().nullable(),
   rings: z.array(z.object({ ring: int, base: int })),
   anomalies: z.array(z.string()),
-  /** the lab probe's RFC 6201 view of frames arriving at the VM around the switch, when there is one */
+  /** frames the datapath dropped for this VM during its switch, both generations (exact) */
+  dropped: int,
+  /** the lab probe's view of frames arriving at the VM around the switch, when there is one (an
+   * estimate taken while frames are still in transit; its end-of-run count is the exact one) */
   probe: z.object({ lost: int, gap_ms: z.number().nullable() }).nullable().default(null),
   within_budget: z.boolean().nullable(),
 });

@@ -306,6 +306,7 @@ export class HostAgent {
     const k = await this.sup.keeper();
     this.journal.append({ type: 'switch', vm, to: to.gen });
     const watch = await ProbeWatch.open(this.cfg.probe_ctl, vm);
+    const dropsBefore = await this.drops(vm, [from.gen, to.gen]);
     let r;
     try {
       await k.request(keeper.sessionPreload, { vm, gen: to.gen }).catch(() => undefined);
@@ -322,6 +323,7 @@ export class HostAgent {
       t_ns: r.timing.resumed_ns,
       window_us: r.timing.window_ns / 1000,
       passive_gap_us: await this.passiveGap(vm, from.gen, to.gen),
+      dropped: Math.max(0, (await this.drops(vm, [from.gen, to.gen])) - dropsBefore),
       rings: r.rings,
       anomalies: r.anomalies,
       probe: watch ? await watch.result(r.timing.quiesce_ns, r.timing.resumed_ns) : null,
@@ -329,11 +331,25 @@ export class HostAgent {
     };
     if (budget) {
       const gap = Math.max(m.window_us / 1000, (m.passive_gap_us ?? 0) / 1000, m.probe?.gap_ms ?? 0);
-      m.within_budget = gap <= budget.max_gap_ms && (m.probe?.lost ?? 0) <= budget.max_lost;
+      m.within_budget = gap <= budget.max_gap_ms && m.dropped <= budget.max_lost;
     }
     this.journal.append({ type: 'switched', vm, to: to.gen, measurement: m });
     this.emit(await this.status(), m);
     return m;
+  }
+
+  /** Every frame the generations dropped for the VM (any reason), summed. */
+  private async drops(vm: string, gens: string[]): Promise<number> {
+    let n = 0;
+    for (const g of gens) {
+      try {
+        const d = (await (await this.sup.gen(g)).request(dp.statsShow, { vm })).vms[vm]?.drops;
+        if (d) n += d.ring_full + d.no_dest + d.not_ready + d.stalled;
+      } catch {
+        /* a generation that is gone dropped nothing more */
+      }
+    }
+    return n;
   }
 
   /** Last packet the old generation moved for the VM -> first packet the new one moved. */

@@ -183,7 +183,7 @@ async function main(): Promise<void> {
     try {
       const o = await upgradeHost(s, { hosts: hosts.map((x) => x.name), release: release.data!, approve }, async (host, vm, ctx) => {
         const last = ctx.measured.at(-1);
-        const a = await ask(`switch ${vm} on ${host} to ${release.data}?` + (last ? ` (previous VM: ${gapMs(last).toFixed(2)} ms, lost ${last.probe?.lost ?? '?'})` : '') + ' [y/N/q] ');
+        const a = await ask(`switch ${vm} on ${host} to ${release.data}?` + (last ? ` (previous VM: ${gapMs(last).toFixed(2)} ms, dropped ${last.dropped})` : '') + ' [y/N/q] ');
         return a === null || /^q/i.test(a) ? 'stop' : /^y/i.test(a) ? 'yes' : 'no';
       }, (line) => console.error(line));
       outcomes.push(o);
@@ -201,7 +201,7 @@ async function main(): Promise<void> {
     hosts: hosts.length,
     vms: hosts.reduce((n, h) => n + h.vms.length, 0),
     upgraded: ms.filter((m) => m.to.startsWith(release.data!)).length,
-    lost: ms.reduce((n, m) => n + (m.probe?.lost ?? 0), 0),
+    lost: ms.reduce((n, m) => n + m.dropped, 0),
     gap_ms: pct(ms.map(gapMs)),
     wall_ms: Math.round(wallMs),
     outcomes: outcomes.map((o) => ({ host: o.host, outcome: o.outcome, error: o.error })),

@@ -34,7 +34,7 @@ export async function upgradeHost(s: AgentSession, plan: CampaignPlan, approve: 
   s.agent.on(events.measurement, (p) => {
     measurements.push(p.measurement);
     const m = p.measurement;
-    progress(`${host} ${m.vm}: ${m.from} -> ${m.to}  window ${m.window_us.toFixed(0)} us` +
+    progress(`${host} ${m.vm}: ${m.from} -> ${m.to}  window ${m.window_us.toFixed(0)} us  dropped ${m.dropped}` +
       (m.passive_gap_us !== null ? `  datapath gap ${(m.passive_gap_us / 1000).toFixed(2)} ms` : '') +
       (m.probe ? `  probe: lost ${m.probe.lost}, ${m.probe.gap_ms === null ? 'no gap over its threshold' : `gap ${m.probe.gap_ms} ms`}` : ''));
   });

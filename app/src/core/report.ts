@@ -18,8 +18,8 @@ function gap(m: Measurement): number {
 
 export function renderReport(r: CampaignReport, format: 'json' | 'csv' | 'html'): string {
   if (format === 'json') return `${JSON.stringify(r, null, 2)}\n`;
-  const cols = ['vm', 'from', 'to', 'window_us', 'passive_gap_us', 'probe_gap_ms', 'probe_lost', 'within_budget', 'anomalies'];
-  const rows = r.measurements.map((m) => [m.vm, m.from, m.to, m.window_us.toFixed(0), m.passive_gap_us?.toFixed(0) ?? '', m.probe?.gap_ms?.toFixed(2) ?? '', m.probe?.lost ?? '', m.within_budget ?? '', m.anomalies.join('; ')]);
+  const cols = ['vm', 'from', 'to', 'window_us', 'passive_gap_us', 'dropped', 'probe_gap_ms', 'probe_lost', 'within_budget', 'anomalies'];
+  const rows = r.measurements.map((m) => [m.vm, m.from, m.to, m.window_us.toFixed(0), m.passive_gap_us?.toFixed(0) ?? '', m.dropped, m.probe?.gap_ms?.toFixed(2) ?? '', m.probe?.lost ?? '', m.within_budget ?? '', m.anomalies.join('; ')]);
   if (format === 'csv') return [cols, ...rows].map((r) => r.map((v) => `"${String(v).replace(/"/g, '""')}"`).join(',')).join('\n') + '\n';
   const budget = r.approve === 'each' ? null : r.approve.auto;
   const max = Math.max(1, ...r.measurements.map(gap), budget?.max_gap_ms ?? 0);

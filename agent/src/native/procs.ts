@@ -120,11 +120,9 @@ export function dpArgs(opts: DpOptions): string[] {
   ];
 }
 
-export class DpProcess {
-  private constructor(
-    private readonly d: Daemon,
-    readonly opts: DpOptions,
-  ) {}
+/** A native daemon this process started: its child, control client and stderr. */
+abstract class DaemonProcess {
+  protected constructor(protected readonly d: Daemon) {}
 
   get child(): ChildProcess {
     return this.d.child;
@@ -136,6 +134,21 @@ export class DpProcess {
 
   get stderr(): string {
     return this.d.log.stderr;
+  }
+
+  /** SIGTERM and wait (SIGKILL after 10 s). */
+  async stop(): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
+    this.ctl.close();
+    return terminate(this.child);
+  }
+}
+
+export class DpProcess extends DaemonProcess {
+  private constructor(
+    d: Daemon,
+    readonly opts: DpOptions,
+  ) {
+    super(d);
   }
 
   static async start(opts: DpOptions): Promise<DpProcess> {
@@ -153,11 +166,6 @@ export class DpProcess {
     return join(this.opts.runDir, 'vhost', `${vm}.sock`);
   }
 
-  /** SIGTERM and wait: the generation releases its VMs and exits. */
-  async stop(timeoutMs = 10000): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
-    this.ctl.close();
-    return terminate(this.child, timeoutMs);
-  }
 
   async addVm(vm: string, mac: string): Promise<string> {
     return (await this.ctl.request(dp.vmAdd, { vm, mac })).socket;
@@ -177,23 +185,13 @@ export interface KeeperOptions {
 }
 
 /** The host's keeper: owns the VMs' vhost-user sockets; its events are collected. */
-export class KeeperProcess {
+export class KeeperProcess extends DaemonProcess {
   readonly events: KeeperEvent[] = [];
   private constructor(
-    private readonly d: Daemon,
+    d: Daemon,
     readonly opts: KeeperOptions,
-  ) {}
-
-  get child(): ChildProcess {
-    return this.d.child;
-  }
-
-  get ctl(): CtlClient {
-    return this.d.ctl;
-  }
-
-  get stderr(): string {
-    return this.d.log.stderr;
+  ) {
+    super(d);
   }
 
   static async start(opts: KeeperOptions): Promise<KeeperProcess> {
@@ -223,10 +221,6 @@ export class KeeperProcess {
     return out;
   }
 
-  async stop(): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
-    this.ctl.close();
-    return terminate(this.child);
-  }
 }
 
 export interface ProbeVm {

@@ -7,6 +7,7 @@ import type { MessageConnection } from 'vscode-jsonrpc/node.js';
 import { loadConfig } from './host/config.js';
 import { notifier, serve } from './host/server.js';
 import { HostAgent } from './host/upgrade.js';
+import { events } from './common/protocol.js';
 
 function usage(): never {
   console.error('usage: hitless-agent --stdio --root DIR');
@@ -28,6 +29,14 @@ async function main(): Promise<void> {
   const recovered = await host.serial(() => host.recover());
   if (recovered) console.error(`hitless-agent: ${recovered}`);
   conn = serve(host, process.stdin, process.stdout);
+  // health to whoever is connected, every 2 s
+  const beat = setInterval(() => {
+    void host.health().then(
+      (problems) => conn?.sendNotification(events.health.method, { host: cfg.host, ok: problems.length === 0, problems }),
+      () => undefined,
+    ).catch(() => undefined);
+  }, 2000);
+  beat.unref();
   conn.onClose(() => {
     conn = null;
     const leave = () => {

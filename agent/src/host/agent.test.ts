@@ -189,6 +189,24 @@ describe('hitless-agent', () => {
     assert.equal(sum.totals.lost, 0);
   });
 
+  test('reports the health of the host: all well, then the active generation gone', async () => {
+    const root = hostRoot(bed, 'h6', 2);
+    const a = spawnAgent(root);
+    const health: { ok: boolean; problems: string[] }[] = [];
+    a.client.on(events.health, (h) => health.push(h));
+    await a.client.request(agent.hostStart, { release: '1.0.0' });
+    const probe = await probeOn(bed, root, 'h6', 2);
+    const wait = async (pred: () => boolean) => {
+      for (let i = 0; i < 100 && !pred(); i++) await sleep(100);
+      assert.ok(pred(), JSON.stringify(health.slice(-3)));
+    };
+    await wait(() => health.some((h) => h.ok));
+    const gen = (await a.client.request(agent.genList, {})).gens[0]!;
+    process.kill(gen.pid!, 'SIGKILL');
+    await wait(() => health.some((h) => !h.ok && h.problems.includes(`active generation ${gen.gen} is not running`)));
+    probe.kill();
+  });
+
   test('refuses bad requests with clear errors and changes nothing', async () => {
     const root = hostRoot(bed, 'h5', 2);
     const a = spawnAgent(root);

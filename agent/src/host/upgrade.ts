@@ -13,7 +13,7 @@ import { measured, probe, ProbeEvent, type ProbeSummary } from '../native/probeP
 import { keeper } from '../native/keeperProtocol.js';
 import { ConfigInventory, listReleases, type AgentConfig, type VmInventory } from './config.js';
 import { Journal, type Stamped } from './journal.js';
-import { Supervisor } from './supervisor.js';
+import { alive, Supervisor } from './supervisor.js';
 
 export class AgentFailure extends Error {
   constructor(
@@ -238,6 +238,21 @@ export class HostAgent {
         if (!/exists/.test(e.message)) throw e;
       });
     }
+  }
+
+  /** What is wrong on this host right now: dead processes, VMs without their frontend. */
+  async health(): Promise<string[]> {
+    const d = this.d;
+    const problems: string[] = [];
+    if (d.active === null) return ['no datapath generation was started on this host (host/start)'];
+    if (!alive(this.sup.keeperPid())) problems.push('hitless-keeper is not running');
+    if (!this.sup.genAlive(d.active.gen)) problems.push(`active generation ${d.active.gen} is not running`);
+    if (d.target && d.state !== 'preparing' && !this.sup.genAlive(d.target.gen)) problems.push(`target generation ${d.target.gen} is not running`);
+    if (problems.length === 0) {
+      const s = await this.status();
+      for (const v of s.vms) if (!v.connected) problems.push(`${v.vm}: no frontend connected`);
+    }
+    return problems;
   }
 
   async status(): Promise<UpgradeStatus> {

@@ -77,6 +77,15 @@ describe('hitless-agent', () => {
     agents.push(a);
     return a;
   };
+  /** A host on release 1.0.0 through its agent, with n probe VMs sending to each other. */
+  const upHost = async (name: string, n: number) => {
+    const root = hostRoot(bed, name, n);
+    const a = spawnAgent(root);
+    await a.client.request(agent.hostStart, { release: '1.0.0' });
+    const probe = await probeOn(bed, root, name, n);
+    await sleep(300);
+    return { root, a, probe };
+  };
   after(async () => {
     for (const a of agents) a.proc.kill('SIGKILL');
     // the generations and keepers are detached: stop what the agents started
@@ -126,11 +135,7 @@ describe('hitless-agent', () => {
   });
 
   test('rollback returns every VM to the old generation with traffic flowing, and stops the new one', async () => {
-    const root = hostRoot(bed, 'h2', 3);
-    const a = spawnAgent(root);
-    await a.client.request(agent.hostStart, { release: '1.0.0' });
-    const probe = await probeOn(bed, root, 'h2', 3);
-    await sleep(300);
+    const { a, probe } = await upHost('h2', 3);
     const st0 = await a.client.request(agent.upgradePrepare, { release: '1.1.0' });
     await a.client.request(agent.upgradeSwitch, { vms: ['v1', 'v2'] });
     const targetPid = (await a.client.request(agent.genList, {})).gens.find((g) => g.role === 'target')!.pid;
@@ -145,11 +150,7 @@ describe('hitless-agent', () => {
   });
 
   test('an agent killed mid-switch is replaced by one that knows where every VM is and finishes the job', async () => {
-    const root = hostRoot(bed, 'h3', 4);
-    const a = spawnAgent(root);
-    await a.client.request(agent.hostStart, { release: '1.0.0' });
-    const probe = await probeOn(bed, root, 'h3', 4);
-    await sleep(300);
+    const { root, a, probe } = await upHost('h3', 4);
     const st0 = await a.client.request(agent.upgradePrepare, { release: '1.1.0' });
     const pending = a.client.request(agent.upgradeSwitch, { vms: ['v1', 'v2', 'v3', 'v4'] }).catch(() => undefined);
     while (a.measurements.length < 1) await sleep(5);
@@ -172,11 +173,7 @@ describe('hitless-agent', () => {
   });
 
   test('auto mode within budget goes on when the connection drops, and the next agent shows the result', async () => {
-    const root = hostRoot(bed, 'h4', 3);
-    const a = spawnAgent(root);
-    await a.client.request(agent.hostStart, { release: '1.0.0' });
-    const probe = await probeOn(bed, root, 'h4', 3);
-    await sleep(300);
+    const { root, a, probe } = await upHost('h4', 3);
     await a.client.request(agent.upgradePrepare, { release: '1.1.0', approve: { auto: { max_gap_ms: 500, max_lost: 0 } } });
     await a.client.request(agent.upgradeRun, {});
     a.proc.stdin!.end(); // the SSH session drops

@@ -8,13 +8,15 @@
 
 #include "keeper.h"
 
-#define LOCKED(expr)                                                                        \
-	({                                                                                  \
-		pthread_mutex_lock(&kp.lock);                                               \
-		int rc_ = (expr);                                                           \
-		pthread_mutex_unlock(&kp.lock);                                             \
-		rc_;                                                                        \
-	})
+/* A command body; every one runs under kp.lock (see locked()). */
+typedef int (*kp_cmd_fn)(json_t *args, json_t **result, struct ctl_error *err);
+
+struct kp_cmd {
+	const char *name;
+	const char *usage;
+	const struct ctl_arg *args;
+	kp_cmd_fn fn;
+};
 
 static const char *
 str(json_t *args, const char *key)
@@ -114,25 +116,19 @@ gen_attach(json_t *args, json_t **result, struct ctl_error *err)
 	return 0;
 }
 
-static int
-cmd_gen_attach(struct ctl_call *c, json_t *args, json_t **result, struct ctl_error *err)
-{
-	return LOCKED(gen_attach(args, result, err));
-}
-
 static const struct ctl_arg gen_only_args[] = {
 	{ "gen", CTL_T_STRING, true },
 	{ NULL },
 };
 
 static int
-cmd_gen_detach(struct ctl_call *c, json_t *args, json_t **result, struct ctl_error *err)
+gen_detach(json_t *args, json_t **result, struct ctl_error *err)
 {
-	return LOCKED(kp_gen_detach(str(args, "gen"), err));
+	return kp_gen_detach(str(args, "gen"), err);
 }
 
 static int
-gen_list(json_t **result)
+gen_list(json_t *args, json_t **result, struct ctl_error *err)
 {
 	json_t *list = json_array();
 
@@ -141,12 +137,6 @@ gen_list(json_t **result)
 			json_array_append_new(list, kp_gen_json(gi));
 	*result = json_pack("{s:o}", "gens", list);
 	return 0;
-}
-
-static int
-cmd_gen_list(struct ctl_call *c, json_t *args, json_t **result, struct ctl_error *err)
-{
-	return LOCKED(gen_list(result));
 }
 
 static int
@@ -161,12 +151,6 @@ standby(json_t *args, json_t **result, struct ctl_error *err)
 	kp.standby = gi;
 	*result = kp_gen_json(gi);
 	return 0;
-}
-
-static int
-cmd_failover_standby(struct ctl_call *c, json_t *args, json_t **result, struct ctl_error *err)
-{
-	return LOCKED(standby(args, result, err));
 }
 
 static const struct ctl_arg vm_add_args[] = {
@@ -194,25 +178,19 @@ vm_add(json_t *args, json_t **result, struct ctl_error *err)
 	return 0;
 }
 
-static int
-cmd_vm_add(struct ctl_call *c, json_t *args, json_t **result, struct ctl_error *err)
-{
-	return LOCKED(vm_add(args, result, err));
-}
-
 static const struct ctl_arg vm_only_args[] = {
 	{ "vm", CTL_T_STRING, true },
 	{ NULL },
 };
 
 static int
-cmd_vm_del(struct ctl_call *c, json_t *args, json_t **result, struct ctl_error *err)
+vm_del(json_t *args, json_t **result, struct ctl_error *err)
 {
-	return LOCKED(kp_vm_del(str(args, "vm"), err));
+	return kp_vm_del(str(args, "vm"), err);
 }
 
 static int
-session_list(json_t **result)
+session_list(json_t *args, json_t **result, struct ctl_error *err)
 {
 	json_t *list = json_array();
 
@@ -224,12 +202,6 @@ session_list(json_t **result)
 }
 
 static int
-cmd_session_list(struct ctl_call *c, json_t *args, json_t **result, struct ctl_error *err)
-{
-	return LOCKED(session_list(result));
-}
-
-static int
 session_show(json_t *args, json_t **result, struct ctl_error *err)
 {
 	struct kp_vm *vm = vm_arg(args, err);
@@ -238,12 +210,6 @@ session_show(json_t *args, json_t **result, struct ctl_error *err)
 		return -1;
 	*result = kp_vm_json(vm, true);
 	return 0;
-}
-
-static int
-cmd_session_show(struct ctl_call *c, json_t *args, json_t **result, struct ctl_error *err)
-{
-	return LOCKED(session_show(args, result, err));
 }
 
 static const struct ctl_arg vm_gen_args[] = {
@@ -277,12 +243,6 @@ preload(json_t *args, json_t **result, struct ctl_error *err)
 	return 0;
 }
 
-static int
-cmd_session_preload(struct ctl_call *c, json_t *args, json_t **result, struct ctl_error *err)
-{
-	return LOCKED(preload(args, result, err));
-}
-
 static const struct ctl_arg handoff_args[] = {
 	{ "vm", CTL_T_STRING, true },
 	{ "gen", CTL_T_STRING, true },
@@ -300,65 +260,61 @@ handoff(json_t *args, json_t **result, struct ctl_error *err)
 	return kp_handoff(vm, gi, result, err);
 }
 
-static int
-cmd_handoff_start(struct ctl_call *c, json_t *args, json_t **result, struct ctl_error *err)
-{
-	return LOCKED(handoff(args, result, err));
-}
-
 static const struct ctl_arg pause_args[] = {
 	{ "ms", CTL_T_INT, true, 0, 10000 },
 	{ NULL },
 };
 
 static int
-pause_next(json_t *args, json_t **result)
+pause_next(json_t *args, json_t **result, struct ctl_error *err)
 {
 	kp.debug_pause_ms = (uint32_t)json_integer_value(json_object_get(args, "ms"));
 	*result = json_pack("{s:i}", "ms", (int)kp.debug_pause_ms);
 	return 0;
 }
 
+/* The keeper's commands, one line each; registered through one locking trampoline. */
+static const struct kp_cmd cmds[] = {
+	{ "gen/attach", "gen/attach {gen, run_dir}: a running hitless-dp generation (its dp.pid, "
+	  "heartbeat and vhost/<vm>.sock under run_dir)", gen_attach_args, gen_attach },
+	{ "gen/detach", "gen/detach {gen}: forget a generation that serves no VM", gen_only_args,
+	  gen_detach },
+	{ "gen/list", "gen/list: attached generations, pids, liveness", NULL, gen_list },
+	{ "failover/standby", "failover/standby {gen}: where sessions go when their generation dies",
+	  gen_only_args, standby },
+	{ "vm/add", "vm/add {vm, gen, socket?, client?}: a frontend-facing vhost-user socket "
+	  "(default <run-dir>/vhost/<vm>.sock; client: connect to socket and reconnect) served by "
+	  "generation gen", vm_add_args, vm_add },
+	{ "vm/del", "vm/del {vm}: close the VM's session and socket", vm_only_args, vm_del },
+	{ "session/list", "session/list: every VM, its serving generation, counters", NULL,
+	  session_list },
+	{ "session/show", "session/show {vm}: one session with its negotiated state and rings",
+	  vm_only_args, session_show },
+	{ "session/preload", "session/preload {vm, gen}: replay the session to gen up to ring start",
+	  vm_gen_args, preload },
+	{ "handoff/start", "handoff/start {vm, gen}: move the live session to gen (rollback: back to "
+	  "the old one); replies with the control-plane window and ring positions", handoff_args,
+	  handoff },
+	{ "debug/handoff-pause", "debug/handoff-pause {ms}: the next handoff waits ms after stopping "
+	  "the old rings, before starting the new ones (fault injection)", pause_args, pause_next },
+};
+
+/* Every command runs under kp.lock, so it never interleaves with a relayed frontend request. */
 static int
-cmd_debug_handoff_pause(struct ctl_call *c, json_t *args, json_t **result, struct ctl_error *err)
+locked(struct ctl_call *c, json_t *args, json_t **result, struct ctl_error *err)
 {
-	return LOCKED(pause_next(args, result));
+	const struct kp_cmd *cmd = c->aux;
+	int rc;
+
+	pthread_mutex_lock(&kp.lock);
+	rc = cmd->fn(args, result, err);
+	pthread_mutex_unlock(&kp.lock);
+	return rc;
 }
 
 void
 kp_ctl_register(struct ctl_registry *reg)
 {
-	ctl_register(reg, "gen/attach",
-		     "gen/attach {gen, run_dir}: a running hitless-dp generation (its dp.pid, "
-		     "heartbeat and vhost/<vm>.sock under run_dir)", gen_attach_args, cmd_gen_attach,
-		     NULL);
-	ctl_register(reg, "gen/detach", "gen/detach {gen}: forget a generation that serves no VM",
-		     gen_only_args, cmd_gen_detach, NULL);
-	ctl_register(reg, "gen/list", "gen/list: attached generations, pids, liveness", NULL,
-		     cmd_gen_list, NULL);
-	ctl_register(reg, "failover/standby",
-		     "failover/standby {gen}: where sessions go when their generation dies",
-		     gen_only_args, cmd_failover_standby, NULL);
-	ctl_register(reg, "vm/add",
-		     "vm/add {vm, gen, socket?, client?}: a frontend-facing vhost-user socket "
-		     "(default <run-dir>/vhost/<vm>.sock; client: connect to socket and reconnect) "
-		     "served by generation gen", vm_add_args, cmd_vm_add, NULL);
-	ctl_register(reg, "vm/del", "vm/del {vm}: close the VM's session and socket",
-		     vm_only_args, cmd_vm_del, NULL);
-	ctl_register(reg, "session/list", "session/list: every VM, its serving generation, counters",
-		     NULL, cmd_session_list, NULL);
-	ctl_register(reg, "session/show",
-		     "session/show {vm}: one session with its negotiated state and rings",
-		     vm_only_args, cmd_session_show, NULL);
-	ctl_register(reg, "session/preload",
-		     "session/preload {vm, gen}: replay the session to gen up to ring start",
-		     vm_gen_args, cmd_session_preload, NULL);
-	ctl_register(reg, "handoff/start",
-		     "handoff/start {vm, gen}: move the live session to gen (rollback: back to "
-		     "the old one); replies with the control-plane window and ring positions",
-		     handoff_args, cmd_handoff_start, NULL);
-	ctl_register(reg, "debug/handoff-pause",
-		     "debug/handoff-pause {ms}: the next handoff waits ms after stopping the old "
-		     "rings, before starting the new ones (fault injection)", pause_args,
-		     cmd_debug_handoff_pause, NULL);
+	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
+		ctl_register(reg, cmds[i].name, cmds[i].usage, cmds[i].args, locked, (void *)&cmds[i]);
 }

@@ -49,8 +49,8 @@ parse_u64(const char *opt, const char *s, uint64_t min, uint64_t max, uint64_t *
 	return 0;
 }
 
-static int
-find_vm(const struct probe_ctx *ctx, const char *name)
+int
+probe_find_vm(const struct probe_ctx *ctx, const char *name)
 {
 	for (unsigned i = 0; i < ctx->n_vms; i++)
 		if (strcmp(ctx->vms[i].name, name) == 0)
@@ -83,7 +83,7 @@ parse_vm(struct probe_ctx *ctx, const char *val)
 	memset(vm, 0, sizeof(*vm));
 	if (!hl_valid_name(fields[0]))
 		return ERR("--vm '%s': bad VM name '%s' (1..32 of [A-Za-z0-9_.-])", val, fields[0]);
-	if (find_vm(ctx, fields[0]) >= 0)
+	if (probe_find_vm(ctx, fields[0]) >= 0)
 		return ERR("--vm '%s': duplicate VM name '%s'", val, fields[0]);
 	if (rte_ether_unformat_addr(fields[1], &vm->mac) != 0 ||
 	    !rte_is_unicast_ether_addr(&vm->mac) || rte_is_zero_ether_addr(&vm->mac))
@@ -132,7 +132,7 @@ parse_flow(struct probe_ctx *ctx, const char *val)
 		return ERR("--flow '%s': expected SRC:DST:PPS", val);
 	*first = *last = '\0';
 	dst = first + 1;
-	src = find_vm(ctx, buf);
+	src = probe_find_vm(ctx, buf);
 	if (src < 0)
 		return ERR("--flow '%s': source '%s' is not a --vm of this probe", val, buf);
 	{
@@ -142,7 +142,7 @@ parse_flow(struct probe_ctx *ctx, const char *val)
 			return -EINVAL;
 	}
 	f = &ctx->flows[ctx->n_flows];
-	d = find_vm(ctx, dst);
+	d = probe_find_vm(ctx, dst);
 	if (d < 0) {
 		if (rte_ether_unformat_addr(dst, &f->dst_mac) != 0)
 			return ERR("--flow '%s': destination '%s' is neither a local VM nor a MAC",

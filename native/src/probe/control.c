@@ -87,16 +87,14 @@ vm_rx_pause(struct ctl_call *call, json_t *args, json_t **result, struct ctl_err
 	const char *name = json_string_value(json_object_get(args, "vm"));
 	json_int_t ms = json_integer_value(json_object_get(args, "ms"));
 	uint64_t start = hl_now_ns(), until = start + (uint64_t)ms * 1000000ull;
+	int i = probe_find_vm(ctx, name);
 
-	for (unsigned i = 0; i < ctx->n_vms; i++) {
-		if (strcmp(ctx->vms[i].name, name) != 0)
-			continue;
-		PROBE_SET(ctx->vms[i].rx_pause_until_ns, until);
-		*result = json_pack("{s:s,s:I,s:I}", "vm", name, "start_ns", (json_int_t)start,
-				    "until_ns", (json_int_t)until);
-		return 0;
-	}
-	return ctl_fail(err, "unknown-vm", "no vm '%.40s' in this probe", name);
+	if (i < 0)
+		return ctl_fail(err, "unknown-vm", "no vm '%.40s' in this probe", name);
+	PROBE_SET(ctx->vms[i].rx_pause_until_ns, until);
+	*result = json_pack("{s:s,s:I,s:I}", "vm", name, "start_ns", (json_int_t)start,
+			    "until_ns", (json_int_t)until);
+	return 0;
 }
 
 static const struct ctl_arg vm_only_args[] = {
@@ -110,16 +108,14 @@ vm_reset(struct ctl_call *call, json_t *args, json_t **result, struct ctl_error 
 {
 	struct probe_ctx *ctx = call->aux;
 	const char *name = json_string_value(json_object_get(args, "vm"));
+	int i = probe_find_vm(ctx, name);
 
-	for (unsigned i = 0; i < ctx->n_vms; i++) {
-		if (strcmp(ctx->vms[i].name, name) != 0)
-			continue;
-		__atomic_store_n(&ctx->vms[i].reset_req, true, __ATOMIC_RELEASE);
-		*result = json_pack("{s:s,s:I}", "vm", name, "resets_before",
-				    (json_int_t)PROBE_GET(ctx->vms[i].resets));
-		return 0;
-	}
-	return ctl_fail(err, "unknown-vm", "no vm '%.40s' in this probe", name);
+	if (i < 0)
+		return ctl_fail(err, "unknown-vm", "no vm '%.40s' in this probe", name);
+	__atomic_store_n(&ctx->vms[i].reset_req, true, __ATOMIC_RELEASE);
+	*result = json_pack("{s:s,s:I}", "vm", name, "resets_before",
+			    (json_int_t)PROBE_GET(ctx->vms[i].resets));
+	return 0;
 }
 
 static int

@@ -152,6 +152,8 @@ struct probe_ctx {
 
 /* args.c */
 int probe_parse_args(struct probe_ctx *ctx, int argc, char **argv);
+/* Index of the VM named name, or -1. */
+int probe_find_vm(const struct probe_ctx *ctx, const char *name);
 void probe_usage(FILE *f);
 
 /* port.c */

@@ -6,6 +6,7 @@ import { parseArgs } from 'node:util';
 import type { MessageConnection } from 'vscode-jsonrpc/node.js';
 import { loadConfig } from './host/config.js';
 import { notifier, serve } from './host/server.js';
+import { TrafficMeter } from './host/traffic.js';
 import { HostAgent } from './host/upgrade.js';
 import { events } from './common/protocol.js';
 
@@ -37,6 +38,17 @@ async function main(): Promise<void> {
     ).catch(() => undefined);
   }, 2000);
   beat.unref();
+  // per-VM rates for the console's live view, every second
+  const meter = new TrafficMeter(host);
+  const rates = setInterval(() => {
+    void meter.sample().then(
+      (vms) => {
+        if (vms.length) void conn?.sendNotification(events.traffic.method, { host: cfg.host, t_ms: Date.now(), vms }).catch(() => undefined);
+      },
+      () => undefined,
+    );
+  }, 1000);
+  rates.unref();
   conn.onClose(() => {
     conn = null;
     const leave = () => {

@@ -118,12 +118,25 @@ export const agent = {
   upgradeCommit: request('upgrade/commit', z.object({}).strict(), UpgradeStatus),
   upgradeAbort: request('upgrade/abort', z.object({}).strict(), UpgradeStatus),
   upgradeStatus: request('upgrade/status', z.object({}).strict(), UpgradeStatus),
+  /** every switch the journal holds, oldest first: the host's own record of measured breaks */
+  upgradeHistory: request(
+    'upgrade/history',
+    z.object({ limit: int.min(1).max(100000).default(10000) }).strict(),
+    z.object({ switches: z.array(z.object({ seq: int, t: z.string(), vm: z.string(), to: z.string(), measurement: Measurement.nullable() })) }),
+  ),
 } as const;
+
+/** Frames/s each VM received (the datapath put into its rings) and sent, over the last interval,
+ * summed over the host's running generations; dropped: frames the datapath dropped for it. */
+export const TrafficVm = z.object({ vm: z.string(), rx_pps: z.number(), tx_pps: z.number(), dropped: int });
+export type TrafficVm = z.infer<typeof TrafficVm>;
 
 export const events = {
   state: notification('event/state', UpgradeStatus),
   measurement: notification('event/measurement', z.object({ host: z.string(), measurement: Measurement })),
   health: notification('event/health', z.object({ host: z.string(), ok: z.boolean(), problems: z.array(z.string()) })),
+  /** about once a second: per-VM rates from the datapath counters (t_ms: the agent's wall clock) */
+  traffic: notification('event/traffic', z.object({ host: z.string(), t_ms: int, vms: z.array(TrafficVm) })),
 } as const;
 
 /** Error codes of the agent's JSON-RPC errors (besides JSON-RPC's own -32602 invalid params). */

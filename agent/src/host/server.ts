@@ -76,6 +76,12 @@ export function serve(host: HostAgent, input: NodeJS.ReadableStream, output: Nod
   on(agent.upgradeCommit, () => host.serial(async () => (await host.commit(), host.status())));
   on(agent.upgradeAbort, () => host.serial(async () => (await host.abort(), host.status())));
   on(agent.upgradeStatus, () => host.status());
+  on(agent.upgradeHistory, async (p) => ({
+    switches: host.journal
+      .entries()
+      .flatMap((e) => (e.type === 'switched' ? [{ seq: e.seq, t: e.t, vm: e.vm, to: e.to, measurement: e.measurement }] : []))
+      .slice(-p.limit),
+  }));
 
   conn.listen();
   return conn;

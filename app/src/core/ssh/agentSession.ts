@@ -11,7 +11,7 @@ import { fingerprint, keyType, rememberHostKey, verifyHostKey } from './knownHos
 import { resolveHost, type SshTarget } from './sshConfig.js';
 
 /** Asked when a host presents a key known_hosts does not have: true to trust (and remember) it. */
-export type UnknownKeyDecision = (target: SshTarget, keyType: string, fingerprint: string) => Promise<boolean>;
+export type UnknownKeyDecision = (target: SshTarget, keyType: string, fingerprint: string, key: Buffer) => Promise<boolean>;
 
 export class HostKeyError extends Error {
   constructor(
@@ -36,12 +36,14 @@ export interface SessionOptions {
   decideUnknown?: UnknownKeyDecision;
   keepaliveMs?: number;
   timeoutMs?: number;
+  /** for an encrypted identity file */
+  passphrase?: string;
 }
 
-function authOf(t: SshTarget): Partial<ConnectConfig> {
+function authOf(t: SshTarget, passphrase?: string): Partial<ConnectConfig> {
   for (const f of t.identityFiles) {
     try {
-      return { privateKey: readFileSync(f) };
+      return { privateKey: readFileSync(f), ...(passphrase ? { passphrase } : {}) };
     } catch {
       /* next */
     }
@@ -59,7 +61,7 @@ function connect(t: SshTarget, opts: SessionOptions, sock?: NodeJS.ReadableStrea
       host: t.host,
       port: t.port,
       username: t.user,
-      ...authOf(t),
+      ...authOf(t, opts.passphrase),
       ...(sock ? { sock: sock as ConnectConfig['sock'] } : {}),
       readyTimeout: opts.timeoutMs ?? 10000,
       keepaliveInterval: opts.keepaliveMs ?? 5000,
@@ -80,7 +82,7 @@ function connect(t: SshTarget, opts: SessionOptions, sock?: NodeJS.ReadableStrea
           keyError = new HostKeyError('unknown', `host key of ${t.alias} (${t.host}:${t.port}) is not in known_hosts (${fp}, ${keyType(key)}); StrictHostKeyChecking ${t.strict}`);
           return verify(false);
         }
-        opts.decideUnknown(t, keyType(key), fp).then(
+        opts.decideUnknown(t, keyType(key), fp, key).then(
           (ok) => {
             if (ok) rememberHostKey(t.knownHosts[0]!, t.host, t.port, key);
             else keyError = new HostKeyError('unknown', `host key ${fp} of ${t.alias} was not accepted`);
@@ -95,7 +97,11 @@ function connect(t: SshTarget, opts: SessionOptions, sock?: NodeJS.ReadableStrea
 
 /** Open an SSH session to alias and start the agent on it. */
 export async function openAgentSession(alias: string, agentCommand: string, opts: SessionOptions = {}): Promise<AgentSession> {
-  const target = resolveHost(alias, opts.sshConfig);
+  return openAgentSessionTo(resolveHost(alias, opts.sshConfig), agentCommand, opts);
+}
+
+/** Open an SSH session to an already resolved target (a host added by address) and start the agent. */
+export async function openAgentSessionTo(target: SshTarget, agentCommand: string, opts: SessionOptions = {}): Promise<AgentSession> {
   let jump: Client | null = null;
   let sock: NodeJS.ReadableStream | undefined;
   if (target.proxyJump) {

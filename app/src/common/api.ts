@@ -1,0 +1,340 @@
+// The console API, defined once: every request the renderer makes of the console core and
+// every snapshot the core pushes back, as one object (method + zod schemas + types). Both
+// transports carry exactly these messages: Electron IPC (preload bridge) and browser mode's
+// WebSocket. Pure: no node, electron or DOM imports; the renderer, the core and the Electron
+// main process all import it.
+import { z } from 'zod';
+import { Budget, GenRef, Measurement, UpgradeState, Version } from '../../../agent/src/common/protocol.js';
+
+export interface ApiRequest<P extends z.ZodTypeAny, R extends z.ZodTypeAny> {
+  readonly method: string;
+  readonly params: P;
+  readonly result: R;
+}
+
+export interface ApiPush<P extends z.ZodTypeAny> {
+  readonly method: string;
+  readonly params: P;
+}
+
+function request<P extends z.ZodTypeAny, R extends z.ZodTypeAny>(method: string, params: P, result: R): ApiRequest<P, R> {
+  return { method, params, result };
+}
+
+function push<P extends z.ZodTypeAny>(method: string, params: P): ApiPush<P> {
+  return { method, params };
+}
+
+const int = z.number().int();
+const Empty = z.object({}).strict();
+const Ok = z.object({ ok: z.literal(true) });
+/** Names of hosts in the console's fleet (an ssh alias or a name given by hand). */
+export const HostName = z.string().regex(/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,62}$/, '1-63 of A-Z a-z 0-9 _ . -, not starting with . or -');
+export const VmName = z.string().regex(/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,31}$/, '1-32 of A-Z a-z 0-9 _ . -');
+const Reason = z.string().trim().min(1, 'a reason is required').max(500, 'at most 500 characters');
+const Id = z.string().regex(/^[a-z0-9-]{1,40}$/, 'an id');
+
+// ---------------------------------------------------------------- fleet
+
+export const HostSource = z.enum(['fleet-file', 'ssh-config', 'ansible', 'manual']);
+
+/** Where a host is and how to reach its agent; persisted in the console's fleet. */
+export const HostEntry = z
+  .object({
+    name: HostName,
+    source: HostSource,
+    /** alias resolved through the ssh config (Host blocks), or an explicit address */
+    ssh: z.union([
+      z.object({ alias: z.string().min(1), config: z.string().min(1).nullable() }).strict(),
+      z
+        .object({
+          host: z.string().min(1).max(253).regex(/^[A-Za-z0-9.:_-]+$/, 'a host name or IP address'),
+          port: int.min(1).max(65535),
+          user: z.string().regex(/^[a-z_][a-z0-9_-]{0,31}$/, 'a user name'),
+          identity: z.string().min(1).nullable(),
+        })
+        .strict(),
+    ]),
+    /** the command SSH runs to start the agent (speaks JSON-RPC on stdio) */
+    agent_command: z.string().min(1).max(1000),
+    /** rack, pair or group from the inventory: two hosts of one group never upgrade at once */
+    group: z.string().max(64).nullable(),
+  })
+  .strict();
+export type HostEntry = z.infer<typeof HostEntry>;
+
+export const ConnState = z.enum(['connecting', 'connected', 'unreachable', 'hostkey-unknown', 'hostkey-changed', 'disconnected']);
+export type ConnState = z.infer<typeof ConnState>;
+
+export const VmRow = z.object({
+  vm: z.string(),
+  serving: z.string().nullable(),
+  release: z.string().nullable(),
+  connected: z.boolean(),
+  moved: z.boolean(),
+  /** the last switch the console saw for this VM (this session or the agent's history) */
+  last: Measurement.nullable(),
+  /** frames/s to and from the VM, from the datapath's counters (null before two samples) */
+  rx_pps: z.number().nullable(),
+  tx_pps: z.number().nullable(),
+});
+export type VmRow = z.infer<typeof VmRow>;
+
+/** One row of the fleet table: everything the console knows about a host right now. */
+export const HostRow = z.object({
+  name: z.string(),
+  source: HostSource,
+  address: z.string(),
+  group: z.string().nullable(),
+  conn: ConnState,
+  /** why the host is not connected, in words (host key changed, refused, timeout ...) */
+  problem: z.string().nullable(),
+  /** an unknown host key waiting for the operator's decision */
+  pending_key: z.object({ type: z.string(), fingerprint: z.string() }).nullable(),
+  next_retry_ms: int.nullable(),
+  agent_version: z.string().nullable(),
+  releases: z.array(z.string()),
+  active: GenRef.nullable(),
+  target: GenRef.nullable(),
+  state: UpgradeState.nullable(),
+  error: z.string().nullable(),
+  health: z.object({ ok: z.boolean(), problems: z.array(z.string()) }).nullable(),
+  vms: z.array(VmRow),
+  /** largest break of the last switches the console saw on this host (ms) */
+  last_break_ms: z.number().nullable(),
+  campaign: z.string().nullable(),
+});
+export type HostRow = z.infer<typeof HostRow>;
+
+// ---------------------------------------------------------------- campaigns
+
+export const ApprovalMode = z.enum(['each-vm', 'each-wave', 'auto']);
+export type ApprovalMode = z.infer<typeof ApprovalMode>;
+
+export const CampaignSpec = z
+  .object({
+    hosts: z.array(HostName).min(1, 'pick at least one host'),
+    release: Version,
+    /** the host upgraded alone first; a failure there stops everything */
+    canary: HostName.nullable(),
+    /** hosts per wave after the canary */
+    batch: int.min(1, 'at least 1 host per wave').max(64),
+    approval: ApprovalMode,
+    budget: Budget,
+  })
+  .strict();
+export type CampaignSpec = z.infer<typeof CampaignSpec>;
+
+export const PlanHost = z.object({ host: z.string(), group: z.string().nullable(), from: z.string().nullable(), vms: z.array(z.string()) });
+export const PlanWave = z.object({ index: int, name: z.string(), hosts: z.array(PlanHost) });
+export type PlanWave = z.infer<typeof PlanWave>;
+export const Plan = z.object({
+  spec: CampaignSpec,
+  waves: z.array(PlanWave),
+  /** things that stop the campaign from starting (unreachable host, unknown release ...) */
+  blockers: z.array(z.string()),
+  notes: z.array(z.string()),
+});
+export type Plan = z.infer<typeof Plan>;
+
+export const VmProgress = z.enum(['pending', 'awaiting-approval', 'switching', 'moved', 'denied', 'rolled-back', 'failed']);
+export const HostProgress = z.enum(['pending', 'preparing', 'switching', 'committed', 'held', 'rolled-back', 'failed', 'aborted', 'skipped']);
+export type HostProgress = z.infer<typeof HostProgress>;
+
+export const Decision = z.object({
+  decision: z.enum(['approve', 'deny']),
+  reason: z.string(),
+  by: z.string(),
+  at: z.string(),
+});
+export type Decision = z.infer<typeof Decision>;
+
+export const CampaignVm = z.object({
+  vm: z.string(),
+  state: VmProgress,
+  measurement: Measurement.nullable(),
+  decision: Decision.nullable(),
+});
+export const CampaignHost = z.object({
+  host: z.string(),
+  wave: int,
+  state: HostProgress,
+  paused: z.boolean(),
+  from: z.string().nullable(),
+  to: z.string().nullable(),
+  vms: z.array(CampaignVm),
+  error: z.string().nullable(),
+});
+export type CampaignHost = z.infer<typeof CampaignHost>;
+
+export const CampaignState = z.enum(['running', 'paused', 'done', 'stopped', 'aborted', 'failed', 'interrupted']);
+export const Campaign = z.object({
+  id: z.string(),
+  plan: Plan,
+  state: CampaignState,
+  /** the wave being worked on (index into plan.waves) */
+  wave: int,
+  waves_paused: z.array(int),
+  hosts: z.array(CampaignHost),
+  started: z.string(),
+  finished: z.string().nullable(),
+  error: z.string().nullable(),
+  rollbacks: z.array(z.object({ at: z.string(), by: z.string(), scope: z.string(), result: z.string() })),
+});
+export type Campaign = z.infer<typeof Campaign>;
+
+export const Approval = z.object({
+  id: z.string(),
+  campaign: z.string(),
+  kind: z.enum(['vm', 'wave']),
+  host: z.string().nullable(),
+  vm: z.string().nullable(),
+  wave: int,
+  wave_name: z.string(),
+  asked: z.string(),
+  release: z.string(),
+  budget: Budget,
+  /** what the campaign measured so far: the canary's VMs and the VMs before this one */
+  canary: z.object({ host: z.string(), vms: int, max_gap_ms: z.number().nullable(), lost: int }).nullable(),
+  previous: Measurement.nullable(),
+  /** for a wave: the hosts and VMs it will move */
+  moves: z.array(z.object({ host: z.string(), vms: z.array(z.string()) })),
+});
+export type Approval = z.infer<typeof Approval>;
+
+export const ControlAction = z.enum(['pause', 'resume', 'abort']);
+export const ControlScope = z.discriminatedUnion('level', [
+  z.object({ level: z.literal('campaign') }).strict(),
+  z.object({ level: z.literal('wave'), wave: int.min(0) }).strict(),
+  z.object({ level: z.literal('host'), host: HostName }).strict(),
+]);
+
+// ---------------------------------------------------------------- rollback
+
+export const RollbackScope = z.discriminatedUnion('level', [
+  z.object({ level: z.literal('vm'), host: HostName, vm: VmName }).strict(),
+  z.object({ level: z.literal('host'), host: HostName }).strict(),
+  z.object({ level: z.literal('wave'), campaign: Id, wave: int.min(0) }).strict(),
+  z.object({ level: z.literal('campaign'), campaign: Id }).strict(),
+]);
+export type RollbackScope = z.infer<typeof RollbackScope>;
+
+export const RollbackStep = z.object({
+  host: z.string(),
+  /** what the host's agent will be asked to do */
+  action: z.enum(['move-back', 'retire-target', 'downgrade', 'nothing']),
+  vms: z.array(z.string()),
+  from: z.string().nullable(),
+  to: z.string().nullable(),
+  why: z.string(),
+});
+export const RollbackPlan = z.object({ scope: RollbackScope, steps: z.array(RollbackStep), blockers: z.array(z.string()) });
+export type RollbackPlan = z.infer<typeof RollbackPlan>;
+export const RollbackResult = z.object({
+  plan: RollbackPlan,
+  ok: z.boolean(),
+  /** per host: where each VM is afterwards and whether traffic flows to it */
+  verify: z.array(z.object({ host: z.string(), vm: z.string(), serving: z.string().nullable(), release: z.string().nullable(), rx_pps: z.number().nullable(), traffic: z.boolean() })),
+  errors: z.array(z.string()),
+});
+export type RollbackResult = z.infer<typeof RollbackResult>;
+
+// ---------------------------------------------------------------- reports, audit
+
+export const ReportFormat = z.enum(['html', 'csv', 'json', 'pdf']);
+export const Export = z.object({ filename: z.string(), mime: z.string(), /** text, or base64 for pdf */ content: z.string(), base64: z.boolean() });
+
+export const AuditEntry = z.object({
+  seq: int,
+  at: z.string(),
+  actor: z.string(),
+  action: z.string(),
+  detail: z.record(z.unknown()),
+  prev: z.string(),
+  hash: z.string(),
+});
+export type AuditEntry = z.infer<typeof AuditEntry>;
+export const AuditVerify = z.object({ ok: z.boolean(), entries: int, broken_at: int.nullable(), reason: z.string().nullable() });
+
+/** A rate sample of one VM, for the live chart. t: ms since the epoch. */
+export const TrafficSample = z.object({ vm: z.string(), t: z.number(), rx_pps: z.number(), tx_pps: z.number(), dropped: int });
+export type TrafficSample = z.infer<typeof TrafficSample>;
+
+export const Session = z.object({ operator: z.string(), may_approve: z.boolean(), transport: z.enum(['electron', 'browser']), version: z.string() });
+
+// ---------------------------------------------------------------- the API
+
+export const api = {
+  session: request('session/info', Empty, Session),
+
+  fleetList: request('fleet/list', Empty, z.object({ hosts: z.array(HostRow) })),
+  fleetAdd: request('fleet/add', HostEntry.omit({ source: true }).strict(), HostRow),
+  fleetImport: request(
+    'fleet/import',
+    z.discriminatedUnion('from', [
+      z.object({ from: z.literal('ssh-config'), path: z.string().min(1).nullable(), agent_command: z.string().min(1) }).strict(),
+      z.object({ from: z.literal('ansible'), path: z.string().min(1), agent_command: z.string().min(1) }).strict(),
+      z.object({ from: z.literal('fleet-file'), path: z.string().min(1) }).strict(),
+    ]),
+    z.object({ added: z.array(z.string()), skipped: z.array(z.object({ name: z.string(), why: z.string() })) }),
+  ),
+  fleetRemove: request('fleet/remove', z.object({ name: HostName }).strict(), Ok),
+  hostConnect: request('host/connect', z.object({ name: HostName }).strict(), HostRow),
+  hostKeyDecide: request('hostkey/decide', z.object({ name: HostName, fingerprint: z.string().min(1), accept: z.boolean() }).strict(), HostRow),
+  /** the passphrase of the host's identity file, kept only in the OS keyring (Electron safeStorage) */
+  hostPassphrase: request('host/passphrase', z.object({ name: HostName, passphrase: z.string().min(1).max(1024) }).strict(), HostRow),
+  hostTraffic: request('host/traffic', z.object({ name: HostName }).strict(), z.object({ samples: z.array(TrafficSample), marks: z.array(Measurement) })),
+
+  campaignPreview: request('campaign/preview', CampaignSpec, Plan),
+  campaignStart: request('campaign/start', CampaignSpec, Campaign),
+  campaignList: request('campaign/list', Empty, z.object({ campaigns: z.array(Campaign) })),
+  campaignControl: request('campaign/control', z.object({ id: Id, action: ControlAction, scope: ControlScope }).strict(), Campaign),
+
+  approvalList: request('approval/list', Empty, z.object({ approvals: z.array(Approval) })),
+  approvalDecide: request('approval/decide', z.object({ id: Id, decision: z.enum(['approve', 'deny']), reason: Reason }).strict(), Ok),
+
+  rollbackPreview: request('rollback/preview', RollbackScope, RollbackPlan),
+  rollbackRun: request('rollback/run', z.object({ scope: RollbackScope, reason: Reason }).strict(), RollbackResult),
+
+  reportExport: request('report/export', z.object({ campaign: Id, format: ReportFormat }).strict(), Export),
+
+  auditList: request('audit/list', z.object({ limit: int.min(1).max(10000).default(500) }).strict(), z.object({ entries: z.array(AuditEntry) })),
+  auditVerify: request('audit/verify', Empty, AuditVerify),
+  auditExport: request('audit/export', z.object({ format: z.enum(['json', 'csv']) }).strict(), Export),
+} as const;
+
+/** What the core pushes: snapshots (about one per second per host), never a per-frame stream. */
+export const pushes = {
+  fleet: push('push/fleet', z.object({ hosts: z.array(HostRow) })),
+  campaign: push('push/campaign', Campaign),
+  approvals: push('push/approvals', z.object({ approvals: z.array(Approval) })),
+  traffic: push('push/traffic', z.object({ host: z.string(), samples: z.array(TrafficSample) })),
+  measurement: push('push/measurement', z.object({ host: z.string(), campaign: z.string().nullable(), measurement: Measurement })),
+} as const;
+
+export type ApiMethods = typeof api;
+export const requestByMethod: ReadonlyMap<string, ApiRequest<z.ZodTypeAny, z.ZodTypeAny>> = new Map(Object.values(api).map((r) => [r.method, r]));
+export const pushByMethod: ReadonlyMap<string, ApiPush<z.ZodTypeAny>> = new Map(Object.values(pushes).map((p) => [p.method, p]));
+
+/** The envelope both transports carry. */
+export const Envelope = z.discriminatedUnion('type', [
+  z.object({ type: z.literal('request'), id: int.min(0), method: z.string().max(64), params: z.unknown() }).strict(),
+  z.object({ type: z.literal('result'), id: int.min(0), result: z.unknown() }).strict(),
+  z.object({ type: z.literal('error'), id: int.min(0), message: z.string() }).strict(),
+  z.object({ type: z.literal('push'), method: z.string().max(64), params: z.unknown() }).strict(),
+]);
+export type Envelope = z.infer<typeof Envelope>;
+
+/** The one thing a transport needs of the core: answer a request, deliver pushes. */
+export interface Backend {
+  handle(method: string, params: unknown): Promise<unknown>;
+  subscribe(fn: (method: string, params: unknown) => void): () => void;
+}
+
+/** Format a zod error the way every boundary reports it: the field, then what is wrong. */
+export function describeZodError(where: string, e: z.ZodError): string {
+  const i = e.issues[0]!;
+  return `${where}: ${i.path.join('.') || 'params'}: ${i.message}`;
+}
+
+export const gapMs = (m: Measurement): number => m.probe?.gap_ms ?? Math.max(m.window_us, m.passive_gap_us ?? 0) / 1000;

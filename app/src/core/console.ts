@@ -1,0 +1,389 @@
+// The console core: the fleet and its SSH connections, campaigns, the approval queue, guided
+// rollback, reports and the audit log, behind the one API (common/api.ts). Plain Node: the
+// Electron main process and the browser-mode host both wrap it, and neither adds logic of its
+// own. Every request is checked against its schema here, whichever transport carried it, and
+// every result against its own before it leaves. State lives in one directory: fleet.json,
+// audit.jsonl, campaigns/*.json.
+import { mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { z } from 'zod';
+import { api, Campaign, describeZodError, pushes, requestByMethod, type Approval, type ApiRequest, type Backend, type Decision, type HostRow } from '../common/api.js';
+import { AuditLog } from './audit.js';
+import { renderCsv, renderHtml, renderJson } from './campaignReport.js';
+import { CampaignRun } from './campaignRun.js';
+import { fromAnsible, fromLabFleet, fromSshConfig, FleetStore } from './fleet.js';
+import { HostConn, Limiter } from './hostConn.js';
+import { planCampaign } from './plan.js';
+import { previewRollback, runRollback, type RollbackDeps } from './rollback.js';
+
+export interface CoreOptions {
+  stateDir: string;
+  sshConfig: string;
+  knownHosts: string;
+  operator: string;
+  /** who may approve switchovers; null: every operator */
+  approvers: string[] | null;
+  transport: 'electron' | 'browser';
+  /** renders a self-contained HTML page to PDF (Electron's printToPDF, or headless Chromium) */
+  pdf: ((html: string) => Promise<Buffer>) | null;
+  maxConnecting?: number;
+  /** secrets (identity passphrases): the OS keyring through Electron's safeStorage; null in browser mode */
+  secrets: SecretStore | null;
+}
+
+export interface SecretStore {
+  get(key: string): string | null;
+  /** throws when no real keyring protects the secret */
+  set(key: string, value: string): void;
+}
+
+export const CONSOLE_VERSION = '0.1.0';
+
+type Handler = (p: unknown) => Promise<unknown>;
+
+export class ConsoleCore implements Backend {
+  readonly fleet: FleetStore;
+  readonly audit: AuditLog;
+  readonly conns = new Map<string, HostConn>();
+  readonly runs = new Map<string, CampaignRun>();
+  private readonly asks = new Map<string, { a: Approval; resolve: (d: Decision | null) => void }>();
+  private readonly subs = new Set<(method: string, params: unknown) => void>();
+  private readonly limiter: Limiter;
+  private fleetTimer: NodeJS.Timeout | null = null;
+  private readonly handlers = new Map<string, Handler>();
+
+  constructor(readonly opts: CoreOptions) {
+    mkdirSync(join(opts.stateDir, 'campaigns'), { recursive: true });
+    this.fleet = new FleetStore(join(opts.stateDir, 'fleet.json'));
+    this.audit = new AuditLog(join(opts.stateDir, 'audit.jsonl'));
+    this.limiter = new Limiter(opts.maxConnecting ?? 8);
+    this.loadCampaigns();
+    this.wire();
+    for (const h of this.fleet.list()) this.addConn(h);
+  }
+
+  // ---------------------------------------------------------------- transport side
+
+  async handle(method: string, params: unknown): Promise<unknown> {
+    const req = requestByMethod.get(method);
+    const fn = this.handlers.get(method);
+    if (!req || !fn) throw new Error(`unknown method ${JSON.stringify(method).slice(0, 80)}`);
+    const p = req.params.safeParse(params ?? {});
+    if (!p.success) throw new Error(describeZodError(method, p.error));
+    return req.result.parse(await fn(p.data));
+  }
+
+  subscribe(fn: (method: string, params: unknown) => void): () => void {
+    this.subs.add(fn);
+    return () => this.subs.delete(fn);
+  }
+
+  private push<P extends z.ZodTypeAny>(p: { method: string; params: P }, params: z.input<P>): void {
+    for (const fn of this.subs) fn(p.method, params);
+  }
+
+  /** Fleet snapshots go out at most twice a second, whatever the event rate. */
+  private fleetChanged(): void {
+    this.fleetTimer ??= setTimeout(() => {
+      this.fleetTimer = null;
+      this.push(pushes.fleet, { hosts: this.rows() });
+    }, 500);
+  }
+
+  close(): void {
+    for (const c of this.conns.values()) c.close();
+    for (const a of this.asks.values()) a.resolve(null);
+    if (this.fleetTimer) clearTimeout(this.fleetTimer);
+  }
+
+  // ---------------------------------------------------------------- wiring: one line per method
+
+  private on<P extends z.ZodTypeAny, R extends z.ZodTypeAny>(req: ApiRequest<P, R>, fn: (p: z.output<P>) => Promise<z.input<R>>): void {
+    this.handlers.set(req.method, fn as Handler);
+  }
+
+  private wire(): void {
+    this.on(api.session, async () => ({ operator: this.opts.operator, may_approve: this.mayApprove(), transport: this.opts.transport, version: CONSOLE_VERSION }));
+    this.on(api.fleetList, async () => ({ hosts: this.rows() }));
+    this.on(api.fleetAdd, async (p) => this.addHost(p));
+    this.on(api.fleetImport, async (p) => this.importHosts(p));
+    this.on(api.fleetRemove, async (p) => this.removeHost(p.name));
+    this.on(api.hostConnect, async (p) => (await this.conn(p.name).connect(), this.row(p.name)));
+    this.on(api.hostKeyDecide, async (p) => this.decideKey(p.name, p.fingerprint, p.accept));
+    this.on(api.hostPassphrase, async (p) => {
+      const c = this.conn(p.name);
+      if (!this.opts.secrets) throw new Error('host/passphrase: browser mode keeps no secrets: load the key into ssh-agent, or use the desktop app (OS keyring)');
+      this.opts.secrets.set(`passphrase:${p.name}`, p.passphrase);
+      this.record('host/passphrase', { host: p.name }); // never the secret itself
+      await c.connect();
+      return this.row(p.name);
+    });
+    this.on(api.hostTraffic, async (p) => {
+      const c = this.conn(p.name);
+      return { samples: [...c.samples.values()].flat(), marks: c.marks };
+    });
+    this.on(api.campaignPreview, async (p) => planCampaign(p, this.rows()));
+    this.on(api.campaignStart, async (p) => this.startCampaign(p));
+    this.on(api.campaignList, async () => ({ campaigns: [...this.runs.values()].map((r) => r.c).sort((a, b) => b.started.localeCompare(a.started)) }));
+    this.on(api.campaignControl, async (p) => this.control(p));
+    this.on(api.approvalList, async () => ({ approvals: this.pending() }));
+    this.on(api.approvalDecide, async (p) => this.decide(p.id, p.decision, p.reason));
+    this.on(api.rollbackPreview, async (p) => previewRollback(p, this.rollbackDeps()));
+    this.on(api.rollbackRun, async (p) => this.rollback(p.scope, p.reason));
+    this.on(api.reportExport, async (p) => this.exportReport(p.campaign, p.format));
+    this.on(api.auditList, async (p) => ({ entries: this.audit.list(p.limit) }));
+    this.on(api.auditVerify, async () => {
+      const v = this.audit.verify();
+      this.record('audit/verify', { ok: v.ok, entries: v.entries, broken_at: v.broken_at });
+      return v;
+    });
+    this.on(api.auditExport, async (p) => {
+      this.record('audit/export', { format: p.format });
+      return p.format === 'json'
+        ? { filename: 'hitless-audit.json', mime: 'application/json', content: this.audit.exportJson(), base64: false }
+        : { filename: 'hitless-audit.csv', mime: 'text/csv', content: this.audit.exportCsv(), base64: false };
+    });
+  }
+
+  private record(action: string, detail: Record<string, unknown>): void {
+    this.audit.append(this.opts.operator, action, detail);
+  }
+
+  // ---------------------------------------------------------------- fleet
+
+  private addConn(h: ReturnType<FleetStore['list']>[number]): HostConn {
+    const c = new HostConn(
+      h,
+      {
+        sshConfig: this.opts.sshConfig,
+        knownHosts: this.opts.knownHosts,
+        limiter: this.limiter,
+        keepaliveMs: 5000,
+        timeoutMs: 10000,
+        passphrase: (host) => this.opts.secrets?.get(`passphrase:${host}`) ?? null,
+      },
+      {
+        changed: () => this.fleetChanged(),
+        traffic: (host, samples) => this.push(pushes.traffic, { host, samples }),
+        measurement: (host, m) => {
+          const run = [...this.runs.values()].find((r) => r.busy && r.c.hosts.some((x) => x.host === host));
+          this.push(pushes.measurement, { host, campaign: run?.c.id ?? null, measurement: m });
+        },
+      },
+    );
+    this.conns.set(h.name, c);
+    void c.connect();
+    return c;
+  }
+
+  private conn(name: string): HostConn {
+    const c = this.conns.get(name);
+    if (!c) throw new Error(`name: no host ${name} in the fleet`);
+    return c;
+  }
+
+  private row(name: string): HostRow {
+    const r = this.conn(name).snapshot();
+    const run = [...this.runs.values()].find((x) => ['running', 'paused'].includes(x.c.state) && x.c.hosts.some((h) => h.host === name));
+    return { ...r, campaign: run?.c.id ?? null };
+  }
+
+  rows(): HostRow[] {
+    return [...this.conns.keys()].map((n) => this.row(n));
+  }
+
+  private async addHost(p: z.output<typeof api.fleetAdd.params>): Promise<HostRow> {
+    this.fleet.add({ ...p, source: 'manual' });
+    this.record('fleet/add', { host: p.name, ssh: p.ssh, group: p.group });
+    const c = this.addConn(this.fleet.get(p.name)!);
+    await c.connect();
+    return this.row(p.name);
+  }
+
+  private async importHosts(p: z.output<typeof api.fleetImport.params>) {
+    let im;
+    try {
+      im = p.from === 'ssh-config' ? fromSshConfig(p.path, p.agent_command) : p.from === 'ansible' ? fromAnsible(p.path, p.agent_command) : fromLabFleet(p.path);
+    } catch (e) {
+      throw new Error(`fleet/import: path: ${(e as Error).message}`);
+    }
+    const r = this.fleet.merge(im);
+    for (const n of r.added) this.addConn(this.fleet.get(n)!);
+    this.record('fleet/import', { from: p.from, path: p.path, added: r.added, skipped: r.skipped });
+    this.fleetChanged();
+    return r;
+  }
+
+  private async removeHost(name: string) {
+    const run = [...this.runs.values()].find((x) => x.busy && x.c.hosts.some((h) => h.host === name));
+    if (run) throw new Error(`fleet/remove: name: ${name} is part of campaign ${run.c.id}, which is running`);
+    this.fleet.remove(name);
+    this.conn(name).close();
+    this.conns.delete(name);
+    this.record('fleet/remove', { host: name });
+    this.fleetChanged();
+    return { ok: true as const };
+  }
+
+  private async decideKey(name: string, fp: string, accept: boolean): Promise<HostRow> {
+    const c = this.conn(name);
+    await c.decideKey(fp, accept);
+    this.record(accept ? 'hostkey/accept' : 'hostkey/reject', { host: name, fingerprint: fp });
+    return this.row(name);
+  }
+
+  // ---------------------------------------------------------------- campaigns and approvals
+
+  private loadCampaigns(): void {
+    const dir = join(this.opts.stateDir, 'campaigns');
+    for (const f of readdirSync(dir).filter((n) => n.endsWith('.json')).sort()) {
+      try {
+        const c = Campaign.parse(JSON.parse(readFileSync(join(dir, f), 'utf8')));
+        // a console that went away mid-campaign: the hosts' agents know where they are
+        if (c.state === 'running' || c.state === 'paused') {
+          c.state = 'interrupted';
+          c.error = 'the console stopped while this campaign ran; resume it to continue from where each host is';
+        }
+        for (const h of c.hosts) for (const v of h.vms) if (v.state === 'awaiting-approval' || v.state === 'switching') v.state = 'pending';
+        this.runs.set(c.id, new CampaignRun(c, this.runDeps()));
+      } catch (e) {
+        console.error(`hitless-console: ${f}: not a campaign, ignored: ${(e as Error).message}`);
+      }
+    }
+  }
+
+  private saveCampaign(c: Campaign): void {
+    const file = join(this.opts.stateDir, 'campaigns', `${c.id}.json`);
+    writeFileSync(`${file}.tmp`, JSON.stringify(c, null, 2));
+    renameSync(`${file}.tmp`, file);
+  }
+
+  private runDeps() {
+    return {
+      conn: (h: string) => this.conn(h),
+      ask: (a: Approval) =>
+        new Promise<Decision | null>((resolve) => {
+          this.asks.set(a.id, { a, resolve });
+          this.push(pushes.approvals, { approvals: this.pending() });
+        }),
+      cancelAsks: (campaign: string, host?: string) => {
+        for (const [id, x] of this.asks)
+          if (x.a.campaign === campaign && (host === undefined || x.a.host === host)) {
+            this.asks.delete(id);
+            x.resolve(null);
+          }
+        this.push(pushes.approvals, { approvals: this.pending() });
+      },
+      changed: (c: Campaign) => {
+        this.saveCampaign(c);
+        this.push(pushes.campaign, c);
+        this.fleetChanged();
+      },
+      audit: (action: string, detail: Record<string, unknown>) => this.record(action, detail),
+    };
+  }
+
+  private pending(): Approval[] {
+    return [...this.asks.values()].map((x) => x.a).sort((a, b) => a.asked.localeCompare(b.asked));
+  }
+
+  private mayApprove(): boolean {
+    return this.opts.approvers === null || this.opts.approvers.includes(this.opts.operator);
+  }
+
+  private async startCampaign(spec: z.output<typeof api.campaignStart.params>): Promise<Campaign> {
+    const plan = planCampaign(spec, this.rows());
+    if (plan.blockers.length) throw new Error(`campaign/start: ${plan.blockers.join('; ')}`);
+    const busy = [...this.runs.values()].find((r) => r.busy && r.c.hosts.some((h) => spec.hosts.includes(h.host)));
+    if (busy) throw new Error(`campaign/start: hosts: campaign ${busy.c.id} is running on some of these hosts`);
+    const run = new CampaignRun(plan, this.runDeps());
+    this.runs.set(run.c.id, run);
+    this.record('campaign/start', { campaign: run.c.id, spec, waves: plan.waves.map((w) => ({ name: w.name, hosts: w.hosts.map((h) => h.host) })) });
+    this.saveCampaign(run.c);
+    run.start();
+    return run.c;
+  }
+
+  private async control(p: z.output<typeof api.campaignControl.params>): Promise<Campaign> {
+    const run = this.runs.get(p.id);
+    if (!run) throw new Error(`campaign/control: id: no campaign ${p.id}`);
+    this.record(`campaign/${p.action}`, { campaign: p.id, scope: p.scope });
+    if (p.action === 'pause') run.pause(p.scope);
+    else if (p.action === 'resume') run.resume(p.scope);
+    else await run.abort(p.scope);
+    return run.c;
+  }
+
+  private async decide(id: string, decision: 'approve' | 'deny', reason: string) {
+    if (!this.mayApprove()) throw new Error(`approval/decide: ${this.opts.operator} is not one of the approvers (${this.opts.approvers!.join(', ')})`);
+    const x = this.asks.get(id);
+    if (!x) throw new Error(`approval/decide: id: no pending approval ${id} (already decided, or its campaign was aborted)`);
+    this.asks.delete(id);
+    const d: Decision = { decision, reason, by: this.opts.operator, at: new Date().toISOString() };
+    this.record(`approval/${decision}`, { approval: id, campaign: x.a.campaign, kind: x.a.kind, host: x.a.host, vm: x.a.vm, wave: x.a.wave_name, reason });
+    x.resolve(d);
+    this.push(pushes.approvals, { approvals: this.pending() });
+    return { ok: true as const };
+  }
+
+  // ---------------------------------------------------------------- rollback, reports
+
+  private rollbackDeps(): RollbackDeps {
+    return {
+      conn: (h) => this.conns.get(h),
+      campaign: (id) => this.runs.get(id)?.c,
+      previousRelease: (host) => {
+        const cs = [...this.runs.values()].map((r) => r.c).sort((a, b) => b.started.localeCompare(a.started));
+        for (const c of cs) {
+          const h = c.hosts.find((x) => x.host === host && x.state === 'committed');
+          if (h) return h.from;
+        }
+        return null;
+      },
+    };
+  }
+
+  private async rollback(scope: z.output<typeof api.rollbackRun.params>['scope'], reason: string) {
+    const plan = previewRollback(scope, this.rollbackDeps());
+    if (plan.blockers.length) throw new Error(`rollback/run: ${plan.blockers.join('; ')}`);
+    const busy = [...this.runs.values()].find((r) => r.busy && plan.steps.some((s) => r.c.hosts.some((h) => h.host === s.host)));
+    if (busy) throw new Error(`rollback/run: campaign ${busy.c.id} is running on these hosts: pause or abort it first`);
+    this.record('rollback/start', { scope, reason, steps: plan.steps.map((s) => ({ host: s.host, action: s.action, vms: s.vms })) });
+    const res = await runRollback(plan, this.rollbackDeps());
+    const summary = res.ok ? 'ok: traffic verified' : `problems: ${[...res.errors, ...res.verify.filter((v) => !v.traffic).map((v) => `${v.host}/${v.vm}: no traffic`)].join('; ')}`;
+    this.record('rollback/done', { scope, ok: res.ok, errors: res.errors });
+    // the campaigns those hosts belong to say what happened to them
+    const label = scope.level === 'vm' ? `vm ${scope.host}/${scope.vm}` : scope.level === 'host' ? `host ${scope.host}` : scope.level === 'wave' ? `wave ${scope.wave} of ${scope.campaign}` : `campaign ${scope.campaign}`;
+    for (const run of this.runs.values()) {
+      let touched = false;
+      for (const s of plan.steps) {
+        if (s.action === 'nothing') continue;
+        const h = run.c.hosts.find((x) => x.host === s.host);
+        if (!h || !['committed', 'held', 'failed', 'switching', 'aborted'].includes(h.state)) continue;
+        touched = true;
+        for (const v of h.vms) if (s.vms.includes(v.vm) && v.state === 'moved') v.state = 'rolled-back';
+        if (scope.level !== 'vm') h.state = 'rolled-back';
+      }
+      if (touched) {
+        run.c.rollbacks.push({ at: new Date().toISOString(), by: this.opts.operator, scope: `${label}: ${reason}`, result: summary });
+        this.saveCampaign(run.c);
+        this.push(pushes.campaign, run.c);
+      }
+    }
+    this.fleetChanged();
+    return res;
+  }
+
+  private async exportReport(id: string, format: 'html' | 'csv' | 'json' | 'pdf') {
+    const c = this.runs.get(id)?.c;
+    if (!c) throw new Error(`report/export: campaign: no campaign ${id}`);
+    this.record('report/export', { campaign: id, format });
+    const name = `hitless-${id}`;
+    if (format === 'json') return { filename: `${name}.json`, mime: 'application/json', content: renderJson(c), base64: false };
+    if (format === 'csv') return { filename: `${name}.csv`, mime: 'text/csv', content: renderCsv(c), base64: false };
+    if (format === 'html') return { filename: `${name}.html`, mime: 'text/html', content: renderHtml(c), base64: false };
+    if (!this.opts.pdf) throw new Error('report/export: format: PDF needs Chromium on this machine (apt install chromium) or the desktop app');
+    const pdf = await this.opts.pdf(renderHtml(c));
+    return { filename: `${name}.pdf`, mime: 'application/pdf', content: pdf.toString('base64'), base64: true };
+  }
+}

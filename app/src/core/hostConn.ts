@@ -1,0 +1,275 @@
+// One host as the console sees it: its SSH session to the agent, and the row the fleet table
+// shows. Connects under a fleet-wide concurrency limit, keeps the session alive (keepalive),
+// reconnects with exponential backoff when it drops, and never retries on its own past a host
+// key problem: a changed key blocks the host with the reason; an unknown key waits for the
+// operator, who sees its fingerprint and decides. Agent events keep the row current; per-VM
+// rates and measured switches are kept in short rings for the live charts.
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+import type { z } from 'zod';
+import { agent, events, type Measurement, type RpcRequest, type UpgradeStatus } from '../../../agent/src/common/protocol.js';
+import { gapMs, type HostEntry, type HostRow, type TrafficSample } from '../common/api.js';
+import { HostKeyError, openAgentSessionTo, type AgentSession } from './ssh/agentSession.js';
+import { rememberHostKey } from './ssh/knownHosts.js';
+import { resolveHost, type SshTarget } from './ssh/sshConfig.js';
+
+/** At most n connection attempts at once, fleet-wide. */
+export class Limiter {
+  private running = 0;
+  private readonly queue: (() => void)[] = [];
+  constructor(private readonly n: number) {}
+  async run<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.running >= this.n) await new Promise<void>((r) => this.queue.push(r));
+    this.running++;
+    try {
+      return await fn();
+    } finally {
+      this.running--;
+      this.queue.shift()?.();
+    }
+  }
+}
+
+export interface ConnOptions {
+  sshConfig: string;
+  knownHosts: string;
+  limiter: Limiter;
+  keepaliveMs: number;
+  timeoutMs: number;
+  /** the operator's passphrase for this host's identity file, from the secret store */
+  passphrase(host: string): string | null;
+}
+
+export interface ConnEvents {
+  changed(): void;
+  traffic(host: string, samples: TrafficSample[]): void;
+  measurement(host: string, m: Measurement): void;
+}
+
+const MAX_SAMPLES = 1200; // per VM: 20 min at 1/s
+const MAX_MARKS = 200;
+const BACKOFF_MAX_MS = 30_000;
+
+export class HostConn {
+  session: AgentSession | null = null;
+  readonly row: HostRow;
+  readonly samples = new Map<string, TrafficSample[]>();
+  readonly marks: Measurement[] = [];
+  private backoffMs = 1000;
+  private retry: NodeJS.Timeout | null = null;
+  private retryAt: number | null = null;
+  private refresher: NodeJS.Timeout | null = null;
+  private pendingKey: { target: SshTarget; key: Buffer; fp: string } | null = null;
+  private closed = false;
+  private attempt: Promise<void> | null = null;
+
+  constructor(
+    readonly entry: HostEntry,
+    private readonly opts: ConnOptions,
+    private readonly on: ConnEvents,
+  ) {
+    this.row = {
+      name: entry.name,
+      source: entry.source,
+      address: 'alias' in entry.ssh ? entry.ssh.alias : `${entry.ssh.user}@${entry.ssh.host}:${entry.ssh.port}`,
+      group: entry.group,
+      conn: 'connecting',
+      problem: null,
+      pending_key: null,
+      next_retry_ms: null,
+      agent_version: null,
+      releases: [],
+      active: null,
+      target: null,
+      state: null,
+      error: null,
+      health: null,
+      vms: [],
+      last_break_ms: null,
+      campaign: null,
+    };
+  }
+
+  target(): SshTarget {
+    const s = this.entry.ssh;
+    if ('alias' in s) {
+      const t = resolveHost(s.alias, s.config ?? this.opts.sshConfig);
+      this.row.address = `${t.user}@${t.host}:${t.port}`;
+      return t;
+    }
+    const ids = s.identity ? [s.identity] : ['id_ed25519', 'id_ecdsa', 'id_rsa'].map((f) => join(homedir(), '.ssh', f));
+    return { alias: this.entry.name, host: s.host, port: s.port, user: s.user, identityFiles: ids, proxyJump: null, knownHosts: [this.opts.knownHosts], strict: 'ask' };
+  }
+
+  /** Row as pushed: with the live retry countdown. */
+  snapshot(): HostRow {
+    return { ...this.row, next_retry_ms: this.retryAt === null ? null : Math.max(0, Math.round(this.retryAt - Date.now())) };
+  }
+
+  /** Connect now (first start, the operator's retry, after a host key decision). */
+  connect(): Promise<void> {
+    if (this.closed) return Promise.resolve();
+    if (this.attempt) return this.attempt;
+    if (this.retry) clearTimeout(this.retry);
+    this.retry = null;
+    this.retryAt = null;
+    this.attempt = this.opts.limiter.run(() => this.open()).finally(() => (this.attempt = null));
+    return this.attempt;
+  }
+
+  private set(p: Partial<HostRow>): void {
+    Object.assign(this.row, p);
+    this.on.changed();
+  }
+
+  private async open(): Promise<void> {
+    if (this.session) return;
+    this.set({ conn: 'connecting', problem: null });
+    let target: SshTarget;
+    try {
+      target = this.target();
+    } catch (e) {
+      return this.set({ conn: 'unreachable', problem: (e as Error).message });
+    }
+    try {
+      const s = await openAgentSessionTo(target, this.entry.agent_command, {
+        sshConfig: 'alias' in this.entry.ssh ? (this.entry.ssh.config ?? this.opts.sshConfig) : this.opts.sshConfig,
+        keepaliveMs: this.opts.keepaliveMs,
+        timeoutMs: this.opts.timeoutMs,
+        ...(this.opts.passphrase(this.entry.name) ? { passphrase: this.opts.passphrase(this.entry.name)! } : {}),
+        // never hold a handshake open for a person: record the key and ask in the fleet table
+        decideUnknown: async (t, type, fp, key) => {
+          this.pendingKey = { target: t, key, fp };
+          this.row.pending_key = { type, fingerprint: fp };
+          return false;
+        },
+      });
+      this.session = s;
+      this.backoffMs = 1000;
+      this.subscribe(s);
+      await this.refresh(true);
+      this.set({ conn: 'connected', problem: null, pending_key: null });
+      this.refresher = setInterval(() => void this.refresh(false).catch(() => undefined), 5000);
+      void s.closed.then(() => this.dropped());
+    } catch (e) {
+      this.session?.close();
+      this.session = null;
+      if (e instanceof HostKeyError && e.kind === 'unknown' && this.pendingKey) {
+        return this.set({ conn: 'hostkey-unknown', problem: `unknown host key ${this.pendingKey.fp}: accept it only if it is this host's key` });
+      }
+      if (e instanceof HostKeyError) return this.set({ conn: 'hostkey-changed', problem: e.message, pending_key: null });
+      this.set({ conn: 'unreachable', problem: (e as Error).message });
+      this.scheduleRetry();
+    }
+  }
+
+  private scheduleRetry(): void {
+    if (this.closed) return;
+    const wait = this.backoffMs;
+    this.backoffMs = Math.min(BACKOFF_MAX_MS, this.backoffMs * 2);
+    this.retryAt = Date.now() + wait;
+    this.retry = setTimeout(() => void this.connect(), wait);
+  }
+
+  private dropped(): void {
+    if (this.refresher) clearInterval(this.refresher);
+    this.refresher = null;
+    this.session = null;
+    if (this.closed) return;
+    this.set({ conn: 'disconnected', problem: 'the SSH connection dropped; reconnecting' });
+    this.scheduleRetry();
+  }
+
+  /** The operator's decision on an unknown host key; the fingerprint must be the one shown. */
+  async decideKey(fp: string, accept: boolean): Promise<void> {
+    const p = this.pendingKey;
+    if (!p || this.row.conn !== 'hostkey-unknown') throw new Error(`hostkey/decide: name: ${this.entry.name} has no host key waiting for a decision`);
+    if (p.fp !== fp) throw new Error(`hostkey/decide: fingerprint: the host presented ${p.fp}, not ${fp}`);
+    this.pendingKey = null;
+    if (!accept) return this.set({ conn: 'hostkey-unknown', pending_key: null, problem: `host key ${fp} rejected by the operator: not connecting` });
+    rememberHostKey(p.target.knownHosts[0]!, p.target.host, p.target.port, p.key);
+    this.set({ pending_key: null });
+    await this.connect();
+  }
+
+  private subscribe(s: AgentSession): void {
+    s.agent.on(events.state, (st) => this.applyStatus(st));
+    s.agent.on(events.health, (h) => this.set({ health: { ok: h.ok, problems: h.problems } }));
+    s.agent.on(events.measurement, (p) => this.addMark(p.measurement, true));
+    s.agent.on(events.traffic, (p) => {
+      const out: TrafficSample[] = p.vms.map((v) => ({ vm: v.vm, t: p.t_ms, rx_pps: v.rx_pps, tx_pps: v.tx_pps, dropped: v.dropped }));
+      for (const x of out) {
+        const ring = this.samples.get(x.vm) ?? [];
+        ring.push(x);
+        if (ring.length > MAX_SAMPLES) ring.splice(0, ring.length - MAX_SAMPLES);
+        this.samples.set(x.vm, ring);
+        const vm = this.row.vms.find((r) => r.vm === x.vm);
+        if (vm) Object.assign(vm, { rx_pps: x.rx_pps, tx_pps: x.tx_pps });
+      }
+      this.on.traffic(this.entry.name, out);
+      this.on.changed();
+    });
+  }
+
+  private addMark(m: Measurement, live: boolean): void {
+    if (this.marks.some((x) => x.vm === m.vm && x.t_ns === m.t_ns)) return;
+    this.marks.push(m);
+    if (this.marks.length > MAX_MARKS) this.marks.splice(0, this.marks.length - MAX_MARKS);
+    const vm = this.row.vms.find((r) => r.vm === m.vm);
+    if (vm) vm.last = m;
+    this.row.last_break_ms = gapMs(m);
+    if (live) this.on.measurement(this.entry.name, m);
+    this.on.changed();
+  }
+
+  applyStatus(st: UpgradeStatus): void {
+    const rel = (g: string | null) => (g === null ? null : g === st.active?.gen ? st.active.release : g === st.target?.gen ? st.target.release : null);
+    const prev = new Map(this.row.vms.map((v) => [v.vm, v]));
+    this.set({
+      state: st.state,
+      active: st.active,
+      target: st.target,
+      error: st.error,
+      vms: st.vms.map((v) => ({
+        vm: v.vm,
+        serving: v.serving,
+        release: rel(v.serving),
+        connected: v.connected,
+        moved: v.moved,
+        last: v.measurement ?? prev.get(v.vm)?.last ?? null,
+        rx_pps: prev.get(v.vm)?.rx_pps ?? null,
+        tx_pps: prev.get(v.vm)?.tx_pps ?? null,
+      })),
+    });
+  }
+
+  /** Re-read the host: info and status always; the journal's switches on (re)connect. */
+  async refresh(full: boolean): Promise<void> {
+    const s = this.session;
+    if (!s) return;
+    const info = await s.agent.request(agent.hostInfo, {});
+    this.row.agent_version = info.agent_version;
+    this.row.releases = info.releases;
+    this.applyStatus(await s.agent.request(agent.upgradeStatus, {}));
+    if (full) {
+      const h = await s.agent.request(agent.upgradeHistory, { limit: 200 });
+      for (const x of h.switches) if (x.measurement) this.addMark(x.measurement, false);
+    }
+  }
+
+  /** A request to this host's agent; refuses clearly when the host is not connected. */
+  async request<P extends z.ZodTypeAny, R extends z.ZodTypeAny>(req: RpcRequest<P, R>, params: z.input<P>): Promise<z.output<R>> {
+    const s = this.session;
+    if (!s) throw new Error(`${this.entry.name} is not connected (${this.row.conn}${this.row.problem ? `: ${this.row.problem}` : ''})`);
+    return s.agent.request(req, params);
+  }
+
+  close(): void {
+    this.closed = true;
+    if (this.retry) clearTimeout(this.retry);
+    if (this.refresher) clearInterval(this.refresher);
+    this.session?.close();
+    this.session = null;
+  }
+}
+

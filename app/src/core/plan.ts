@@ -1,0 +1,72 @@
+// Planning a campaign: which hosts move in which wave, and what stops it from starting. The
+// canary goes alone first; the rest follow in batches of the chosen size, and two hosts of the
+// same group (rack or pair, from the inventory) are never in one wave. Pure: no I/O.
+import type { CampaignSpec, HostRow, Plan, PlanWave } from '../common/api.js';
+
+export function planCampaign(spec: CampaignSpec, rows: readonly HostRow[]): Plan {
+  const blockers: string[] = [];
+  const notes: string[] = [];
+  const byName = new Map(rows.map((r) => [r.name, r]));
+  const seen = new Set<string>();
+  const movers: HostRow[] = [];
+  for (const name of spec.hosts) {
+    if (seen.has(name)) {
+      blockers.push(`${name} is listed twice`);
+      continue;
+    }
+    seen.add(name);
+    const r = byName.get(name);
+    if (!r) {
+      blockers.push(`${name} is not in the fleet`);
+      continue;
+    }
+    if (r.conn !== 'connected') {
+      blockers.push(`${name} is not connected (${r.conn}${r.problem ? `: ${r.problem}` : ''}): reconnect it or leave it out of the campaign`);
+      continue;
+    }
+    if (r.state !== 'idle') {
+      blockers.push(`${name} is ${r.state}${r.target ? ` (to ${r.target.release})` : ''}: finish or roll back that upgrade first`);
+      continue;
+    }
+    if (!r.releases.includes(spec.release)) {
+      blockers.push(`${name} does not have release ${spec.release} installed (it has ${r.releases.join(', ') || 'none'})`);
+      continue;
+    }
+    if (r.active?.release === spec.release) {
+      notes.push(`${name} already runs ${spec.release}: nothing to move there`);
+      continue;
+    }
+    const off = r.vms.filter((v) => !v.connected).map((v) => v.vm);
+    if (off.length) notes.push(`${name}: ${off.join(', ')} ha${off.length > 1 ? 've' : 's'} no frontend connected; ${off.length > 1 ? 'they follow' : 'it follows'} the generation when it returns`);
+    movers.push(r);
+  }
+  if (spec.canary !== null && !spec.hosts.includes(spec.canary)) blockers.push(`canary ${spec.canary} is not one of the campaign's hosts`);
+
+  const waves: PlanWave[] = [];
+  const planHost = (r: HostRow) => ({ host: r.name, group: r.group, from: r.active?.release ?? null, vms: r.vms.map((v) => v.vm) });
+  const canary = movers.find((r) => r.name === spec.canary);
+  if (canary) waves.push({ index: 0, name: 'canary', hosts: [planHost(canary)] });
+  const rest: PlanWave[] = [];
+  for (const r of movers) {
+    if (r === canary) continue;
+    let w = rest.find((x) => x.hosts.length < spec.batch && (r.group === null || !x.hosts.some((h) => h.group === r.group)));
+    if (!w) {
+      w = { index: 0, name: '', hosts: [] };
+      rest.push(w);
+    }
+    w.hosts.push(planHost(r));
+  }
+  rest.forEach((w, i) => waves.push({ ...w, index: waves.length, name: `wave ${i + 1}` }));
+  if (waves.length === 0 && blockers.length === 0) blockers.push(`no host needs to move to ${spec.release}`);
+  const vms = waves.reduce((n, w) => n + w.hosts.reduce((m, h) => m + h.vms.length, 0), 0);
+  notes.unshift(
+    `${vms} VMs on ${movers.length} hosts move to ${spec.release} in ${waves.length} wave${waves.length === 1 ? '' : 's'}, one VM at a time per host; ` +
+      (spec.approval === 'each-vm'
+        ? 'each VM waits for an operator approval'
+        : spec.approval === 'each-wave'
+          ? 'each wave waits for an operator approval, then its VMs move within the budget'
+          : 'VMs move without asking while they stay within the budget') +
+      `; budget: ${spec.budget.max_gap_ms} ms break and ${spec.budget.max_lost} lost frames per VM. A host over budget, failed or unreachable stops the campaign.`,
+  );
+  return { spec, waves, blockers, notes };
+}

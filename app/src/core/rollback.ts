@@ -1,0 +1,124 @@
+// Guided rollback: a VM, a host, a wave or a whole campaign back to the release it ran before,
+// previewed step by step before anything is done, then executed and verified (every VM on the
+// expected release, and frames flowing to it again). A host mid-upgrade is rolled back by its
+// agent (moved VMs back to the old generation, the new one stopped); a committed host is
+// downgraded the same hitless way it was upgraded: the old release is started beside the new
+// one, each VM handed back, then committed.
+import { agent } from '../../../agent/src/common/protocol.js';
+import type { Campaign, RollbackPlan, RollbackResult, RollbackScope } from '../common/api.js';
+import type { HostConn } from './hostConn.js';
+
+type Step = RollbackPlan['steps'][number];
+
+export interface RollbackDeps {
+  conn(host: string): HostConn | undefined;
+  campaign(id: string): Campaign | undefined;
+  /** the release a committed host ran before its last campaign, if a campaign moved it */
+  previousRelease(host: string): string | null;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+function hostStep(conn: HostConn | undefined, host: string, prev: string | null, blockers: string[], onlyVm?: string): Step | null {
+  if (!conn) {
+    blockers.push(`${host} is not in the fleet`);
+    return null;
+  }
+  const r = conn.row;
+  if (r.conn !== 'connected') {
+    blockers.push(`${host} is not connected (${r.conn}${r.problem ? `: ${r.problem}` : ''})`);
+    return null;
+  }
+  const vms = onlyVm ? r.vms.filter((v) => v.vm === onlyVm) : r.vms;
+  if (onlyVm && vms.length === 0) {
+    blockers.push(`${host} has no VM ${onlyVm}`);
+    return null;
+  }
+  if (r.state === 'switching' || r.state === 'preparing' || r.state === 'failed') {
+    const moved = vms.filter((v) => v.moved).map((v) => v.vm);
+    if (onlyVm) return { host, action: moved.length ? 'move-back' : 'nothing', vms: moved, from: r.target?.release ?? null, to: r.active?.release ?? null, why: moved.length ? `${onlyVm} runs on the new generation; the old one still serves the host` : `${onlyVm} never left ${r.active?.release}` };
+    return { host, action: 'retire-target', vms: moved, from: r.target?.release ?? null, to: r.active?.release ?? null, why: `upgrade to ${r.target?.release} not committed: the agent moves ${moved.length ? moved.join(', ') : 'no VM'} back and stops the new generation` };
+  }
+  if (r.state !== 'idle') {
+    blockers.push(`${host} is ${r.state}: wait for it to finish`);
+    return null;
+  }
+  if (!prev || prev === r.active?.release) return { host, action: 'nothing', vms: [], from: r.active?.release ?? null, to: r.active?.release ?? null, why: `${host} already runs ${r.active?.release}${prev ? '' : ' and no campaign moved it'}` };
+  if (onlyVm) {
+    blockers.push(`${host} is committed on ${r.active?.release}: one VM alone cannot go back to ${prev} (the old generation is stopped); roll back the host`);
+    return null;
+  }
+  if (!r.releases.includes(prev)) {
+    blockers.push(`${host}: release ${prev} is no longer installed`);
+    return null;
+  }
+  return { host, action: 'downgrade', vms: r.vms.map((v) => v.vm), from: r.active?.release ?? null, to: prev, why: `${host} was committed on ${r.active?.release}: ${prev} is started beside it and each VM handed back, then committed` };
+}
+
+export function previewRollback(scope: RollbackScope, d: RollbackDeps): RollbackPlan {
+  const blockers: string[] = [];
+  const steps: Step[] = [];
+  const add = (s: Step | null) => s && steps.push(s);
+  if (scope.level === 'vm' || scope.level === 'host') {
+    add(hostStep(d.conn(scope.host), scope.host, d.previousRelease(scope.host), blockers, scope.level === 'vm' ? scope.vm : undefined));
+  } else {
+    const c = d.campaign(scope.campaign);
+    if (!c) blockers.push(`no campaign ${scope.campaign}`);
+    else {
+      // later waves first: the reverse of the order they moved in
+      const hosts = c.hosts.filter((h) => scope.level === 'campaign' || h.wave === scope.wave).sort((a, b) => b.wave - a.wave);
+      if (scope.level === 'wave' && !c.plan.waves[scope.wave]) blockers.push(`campaign ${c.id} has no wave ${scope.wave}`);
+      for (const h of hosts) add(hostStep(d.conn(h.host), h.host, h.from, blockers));
+    }
+  }
+  return { scope, steps, blockers };
+}
+
+async function runStep(conn: HostConn, s: Step): Promise<void> {
+  if (s.action === 'move-back') await conn.request(agent.upgradeRollback, { vms: s.vms });
+  else if (s.action === 'retire-target') await conn.request(agent.upgradeRollback, {});
+  else if (s.action === 'downgrade') {
+    await conn.request(agent.upgradePrepare, { release: s.to!, approve: 'each' });
+    for (const vm of s.vms) await conn.request(agent.upgradeSwitch, { vms: [vm] });
+    await conn.request(agent.upgradeCommit, {});
+  }
+}
+
+/** Execute a previewed plan (refused if it has blockers), then verify every VM it touched. */
+export async function runRollback(plan: RollbackPlan, d: RollbackDeps): Promise<RollbackResult> {
+  if (plan.blockers.length) return { plan, ok: false, verify: [], errors: plan.blockers };
+  const errors: string[] = [];
+  for (const s of plan.steps) {
+    const conn = d.conn(s.host);
+    if (!conn) continue;
+    try {
+      await runStep(conn, s);
+    } catch (e) {
+      errors.push(`${s.host}: ${(e as Error).message}`);
+      break; // stop means stop: the next host is not touched after a failure
+    }
+  }
+  // let the agents' rate samples cover the time after the last move
+  await sleep(2500);
+  const verify: RollbackResult['verify'] = [];
+  for (const s of plan.steps) {
+    const conn = d.conn(s.host);
+    if (!conn) continue;
+    try {
+      await conn.refresh(false);
+    } catch (e) {
+      errors.push(`${s.host}: cannot verify: ${(e as Error).message}`);
+      continue;
+    }
+    const scope = plan.scope;
+    const vms = scope.level === 'vm' ? conn.row.vms.filter((v) => v.vm === scope.vm) : conn.row.vms;
+    for (const v of vms) {
+      const recent = (conn.samples.get(v.vm) ?? []).filter((x) => x.t > Date.now() - 2500);
+      const rx = recent.length ? recent.reduce((n, x) => n + x.rx_pps, 0) / recent.length : null;
+      verify.push({ host: s.host, vm: v.vm, serving: v.serving, release: v.release, rx_pps: rx === null ? null : Math.round(rx), traffic: rx !== null && rx > 0 });
+      if (s.to && v.release !== s.to && s.action !== 'nothing') errors.push(`${s.host}/${v.vm} is on ${v.release ?? 'no generation'}, not ${s.to}`);
+    }
+  }
+  const ok = errors.length === 0 && verify.every((v) => v.traffic);
+  return { plan, ok, verify, errors };
+}

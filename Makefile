@@ -3,7 +3,7 @@ SHELL := /bin/bash
 BUILD := native/build
 RELEASE ?= 0.1.0-dev
 
-.PHONY: all setup build native ts test test-native test-integration demo demo-host bench clean
+.PHONY: all setup build native ts app test test-native test-integration test-e2e demo demo-cli demo-host bench clean
 
 all: build
 
@@ -16,8 +16,13 @@ native: setup
 
 ts: setup
 	@node_modules/.bin/tsc -p tsconfig.json --noEmit
+	@node_modules/.bin/tsc -p app/src/renderer/tsconfig.json --noEmit
 
-build: native ts
+# the console's renderer, Electron main and preload, bundled into app/dist
+app: setup
+	@node --import tsx scripts/build-app.ts
+
+build: native ts app
 
 test-native: native
 	meson test -C $(BUILD) --print-errorlogs
@@ -26,11 +31,23 @@ test-native: native
 test-integration: build
 	node --import tsx --test --test-concurrency=1 $$(find agent app lab bench -name '*.test.ts' -not -path '*/node_modules/*' | sort)
 
-test: test-native test-integration
+# the console end to end: Playwright drives the renderer in Chromium against a lab fleet
+# (screenshots in e2e/results/); the Electron shell test runs where an Electron binary exists
+test-e2e: build
+	node_modules/.bin/playwright test
 
-# the main job: a lab fleet of 2 hosts x 4 VMs (namespaces, real sshd, traffic across hosts)
-# upgraded 1.0.0 -> 1.1.0 VM by VM within a budget, through the hitless CLI over SSH
+test: test-native test-integration test-e2e
+
+# the main job: a lab fleet of 2 hosts x 4 VMs (namespaces, real sshd, traffic across hosts),
+# then the console on it: the desktop app where Electron is installed, otherwise browser mode
+# (opened in Chromium when there is a display; the URL is printed either way). Ctrl-C stops it.
 demo: build
+	lab/lab down
+	lab/lab up --hosts 2 --vms 4
+	@scripts/console.sh /var/tmp/hitless-lab/fleet.json
+
+# the same fleet upgraded 1.0.0 -> 1.1.0 by the hitless CLI over SSH, within a budget
+demo-cli: build
 	lab/lab down
 	lab/lab up --hosts 2 --vms 4
 	app/bin/hitless upgrade --hosts all --to 1.1.0 --approve auto --budget-gap-ms 10 --budget-lost 0

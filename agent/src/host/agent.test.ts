@@ -7,7 +7,7 @@ import { dirname, join, resolve } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { AgentClient } from '../client/agentClient.js';
-import { agent, AgentError, events, type Measurement } from '../common/protocol.js';
+import { agent, AgentError, events, type Measurement, type TrafficVm } from '../common/protocol.js';
 import { measured } from '../native/probeProtocol.js';
 import { nativeBin, type ProbeProcess } from '../native/procs.js';
 import { labVms, Testbed } from '../native/testbed.js';
@@ -38,6 +38,7 @@ interface Agent {
   client: AgentClient;
   stderr: () => string;
   measurements: Measurement[];
+  traffic: TrafficVm[][];
 }
 
 function startAgent(root: string): Agent {
@@ -47,7 +48,9 @@ function startAgent(root: string): Agent {
   const client = new AgentClient(proc.stdout!, proc.stdin!);
   const measurements: Measurement[] = [];
   client.on(events.measurement, (p) => measurements.push(p.measurement));
-  return { proc, client, stderr: () => err, measurements };
+  const traffic: TrafficVm[][] = [];
+  client.on(events.traffic, (p) => traffic.push(p.vms));
+  return { proc, client, stderr: () => err, measurements, traffic };
 }
 
 function exited(p: ChildProcess): Promise<void> {
@@ -126,6 +129,15 @@ describe('hitless-agent', () => {
     assert.equal(st.last_outcome, 'committed');
     assert.equal(st.active?.release, '1.1.0');
     assert.equal(pidAlive(oldPid), false, 'the old generation is stopped');
+    // the host's own record of the switches outlives the commit, figure for figure
+    const hist = await a.client.request(agent.upgradeHistory, {});
+    assert.deepEqual(hist.switches.map((x) => x.measurement), a.measurements);
+    // rates for the live view: every VM receives its one 5000 frames/s flow, across the switch and after it
+    await sleep(2200);
+    const last = a.traffic.at(-1)!;
+    assert.deepEqual(last.map((v) => v.vm).sort(), ['v1', 'v2', 'v3', 'v4']);
+    for (const v of last) assert.ok(v.rx_pps > 2500 && v.rx_pps < 7500 && v.tx_pps > 2500 && v.tx_pps < 7500, JSON.stringify(v));
+    assert.ok(a.traffic.length >= 3, `one traffic event a second (${a.traffic.length})`);
     await sleep(300);
     const sum = await probe.stop();
     console.log(`per-switch probe lost: ${a.measurements.map((m) => `${m.vm}=${m.probe?.lost}`).join(' ')}; end of run: ${sum.totals.lost}`);

@@ -40,8 +40,10 @@ export const VmStats = z.object({
   }),
   last_rx_ns: z.number().int(),
   last_tx_ns: z.number().int(),
-  first_rx_ns: z.number().int(),
-  first_tx_ns: z.number().int(),
+  // first frame each way since the VM connected; an older release does not report them, which
+  // reads as "not yet" (0): a mixed-release host must still be measurable
+  first_rx_ns: z.number().int().default(0),
+  first_tx_ns: z.number().int().default(0),
   pending: z.number().int(),
 });
 export type VmStats = z.infer<typeof VmStats>;

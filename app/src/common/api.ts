@@ -167,6 +167,10 @@ export const CampaignHost = z.object({
 });
 export type CampaignHost = z.infer<typeof CampaignHost>;
 
+/** One operator decision in a campaign: a VM's switch, or a whole wave (each-wave mode). */
+export const CampaignDecision = Decision.extend({ kind: z.enum(['vm', 'wave']), wave: int, wave_name: z.string(), host: z.string().nullable(), vm: z.string().nullable() });
+export type CampaignDecision = z.infer<typeof CampaignDecision>;
+
 export const CampaignState = z.enum(['running', 'paused', 'done', 'stopped', 'aborted', 'failed', 'interrupted']);
 export const Campaign = z.object({
   id: z.string(),
@@ -180,6 +184,7 @@ export const Campaign = z.object({
   finished: z.string().nullable(),
   error: z.string().nullable(),
   rollbacks: z.array(z.object({ at: z.string(), by: z.string(), scope: z.string(), result: z.string() })),
+  decisions: z.array(CampaignDecision).default([]),
 });
 export type Campaign = z.infer<typeof Campaign>;
 
@@ -241,6 +246,47 @@ export type RollbackResult = z.infer<typeof RollbackResult>;
 
 // ---------------------------------------------------------------- reports, audit
 
+/** A campaign's figures, computed once by the core: the screen and every export show these. */
+export const ReportSummary = z.object({
+  campaign: z.string(),
+  release: z.string(),
+  state: z.string(),
+  started: z.string(),
+  finished: z.string().nullable(),
+  budget: Budget,
+  hosts: z.array(z.object({ host: z.string(), wave: z.string(), before: z.string().nullable(), after: z.string().nullable(), state: z.string(), error: z.string().nullable() })),
+  vms: int,
+  moved: int,
+  denied: int,
+  lost: int,
+  over_budget: int,
+  gap_ms: z.object({ p50: z.number().nullable(), p99: z.number().nullable(), max: z.number().nullable() }),
+});
+export type ReportSummary = z.infer<typeof ReportSummary>;
+export const ReportVm = z.object({
+  host: z.string(),
+  vm: z.string(),
+  state: z.string(),
+  from: z.string().nullable(),
+  to: z.string().nullable(),
+  window_us: z.number().nullable(),
+  passive_gap_us: z.number().nullable(),
+  probe_gap_ms: z.number().nullable(),
+  gap_ms: z.number().nullable(),
+  dropped: int.nullable(),
+  within_budget: z.boolean().nullable(),
+  decision: z.string().nullable(),
+  by: z.string().nullable(),
+  reason: z.string().nullable(),
+});
+export type ReportVm = z.infer<typeof ReportVm>;
+export const Report = z.object({ summary: ReportSummary, vms: z.array(ReportVm), decisions: z.array(CampaignDecision), rollbacks: Campaign.shape.rollbacks });
+export type Report = z.infer<typeof Report>;
+
+/** A measured switch and when the console (or, from the host's journal, the agent) saw it: epoch ms. */
+export const Mark = z.object({ at: z.number(), measurement: Measurement });
+export type Mark = z.infer<typeof Mark>;
+
 export const ReportFormat = z.enum(['html', 'csv', 'json', 'pdf']);
 export const Export = z.object({ filename: z.string(), mime: z.string(), /** text, or base64 for pdf */ content: z.string(), base64: z.boolean() });
 
@@ -283,7 +329,7 @@ export const api = {
   hostKeyDecide: request('hostkey/decide', z.object({ name: HostName, fingerprint: z.string().min(1), accept: z.boolean() }).strict(), HostRow),
   /** the passphrase of the host's identity file, kept only in the OS keyring (Electron safeStorage) */
   hostPassphrase: request('host/passphrase', z.object({ name: HostName, passphrase: z.string().min(1).max(1024) }).strict(), HostRow),
-  hostTraffic: request('host/traffic', z.object({ name: HostName }).strict(), z.object({ samples: z.array(TrafficSample), marks: z.array(Measurement) })),
+  hostTraffic: request('host/traffic', z.object({ name: HostName }).strict(), z.object({ samples: z.array(TrafficSample), marks: z.array(Mark) })),
 
   campaignPreview: request('campaign/preview', CampaignSpec, Plan),
   campaignStart: request('campaign/start', CampaignSpec, Campaign),
@@ -296,6 +342,7 @@ export const api = {
   rollbackPreview: request('rollback/preview', RollbackScope, RollbackPlan),
   rollbackRun: request('rollback/run', z.object({ scope: RollbackScope, reason: Reason }).strict(), RollbackResult),
 
+  reportGet: request('report/get', z.object({ campaign: Id }).strict(), Report),
   reportExport: request('report/export', z.object({ campaign: Id, format: ReportFormat }).strict(), Export),
 
   auditList: request('audit/list', z.object({ limit: int.min(1).max(10000).default(500) }).strict(), z.object({ entries: z.array(AuditEntry) })),
@@ -309,7 +356,7 @@ export const pushes = {
   campaign: push('push/campaign', Campaign),
   approvals: push('push/approvals', z.object({ approvals: z.array(Approval) })),
   traffic: push('push/traffic', z.object({ host: z.string(), samples: z.array(TrafficSample) })),
-  measurement: push('push/measurement', z.object({ host: z.string(), campaign: z.string().nullable(), measurement: Measurement })),
+  measurement: push('push/measurement', z.object({ host: z.string(), campaign: z.string().nullable(), at: z.number(), measurement: Measurement })),
 } as const;
 
 export type ApiMethods = typeof api;

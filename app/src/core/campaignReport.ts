@@ -2,40 +2,7 @@
 // frames lost, break p50/p99/max beside the budget), every VM's measured switch, a histogram
 // of the breaks, approvals and denials with their reasons, and rollbacks. Rendered as JSON, CSV
 // or a self-contained HTML page (no script: it prints to PDF as is). Pure: no I/O.
-import { gapMs, type Campaign } from '../common/api.js';
-
-export interface Summary {
-  campaign: string;
-  release: string;
-  state: string;
-  started: string;
-  finished: string | null;
-  budget: { max_gap_ms: number; max_lost: number };
-  hosts: { host: string; wave: string; before: string | null; after: string | null; state: string; error: string | null }[];
-  vms: number;
-  moved: number;
-  denied: number;
-  lost: number;
-  over_budget: number;
-  gap_ms: { p50: number | null; p99: number | null; max: number | null };
-}
-
-export interface VmLine {
-  host: string;
-  vm: string;
-  state: string;
-  from: string | null;
-  to: string | null;
-  window_us: number | null;
-  passive_gap_us: number | null;
-  probe_gap_ms: number | null;
-  gap_ms: number | null;
-  dropped: number | null;
-  within_budget: boolean | null;
-  decision: string | null;
-  by: string | null;
-  reason: string | null;
-}
+import { gapMs, type Campaign, type Report, type ReportSummary, type ReportVm } from '../common/api.js';
 
 function pct(xs: number[], p: number): number | null {
   if (!xs.length) return null;
@@ -43,7 +10,7 @@ function pct(xs: number[], p: number): number | null {
   return Math.round(s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)]! * 1000) / 1000;
 }
 
-export function vmLines(c: Campaign): VmLine[] {
+export function vmLines(c: Campaign): ReportVm[] {
   const b = c.plan.spec.budget;
   return c.hosts.flatMap((h) =>
     h.vms.map((v) => {
@@ -68,7 +35,7 @@ export function vmLines(c: Campaign): VmLine[] {
   );
 }
 
-export function summarize(c: Campaign): Summary {
+export function summarize(c: Campaign): ReportSummary {
   const lines = vmLines(c);
   const gaps = lines.flatMap((l) => (l.gap_ms === null ? [] : [l.gap_ms]));
   return {
@@ -89,15 +56,19 @@ export function summarize(c: Campaign): Summary {
 }
 
 const esc = (s: unknown) => String(s ?? '').replace(/[&<>"']/g, (ch) => `&#${ch.charCodeAt(0)};`);
-const COLS: (keyof VmLine)[] = ['host', 'vm', 'state', 'from', 'to', 'window_us', 'passive_gap_us', 'probe_gap_ms', 'gap_ms', 'dropped', 'within_budget', 'decision', 'by', 'reason'];
+const COLS: (keyof ReportVm)[] = ['host', 'vm', 'state', 'from', 'to', 'window_us', 'passive_gap_us', 'probe_gap_ms', 'gap_ms', 'dropped', 'within_budget', 'decision', 'by', 'reason'];
 
 export function renderCsv(c: Campaign): string {
   const q = (v: unknown) => `"${String(v ?? '').replace(/"/g, '""')}"`;
   return [COLS, ...vmLines(c).map((l) => COLS.map((k) => l[k]))].map((r) => r.map(q).join(',')).join('\n') + '\n';
 }
 
+export function buildReport(c: Campaign): Report {
+  return { summary: summarize(c), vms: vmLines(c), decisions: c.decisions, rollbacks: c.rollbacks };
+}
+
 export function renderJson(c: Campaign): string {
-  return `${JSON.stringify({ summary: summarize(c), vms: vmLines(c), campaign: c }, null, 2)}\n`;
+  return `${JSON.stringify({ ...buildReport(c), campaign: c }, null, 2)}\n`;
 }
 
 /** Bins of the per-VM break (ms) for the histogram: equal widths up to the budget or the max. */
@@ -128,7 +99,7 @@ export function renderHtml(c: Campaign): string {
     .join('');
   const top = h.at(-1)!.hi;
   const bx = 40 + (s.budget.max_gap_ms / top) * W;
-  const decisions = lines.filter((l) => l.decision);
+  const decisions = c.decisions;
   const row = (cells: unknown[]) => `<tr>${cells.map((x) => `<td>${esc(x)}</td>`).join('')}</tr>`;
   return `<!doctype html><html><head><meta charset="utf-8"><title>Hitless campaign ${esc(c.id)}: upgrade to ${esc(s.release)}</title>
 <style>body{font:13px system-ui,sans-serif;margin:24px;color:#111}table{border-collapse:collapse;margin:8px 0 16px}td,th{border:1px solid #bbb;padding:3px 7px;text-align:left}th{background:#eee}.bad{color:#c0392b;font-weight:bold}</style></head><body>
@@ -139,7 +110,7 @@ Break per VM: p50 ${s.gap_ms.p50 ?? '-'} ms, p99 ${s.gap_ms.p99 ?? '-'} ms, max 
 <h2>Break time per VM (histogram, ms)</h2>
 <svg width="${W + 60}" height="${H + 24}"><line x1="40" y1="${H}" x2="${W + 40}" y2="${H}" stroke="#333"/>${bars}<line x1="${bx.toFixed(1)}" x2="${bx.toFixed(1)}" y1="0" y2="${H}" stroke="#c0392b" stroke-dasharray="4"/><text x="${(bx + 4).toFixed(1)}" y="12" font-size="11" fill="#c0392b">budget ${s.budget.max_gap_ms} ms</text></svg>
 <h2>Every VM</h2><table><tr>${COLS.map((k) => `<th>${k}</th>`).join('')}</tr>${lines.map((l) => `<tr${l.within_budget === false ? ' class="bad"' : ''}>${COLS.map((k) => `<td>${esc(l[k])}</td>`).join('')}</tr>`).join('')}</table>
-<h2>Approvals and denials</h2>${decisions.length ? `<table><tr><th>host</th><th>vm</th><th>decision</th><th>by</th><th>reason</th></tr>${decisions.map((l) => row([l.host, l.vm, l.decision, l.by, l.reason])).join('')}</table>` : '<p>None: the VMs moved within the budget without asking.</p>'}
+<h2>Approvals and denials</h2>${decisions.length ? `<table><tr><th>at</th><th>wave</th><th>host</th><th>vm</th><th>decision</th><th>by</th><th>reason</th></tr>${decisions.map((d) => row([d.at, d.wave_name, d.host ?? '(whole wave)', d.vm ?? '', d.decision, d.by, d.reason])).join('')}</table>` : '<p>None: the VMs moved within the budget without asking.</p>'}
 <h2>Rollbacks</h2>${c.rollbacks.length ? `<table><tr><th>at</th><th>by</th><th>scope</th><th>result</th></tr>${c.rollbacks.map((r) => row([r.at, r.by, r.scope, r.result])).join('')}</table>` : '<p>None.</p>'}
 </body></html>
 `;

@@ -60,6 +60,7 @@ export class CampaignRun {
       finished: null,
       error: null,
       rollbacks: [],
+      decisions: [],
     };
   }
 
@@ -156,6 +157,7 @@ export class CampaignRun {
       moves: w.hosts.map((h) => ({ host: h.host, vms: h.vms })),
     });
     if (!d) throw new Aborted();
+    this.c.decisions.push({ ...d, kind: 'wave', wave, wave_name: w.name, host: null, vm: null });
     return d;
   }
 
@@ -224,6 +226,7 @@ export class CampaignRun {
           });
           if (!d) throw (h.state as string) === 'aborted' ? new HostAborted() : new Aborted();
           v.decision = d;
+          this.c.decisions.push({ ...d, kind: 'vm', wave, wave_name: this.c.plan.waves[wave]!.name, host: h.host, vm: v.vm });
           if (d.decision === 'deny') {
             v.state = 'denied';
             this.changed();

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import type { z } from 'zod';
 import { api, Campaign, describeZodError, pushes, requestByMethod, type Approval, type ApiRequest, type Backend, type Decision, type HostRow } from '../common/api.js';
 import { AuditLog } from './audit.js';
-import { renderCsv, renderHtml, renderJson } from './campaignReport.js';
+import { buildReport, renderCsv, renderHtml, renderJson } from './campaignReport.js';
 import { CampaignRun } from './campaignRun.js';
 import { fromAnsible, fromLabFleet, fromSshConfig, FleetStore } from './fleet.js';
 import { HostConn, Limiter } from './hostConn.js';
@@ -130,6 +130,11 @@ export class ConsoleCore implements Backend {
     this.on(api.approvalDecide, async (p) => this.decide(p.id, p.decision, p.reason));
     this.on(api.rollbackPreview, async (p) => previewRollback(p, this.rollbackDeps()));
     this.on(api.rollbackRun, async (p) => this.rollback(p.scope, p.reason));
+    this.on(api.reportGet, async (p) => {
+      const c = this.runs.get(p.campaign)?.c;
+      if (!c) throw new Error(`report/get: campaign: no campaign ${p.campaign}`);
+      return buildReport(c);
+    });
     this.on(api.reportExport, async (p) => this.exportReport(p.campaign, p.format));
     this.on(api.auditList, async (p) => ({ entries: this.audit.list(p.limit) }));
     this.on(api.auditVerify, async () => {
@@ -165,9 +170,9 @@ export class ConsoleCore implements Backend {
       {
         changed: () => this.fleetChanged(),
         traffic: (host, samples) => this.push(pushes.traffic, { host, samples }),
-        measurement: (host, m) => {
+        measurement: (host, m, at) => {
           const run = [...this.runs.values()].find((r) => r.busy && r.c.hosts.some((x) => x.host === host));
-          this.push(pushes.measurement, { host, campaign: run?.c.id ?? null, measurement: m });
+          this.push(pushes.measurement, { host, campaign: run?.c.id ?? null, at, measurement: m });
         },
       },
     );
@@ -362,7 +367,10 @@ export class ConsoleCore implements Backend {
         if (!h || !['committed', 'held', 'failed', 'switching', 'aborted'].includes(h.state)) continue;
         touched = true;
         for (const v of h.vms) if (s.vms.includes(v.vm) && v.state === 'moved') v.state = 'rolled-back';
-        if (scope.level !== 'vm') h.state = 'rolled-back';
+        if (scope.level !== 'vm') {
+          h.state = 'rolled-back';
+          h.error = `rolled back by ${this.opts.operator}: ${reason}`;
+        }
       }
       if (touched) {
         run.c.rollbacks.push({ at: new Date().toISOString(), by: this.opts.operator, scope: `${label}: ${reason}`, result: summary });

@@ -8,7 +8,7 @@ import { homedir } from 'node:os';
 import { join } from 'node:path';
 import type { z } from 'zod';
 import { agent, events, type Measurement, type RpcRequest, type UpgradeStatus } from '../../../agent/src/common/protocol.js';
-import { gapMs, type HostEntry, type HostRow, type TrafficSample } from '../common/api.js';
+import { gapMs, type HostEntry, type HostRow, type Mark, type TrafficSample } from '../common/api.js';
 import { HostKeyError, openAgentSessionTo, type AgentSession } from './ssh/agentSession.js';
 import { rememberHostKey } from './ssh/knownHosts.js';
 import { resolveHost, type SshTarget } from './ssh/sshConfig.js';
@@ -43,7 +43,7 @@ export interface ConnOptions {
 export interface ConnEvents {
   changed(): void;
   traffic(host: string, samples: TrafficSample[]): void;
-  measurement(host: string, m: Measurement): void;
+  measurement(host: string, m: Measurement, at: number): void;
 }
 
 const MAX_SAMPLES = 1200; // per VM: 20 min at 1/s
@@ -54,7 +54,7 @@ export class HostConn {
   session: AgentSession | null = null;
   readonly row: HostRow;
   readonly samples = new Map<string, TrafficSample[]>();
-  readonly marks: Measurement[] = [];
+  readonly marks: Mark[] = [];
   private backoffMs = 1000;
   private retry: NodeJS.Timeout | null = null;
   private retryAt: number | null = null;
@@ -195,7 +195,7 @@ export class HostConn {
   private subscribe(s: AgentSession): void {
     s.agent.on(events.state, (st) => this.applyStatus(st));
     s.agent.on(events.health, (h) => this.set({ health: { ok: h.ok, problems: h.problems } }));
-    s.agent.on(events.measurement, (p) => this.addMark(p.measurement, true));
+    s.agent.on(events.measurement, (p) => this.addMark(p.measurement, Date.now(), true));
     s.agent.on(events.traffic, (p) => {
       const out: TrafficSample[] = p.vms.map((v) => ({ vm: v.vm, t: p.t_ms, rx_pps: v.rx_pps, tx_pps: v.tx_pps, dropped: v.dropped }));
       for (const x of out) {
@@ -211,14 +211,14 @@ export class HostConn {
     });
   }
 
-  private addMark(m: Measurement, live: boolean): void {
-    if (this.marks.some((x) => x.vm === m.vm && x.t_ns === m.t_ns)) return;
-    this.marks.push(m);
+  private addMark(m: Measurement, at: number, live: boolean): void {
+    if (this.marks.some((x) => x.measurement.vm === m.vm && x.measurement.t_ns === m.t_ns)) return;
+    this.marks.push({ at, measurement: m });
     if (this.marks.length > MAX_MARKS) this.marks.splice(0, this.marks.length - MAX_MARKS);
     const vm = this.row.vms.find((r) => r.vm === m.vm);
     if (vm) vm.last = m;
     this.row.last_break_ms = gapMs(m);
-    if (live) this.on.measurement(this.entry.name, m);
+    if (live) this.on.measurement(this.entry.name, m, at);
     this.on.changed();
   }
 
@@ -253,7 +253,8 @@ export class HostConn {
     this.applyStatus(await s.agent.request(agent.upgradeStatus, {}));
     if (full) {
       const h = await s.agent.request(agent.upgradeHistory, { limit: 200 });
-      for (const x of h.switches) if (x.measurement) this.addMark(x.measurement, false);
+      // the journal's time stamps are the agent's wall clock
+      for (const x of h.switches) if (x.measurement) this.addMark(x.measurement, Date.parse(x.t), false);
     }
   }
 

@@ -1,0 +1,229 @@
+// The operator's job, end to end, in Chromium against the lab fleet (2 hosts x 3 probe VMs,
+// 1.0.0 active, 1.1.0 installed), through the console's browser mode: a canary campaign with
+// an approval per VM, the live chart moving, a denied VM staying on the old generation, a
+// guided rollback of that host, the report's figures checked against the agents' own record,
+// the audit chain, and SSH host keys (a changed key blocks, an unknown one asks).
+import { execFileSync } from 'node:child_process';
+import { appendFileSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { expect, test, type Page } from '@playwright/test';
+import { agent, type Measurement } from '../agent/src/common/protocol.js';
+import { openAgentSession } from '../app/src/core/ssh/agentSession.js';
+import { Fleet } from '../lab/src/fleet.js';
+import { consoleUrl, fleetFile, repo, stateDir, VMS } from './lab.js';
+
+test.describe.configure({ mode: 'serial' });
+
+const shots = join(repo, 'e2e/results');
+let fleet: Fleet; // read once the global setup has brought the lab up
+const vms = (h: string) => Array.from({ length: VMS }, (_, i) => `${h}-v${i + 1}`);
+let page: Page;
+
+/** What a host's agent itself reports (not through the console). */
+async function fromAgent<T>(host: string, fn: (a: Awaited<ReturnType<typeof openAgentSession>>['agent']) => Promise<T>): Promise<T> {
+  const h = fleet.hosts.find((x) => x.name === host)!;
+  const s = await openAgentSession(host, `${h.agent} --stdio`, { sshConfig: fleet.ssh_config });
+  try {
+    return await fn(s.agent);
+  } finally {
+    s.close();
+  }
+}
+
+async function nav(screen: string): Promise<void> {
+  await page.getByTestId(`nav-${screen}`).click();
+}
+
+async function decide(host: string, vm: string, decision: 'approve' | 'deny', reason: string): Promise<void> {
+  await nav('approvals');
+  const row = page.getByTestId(`approval-${host}-${vm}`);
+  await expect(row).toBeVisible({ timeout: 60_000 });
+  await row.click();
+  await expect(page.getByTestId('approval-context')).toContainText(vm);
+  await page.getByTestId('approval-reason').fill(reason);
+  if (decision === 'approve') await page.getByTestId('approval-reason').press('Enter'); // the keyboard path
+  else await page.getByTestId('deny').click();
+  await expect(row).toBeHidden();
+}
+
+test.beforeAll(async ({ browser }) => {
+  fleet = Fleet.parse(JSON.parse(readFileSync(fleetFile, 'utf8')));
+  page = await browser.newPage();
+  page.on('pageerror', (e) => console.error(`page error: ${e.message}`));
+  await page.goto(process.env.HITLESS_CONSOLE_URL ?? consoleUrl());
+});
+
+test('fleet: both lab hosts are reachable over SSH, on 1.0.0 with their VMs', async () => {
+  await nav('fleet');
+  for (const h of ['h1', 'h2']) {
+    await expect(page.getByTestId(`host-conn-${h}`)).toHaveText(/^connected/);
+    await expect(page.getByTestId(`host-row-${h}`)).toContainText('1.0.0');
+  }
+  await expect(page.getByTestId('session-transport')).toContainText('browser');
+  await page.getByTestId('fleet-filter').fill('h2');
+  await expect(page.getByTestId('host-row-h1')).toBeHidden();
+  await page.getByTestId('fleet-filter').fill('');
+  await page.screenshot({ path: join(shots, 'fleet.png'), fullPage: true });
+});
+
+test('campaign: preview shows the canary then the next wave, with the budget; start', async () => {
+  await nav('wizard');
+  await page.getByTestId('wiz-host-h1').check();
+  await page.getByTestId('wiz-host-h2').check();
+  await page.getByTestId('wiz-release').selectOption('1.1.0');
+  await page.getByTestId('wiz-canary').selectOption('h1');
+  await page.getByTestId('wiz-batch').fill('1');
+  await page.getByTestId('wiz-approval-each-vm').check();
+  await page.getByTestId('wiz-gap').fill('10');
+  await page.getByTestId('wiz-lost').fill('0');
+  await page.getByTestId('wiz-preview').click();
+  await expect(page.getByTestId('plan-wave-0')).toContainText('canary');
+  await expect(page.getByTestId('plan-wave-0')).toContainText('h1');
+  await expect(page.getByTestId('plan-wave-1')).toContainText('h2');
+  await expect(page.getByTestId('plan-notes')).toContainText('10 ms break and 0 lost frames');
+  await page.getByTestId('wiz-start').click();
+  await expect(page.getByTestId('camp-state')).toContainText('running');
+});
+
+test('canary: each VM waits for approval; approving one by one moves it, and the live chart moves', async () => {
+  await expect(page.getByTestId('nav-approvals-count')).toHaveText('1', { timeout: 60_000 });
+  await nav('approvals');
+  await expect(page.getByTestId('approval-context')).toContainText('10');
+  await page.screenshot({ path: join(shots, 'approvals.png'), fullPage: true });
+  for (const vm of vms('h1')) await decide('h1', vm, 'approve', `canary ${vm}: budget 10 ms, looks right`);
+
+  await nav('live');
+  await page.getByTestId('live-host').selectOption('h1');
+  const chart = page.getByTestId('chart-h1-v1');
+  await expect(chart).toBeVisible();
+  const before = Number(await chart.getAttribute('data-samples'));
+  await expect.poll(async () => Number(await chart.getAttribute('data-samples')), { timeout: 20_000 }).toBeGreaterThan(before + 1);
+  await expect.poll(async () => Number(await chart.getAttribute('data-marks'))).toBeGreaterThanOrEqual(1);
+  await page.screenshot({ path: join(shots, 'live.png'), fullPage: true });
+});
+
+test('wave 1: a denied VM stays on the old generation, and its host is held, not committed', async () => {
+  await decide('h2', 'h2-v1', 'approve', 'canary clean');
+  await decide('h2', 'h2-v2', 'deny', 'tenant change freeze until Monday');
+  await decide('h2', 'h2-v3', 'approve', 'canary clean');
+  await nav('campaign');
+  await expect(page.getByTestId('camp-state')).toContainText('done', { timeout: 60_000 });
+  await expect(page.getByTestId('camp-host-h1')).toContainText('committed');
+  await expect(page.getByTestId('camp-host-h2')).toContainText('held');
+
+  await nav('fleet');
+  await page.getByTestId('host-link-h2').click();
+  await expect(page.getByTestId('vm-serving-h2-v2')).toContainText('1.0.0');
+  await expect(page.getByTestId('vm-serving-h2-v1')).toContainText('1.1.0');
+  // the host agrees: h2-v2 is served by the old (active) generation, the others by the new one
+  const st = await fromAgent('h2', (a) => a.request(agent.upgradeStatus, {}));
+  expect(st.state).toBe('switching');
+  expect(st.vms.find((v) => v.vm === 'h2-v2')!.serving).toBe(st.active!.gen);
+  expect(st.vms.find((v) => v.vm === 'h2-v1')!.serving).toBe(st.target!.gen);
+});
+
+test('guided rollback of a host: preview, execute, every VM back on 1.0.0 with traffic', async () => {
+  await nav('rollback');
+  await page.getByTestId('rb-level').selectOption('host');
+  await page.getByTestId('rb-host').selectOption('h2');
+  await page.getByTestId('rb-preview').click();
+  await expect(page.getByTestId('rb-step-h2')).toContainText('h2-v1');
+  await expect(page.getByTestId('rb-step-h2')).toContainText('h2-v3');
+  await page.getByTestId('rb-reason').fill('h2-v2 denied: keep the host on one release');
+  await page.getByTestId('rb-execute').click();
+  await page.getByTestId('rb-execute-yes').click();
+  await expect(page.getByTestId('rb-result')).toBeVisible({ timeout: 90_000 });
+  for (const vm of vms('h2')) {
+    const row = page.getByTestId(`rb-verify-h2-${vm}`);
+    await expect(row).toContainText('1.0.0');
+    await expect(row).toContainText('yes');
+  }
+  const st = await fromAgent('h2', (a) => a.request(agent.upgradeStatus, {}));
+  expect(st.state).toBe('idle');
+  expect(st.active!.release).toBe('1.0.0');
+  expect(st.last_outcome).toBe('rolled-back');
+});
+
+test("report: the exported figures are the agents' own measurements", async () => {
+  await nav('reports');
+  await expect(page.getByTestId('report-upgraded')).toBeVisible();
+  await page.screenshot({ path: join(shots, 'report.png'), fullPage: true });
+  const dl = page.waitForEvent('download');
+  await page.getByTestId('export-json').click();
+  const file = await (await dl).path();
+  const rep = JSON.parse(readFileSync(file!, 'utf8')) as { summary: { lost: number; moved: number; denied: number }; vms: { host: string; vm: string; state: string; window_us: number | null; dropped: number | null; reason: string | null }[]; campaign: { hosts: { host: string; vms: { vm: string; measurement: Measurement | null }[] }[] } };
+  expect(rep.summary.denied).toBe(1);
+  expect(rep.vms.find((v) => v.vm === 'h2-v2')!.reason).toBe('tenant change freeze until Monday');
+  let compared = 0;
+  for (const host of ['h1', 'h2']) {
+    const hist = await fromAgent(host, (a) => a.request(agent.upgradeHistory, {}));
+    for (const ch of rep.campaign.hosts.filter((x) => x.host === host))
+      for (const v of ch.vms) {
+        if (!v.measurement) continue;
+        const own = hist.switches.find((s) => s.vm === v.vm && s.measurement?.t_ns === v.measurement!.t_ns);
+        expect(own, `${host}/${v.vm}: the agent's journal has this switch`).toBeTruthy();
+        expect(v.measurement).toEqual(own!.measurement);
+        const line = rep.vms.find((l) => l.host === host && l.vm === v.vm)!;
+        expect(line.window_us).toBe(Math.round(own!.measurement!.window_us));
+        expect(line.dropped).toBe(own!.measurement!.dropped);
+        compared++;
+      }
+  }
+  expect(compared).toBe(5); // 3 on the canary, 2 approved on h2
+  expect(rep.summary.lost).toBe(0);
+  await expect(page.getByTestId('report-lost')).toContainText('0');
+  const csv = page.waitForEvent('download');
+  await page.getByTestId('export-csv').click();
+  expect(readFileSync((await (await csv).path())!, 'utf8').split('\n')[0]).toContain('window_us');
+  const pdf = page.waitForEvent('download');
+  await page.getByTestId('export-pdf').click();
+  expect(readFileSync((await (await pdf).path())!).subarray(0, 5).toString()).toBe('%PDF-');
+});
+
+test('audit: every approval and denial is recorded with its reason, and the chain verifies', async () => {
+  await nav('audit');
+  await expect(page.getByTestId('audit-table')).toContainText('tenant change freeze until Monday');
+  await page.getByTestId('audit-verify').click();
+  await expect(page.getByTestId('audit-result')).toContainText('intact');
+});
+
+test('host keys: a changed key blocks the host and says why; an unknown key shows its fingerprint and waits', async () => {
+  const h1 = fleet.hosts.find((h) => h.name === 'h1')!;
+  const h2 = fleet.hosts.find((h) => h.name === 'h2')!;
+  // the console's own known_hosts claims another key for h2's address
+  const other = join(stateDir, 'other');
+  execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', other]);
+  appendFileSync(join(stateDir, 'known_hosts'), `${h2.address} ${readFileSync(`${other}.pub`, 'utf8').split(' ').slice(0, 2).join(' ')}\n`);
+  const add = async (name: string, address: string, agentPath: string) => {
+    await nav('fleet');
+    await page.getByTestId('fleet-add').click();
+    await page.getByTestId('add-name').fill(name);
+    await page.getByTestId('add-mode').selectOption('address');
+    await page.getByTestId('add-host').fill(address);
+    await page.getByTestId('add-port').fill('22');
+    await page.getByTestId('add-user').fill('root');
+    await page.getByTestId('add-identity').fill(fleet.identity);
+    await page.getByTestId('add-agent').fill(`${agentPath} --stdio`);
+    await page.getByTestId('add-submit').click();
+  };
+  await add('h2-by-address', h2.address, h2.agent);
+  const changed = page.getByTestId('host-conn-h2-by-address');
+  await expect(changed).toContainText('host key CHANGED');
+  await expect(changed).toContainText('Refusing to connect');
+  await page.screenshot({ path: join(shots, 'hostkey-changed.png'), fullPage: true });
+
+  await add('h1-by-address', h1.address, h1.agent);
+  const unknown = page.getByTestId('host-conn-h1-by-address');
+  await expect(unknown).toContainText('host key unknown');
+  // the fingerprint shown is h1's real key (the lab pinned it in its own known_hosts)
+  const real = execFileSync('ssh-keygen', ['-lf', fleet.known_hosts], { encoding: 'utf8' })
+    .split('\n')
+    .find((l) => l.includes(`${h1.address},`) || l.includes(` ${h1.address} `))!
+    .split(' ')[1]!;
+  await expect(unknown).toContainText(real);
+  await page.getByTestId('key-accept-h1-by-address').click();
+  await expect(unknown).toHaveText(/^connected/);
+  await expect(changed).toContainText('host key CHANGED'); // still blocked: no silent retry
+  // remembered (hashed, as OpenSSH's HashKnownHosts does): ssh-keygen finds it
+  expect(execFileSync('ssh-keygen', ['-F', h1.address, '-f', join(stateDir, 'known_hosts')], { encoding: 'utf8' })).toContain('ssh-ed25519');
+});

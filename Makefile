@@ -17,6 +17,7 @@ native: setup
 ts: setup
 	@node_modules/.bin/tsc -p tsconfig.json --noEmit
 	@node_modules/.bin/tsc -p app/src/renderer/tsconfig.json --noEmit
+	@node_modules/.bin/tsc -p app/src/renderer/tsconfig.test.json --noEmit
 
 # the console's renderer, Electron main and preload, bundled into app/dist
 app: setup

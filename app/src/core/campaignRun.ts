@@ -37,6 +37,7 @@ export class CampaignRun {
   readonly c: Campaign;
   private running: Promise<void> | null = null;
   private aborting = false;
+  private detached = false;
 
   constructor(
     planOrCampaign: Plan | Campaign,
@@ -65,7 +66,7 @@ export class CampaignRun {
   }
 
   private changed(): void {
-    this.deps.changed(this.c);
+    if (!this.detached) this.deps.changed(this.c);
   }
 
   host(name: string): CampaignHost {
@@ -114,6 +115,8 @@ export class CampaignRun {
         this.c.error = (e as Error).message;
       }
     } finally {
+      // a console shutting down leaves the campaign as it was: the next console finds it interrupted
+      if (this.detached) return;
       if (this.c.state !== 'running' && this.c.state !== 'paused') this.c.finished = new Date().toISOString();
       this.deps.audit('campaign/finished', { campaign: this.c.id, state: this.c.state, error: this.c.error });
       this.changed();
@@ -162,6 +165,7 @@ export class CampaignRun {
   }
 
   private fail(h: CampaignHost, error: string): void {
+    if (this.detached) return;
     h.state = 'failed';
     h.error = error;
     this.deps.audit('campaign/host-failed', { campaign: this.c.id, host: h.host, error });
@@ -272,6 +276,12 @@ export class CampaignRun {
       if (e instanceof HostAborted || h.state === 'aborted') return;
       this.fail(h, (e as Error).message);
     }
+  }
+
+  /** The console is closing: stop asking, record nothing more (the hosts keep their own state). */
+  detach(): void {
+    this.detached = true;
+    this.aborting = true;
   }
 
   // ---------------------------------------------------------------- operator controls

@@ -91,6 +91,7 @@ export class ConsoleCore implements Backend {
   }
 
   close(): void {
+    for (const r of this.runs.values()) r.detach();
     for (const c of this.conns.values()) c.close();
     for (const a of this.asks.values()) a.resolve(null);
     if (this.fleetTimer) clearTimeout(this.fleetTimer);

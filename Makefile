@@ -3,7 +3,7 @@ SHELL := /bin/bash
 BUILD := native/build
 RELEASE ?= 0.1.0-dev
 
-.PHONY: all setup build native ts app test test-native test-integration test-e2e demo demo-cli demo-host bench clean
+.PHONY: all setup build native ts app test test-native test-integration test-e2e demo demo-cli demo-host bench bench-peers clean
 
 all: build
 
@@ -61,6 +61,11 @@ demo-host: build
 
 bench: build
 	bench/run forward --quick
+
+# Hitless beside testpmd and OVS-DPDK (installed here), one run, HTML report in bench/results/
+bench-peers: build
+	@scripts/setup.sh --peers
+	bench/run peers
 
 clean:
 	rm -rf $(BUILD)

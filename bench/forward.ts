@@ -10,13 +10,10 @@
 // cycles per packet over the iterations that moved packets (testpmd: --record-core-cycles;
 // hitless-dp: its loop counters). Cycles/packet does not depend on whether the generator or the
 // forwarder was the bottleneck, so it is the fairer comparison of the two forwarders.
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { DpProcess, ProbeProcess } from '../agent/src/native/procs.js';
-import { dp } from '../agent/src/native/dpProtocol.js';
-import { vmMac } from '../agent/src/native/testbed.js';
+import { runDp, runTestpmd, type Run } from './forwarders.js';
 import { stats, type Stats } from './lib.js';
 
 const argv = process.argv.slice(2);
@@ -35,101 +32,24 @@ const runs = opt('--runs', quick ? 4 : 8);
 const seconds = opt('--seconds', quick ? 3 : 6);
 
 const dir = mkdtempSync(join(tmpdir(), 'hl-bench-fwd-'));
-const VMS = [
-  { name: 'a', mac: vmMac(1) },
-  { name: 'b', mac: vmMac(2) },
-];
-
-interface Run {
-  mpps: number;
-  cpp: number;
-}
-
-async function measure(sockets: [string, string], tag: string): Promise<number> {
-  const probe = await ProbeProcess.start({
-    name: `bench-${tag}`,
-    vms: VMS.map((v, i) => ({ ...v, socket: sockets[i]! })),
-    flows: [
-      { src: 'a', dst: 'b', pps: 0 },
-      { src: 'b', dst: 'a', pps: 0 },
-    ],
-    durationS: seconds,
-    memMb: 256,
-  });
-  const sum = await probe.summary;
-  return sum.totals.received / sum.duration_s / 1e6;
-}
-
-async function runDp(i: number): Promise<Run> {
-  const gen = await DpProcess.start({ genId: `bench${i}`, runDir: join(dir, `dp${i}`), lcore: 1 });
-  try {
-    for (const v of VMS) await gen.addVm(v.name, v.mac);
-    const mpps = await measure([gen.vhostSocket('a'), gen.vhostSocket('b')], `dp${i}`);
-    const { loop } = await gen.ctl.request(dp.statsShow, {});
-    return { mpps, cpp: loop.busy_cycles / loop.busy_pkts };
-  } finally {
-    await gen.stop();
-  }
-}
-
-async function runTestpmd(i: number): Promise<Run> {
-  const d = join(dir, `tp${i}`);
-  mkdirSync(d, { recursive: true });
-  const socks: [string, string] = [join(d, 'a.sock'), join(d, 'b.sock')];
-  // main lcore 0 only waits on stdin; the forwarding lcore 1 is the measured core
-  const tp: ChildProcess = spawn(
-    'dpdk-testpmd',
-    [
-      '-l', '0,1', '--no-huge', '-m', '256', '--no-pci', `--file-prefix=hl-bench-tp${i}`, '--log-level=error',
-      '--vdev', `net_vhost0,iface=${socks[0]},queues=1`,
-      '--vdev', `net_vhost1,iface=${socks[1]},queues=1`,
-      '--', '--forward-mode=io', '--nb-cores=1', '--total-num-mbufs=16384', '--auto-start', '--record-core-cycles',
-    ],
-    { stdio: ['pipe', 'pipe', 'pipe'] },
-  );
-  let err = '';
-  let out = '';
-  tp.stderr!.on('data', (b: Buffer) => (err += b.toString()));
-  tp.stdout!.on('data', (b: Buffer) => (out += b.toString()));
-  let mpps = NaN;
-  try {
-    for (let t = 0; t < 100; t++) {
-      const { existsSync } = await import('node:fs');
-      if (existsSync(socks[0]) && existsSync(socks[1])) break;
-      await new Promise((r) => setTimeout(r, 100));
-    }
-    mpps = await measure(socks, `tp${i}`);
-  } catch (e) {
-    throw new Error(`testpmd run ${i}: ${(e as Error).message}\n${err}`);
-  } finally {
-    tp.stdin!.end('\n');
-    const t = setTimeout(() => tp.kill('SIGKILL'), 5000);
-    await new Promise((r) => (tp.exitCode !== null ? r(null) : tp.once('exit', r)));
-    clearTimeout(t);
-  }
-  // printed when forwarding stops: "CPU cycles/packet=225.01 (busy cycles=... / total io packets=...)"
-  const m = out.match(/CPU cycles\/packet=([\d.]+)/);
-  if (!m) throw new Error(`testpmd run ${i}: no cycles/packet in its output`);
-  return { mpps, cpp: Number(m[1]) };
-}
 
 async function main(): Promise<void> {
   const dpRuns: Run[] = [];
   const tpRuns: Run[] = [];
   try {
     for (let i = 0; i < runs; i++) {
-      dpRuns.push(await runDp(i));
-      tpRuns.push(await runTestpmd(i));
+      dpRuns.push(await runDp(dir, i, seconds));
+      tpRuns.push(await runTestpmd(dir, i, seconds));
       const [a, b] = [dpRuns[i]!, tpRuns[i]!];
-      console.error(`run ${i + 1}/${runs}: hitless-dp ${a.mpps.toFixed(3)} Mpps ${a.cpp.toFixed(0)} cyc/pkt, testpmd io ${b.mpps.toFixed(3)} Mpps ${b.cpp.toFixed(0)} cyc/pkt`);
+      console.error(`run ${i + 1}/${runs}: hitless-dp ${a.mpps.toFixed(3)} Mpps ${a.cpp?.toFixed(0)} cyc/pkt, testpmd io ${b.mpps.toFixed(3)} Mpps ${b.cpp?.toFixed(0)} cyc/pkt`);
     }
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
   const d: Stats = stats(dpRuns.map((r) => r.mpps));
   const t: Stats = stats(tpRuns.map((r) => r.mpps));
-  const dc: Stats = stats(dpRuns.map((r) => r.cpp));
-  const tc: Stats = stats(tpRuns.map((r) => r.cpp));
+  const dc: Stats = stats(dpRuns.flatMap((r) => (r.cpp === null ? [] : [r.cpp])));
+  const tc: Stats = stats(tpRuns.flatMap((r) => (r.cpp === null ? [] : [r.cpp])));
   const spread = (s: Stats): number => round((100 * (s.max - s.min)) / s.p50);
   const result = {
     bench: 'forward',

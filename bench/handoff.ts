@@ -61,6 +61,7 @@ async function main(): Promise<void> {
       window_us: pct(windowUs),
       window_parts_us: { stop_old: pct(stopUs), start_new: pct(startUs) },
       gap_ms: pct(a.event_gap_ms),
+      gaps_ms: a.event_gap_ms.map(r2),
       gap_below_threshold: a.below_threshold,
       gap_threshold_ms: GAP_US / 1000,
       background_gap_ms: { p99: r2(bg.p99), max: r2(bg.max), count: bg.n },

@@ -96,6 +96,8 @@ export class BreakTally {
       dup: this.dup,
       frontend_events: this.links,
       gap_ms: pct(this.gaps),
+      /** every charged gap, for distribution plots (bench/run peers) */
+      gaps_ms: this.gaps.map(round2),
       gap_below_threshold: this.below,
       background_gap_ms: { p99: round2(bg.p99), max: round2(bg.max), count: bg.n },
       offered: this.offered,

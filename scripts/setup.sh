@@ -8,6 +8,9 @@ APT_PKGS=(dpdk dpdk-dev libdpdk-dev libjansson-dev meson ninja-build pkg-config 
           iproute2 procps python3 socat clang libclang-rt-14-dev openssh-server openssh-client
           chromium fonts-dejavu-core)
 
+# bench/run peers also needs the real peer: OVS 3.1 on DPDK 22.11 (scripts/setup.sh --peers)
+if [ "${1:-}" = "--peers" ]; then APT_PKGS+=(openvswitch-switch-dpdk); fi
+
 missing=()
 for p in "${APT_PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

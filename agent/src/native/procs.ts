@@ -22,8 +22,9 @@ export function nativeBin(name: 'hitless-dp' | 'hitless-probe' | 'hitless-keeper
   return join(repoRoot, 'native/build/src', sub, name);
 }
 
-function eal(lcore: number, memMb: number, prefix: string): string[] {
-  return ['-l', String(lcore), '--no-huge', '-m', String(memMb), '--no-pci', `--file-prefix=${prefix}`, '--log-level=error'];
+/** EAL arguments: 4 KB pages (--no-huge) unless a hugetlbfs mount is given (benchmarks). */
+function eal(lcore: number, memMb: number, prefix: string, hugeDir?: string): string[] {
+  return ['-l', String(lcore), ...(hugeDir ? [`--huge-dir=${hugeDir}`] : ['--no-huge']), '-m', String(memMb), '--no-pci', `--file-prefix=${prefix}`, '--log-level=error'];
 }
 
 /** Resolves with the first stdout line that parses as JSON and satisfies pred. */
@@ -105,12 +106,14 @@ export interface DpOptions {
   peer?: { socket: string; server: boolean };
   bin?: string;
   extraArgs?: string[];
+  /** a hugetlbfs mount to take memory from instead of 4 KB pages */
+  hugeDir?: string;
 }
 
 /** hitless-dp's command line (after the binary) for one generation. */
 export function dpArgs(opts: DpOptions): string[] {
   return [
-    ...eal(opts.lcore ?? 1, opts.memMb ?? 256, opts.filePrefix ?? `hl-dp-${opts.genId}`),
+    ...eal(opts.lcore ?? 1, opts.memMb ?? 256, opts.filePrefix ?? `hl-dp-${opts.genId}`, opts.hugeDir),
     '--',
     '--gen-id', opts.genId,
     '--run-dir', opts.runDir,

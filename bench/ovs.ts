@@ -1,0 +1,241 @@
+// OVS-DPDK as a peer, run privately: its own ovsdb-server and ovs-vswitchd-dpdk (Debian's
+// openvswitch-switch-dpdk: OVS 3.1 on DPDK 22.11) in a run directory of its own, a netdev
+// bridge, `dpdkvhostuserclient` ports to the probe VMs' sockets, and one L2 flow per VM MAC
+// (the same lookup hitless-dp does). OVS 3.1 always passes DPDK --in-memory, which DPDK refuses
+// with --no-huge, so 2 MB hugepages are reserved in a private hugetlbfs mount and given back
+// when it stops — also on SIGINT/SIGTERM, and a later start clears what a killed run left.
+import { execFile, execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+const VSWITCHD = '/usr/lib/openvswitch-switch-dpdk/ovs-vswitchd-dpdk';
+const SCHEMA = '/usr/share/openvswitch/vswitch.ovsschema';
+const NR = '/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages';
+const STATE_DIR = '/var/tmp/hitless-bench-huge'; // one record per reservation: what to undo if a run is killed
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+export function ovsAvailable(): string | null {
+  if (!existsSync(VSWITCHD)) return `${VSWITCHD} is missing: apt-get install openvswitch-switch-dpdk`;
+  if (!existsSync(NR)) return `${NR} is missing: this kernel has no 2 MB hugepages`;
+  return null;
+}
+
+function pidOf(file: string): number | null {
+  try {
+    const n = Number(readFileSync(file, 'utf8').trim());
+    return Number.isInteger(n) && n > 0 ? n : null;
+  } catch {
+    return null;
+  }
+}
+
+function alive(pid: number | null): boolean {
+  if (pid === null) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * 2 MB hugepages for one benchmark process: reserved on top of what the system had, mounted
+ * privately, given back (and unmounted) by release(), which SIGINT/SIGTERM also run. A record
+ * under /var/tmp lets the next run undo what a killed one left (releaseStale).
+ */
+export class Hugepages {
+  readonly mount: string;
+  private readonly record: string;
+  private released = false;
+  private readonly onSignal = () => {
+    this.release();
+    process.exit(130);
+  };
+
+  constructor(
+    readonly dir: string,
+    readonly mb: number,
+    private readonly pids: () => (number | null)[] = () => [],
+  ) {
+    this.mount = join(dir, 'huge');
+    this.record = join(STATE_DIR, `${Buffer.from(dir).toString('hex').slice(-40)}.json`);
+  }
+
+  reserve(): void {
+    mkdirSync(this.mount, { recursive: true });
+    mkdirSync(STATE_DIR, { recursive: true });
+    const before = Number(readFileSync(NR, 'utf8').trim());
+    const pages = Math.ceil(this.mb / 2) + 16;
+    writeFileSync(this.record, JSON.stringify({ dir: this.dir, mount: this.mount, pages }));
+    process.on('SIGINT', this.onSignal);
+    process.on('SIGTERM', this.onSignal);
+    writeFileSync(NR, String(before + pages));
+    const got = Number(readFileSync(NR, 'utf8').trim());
+    if (got < before + pages) {
+      this.release();
+      throw new Error(`only ${got - before} of ${pages} 2 MB hugepages could be reserved (memory too fragmented?)`);
+    }
+    execFileSync('mount', ['-t', 'hugetlbfs', '-o', 'pagesize=2M', 'none', this.mount]);
+  }
+
+  private static undo(rec: { dir: string; mount: string; pages: number }, pids: (number | null)[]): void {
+    for (const p of pids) if (alive(p)) process.kill(p!, 'SIGKILL');
+    try {
+      execFileSync('umount', [rec.mount], { stdio: 'ignore' });
+    } catch {
+      /* not mounted */
+    }
+    const now = Number(readFileSync(NR, 'utf8').trim());
+    writeFileSync(NR, String(Math.max(0, now - rec.pages)));
+  }
+
+  release(): void {
+    if (this.released) return;
+    this.released = true;
+    try {
+      Hugepages.undo(JSON.parse(readFileSync(this.record, 'utf8')) as { dir: string; mount: string; pages: number }, this.pids());
+    } catch {
+      /* nothing was reserved */
+    }
+    rmSync(this.record, { force: true });
+    process.off('SIGINT', this.onSignal);
+    process.off('SIGTERM', this.onSignal);
+  }
+
+  /** Undo what killed runs left: their daemons (pid files in their dir), mounts, pages. */
+  static releaseStale(): void {
+    let names: string[] = [];
+    try {
+      names = readdirSync(STATE_DIR);
+    } catch {
+      return;
+    }
+    for (const n of names) {
+      try {
+        const rec = JSON.parse(readFileSync(join(STATE_DIR, n), 'utf8')) as { dir: string; mount: string; pages: number };
+        Hugepages.undo(rec, ['vswitchd.pid', 'ovsdb.pid'].map((f) => pidOf(join(rec.dir, f))));
+        rmSync(rec.dir, { recursive: true, force: true });
+      } catch {
+        /* unreadable record */
+      }
+      rmSync(join(STATE_DIR, n), { force: true });
+    }
+  }
+}
+
+export class Ovs {
+  private readonly env: NodeJS.ProcessEnv;
+  private readonly huge: Hugepages;
+
+  constructor(
+    readonly dir: string,
+    private readonly opts: { pmdCore: number; mainCore: number; memMb: number },
+  ) {
+    this.env = { ...process.env, OVS_RUNDIR: dir, OVS_LOGDIR: dir, OVS_DBDIR: dir };
+    this.huge = new Hugepages(dir, opts.memMb, () => ['vswitchd.pid', 'ovsdb.pid'].map((f) => pidOf(join(dir, f))));
+  }
+
+  private run(cmd: string, args: string[]): Promise<string> {
+    return new Promise((res, rej) =>
+      execFile(cmd, args, { env: this.env, timeout: 30_000 }, (e, out, err) => (e ? rej(new Error(`${cmd} ${args.join(' ')}: ${err.trim() || e.message}`)) : res(out))),
+    );
+  }
+
+  vsctl(...args: string[]): Promise<string> {
+    return this.run('ovs-vsctl', [`--db=unix:${join(this.dir, 'db.sock')}`, '--timeout=20', ...args]);
+  }
+
+  ofctl(...args: string[]): Promise<string> {
+    return this.run('ovs-ofctl', args);
+  }
+
+  /** Hugepages, ovsdb, then ovs-vswitchd with DPDK on the PMD core. */
+  async start(): Promise<void> {
+    const why = ovsAvailable();
+    if (why) throw new Error(why);
+    this.huge.reserve();
+    await this.run('ovsdb-tool', ['create', join(this.dir, 'conf.db'), SCHEMA]);
+    await this.run('ovsdb-server', [join(this.dir, 'conf.db'), `--remote=punix:${join(this.dir, 'db.sock')}`, `--pidfile=${join(this.dir, 'ovsdb.pid')}`, '--detach', `--log-file=${join(this.dir, 'ovsdb.log')}`]);
+    await this.vsctl('--no-wait', 'init');
+    await this.vsctl(
+      '--no-wait', 'set', 'Open_vSwitch', '.',
+      'other_config:dpdk-init=true',
+      `other_config:dpdk-lcore-mask=${(1 << this.opts.mainCore).toString(16)}`,
+      `other_config:pmd-cpu-mask=${(1 << this.opts.pmdCore).toString(16)}`,
+      `other_config:dpdk-socket-mem=${this.opts.memMb}`,
+      `other_config:dpdk-extra=--huge-dir=${join(this.dir, 'huge')} --file-prefix=hl-ovs --no-pci --log-level=error`,
+      `other_config:vhost-sock-dir=${this.dir}`,
+    );
+    await this.startSwitch();
+    await this.vsctl('add-br', 'br0', '--', 'set', 'bridge', 'br0', 'datapath_type=netdev', 'fail_mode=secure');
+  }
+
+  private async startSwitch(): Promise<void> {
+    await this.run(VSWITCHD, [`unix:${join(this.dir, 'db.sock')}`, `--pidfile=${join(this.dir, 'vswitchd.pid')}`, '--detach', `--log-file=${join(this.dir, 'vswitchd.log')}`]);
+  }
+
+  /** A port that connects, as vhost-user client, to a probe VM's server socket. */
+  async addVhostClient(name: string, socket: string): Promise<void> {
+    await this.vsctl('add-port', 'br0', name, '--', 'set', 'Interface', name, 'type=dpdkvhostuserclient', `options:vhost-server-path=${socket}`);
+  }
+
+  /** One flow per VM MAC to its port: the FDB lookup hitless-dp does, as OpenFlow. */
+  async l2Flows(vms: { port: string; mac: string }[]): Promise<void> {
+    await this.ofctl('del-flows', 'br0');
+    for (const v of vms) await this.ofctl('add-flow', 'br0', `priority=10,dl_dst=${v.mac},actions=output:${v.port}`);
+  }
+
+  /** Frames each port received and sent (OVS's own counters). */
+  async portStats(port: string): Promise<{ rx: number; tx: number; drops: number }> {
+    const out = await this.vsctl('get', 'Interface', port, 'statistics');
+    const get = (k: string) => Number(new RegExp(`\\b${k}=(\\d+)`).exec(out)?.[1] ?? 0);
+    return { rx: get('rx_packets'), tx: get('tx_packets'), drops: get('tx_dropped') + get('rx_dropped') };
+  }
+
+  /** ovs-vswitchd's unixctl socket (named after the binary: ovs-vswitchd-dpdk.<pid>.ctl). */
+  private ctl(pid: number | null): string {
+    return join(this.dir, `ovs-vswitchd-dpdk.${pid}.ctl`);
+  }
+
+  /** The PMD's own cost: "avg processing cycles per packet" from dpif-netdev/pmd-stats-show. */
+  async pmdCyclesPerPacket(): Promise<number | null> {
+    const pid = pidOf(join(this.dir, 'vswitchd.pid'));
+    const out = await this.run('ovs-appctl', ['-t', this.ctl(pid), 'dpif-netdev/pmd-stats-show']).catch(() => '');
+    const m = /avg processing cycles per packet:\s*([\d.]+)/.exec(out);
+    return m ? Number(m[1]) : null;
+  }
+
+  /**
+   * Restart ovs-vswitchd the way operators do it today (ovs-ctl's restart): flows saved,
+   * flow-restore-wait set, the daemon stopped and started, the flows restored, the wait
+   * cleared; the vhost client ports then reconnect to the VMs. Returns when the flows are back.
+   */
+  async restart(): Promise<{ stopped_ns: number; restored_ns: number }> {
+    const flows = (await this.ofctl('dump-flows', '--no-stats', '--no-names', 'br0')).split('\n').filter((l) => l.trim() !== '');
+    writeFileSync(join(this.dir, 'flows.txt'), `${flows.join('\n')}\n`);
+    await this.vsctl('set', 'Open_vSwitch', '.', 'other_config:flow-restore-wait=true');
+    const stopped_ns = Number(process.hrtime.bigint());
+    const pid = pidOf(join(this.dir, 'vswitchd.pid'));
+    await this.run('ovs-appctl', ['-t', this.ctl(pid), 'exit']);
+    for (let i = 0; i < 400 && alive(pid); i++) await sleep(25);
+    if (alive(pid)) process.kill(pid!, 'SIGKILL');
+    for (let i = 0; i < 200 && alive(pid); i++) await sleep(25);
+    await this.startSwitch();
+    await this.ofctl('add-flows', 'br0', join(this.dir, 'flows.txt'));
+    await this.vsctl('--if-exists', 'remove', 'Open_vSwitch', '.', 'other_config', 'flow-restore-wait');
+    return { stopped_ns, restored_ns: Number(process.hrtime.bigint()) };
+  }
+
+  /** Stop both daemons, unmount, give the hugepages back; safe to call twice. */
+  stopSync(): void {
+    for (const f of ['vswitchd.pid', 'ovsdb.pid']) {
+      const p = pidOf(join(this.dir, f));
+      if (!alive(p)) continue;
+      process.kill(p!, 'SIGTERM');
+      for (let i = 0; i < 100 && alive(p); i++) execFileSync('sleep', ['0.05']);
+      if (alive(p)) process.kill(p!, 'SIGKILL');
+    }
+    this.huge.release();
+  }
+}

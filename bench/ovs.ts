@@ -44,14 +44,27 @@ function alive(pid: number | null): boolean {
  * privately, given back (and unmounted) by release(), which SIGINT/SIGTERM also run. A record
  * under /var/tmp lets the next run undo what a killed one left (releaseStale).
  */
+/** A synchronous wait that spawns nothing (a signal to our group must not break cleanup). */
+const pause = (ms: number): void => void Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+
+function kill(pid: number, sig: NodeJS.Signals): void {
+  try {
+    process.kill(pid, sig);
+  } catch {
+    /* already gone */
+  }
+}
+
 export class Hugepages {
   readonly mount: string;
   private readonly record: string;
   private released = false;
-  private readonly onSignal = () => {
-    this.release();
+  /** every reservation of this process, released together on SIGINT/SIGTERM */
+  private static readonly live = new Set<Hugepages>();
+  private static onSignal(): void {
+    Hugepages.releaseAll();
     process.exit(130);
-  };
+  }
 
   constructor(
     readonly dir: string,
@@ -68,8 +81,11 @@ export class Hugepages {
     const before = Number(readFileSync(NR, 'utf8').trim());
     const pages = Math.ceil(this.mb / 2) + 16;
     writeFileSync(this.record, JSON.stringify({ dir: this.dir, mount: this.mount, pages }));
-    process.on('SIGINT', this.onSignal);
-    process.on('SIGTERM', this.onSignal);
+    if (Hugepages.live.size === 0) {
+      process.on('SIGINT', Hugepages.onSignal);
+      process.on('SIGTERM', Hugepages.onSignal);
+    }
+    Hugepages.live.add(this);
     writeFileSync(NR, String(before + pages));
     const got = Number(readFileSync(NR, 'utf8').trim());
     if (got < before + pages) {
@@ -80,11 +96,17 @@ export class Hugepages {
   }
 
   private static undo(rec: { dir: string; mount: string; pages: number }, pids: (number | null)[]): void {
-    for (const p of pids) if (alive(p)) process.kill(p!, 'SIGKILL');
-    try {
-      execFileSync('umount', [rec.mount], { stdio: 'ignore' });
-    } catch {
-      /* not mounted */
+    for (const p of pids) if (alive(p)) kill(p!, 'SIGKILL');
+    // pages a dying process still maps cannot be given back: wait for it to be gone
+    for (let i = 0; i < 60 && pids.some(alive); i++) pause(50);
+    for (let i = 0; i < 20; i++) {
+      try {
+        execFileSync('umount', [rec.mount], { stdio: 'ignore' });
+        break;
+      } catch {
+        if (!execFileSync('mount', { encoding: 'utf8' }).includes(` ${rec.mount} `)) break; // not mounted
+        pause(100);
+      }
     }
     const now = Number(readFileSync(NR, 'utf8').trim());
     writeFileSync(NR, String(Math.max(0, now - rec.pages)));
@@ -93,14 +115,24 @@ export class Hugepages {
   release(): void {
     if (this.released) return;
     this.released = true;
+    let rec: { dir: string; mount: string; pages: number } | null = null;
     try {
-      Hugepages.undo(JSON.parse(readFileSync(this.record, 'utf8')) as { dir: string; mount: string; pages: number }, this.pids());
+      rec = JSON.parse(readFileSync(this.record, 'utf8')) as { dir: string; mount: string; pages: number };
     } catch {
       /* nothing was reserved */
     }
+    if (rec) Hugepages.undo(rec, this.pids());
     rmSync(this.record, { force: true });
-    process.off('SIGINT', this.onSignal);
-    process.off('SIGTERM', this.onSignal);
+    Hugepages.live.delete(this);
+    if (Hugepages.live.size === 0) {
+      process.off('SIGINT', Hugepages.onSignal);
+      process.off('SIGTERM', Hugepages.onSignal);
+    }
+  }
+
+  /** Release every reservation this process still holds (daemons first, then pages). */
+  static releaseAll(): void {
+    for (const h of [...Hugepages.live]) h.release();
   }
 
   /** Undo what killed runs left: their daemons (pid files in their dir), mounts, pages. */
@@ -219,7 +251,7 @@ export class Ovs {
     const pid = pidOf(join(this.dir, 'vswitchd.pid'));
     await this.run('ovs-appctl', ['-t', this.ctl(pid), 'exit']);
     for (let i = 0; i < 400 && alive(pid); i++) await sleep(25);
-    if (alive(pid)) process.kill(pid!, 'SIGKILL');
+    if (alive(pid)) kill(pid!, 'SIGKILL');
     for (let i = 0; i < 200 && alive(pid); i++) await sleep(25);
     await this.startSwitch();
     await this.ofctl('add-flows', 'br0', join(this.dir, 'flows.txt'));
@@ -232,9 +264,9 @@ export class Ovs {
     for (const f of ['vswitchd.pid', 'ovsdb.pid']) {
       const p = pidOf(join(this.dir, f));
       if (!alive(p)) continue;
-      process.kill(p!, 'SIGTERM');
-      for (let i = 0; i < 100 && alive(p); i++) execFileSync('sleep', ['0.05']);
-      if (alive(p)) process.kill(p!, 'SIGKILL');
+      kill(p!, 'SIGTERM');
+      for (let i = 0; i < 100 && alive(p); i++) pause(50);
+      if (alive(p)) kill(p!, 'SIGKILL');
     }
     this.huge.release();
   }

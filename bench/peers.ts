@@ -137,6 +137,8 @@ async function main(): Promise<void> {
       console.error(`ovs restart ${r + 1}/${restarts}: worst gap ${Math.max(...o.gaps).toFixed(1)} ms, lost ${o.lost}`);
     }
   } finally {
+    // daemons and pages first (an OVS interrupted mid-start included), then the files
+    Hugepages.releaseAll();
     huge.release();
     rmSync(dir, { recursive: true, force: true });
   }

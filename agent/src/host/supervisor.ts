@@ -3,10 +3,10 @@
 // keep forwarding when the agent dies; a new agent re-attaches to them from their run dirs.
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, openSync, closeSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, openSync, closeSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { CtlClient } from '../native/ctlClient.js';
-import { dpArgs } from '../native/procs.js';
+import { dpArgs, FANOUT_ATTEMPTS, fanoutClash } from '../native/procs.js';
 import type { AgentConfig } from './config.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -109,9 +109,19 @@ export class Supervisor {
       ...(opts.uplink ? { uplink: opts.uplink } : {}),
       ...(opts.peer ? { peer: opts.peer } : {}),
     });
-    const ctl = await this.launch(join(this.root, 'releases', release, 'bin', 'hitless-dp'), args, join(this.root, 'run', `gen-${gen}.log`), join(dir, 'ctl.sock'), `hitless-dp ${gen}`);
-    this.ctls.set(gen, ctl);
-    return ctl;
+    const log = join(this.root, 'run', `gen-${gen}.log`);
+    for (let attempt = 1; ; attempt++) {
+      const logStart = existsSync(log) ? statSync(log).size : 0;
+      try {
+        const ctl = await this.launch(join(this.root, 'releases', release, 'bin', 'hitless-dp'), args, log, join(dir, 'ctl.sock'), `hitless-dp ${gen}`);
+        this.ctls.set(gen, ctl);
+        return ctl;
+      } catch (e) {
+        // see fanoutClash: a fresh process (another pid) joins another fanout group
+        const out = existsSync(log) ? readFileSync(log, 'utf8').slice(logStart) : '';
+        if (attempt >= FANOUT_ATTEMPTS || !fanoutClash(out)) throw e;
+      }
+    }
   }
 
   /** A running generation's control client (re-attaching after an agent restart). */

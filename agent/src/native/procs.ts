@@ -22,6 +22,15 @@ export function nativeBin(name: 'hitless-dp' | 'hitless-probe' | 'hitless-keeper
   return join(repoRoot, 'native/build/src', sub, name);
 }
 
+/**
+ * DPDK 22.11's af_packet PMD names its PACKET_FANOUT group getpid() ^ ifindex (16 bits), and
+ * the kernel refuses to join a group bound to another device. Two generations on two uplinks of
+ * one namespace clash when, for instance, their pids and ifindexes are consecutive from an even
+ * pair. The start-up fails cleanly; a new process has another pid, so starting again resolves it.
+ */
+export const FANOUT_ATTEMPTS = 4;
+export const fanoutClash = (startupOutput: string): boolean => /could not set PACKET_FANOUT/.test(startupOutput);
+
 /** EAL arguments: 4 KB pages (--no-huge) unless a hugetlbfs mount is given (benchmarks). */
 function eal(lcore: number, memMb: number, prefix: string, hugeDir?: string): string[] {
   return ['-l', String(lcore), ...(hugeDir ? [`--huge-dir=${hugeDir}`] : ['--no-huge']), '-m', String(memMb), '--no-pci', `--file-prefix=${prefix}`, '--log-level=error'];
@@ -157,8 +166,14 @@ export class DpProcess extends DaemonProcess {
   static async start(opts: DpOptions): Promise<DpProcess> {
     mkdirSync(opts.runDir, { recursive: true });
     const args = dpArgs(opts);
-    const d = await startDaemon(opts.bin ?? nativeBin('hitless-dp'), args, `hitless-dp ${opts.genId}`, join(opts.runDir, 'ctl.sock'));
-    return new DpProcess(d, opts);
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const d = await startDaemon(opts.bin ?? nativeBin('hitless-dp'), args, `hitless-dp ${opts.genId}`, join(opts.runDir, 'ctl.sock'));
+        return new DpProcess(d, opts);
+      } catch (e) {
+        if (attempt >= FANOUT_ATTEMPTS || !fanoutClash(String(e))) throw e;
+      }
+    }
   }
 
   get pid(): number {

@@ -9,6 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { AgentClient } from '../client/agentClient.js';
 import { agent, AgentError, events, type Measurement, type TrafficVm } from '../common/protocol.js';
 import { measured } from '../native/probeProtocol.js';
+import { alive } from './supervisor.js';
 import { nativeBin, type ProbeProcess } from '../native/procs.js';
 import { labVms, Testbed } from '../native/testbed.js';
 
@@ -62,15 +63,6 @@ async function probeOn(bed: Testbed, root: string, name: string, n: number): Pro
   return bed.probe({ name, vms, flows: vms.map((v, i) => ({ src: v.name, dst: vms[(i + 1) % n]!.name, pps: 5000 })), durationS: 3600, ctlPath: join(root, 'run', 'probe.sock') });
 }
 
-function pidAlive(pid: number | null): boolean {
-  if (pid === null) return false;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 describe('hitless-agent', () => {
   const bed = new Testbed('agent');
@@ -128,7 +120,7 @@ describe('hitless-agent', () => {
     assert.equal(st.state, 'idle');
     assert.equal(st.last_outcome, 'committed');
     assert.equal(st.active?.release, '1.1.0');
-    assert.equal(pidAlive(oldPid), false, 'the old generation is stopped');
+    assert.equal(alive(oldPid), false, 'the old generation is stopped');
     // the host's own record of the switches outlives the commit, figure for figure
     const hist = await a.client.request(agent.upgradeHistory, {});
     assert.deepEqual(hist.switches.map((x) => x.measurement), a.measurements);
@@ -156,7 +148,7 @@ describe('hitless-agent', () => {
     assert.equal(st.last_outcome, 'rolled-back');
     assert.equal(st.active?.gen, st0.active!.gen);
     assert.ok(st.vms.every((v) => v.serving === st0.active!.gen), JSON.stringify(st.vms));
-    assert.equal(pidAlive(targetPid), false);
+    assert.equal(alive(targetPid), false);
     const sum = await probe.stop();
     assert.equal(sum.totals.lost, 0);
   });

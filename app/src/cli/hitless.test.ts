@@ -65,7 +65,7 @@ describe('hitless CLI on a lab fleet', () => {
     // were up count as lost at the receiver: the campaign is judged on what it adds)
     const before = new Map<string, number>();
     for (const h of f.hosts) before.set(h.name, await settledLost(h.root));
-    const r = await hitless(['upgrade', '--hosts', 'all', '--to', '1.1.0', '--approve', 'auto', '--budget-gap-ms', '50', '--budget-lost', '0', '--json']);
+    const r = await hitless(['upgrade', '--hosts', 'all', '--to', '1.1.0', '--approve', 'auto', '--budget-gap-ms', '200', '--budget-lost', '0', '--json']);
     assert.equal(r.code, 0, r.stderr);
     const out = lastJson(r.stdout);
     assert.equal(out.hosts, 2);

@@ -10,7 +10,8 @@ import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createInterface } from 'node:readline/promises';
 import { parseArgs } from 'node:util';
 import { Fleet } from '../../../lab/src/fleet.js';
-import { agent, Version, type Measurement } from '../../../agent/src/common/protocol.js';
+import { agent, Version } from '../../../agent/src/common/protocol.js';
+import { gapMs } from '../common/api.js';
 import { upgradeHost, type HostOutcome } from '../core/campaign.js';
 import { renderReport, type CampaignReport } from '../core/report.js';
 import { openAgentSession, type AgentSession } from '../core/ssh/agentSession.js';
@@ -84,11 +85,6 @@ function pct(xs: number[]): { p50: number; p99: number; max: number } {
   return { p50: r(at(50)), p99: r(at(99)), max: r(s.at(-1) ?? 0) };
 }
 
-/** The break a VM saw: the probe's receive gap when there is a probe, else the datapath's. */
-function gapMs(m: Measurement): number {
-  if (m.probe?.gap_ms != null) return m.probe.gap_ms;
-  return Math.max(m.window_us, m.passive_gap_us ?? 0) / 1000;
-}
 
 async function main(): Promise<void> {
   const [cmd, ...rest] = process.argv.slice(2);

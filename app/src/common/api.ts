@@ -384,4 +384,5 @@ export function describeZodError(where: string, e: z.ZodError): string {
   return `${where}: ${i.path.join('.') || 'params'}: ${i.message}`;
 }
 
+/** The break a VM saw: the probe's receive gap when it saw one over its threshold, else the larger of the keeper window and the datapath gap. */
 export const gapMs = (m: Measurement): number => m.probe?.gap_ms ?? Math.max(m.window_us, m.passive_gap_us ?? 0) / 1000;

@@ -1,6 +1,7 @@
 // A campaign's break-time report as JSON, CSV or a self-contained HTML page (a table of every
 // VM's switch with its measured figures beside the budget, and a bar per VM). Pure: no I/O.
 import type { Budget, Measurement } from '../../../agent/src/common/protocol.js';
+import { gapMs } from '../common/api.js';
 
 export interface CampaignReport {
   release: string;
@@ -12,9 +13,6 @@ export interface CampaignReport {
 
 const esc = (s: string) => s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 
-function gap(m: Measurement): number {
-  return m.probe?.gap_ms ?? Math.max(m.window_us, m.passive_gap_us ?? 0) / 1000;
-}
 
 export function renderReport(r: CampaignReport, format: 'json' | 'csv' | 'html'): string {
   if (format === 'json') return `${JSON.stringify(r, null, 2)}\n`;
@@ -22,12 +20,12 @@ export function renderReport(r: CampaignReport, format: 'json' | 'csv' | 'html')
   const rows = r.measurements.map((m) => [m.vm, m.from, m.to, m.window_us.toFixed(0), m.passive_gap_us?.toFixed(0) ?? '', m.dropped, m.probe?.gap_ms?.toFixed(2) ?? '', m.probe?.lost ?? '', m.within_budget ?? '', m.anomalies.join('; ')]);
   if (format === 'csv') return [cols, ...rows].map((r) => r.map((v) => `"${String(v).replace(/"/g, '""')}"`).join(',')).join('\n') + '\n';
   const budget = r.approve === 'each' ? null : r.approve.auto;
-  const max = Math.max(1, ...r.measurements.map(gap), budget?.max_gap_ms ?? 0);
+  const max = Math.max(1, ...r.measurements.map(gapMs), budget?.max_gap_ms ?? 0);
   const bars = r.measurements
     .map((m, i) => {
-      const w = (gap(m) / max) * 560;
-      const over = budget ? gap(m) > budget.max_gap_ms : false;
-      return `<text x="0" y="${i * 22 + 15}" font-size="12">${esc(m.vm)}</text><rect x="110" y="${i * 22 + 3}" width="${w.toFixed(1)}" height="16" fill="${over ? '#c0392b' : '#2e86c1'}"/><text x="${(115 + w).toFixed(1)}" y="${i * 22 + 15}" font-size="12">${gap(m).toFixed(2)} ms</text>`;
+      const w = (gapMs(m) / max) * 560;
+      const over = budget ? gapMs(m) > budget.max_gap_ms : false;
+      return `<text x="0" y="${i * 22 + 15}" font-size="12">${esc(m.vm)}</text><rect x="110" y="${i * 22 + 3}" width="${w.toFixed(1)}" height="16" fill="${over ? '#c0392b' : '#2e86c1'}"/><text x="${(115 + w).toFixed(1)}" y="${i * 22 + 15}" font-size="12">${gapMs(m).toFixed(2)} ms</text>`;
     })
     .join('');
   const budgetLine = budget ? `<line x1="${110 + (budget.max_gap_ms / max) * 560}" x2="${110 + (budget.max_gap_ms / max) * 560}" y1="0" y2="${r.measurements.length * 22}" stroke="#c0392b" stroke-dasharray="4"/>` : '';

@@ -94,10 +94,10 @@ describe('hitless-dp control socket', () => {
     const dir = join(bed.dir, 'bad');
     let r = run(['--gen-id', 'X', '--run-dir', dir, '--fwd-lib', '/nonexistent/fwd.so']);
     assert.notEqual(r.code, 0);
-    assert.match(r.stderr, /cannot load forwarding stage \/nonexistent\/fwd\.so/);
+    assert.match(r.stderr, /forwarding stage: cannot load \/nonexistent\/fwd\.so/);
     r = run(['--gen-id', 'X', '--run-dir', dir, '--fwd-lib', '/lib/x86_64-linux-gnu/libjansson.so.4']);
     assert.notEqual(r.code, 0);
-    assert.match(r.stderr, /no 'hitless_fwd_ops' table/);
+    assert.match(r.stderr, /libjansson\.so\.4 is not a Hitless forwarding stage \(no 'hitless_fwd_ops' symbol\)/);
     r = run(['--gen-id', 'bad name', '--run-dir', dir]);
     assert.equal(r.code, 2);
     assert.match(r.stderr, /--gen-id: 'bad name' is not a valid name/);

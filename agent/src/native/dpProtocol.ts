@@ -9,6 +9,16 @@ export const Mac = z.string().regex(/^([0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}$/, 'a M
 
 const Empty = z.object({}).strict();
 
+/** A loaded forwarding stage (native/src/fwd/hitless_fwd.h): its ABI and state layout. */
+export const Stage = z.object({
+  name: z.string(),
+  version: z.string(),
+  abi: z.number().int(),
+  layout: z.number().int(),
+  path: z.string(),
+});
+export type Stage = z.infer<typeof Stage>;
+
 export const GenInfo = z.object({
   gen_id: z.string(),
   version: z.string(),
@@ -16,7 +26,7 @@ export const GenInfo = z.object({
   pid: z.number().int(),
   run_dir: z.string(),
   uptime_ms: z.number().int(),
-  fwd: z.object({ name: z.string(), version: z.string(), abi: z.number().int(), path: z.string() }),
+  fwd: Stage,
   uplink: z.string().nullable().optional(),
   peer: z.string().nullable().optional(),
   vms: z.number().int(),
@@ -77,7 +87,25 @@ export const Stats = z.object({
 });
 export type Stats = z.infer<typeof Stats>;
 
-export const FdbEntry = z.object({ mac: Mac, kind: z.enum(['vm', 'learned']), port: z.string() }).strict();
+/** What lib/swap and lib/rollback did; window_ns: how long the loop forwarded nothing. */
+export const SwapResult = z.object({
+  from: Stage,
+  to: Stage,
+  kind: z.enum(['swap', 'rollback']),
+  migrated: z.number().int(),
+  /** which stage converted the FDB's words ("to": the incoming one); null: same layout */
+  converted_by: z.enum(['from', 'to']).nullable(),
+  asked_ns: z.number().int(),
+  at_ns: z.number().int(),
+  wait_ns: z.number().int(),
+  window_ns: z.number().int(),
+});
+export type SwapResult = z.infer<typeof SwapResult>;
+
+/** age_s: seconds since a learned address was last seen, when the stage's layout keeps it. */
+export const FdbEntry = z
+  .object({ mac: Mac, kind: z.enum(['vm', 'learned']), port: z.string(), age_s: z.number().int().min(0).optional() })
+  .strict();
 export type FdbEntry = z.infer<typeof FdbEntry>;
 
 export const dp = {
@@ -121,6 +149,13 @@ export const dp = {
     z.object({ vm: VmName, ms: z.number().int().min(0).max(60000) }).strict(),
     z.object({ vm: z.string(), start_ns: z.number().int(), until_ns: z.number().int() }),
   ),
+  libInfo: defineCommand(
+    'lib/info',
+    Empty,
+    z.object({ stage: Stage, previous: Stage.nullable(), swaps: z.number().int(), abi: z.number().int() }),
+  ),
+  libSwap: defineCommand('lib/swap', z.object({ path: z.string().min(1).max(255) }).strict(), SwapResult),
+  libRollback: defineCommand('lib/rollback', Empty, SwapResult),
   listCommands: defineCommand(
     'list-commands',
     Empty,

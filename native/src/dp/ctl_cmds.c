@@ -62,17 +62,15 @@ dp_stats_json(const struct dp_vm *only)
 json_t *
 dp_gen_info_json(void)
 {
-	const struct hitless_fwd_ops *fwd = __atomic_load_n(&dp.fwd, __ATOMIC_ACQUIRE);
 	int nvms = 0;
 
 	for (int s = 0; s < DP_MAX_VMS; s++)
 		nvms += __atomic_load_n(&dp.vms[s].in_use, __ATOMIC_ACQUIRE);
-	return json_pack("{s:s,s:s,s:s,s:i,s:s,s:I,s:{s:s,s:s,s:i,s:s},s:s?,s:s?,s:i,s:i,s:I,s:I}",
+	return json_pack("{s:s,s:s,s:s,s:i,s:s,s:I,s:o,s:s?,s:s?,s:i,s:i,s:I,s:I}",
 			 "gen_id", dp.gen_id, "version", HITLESS_RELEASE, "dpdk", rte_version(),
 			 "pid", (int)getpid(), "run_dir", dp.run_dir,
 			 "uptime_ms", (json_int_t)((hl_now_ns() - dp.started_ns) / 1000000),
-			 "fwd", "name", fwd->name, "version", fwd->version, "abi", (int)fwd->abi,
-			 "path", dp.fwd_path,
+			 "fwd", dp_stage_json(&dp.stage),
 			 "uplink", dp.up.port >= 0 ? dp.up.spec : NULL,
 			 "peer", dp.peer.port >= 0 ? dp.peer.spec : NULL,
 			 "vms", nvms, "max_vms", DP_MAX_VMS,
@@ -280,6 +278,32 @@ cmd_peer_detach(struct ctl_call *c, json_t *args, json_t **result, struct ctl_er
 	return 0;
 }
 
+static int
+cmd_lib_info(struct ctl_call *c, json_t *args, json_t **result, struct ctl_error *err)
+{
+	*result = json_pack("{s:o,s:o,s:i,s:i}", "stage", dp_stage_json(&dp.stage), "previous",
+			    dp_stage_json(&dp.prev_stage), "swaps", (int)dp.swaps, "abi",
+			    HITLESS_FWD_ABI);
+	return 0;
+}
+
+static const struct ctl_arg lib_swap_args[] = {
+	{ "path", CTL_T_STRING, true },
+	{ NULL },
+};
+
+static int
+cmd_lib_swap(struct ctl_call *c, json_t *args, json_t **result, struct ctl_error *err)
+{
+	return dp_fwd_swap(json_string_value(json_object_get(args, "path")), result, err);
+}
+
+static int
+cmd_lib_rollback(struct ctl_call *c, json_t *args, json_t **result, struct ctl_error *err)
+{
+	return dp_fwd_swap(NULL, result, err);
+}
+
 void
 dp_ctl_register(struct ctl_registry *reg)
 {
@@ -310,6 +334,16 @@ dp_ctl_register(struct ctl_registry *reg)
 		     "(the older one is the server)", peer_args, cmd_peer_attach, NULL);
 	ctl_register(reg, "peer/detach", "peer/detach: drop the peer link", NULL, cmd_peer_detach,
 		     NULL);
+	ctl_register(reg, "lib/info",
+		     "lib/info: the running forwarding stage and the one lib/rollback returns to",
+		     NULL, cmd_lib_info, NULL);
+	ctl_register(reg, "lib/swap",
+		     "lib/swap {path}: replace the forwarding stage in place, converting the FDB "
+		     "when its state layout differs; the old stage goes on when refused",
+		     lib_swap_args, cmd_lib_swap, NULL);
+	ctl_register(reg, "lib/rollback",
+		     "lib/rollback: swap back to the previous forwarding stage", NULL,
+		     cmd_lib_rollback, NULL);
 	ctl_register(reg, "debug/stall",
 		     "debug/stall {vm, ms}: stop serving one VM for ms (fault injection)",
 		     stall_args, cmd_debug_stall, NULL);

@@ -91,6 +91,27 @@ struct dp_loop_stats {
 	uint64_t busy_pkts;    /* packets received in those iterations (uplink + VMs) */
 } __rte_cache_aligned;
 
+/* A loaded forwarding stage. */
+struct dp_stage {
+	const struct hitless_fwd_ops *ops; /* NULL: none */
+	void *handle;
+	char path[256];
+};
+
+/* A stage swap, asked of the loop by the control thread (fwdlib.c) and made by the loop at
+ * an iteration boundary (loop.c), where no packet is between stages. */
+struct dp_swap {
+	bool pending;                       /* atomic: set by control, taken by the loop */
+	bool done;                          /* atomic: set by the loop once made or refused */
+	const struct hitless_fwd_ops *to;   /* the stage to switch to */
+	const struct hitless_fwd_ops *conv; /* the stage that converts the FDB's words */
+	uint32_t now_s;
+	uint64_t asked_ns;                  /* when control asked */
+	uint64_t taken_ns;                  /* when the loop stopped forwarding for it */
+	uint64_t window_ns;                 /* how long the loop did not forward */
+	struct dp_fdb_migration mig;
+};
+
 struct dp {
 	/* configuration */
 	char gen_id[HL_NAME_MAX + 1];
@@ -98,7 +119,7 @@ struct dp {
 	char uplink_iface[32];
 	char peer_sock[96];
 	bool peer_server;
-	char fwd_path[256];
+	char fwd_path[256];  /* the stage to load at start (--fwd-lib) */
 	uint32_t idle_max_us;
 	uint32_t idle_grace_us;
 	bool yield;         /* yield the core after light iterations (default on) */
@@ -108,8 +129,10 @@ struct dp {
 	struct rte_mempool *pool;
 	struct dp_fdb *fdb;
 	struct ctl_server *ctl;
-	const struct hitless_fwd_ops *fwd; /* atomic: swapped in place by a later release */
-	void *fwd_handle;
+	const struct hitless_fwd_ops *fwd; /* atomic: the stage the loop calls (fwdlib.c) */
+	struct dp_stage stage, prev_stage; /* the running stage; the one lib/rollback returns to */
+	struct dp_swap swap;               /* a stage swap the loop is asked to make */
+	uint32_t swaps;                    /* stage swaps made (lib/swap and lib/rollback) */
 	struct rte_ring *announce_q;       /* frames the control side wants sent on the uplink */
 	struct dp_ext up, peer;
 	/* loop */
@@ -157,7 +180,14 @@ json_t *dp_stats_json(const struct dp_vm *only);
 json_t *dp_gen_info_json(void);
 int dp_telemetry_register(void);
 
+/* loop.c: make a swap the loop would make (when the loop is not running) */
+void dp_swap_run(struct dp_swap *sw);
+
 /* fwdlib.c */
 int dp_fwd_load(const char *path);
+/* Swap the running stage for the one at path, or back to the previous one (path NULL);
+ * the old stage goes on forwarding when it fails (err says why). */
+int dp_fwd_swap(const char *path, json_t **result, struct ctl_error *err);
+json_t *dp_stage_json(const struct dp_stage *s);
 
 #endif

@@ -1,6 +1,13 @@
 /* SPDX-License-Identifier: Apache-2.0
- * Loading the forwarding stage: dlopen the shared object, find its ops table, refuse an ABI
- * this binary does not speak.
+ * The forwarding stage: load it at start, swap it in place later (lib/swap, lib/rollback).
+ *
+ * A swap is prepared here, on the control thread: open the new object, refuse what is not a
+ * Hitless stage or speaks another ABI, and find which of the two stages converts the FDB's
+ * words when their state layouts differ. The switch itself is made by the packet loop at the
+ * top of an iteration (loop.c), where every packet of the previous burst has been classified
+ * and staged: it converts the words (all or none), publishes the new ops table and goes on.
+ * The loop is the only thread that runs stage code, so once it has switched the old code is
+ * not running and cannot be entered again. The previous stage stays loaded for lib/rollback.
  */
 #include <dlfcn.h>
 #include <errno.h>
@@ -11,27 +18,172 @@
 
 #include "dp.h"
 
+#define SWAP_TIMEOUT_NS 2000000000ull
+
+/* Open a stage object; 0, or -1 with err saying why it is not one this binary can run. */
+static int
+stage_open(const char *path, struct dp_stage *s, struct ctl_error *err)
+{
+	void *h;
+	const struct hitless_fwd_ops *ops;
+
+	if (strlen(path) == 0 || strlen(path) >= sizeof(s->path))
+		return ctl_fail(err, "invalid-args", "path: 1..%zu bytes", sizeof(s->path) - 1);
+	h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+	if (h == NULL)
+		return ctl_fail(err, "not-loadable", "cannot load %s: %s", path, dlerror());
+	ops = dlsym(h, HITLESS_FWD_SYMBOL);
+	if (ops == NULL) {
+		dlclose(h);
+		return ctl_fail(err, "not-a-stage",
+				"%s is not a Hitless forwarding stage (no '%s' symbol)", path,
+				HITLESS_FWD_SYMBOL);
+	}
+	if (ops->abi != HITLESS_FWD_ABI) {
+		ctl_fail(err, "abi-mismatch", "%s speaks stage ABI %u; this datapath speaks %d",
+			 path, ops->abi, HITLESS_FWD_ABI);
+		dlclose(h);
+		return -1;
+	}
+	if (ops->classify == NULL || ops->encode == NULL || ops->decode == NULL ||
+	    ops->layout == 0 || ops->name == NULL || ops->version == NULL) {
+		dlclose(h);
+		return ctl_fail(err, "not-a-stage", "%s: its ops table is incomplete", path);
+	}
+	s->ops = ops;
+	s->handle = h;
+	snprintf(s->path, sizeof(s->path), "%s", path);
+	return 0;
+}
+
+static void
+stage_close(struct dp_stage *s)
+{
+	if (s->handle != NULL)
+		dlclose(s->handle);
+	memset(s, 0, sizeof(*s));
+}
+
+json_t *
+dp_stage_json(const struct dp_stage *s)
+{
+	if (s->ops == NULL)
+		return json_null();
+	return json_pack("{s:s,s:s,s:i,s:i,s:s}", "name", s->ops->name, "version",
+			 s->ops->version, "abi", (int)s->ops->abi, "layout", (int)s->ops->layout,
+			 "path", s->path);
+}
+
 int
 dp_fwd_load(const char *path)
 {
-	void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
-	const struct hitless_fwd_ops *ops;
+	struct ctl_error err = { 0 };
 
-	if (h == NULL) {
-		fprintf(stderr, "hitless-dp: cannot load forwarding stage %s: %s\n", path,
-			dlerror());
-		return -ENOENT;
-	}
-	ops = dlsym(h, HITLESS_FWD_SYMBOL);
-	if (ops == NULL || ops->abi != HITLESS_FWD_ABI || ops->classify == NULL) {
-		fprintf(stderr, "hitless-dp: %s: no '%s' table of ABI %d\n", path,
-			HITLESS_FWD_SYMBOL, HITLESS_FWD_ABI);
-		dlclose(h);
+	if (stage_open(path, &dp.stage, &err) != 0) {
+		fprintf(stderr, "hitless-dp: forwarding stage: %s\n", err.message);
 		return -EPROTO;
 	}
-	__atomic_store_n(&dp.fwd, ops, __ATOMIC_RELEASE);
-	dp.fwd_handle = h;
-	if (path != dp.fwd_path)
-		snprintf(dp.fwd_path, sizeof(dp.fwd_path), "%s", path);
+	dp_fdb_set_codec(dp.fdb, dp.stage.ops);
+	__atomic_store_n(&dp.fwd, dp.stage.ops, __ATOMIC_RELEASE);
 	return 0;
+}
+
+/* Ask the loop to switch to `to` (words converted by conv) and wait until it has; made here
+ * when the loop is not running. 0, or -1 when the loop did not take it in time. */
+static int
+ask_loop(const struct hitless_fwd_ops *to, const struct hitless_fwd_ops *conv,
+	 struct ctl_error *err)
+{
+	struct dp_swap *sw = &dp.swap;
+	uint64_t deadline;
+	bool yes = true;
+
+	memset(sw, 0, sizeof(*sw));
+	sw->to = to;
+	sw->conv = conv;
+	sw->asked_ns = hl_now_ns();
+	sw->now_s = (uint32_t)(sw->asked_ns / 1000000000ull);
+	if (!__atomic_load_n(&dp.loop_running, __ATOMIC_ACQUIRE)) {
+		dp_swap_run(sw);
+		return 0;
+	}
+	__atomic_store_n(&sw->pending, true, __ATOMIC_RELEASE);
+	deadline = sw->asked_ns + SWAP_TIMEOUT_NS;
+	while (!__atomic_load_n(&sw->done, __ATOMIC_ACQUIRE)) {
+		/* withdraw the request if the loop has not taken it by the deadline */
+		if (hl_now_ns() > deadline &&
+		    __atomic_compare_exchange_n(&sw->pending, &yes, false, false,
+						__ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+			return ctl_fail(err, "loop-busy",
+					"the packet loop did not reach a quiescent point in %llu ms",
+					SWAP_TIMEOUT_NS / 1000000);
+		yes = true;
+		hl_sleep_ns(20000);
+	}
+	return 0;
+}
+
+int
+dp_fwd_swap(const char *path, json_t **result, struct ctl_error *err)
+{
+	struct dp_stage next = { 0 };
+	const struct hitless_fwd_ops *from = dp.stage.ops, *conv;
+	struct dp_swap *sw = &dp.swap;
+	bool rollback = path == NULL;
+
+	if (rollback) {
+		if (dp.prev_stage.ops == NULL)
+			return ctl_fail(err, "no-previous",
+					"no previous stage to roll back to: none was swapped in");
+		next = dp.prev_stage;
+	} else {
+		if (stage_open(path, &next, err) != 0)
+			return -1;
+		if (next.ops == from) {
+			stage_close(&next); /* dlopen counted a second reference: give it back */
+			return ctl_fail(err, "already-running", "%s is the running stage", path);
+		}
+	}
+	conv = dp_fdb_converter(from, next.ops);
+	if (conv == NULL) {
+		ctl_fail(err, "no-migration",
+			 "state layout %u (%s %s) -> %u (%s %s): neither stage converts it",
+			 from->layout, from->name, from->version, next.ops->layout, next.ops->name,
+			 next.ops->version);
+		goto refuse;
+	}
+	if (ask_loop(next.ops, conv, err) != 0)
+		goto refuse;
+	if (sw->mig.rc != 0) {
+		ctl_fail(err, "migrate-failed",
+			 "%s %s could not convert FDB entry %s from layout %u to %u (%s); "
+			 "nothing changed, %s %s goes on forwarding",
+			 conv->name, conv->version, sw->mig.mac, from->layout, next.ops->layout,
+			 strerror(sw->mig.rc < 0 ? -sw->mig.rc : sw->mig.rc), from->name,
+			 from->version);
+		goto refuse;
+	}
+	*result = json_pack("{s:o,s:o,s:s,s:i,s:s?,s:I,s:I,s:I,s:I}",
+			    "from", dp_stage_json(&dp.stage), "to", dp_stage_json(&next),
+			    "kind", rollback ? "rollback" : "swap",
+			    "migrated", (int)sw->mig.entries,
+			    "converted_by", from->layout == next.ops->layout ? NULL :
+					    conv == from ? "from" : "to",
+			    "asked_ns", (json_int_t)sw->asked_ns,
+			    "at_ns", (json_int_t)sw->taken_ns,
+			    "wait_ns", (json_int_t)(sw->taken_ns - sw->asked_ns),
+			    "window_ns", (json_int_t)sw->window_ns);
+	if (rollback) {
+		dp.prev_stage = dp.stage;   /* lib/rollback again goes forward */
+	} else {
+		stage_close(&dp.prev_stage);
+		dp.prev_stage = dp.stage;
+	}
+	dp.stage = next;
+	dp.swaps++;
+	return 0;
+refuse:
+	if (!rollback)
+		stage_close(&next);
+	return -1;
 }

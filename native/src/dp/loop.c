@@ -8,6 +8,8 @@
  * burst that arrives while the guest is briefly not reading is not lost. Only past that bound,
  * or with the pending queue full, is a packet dropped and counted as ring_full.
  *
+ * A forwarding stage swap (fwdlib.c) is made by this loop itself at the top of an iteration.
+ *
  * During an upgrade a host's VMs are split between two generations joined by the peer link.
  * A packet for a configured VM that this generation does not serve goes over the peer link
  * (queue 0). A packet that arrives over it for a VM this generation does not serve either:
@@ -252,9 +254,9 @@ forward(uint16_t src, bool returned, struct rte_mbuf **pkts, uint16_t n, uint64_
 	const struct hitless_fwd_ops *ops = __atomic_load_n(&dp.fwd, __ATOMIC_ACQUIRE);
 	const struct hitless_fwd_env env = {
 		.fdb = dp.fdb,
-		.lookup = dp_fdb_lookup,
-		.lookup_bulk = dp_fdb_lookup_bulk,
-		.learn = dp_fdb_learn,
+		.lookup_bulk = dp_fdb_lookup_words,
+		.store = dp_fdb_store,
+		.now_ns = now,
 		.has_uplink = ext_up(&dp.up),
 	};
 	uint16_t dst[DP_BURST];
@@ -351,6 +353,34 @@ flush_all(uint64_t now)
 	return pending;
 }
 
+/* Make a stage swap: convert the FDB's words (all or none) and publish the new ops table.
+ * Called by the loop between iterations, where nothing classified is waiting to be staged
+ * (what waits in the pending queues has its port already), or by the control thread when
+ * the loop is not running. window_ns: the time no packet moved because of it. */
+void
+dp_swap_run(struct dp_swap *sw)
+{
+	uint64_t t0 = rte_rdtsc();
+
+	sw->taken_ns = hl_now_ns();
+	if (dp_fdb_migrate(dp.fdb, sw->to, sw->conv, sw->now_s, &sw->mig) == 0)
+		__atomic_store_n(&dp.fwd, sw->to, __ATOMIC_RELEASE);
+	sw->window_ns = (rte_rdtsc() - t0) * 1000000000ull / rte_get_tsc_hz();
+	__atomic_store_n(&sw->done, true, __ATOMIC_RELEASE);
+}
+
+/* The loop's side of a swap request: take it (the control thread may withdraw it). */
+static inline void
+take_swap(void)
+{
+	bool yes = true;
+
+	if (unlikely(__atomic_load_n(&dp.swap.pending, __ATOMIC_ACQUIRE)) &&
+	    __atomic_compare_exchange_n(&dp.swap.pending, &yes, false, false, __ATOMIC_ACQ_REL,
+					__ATOMIC_ACQUIRE))
+		dp_swap_run(&dp.swap);
+}
+
 int
 dp_loop(void *arg)
 {
@@ -370,6 +400,7 @@ dp_loop(void *arg)
 		__atomic_fetch_add(&dp.epoch, 1, __ATOMIC_ACQ_REL);
 		dp.hb->beat = dp.epoch;
 		dp.ls.iterations++;
+		take_swap();
 		ext_refresh_link(&dp.up, now);
 		ext_refresh_link(&dp.peer, now);
 		send_announcements();

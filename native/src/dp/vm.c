@@ -165,8 +165,7 @@ dp_vm_add(const char *name, const struct rte_ether_addr *mac, const char *sock, 
 {
 	struct dp_vm *vm = NULL;
 	char path[sizeof(vm->sock)];
-	uint16_t p;
-	uint8_t k;
+	struct hitless_fwd_entry old;
 	int rc;
 
 	if (!hl_valid_name(name))
@@ -178,9 +177,9 @@ dp_vm_add(const char *name, const struct rte_ether_addr *mac, const char *sock, 
 		return ctl_fail(err, "invalid-args", "mac: must be a unicast, non-zero address");
 	if (dp_vm_find(name) != NULL)
 		return ctl_fail(err, "exists", "vm '%s' already exists", name);
-	if (dp_fdb_lookup(dp.fdb, mac, &p, &k) == 0 && k == FWD_KIND_VM)
+	if (dp_fdb_lookup(dp.fdb, mac, &old) == 0 && old.kind == FWD_KIND_VM)
 		return ctl_fail(err, "exists", "mac is already used by vm '%s'",
-				dp_port_name(p, NULL));
+				dp_port_name(old.port, NULL));
 	if (client && sock == NULL)
 		return ctl_fail(err, "invalid-args", "socket: required in client mode");
 	if (sock != NULL)

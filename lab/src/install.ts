@@ -7,6 +7,9 @@ import { AgentConfig, hostVms, type LabPaths, type LabSpec, UPLINKS } from './fl
 import { LabError, run, tryRun } from './sys.js';
 
 export const RELEASES = ['1.0.0', '1.1.0'] as const;
+/** The L2 stage's state layout in each: 1.0.0 ships layout 1, so moving a host to 1.1.0 by
+ * swapping its stage in place converts the FDB (lib/swap's migrate path). */
+const FWD_LAYOUT: Record<(typeof RELEASES)[number], number> = { '1.0.0': 1, '1.1.0': 2 };
 export const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 
 const TARGETS = {
@@ -14,6 +17,7 @@ const TARGETS = {
   'hitless-fwd-l2.so': 'src/fwd/hitless-fwd-l2.so',
   'hitless-keeper': 'src/keeper/hitless-keeper',
   'hitless-probe': 'src/probe/hitless-probe',
+  'release.json': 'release.json',
 } as const;
 
 export function buildDir(buildRoot: string, release: string): string {
@@ -28,17 +32,19 @@ async function dpVersion(dir: string): Promise<string> {
  * Builds one release into its own meson tree under buildRoot, reusing the tree when present
  * (ninja then rebuilds only what changed in native/). Checks the stamp the binary prints.
  */
-async function buildRelease(buildRoot: string, release: string): Promise<void> {
+async function buildRelease(buildRoot: string, release: (typeof RELEASES)[number]): Promise<void> {
   const dir = buildDir(buildRoot, release);
+  const opts = [`-Drelease=${release}`, `-Dfwd_layout=${FWD_LAYOUT[release]}`];
   if (!existsSync(join(dir, 'build.ninja'))) {
     rmSync(dir, { recursive: true, force: true }); // an interrupted setup leaves a tree meson refuses
     process.stderr.write(`lab: configuring release ${release} in ${dir}\n`);
-    await run('meson', ['setup', dir, join(repoRoot, 'native'), `-Drelease=${release}`], { timeoutMs: 300_000 });
+    await run('meson', ['setup', dir, join(repoRoot, 'native'), ...opts], { timeoutMs: 300_000 });
   }
   const ninja = () => run('nice', ['-n', '10', 'ninja', '-j', '2', '-C', dir, ...Object.values(TARGETS)], { timeoutMs: 900_000 });
   await ninja();
-  if (!(await dpVersion(dir)).startsWith(`hitless-dp ${release} `)) {
-    await run('meson', ['configure', dir, `-Drelease=${release}`]);
+  const manifestLayout = (): number => (JSON.parse(readFileSync(join(dir, 'release.json'), 'utf8')) as { fwd: { layout: number } }).fwd.layout;
+  if (!(await dpVersion(dir)).startsWith(`hitless-dp ${release} `) || manifestLayout() !== FWD_LAYOUT[release]) {
+    await run('meson', ['configure', dir, ...opts]);
     await ninja();
     const v = await dpVersion(dir);
     if (!v.startsWith(`hitless-dp ${release} `)) throw new LabError(`${dir}: hitless-dp reports "${v}", expected ${release}`);
@@ -82,6 +88,7 @@ export function installHost(spec: LabSpec, paths: LabPaths, buildRoot: string, i
     for (const f of ['hitless-dp', 'hitless-fwd-l2.so'] as const) {
       install(join(buildDir(buildRoot, r), TARGETS[f]), join(root, 'releases', r, 'bin', f), 0o755);
     }
+    install(join(buildDir(buildRoot, r), TARGETS['release.json']), join(root, 'releases', r, 'release.json'), 0o644);
   }
   // The keeper and the probe are per host, not per generation: the newest release provides them.
   const newest = buildDir(buildRoot, RELEASES[RELEASES.length - 1]!);

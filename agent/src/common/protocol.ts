@@ -28,13 +28,35 @@ const int = z.number().int();
 export const Name = z.string().regex(/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,31}$/, '1-32 of A-Z a-z 0-9 _ . -');
 export const Version = z.string().regex(/^\d+\.\d+\.\d+(-[0-9A-Za-z.]+)?$/, 'a release version like 1.2.3');
 
-/** What the agent measured when one VM switched generation. */
+/**
+ * How a host moves to a release: handoff (a new generation beside the old one, each VM's vhost
+ * session handed over, one VM at a time) or swap (the running generation replaces its
+ * forwarding stage in place, every VM at once; only when the process core and DPDK match).
+ */
+export const UpgradeMode = z.enum(['handoff', 'swap']);
+export type UpgradeMode = z.infer<typeof UpgradeMode>;
+
+/** A release's manifest (releases/<version>/release.json, written by its build). */
+export const ReleaseManifest = z
+  .object({
+    release: Version,
+    /** digest of the process core's sources and its DPDK: equal cores can swap stages */
+    core: z.string().regex(/^[0-9a-f]{16}$/, 'a 16-digit hex digest'),
+    dpdk: z.string().min(1),
+    fwd: z.object({ abi: int, layout: int }).strict(),
+    modes: z.array(UpgradeMode).min(1),
+  })
+  .strict();
+export type ReleaseManifest = z.infer<typeof ReleaseManifest>;
+
+/** What the agent measured when one VM switched generation (handoff) or stage (swap). */
 export const Measurement = z.object({
   vm: z.string(),
+  mode: UpgradeMode.default('handoff'),
   from: z.string(),
   to: z.string(),
   t_ns: int,
-  /** keeper: quiesce -> resume, inside the keeper */
+  /** handoff: the keeper's quiesce -> resume; swap: the packet loop standing still */
   window_us: z.number(),
   /** datapath: last packet the old generation moved for the VM -> first the new one moved */
   passive_gap_us: z.number().nullable(),
@@ -55,7 +77,8 @@ export type Budget = z.infer<typeof Budget>;
 export const UpgradeState = z.enum(['idle', 'preparing', 'switching', 'committing', 'rolling-back', 'aborting', 'failed']);
 export type UpgradeState = z.infer<typeof UpgradeState>;
 
-export const GenRef = z.object({ gen: z.string(), release: z.string() });
+/** core: the release whose process core runs the generation (differs after a swap) */
+export const GenRef = z.object({ gen: z.string(), release: z.string(), core: z.string().optional() });
 
 export const VmStatus = z.object({
   vm: z.string(),
@@ -69,6 +92,7 @@ export const VmStatus = z.object({
 export const UpgradeStatus = z.object({
   host: z.string(),
   state: UpgradeState,
+  mode: UpgradeMode.default('handoff'),
   active: GenRef.nullable(),
   target: GenRef.nullable(),
   approve: z.union([z.literal('each'), z.object({ auto: Budget })]),
@@ -97,7 +121,40 @@ export const GenInfo = z.object({
   role: z.enum(['active', 'target', 'stale']),
 });
 
-export const ReleaseInfo = z.object({ version: z.string(), path: z.string() });
+export const ReleaseInfo = z.object({
+  version: z.string(),
+  path: z.string(),
+  /** null: the release has no readable manifest (manifest_error says why): handoff only */
+  manifest: ReleaseManifest.nullable().default(null),
+  manifest_error: z.string().optional(),
+});
+
+/** One way to upgrade this host to a release, as the agent judges it now. */
+export const ModeOption = z.object({
+  mode: UpgradeMode,
+  available: z.boolean(),
+  /** why it is or is not available, for the operator */
+  reason: z.string(),
+  /** expected forwarding break per VM (us): from this host's journal when it has enough, else the benchmarks */
+  predicted_break_us: z.number(),
+  basis: z.string(),
+  approvals: z.enum(['per-vm', 'per-host']),
+});
+export type ModeOption = z.infer<typeof ModeOption>;
+
+export const UpgradePlan = z.object({
+  host: z.string(),
+  release: z.string(),
+  active: GenRef,
+  modes: z.array(ModeOption),
+  /** swap when available (the smaller break), else handoff */
+  recommended: UpgradeMode,
+});
+export type UpgradePlan = z.infer<typeof UpgradePlan>;
+
+/** prepare's mode: auto lets the agent choose (swap only when core and DPDK match) */
+export const ModeChoice = z.enum(['auto', 'handoff', 'swap']);
+export type ModeChoice = z.infer<typeof ModeChoice>;
 
 export const VmInfo = z.object({ vm: z.string(), mac: z.string(), serving: z.string().nullable(), connected: z.boolean() });
 
@@ -107,9 +164,16 @@ export const agent = {
   vmList: request('vm/list', z.object({}).strict(), z.object({ vms: z.array(VmInfo) })),
   releaseList: request('release/list', z.object({}).strict(), z.object({ releases: z.array(ReleaseInfo) })),
   genList: request('gen/list', z.object({}).strict(), z.object({ gens: z.array(GenInfo) })),
+  upgradePlan: request('upgrade/plan', z.object({ release: Version }).strict(), UpgradePlan),
   upgradePrepare: request(
     'upgrade/prepare',
-    z.object({ release: Version, approve: z.union([z.literal('each'), z.object({ auto: Budget }).strict()]).default('each') }).strict(),
+    z
+      .object({
+        release: Version,
+        approve: z.union([z.literal('each'), z.object({ auto: Budget }).strict()]).default('each'),
+        mode: ModeChoice.default('handoff'),
+      })
+      .strict(),
     UpgradeStatus,
   ),
   upgradeSwitch: request('upgrade/switch', z.object({ vms: z.array(Name).min(1) }).strict(), UpgradeStatus),

@@ -7,7 +7,9 @@ import { dirname, join, resolve } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { AgentClient } from '../client/agentClient.js';
-import { agent, AgentError, events, type Measurement, type TrafficVm } from '../common/protocol.js';
+import { agent, AgentError, events, type Measurement, type ReleaseManifest, type TrafficVm } from '../common/protocol.js';
+import { CtlClient } from '../native/ctlClient.js';
+import { dp } from '../native/dpProtocol.js';
 import { measured } from '../native/probeProtocol.js';
 import { alive } from './supervisor.js';
 import { nativeBin, type ProbeProcess } from '../native/procs.js';
@@ -16,13 +18,26 @@ import { labVms, Testbed } from '../native/testbed.js';
 const repo = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** A host root: two releases (both from this build), the keeper, etc/agent.json. */
-function hostRoot(bed: Testbed, name: string, vms: number): string {
+/**
+ * A host root: two releases (both from this build), the keeper, etc/agent.json. With manifests:
+ * release.json for each, 1.0.0 shipping the L2 stage at state layout 1 (as the lab does), and a
+ * third release 1.2.0 whose manifest declares another process core.
+ */
+function hostRoot(bed: Testbed, name: string, vms: number, manifests = false): string {
   const root = join(bed.dir, name);
-  for (const v of ['1.0.0', '1.1.0']) {
+  const built = JSON.parse(readFileSync(join(repo, 'native/build/release.json'), 'utf8')) as ReleaseManifest;
+  for (const v of manifests ? ['1.0.0', '1.1.0', '1.2.0'] : ['1.0.0', '1.1.0']) {
+    const layout1 = manifests && v === '1.0.0';
     mkdirSync(join(root, 'releases', v, 'bin'), { recursive: true });
     symlinkSync(nativeBin('hitless-dp'), join(root, 'releases', v, 'bin', 'hitless-dp'));
-    symlinkSync(nativeBin('hitless-fwd-l2.so'), join(root, 'releases', v, 'bin', 'hitless-fwd-l2.so'));
+    symlinkSync(
+      layout1 ? join(repo, 'native/build/src/fwd/hitless-fwd-l2-layout1.so') : nativeBin('hitless-fwd-l2.so'),
+      join(root, 'releases', v, 'bin', 'hitless-fwd-l2.so'),
+    );
+    if (manifests) {
+      const m: ReleaseManifest = { ...built, release: v, fwd: { ...built.fwd, layout: layout1 ? 1 : 2 }, core: v === '1.2.0' ? 'f'.repeat(16) : built.core };
+      writeFileSync(join(root, 'releases', v, 'release.json'), JSON.stringify(m));
+    }
   }
   mkdirSync(join(root, 'bin'), { recursive: true });
   symlinkSync(nativeBin('hitless-keeper'), join(root, 'bin', 'hitless-keeper'));
@@ -73,8 +88,8 @@ describe('hitless-agent', () => {
     return a;
   };
   /** A host on release 1.0.0 through its agent, with n probe VMs sending to each other. */
-  const upHost = async (name: string, n: number) => {
-    const root = hostRoot(bed, name, n);
+  const upHost = async (name: string, n: number, manifests = false) => {
+    const root = hostRoot(bed, name, n, manifests);
     const a = spawnAgent(root);
     await a.client.request(agent.hostStart, { release: '1.0.0' });
     const probe = await probeOn(bed, root, name, n);
@@ -135,6 +150,68 @@ describe('hitless-agent', () => {
     console.log(`per-switch probe lost: ${a.measurements.map((m) => `${m.vm}=${m.probe?.lost}`).join(' ')}; end of run: ${sum.totals.lost}`);
     assert.equal(sum.totals.lost, 0, JSON.stringify(measured(sum).map((f) => [f.src, f.dst, f.lost])));
     assert.equal(sum.totals.dup, 0);
+    assert.equal(probe.events.filter((e) => e.event === 'link').length, 0);
+  });
+
+  test('swap mode: the stage is replaced in place on one approval for the host, 0 lost; rolled back and committed; a core change is refused', async () => {
+    const { root, a, probe } = await upHost('h7', 3, true);
+    // a release with another process core cannot be swapped in: the operator is told why
+    const far = await a.client.request(agent.upgradePlan, { release: '1.2.0' });
+    assert.equal(far.recommended, 'handoff');
+    assert.match(far.modes.find((m) => m.mode === 'swap')!.reason, /changes the datapath core/);
+    await assert.rejects(a.client.request(agent.upgradePrepare, { release: '1.2.0', mode: 'swap' }), (e: { code: number; message: string }) => {
+      assert.equal(e.code, AgentError.InvalidState);
+      assert.match(e.message, /swap cannot take h7 to 1\.2\.0: .*changes the datapath core/);
+      return true;
+    });
+    // 1.1.0 has the same core: swap is offered, converting the FDB (layout 1 -> 2), and predicted smaller
+    const plan = await a.client.request(agent.upgradePlan, { release: '1.1.0' });
+    assert.equal(plan.recommended, 'swap');
+    const [handoff, swap] = [plan.modes.find((m) => m.mode === 'handoff')!, plan.modes.find((m) => m.mode === 'swap')!];
+    assert.ok(swap.available && swap.approvals === 'per-host', JSON.stringify(swap));
+    assert.match(swap.reason, /converting \d+ FDB entries from state layout 1 to 2/);
+    assert.ok(swap.predicted_break_us < handoff.predicted_break_us, JSON.stringify(plan.modes));
+
+    let st = await a.client.request(agent.upgradePrepare, { release: '1.1.0', mode: 'auto' });
+    assert.equal(st.mode, 'swap');
+    assert.equal(st.state, 'switching');
+    const gen = st.active!.gen;
+    assert.equal(st.target?.gen, gen, 'no second generation');
+    const pid = (await a.client.request(agent.genList, {})).gens.find((g) => g.gen === gen)!.pid;
+    await assert.rejects(a.client.request(agent.upgradeSwitch, { vms: ['v1'] }), /moves every VM of h7 at once: approve all of them \(v2, v3 missing\)/);
+    const ctl = await CtlClient.connect(join(root, 'run', `gen-${gen}`, 'ctl.sock'), 2000);
+    try {
+      st = await a.client.request(agent.upgradeSwitch, { vms: ['v1', 'v2', 'v3'] });
+      assert.ok(st.vms.every((v) => v.moved && v.serving === gen), JSON.stringify(st.vms));
+      assert.equal((await ctl.request(dp.libInfo, {})).stage.layout, 2);
+      assert.equal(a.measurements.length, 3, 'one measurement per VM');
+      for (const m of a.measurements) {
+        assert.equal(m.mode, 'swap');
+        assert.equal(m.dropped, 0, `${m.vm}: dropped`);
+        assert.ok(m.window_us > 0 && m.window_us < 5000, `${m.vm}: window ${m.window_us} us`);
+        assert.match(m.anomalies.join(), /state layout 1 -> 2: \d+ entries converted by the incoming stage/);
+      }
+      // rollback puts the 1.0.0 stage back inside the same generation
+      st = await a.client.request(agent.upgradeRollback, {});
+      assert.equal(st.last_outcome, 'rolled-back');
+      assert.equal(st.active?.release, '1.0.0');
+      assert.equal((await ctl.request(dp.libInfo, {})).stage.layout, 1);
+      // and again, to commit: the generation runs 1.1.0's stage on 1.0.0's core
+      await a.client.request(agent.upgradePrepare, { release: '1.1.0', mode: 'swap' });
+      await a.client.request(agent.upgradeSwitch, { vms: ['v1', 'v2', 'v3'] });
+      st = await a.client.request(agent.upgradeCommit, {});
+      assert.equal(st.last_outcome, 'committed');
+      assert.deepEqual(st.active, { gen, release: '1.1.0', core: '1.0.0' });
+      assert.equal((await a.client.request(agent.genList, {})).gens.find((g) => g.gen === gen)!.pid, pid, 'the same process throughout');
+      assert.equal((await ctl.request(dp.libInfo, {})).stage.path, join(root, 'releases', '1.1.0', 'bin', 'hitless-fwd-l2.so'));
+    } finally {
+      ctl.close();
+    }
+    const hist = await a.client.request(agent.upgradeHistory, {});
+    assert.equal(hist.switches.filter((x) => x.measurement?.mode === 'swap').length, 9, 'swap, rollback, swap: 3 VMs each');
+    await sleep(300);
+    const sum = await probe.stop();
+    assert.equal(sum.totals.lost, 0, JSON.stringify(measured(sum).map((f) => [f.src, f.dst, f.lost])));
     assert.equal(probe.events.filter((e) => e.event === 'link').length, 0);
   });
 

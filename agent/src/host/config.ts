@@ -3,7 +3,7 @@
 import { accessSync, constants, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
-import { Name, Version } from '../common/protocol.js';
+import { Name, ReleaseManifest, Version } from '../common/protocol.js';
 import { Mac } from '../native/dpProtocol.js';
 
 export const AgentConfig = z
@@ -48,8 +48,31 @@ export class ConfigInventory implements VmInventory {
   }
 }
 
-/** Installed releases: <root>/releases/<version>/bin/{hitless-dp,hitless-fwd-l2.so}. */
-export function listReleases(root: string): { version: string; path: string }[] {
+/** A release's manifest, or why it has none usable (the release is then handoff-only). */
+export function readManifest(root: string, version: string): { manifest: ReleaseManifest | null; error?: string } {
+  const path = join(root, 'releases', version, 'release.json');
+  let raw: unknown;
+  try {
+    raw = JSON.parse(readFileSync(path, 'utf8'));
+  } catch (e) {
+    return { manifest: null, error: `${path}: ${(e as Error).message}` };
+  }
+  const r = ReleaseManifest.safeParse(raw);
+  if (!r.success) {
+    const i = r.error.issues[0]!;
+    return { manifest: null, error: `${path}: ${i.path.join('.') || '(top)'}: ${i.message}` };
+  }
+  if (r.data.release !== version) return { manifest: null, error: `${path}: says release ${r.data.release}, installed as ${version}` };
+  return { manifest: r.data };
+}
+
+/** The stage a release ships. */
+export function stagePath(root: string, version: string): string {
+  return join(root, 'releases', version, 'bin', 'hitless-fwd-l2.so');
+}
+
+/** Installed releases: <root>/releases/<version>/bin/{hitless-dp,hitless-fwd-l2.so}, release.json. */
+export function listReleases(root: string): { version: string; path: string; manifest: ReleaseManifest | null; manifest_error?: string }[] {
   let names: string[] = [];
   try {
     names = readdirSync(join(root, 'releases'));
@@ -59,7 +82,10 @@ export function listReleases(root: string): { version: string; path: string }[] 
   return names
     .filter((v) => Version.safeParse(v).success && releaseComplete(root, v))
     .sort()
-    .map((version) => ({ version, path: join(root, 'releases', version) }));
+    .map((version) => {
+      const m = readManifest(root, version);
+      return { version, path: join(root, 'releases', version), manifest: m.manifest, ...(m.error ? { manifest_error: m.error } : {}) };
+    });
 }
 
 function releaseComplete(root: string, version: string): boolean {

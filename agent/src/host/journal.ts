@@ -4,16 +4,20 @@
 import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { z } from 'zod';
-import { Budget, Measurement } from '../common/protocol.js';
+import { Budget, Measurement, UpgradeMode } from '../common/protocol.js';
 
 const Gen = { gen: z.string(), release: z.string() };
 export const Entry = z.discriminatedUnion('type', [
   z.object({ type: z.literal('start'), ...Gen }),
-  z.object({ type: z.literal('prepare'), ...Gen, approve: z.union([z.literal('each'), z.object({ auto: Budget })]) }),
+  z.object({ type: z.literal('prepare'), ...Gen, approve: z.union([z.literal('each'), z.object({ auto: Budget })]), mode: UpgradeMode.default('handoff') }),
   z.object({ type: z.literal('prepared') }),
   z.object({ type: z.literal('switch'), vm: z.string(), to: z.string() }),
   z.object({ type: z.literal('switched'), vm: z.string(), to: z.string(), measurement: Measurement.nullable() }),
   z.object({ type: z.literal('switch-failed'), vm: z.string(), to: z.string(), error: z.string() }),
+  // swap mode: the active generation's stage replaced (to: target) or put back (to: active)
+  z.object({ type: z.literal('swap'), to: z.enum(['target', 'active']) }),
+  z.object({ type: z.literal('swapped'), to: z.enum(['target', 'active']), measurements: z.array(Measurement).nullable() }),
+  z.object({ type: z.literal('swap-failed'), to: z.enum(['target', 'active']), error: z.string() }),
   z.object({ type: z.literal('commit') }),
   z.object({ type: z.literal('committed') }),
   z.object({ type: z.literal('abort'), outcome: z.enum(['rolled-back', 'aborted']) }),

@@ -64,7 +64,8 @@ export function serve(host: HostAgent, input: NodeJS.ReadableStream, output: Nod
     const gens = [d.active && { ...d.active, role: 'active' as const }, d.target && { ...d.target, role: 'target' as const }].filter((g) => g !== null);
     return { gens: gens.map((g) => ({ ...g, pid: host.sup.genPid(g.gen), alive: host.sup.genAlive(g.gen) })) };
   });
-  on(agent.upgradePrepare, (p) => host.serial(async () => (await host.prepare(p.release, p.approve), host.status())));
+  on(agent.upgradePlan, (p) => host.plan(p.release));
+  on(agent.upgradePrepare, (p) => host.serial(async () => (await host.prepare(p.release, p.approve, p.mode), host.status())));
   on(agent.upgradeSwitch, (p) => host.serial(async () => (await host.switchVms(p.vms), host.status())));
   on(agent.upgradeRun, async () => {
     // the run goes on even if this connection drops: the reply only says it started
@@ -79,7 +80,13 @@ export function serve(host: HostAgent, input: NodeJS.ReadableStream, output: Nod
   on(agent.upgradeHistory, async (p) => ({
     switches: host.journal
       .entries()
-      .flatMap((e) => (e.type === 'switched' ? [{ seq: e.seq, t: e.t, vm: e.vm, to: e.to, measurement: e.measurement }] : []))
+      .flatMap((e) =>
+        e.type === 'switched'
+          ? [{ seq: e.seq, t: e.t, vm: e.vm, to: e.to, measurement: e.measurement }]
+          : e.type === 'swapped'
+            ? (e.measurements ?? []).map((m) => ({ seq: e.seq, t: e.t, vm: m.vm, to: m.to, measurement: m }))
+            : [],
+      )
       .slice(-p.limit),
   }));
 

@@ -7,7 +7,7 @@ import { existsSync, mkdirSync, openSync, closeSync, readFileSync, statSync } fr
 import { join } from 'node:path';
 import { CtlClient } from '../native/ctlClient.js';
 import { dpArgs, FANOUT_ATTEMPTS, fanoutClash } from '../native/procs.js';
-import type { AgentConfig } from './config.js';
+import { stagePath, type AgentConfig } from './config.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -108,6 +108,8 @@ export class Supervisor {
       filePrefix: `hl-${createHash('sha1').update(this.root).digest('hex').slice(0, 8)}-${gen}`,
       ...(opts.uplink ? { uplink: opts.uplink } : {}),
       ...(opts.peer ? { peer: opts.peer } : {}),
+      // its own release's stage, by path (a symlinked binary would otherwise find its build tree's)
+      extraArgs: ['--fwd-lib', stagePath(this.root, release)],
     });
     const log = join(this.root, 'run', `gen-${gen}.log`);
     for (let attempt = 1; ; attempt++) {

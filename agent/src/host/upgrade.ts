@@ -6,13 +6,18 @@
 // journal, asks the keeper where each VM really is, and finishes or undoes whatever was under
 // way (recover()). The keeper moves a VM atomically (or puts it back), so a VM is never left
 // half-moved; the journal makes sure none is silently skipped.
-import type { Budget, Measurement, UpgradeState, UpgradeStatus } from '../common/protocol.js';
-import { CtlClient } from '../native/ctlClient.js';
+//
+// Swap mode (modes.ts says when it may be used) runs the same states inside one generation:
+// prepare checks the target's stage without loading it for good (lib/check), the one switch
+// replaces the stage under every VM at once (lib/swap), rollback puts the old one back
+// (lib/rollback), commit only records it. No generation is started or stopped.
+import type { Budget, Measurement, ModeChoice, UpgradeMode, UpgradePlan, UpgradeState, UpgradeStatus } from '../common/protocol.js';
 import { dp } from '../native/dpProtocol.js';
-import { measured, probe, ProbeEvent, type ProbeSummary } from '../native/probeProtocol.js';
 import { keeper } from '../native/keeperProtocol.js';
-import { ConfigInventory, listReleases, type AgentConfig, type VmInventory } from './config.js';
+import { ConfigInventory, listReleases, readManifest, stagePath, type AgentConfig, type VmInventory } from './config.js';
 import { Journal, type Stamped } from './journal.js';
+import { judgeModes } from './modes.js';
+import { ProbeWatch } from './probeWatch.js';
 import { alive, Supervisor } from './supervisor.js';
 
 export class AgentFailure extends Error {
@@ -28,6 +33,7 @@ type Approve = 'each' | { auto: Budget };
 interface GenRef {
   gen: string;
   release: string;
+  core?: string;
 }
 
 /** What the journal says, replayed. */
@@ -35,23 +41,30 @@ interface Derived {
   active: GenRef | null;
   target: GenRef | null;
   state: UpgradeState;
+  mode: UpgradeMode;
+  /** the release whose process core the active generation runs */
+  core: string | null;
   approve: Approve;
   moved: Map<string, Measurement | null>; // VMs on the target
+  swapped: boolean; // swap mode: the target's stage runs (every VM is on it)
   pending: Stamped | null; // last started step without its outcome
   lastOutcome: UpgradeStatus['last_outcome'];
   error: string | null;
 }
 
 export function derive(entries: readonly Stamped[]): Derived {
-  const d: Derived = { active: null, target: null, state: 'idle', approve: 'each', moved: new Map(), pending: null, lastOutcome: null, error: null };
+  const d: Derived = { active: null, target: null, state: 'idle', mode: 'handoff', core: null, approve: 'each', moved: new Map(), swapped: false, pending: null, lastOutcome: null, error: null };
   for (const e of entries) {
     switch (e.type) {
       case 'start':
         d.active = { gen: e.gen, release: e.release };
+        d.core = e.release;
         break;
       case 'prepare':
         d.target = { gen: e.gen, release: e.release };
         d.approve = e.approve;
+        d.mode = e.mode;
+        d.swapped = false;
         d.state = 'preparing';
         d.moved = new Map();
         d.error = null;
@@ -73,14 +86,29 @@ export function derive(entries: readonly Stamped[]): Derived {
         d.error = `${e.vm}: ${e.error}`;
         d.pending = null;
         break;
+      case 'swap':
+        d.pending = e;
+        break;
+      case 'swapped':
+        d.moved = new Map();
+        if (e.to === 'target') for (const m of e.measurements ?? []) d.moved.set(m.vm, m);
+        d.swapped = e.to === 'target';
+        d.pending = null;
+        break;
+      case 'swap-failed':
+        d.error = `stage swap: ${e.error}`;
+        d.pending = null;
+        break;
       case 'commit':
         d.state = 'committing';
         d.pending = e;
         break;
       case 'committed':
+        if (d.mode === 'handoff') d.core = d.target?.release ?? d.core;
         d.active = d.target;
         d.target = null;
         d.moved = new Map();
+        d.swapped = false;
         d.state = 'idle';
         d.lastOutcome = 'committed';
         d.pending = null;
@@ -92,6 +120,7 @@ export function derive(entries: readonly Stamped[]): Derived {
       case 'aborted':
         d.target = null;
         d.moved = new Map();
+        d.swapped = false;
         d.state = 'idle';
         d.lastOutcome = e.outcome;
         d.pending = null;
@@ -104,64 +133,6 @@ export function derive(entries: readonly Stamped[]): Derived {
     }
   }
   return d;
-}
-
-/**
- * The lab probe's view of one switch: frames lost on flows arriving at the VM (counter delta)
- * and the largest receive gap on them that touches the switch window. Flows leaving the VM are
- * measured by the probe at their destination, on its own host.
- */
-class ProbeWatch {
-  private readonly gaps: { start: number; end: number; us: number }[] = [];
-
-  private constructor(
-    private readonly ctl: CtlClient,
-    private readonly vm: string,
-    private readonly lostBefore: number,
-  ) {}
-
-  static async open(path: string | undefined, vm: string): Promise<ProbeWatch | null> {
-    if (!path) return null;
-    try {
-      const ctl = await CtlClient.connect(path, 1000);
-      const w = new ProbeWatch(ctl, vm, ProbeWatch.lost(await ctl.request(probe.statsShow, {}), vm));
-      await ctl.subscribe((e) => {
-        const g = ProbeEvent.safeParse(e);
-        if (g.success && g.data.event === 'gap' && g.data.data.rx_vm === vm)
-          w.gaps.push({ start: g.data.data.start_ns, end: g.data.data.end_ns, us: g.data.data.gap_us });
-      });
-      return w;
-    } catch {
-      return null; // no probe on this host: the measurement simply has no probe part
-    }
-  }
-
-  private static lost(s: ProbeSummary, vm: string): number {
-    return measured(s).filter((f) => f.dst === vm).reduce((n, f) => n + f.lost, 0);
-  }
-
-  async result(startNs: number, endNs: number): Promise<{ lost: number; gap_ms: number | null }> {
-    await new Promise((r) => setTimeout(r, 150)); // frames from the switch arrive and gaps close
-    try {
-      // the probe counts a frame as lost while a later one has arrived before it: a non-zero
-      // figure is sampled again until it stops falling, so a late frame is not called lost
-      let lost = ProbeWatch.lost(await this.ctl.request(probe.statsShow, {}), this.vm) - this.lostBefore;
-      for (let i = 0; i < 4 && lost > 0; i++) {
-        await new Promise((r) => setTimeout(r, 250));
-        const again = ProbeWatch.lost(await this.ctl.request(probe.statsShow, {}), this.vm) - this.lostBefore;
-        if (again >= lost) break;
-        lost = again;
-      }
-      const touching = this.gaps.filter((g) => g.start <= endNs + 2e6 && g.end >= startNs - 2e6);
-      return { lost: Math.max(0, lost), gap_ms: touching.length ? Math.max(...touching.map((g) => g.us)) / 1000 : null };
-    } finally {
-      this.close();
-    }
-  }
-
-  close(): void {
-    this.ctl.close();
-  }
 }
 
 export class HostAgent {
@@ -266,12 +237,14 @@ export class HostAgent {
     return {
       host: this.cfg.host,
       state: d.state,
-      active: d.active,
-      target: d.target,
+      mode: d.mode,
+      active: d.active ? { ...d.active, core: d.core ?? d.active.release } : null,
+      target: d.target ? { ...d.target, core: d.mode === 'swap' ? (d.core ?? d.target.release) : d.target.release } : null,
       approve: d.approve,
       vms: this.vms().map((v) => {
         const s = sessions.find((x) => x.vm === v.name);
-        return { vm: v.name, serving: s?.serving ?? null, connected: s?.connected ?? false, moved: d.moved.has(v.name), measurement: d.moved.get(v.name) ?? null };
+        const moved = d.mode === 'swap' ? d.swapped : d.moved.has(v.name);
+        return { vm: v.name, serving: s?.serving ?? null, connected: s?.connected ?? false, moved, measurement: d.moved.get(v.name) ?? null };
       }),
       last_outcome: d.lastOutcome,
       error: d.error,
@@ -289,13 +262,48 @@ export class HostAgent {
     return `${this.root}/run/peer-${target}.sock`;
   }
 
-  /** Start the target generation beside the active one and pre-load every session on it. */
-  async prepare(version: string, approve: Approve): Promise<void> {
+  /** The ways to reach version from here (modes.ts judges; this gathers the facts). */
+  async plan(version: string): Promise<UpgradePlan> {
+    const d = this.d;
+    if (!d.active || !this.sup.genAlive(d.active.gen)) throw new AgentFailure('invalid-state', 'no active generation runs on this host (host/start first)');
+    this.release(version);
+    const core = d.core ?? d.active.release;
+    let stage: { layout: number; abi: number } | null = null;
+    let fdbEntries = 0;
+    try {
+      const ctl = await this.sup.gen(d.active.gen);
+      const lib = await ctl.request(dp.libInfo, {});
+      stage = { layout: lib.stage.layout, abi: lib.abi };
+      fdbEntries = (await ctl.request(dp.genInfo, {})).fdb_entries;
+    } catch {
+      /* an older datapath without lib/info: swap is judged unavailable */
+    }
+    const history = this.journal.entries().flatMap((e) =>
+      e.type === 'switched' && e.measurement ? [e.measurement] : e.type === 'swapped' ? (e.measurements ?? []) : [],
+    );
+    const j = judgeModes({
+      core: { release: core, ...readManifest(this.root, core) },
+      target: { release: version, ...readManifest(this.root, version) },
+      stage,
+      fdbEntries,
+      history,
+    });
+    return { host: this.cfg.host, release: version, active: { ...d.active, core }, ...j };
+  }
+
+  /** Get ready to move to version: by handoff (start the target generation beside the active
+   * one and pre-load every session on it) or by swap (check the target's stage). */
+  async prepare(version: string, approve: Approve, choice: ModeChoice = 'handoff'): Promise<void> {
     const d = this.need(['idle'], 'upgrade/prepare');
     if (!d.active || !this.sup.genAlive(d.active.gen)) throw new AgentFailure('invalid-state', 'no active generation runs on this host (host/start first)');
     this.release(version);
+    const plan = await this.plan(version);
+    const mode: UpgradeMode = choice === 'auto' ? plan.recommended : choice;
+    const option = plan.modes.find((m) => m.mode === mode)!;
+    if (!option.available) throw new AgentFailure('invalid-state', `${mode} cannot take ${this.cfg.host} to ${version}: ${option.reason}`);
+    if (mode === 'swap') return this.prepareSwap(version, approve, d.active);
     const gen = this.nextGen(version);
-    this.journal.append({ type: 'prepare', gen, release: version, approve });
+    this.journal.append({ type: 'prepare', gen, release: version, approve, mode });
     this.emit(await this.status());
     const active = await this.sup.gen(d.active.gen);
     const k = await this.sup.keeper();
@@ -313,6 +321,68 @@ export class HostAgent {
     for (const s of sessions) if (s.connected && s.movable) await k.request(keeper.sessionPreload, { vm: s.vm, gen });
     this.journal.append({ type: 'prepared' });
     this.emit(await this.status());
+  }
+
+  private async prepareSwap(version: string, approve: Approve, active: GenRef): Promise<void> {
+    this.journal.append({ type: 'prepare', gen: active.gen, release: version, approve, mode: 'swap' });
+    this.emit(await this.status());
+    try {
+      await (await this.sup.gen(active.gen)).request(dp.libCheck, { path: stagePath(this.root, version) });
+    } catch (e) {
+      this.journal.append({ type: 'abort', outcome: 'aborted' });
+      this.journal.append({ type: 'aborted', outcome: 'aborted' });
+      this.emit(await this.status());
+      throw new AgentFailure('failed', `the running datapath would not take ${version}'s stage: ${(e as Error).message}`);
+    }
+    this.journal.append({ type: 'prepared' });
+    this.emit(await this.status());
+  }
+
+  /**
+   * Swap mode's one switch: replace the active generation's stage with the target's (or put
+   * the previous one back) under every VM at once, and measure it per VM: the loop's window,
+   * frames the datapath dropped, and the lab probe's view.
+   */
+  private async swapStage(to: 'target' | 'active', budget: Budget | null): Promise<Measurement[]> {
+    const d = this.d;
+    const gen = d.active!.gen;
+    const ctl = await this.sup.gen(gen);
+    const vms = this.vms().map((v) => v.name);
+    this.journal.append({ type: 'swap', to });
+    const watches = await Promise.all(vms.map((vm) => ProbeWatch.open(this.cfg.probe_ctl, vm)));
+    const before = await Promise.all(vms.map((vm) => this.drops(vm, [gen])));
+    let r;
+    try {
+      r = to === 'target' ? await ctl.request(dp.libSwap, { path: stagePath(this.root, d.target!.release) }) : await ctl.request(dp.libRollback, {});
+    } catch (e) {
+      for (const w of watches) w?.close();
+      this.journal.append({ type: 'swap-failed', to, error: (e as Error).message });
+      this.emit(await this.status());
+      throw new AgentFailure('failed', `stage swap on ${gen}: ${(e as Error).message}`);
+    }
+    const out: Measurement[] = [];
+    for (const [i, vm] of vms.entries()) {
+      const m: Measurement = {
+        vm,
+        mode: 'swap',
+        from: `${gen}:${r.from.name}@${r.from.version}`,
+        to: `${gen}:${r.to.name}@${r.to.version}`,
+        t_ns: r.at_ns,
+        window_us: r.window_ns / 1000,
+        passive_gap_us: null,
+        dropped: Math.max(0, (await this.drops(vm, [gen])) - before[i]!),
+        rings: [],
+        anomalies: r.converted_by ? [`FDB state layout ${r.from.layout} -> ${r.to.layout}: ${r.migrated} entries converted by the ${r.converted_by === 'to' ? 'incoming' : 'outgoing'} stage`] : [],
+        probe: watches[i] ? await watches[i]!.result(r.at_ns, r.at_ns + r.window_ns) : null,
+        within_budget: null,
+      };
+      if (budget) m.within_budget = Math.max(m.window_us / 1000, m.probe?.gap_ms ?? 0) <= budget.max_gap_ms && m.dropped <= budget.max_lost;
+      out.push(m);
+    }
+    this.journal.append({ type: 'swapped', to, measurements: out });
+    const st = await this.status();
+    for (const m of out) this.emit(st, m);
+    return out;
   }
 
   /** Move one VM to gen (the target, or back to the active one) and measure the break. */
@@ -333,6 +403,7 @@ export class HostAgent {
     }
     const m: Measurement = {
       vm,
+      mode: 'handoff',
       from: from.gen,
       to: to.gen,
       t_ns: r.timing.resumed_ns,
@@ -388,6 +459,15 @@ export class HostAgent {
 
   async switchVms(vms: string[]): Promise<Measurement[]> {
     const d = this.need(['switching'], 'upgrade/switch');
+    if (d.mode === 'swap') {
+      const all = this.vms().map((v) => v.name);
+      const missing = all.filter((vm) => !vms.includes(vm));
+      const unknown = vms.filter((vm) => !all.includes(vm));
+      if (unknown.length > 0) throw new AgentFailure('unknown-vm', `no VM ${unknown.join(', ')} on host ${this.cfg.host}`);
+      if (missing.length > 0)
+        throw new AgentFailure('invalid-state', `a stage swap moves every VM of ${this.cfg.host} at once: approve all of them (${missing.join(', ')} missing)`);
+      return d.swapped ? [] : this.swapStage('target', null);
+    }
     const out: Measurement[] = [];
     for (const vm of vms) {
       if (d.moved.has(vm)) continue;
@@ -400,6 +480,15 @@ export class HostAgent {
   async runAuto(): Promise<void> {
     const d = this.need(['switching'], 'upgrade/run');
     if (d.approve === 'each') throw new AgentFailure('invalid-state', 'the plan asks for an approval per VM (approve: each): use upgrade/switch');
+    if (d.mode === 'swap') {
+      if (d.swapped) return;
+      const over = (await this.swapStage('target', d.approve.auto)).filter((m) => m.within_budget === false);
+      if (over.length > 0) {
+        this.journal.append({ type: 'swap-failed', to: 'target', error: `over budget on ${over.map((m) => m.vm).join(', ')}; the stage stays swapped until rollback or commit` });
+        this.emit(await this.status());
+      }
+      return;
+    }
     for (const v of this.vms()) {
       if (this.d.moved.has(v.name)) continue;
       const m = await this.move(v.name, d.target!, d.active!, d.approve.auto);
@@ -414,6 +503,7 @@ export class HostAgent {
   /** Move VMs back to the active generation; all of them (and retire the target) when none named. */
   async rollback(vms?: string[]): Promise<void> {
     const d = this.need(['switching', 'preparing', 'failed'], 'upgrade/rollback');
+    if (vms && d.mode === 'swap') throw new AgentFailure('invalid-state', 'a stage swap is rolled back for every VM at once: upgrade/rollback without vms');
     if (vms) {
       for (const vm of vms) if (d.moved.has(vm)) await this.move(vm, d.active!, d.target!, null);
       return;
@@ -431,7 +521,10 @@ export class HostAgent {
     const d = this.d;
     this.journal.append({ type: 'abort', outcome });
     const k = await this.sup.keeper();
-    if (d.target) {
+    if (d.target && d.mode === 'swap') {
+      // the generation stays: only its stage goes back, when it was swapped
+      if (d.swapped) await this.swapStage('active', null);
+    } else if (d.target) {
       for (const vm of d.moved.keys()) await this.move(vm, d.active!, d.target, null);
       await k.request(keeper.genDetach, { gen: d.target.gen }).catch(() => undefined);
       await this.sup.stopGen(d.target.gen);
@@ -444,6 +537,13 @@ export class HostAgent {
   /** All VMs are on the target: stop the old generation; the target becomes active. */
   async commit(): Promise<void> {
     const d = this.need(['switching'], 'upgrade/commit');
+    if (d.mode === 'swap') {
+      if (!d.swapped) throw new AgentFailure('invalid-state', `${d.target!.release}'s stage has not been swapped in yet (upgrade/switch)`);
+      this.journal.append({ type: 'commit' });
+      this.journal.append({ type: 'committed' });
+      this.emit(await this.status());
+      return;
+    }
     const s = await this.status();
     const left = s.vms.filter((v) => v.connected && v.serving !== d.target!.gen).map((v) => v.vm);
     if (left.length > 0) throw new AgentFailure('invalid-state', `not every VM is on ${d.target!.gen} yet: ${left.join(', ')}`);
@@ -452,6 +552,10 @@ export class HostAgent {
   }
 
   private async finishCommit(d: Derived): Promise<void> {
+    if (d.mode === 'swap') {
+      this.journal.append({ type: 'committed' });
+      return;
+    }
     const k = await this.sup.keeper();
     await k.request(keeper.genDetach, { gen: d.active!.gen }).catch(() => undefined);
     await this.sup.stopGen(d.active!.gen);
@@ -473,6 +577,10 @@ export class HostAgent {
       case 'prepare':
         // a half-prepared target is stopped; the host stays on its active generation
         this.journal.append({ type: 'abort', outcome: 'aborted' });
+        if (e.mode === 'swap') {
+          this.journal.append({ type: 'aborted', outcome: 'aborted' });
+          return `prepare of a stage swap to ${e.release} was interrupted: nothing changed`;
+        }
         await k.request(keeper.genDetach, { gen: e.gen }).catch(() => undefined);
         await this.sup.stopGen(e.gen);
         this.journal.append({ type: 'aborted', outcome: 'aborted' });
@@ -485,6 +593,17 @@ export class HostAgent {
         }
         this.journal.append({ type: 'switch-failed', vm: e.vm, to: e.to, error: 'agent restarted; the VM had not moved' });
         return `${e.vm}: the interrupted switch had not happened; it stays where it was`;
+      }
+      case 'swap': {
+        // where is the stage? lib/info of the generation answers
+        const lib = await (await this.sup.gen(d.active!.gen)).request(dp.libInfo, {}).catch(() => null);
+        const onTarget = lib !== null && lib.stage.path === stagePath(this.root, d.target!.release);
+        if (lib && (e.to === 'target') === onTarget) {
+          this.journal.append({ type: 'swapped', to: e.to, measurements: null });
+          return `the interrupted stage swap had completed (${lib.stage.name} ${lib.stage.version} runs)`;
+        }
+        this.journal.append({ type: 'swap-failed', to: e.to, error: 'agent restarted; the stage had not changed' });
+        return 'the interrupted stage swap had not happened; the stage is unchanged';
       }
       case 'commit':
         await this.finishCommit(d);

@@ -62,6 +62,12 @@ describe('lib/swap: the forwarding stage replaced inside a running generation', 
       assert.ok(fdb0.some((e) => e.mac === mac && e.kind === 'learned'), `A learned ${mac} before the swap`);
     assert.ok(fdb0.every((e) => e.age_s === undefined), 'layout 1 keeps no last-seen stamp');
 
+    // the dry run says what the swap will do, and changes nothing
+    const check = await a.ctl.request(dp.libCheck, { path: LAYOUT2 });
+    assert.equal(check.converted_by, 'to');
+    assert.equal((await a.ctl.request(dp.genInfo, {})).fwd.layout, 1);
+    assert.equal((await a.ctl.request(dp.libCheck, { path: fixture('nomig') }).catch((e: CtlError) => e.code)), 'no-migration');
+
     // forward: the incoming layout-2 stage converts every word
     const up = await a.ctl.request(dp.libSwap, { path: LAYOUT2 });
     assert.equal(up.kind, 'swap');

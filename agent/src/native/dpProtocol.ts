@@ -156,6 +156,11 @@ export const dp = {
   ),
   libSwap: defineCommand('lib/swap', z.object({ path: z.string().min(1).max(255) }).strict(), SwapResult),
   libRollback: defineCommand('lib/rollback', Empty, SwapResult),
+  libCheck: defineCommand(
+    'lib/check',
+    z.object({ path: z.string().min(1).max(255) }).strict(),
+    z.object({ from: Stage, to: Stage, converted_by: z.enum(['from', 'to']).nullable(), fdb_entries: z.number().int() }),
+  ),
   listCommands: defineCommand(
     'list-commands',
     Empty,

@@ -299,6 +299,12 @@ cmd_lib_swap(struct ctl_call *c, json_t *args, json_t **result, struct ctl_error
 }
 
 static int
+cmd_lib_check(struct ctl_call *c, json_t *args, json_t **result, struct ctl_error *err)
+{
+	return dp_fwd_check(json_string_value(json_object_get(args, "path")), result, err);
+}
+
+static int
 cmd_lib_rollback(struct ctl_call *c, json_t *args, json_t **result, struct ctl_error *err)
 {
 	return dp_fwd_swap(NULL, result, err);
@@ -341,6 +347,9 @@ dp_ctl_register(struct ctl_registry *reg)
 		     "lib/swap {path}: replace the forwarding stage in place, converting the FDB "
 		     "when its state layout differs; the old stage goes on when refused",
 		     lib_swap_args, cmd_lib_swap, NULL);
+	ctl_register(reg, "lib/check",
+		     "lib/check {path}: would lib/swap take this stage (loads, ABI, a conversion "
+		     "of the FDB's layout)? Changes nothing", lib_swap_args, cmd_lib_check, NULL);
 	ctl_register(reg, "lib/rollback",
 		     "lib/rollback: swap back to the previous forwarding stage", NULL,
 		     cmd_lib_rollback, NULL);

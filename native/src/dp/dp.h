@@ -189,5 +189,7 @@ int dp_fwd_load(const char *path);
  * the old stage goes on forwarding when it fails (err says why). */
 int dp_fwd_swap(const char *path, json_t **result, struct ctl_error *err);
 json_t *dp_stage_json(const struct dp_stage *s);
+/* What lib/swap would say about the stage at path, without swapping (the object is closed). */
+int dp_fwd_check(const char *path, json_t **result, struct ctl_error *err);
 
 #endif

@@ -124,6 +124,31 @@ ask_loop(const struct hitless_fwd_ops *to, const struct hitless_fwd_ops *conv,
 }
 
 int
+dp_fwd_check(const char *path, json_t **result, struct ctl_error *err)
+{
+	struct dp_stage next = { 0 };
+	const struct hitless_fwd_ops *from = dp.stage.ops, *conv;
+	int rc = 0;
+
+	if (stage_open(path, &next, err) != 0)
+		return -1;
+	conv = dp_fdb_converter(from, next.ops);
+	if (conv == NULL)
+		rc = ctl_fail(err, "no-migration",
+			      "state layout %u (%s %s) -> %u (%s %s): neither stage converts it",
+			      from->layout, from->name, from->version, next.ops->layout,
+			      next.ops->name, next.ops->version);
+	else
+		*result = json_pack("{s:o,s:o,s:s?,s:I}", "from", dp_stage_json(&dp.stage), "to",
+				    dp_stage_json(&next), "converted_by",
+				    from->layout == next.ops->layout ? NULL :
+				    conv == from ? "from" : "to",
+				    "fdb_entries", (json_int_t)dp_fdb_count(dp.fdb));
+	stage_close(&next); /* also when it is the running one: dlopen counted one more */
+	return rc;
+}
+
+int
 dp_fwd_swap(const char *path, json_t **result, struct ctl_error *err)
 {
 	struct dp_stage next = { 0 };

@@ -1,0 +1,91 @@
+// Which upgrade modes can take a host to a release, and the break each is expected to cost.
+// Pure: the agent gathers the facts (manifests, the running stage, the FDB's size, the host's
+// journal) and this judges them, so the rules are tested without a host.
+import type { Measurement, ModeOption, ReleaseManifest, UpgradeMode } from '../common/protocol.js';
+
+/**
+ * Figures of the benchmarks on the 2-core lab machine (bench/results/), used until a host has
+ * switched often enough to predict from its own journal: handoff's receive gap p50
+ * (bench/run handoff), swap's loop window for an unchanged layout and per FDB entry converted
+ * (bench/run swap).
+ */
+export const BENCH = { handoffGapUs: 580, swapWindowUs: 1, swapPerEntryUs: 0.07 } as const;
+const OWN_HISTORY_MIN = 3;
+
+export interface ReleaseFacts {
+  release: string;
+  manifest: ReleaseManifest | null;
+  error?: string;
+}
+
+export interface ModeFacts {
+  /** the release whose process core runs the active generation */
+  core: ReleaseFacts;
+  target: ReleaseFacts;
+  /** the running forwarding stage's state layout, and the datapath's stage ABI */
+  stage: { layout: number; abi: number } | null;
+  fdbEntries: number;
+  history: readonly Measurement[];
+}
+
+const median = (xs: number[]): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor((s.length - 1) / 2)]!;
+};
+
+/** null when swap can be used; else why not, for the operator. */
+function swapRefusal(f: ModeFacts): string | null {
+  const t = f.target.manifest;
+  const c = f.core.manifest;
+  if (!t) return `release ${f.target.release} has no usable manifest (${f.target.error ?? 'none'}): handoff only`;
+  if (!t.modes.includes('swap')) return `release ${f.target.release} does not offer swap (its manifest lists ${t.modes.join(', ')})`;
+  if (!c) return `the running core's release ${f.core.release} has no usable manifest, so a matching core cannot be shown: handoff only`;
+  if (t.core !== c.core)
+    return `release ${f.target.release} changes the datapath core (${c.core} running, ${t.core} in ${f.target.release}): the process must be replaced, by handoff`;
+  if (t.dpdk !== c.dpdk) return `release ${f.target.release} is built with DPDK ${t.dpdk}; the running core with ${c.dpdk}`;
+  if (f.stage && t.fwd.abi !== f.stage.abi) return `release ${f.target.release}'s stage speaks ABI ${t.fwd.abi}; the running datapath speaks ${f.stage.abi}`;
+  if (!f.stage) return 'the running generation does not answer lib/info: swap needs it running';
+  return null;
+}
+
+export function judgeModes(f: ModeFacts): { modes: ModeOption[]; recommended: UpgradeMode } {
+  const t = f.target.manifest;
+  const handoffOk = !t || t.modes.includes('handoff');
+  const own = (mode: UpgradeMode, pick: (m: Measurement) => number | null): number[] =>
+    f.history.filter((m) => m.mode === mode).flatMap((m) => {
+      const v = pick(m);
+      return v === null ? [] : [v];
+    });
+
+  const handoffOwn = own('handoff', (m) => m.passive_gap_us);
+  const handoff: ModeOption = {
+    mode: 'handoff',
+    available: handoffOk,
+    reason: handoffOk
+      ? `a ${f.target.release} generation starts beside the running one; each VM's vhost-user session is handed to it, one VM at a time`
+      : `release ${f.target.release} does not offer handoff (its manifest lists ${t!.modes.join(', ')})`,
+    predicted_break_us: handoffOwn.length >= OWN_HISTORY_MIN ? median(handoffOwn) : BENCH.handoffGapUs,
+    basis: handoffOwn.length >= OWN_HISTORY_MIN ? `median datapath gap of ${handoffOwn.length} handoffs on this host` : 'bench/run handoff (receive gap p50)',
+    approvals: 'per-vm',
+  };
+
+  const refusal = swapRefusal(f);
+  const layoutChange = f.stage !== null && t !== null && t.fwd.layout !== f.stage.layout;
+  const swapOwn = own('swap', (m) => m.window_us);
+  const modelled = BENCH.swapWindowUs + (layoutChange ? BENCH.swapPerEntryUs * f.fdbEntries : 0);
+  const swap: ModeOption = {
+    mode: 'swap',
+    available: refusal === null,
+    reason:
+      refusal ??
+      `same core (${t!.core}) and DPDK ${t!.dpdk}: ${f.target.release}'s forwarding stage replaces the running one in place, every VM at once` +
+        (layoutChange ? `, converting ${f.fdbEntries} FDB entries from state layout ${f.stage!.layout} to ${t!.fwd.layout}` : ''),
+    predicted_break_us: Math.round((!layoutChange && swapOwn.length >= OWN_HISTORY_MIN ? median(swapOwn) : modelled) * 100) / 100,
+    basis:
+      !layoutChange && swapOwn.length >= OWN_HISTORY_MIN
+        ? `median loop window of ${swapOwn.length} swaps on this host`
+        : `bench/run swap (${BENCH.swapWindowUs} us${layoutChange ? ` + ${BENCH.swapPerEntryUs} us per FDB entry converted` : ''})`,
+    approvals: 'per-host',
+  };
+  return { modes: [handoff, swap], recommended: swap.available ? 'swap' : 'handoff' };
+}

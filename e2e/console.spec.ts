@@ -2,7 +2,8 @@
 // 1.0.0 active, 1.1.0 installed), through the console's browser mode: a canary campaign with
 // an approval per VM, the live chart moving, a denied VM staying on the old generation, a
 // guided rollback of that host, the report's figures checked against the agents' own record,
-// the audit chain, and SSH host keys (a changed key blocks, an unknown one asks).
+// the audit chain, a second campaign moving h2 by an in-place stage swap, and SSH host keys (a
+// changed key blocks, an unknown one asks).
 import { execFileSync } from 'node:child_process';
 import { appendFileSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -186,6 +187,51 @@ test('audit: every approval and denial is recorded with its reason, and the chai
   await expect(page.getByTestId('audit-table')).toContainText('tenant change freeze until Monday');
   await page.getByTestId('audit-verify').click();
   await expect(page.getByTestId('audit-result')).toContainText('intact');
+});
+
+test('swap campaign: the agent chooses an in-place stage swap for h2, predicted in microseconds; one approval moves its VMs at once', async () => {
+  await nav('wizard');
+  await page.getByTestId('wiz-host-h2').check();
+  await page.getByTestId('wiz-release').selectOption('1.1.0');
+  await page.getByTestId('wiz-approval-each-vm').check();
+  await page.getByTestId('wiz-mode-auto').check();
+  await page.getByTestId('wiz-gap').fill('200');
+  await page.getByTestId('wiz-preview').click();
+  await expect(page.getByTestId('plan-mode-h2')).toHaveText('in-place swap');
+  await expect(page.getByTestId('plan-break-h2')).toContainText('µs');
+  await expect(page.getByTestId('plan-host-h2').getByTestId('plan-option-swap')).toContainText('approval per-host');
+  await expect(page.getByTestId('plan-notes')).toContainText('in-place stage swap');
+  // the operator overrides h2 to handoff, and the plan follows; then back to the agent's choice
+  await page.getByTestId('wiz-hostmode-h2').selectOption('handoff');
+  await page.getByTestId('wiz-preview').click();
+  await expect(page.getByTestId('plan-mode-h2')).toHaveText('handoff');
+  await page.getByTestId('wiz-hostmode-h2').selectOption('');
+  await page.getByTestId('wiz-preview').click();
+  await expect(page.getByTestId('plan-mode-h2')).toHaveText('in-place swap');
+  const gen = (await fromAgent('h2', (a) => a.request(agent.upgradeStatus, {}))).active!.gen;
+  await page.getByTestId('wiz-start').click();
+
+  await nav('approvals');
+  const row = page.getByTestId('approval-host-h2');
+  await expect(row).toBeVisible({ timeout: 60_000 });
+  await row.click();
+  await expect(page.getByTestId('approval-context')).toContainText('Swap the forwarding stage of h2');
+  await expect(page.getByTestId('approval-predicted')).toContainText('in-place stage swap');
+  await page.getByTestId('approval-reason').fill('stage-only fix: swap in place');
+  await page.getByTestId('approval-reason').press('Enter');
+  await expect(row).toBeHidden();
+  await nav('campaign');
+  await expect(page.getByTestId('camp-state')).toContainText('done', { timeout: 60_000 });
+  await expect(page.getByTestId('camp-host-h2')).toContainText('committed');
+  // the agent: same generation, 1.1.0's stage on 1.0.0's core, every VM measured as a swap with nothing dropped
+  const st = await fromAgent('h2', (a) => a.request(agent.upgradeStatus, {}));
+  expect(st.mode).toBe('swap');
+  expect(st.active).toEqual({ gen, release: '1.1.0', core: '1.0.0' });
+  expect(st.vms.every((v) => v.serving === gen)).toBe(true);
+  const hist = await fromAgent('h2', (a) => a.request(agent.upgradeHistory, {}));
+  const swaps = hist.switches.filter((x) => x.measurement?.mode === 'swap');
+  expect(swaps.map((x) => x.vm).sort()).toEqual(vms('h2'));
+  for (const x of swaps) expect(x.measurement!.dropped).toBe(0);
 });
 
 test('host keys: a changed key blocks the host and says why; an unknown key shows its fingerprint and waits', async () => {

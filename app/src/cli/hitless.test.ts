@@ -120,6 +120,32 @@ describe('hitless CLI on a lab fleet', () => {
     for (const v of after.vms) assert.match(v.serving, /^1\.0\.0-/);
   });
 
+  test('swap mode: plan shows both modes with the reason and break; an approval per host swaps the stage in place, 0 lost', async () => {
+    // both hosts are idle on 1.0.0 (the test above rolled h1 back); 1.0.0 ships stage layout 1
+    const plan = lastJson((await hitless(['plan', '--hosts', 'all', '--to', '1.1.0', '--json'])).stdout);
+    for (const p of plan.plans) {
+      assert.equal(p.recommended, 'swap', JSON.stringify(p));
+      const swap = p.modes.find((m: { mode: string }) => m.mode === 'swap');
+      assert.match(swap.reason, /converting \d+ FDB entries from state layout 1 to 2/);
+    }
+    const human = (await hitless(['plan', '--hosts', 'h1', '--to', '1.1.0'])).stdout;
+    assert.match(human, /swap \*\s+yes/);
+    const r = await hitless(['upgrade', '--hosts', 'all', '--to', '1.1.0', '--mode', 'auto', '--approve', 'each', '--budget-gap-ms', '200', '--json'], 'y\ny\n');
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, /switch all 4 VMs at once \(stage swap\) on h1 to 1\.1\.0\?/);
+    const out = lastJson(r.stdout);
+    assert.deepEqual(out.outcomes.map((o: { outcome: string }) => o.outcome), ['committed', 'committed']);
+    assert.equal(out.upgraded, 8);
+    assert.equal(out.lost, 0);
+    // the same generations serve every VM: only their stage changed
+    const st = lastJson((await hitless(['status', '--hosts', 'all', '--json'])).stdout);
+    for (const h of st.hosts) {
+      assert.equal(h.release, '1.1.0');
+      for (const v of h.vms) assert.match(v.serving, /^1\.0\.0-/);
+    }
+    assert.match(await hitless(['upgrade', '--hosts', 'all', '--to', '1.1.0', '--mode', 'sideways']).then((x) => x.stderr), /--mode: handoff, swap or auto, not 'sideways'/);
+  });
+
   test('bad arguments and a changed host key are refused with a clear message', async () => {
     let r = await hitless(['upgrade', '--hosts', 'all', '--to', 'latest']);
     assert.equal(r.code, 2);

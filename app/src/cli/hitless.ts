@@ -1,7 +1,8 @@
 // hitless: the fleet operator's command line, on the same console core as the desktop app.
 //   hitless hosts    [--fleet F] [--json]
 //   hitless status   [--fleet F] [--hosts all|h1,h2] [--json]
-//   hitless upgrade  --hosts all|h1,h2 --to VERSION [--approve each|auto] [--budget-gap-ms N] [--budget-lost N] [--json]
+//   hitless plan     --hosts all|h1,h2 --to VERSION [--json]
+//   hitless upgrade  --hosts all|h1,h2 --to VERSION [--mode handoff|swap|auto] [--approve each|auto] [--budget-gap-ms N] [--budget-lost N] [--json]
 //   hitless rollback --hosts all|h1,h2
 //   hitless report   [--format json|csv|html] [--in FILE]
 // Hosts come from a fleet file (the lab's fleet.json); SSH follows its ssh_config with strict
@@ -10,21 +11,26 @@ import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createInterface } from 'node:readline/promises';
 import { parseArgs } from 'node:util';
 import { Fleet } from '../../../lab/src/fleet.js';
-import { agent, Version } from '../../../agent/src/common/protocol.js';
+import { agent, ModeChoice, Version } from '../../../agent/src/common/protocol.js';
 import { gapMs } from '../common/api.js';
 import { upgradeHost, type HostOutcome } from '../core/campaign.js';
 import { renderReport, type CampaignReport } from '../core/report.js';
 import { openAgentSession, type AgentSession } from '../core/ssh/agentSession.js';
 
-const USAGE = `usage: hitless hosts|status|upgrade|rollback|report [options]
+const USAGE = `usage: hitless hosts|status|plan|upgrade|rollback|report [options]
   --fleet FILE        fleet inventory (default /var/tmp/hitless-lab/fleet.json)
   --hosts LIST        all, or host names separated by commas
-  --to VERSION        release to upgrade to (upgrade)
+  --to VERSION        release to upgrade to (plan, upgrade)
+  --mode MODE         handoff (default: a new generation, VM by VM), swap (the running
+                      generation's forwarding stage replaced in place, a host's VMs at once;
+                      only where core and DPDK match) or auto (swap where possible)
   --approve MODE      each (default: ask per VM) or auto (the agent moves VMs within the budget)
   --budget-gap-ms N   auto: largest break a VM may see (default 10)
   --budget-lost N     auto: frames a VM may lose (default 0)
   --format F          report: json, csv or html (default html)
   --json              print the result as one JSON object on the last stdout line`;
+
+const fmtUs = (us: number): string => (us >= 1000 ? `${(us / 1000).toFixed(2)} ms` : `${us} us`);
 
 function fail(msg: string, code = 2): never {
   console.error(`hitless: ${msg}`);
@@ -97,6 +103,7 @@ async function main(): Promise<void> {
         hosts: { type: 'string' },
         to: { type: 'string' },
         approve: { type: 'string', default: 'each' },
+        mode: { type: 'string', default: 'handoff' },
         'budget-gap-ms': { type: 'string', default: '10' },
         'budget-lost': { type: 'string', default: '0' },
         format: { type: 'string', default: 'html' },
@@ -109,7 +116,7 @@ async function main(): Promise<void> {
     fail((e as Error).message);
   }
   if (cmd === 'report') return report(values.format!, values.in);
-  if (!['hosts', 'status', 'upgrade', 'rollback'].includes(cmd ?? '')) fail(cmd ? `unknown command ${cmd}` : 'a command is needed');
+  if (!['hosts', 'status', 'plan', 'upgrade', 'rollback'].includes(cmd ?? '')) fail(cmd ? `unknown command ${cmd}` : 'a command is needed');
   const fleet = loadFleet(values.fleet!);
   const hosts = pickHosts(fleet, values.hosts ?? (cmd === 'hosts' || cmd === 'status' ? 'all' : fail('--hosts is required')));
 
@@ -142,6 +149,31 @@ async function main(): Promise<void> {
     return;
   }
 
+  if (cmd === 'plan') {
+    const release = Version.safeParse(values.to);
+    if (!release.success) fail(`--to: ${values.to === undefined ? 'required' : `'${values.to}' is not a release version like 1.2.3`}`);
+    const plans = [];
+    for (const h of hosts) {
+      const s = await session(fleet, h);
+      try {
+        plans.push(await s.agent.request(agent.upgradePlan, { release: release.data! }));
+      } finally {
+        s.close();
+      }
+    }
+    if (values.json) console.log(JSON.stringify({ plans }));
+    else
+      console.log(
+        table([
+          ['host', 'from', 'mode', 'possible', 'break per VM', 'approvals', 'why'],
+          ...plans.flatMap((p) =>
+            p.modes.map((m) => [p.host, `${p.active.release} (core ${p.active.core ?? p.active.release})`, m.mode + (m.mode === p.recommended ? ' *' : ''), m.available ? 'yes' : 'no', fmtUs(m.predicted_break_us), m.approvals, m.reason]),
+          ),
+        ]) + '\n* recommended (hitless upgrade --mode auto picks it)',
+      );
+    return;
+  }
+
   if (cmd === 'rollback') {
     for (const h of hosts) {
       const s = await session(fleet, h);
@@ -159,6 +191,8 @@ async function main(): Promise<void> {
   const release = Version.safeParse(values.to);
   if (!release.success) fail(`--to: ${values.to === undefined ? 'required' : `'${values.to}' is not a release version like 1.2.3`}`);
   if (values.approve !== 'each' && values.approve !== 'auto') fail(`--approve: each or auto, not '${values.approve}'`);
+  const mode = ModeChoice.safeParse(values.mode);
+  if (!mode.success) fail(`--mode: handoff, swap or auto, not '${values.mode}'`);
   const gapBudget = Number(values['budget-gap-ms']);
   const lostBudget = Number(values['budget-lost']);
   if (!(gapBudget > 0)) fail('--budget-gap-ms: a positive number of milliseconds');
@@ -177,7 +211,7 @@ async function main(): Promise<void> {
       break;
     }
     try {
-      const o = await upgradeHost(s, { hosts: hosts.map((x) => x.name), release: release.data!, approve }, async (host, vm, ctx) => {
+      const o = await upgradeHost(s, { hosts: hosts.map((x) => x.name), release: release.data!, approve, mode: mode.data! }, async (host, vm, ctx) => {
         const last = ctx.measured.at(-1);
         const a = await ask(`switch ${vm} on ${host} to ${release.data}?` + (last ? ` (previous VM: ${gapMs(last).toFixed(2)} ms, dropped ${last.dropped})` : '') + ' [y/N/q] ');
         return a === null || /^q/i.test(a) ? 'stop' : /^y/i.test(a) ? 'yes' : 'no';
@@ -196,7 +230,8 @@ async function main(): Promise<void> {
   const result = {
     hosts: hosts.length,
     vms: hosts.reduce((n, h) => n + h.vms.length, 0),
-    upgraded: ms.filter((m) => m.to.startsWith(release.data!)).length,
+    // a handoff's target generation is named after its release; a swap's is "<gen>:<stage>@<release>"
+    upgraded: ms.filter((m) => m.to.startsWith(`${release.data!}-`) || m.to.endsWith(`@${release.data!}`)).length,
     lost: ms.reduce((n, m) => n + m.dropped, 0),
     gap_ms: pct(ms.map(gapMs)),
     wall_ms: Math.round(wallMs),

@@ -4,7 +4,7 @@
 // WebSocket. Pure: no node, electron or DOM imports; the renderer, the core and the Electron
 // main process all import it.
 import { z } from 'zod';
-import { Budget, GenRef, Measurement, UpgradeState, Version } from '../../../agent/src/common/protocol.js';
+import { Budget, GenRef, Measurement, ModeChoice, ModeOption, UpgradeMode, UpgradeState, Version } from '../../../agent/src/common/protocol.js';
 
 export interface ApiRequest<P extends z.ZodTypeAny, R extends z.ZodTypeAny> {
   readonly method: string;
@@ -121,11 +121,26 @@ export const CampaignSpec = z
     batch: int.min(1, 'at least 1 host per wave').max(64),
     approval: ApprovalMode,
     budget: Budget,
+    /** how hosts move: handoff (new generation, VM by VM), swap (stage replaced in place, the
+     * host's VMs at once; only where core and DPDK match), auto (the agent's recommendation) */
+    mode: ModeChoice.default('handoff'),
+    /** per-host exceptions to mode */
+    host_modes: z.record(HostName, ModeChoice).default({}),
   })
   .strict();
 export type CampaignSpec = z.infer<typeof CampaignSpec>;
 
-export const PlanHost = z.object({ host: z.string(), group: z.string().nullable(), from: z.string().nullable(), vms: z.array(z.string()) });
+export const PlanHost = z.object({
+  host: z.string(),
+  group: z.string().nullable(),
+  from: z.string().nullable(),
+  vms: z.array(z.string()),
+  mode: UpgradeMode.default('handoff'),
+  /** the agent's judgement of each mode for this host (empty: it was not asked) */
+  options: z.array(ModeOption).default([]),
+  /** expected break per VM (us) in the chosen mode, null when unknown */
+  predicted_break_us: z.number().nullable().default(null),
+});
 export const PlanWave = z.object({ index: int, name: z.string(), hosts: z.array(PlanHost) });
 export type PlanWave = z.infer<typeof PlanWave>;
 export const Plan = z.object({
@@ -162,13 +177,14 @@ export const CampaignHost = z.object({
   paused: z.boolean(),
   from: z.string().nullable(),
   to: z.string().nullable(),
+  mode: UpgradeMode.default('handoff'),
   vms: z.array(CampaignVm),
   error: z.string().nullable(),
 });
 export type CampaignHost = z.infer<typeof CampaignHost>;
 
 /** One operator decision in a campaign: a VM's switch, or a whole wave (each-wave mode). */
-export const CampaignDecision = Decision.extend({ kind: z.enum(['vm', 'wave']), wave: int, wave_name: z.string(), host: z.string().nullable(), vm: z.string().nullable() });
+export const CampaignDecision = Decision.extend({ kind: z.enum(['vm', 'host', 'wave']), wave: int, wave_name: z.string(), host: z.string().nullable(), vm: z.string().nullable() });
 export type CampaignDecision = z.infer<typeof CampaignDecision>;
 
 export const CampaignState = z.enum(['running', 'paused', 'done', 'stopped', 'aborted', 'failed', 'interrupted']);
@@ -191,7 +207,8 @@ export type Campaign = z.infer<typeof Campaign>;
 export const Approval = z.object({
   id: z.string(),
   campaign: z.string(),
-  kind: z.enum(['vm', 'wave']),
+  /** vm: one VM's handoff; host: a stage swap moving all of a host's VMs at once; wave */
+  kind: z.enum(['vm', 'host', 'wave']),
   host: z.string().nullable(),
   vm: z.string().nullable(),
   wave: int,
@@ -204,6 +221,9 @@ export const Approval = z.object({
   previous: Measurement.nullable(),
   /** for a wave: the hosts and VMs it will move */
   moves: z.array(z.object({ host: z.string(), vms: z.array(z.string()) })),
+  mode: UpgradeMode.default('handoff'),
+  /** the plan's expected break per VM (us), null when unknown */
+  predicted_break_us: z.number().nullable().default(null),
 });
 export type Approval = z.infer<typeof Approval>;
 

@@ -1,9 +1,10 @@
 // A campaign: upgrade a set of hosts to a release, one host at a time (the first is the
 // canary: a failure there stops everything after it). Each host: prepare (the agent starts the
 // new generation and pre-loads every session), then move the VMs — one approval per VM, or the
-// agent's own auto mode within a budget — then commit. Plain Node: used by the CLI now and the
-// Electron console later.
-import { agent, events, type Budget, type Measurement, type UpgradeStatus } from '../../../agent/src/common/protocol.js';
+// agent's own auto mode within a budget — then commit. In swap mode (the agent replaces the
+// running generation's forwarding stage in place) one approval moves all of a host's VMs at
+// once. Plain Node: used by the CLI.
+import { agent, events, type Budget, type Measurement, type ModeChoice, type UpgradeStatus } from '../../../agent/src/common/protocol.js';
 import type { AgentSession } from './ssh/agentSession.js';
 
 export type Approver = (host: string, vm: string, ctx: { measured: Measurement[]; budget: Budget | null }) => Promise<'yes' | 'no' | 'stop'>;
@@ -12,6 +13,7 @@ export interface CampaignPlan {
   hosts: string[];
   release: string;
   approve: 'each' | { auto: Budget };
+  mode: ModeChoice;
 }
 
 export interface HostOutcome {
@@ -41,9 +43,21 @@ export async function upgradeHost(s: AgentSession, plan: CampaignPlan, approve: 
   let st: UpgradeStatus = await s.agent.request(agent.upgradeStatus, {});
   if (st.state !== 'idle') return { host, outcome: 'failed', measurements, error: `host is ${st.state}, not idle: finish or roll back its upgrade first` };
   if (st.active?.release === plan.release) return { host, outcome: 'skipped', measurements, error: null };
-  progress(`${host}: preparing ${plan.release} beside ${st.active?.release ?? '?'} (new generation, sessions pre-loaded)`);
-  st = await s.agent.request(agent.upgradePrepare, { release: plan.release, approve: plan.approve });
-  if (plan.approve === 'each') {
+  const options = await s.agent.request(agent.upgradePlan, { release: plan.release });
+  for (const m of options.modes)
+    progress(`${host}: ${m.mode}: ${m.available ? `expected break ${m.predicted_break_us} us per VM (${m.basis})` : `not possible: ${m.reason}`}`);
+  st = await s.agent.request(agent.upgradePrepare, { release: plan.release, approve: plan.approve, mode: plan.mode });
+  progress(
+    st.mode === 'swap'
+      ? `${host}: prepared an in-place stage swap ${st.active?.release ?? '?'} -> ${plan.release} (the running datapath accepts the stage)`
+      : `${host}: prepared ${plan.release} beside ${st.active?.release ?? '?'} (new generation, sessions pre-loaded)`,
+  );
+  if (plan.approve === 'each' && st.mode === 'swap') {
+    const a = await approve(host, `all ${st.vms.length} VMs at once (stage swap)`, { measured: measurements, budget: null });
+    if (a === 'stop') return { host, outcome: 'stopped', measurements, error: 'stopped by the operator' };
+    if (a === 'no') return { host, outcome: 'stopped', measurements, error: 'stage swap denied; the host keeps its stage with the swap prepared (hitless rollback clears it)' };
+    st = await s.agent.request(agent.upgradeSwitch, { vms: st.vms.map((v) => v.vm) });
+  } else if (plan.approve === 'each') {
     const budget = null;
     for (const v of st.vms) {
       if (v.moved) continue;
@@ -64,7 +78,11 @@ export async function upgradeHost(s: AgentSession, plan: CampaignPlan, approve: 
   if (!st.vms.every((v) => v.moved || !v.connected))
     return { host, outcome: 'stopped', measurements, error: `not every VM moved: ${st.vms.filter((v) => !v.moved).map((v) => v.vm).join(', ')}` };
   st = await s.agent.request(agent.upgradeCommit, {});
-  progress(`${host}: committed, now on ${st.active?.release}; the old generation is stopped`);
+  progress(
+    st.mode === 'swap'
+      ? `${host}: committed, its generation runs ${st.active?.release}'s stage on ${st.active?.core}'s core`
+      : `${host}: committed, now on ${st.active?.release}; the old generation is stopped`,
+  );
   // measurements the notifications carried, or the status when they were missed
   for (const v of st.vms) if (v.measurement && !measurements.some((m) => m.vm === v.vm && m.t_ns === v.measurement!.t_ns)) measurements.push(v.measurement);
   return { host, outcome: 'committed', measurements, error: null };

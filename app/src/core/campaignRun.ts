@@ -7,6 +7,7 @@
 // picks up where the hosts really are, from their agents. Pause holds before the next VM (or the
 // next host in agent-driven modes) at campaign, wave or host level; abort undoes every host not
 // yet committed. The campaign is saved on every change.
+// A host the plan moves by stage swap asks one approval for all its VMs (they move at once).
 import { randomUUID } from 'node:crypto';
 import { agent, type Measurement, type UpgradeStatus } from '../../../agent/src/common/protocol.js';
 import { gapMs, type Approval, type Campaign, type CampaignHost, type Decision, type Plan } from '../common/api.js';
@@ -55,7 +56,7 @@ export class CampaignRun {
       wave: 0,
       waves_paused: [],
       hosts: plan.waves.flatMap((w) =>
-        w.hosts.map((h) => ({ host: h.host, wave: w.index, state: 'pending' as const, paused: false, from: h.from, to: plan.spec.release, vms: h.vms.map((vm) => ({ vm, state: 'pending' as const, measurement: null, decision: null })), error: null })),
+        w.hosts.map((h) => ({ host: h.host, wave: w.index, state: 'pending' as const, paused: false, from: h.from, to: plan.spec.release, mode: h.mode, vms: h.vms.map((vm) => ({ vm, state: 'pending' as const, measurement: null, decision: null })), error: null })),
       ),
       started: new Date().toISOString(),
       finished: null,
@@ -158,6 +159,8 @@ export class CampaignRun {
       canary: wave === 0 ? null : this.canary(),
       previous: null,
       moves: w.hosts.map((h) => ({ host: h.host, vms: h.vms })),
+      mode: w.hosts.every((h) => h.mode === 'swap') ? 'swap' : 'handoff',
+      predicted_break_us: Math.max(0, ...w.hosts.map((h) => h.predicted_break_us ?? 0)) || null,
     });
     if (!d) throw new Aborted();
     this.c.decisions.push({ ...d, kind: 'wave', wave, wave_name: w.name, host: null, vm: null });
@@ -199,14 +202,17 @@ export class CampaignRun {
       if (st.state === 'idle') {
         h.state = 'preparing';
         this.changed();
-        st = await conn.request(agent.upgradePrepare, { release: spec.release, approve: spec.approval === 'each-vm' ? 'each' : { auto: spec.budget } });
+        st = await conn.request(agent.upgradePrepare, { release: spec.release, approve: spec.approval === 'each-vm' ? 'each' : { auto: spec.budget }, mode: h.mode });
       } else if (st.state !== 'switching' || st.target?.release !== spec.release) {
         return this.fail(h, `the host is ${st.state}${st.target ? ` toward ${st.target.release}` : ''}, not part of this campaign's upgrade: finish or roll it back first`);
       }
       h.state = 'switching';
       this.absorb(h, st);
       this.changed();
-      if (spec.approval === 'each-vm') {
+      if (spec.approval === 'each-vm' && h.mode === 'swap') {
+        const r = await this.swapOnApproval(h, st);
+        if (r !== null) return r;
+      } else if (spec.approval === 'each-vm') {
         for (const v of h.vms) {
           if (v.state === 'moved' || v.state === 'denied') continue;
           await this.gate(h, wave);
@@ -227,6 +233,8 @@ export class CampaignRun {
             canary: wave === 0 ? null : this.canary(),
             previous: prev,
             moves: [{ host: h.host, vms: [v.vm] }],
+            mode: 'handoff',
+            predicted_break_us: this.planned(h.host)?.predicted_break_us ?? null,
           });
           if (!d) throw (h.state as string) === 'aborted' ? new HostAborted() : new Aborted();
           v.decision = d;
@@ -263,7 +271,10 @@ export class CampaignRun {
       }
       if (h.vms.some((v) => v.state === 'denied')) {
         h.state = 'held';
-        h.error = `not committed: ${h.vms.filter((v) => v.state === 'denied').map((v) => v.vm).join(', ')} denied and still on ${h.from}; both generations run until the host is rolled back or the VM is moved`;
+        h.error =
+          h.mode === 'swap'
+            ? `not committed: the stage swap was denied; ${h.host} still runs ${h.from}'s stage, with the swap prepared until the host is rolled back`
+            : `not committed: ${h.vms.filter((v) => v.state === 'denied').map((v) => v.vm).join(', ')} denied and still on ${h.from}; both generations run until the host is rolled back or the VM is moved`;
         return this.changed();
       }
       await this.gate(h, wave);
@@ -276,6 +287,64 @@ export class CampaignRun {
       if (e instanceof HostAborted || h.state === 'aborted') return;
       this.fail(h, (e as Error).message);
     }
+  }
+
+  private planned(host: string): Plan['waves'][number]['hosts'][number] | undefined {
+    return this.c.plan.waves.flatMap((w) => w.hosts).find((x) => x.host === host);
+  }
+
+  /**
+   * Swap mode, each-vm approval: one approval for the host (its VMs move at once), then the
+   * swap; every VM's measurement is checked against the budget. Returns what runHost returns
+   * when it must stop here, null to go on to the commit.
+   */
+  private async swapOnApproval(h: CampaignHost, st: UpgradeStatus): Promise<void | null> {
+    const spec = this.c.plan.spec;
+    const wave = h.wave;
+    if (h.vms.every((v) => v.state === 'moved')) return null;
+    if (h.vms.some((v) => v.state === 'denied')) return null;
+    await this.gate(h, wave);
+    for (const v of h.vms) v.state = 'awaiting-approval';
+    this.changed();
+    const d = await this.deps.ask({
+      id: `a-${randomUUID().slice(0, 8)}`,
+      campaign: this.c.id,
+      kind: 'host',
+      host: h.host,
+      vm: null,
+      wave,
+      wave_name: this.c.plan.waves[wave]!.name,
+      asked: new Date().toISOString(),
+      release: spec.release,
+      budget: spec.budget,
+      canary: wave === 0 ? null : this.canary(),
+      previous: null,
+      moves: [{ host: h.host, vms: h.vms.map((v) => v.vm) }],
+      mode: 'swap',
+      predicted_break_us: this.planned(h.host)?.predicted_break_us ?? null,
+    });
+    if (!d) throw (h.state as string) === 'aborted' ? new HostAborted() : new Aborted();
+    this.c.decisions.push({ ...d, kind: 'host', wave, wave_name: this.c.plan.waves[wave]!.name, host: h.host, vm: null });
+    for (const v of h.vms) v.decision = d;
+    if (d.decision === 'deny') {
+      for (const v of h.vms) v.state = 'denied';
+      this.changed();
+      return null;
+    }
+    await this.gate(h, wave);
+    for (const v of h.vms) v.state = 'switching';
+    this.changed();
+    st = await this.deps.conn(h.host).request(agent.upgradeSwitch, { vms: h.vms.map((v) => v.vm) });
+    this.absorb(h, st);
+    for (const v of h.vms) {
+      if (!v.measurement) return this.fail(h, `${v.vm}: the agent reports no measurement for the stage swap`);
+      const over = overBudget(v.measurement, spec.budget);
+      if (over) {
+        v.state = 'failed';
+        return this.fail(h, `${v.vm}: ${over}; the host runs ${spec.release}'s stage uncommitted: roll it back or resume`);
+      }
+    }
+    return null;
   }
 
   /** The console is closing: stop asking, record nothing more (the hosts keep their own state). */

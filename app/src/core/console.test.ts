@@ -34,7 +34,7 @@ function core(): ConsoleCore {
   return new ConsoleCore({ stateDir: join(dir, 'state'), sshConfig: '/dev/null', knownHosts: join(dir, 'known_hosts'), operator: 'ana', approvers: null, transport: 'browser', pdf: null, secrets: null });
 }
 
-const spec = (over: Partial<CampaignSpec>): CampaignSpec => ({ hosts: ['h1', 'h2'], release: '1.1.0', canary: 'h1', batch: 1, approval: 'each-vm', budget: { max_gap_ms: 200, max_lost: 0 }, ...over });
+const spec = (over: Partial<CampaignSpec>): CampaignSpec => ({ hosts: ['h1', 'h2'], release: '1.1.0', canary: 'h1', batch: 1, approval: 'each-vm', budget: { max_gap_ms: 200, max_lost: 0 }, mode: 'handoff', host_modes: {}, ...over });
 
 describe('console core on a lab fleet', () => {
   let c: ConsoleCore;

@@ -7,7 +7,8 @@
 import { mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { z } from 'zod';
-import { api, Campaign, describeZodError, pushes, requestByMethod, type Approval, type ApiRequest, type Backend, type Decision, type HostRow } from '../common/api.js';
+import { agent, type UpgradePlan } from '../../../agent/src/common/protocol.js';
+import { api, Campaign, describeZodError, pushes, requestByMethod, type Approval, type ApiRequest, type Backend, type CampaignSpec, type Decision, type HostRow } from '../common/api.js';
 import { AuditLog } from './audit.js';
 import { buildReport, renderCsv, renderHtml, renderJson } from './campaignReport.js';
 import { CampaignRun } from './campaignRun.js';
@@ -123,7 +124,7 @@ export class ConsoleCore implements Backend {
       const c = this.conn(p.name);
       return { samples: [...c.samples.values()].flat(), marks: c.marks };
     });
-    this.on(api.campaignPreview, async (p) => planCampaign(p, this.rows()));
+    this.on(api.campaignPreview, async (p) => planCampaign(p, this.rows(), await this.modeOptions(p)));
     this.on(api.campaignStart, async (p) => this.startCampaign(p));
     this.on(api.campaignList, async () => ({ campaigns: [...this.runs.values()].map((r) => r.c).sort((a, b) => b.started.localeCompare(a.started)) }));
     this.on(api.campaignControl, async (p) => this.control(p));
@@ -297,8 +298,25 @@ export class ConsoleCore implements Backend {
     return this.opts.approvers === null || this.opts.approvers.includes(this.opts.operator);
   }
 
+  /** Each campaign host's judgement of the upgrade modes (upgrade/plan), where its agent answers. */
+  private async modeOptions(spec: CampaignSpec): Promise<Map<string, UpgradePlan>> {
+    const out = new Map<string, UpgradePlan>();
+    await Promise.all(
+      spec.hosts.map(async (h) => {
+        const conn = this.conns.get(h);
+        if (!conn || conn.snapshot().conn !== 'connected') return;
+        try {
+          out.set(h, await conn.request(agent.upgradePlan, { release: spec.release }));
+        } catch {
+          /* the plan then says why this host cannot be checked */
+        }
+      }),
+    );
+    return out;
+  }
+
   private async startCampaign(spec: z.output<typeof api.campaignStart.params>): Promise<Campaign> {
-    const plan = planCampaign(spec, this.rows());
+    const plan = planCampaign(spec, this.rows(), await this.modeOptions(spec));
     if (plan.blockers.length) throw new Error(`campaign/start: ${plan.blockers.join('; ')}`);
     const busy = [...this.runs.values()].find((r) => r.busy && r.c.hosts.some((h) => spec.hosts.includes(h.host)));
     if (busy) throw new Error(`campaign/start: hosts: campaign ${busy.c.id} is running on some of these hosts`);

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import type { UpgradePlan } from '../../../agent/src/common/protocol.js';
 import type { CampaignSpec, HostRow } from '../common/api.js';
 import { planCampaign } from './plan.js';
 
@@ -11,14 +12,14 @@ function row(name: string, over: Partial<HostRow> = {}): HostRow {
     last_break_ms: null, campaign: null, ...over,
   };
 }
-const spec = (over: Partial<CampaignSpec> = {}): CampaignSpec => ({ hosts: ['a', 'b', 'c', 'd', 'e'], release: '1.1.0', canary: 'a', batch: 2, approval: 'each-vm', budget: { max_gap_ms: 10, max_lost: 0 }, ...over });
+const spec = (over: Partial<CampaignSpec> = {}): CampaignSpec => ({ hosts: ['a', 'b', 'c', 'd', 'e'], release: '1.1.0', canary: 'a', batch: 2, approval: 'each-vm', budget: { max_gap_ms: 10, max_lost: 0 }, mode: 'handoff', host_modes: {}, ...over });
 
 test('plan: canary alone first, then batches; two hosts of one rack never share a wave', () => {
   const rows = [row('a', { group: 'r1' }), row('b', { group: 'r1' }), row('c', { group: 'r1' }), row('d', { group: 'r2' }), row('e')];
   const p = planCampaign(spec(), rows);
   assert.deepEqual(p.blockers, []);
   assert.deepEqual(p.waves.map((w) => [w.name, w.hosts.map((h) => h.host)]), [['canary', ['a']], ['wave 1', ['b', 'd']], ['wave 2', ['c', 'e']]]);
-  assert.deepEqual(p.waves[0]!.hosts[0], { host: 'a', group: 'r1', from: '1.0.0', vms: ['a-vm1'] });
+  assert.deepEqual(p.waves[0]!.hosts[0], { host: 'a', group: 'r1', from: '1.0.0', vms: ['a-vm1'], mode: 'handoff', options: [], predicted_break_us: null });
   assert.match(p.notes[0]!, /5 VMs on 5 hosts move to 1\.1\.0 in 3 waves.*each VM waits for an operator approval.*10 ms break and 0 lost frames/);
 });
 
@@ -46,4 +47,35 @@ test('plan: hosts already on the release are noted, not moved; a canary outside 
   assert.ok(p.notes.includes('b already runs 1.1.0: nothing to move there'));
   assert.deepEqual(planCampaign(spec({ hosts: ['a'], canary: 'b' }), rows).blockers, ['canary b is not one of the campaign\'s hosts']);
   assert.deepEqual(planCampaign(spec({ hosts: ['b'], canary: null }), rows).blockers, ['no host needs to move to 1.1.0']);
+});
+
+/** What an agent's upgrade/plan would say: swap possible or not (with why). */
+function agentPlan(host: string, swapOk: boolean): UpgradePlan {
+  return {
+    host, release: '1.1.0', active: { gen: '1.0.0-1', release: '1.0.0' }, recommended: swapOk ? 'swap' : 'handoff',
+    modes: [
+      { mode: 'handoff', available: true, reason: 'a new generation', predicted_break_us: 580, basis: 'bench', approvals: 'per-vm' },
+      { mode: 'swap', available: swapOk, reason: swapOk ? 'same core' : 'release 1.1.0 changes the datapath core', predicted_break_us: 1, basis: 'bench', approvals: 'per-host' },
+    ],
+  };
+}
+
+test('plan: each host moves by the mode chosen for it; auto takes the agent\'s recommendation; an impossible swap blocks with the agent\'s reason', () => {
+  const rows = [row('a'), row('b'), row('c')];
+  const opts = new Map([['a', agentPlan('a', true)], ['b', agentPlan('b', false)], ['c', agentPlan('c', true)]]);
+  const modeOf = (p: ReturnType<typeof planCampaign>) => Object.fromEntries(p.waves.flatMap((w) => w.hosts.map((h) => [h.host, [h.mode, h.predicted_break_us]])));
+  let p = planCampaign(spec({ hosts: ['a', 'b', 'c'], mode: 'auto' }), rows, opts);
+  assert.deepEqual(p.blockers, []);
+  assert.deepEqual(modeOf(p), { a: ['swap', 1], b: ['handoff', 580], c: ['swap', 1] });
+  assert.match(p.notes[0]!, /1 host by handoff \(one VM at a time\), 2 by an in-place stage swap/);
+  // a per-host exception wins over the campaign's mode
+  p = planCampaign(spec({ hosts: ['a', 'b', 'c'], mode: 'auto', host_modes: { c: 'handoff' } }), rows, opts);
+  assert.deepEqual(modeOf(p).c, ['handoff', 580]);
+  // swap asked where the agent says it cannot be used
+  p = planCampaign(spec({ hosts: ['a', 'b'], mode: 'swap' }), rows, opts);
+  assert.deepEqual(p.blockers, ['b: swap is not possible: release 1.1.0 changes the datapath core']);
+  // no word from the agent: only handoff can be planned
+  p = planCampaign(spec({ hosts: ['a'], canary: null, mode: 'auto' }), rows, new Map());
+  assert.match(p.blockers[0]!, /a: its agent did not say which upgrade modes it can use/);
+  assert.deepEqual(planCampaign(spec({ hosts: ['a'], canary: null, host_modes: { zz: 'swap' } }), rows, opts).blockers, ["host_modes: zz is not one of the campaign's hosts"]);
 });

@@ -1,13 +1,17 @@
 // Planning a campaign: which hosts move in which wave, and what stops it from starting. The
 // canary goes alone first; the rest follow in batches of the chosen size, and two hosts of the
-// same group (rack or pair, from the inventory) are never in one wave. Pure: no I/O.
+// same group (rack or pair, from the inventory) are never in one wave. Each host's upgrade mode
+// (handoff or swap) is the operator's choice for it, checked against what its agent judged
+// possible (upgrade/plan, gathered by the caller). Pure: no I/O.
+import type { UpgradeMode, UpgradePlan } from '../../../agent/src/common/protocol.js';
 import type { CampaignSpec, HostRow, Plan, PlanWave } from '../common/api.js';
 
-export function planCampaign(spec: CampaignSpec, rows: readonly HostRow[]): Plan {
+export function planCampaign(spec: CampaignSpec, rows: readonly HostRow[], options: ReadonlyMap<string, UpgradePlan> = new Map()): Plan {
   const blockers: string[] = [];
   const notes: string[] = [];
   const byName = new Map(rows.map((r) => [r.name, r]));
   const seen = new Set<string>();
+  const modes = new Map<string, UpgradeMode>();
   const movers: HostRow[] = [];
   for (const name of spec.hosts) {
     if (seen.has(name)) {
@@ -36,6 +40,19 @@ export function planCampaign(spec: CampaignSpec, rows: readonly HostRow[]): Plan
       notes.push(`${name} already runs ${spec.release}: nothing to move there`);
       continue;
     }
+    const choice = spec.host_modes[name] ?? spec.mode;
+    const opts = options.get(name);
+    if (!opts && choice !== 'handoff') {
+      blockers.push(`${name}: its agent did not say which upgrade modes it can use, so ${choice} cannot be checked: choose handoff for it`);
+      continue;
+    }
+    const mode: UpgradeMode = choice === 'auto' ? opts!.recommended : choice;
+    const option = opts?.modes.find((m) => m.mode === mode);
+    if (option && !option.available) {
+      blockers.push(`${name}: ${mode} is not possible: ${option.reason}`);
+      continue;
+    }
+    modes.set(name, mode);
     const off = r.vms.filter((v) => !v.connected).map((v) => v.vm);
     if (off.length) notes.push(`${name}: ${off.join(', ')} ha${off.length > 1 ? 've' : 's'} no frontend connected; ${off.length > 1 ? 'they follow' : 'it follows'} the generation when it returns`);
     movers.push(r);
@@ -43,7 +60,12 @@ export function planCampaign(spec: CampaignSpec, rows: readonly HostRow[]): Plan
   if (spec.canary !== null && !spec.hosts.includes(spec.canary)) blockers.push(`canary ${spec.canary} is not one of the campaign's hosts`);
 
   const waves: PlanWave[] = [];
-  const planHost = (r: HostRow) => ({ host: r.name, group: r.group, from: r.active?.release ?? null, vms: r.vms.map((v) => v.vm) });
+  const planHost = (r: HostRow) => {
+    const mode = modes.get(r.name)!;
+    const opts = options.get(r.name)?.modes ?? [];
+    const predicted = opts.find((m) => m.mode === mode)?.predicted_break_us ?? null;
+    return { host: r.name, group: r.group, from: r.active?.release ?? null, vms: r.vms.map((v) => v.vm), mode, options: opts, predicted_break_us: predicted };
+  };
   const canary = movers.find((r) => r.name === spec.canary);
   if (canary) waves.push({ index: 0, name: 'canary', hosts: [planHost(canary)] });
   const rest: PlanWave[] = [];
@@ -58,11 +80,19 @@ export function planCampaign(spec: CampaignSpec, rows: readonly HostRow[]): Plan
   }
   rest.forEach((w, i) => waves.push({ ...w, index: waves.length, name: `wave ${i + 1}` }));
   if (waves.length === 0 && blockers.length === 0) blockers.push(`no host needs to move to ${spec.release}`);
+  for (const name of Object.keys(spec.host_modes)) if (!spec.hosts.includes(name)) blockers.push(`host_modes: ${name} is not one of the campaign's hosts`);
   const vms = waves.reduce((n, w) => n + w.hosts.reduce((m, h) => m + h.vms.length, 0), 0);
+  const swaps = movers.filter((r) => modes.get(r.name) === 'swap').length;
+  const how =
+    swaps === 0
+      ? 'one VM at a time per host (handoff)'
+      : swaps === movers.length
+        ? "each host's VMs at once by an in-place stage swap"
+        : `${movers.length - swaps} host${movers.length - swaps === 1 ? '' : 's'} by handoff (one VM at a time), ${swaps} by an in-place stage swap (all of a host's VMs at once)`;
   notes.unshift(
-    `${vms} VMs on ${movers.length} hosts move to ${spec.release} in ${waves.length} wave${waves.length === 1 ? '' : 's'}, one VM at a time per host; ` +
+    `${vms} VMs on ${movers.length} hosts move to ${spec.release} in ${waves.length} wave${waves.length === 1 ? '' : 's'}, ${how}; ` +
       (spec.approval === 'each-vm'
-        ? 'each VM waits for an operator approval'
+        ? `each VM${swaps ? ' (each swapped host)' : ''} waits for an operator approval`
         : spec.approval === 'each-wave'
           ? 'each wave waits for an operator approval, then its VMs move within the budget'
           : 'VMs move without asking while they stay within the budget') +

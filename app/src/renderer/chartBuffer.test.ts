@@ -7,7 +7,7 @@ import { ChartBuffer, toPlotData } from './chartBuffer.js';
 const s = (vm: string, t: number, rx = 1000, tx = 900): TrafficSample => ({ vm, t, rx_pps: rx, tx_pps: tx, dropped: 0 });
 
 function meas(vm: string, t_ns: number, over: Partial<Measurement> = {}): Measurement {
-  return { vm, from: 'A', to: 'B', t_ns, window_us: 400, passive_gap_us: 650, rings: [], anomalies: [], dropped: 0, probe: null, within_budget: true, ...over };
+  return { vm, mode: 'handoff', from: 'A', to: 'B', t_ns, window_us: 400, passive_gap_us: 650, rings: [], anomalies: [], dropped: 0, probe: null, within_budget: true, ...over };
 }
 
 test('samples go to their VM, in time order, and the VMs are listed', () => {

@@ -73,3 +73,9 @@ export function commonReleases(lists: readonly (readonly string[])[]): string[] 
   if (!first) return [];
   return first.filter((r) => rest.every((l) => l.includes(r))).sort(compareVersionsDesc);
 }
+
+/** A break in us, as an operator reads it. */
+export function fmtBreak(us: number | null): string {
+  if (us === null) return '—';
+  return us >= 1000 ? `~${(us / 1000).toFixed(2)} ms` : `~${us < 10 ? us.toFixed(1) : Math.round(us)} µs`;
+}

@@ -6,13 +6,13 @@ import { commonReleases } from './format.js';
 import { campaignProgress, histogram } from './reportModel.js';
 
 const m = (vm: string, gap_ms: number, dropped = 0, within: boolean | null = null): Measurement => ({
-  vm, from: '1.0.0', to: '1.1.0', t_ns: 1, window_us: 300, passive_gap_us: 500, rings: [], anomalies: [], dropped, probe: { lost: dropped, gap_ms }, within_budget: within,
+  vm, mode: 'handoff', from: '1.0.0', to: '1.1.0', t_ns: 1, window_us: 300, passive_gap_us: 500, rings: [], anomalies: [], dropped, probe: { lost: dropped, gap_ms }, within_budget: within,
 });
 
 const campaign: Campaign = {
   id: 'c1',
   plan: {
-    spec: { hosts: ['h1', 'h2'], release: '1.1.0', canary: 'h1', batch: 1, approval: 'each-vm', budget: { max_gap_ms: 5, max_lost: 0 } },
+    spec: { hosts: ['h1', 'h2'], release: '1.1.0', canary: 'h1', batch: 1, approval: 'each-vm', budget: { max_gap_ms: 5, max_lost: 0 }, mode: 'handoff', host_modes: {} },
     waves: [{ index: 0, name: 'canary', hosts: [] }, { index: 1, name: 'wave 1', hosts: [] }],
     blockers: [],
     notes: [],
@@ -22,14 +22,14 @@ const campaign: Campaign = {
   waves_paused: [],
   hosts: [
     {
-      host: 'h1', wave: 0, state: 'committed', paused: false, from: '1.0.0', to: '1.1.0', error: null,
+      host: 'h1', wave: 0, state: 'committed', paused: false, from: '1.0.0', to: '1.1.0', mode: 'handoff', error: null,
       vms: [
         { vm: 'a', state: 'moved', measurement: m('a', 1), decision: { decision: 'approve', reason: 'canary ok', by: 'ann', at: '2025-01-01T00:00:00Z' } },
         { vm: 'b', state: 'moved', measurement: m('b', 9, 2), decision: null },
       ],
     },
     {
-      host: 'h2', wave: 1, state: 'switching', paused: false, from: '1.0.0', to: '1.1.0', error: null,
+      host: 'h2', wave: 1, state: 'switching', paused: false, from: '1.0.0', to: '1.1.0', mode: 'handoff', error: null,
       vms: [
         { vm: 'c', state: 'denied', measurement: null, decision: { decision: 'deny', reason: 'b was over budget', by: 'ann', at: '2025-01-01T00:01:00Z' } },
         { vm: 'd', state: 'awaiting-approval', measurement: null, decision: null },

@@ -10,10 +10,13 @@ import { useAction, useNow, useReportQueryError } from '../hooks.js';
 import { approvalKeys, sessionKeys } from '../queries.js';
 import { routeHref } from '../route.js';
 import { BudgetText, DroppedVsBudget, Empty, GapVsBudget } from '../ui.js';
+import { fmtBreak } from '../format.js';
 
-const rowName = (a: Approval) => (a.kind === 'vm' && a.vm ? a.vm : a.wave_name);
-/** Row test id: approval-<host>-<vm> for a VM (VM names repeat across hosts), approval-wave-<index> for a wave. */
-const rowTestId = (a: Approval) => (a.kind === 'vm' ? `approval-${a.host ?? ''}-${a.vm ?? ''}` : `approval-wave-${a.wave}`);
+const rowName = (a: Approval) => (a.kind === 'vm' && a.vm ? a.vm : a.kind === 'host' ? `${a.host ?? ''}: all VMs (swap)` : a.wave_name);
+/** Row test id: approval-<host>-<vm> for a VM (VM names repeat across hosts), approval-host-<host>
+ * for a host's stage swap, approval-wave-<index> for a wave. */
+const rowTestId = (a: Approval) =>
+  a.kind === 'vm' ? `approval-${a.host ?? ''}-${a.vm ?? ''}` : a.kind === 'host' ? `approval-host-${a.host ?? ''}` : `approval-wave-${a.wave}`;
 
 function ago(iso: string, now: number): string {
   const t = new Date(iso).getTime();
@@ -30,6 +33,11 @@ function Context({ a }: { a: Approval }) {
           <>
             Move VM <span className="mono">{a.vm}</span> on <a href={routeHref('host', a.host ?? '')}>{a.host}</a> to {a.release}
           </>
+        ) : a.kind === 'host' ? (
+          <>
+            Swap the forwarding stage of <a href={routeHref('host', a.host ?? '')}>{a.host}</a> to {a.release}, in place: its {a.moves[0]?.vms.length ?? 0} VMs
+            move at once
+          </>
         ) : (
           <>
             Start wave {a.wave + 1} ({a.wave_name}) to {a.release}
@@ -45,6 +53,9 @@ function Context({ a }: { a: Approval }) {
         </span>
         <span>
           budget: <BudgetText budget={a.budget} />
+        </span>
+        <span data-testid="approval-predicted">
+          mode: {a.mode === 'swap' ? 'in-place stage swap' : 'handoff'}, expected break per VM: {fmtBreak(a.predicted_break_us)}
         </span>
       </div>
       <table className="grid compact">

@@ -1,11 +1,14 @@
 // New campaign: choose hosts (unreachable ones shown, disabled, with why), a release they all
 // have, a canary, the batch size, how approvals work and the budget; preview the exact plan
 // (waves, hosts, VMs in order, blockers) and only then start it — Start needs a preview of
-// exactly the current choices and no blockers.
+// exactly the current choices and no blockers. The upgrade mode (handoff, in-place stage swap,
+// or the agent's choice) is set for the campaign and may be overridden per host; the preview
+// shows, per host, what its agent judged possible and the break each mode is expected to cost.
 import { useQuery, useQueryClient } from '@tanstack/react-query';
 import { useState } from 'react';
+import type { ModeChoice, ModeOption } from '../../../../agent/src/common/protocol.js';
 import { api, type ApprovalMode, type CampaignSpec, type Plan } from '../../common/api.js';
-import { commonReleases, orDash } from '../format.js';
+import { commonReleases, fmtBreak, orDash } from '../format.js';
 import { navigate, useAction, useReportQueryError } from '../hooks.js';
 import { fleetKeys, upsertCampaign } from '../queries.js';
 import { routeHref } from '../route.js';
@@ -16,6 +19,25 @@ const modes: { mode: ApprovalMode; label: string; hint: string }[] = [
   { mode: 'each-wave', label: 'each wave', hint: 'an operator approves each wave; VMs inside it move within the budget' },
   { mode: 'auto', label: 'auto', hint: 'no approvals; every switch must stay within the budget or the campaign stops' },
 ];
+
+const upgradeModes: { mode: ModeChoice; label: string; hint: string }[] = [
+  { mode: 'handoff', label: 'handoff', hint: 'a new datapath generation beside the old one; each VM handed over, one at a time' },
+  { mode: 'auto', label: 'agent decides', hint: 'swap where the host\'s agent says the core and DPDK match, handoff elsewhere' },
+  { mode: 'swap', label: 'in-place swap', hint: 'the running generation replaces its forwarding stage; all of a host\'s VMs at once, sub-microsecond window' },
+];
+
+function Options({ options }: { options: ModeOption[] }) {
+  if (options.length === 0) return <span className="muted">agent not asked</span>;
+  return (
+    <>
+      {options.map((o) => (
+        <div key={o.mode} className={o.available ? undefined : 'muted'} title={`${o.reason} (prediction: ${o.basis})`} data-testid={`plan-option-${o.mode}`}>
+          {o.mode}: {o.available ? `${fmtBreak(o.predicted_break_us)} per VM, approval ${o.approvals}` : `not possible — ${o.reason}`}
+        </div>
+      ))}
+    </>
+  );
+}
 
 function PlanView({ plan, stale }: { plan: Plan; stale: boolean }) {
   const spec = plan.spec;
@@ -55,7 +77,10 @@ function PlanView({ plan, stale }: { plan: Plan; stale: boolean }) {
                 <th>host</th>
                 <th>group</th>
                 <th>release</th>
+                <th>mode</th>
+                <th>expected break</th>
                 <th>VMs, in the order they move</th>
+                <th>what the agent judged</th>
               </tr>
             </thead>
             <tbody>
@@ -66,7 +91,14 @@ function PlanView({ plan, stale }: { plan: Plan; stale: boolean }) {
                   <td>
                     {orDash(h.from)} → {spec.release}
                   </td>
-                  <td className="mono">{h.vms.length ? h.vms.map((v, i) => `${i + 1}. ${v}`).join('   ') : '— (no VMs)'}</td>
+                  <td data-testid={`plan-mode-${h.host}`}>{h.mode === 'swap' ? 'in-place swap' : 'handoff'}</td>
+                  <td data-testid={`plan-break-${h.host}`}>{fmtBreak(h.predicted_break_us)}</td>
+                  <td className="mono">
+                    {h.mode === 'swap' ? `all at once: ${h.vms.join(', ')}` : h.vms.length ? h.vms.map((v, i) => `${i + 1}. ${v}`).join('   ') : '— (no VMs)'}
+                  </td>
+                  <td className="small-text">
+                    <Options options={h.options} />
+                  </td>
                 </tr>
               ))}
             </tbody>
@@ -87,6 +119,8 @@ export function Wizard() {
   const [canary, setCanary] = useState('');
   const [batch, setBatch] = useState('1');
   const [approval, setApproval] = useState<ApprovalMode>('each-vm');
+  const [mode, setMode] = useState<ModeChoice>('handoff');
+  const [hostModes, setHostModes] = useState<Readonly<Record<string, ModeChoice>>>({});
   const [gap, setGap] = useState('10');
   const [lost, setLost] = useState('0');
   const [preview, setPreview] = useState<{ key: string; plan: Plan } | null>(null);
@@ -102,6 +136,8 @@ export function Wizard() {
     batch: Number(batch),
     approval,
     budget: { max_gap_ms: Number(gap), max_lost: Number(lost) },
+    mode,
+    host_modes: Object.fromEntries(Object.entries(hostModes).filter(([h]) => chosen.has(h))),
   };
   const key = JSON.stringify(spec);
   const stale = preview !== null && preview.key !== key;
@@ -136,6 +172,7 @@ export function Wizard() {
                 <th>active</th>
                 <th>VMs</th>
                 <th>releases installed</th>
+                <th>mode</th>
                 <th>connection</th>
               </tr>
             </thead>
@@ -152,6 +189,24 @@ export function Wizard() {
                     <td>{orDash(h.active?.release)}</td>
                     <td className="num">{h.vms.length}</td>
                     <td>{h.releases.join(', ') || '—'}</td>
+                    <td>
+                      <select
+                        data-testid={`wiz-hostmode-${h.name}`}
+                        disabled={!chosen.has(h.name)}
+                        value={hostModes[h.name] ?? ''}
+                        onChange={(e) => {
+                          const { [h.name]: _, ...rest } = hostModes;
+                          setHostModes(e.target.value ? { ...rest, [h.name]: e.target.value as ModeChoice } : rest);
+                        }}
+                      >
+                        <option value="">as the campaign</option>
+                        {upgradeModes.map((m) => (
+                          <option key={m.mode} value={m.mode}>
+                            {m.label}
+                          </option>
+                        ))}
+                      </select>
+                    </td>
                     <td className={usable ? 'good' : 'bad'} data-testid={`wiz-why-${h.name}`}>
                       {usable ? 'connected' : `${h.conn}${h.problem ? `: ${h.problem}` : ''} — cannot be included until connected`}
                     </td>
@@ -193,6 +248,15 @@ export function Wizard() {
             {modes.map((m) => (
               <label key={m.mode} className="radio">
                 <input type="radio" name="approval" data-testid={`wiz-approval-${m.mode}`} checked={approval === m.mode} onChange={() => setApproval(m.mode)} />
+                {m.label} <span className="muted">— {m.hint}</span>
+              </label>
+            ))}
+          </fieldset>
+          <fieldset className="field span-all">
+            <legend className="field-label">Upgrade mode</legend>
+            {upgradeModes.map((m) => (
+              <label key={m.mode} className="radio">
+                <input type="radio" name="mode" data-testid={`wiz-mode-${m.mode}`} checked={mode === m.mode} onChange={() => setMode(m.mode)} />
                 {m.label} <span className="muted">— {m.hint}</span>
               </label>
             ))}

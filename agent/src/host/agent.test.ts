@@ -215,6 +215,50 @@ describe('hitless-agent', () => {
     assert.equal(probe.events.filter((e) => e.event === 'link').length, 0);
   });
 
+  test('swap mode: an agent that died around the swap is replaced by one that asks the datapath which stage runs', async () => {
+    const { root, a, probe } = await upHost('h8', 2, true);
+    const st0 = await a.client.request(agent.upgradePrepare, { release: '1.1.0', mode: 'swap' });
+    const gen = st0.active!.gen;
+    a.proc.kill('SIGKILL');
+    await exited(a.proc);
+    // the journal says a swap was started; the datapath did make it (the agent died just after)
+    const journal = join(root, 'var', 'journal.jsonl');
+    const appendSwap = () => {
+      const seq = readFileSync(journal, 'utf8').trim().split('\n').length;
+      writeFileSync(journal, `${JSON.stringify({ type: 'swap', to: 'target', seq: seq + 1, t: new Date().toISOString() })}\n`, { flag: 'a' });
+    };
+    appendSwap();
+    const ctl = await CtlClient.connect(join(root, 'run', `gen-${gen}`, 'ctl.sock'), 2000);
+    try {
+      await ctl.request(dp.libSwap, { path: join(root, 'releases', '1.1.0', 'bin', 'hitless-fwd-l2.so') });
+      const b = spawnAgent(root);
+      let st = await b.client.request(agent.upgradeStatus, {});
+      assert.equal(st.state, 'switching');
+      assert.ok(st.vms.every((v) => v.moved && v.measurement === null), `recorded as swapped, unmeasured: ${JSON.stringify(st.vms)}`);
+      assert.match(b.stderr(), /the interrupted stage swap had completed \(l2 \S+ runs\)/);
+      // rolled back by the new agent, then a swap that never reached the datapath
+      st = await b.client.request(agent.upgradeRollback, {});
+      assert.equal(st.last_outcome, 'rolled-back');
+      await b.client.request(agent.upgradePrepare, { release: '1.1.0', mode: 'swap' });
+      b.proc.kill('SIGKILL');
+      await exited(b.proc);
+      appendSwap();
+      const c = spawnAgent(root);
+      st = await c.client.request(agent.upgradeStatus, {});
+      assert.ok(st.vms.every((v) => !v.moved), JSON.stringify(st.vms));
+      assert.match(st.error ?? '', /stage swap: agent restarted; the stage had not changed/);
+      assert.equal((await ctl.request(dp.libInfo, {})).stage.layout, 1, "1.0.0's stage still runs");
+      // the operator goes on from there
+      await c.client.request(agent.upgradeSwitch, { vms: ['v1', 'v2'] });
+      st = await c.client.request(agent.upgradeCommit, {});
+      assert.deepEqual(st.active, { gen, release: '1.1.0', core: '1.0.0' });
+    } finally {
+      ctl.close();
+    }
+    const sum = await probe.stop();
+    assert.equal(sum.totals.lost, 0);
+  });
+
   test('rollback returns every VM to the old generation with traffic flowing, and stops the new one', async () => {
     const { a, probe } = await upHost('h2', 3);
     const st0 = await a.client.request(agent.upgradePrepare, { release: '1.1.0' });

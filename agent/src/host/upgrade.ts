@@ -14,126 +14,14 @@
 import type { Budget, Measurement, ModeChoice, UpgradeMode, UpgradePlan, UpgradeState, UpgradeStatus } from '../common/protocol.js';
 import { dp } from '../native/dpProtocol.js';
 import { keeper } from '../native/keeperProtocol.js';
-import { ConfigInventory, listReleases, readManifest, stagePath, type AgentConfig, type VmInventory } from './config.js';
-import { Journal, type Stamped } from './journal.js';
-import { judgeModes } from './modes.js';
+import { ConfigInventory, listReleases, stagePath, type AgentConfig, type VmInventory } from './config.js';
+import { AgentFailure, derive, type Approve, type Derived, type GenRef } from './derive.js';
+import { Journal } from './journal.js';
 import { ProbeWatch } from './probeWatch.js';
+import { planModes, prepareSwap, swapStage } from './stageSwap.js';
 import { alive, Supervisor } from './supervisor.js';
 
-export class AgentFailure extends Error {
-  constructor(
-    readonly code: 'invalid-state' | 'unknown-release' | 'unknown-vm' | 'failed',
-    message: string,
-  ) {
-    super(message);
-  }
-}
-
-type Approve = 'each' | { auto: Budget };
-interface GenRef {
-  gen: string;
-  release: string;
-  core?: string;
-}
-
-/** What the journal says, replayed. */
-interface Derived {
-  active: GenRef | null;
-  target: GenRef | null;
-  state: UpgradeState;
-  mode: UpgradeMode;
-  /** the release whose process core the active generation runs */
-  core: string | null;
-  approve: Approve;
-  moved: Map<string, Measurement | null>; // VMs on the target
-  swapped: boolean; // swap mode: the target's stage runs (every VM is on it)
-  pending: Stamped | null; // last started step without its outcome
-  lastOutcome: UpgradeStatus['last_outcome'];
-  error: string | null;
-}
-
-export function derive(entries: readonly Stamped[]): Derived {
-  const d: Derived = { active: null, target: null, state: 'idle', mode: 'handoff', core: null, approve: 'each', moved: new Map(), swapped: false, pending: null, lastOutcome: null, error: null };
-  for (const e of entries) {
-    switch (e.type) {
-      case 'start':
-        d.active = { gen: e.gen, release: e.release };
-        d.core = e.release;
-        break;
-      case 'prepare':
-        d.target = { gen: e.gen, release: e.release };
-        d.approve = e.approve;
-        d.mode = e.mode;
-        d.swapped = false;
-        d.state = 'preparing';
-        d.moved = new Map();
-        d.error = null;
-        d.pending = e;
-        break;
-      case 'prepared':
-        d.state = 'switching';
-        d.pending = null;
-        break;
-      case 'switch':
-        d.pending = e;
-        break;
-      case 'switched':
-        if (e.to === d.target?.gen) d.moved.set(e.vm, e.measurement);
-        else d.moved.delete(e.vm);
-        d.pending = null;
-        break;
-      case 'switch-failed':
-        d.error = `${e.vm}: ${e.error}`;
-        d.pending = null;
-        break;
-      case 'swap':
-        d.pending = e;
-        break;
-      case 'swapped':
-        d.moved = new Map();
-        if (e.to === 'target') for (const m of e.measurements ?? []) d.moved.set(m.vm, m);
-        d.swapped = e.to === 'target';
-        d.pending = null;
-        break;
-      case 'swap-failed':
-        d.error = `stage swap: ${e.error}`;
-        d.pending = null;
-        break;
-      case 'commit':
-        d.state = 'committing';
-        d.pending = e;
-        break;
-      case 'committed':
-        if (d.mode === 'handoff') d.core = d.target?.release ?? d.core;
-        d.active = d.target;
-        d.target = null;
-        d.moved = new Map();
-        d.swapped = false;
-        d.state = 'idle';
-        d.lastOutcome = 'committed';
-        d.pending = null;
-        break;
-      case 'abort':
-        d.state = e.outcome === 'rolled-back' ? 'rolling-back' : 'aborting';
-        d.pending = e;
-        break;
-      case 'aborted':
-        d.target = null;
-        d.moved = new Map();
-        d.swapped = false;
-        d.state = 'idle';
-        d.lastOutcome = e.outcome;
-        d.pending = null;
-        break;
-      case 'failed':
-        d.state = 'failed';
-        d.error = e.error;
-        d.pending = null;
-        break;
-    }
-  }
-  return d;
-}
+export { AgentFailure };
 
 export class HostAgent {
   readonly sup: Supervisor;
@@ -145,7 +33,7 @@ export class HostAgent {
   constructor(
     readonly root: string,
     readonly cfg: AgentConfig,
-    private readonly emit: (s: UpgradeStatus, m?: Measurement) => void = () => undefined,
+    readonly notify: (s: UpgradeStatus, m?: Measurement) => void = () => undefined,
   ) {
     this.sup = new Supervisor(root, cfg);
     this.journal = new Journal(`${root}/var/journal.jsonl`);
@@ -180,7 +68,7 @@ export class HostAgent {
     return this.inventory.list();
   }
 
-  private release(version: string): string {
+  release(version: string): string {
     if (!listReleases(this.root).some((r) => r.version === version))
       throw new AgentFailure('unknown-release', `release ${version} is not installed under ${this.root}/releases`);
     return version;
@@ -262,33 +150,9 @@ export class HostAgent {
     return `${this.root}/run/peer-${target}.sock`;
   }
 
-  /** The ways to reach version from here (modes.ts judges; this gathers the facts). */
-  async plan(version: string): Promise<UpgradePlan> {
-    const d = this.d;
-    if (!d.active || !this.sup.genAlive(d.active.gen)) throw new AgentFailure('invalid-state', 'no active generation runs on this host (host/start first)');
-    this.release(version);
-    const core = d.core ?? d.active.release;
-    let stage: { layout: number; abi: number } | null = null;
-    let fdbEntries = 0;
-    try {
-      const ctl = await this.sup.gen(d.active.gen);
-      const lib = await ctl.request(dp.libInfo, {});
-      stage = { layout: lib.stage.layout, abi: lib.abi };
-      fdbEntries = (await ctl.request(dp.genInfo, {})).fdb_entries;
-    } catch {
-      /* an older datapath without lib/info: swap is judged unavailable */
-    }
-    const history = this.journal.entries().flatMap((e) =>
-      e.type === 'switched' && e.measurement ? [e.measurement] : e.type === 'swapped' ? (e.measurements ?? []) : [],
-    );
-    const j = judgeModes({
-      core: { release: core, ...readManifest(this.root, core) },
-      target: { release: version, ...readManifest(this.root, version) },
-      stage,
-      fdbEntries,
-      history,
-    });
-    return { host: this.cfg.host, release: version, active: { ...d.active, core }, ...j };
+  /** The ways to reach version from here (modes.ts judges; stageSwap.ts gathers the facts). */
+  plan(version: string): Promise<UpgradePlan> {
+    return planModes(this, version);
   }
 
   /** Get ready to move to version: by handoff (start the target generation beside the active
@@ -301,10 +165,10 @@ export class HostAgent {
     const mode: UpgradeMode = choice === 'auto' ? plan.recommended : choice;
     const option = plan.modes.find((m) => m.mode === mode)!;
     if (!option.available) throw new AgentFailure('invalid-state', `${mode} cannot take ${this.cfg.host} to ${version}: ${option.reason}`);
-    if (mode === 'swap') return this.prepareSwap(version, approve, d.active);
+    if (mode === 'swap') return prepareSwap(this, version, approve, d.active);
     const gen = this.nextGen(version);
     this.journal.append({ type: 'prepare', gen, release: version, approve, mode });
-    this.emit(await this.status());
+    this.notify(await this.status());
     const active = await this.sup.gen(d.active.gen);
     const k = await this.sup.keeper();
     const uplink = this.cfg.uplinks.length === 2 ? this.cfg.uplinks[(this.journal.entries().filter((e) => e.type === 'start' || e.type === 'committed').length) % 2] : this.cfg.uplinks[0];
@@ -320,69 +184,7 @@ export class HostAgent {
     const { sessions } = await k.request(keeper.sessionList, {});
     for (const s of sessions) if (s.connected && s.movable) await k.request(keeper.sessionPreload, { vm: s.vm, gen });
     this.journal.append({ type: 'prepared' });
-    this.emit(await this.status());
-  }
-
-  private async prepareSwap(version: string, approve: Approve, active: GenRef): Promise<void> {
-    this.journal.append({ type: 'prepare', gen: active.gen, release: version, approve, mode: 'swap' });
-    this.emit(await this.status());
-    try {
-      await (await this.sup.gen(active.gen)).request(dp.libCheck, { path: stagePath(this.root, version) });
-    } catch (e) {
-      this.journal.append({ type: 'abort', outcome: 'aborted' });
-      this.journal.append({ type: 'aborted', outcome: 'aborted' });
-      this.emit(await this.status());
-      throw new AgentFailure('failed', `the running datapath would not take ${version}'s stage: ${(e as Error).message}`);
-    }
-    this.journal.append({ type: 'prepared' });
-    this.emit(await this.status());
-  }
-
-  /**
-   * Swap mode's one switch: replace the active generation's stage with the target's (or put
-   * the previous one back) under every VM at once, and measure it per VM: the loop's window,
-   * frames the datapath dropped, and the lab probe's view.
-   */
-  private async swapStage(to: 'target' | 'active', budget: Budget | null): Promise<Measurement[]> {
-    const d = this.d;
-    const gen = d.active!.gen;
-    const ctl = await this.sup.gen(gen);
-    const vms = this.vms().map((v) => v.name);
-    this.journal.append({ type: 'swap', to });
-    const watches = await Promise.all(vms.map((vm) => ProbeWatch.open(this.cfg.probe_ctl, vm)));
-    const before = await Promise.all(vms.map((vm) => this.drops(vm, [gen])));
-    let r;
-    try {
-      r = to === 'target' ? await ctl.request(dp.libSwap, { path: stagePath(this.root, d.target!.release) }) : await ctl.request(dp.libRollback, {});
-    } catch (e) {
-      for (const w of watches) w?.close();
-      this.journal.append({ type: 'swap-failed', to, error: (e as Error).message });
-      this.emit(await this.status());
-      throw new AgentFailure('failed', `stage swap on ${gen}: ${(e as Error).message}`);
-    }
-    const out: Measurement[] = [];
-    for (const [i, vm] of vms.entries()) {
-      const m: Measurement = {
-        vm,
-        mode: 'swap',
-        from: `${gen}:${r.from.name}@${r.from.version}`,
-        to: `${gen}:${r.to.name}@${r.to.version}`,
-        t_ns: r.at_ns,
-        window_us: r.window_ns / 1000,
-        passive_gap_us: null,
-        dropped: Math.max(0, (await this.drops(vm, [gen])) - before[i]!),
-        rings: [],
-        anomalies: r.converted_by ? [`FDB state layout ${r.from.layout} -> ${r.to.layout}: ${r.migrated} entries converted by the ${r.converted_by === 'to' ? 'incoming' : 'outgoing'} stage`] : [],
-        probe: watches[i] ? await watches[i]!.result(r.at_ns, r.at_ns + r.window_ns) : null,
-        within_budget: null,
-      };
-      if (budget) m.within_budget = Math.max(m.window_us / 1000, m.probe?.gap_ms ?? 0) <= budget.max_gap_ms && m.dropped <= budget.max_lost;
-      out.push(m);
-    }
-    this.journal.append({ type: 'swapped', to, measurements: out });
-    const st = await this.status();
-    for (const m of out) this.emit(st, m);
-    return out;
+    this.notify(await this.status());
   }
 
   /** Move one VM to gen (the target, or back to the active one) and measure the break. */
@@ -420,12 +222,12 @@ export class HostAgent {
       m.within_budget = gap <= budget.max_gap_ms && m.dropped <= budget.max_lost;
     }
     this.journal.append({ type: 'switched', vm, to: to.gen, measurement: m });
-    this.emit(await this.status(), m);
+    this.notify(await this.status(), m);
     return m;
   }
 
   /** Every frame the generations dropped for the VM (any reason), summed. */
-  private async drops(vm: string, gens: string[]): Promise<number> {
+  async drops(vm: string, gens: string[]): Promise<number> {
     let n = 0;
     for (const g of gens) {
       try {
@@ -466,7 +268,7 @@ export class HostAgent {
       if (unknown.length > 0) throw new AgentFailure('unknown-vm', `no VM ${unknown.join(', ')} on host ${this.cfg.host}`);
       if (missing.length > 0)
         throw new AgentFailure('invalid-state', `a stage swap moves every VM of ${this.cfg.host} at once: approve all of them (${missing.join(', ')} missing)`);
-      return d.swapped ? [] : this.swapStage('target', null);
+      return d.swapped ? [] : swapStage(this, 'target', null);
     }
     const out: Measurement[] = [];
     for (const vm of vms) {
@@ -482,10 +284,10 @@ export class HostAgent {
     if (d.approve === 'each') throw new AgentFailure('invalid-state', 'the plan asks for an approval per VM (approve: each): use upgrade/switch');
     if (d.mode === 'swap') {
       if (d.swapped) return;
-      const over = (await this.swapStage('target', d.approve.auto)).filter((m) => m.within_budget === false);
+      const over = (await swapStage(this, 'target', d.approve.auto)).filter((m) => m.within_budget === false);
       if (over.length > 0) {
         this.journal.append({ type: 'swap-failed', to: 'target', error: `over budget on ${over.map((m) => m.vm).join(', ')}; the stage stays swapped until rollback or commit` });
-        this.emit(await this.status());
+        this.notify(await this.status());
       }
       return;
     }
@@ -494,7 +296,7 @@ export class HostAgent {
       const m = await this.move(v.name, d.target!, d.active!, d.approve.auto);
       if (m.within_budget === false) {
         this.journal.append({ type: 'switch-failed', vm: v.name, to: d.target!.gen, error: `over budget: gap ${(Math.max(m.window_us, m.passive_gap_us ?? 0) / 1000).toFixed(2)} ms > ${d.approve.auto.max_gap_ms} ms; stopped here` });
-        this.emit(await this.status());
+        this.notify(await this.status());
         return;
       }
     }
@@ -523,7 +325,7 @@ export class HostAgent {
     const k = await this.sup.keeper();
     if (d.target && d.mode === 'swap') {
       // the generation stays: only its stage goes back, when it was swapped
-      if (d.swapped) await this.swapStage('active', null);
+      if (d.swapped) await swapStage(this, 'active', null);
     } else if (d.target) {
       for (const vm of d.moved.keys()) await this.move(vm, d.active!, d.target, null);
       await k.request(keeper.genDetach, { gen: d.target.gen }).catch(() => undefined);
@@ -531,7 +333,7 @@ export class HostAgent {
       if (d.active) await (await this.sup.gen(d.active.gen)).request(dp.peerDetach, {}).catch(() => undefined);
     }
     this.journal.append({ type: 'aborted', outcome });
-    this.emit(await this.status());
+    this.notify(await this.status());
   }
 
   /** All VMs are on the target: stop the old generation; the target becomes active. */
@@ -541,7 +343,7 @@ export class HostAgent {
       if (!d.swapped) throw new AgentFailure('invalid-state', `${d.target!.release}'s stage has not been swapped in yet (upgrade/switch)`);
       this.journal.append({ type: 'commit' });
       this.journal.append({ type: 'committed' });
-      this.emit(await this.status());
+      this.notify(await this.status());
       return;
     }
     const s = await this.status();
@@ -561,7 +363,7 @@ export class HostAgent {
     await this.sup.stopGen(d.active!.gen);
     await (await this.sup.gen(d.target!.gen)).request(dp.peerDetach, {}).catch(() => undefined);
     this.journal.append({ type: 'committed' });
-    this.emit(await this.status());
+    this.notify(await this.status());
   }
 
   /**

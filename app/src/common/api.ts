@@ -287,8 +287,11 @@ export const ReportVm = z.object({
   host: z.string(),
   vm: z.string(),
   state: z.string(),
+  /** how the VM moved (null: it did not) */
+  mode: UpgradeMode.nullable(),
   from: z.string().nullable(),
   to: z.string().nullable(),
+  /** handoff: the keeper's window; swap: the packet loop's (both in us, 2 decimals under 10) */
   window_us: z.number().nullable(),
   passive_gap_us: z.number().nullable(),
   probe_gap_ms: z.number().nullable(),

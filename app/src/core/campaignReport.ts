@@ -19,9 +19,11 @@ export function vmLines(c: Campaign): ReportVm[] {
         host: h.host,
         vm: v.vm,
         state: v.state,
+        mode: m?.mode ?? null,
         from: m?.from ?? null,
         to: m?.to ?? null,
-        window_us: m ? Math.round(m.window_us) : null,
+        // a swap's window is well under a microsecond: keep what it measured
+        window_us: m ? (m.window_us < 10 ? Math.round(m.window_us * 100) / 100 : Math.round(m.window_us)) : null,
         passive_gap_us: m?.passive_gap_us ?? null,
         probe_gap_ms: m?.probe?.gap_ms ?? null,
         gap_ms: m ? Math.round(gapMs(m) * 1000) / 1000 : null,
@@ -56,7 +58,7 @@ export function summarize(c: Campaign): ReportSummary {
 }
 
 const esc = (s: unknown) => String(s ?? '').replace(/[&<>"']/g, (ch) => `&#${ch.charCodeAt(0)};`);
-const COLS: (keyof ReportVm)[] = ['host', 'vm', 'state', 'from', 'to', 'window_us', 'passive_gap_us', 'probe_gap_ms', 'gap_ms', 'dropped', 'within_budget', 'decision', 'by', 'reason'];
+const COLS: (keyof ReportVm)[] = ['host', 'vm', 'state', 'mode', 'from', 'to', 'window_us', 'passive_gap_us', 'probe_gap_ms', 'gap_ms', 'dropped', 'within_budget', 'decision', 'by', 'reason'];
 
 export function renderCsv(c: Campaign): string {
   const q = (v: unknown) => `"${String(v ?? '').replace(/"/g, '""')}"`;

@@ -223,7 +223,9 @@ export class HostConn {
   }
 
   applyStatus(st: UpgradeStatus): void {
-    const rel = (g: string | null) => (g === null ? null : g === st.active?.gen ? st.active.release : g === st.target?.gen ? st.target.release : null);
+    // a swap keeps the generation: the VMs are on the target's release once the stage is swapped
+    const rel = (g: string | null, moved: boolean) =>
+      g === null ? null : st.mode === 'swap' && moved && st.target ? st.target.release : g === st.active?.gen ? st.active.release : g === st.target?.gen ? st.target.release : null;
     const prev = new Map(this.row.vms.map((v) => [v.vm, v]));
     this.set({
       state: st.state,
@@ -233,7 +235,7 @@ export class HostConn {
       vms: st.vms.map((v) => ({
         vm: v.vm,
         serving: v.serving,
-        release: rel(v.serving),
+        release: rel(v.serving, v.moved),
         connected: v.connected,
         moved: v.moved,
         last: v.measurement ?? prev.get(v.vm)?.last ?? null,

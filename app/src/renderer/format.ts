@@ -16,7 +16,7 @@ export function fmtLimitMs(v: number): string {
 
 export function fmtUs(v: number | null | undefined): string {
   if (v === null || v === undefined || !Number.isFinite(v)) return dash;
-  return `${Math.round(v).toLocaleString('en-US')} µs`;
+  return v < 10 ? `${v.toFixed(2)} µs` : `${Math.round(v).toLocaleString('en-US')} µs`;
 }
 
 export function fmtPps(v: number | null | undefined): string {

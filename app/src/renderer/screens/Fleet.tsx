@@ -107,7 +107,7 @@ function HostTr({ h, snapshotAt }: { h: HostRow; snapshotAt: number }) {
       <ConnCell h={h} snapshotAt={snapshotAt} />
       <td>{orDash(h.agent_version)}</td>
       <td>
-        {h.active ? `${h.active.release} (${h.active.gen})` : '—'}
+        {h.active ? `${h.active.release} (${h.active.gen}${h.active.core && h.active.core !== h.active.release ? `, core ${h.active.core}` : ''})` : '—'}
         {h.target ? <span className="warn"> → {h.target.release} ({h.target.gen})</span> : null}
       </td>
       <td>

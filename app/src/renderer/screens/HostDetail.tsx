@@ -142,7 +142,10 @@ export function HostDetail({ name }: { name: string }) {
               <tr data-testid="gen-active">
                 <td>active</td>
                 <td className="mono">{orDash(h.active?.gen)}</td>
-                <td>{orDash(h.active?.release)}</td>
+                <td>
+                  {orDash(h.active?.release)}
+                  {h.active?.core && h.active.core !== h.active.release ? <span className="muted"> (stage swapped in; process core {h.active.core})</span> : null}
+                </td>
               </tr>
               <tr data-testid="gen-target">
                 <td>target</td>

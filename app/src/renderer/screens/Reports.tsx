@@ -163,9 +163,10 @@ function ReportBody({ c, r }: { c: Campaign; r: Report }) {
             <th>host</th>
             <th>VM</th>
             <th>state</th>
-            <th>from gen</th>
-            <th>to gen</th>
-            <th>keeper window</th>
+            <th>mode</th>
+            <th>from</th>
+            <th>to</th>
+            <th>window (keeper / loop)</th>
             <th>datapath gap</th>
             <th>probe gap</th>
             <th>break</th>
@@ -184,6 +185,7 @@ function ReportBody({ c, r }: { c: Campaign; r: Report }) {
                 <td>
                   <StateTag state={v.state} />
                 </td>
+                <td>{orDash(v.mode)}</td>
                 <td className="mono">{orDash(v.from)}</td>
                 <td className="mono">{orDash(v.to)}</td>
                 <td className="num">{fmtUs(v.window_us)}</td>

@@ -1,0 +1,121 @@
+// Swap mode of a host's upgrade (the Baidu approach): the active generation replaces its
+// forwarding stage in place (lib/swap) instead of a new generation taking the VMs over. This
+// file gathers what modes.ts judges (manifests, the running stage, the FDB's size, the journal's
+// measurements), checks the target's stage before anything changes (lib/check), and makes and
+// measures the swap itself for every VM at once. The state machine (upgrade.ts) journals around it.
+import type { Budget, Measurement, UpgradePlan, UpgradeStatus } from '../common/protocol.js';
+import { dp } from '../native/dpProtocol.js';
+import { readManifest, stagePath, type AgentConfig } from './config.js';
+import type { Journal } from './journal.js';
+import { judgeModes } from './modes.js';
+import { ProbeWatch } from './probeWatch.js';
+import type { Supervisor } from './supervisor.js';
+import { AgentFailure, type Approve, type Derived, type GenRef } from './derive.js';
+
+/** What of the host agent this needs. */
+export interface SwapHost {
+  readonly root: string;
+  readonly cfg: AgentConfig;
+  readonly sup: Supervisor;
+  readonly journal: Journal;
+  readonly d: Derived;
+  vms(): { name: string; mac: string }[];
+  release(version: string): string;
+  status(): Promise<UpgradeStatus>;
+  notify(s: UpgradeStatus, m?: Measurement): void;
+  drops(vm: string, gens: string[]): Promise<number>;
+}
+
+/** The ways to reach version from here: the facts modes.ts judges, gathered on this host. */
+export async function planModes(h: SwapHost, version: string): Promise<UpgradePlan> {
+  const d = h.d;
+  if (!d.active || !h.sup.genAlive(d.active.gen)) throw new AgentFailure('invalid-state', 'no active generation runs on this host (host/start first)');
+  h.release(version);
+  const core = d.core ?? d.active.release;
+  let stage: { layout: number; abi: number } | null = null;
+  let fdbEntries = 0;
+  try {
+    const ctl = await h.sup.gen(d.active.gen);
+    const lib = await ctl.request(dp.libInfo, {});
+    stage = { layout: lib.stage.layout, abi: lib.abi };
+    fdbEntries = (await ctl.request(dp.genInfo, {})).fdb_entries;
+  } catch {
+    /* an older datapath without lib/info: swap is judged unavailable */
+  }
+  const history = h.journal.entries().flatMap((e) =>
+    e.type === 'switched' && e.measurement ? [e.measurement] : e.type === 'swapped' ? (e.measurements ?? []) : [],
+  );
+  const j = judgeModes({
+    core: { release: core, ...readManifest(h.root, core) },
+    target: { release: version, ...readManifest(h.root, version) },
+    stage,
+    fdbEntries,
+    history,
+  });
+  return { host: h.cfg.host, release: version, active: { ...d.active, core }, ...j };
+}
+
+
+/** Swap mode's prepare: the running datapath says it would take the target's stage (lib/check). */
+export async function prepareSwap(h: SwapHost, version: string, approve: Approve, active: GenRef): Promise<void> {
+  h.journal.append({ type: 'prepare', gen: active.gen, release: version, approve, mode: 'swap' });
+  h.notify(await h.status());
+  try {
+    await (await h.sup.gen(active.gen)).request(dp.libCheck, { path: stagePath(h.root, version) });
+  } catch (e) {
+    h.journal.append({ type: 'abort', outcome: 'aborted' });
+    h.journal.append({ type: 'aborted', outcome: 'aborted' });
+    h.notify(await h.status());
+    throw new AgentFailure('failed', `the running datapath would not take ${version}'s stage: ${(e as Error).message}`);
+  }
+  h.journal.append({ type: 'prepared' });
+  h.notify(await h.status());
+}
+
+/**
+ * Swap mode's one switch: replace the active generation's stage with the target's (or put
+ * the previous one back) under every VM at once, and measure it per VM: the loop's window,
+ * frames the datapath dropped, and the lab probe's view.
+ */
+export async function swapStage(h: SwapHost, to: 'target' | 'active', budget: Budget | null): Promise<Measurement[]> {
+  const d = h.d;
+  const gen = d.active!.gen;
+  const ctl = await h.sup.gen(gen);
+  const vms = h.vms().map((v) => v.name);
+  h.journal.append({ type: 'swap', to });
+  const watches = await Promise.all(vms.map((vm) => ProbeWatch.open(h.cfg.probe_ctl, vm)));
+  const before = await Promise.all(vms.map((vm) => h.drops(vm, [gen])));
+  let r;
+  try {
+    r = to === 'target' ? await ctl.request(dp.libSwap, { path: stagePath(h.root, d.target!.release) }) : await ctl.request(dp.libRollback, {});
+  } catch (e) {
+    for (const w of watches) w?.close();
+    h.journal.append({ type: 'swap-failed', to, error: (e as Error).message });
+    h.notify(await h.status());
+    throw new AgentFailure('failed', `stage swap on ${gen}: ${(e as Error).message}`);
+  }
+  const out: Measurement[] = [];
+  for (const [i, vm] of vms.entries()) {
+    const m: Measurement = {
+      vm,
+      mode: 'swap',
+      from: `${gen}:${r.from.name}@${r.from.version}`,
+      to: `${gen}:${r.to.name}@${r.to.version}`,
+      t_ns: r.at_ns,
+      window_us: r.window_ns / 1000,
+      passive_gap_us: null,
+      dropped: Math.max(0, (await h.drops(vm, [gen])) - before[i]!),
+      rings: [],
+      anomalies: r.converted_by ? [`FDB state layout ${r.from.layout} -> ${r.to.layout}: ${r.migrated} entries converted by the ${r.converted_by === 'to' ? 'incoming' : 'outgoing'} stage`] : [],
+      probe: watches[i] ? await watches[i]!.result(r.at_ns, r.at_ns + r.window_ns) : null,
+      within_budget: null,
+    };
+    if (budget) m.within_budget = Math.max(m.window_us / 1000, m.probe?.gap_ms ?? 0) <= budget.max_gap_ms && m.dropped <= budget.max_lost;
+    out.push(m);
+  }
+  h.journal.append({ type: 'swapped', to, measurements: out });
+  const st = await h.status();
+  for (const m of out) h.notify(st, m);
+  return out;
+}
+

@@ -9,7 +9,12 @@
 // a layout change has a table of realistic size to convert.
 // Reports lost/duplicated frames and link events at the frontends (exact), the loop's window
 // (how long it forwarded nothing: measured inside the loop), and the receive gap charged to each
-// swap beside the background gaps of the same run (scheduler noise on 2 shared cores).
+// swap beside the background gaps of the same run (scheduler noise on 2 shared cores), and beside
+// two controls with the same attribution: windows 50 ms before each swap when nothing happened
+// (idle), and the span of a lib/check of the same stage 50 ms after each swap (the control
+// plane's work without the switch: dlopen on the control thread, which shares core 0 with the
+// probe). A swap whose gaps look like lib/check's cost the datapath nothing measurable; what
+// they add over idle is the measuring probe losing its core to the control plane.
 // Same shape as bench/run handoff; "switches" counts swaps.
 import { copyFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
@@ -30,6 +35,8 @@ const LAYOUT1 = join(resolve(dirname(fileURLToPath(import.meta.url)), '..'), 'na
 async function main(): Promise<void> {
   const bed = new Testbed('bench-swap');
   const windows: EventWindow[] = [];
+  const placebo: EventWindow[] = [];
+  const checks: EventWindow[] = [];
   const sameUs: number[] = [];
   const changeUs: number[] = [];
   const waitUs: number[] = [];
@@ -61,17 +68,29 @@ async function main(): Promise<void> {
       into.push(r.window_ns / 1000);
       waitUs.push(r.wait_ns / 1000);
       migrated.push(r.migrated);
-      for (const v of vms) windows.push({ vm: v.name, start_ns: r.at_ns, end_ns: r.at_ns + r.window_ns });
+      for (const v of vms) {
+        windows.push({ vm: v.name, start_ns: r.at_ns, end_ns: r.at_ns + r.window_ns });
+        placebo.push({ vm: v.name, start_ns: r.at_ns - 50e6, end_ns: r.at_ns - 50e6 + r.window_ns });
+      }
+    };
+    const nowNs = (): number => Number(process.hrtime.bigint()); // CLOCK_MONOTONIC, as the probe's
+    const check = async (path: string): Promise<void> => {
+      await sleep(50);
+      const t0 = nowNs();
+      await gen.ctl.request(dp.libCheck, { path });
+      const t1 = nowNs();
+      for (const v of vms) checks.push({ vm: v.name, start_ns: t0, end_ns: t1 });
+      await sleep(50);
     };
     for (let r = 0; r < rounds; r++) {
       for (const path of [stageB, stageA]) {
         record(await gen.ctl.request(dp.libSwap, { path }), sameUs);
-        await sleep(100);
+        await check(path === stageA ? stageB : stageA);
       }
       record(await gen.ctl.request(dp.libSwap, { path: LAYOUT1 }), changeUs);
-      await sleep(100);
+      await check(stageA);
       record(await gen.ctl.request(dp.libRollback, {}), changeUs);
-      await sleep(100);
+      await check(LAYOUT1);
       console.error(`round ${r + 1}/${rounds}: ${sameUs.length + changeUs.length} swaps so far`);
     }
     await sleep(500);
@@ -81,6 +100,14 @@ async function main(): Promise<void> {
     const perSwap: number[] = [];
     for (let i = 0; i < a.event_gap_ms.length; i += nVms) perSwap.push(Math.max(...a.event_gap_ms.slice(i, i + nVms)));
     const below = perSwap.filter((g) => g <= GAP_US / 1000).length;
+    const worstPer = (ws: EventWindow[]): number[] => {
+      const g = attribute(probe.events, ws, GAP_US).event_gap_ms;
+      const out: number[] = [];
+      for (let i = 0; i < g.length; i += nVms) out.push(Math.max(...g.slice(i, i + nVms)));
+      return out;
+    };
+    const perPlacebo = worstPer(placebo);
+    const perCheck = worstPer(checks);
     const bg = stats(a.background_gap_ms);
     const linkEvents = probe.events.filter((e) => e.event === 'link').length;
     const all = [...sameUs, ...changeUs];
@@ -98,6 +125,10 @@ async function main(): Promise<void> {
       gap_ms: pct(perSwap),
       gaps_ms: perSwap.map(r2),
       gap_below_threshold: below,
+      placebo_gap_ms: pct(perPlacebo),
+      placebo_below_threshold: perPlacebo.filter((g) => g <= GAP_US / 1000).length,
+      check_gap_ms: pct(perCheck),
+      check_below_threshold: perCheck.filter((g) => g <= GAP_US / 1000).length,
       gap_threshold_ms: GAP_US / 1000,
       background_gap_ms: { p99: r2(bg.p99), max: r2(bg.max), count: bg.n },
       offered: sum.totals.offered,
@@ -114,6 +145,10 @@ async function main(): Promise<void> {
       `  (the request waited for the loop's next iteration, forwarding meanwhile: p50 ${result.window_parts_us.wait_for_loop.p50} us)`,
       `- receive gap charged to a swap: p50 ${result.gap_ms.p50} ms, p99 ${result.gap_ms.p99} ms, max ${result.gap_ms.max} ms ` +
         `(${below} of ${all.length} swaps left no gap over ${GAP_US / 1000} ms on any flow; they count as ${GAP_US / 1000} ms)`,
+      `- control, idle (the same windows 50 ms before each swap, nothing happening): p50 ${result.placebo_gap_ms.p50} ms, p99 ${result.placebo_gap_ms.p99} ms, ` +
+        `max ${result.placebo_gap_ms.max} ms (${result.placebo_below_threshold} of ${perPlacebo.length} with no gap over ${GAP_US / 1000} ms)`,
+      `- control, lib/check of a stage (the control plane's work, no switch): p50 ${result.check_gap_ms.p50} ms, p99 ${result.check_gap_ms.p99} ms, ` +
+        `max ${result.check_gap_ms.max} ms (${result.check_below_threshold} of ${perCheck.length} with no gap over ${GAP_US / 1000} ms)`,
       `- background gaps of the same run (no swap near): ${bg.n}, p99 ${result.background_gap_ms.p99} ms, max ${result.background_gap_ms.max} ms`,
     ], result);
   } finally {

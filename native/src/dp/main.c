@@ -3,7 +3,10 @@
  * forwarding stage, the optional uplink and the control socket, then runs the packet loop on
  * the main lcore until SIGTERM/SIGINT, and shuts down in reverse order.
  */
+#define _GNU_SOURCE /* pthread_setaffinity_np, CPU_SET */
 #include <errno.h>
+#include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -64,11 +67,24 @@ with_file_prefix(int *argc, char **argv)
 	return out;
 }
 
-/* The control thread adds FDB entries; rte_hash's multi-writer mode needs an lcore id. */
+/* The control thread runs beside the packet loop, not on its core, as DPDK's own control
+ * threads (vhost messages, interrupts) do: a command that does real work (lib/swap's dlopen)
+ * would otherwise take the loop's core from it for as long as it runs. It adds FDB entries, and
+ * rte_hash's multi-writer mode needs an lcore id: it registers with EAL. */
 static void
 register_ctl_thread(void *arg)
 {
+	unsigned int loop_cpu = rte_lcore_to_cpu_id((int)rte_get_main_lcore());
+	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	cpu_set_t set;
+
 	(void)arg;
+	CPU_ZERO(&set);
+	for (long c = 0; c < ncpu && c < CPU_SETSIZE; c++)
+		if ((unsigned int)c != loop_cpu)
+			CPU_SET(c, &set);
+	if (CPU_COUNT(&set) > 0 && pthread_setaffinity_np(pthread_self(), sizeof(set), &set) != 0)
+		fprintf(stderr, "hitless-dp: control thread stays on the loop's core\n");
 	if (rte_thread_register() != 0)
 		fprintf(stderr, "hitless-dp: control thread not registered with EAL: %s\n",
 			rte_strerror(rte_errno));

@@ -7,6 +7,7 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, w
 import { join, resolve } from 'node:path';
 import { after, before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { ReleaseManifest } from '../../agent/src/common/protocol.js';
 import { AgentConfig, Fleet } from './fleet.js';
 
 const repo = resolve(fileURLToPath(import.meta.url), '../../..');
@@ -138,6 +139,10 @@ test('up: each host answers SSH with its pinned key, inside its own namespace, w
       assert.match(v.stdout, new RegExp(`^hitless-dp ${release.replaceAll('.', '\\.')} `));
       assert.ok(existsSync(`${h.root}/releases/${release}/bin/hitless-fwd-l2.so`));
     }
+    // the manifests say the two releases share a core; 1.0.0's stage is at layout 1, 1.1.0's at 2
+    const [m0, m1] = ['1.0.0', '1.1.0'].map((r) => ReleaseManifest.parse(JSON.parse(readFileSync(`${h.root}/releases/${r}/release.json`, 'utf8'))));
+    assert.equal(m0!.core, m1!.core);
+    assert.deepEqual([m0!.release, m0!.fwd.layout, m1!.release, m1!.fwd.layout], ['1.0.0', 1, '1.1.0', 2]);
     for (const bin of ['hitless-keeper', 'hitless-probe', 'hitless-agent']) {
       assert.ok(statSync(`${h.root}/bin/${bin}`).mode & 0o100, `${bin} executable`);
     }

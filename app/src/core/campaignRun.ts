@@ -219,26 +219,8 @@ export class CampaignRun {
           v.state = 'awaiting-approval';
           this.changed();
           const prev = h.vms.filter((x) => x.measurement).at(-1)?.measurement ?? null;
-          const d = await this.deps.ask({
-            id: `a-${randomUUID().slice(0, 8)}`,
-            campaign: this.c.id,
-            kind: 'vm',
-            host: h.host,
-            vm: v.vm,
-            wave,
-            wave_name: this.c.plan.waves[wave]!.name,
-            asked: new Date().toISOString(),
-            release: spec.release,
-            budget: spec.budget,
-            canary: wave === 0 ? null : this.canary(),
-            previous: prev,
-            moves: [{ host: h.host, vms: [v.vm] }],
-            mode: 'handoff',
-            predicted_break_us: this.planned(h.host)?.predicted_break_us ?? null,
-          });
-          if (!d) throw (h.state as string) === 'aborted' ? new HostAborted() : new Aborted();
+          const d = await this.askOnHost(h, v.vm, prev);
           v.decision = d;
-          this.c.decisions.push({ ...d, kind: 'vm', wave, wave_name: this.c.plan.waves[wave]!.name, host: h.host, vm: v.vm });
           if (d.decision === 'deny') {
             v.state = 'denied';
             this.changed();
@@ -289,6 +271,34 @@ export class CampaignRun {
     }
   }
 
+  /** Ask the operator about moves on host h: one VM's handoff (vm), or all its VMs at once by
+   * stage swap (vm null); the decision is recorded with the campaign. */
+  private async askOnHost(h: CampaignHost, vm: string | null, previous: Measurement | null): Promise<Decision> {
+    const spec = this.c.plan.spec;
+    const waveName = this.c.plan.waves[h.wave]!.name;
+    const kind = vm === null ? 'host' : 'vm';
+    const d = await this.deps.ask({
+      id: `a-${randomUUID().slice(0, 8)}`,
+      campaign: this.c.id,
+      kind,
+      host: h.host,
+      vm,
+      wave: h.wave,
+      wave_name: waveName,
+      asked: new Date().toISOString(),
+      release: spec.release,
+      budget: spec.budget,
+      canary: h.wave === 0 ? null : this.canary(),
+      previous,
+      moves: [{ host: h.host, vms: vm === null ? h.vms.map((v) => v.vm) : [vm] }],
+      mode: h.mode,
+      predicted_break_us: this.planned(h.host)?.predicted_break_us ?? null,
+    });
+    if (!d) throw (h.state as string) === 'aborted' ? new HostAborted() : new Aborted();
+    this.c.decisions.push({ ...d, kind, wave: h.wave, wave_name: waveName, host: h.host, vm });
+    return d;
+  }
+
   private planned(host: string): Plan['waves'][number]['hosts'][number] | undefined {
     return this.c.plan.waves.flatMap((w) => w.hosts).find((x) => x.host === host);
   }
@@ -306,25 +316,7 @@ export class CampaignRun {
     await this.gate(h, wave);
     for (const v of h.vms) v.state = 'awaiting-approval';
     this.changed();
-    const d = await this.deps.ask({
-      id: `a-${randomUUID().slice(0, 8)}`,
-      campaign: this.c.id,
-      kind: 'host',
-      host: h.host,
-      vm: null,
-      wave,
-      wave_name: this.c.plan.waves[wave]!.name,
-      asked: new Date().toISOString(),
-      release: spec.release,
-      budget: spec.budget,
-      canary: wave === 0 ? null : this.canary(),
-      previous: null,
-      moves: [{ host: h.host, vms: h.vms.map((v) => v.vm) }],
-      mode: 'swap',
-      predicted_break_us: this.planned(h.host)?.predicted_break_us ?? null,
-    });
-    if (!d) throw (h.state as string) === 'aborted' ? new HostAborted() : new Aborted();
-    this.c.decisions.push({ ...d, kind: 'host', wave, wave_name: this.c.plan.waves[wave]!.name, host: h.host, vm: null });
+    const d = await this.askOnHost(h, null, null);
     for (const v of h.vms) v.decision = d;
     if (d.decision === 'deny') {
       for (const v of h.vms) v.state = 'denied';

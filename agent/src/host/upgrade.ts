@@ -12,6 +12,7 @@
 // replaces the stage under every VM at once (lib/swap), rollback puts the old one back
 // (lib/rollback), commit only records it. No generation is started or stopped.
 import type { Budget, Measurement, ModeChoice, UpgradeMode, UpgradePlan, UpgradeState, UpgradeStatus } from '../common/protocol.js';
+import { CtlError } from '../native/ctlClient.js';
 import { dp } from '../native/dpProtocol.js';
 import { keeper } from '../native/keeperProtocol.js';
 import { ConfigInventory, listReleases, stagePath, type AgentConfig, type VmInventory } from './config.js';
@@ -178,7 +179,12 @@ export class HostAgent {
     const ctl = await this.sup.startGen(gen, version, { ...(uplink ? { uplink } : {}), peer: { socket: this.peerSocket(gen), server: false } });
     for (const v of this.vms()) await ctl.request(dp.vmAdd, { vm: v.name, mac: v.mac });
     const fdb = await active.request(dp.fdbExport, {});
-    await ctl.request(dp.fdbImport, { entries: fdb.entries.filter((e) => e.kind === 'learned') });
+    const learned = fdb.entries.filter((e) => e.kind === 'learned');
+    // a release from before stage layouts does not know an entry's age: give it the entries without
+    await ctl.request(dp.fdbImport, { entries: learned }).catch((e: unknown) => {
+      if (!(e instanceof CtlError && /age_s/.test(e.message))) throw e;
+      return ctl.request(dp.fdbImport, { entries: learned.map(({ mac, kind, port }) => ({ mac, kind, port })) });
+    });
     await k.request(keeper.genAttach, { gen, run_dir: this.sup.genDir(gen) });
     await k.request(keeper.failoverStandby, { gen });
     const { sessions } = await k.request(keeper.sessionList, {});

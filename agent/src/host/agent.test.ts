@@ -7,7 +7,7 @@ import { dirname, join, resolve } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { AgentClient } from '../client/agentClient.js';
-import { agent, AgentError, events, type Measurement, type ReleaseManifest, type TrafficVm } from '../common/protocol.js';
+import { agent, AgentError, events, type Measurement, type ReleaseManifest, type TrafficVm, type UpgradeStatus } from '../common/protocol.js';
 import { CtlClient } from '../native/ctlClient.js';
 import { dp } from '../native/dpProtocol.js';
 import { measured } from '../native/probeProtocol.js';
@@ -213,6 +213,41 @@ describe('hitless-agent', () => {
     const sum = await probe.stop();
     assert.equal(sum.totals.lost, 0, JSON.stringify(measured(sum).map((f) => [f.src, f.dst, f.lost])));
     assert.equal(probe.events.filter((e) => e.event === 'link').length, 0);
+  });
+
+  test('swap mode, auto approval: within budget it swaps on its own; over budget it says so and waits for rollback', async () => {
+    const { root, a, probe } = await upHost('h9', 2, true);
+    // upgrade/run answers at once and the agent goes on: wait for the outcome
+    const run = async (done: (s: UpgradeStatus) => boolean) => {
+      await a.client.request(agent.upgradeRun, {});
+      for (let i = 0; i < 100; i++) {
+        const s = await a.client.request(agent.upgradeStatus, {});
+        if (done(s)) return s;
+        await sleep(100);
+      }
+      throw new Error('upgrade/run did not finish in 10 s');
+    };
+    await a.client.request(agent.upgradePrepare, { release: '1.1.0', mode: 'swap', approve: { auto: { max_gap_ms: 200, max_lost: 0 } } });
+    let st = await run((s) => s.error !== null || s.vms.every((v) => v.moved));
+    assert.ok(st.vms.every((v) => v.moved && v.measurement?.mode === 'swap' && v.measurement.within_budget === true), JSON.stringify(st.vms));
+    assert.equal(st.error, null);
+    st = await a.client.request(agent.upgradeRollback, {});
+    assert.equal(st.last_outcome, 'rolled-back');
+    // a budget no swap can meet: the swap is made and measured, then reported over budget
+    await a.client.request(agent.upgradePrepare, { release: '1.1.0', mode: 'swap', approve: { auto: { max_gap_ms: 0.00001, max_lost: 0 } } });
+    st = await run((s) => s.error !== null);
+    assert.match(st.error ?? '', /over budget on v1, v2; the stage stays swapped until rollback or commit/);
+    assert.ok(st.vms.every((v) => v.measurement?.within_budget === false));
+    st = await a.client.request(agent.upgradeRollback, {});
+    assert.equal(st.active?.release, '1.0.0');
+    const ctl = await CtlClient.connect(join(root, 'run', `gen-${st.active!.gen}`, 'ctl.sock'), 2000);
+    try {
+      assert.equal((await ctl.request(dp.libInfo, {})).stage.layout, 1);
+    } finally {
+      ctl.close();
+    }
+    const sum = await probe.stop();
+    assert.equal(sum.totals.lost, 0);
   });
 
   test('swap mode: an agent that died around the swap is replaced by one that asks the datapath which stage runs', async () => {

@@ -97,6 +97,8 @@ export const HostRow = z.object({
   active: GenRef.nullable(),
   target: GenRef.nullable(),
   state: UpgradeState.nullable(),
+  /** how the host's current (or last) upgrade moves its VMs */
+  mode: UpgradeMode.default('handoff'),
   error: z.string().nullable(),
   health: z.object({ ok: z.boolean(), problems: z.array(z.string()) }).nullable(),
   vms: z.array(VmRow),

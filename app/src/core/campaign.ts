@@ -72,6 +72,9 @@ export async function upgradeHost(s: AgentSession, plan: CampaignPlan, approve: 
       await sleep(200);
       st = await s.agent.request(agent.upgradeStatus, {});
       if (st.error) return { host, outcome: 'stopped', measurements, error: st.error };
+      // an over-budget switch is recorded just after it: never commit in between
+      const over = st.vms.filter((v) => v.measurement?.within_budget === false).map((v) => v.vm);
+      if (over.length) return { host, outcome: 'stopped', measurements, error: `over budget: ${over.join(', ')}; not committed` };
       if (st.vms.every((v) => v.moved || !v.connected)) break;
     }
   }

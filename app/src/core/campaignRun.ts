@@ -248,6 +248,12 @@ export class CampaignRun {
           this.absorb(h, st);
           this.changed();
           if (st.error) return this.fail(h, st.error);
+          // the agent records an over-budget switch just after the switch itself: do not commit in between
+          const over = h.vms.flatMap((v) => {
+            const why = v.measurement ? overBudget(v.measurement, spec.budget) : null;
+            return why ? [`${v.vm}: ${why}`] : [];
+          });
+          if (over.length) return this.fail(h, `${over.join('; ')}; the host is not committed: roll it back or resume`);
           if (st.vms.every((v) => v.moved || !v.connected)) break;
         }
       }

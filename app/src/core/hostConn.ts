@@ -82,6 +82,7 @@ export class HostConn {
       active: null,
       target: null,
       state: null,
+      mode: 'handoff',
       error: null,
       health: null,
       vms: [],
@@ -229,6 +230,7 @@ export class HostConn {
     const prev = new Map(this.row.vms.map((v) => [v.vm, v]));
     this.set({
       state: st.state,
+      mode: st.mode,
       active: st.active,
       target: st.target,
       error: st.error,

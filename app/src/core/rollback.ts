@@ -1,9 +1,10 @@
 // Guided rollback: a VM, a host, a wave or a whole campaign back to the release it ran before,
 // previewed step by step before anything is done, then executed and verified (every VM on the
 // expected release, and frames flowing to it again). A host mid-upgrade is rolled back by its
-// agent (moved VMs back to the old generation, the new one stopped); a committed host is
-// downgraded the same hitless way it was upgraded: the old release is started beside the new
-// one, each VM handed back, then committed.
+// agent (moved VMs back to the old generation, the new one stopped; or, after an in-place stage
+// swap, the old stage swapped back); a committed host is downgraded the hitless way its agent
+// recommends: the old release started beside the new one and each VM handed back, or the old
+// stage swapped back in place where core and DPDK allow; then committed.
 import { agent } from '../../../agent/src/common/protocol.js';
 import type { Campaign, RollbackPlan, RollbackResult, RollbackScope } from '../common/api.js';
 import type { HostConn } from './hostConn.js';
@@ -34,6 +35,14 @@ function hostStep(conn: HostConn | undefined, host: string, prev: string | null,
     blockers.push(`${host} has no VM ${onlyVm}`);
     return null;
   }
+  if ((r.state === 'switching' || r.state === 'preparing' || r.state === 'failed') && r.mode === 'swap') {
+    if (onlyVm) {
+      blockers.push(`${host} is moving by an in-place stage swap: its VMs go back together; roll back the host`);
+      return null;
+    }
+    const swapped = r.vms.filter((v) => v.moved).map((v) => v.vm);
+    return { host, action: 'retire-target', vms: swapped, from: r.target?.release ?? null, to: r.active?.release ?? null, why: swapped.length ? `stage swap to ${r.target?.release} not committed: the agent swaps ${r.active?.release}'s stage back in, all VMs at once` : `stage swap to ${r.target?.release} prepared, not made: the agent drops it` };
+  }
   if (r.state === 'switching' || r.state === 'preparing' || r.state === 'failed') {
     const moved = vms.filter((v) => v.moved).map((v) => v.vm);
     if (onlyVm) return { host, action: moved.length ? 'move-back' : 'nothing', vms: moved, from: r.target?.release ?? null, to: r.active?.release ?? null, why: moved.length ? `${onlyVm} runs on the new generation; the old one still serves the host` : `${onlyVm} never left ${r.active?.release}` };
@@ -52,7 +61,7 @@ function hostStep(conn: HostConn | undefined, host: string, prev: string | null,
     blockers.push(`${host}: release ${prev} is no longer installed`);
     return null;
   }
-  return { host, action: 'downgrade', vms: r.vms.map((v) => v.vm), from: r.active?.release ?? null, to: prev, why: `${host} was committed on ${r.active?.release}: ${prev} is started beside it and each VM handed back, then committed` };
+  return { host, action: 'downgrade', vms: r.vms.map((v) => v.vm), from: r.active?.release ?? null, to: prev, why: `${host} was committed on ${r.active?.release}: ${prev} is started beside it and each VM handed back (or its stage swapped back in place, where the agent can), then committed` };
 }
 
 export function previewRollback(scope: RollbackScope, d: RollbackDeps): RollbackPlan {
@@ -78,8 +87,9 @@ async function runStep(conn: HostConn, s: Step): Promise<void> {
   if (s.action === 'move-back') await conn.request(agent.upgradeRollback, { vms: s.vms });
   else if (s.action === 'retire-target') await conn.request(agent.upgradeRollback, {});
   else if (s.action === 'downgrade') {
-    await conn.request(agent.upgradePrepare, { release: s.to!, approve: 'each' });
-    for (const vm of s.vms) await conn.request(agent.upgradeSwitch, { vms: [vm] });
+    const st = await conn.request(agent.upgradePrepare, { release: s.to!, approve: 'each', mode: 'auto' });
+    if (st.mode === 'swap') await conn.request(agent.upgradeSwitch, { vms: st.vms.map((v) => v.vm) });
+    else for (const vm of s.vms) await conn.request(agent.upgradeSwitch, { vms: [vm] });
     await conn.request(agent.upgradeCommit, {});
   }
 }

@@ -2,6 +2,7 @@
 // running generation, under traffic between probe VMs, with learned uplink hosts in the FDB.
 // Real DPDK processes (--no-huge), real vhost-user sessions, a real veth uplink.
 import assert from 'node:assert/strict';
+import { chmodSync, copyFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, test } from 'node:test';
@@ -116,7 +117,16 @@ describe('lib/swap: the forwarding stage replaced inside a running generation', 
   test('refused: lib/rollback with nothing swapped in, a layout no stage converts to, a failing migrate hook', async () => {
     const g = await bed.dp('SR', { extraArgs: ['--fwd-lib', LAYOUT2] });
     await g.serve(labVms(1));
-    assert.equal((await refused(g, '/dev/null')).code, 'not-loadable');
+    assert.equal((await refused(g, '/dev/null')).code, 'unsafe-file');
+    // a stage anyone could have written is not run
+    const loose = join(bed.dir, 'loose-stage.so');
+    copyFileSync(LAYOUT1, loose);
+    chmodSync(loose, 0o666);
+    const unsafe = await refused(g, loose);
+    assert.equal(unsafe.code, 'unsafe-file');
+    assert.match(unsafe.message, /writable only by its owner \(mode 0666, uid 0\)/);
+    chmodSync(loose, 0o755);
+    assert.equal((await g.ctl.request(dp.libCheck, { path: loose })).to.layout, 1, 'the same file, once only its owner may write it');
     const e = await g.ctl.request(dp.libRollback, {}).then(
       () => assert.fail('rollback accepted'),
       (err: unknown) => err as CtlError,

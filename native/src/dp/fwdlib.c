@@ -13,6 +13,8 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <rte_log.h>
 
@@ -20,15 +22,27 @@
 
 #define SWAP_TIMEOUT_NS 2000000000ull
 
-/* Open a stage object; 0, or -1 with err saying why it is not one this binary can run. */
+/* Open a stage object; 0, or -1 with err saying why it is not one this binary can run. The
+ * object's code will run as this process: like sudo with its plugins, refuse a file that
+ * someone else could have written (not a regular file, owned by another user than this one or
+ * root, or writable by group or others). */
 static int
 stage_open(const char *path, struct dp_stage *s, struct ctl_error *err)
 {
 	void *h;
 	const struct hitless_fwd_ops *ops;
+	struct stat st;
 
 	if (strlen(path) == 0 || strlen(path) >= sizeof(s->path))
 		return ctl_fail(err, "invalid-args", "path: 1..%zu bytes", sizeof(s->path) - 1);
+	if (stat(path, &st) != 0)
+		return ctl_fail(err, "not-loadable", "cannot load %s: %s", path, strerror(errno));
+	if (!S_ISREG(st.st_mode) || (st.st_uid != 0 && st.st_uid != geteuid()) ||
+	    (st.st_mode & (S_IWGRP | S_IWOTH)))
+		return ctl_fail(err, "unsafe-file",
+				"%s is not a regular file owned by this user or root and writable only "
+				"by its owner (mode %04o, uid %u): refusing to run its code", path,
+				(unsigned int)(st.st_mode & 07777), (unsigned int)st.st_uid);
 	h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
 	if (h == NULL)
 		return ctl_fail(err, "not-loadable", "cannot load %s: %s", path, dlerror());

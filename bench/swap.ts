@@ -10,7 +10,7 @@
 // Reports lost/duplicated frames and link events at the frontends (exact), the loop's window
 // (how long it forwarded nothing: measured inside the loop), and the receive gap charged to each
 // swap beside the background gaps of the same run (scheduler noise on 2 shared cores), and beside
-// two controls with the same attribution: windows 50 ms before each swap when nothing happened
+// two controls with the same attribution: windows 25 ms before each swap when nothing happened
 // (idle), and the span of a lib/check of the same stage 50 ms after each swap (the control
 // plane's work without the switch: dlopen on the control thread, which shares core 0 with the
 // probe). A swap whose gaps look like lib/check's cost the datapath nothing measurable; what
@@ -40,12 +40,17 @@ async function main(): Promise<void> {
   const sameUs: number[] = [];
   const changeUs: number[] = [];
   const waitUs: number[] = [];
+  const swaps: { kind: string; at_ns: number }[] = [];
   const migrated: number[] = [];
   try {
     // two builds of this release's stage (distinct files, so distinct objects), and layout 1
     const stageA = nativeBin('hitless-fwd-l2.so');
     const stageB = join(bed.dir, 'hitless-fwd-l2-rebuild.so');
     copyFileSync(stageA, stageB);
+    // the controls' stage: a third copy, never swapped in, so each lib/check maps and unmaps it
+    // as a swap's dlopen would (a loaded object would only be counted again)
+    const stageC = join(bed.dir, 'hitless-fwd-l2-checked.so');
+    copyFileSync(stageA, stageC);
     const [uplink] = bed.veth();
     const gen = await bed.dp('W', { uplink, extraArgs: ['--fwd-lib', stageA] });
     const vms = labVms(nVms);
@@ -66,14 +71,17 @@ async function main(): Promise<void> {
     await sleep(1000);
     const record = (r: SwapResult, into: number[]): void => {
       into.push(r.window_ns / 1000);
+      swaps.push({ kind: r.converted_by ? `layout ${r.from.layout}->${r.to.layout}` : 'same layout', at_ns: r.at_ns });
       waitUs.push(r.wait_ns / 1000);
       migrated.push(r.migrated);
       for (const v of vms) {
         windows.push({ vm: v.name, start_ns: r.at_ns, end_ns: r.at_ns + r.window_ns });
-        placebo.push({ vm: v.name, start_ns: r.at_ns - 50e6, end_ns: r.at_ns - 50e6 + r.window_ns });
+        placebo.push({ vm: v.name, start_ns: r.at_ns - 25e6, end_ns: r.at_ns - 25e6 + r.window_ns });
       }
     };
     const nowNs = (): number => Number(process.hrtime.bigint()); // CLOCK_MONOTONIC, as the probe's
+    // each swap, then 50 ms later a lib/check, then 50 ms of nothing (the idle control sits
+    // 25 ms before the next swap)
     const check = async (path: string): Promise<void> => {
       await sleep(50);
       const t0 = nowNs();
@@ -85,12 +93,12 @@ async function main(): Promise<void> {
     for (let r = 0; r < rounds; r++) {
       for (const path of [stageB, stageA]) {
         record(await gen.ctl.request(dp.libSwap, { path }), sameUs);
-        await check(path === stageA ? stageB : stageA);
+        await check(stageC);
       }
       record(await gen.ctl.request(dp.libSwap, { path: LAYOUT1 }), changeUs);
-      await check(stageA);
+      await check(stageC);
       record(await gen.ctl.request(dp.libRollback, {}), changeUs);
-      await check(LAYOUT1);
+      await check(stageC);
       console.error(`round ${r + 1}/${rounds}: ${sameUs.length + changeUs.length} swaps so far`);
     }
     await sleep(500);
@@ -100,6 +108,18 @@ async function main(): Promise<void> {
     const perSwap: number[] = [];
     for (let i = 0; i < a.event_gap_ms.length; i += nVms) perSwap.push(Math.max(...a.event_gap_ms.slice(i, i + nVms)));
     const below = perSwap.filter((g) => g <= GAP_US / 1000).length;
+    // the three worst: which swap, which flow, and where the gap sat relative to the switch
+    const gapEvents = probe.events.flatMap((e) => (e.event === 'gap' ? [e.data] : []));
+    const worst = perSwap
+      .map((g, i) => ({ g, i }))
+      .sort((x, y) => y.g - x.g)
+      .slice(0, 3)
+      .filter((x) => x.g > GAP_US / 1000)
+      .map(({ g, i }) => {
+        const sw = swaps[i]!;
+        const ev = gapEvents.find((e) => e.gap_us / 1000 === g && e.start_ns <= sw.at_ns + 2e6 && e.end_ns >= sw.at_ns - 2e6);
+        return { swap: i, kind: sw.kind, gap_ms: g, flow: ev ? `${ev.src}->${ev.rx_vm}` : '?', starts_ms_before_switch: ev ? r2((sw.at_ns - ev.start_ns) / 1e6) : null };
+      });
     const worstPer = (ws: EventWindow[]): number[] => {
       const g = attribute(probe.events, ws, GAP_US).event_gap_ms;
       const out: number[] = [];
@@ -125,6 +145,7 @@ async function main(): Promise<void> {
       gap_ms: pct(perSwap),
       gaps_ms: perSwap.map(r2),
       gap_below_threshold: below,
+      worst_gaps: worst,
       placebo_gap_ms: pct(perPlacebo),
       placebo_below_threshold: perPlacebo.filter((g) => g <= GAP_US / 1000).length,
       check_gap_ms: pct(perCheck),
@@ -145,7 +166,8 @@ async function main(): Promise<void> {
       `  (the request waited for the loop's next iteration, forwarding meanwhile: p50 ${result.window_parts_us.wait_for_loop.p50} us)`,
       `- receive gap charged to a swap: p50 ${result.gap_ms.p50} ms, p99 ${result.gap_ms.p99} ms, max ${result.gap_ms.max} ms ` +
         `(${below} of ${all.length} swaps left no gap over ${GAP_US / 1000} ms on any flow; they count as ${GAP_US / 1000} ms)`,
-      `- control, idle (the same windows 50 ms before each swap, nothing happening): p50 ${result.placebo_gap_ms.p50} ms, p99 ${result.placebo_gap_ms.p99} ms, ` +
+      `  worst: ${worst.map((w) => `#${w.swap} (${w.kind}) ${w.gap_ms} ms on ${w.flow}, starting ${w.starts_ms_before_switch} ms before the switch`).join('; ') || 'none over the threshold'}`,
+      `- control, idle (the same windows 25 ms before each swap, nothing happening): p50 ${result.placebo_gap_ms.p50} ms, p99 ${result.placebo_gap_ms.p99} ms, ` +
         `max ${result.placebo_gap_ms.max} ms (${result.placebo_below_threshold} of ${perPlacebo.length} with no gap over ${GAP_US / 1000} ms)`,
       `- control, lib/check of a stage (the control plane's work, no switch): p50 ${result.check_gap_ms.p50} ms, p99 ${result.check_gap_ms.p99} ms, ` +
         `max ${result.check_gap_ms.max} ms (${result.check_below_threshold} of ${perCheck.length} with no gap over ${GAP_US / 1000} ms)`,

@@ -1,8 +1,9 @@
 // bench/run swap [--quick] [--vms N] [--pps TOTAL] [--rounds R] [--fdb LEARNED]
 //
 // In-place swap of the forwarding stage inside one running generation (lib/swap, the Baidu
-// approach): N probe VMs with a ring of flows (TOTAL pps in all) stay connected to the same
-// generation while its stage is replaced under them, R rounds of:
+// approach), each stage loaded ahead (lib/load, the prepare step) so the swap only switches:
+// N probe VMs with a ring of flows (TOTAL pps in all) stay connected to the same generation
+// while its stage is replaced under them, R rounds of:
 //  - a same-layout swap (another build of this release's stage: the usual bug-fix case), and
 //  - a layout change 2 -> 1 -> 2 (the FDB's words converted while the loop stands still).
 // The generation has an uplink (a veth) and LEARNED uplink hosts in its FDB besides its VMs, so
@@ -41,6 +42,7 @@ async function main(): Promise<void> {
   const changeUs: number[] = [];
   const waitUs: number[] = [];
   const swaps: { kind: string; at_ns: number }[] = [];
+  const loadMs: number[] = [];
   const migrated: number[] = [];
   try {
     // two builds of this release's stage (distinct files, so distinct objects), and layout 1
@@ -80,25 +82,39 @@ async function main(): Promise<void> {
       }
     };
     const nowNs = (): number => Number(process.hrtime.bigint()); // CLOCK_MONOTONIC, as the probe's
-    // each swap, then 50 ms later a lib/check, then 50 ms of nothing (the idle control sits
-    // 25 ms before the next swap)
-    const check = async (path: string): Promise<void> => {
+    // the cadence: each swap; 50 ms later a lib/check (a control); 50 ms later the next stage's
+    // lib/load (the prepare step, as an operator's would be); 50 ms later the next swap, which
+    // only switches (the idle control sits 25 ms before it)
+    const step = async (next: string | null): Promise<void> => {
       await sleep(50);
       const t0 = nowNs();
-      await gen.ctl.request(dp.libCheck, { path });
+      await gen.ctl.request(dp.libCheck, { path: stageC });
       const t1 = nowNs();
       for (const v of vms) checks.push({ vm: v.name, start_ns: t0, end_ns: t1 });
       await sleep(50);
-    };
-    for (let r = 0; r < rounds; r++) {
-      for (const path of [stageB, stageA]) {
-        record(await gen.ctl.request(dp.libSwap, { path }), sameUs);
-        await check(stageC);
+      if (next !== null) {
+        const l0 = performance.now();
+        await gen.ctl.request(dp.libLoad, { path: next });
+        loadMs.push(performance.now() - l0);
       }
-      record(await gen.ctl.request(dp.libSwap, { path: LAYOUT1 }), changeUs);
-      await check(stageC);
+      await sleep(50);
+    };
+    const swap = async (path: string, into: number[]): Promise<void> => {
+      const r = await gen.ctl.request(dp.libSwap, { path });
+      if (!r.preloaded) throw new Error(`${path} was not preloaded`);
+      record(r, into);
+    };
+    await gen.ctl.request(dp.libLoad, { path: stageB });
+    await sleep(50);
+    for (let r = 0; r < rounds; r++) {
+      await swap(stageB, sameUs);
+      await step(stageA);
+      await swap(stageA, sameUs);
+      await step(LAYOUT1);
+      await swap(LAYOUT1, changeUs);
+      await step(null); // lib/rollback returns to the stage it keeps loaded
       record(await gen.ctl.request(dp.libRollback, {}), changeUs);
-      await check(stageC);
+      await step(stageB);
       console.error(`round ${r + 1}/${rounds}: ${sameUs.length + changeUs.length} swaps so far`);
     }
     await sleep(500);
@@ -141,6 +157,7 @@ async function main(): Promise<void> {
       frontend_events: linkEvents,
       window_us: pct(all),
       window_parts_us: { same_layout: pct(sameUs), layout_change: pct(changeUs), wait_for_loop: pct(waitUs) },
+      preload_ms: pct(loadMs),
       fdb_entries_converted: Math.max(...migrated),
       gap_ms: pct(perSwap),
       gaps_ms: perSwap.map(r2),
@@ -164,6 +181,7 @@ async function main(): Promise<void> {
       `  same layout: p50 ${result.window_parts_us.same_layout.p50} us, p99 ${result.window_parts_us.same_layout.p99} us; ` +
         `layout change: p50 ${result.window_parts_us.layout_change.p50} us, p99 ${result.window_parts_us.layout_change.p99} us`,
       `  (the request waited for the loop's next iteration, forwarding meanwhile: p50 ${result.window_parts_us.wait_for_loop.p50} us)`,
+      `- lib/load of the next stage before each swap (the prepare step, outside the break): p50 ${result.preload_ms.p50} ms, max ${result.preload_ms.max} ms`,
       `- receive gap charged to a swap: p50 ${result.gap_ms.p50} ms, p99 ${result.gap_ms.p99} ms, max ${result.gap_ms.max} ms ` +
         `(${below} of ${all.length} swaps left no gap over ${GAP_US / 1000} ms on any flow; they count as ${GAP_US / 1000} ms)`,
       `  worst: ${worst.map((w) => `#${w.swap} (${w.kind}) ${w.gap_ms} ms on ${w.flow}, starting ${w.starts_ms_before_switch} ms before the switch`).join('; ') || 'none over the threshold'}`,

@@ -1,7 +1,7 @@
 // Swap mode of a host's upgrade (the Baidu approach): the active generation replaces its
 // forwarding stage in place (lib/swap) instead of a new generation taking the VMs over. This
 // file gathers what modes.ts judges (manifests, the running stage, the FDB's size, the journal's
-// measurements), checks the target's stage before anything changes (lib/check), and makes and
+// measurements), loads and checks the target's stage before anything changes (lib/load), and makes and
 // measures the swap itself for every VM at once. The state machine (upgrade.ts) journals around it.
 import type { Budget, Measurement, UpgradePlan, UpgradeStatus } from '../common/protocol.js';
 import { dp } from '../native/dpProtocol.js';
@@ -56,12 +56,13 @@ export async function planModes(h: SwapHost, version: string): Promise<UpgradePl
 }
 
 
-/** Swap mode's prepare: the running datapath says it would take the target's stage (lib/check). */
+/** Swap mode's prepare: the running datapath opens and checks the target's stage now (lib/load),
+ * so the swap later only switches. */
 export async function prepareSwap(h: SwapHost, version: string, approve: Approve, active: GenRef): Promise<void> {
   h.journal.append({ type: 'prepare', gen: active.gen, release: version, approve, mode: 'swap' });
   h.notify(await h.status());
   try {
-    await (await h.sup.gen(active.gen)).request(dp.libCheck, { path: stagePath(h.root, version) });
+    await (await h.sup.gen(active.gen)).request(dp.libLoad, { path: stagePath(h.root, version) });
   } catch (e) {
     h.journal.append({ type: 'abort', outcome: 'aborted' });
     h.journal.append({ type: 'aborted', outcome: 'aborted' });

@@ -8,7 +8,7 @@
 // half-moved; the journal makes sure none is silently skipped.
 //
 // Swap mode (modes.ts says when it may be used) runs the same states inside one generation:
-// prepare checks the target's stage without loading it for good (lib/check), the one switch
+// prepare loads and checks the target's stage beside the running one (lib/load), the one switch
 // replaces the stage under every VM at once (lib/swap), rollback puts the old one back
 // (lib/rollback), commit only records it. No generation is started or stopped.
 import type { Budget, Measurement, ModeChoice, UpgradeMode, UpgradePlan, UpgradeState, UpgradeStatus } from '../common/protocol.js';

@@ -69,9 +69,16 @@ describe('lib/swap: the forwarding stage replaced inside a running generation', 
     assert.equal((await a.ctl.request(dp.genInfo, {})).fwd.layout, 1);
     assert.equal((await a.ctl.request(dp.libCheck, { path: fixture('nomig') }).catch((e: CtlError) => e.code)), 'no-migration');
 
+    // the prepare step opens and checks it ahead of time; the swap then only switches
+    const staged = await a.ctl.request(dp.libLoad, { path: LAYOUT2 });
+    assert.equal(staged.converted_by, 'to');
+    assert.equal((await a.ctl.request(dp.libInfo, {})).staged?.path, LAYOUT2);
+    assert.equal((await a.ctl.request(dp.genInfo, {})).fwd.layout, 1, 'loading is not swapping');
+
     // forward: the incoming layout-2 stage converts every word
     const up = await a.ctl.request(dp.libSwap, { path: LAYOUT2 });
     assert.equal(up.kind, 'swap');
+    assert.equal(up.preloaded, true);
     assert.equal(up.from.layout, 1);
     assert.equal(up.to.layout, 2);
     assert.equal(up.converted_by, 'to');
@@ -83,6 +90,7 @@ describe('lib/swap: the forwarding stage replaced inside a running generation', 
     const lib1 = await a.ctl.request(dp.libInfo, {});
     assert.equal(lib1.stage.path, LAYOUT2);
     assert.equal(lib1.previous?.path, LAYOUT1);
+    assert.equal(lib1.staged, null, 'the staged stage is the running one now');
     await sleep(400);
 
     // refusals, each naming its cause; the layout-2 stage goes on forwarding
@@ -99,6 +107,7 @@ describe('lib/swap: the forwarding stage replaced inside a running generation', 
     // back: the outgoing layout-2 stage converts its words for the layout-1 one
     const down = await a.ctl.request(dp.libRollback, {});
     assert.equal(down.kind, 'rollback');
+    assert.equal(down.preloaded, false);
     assert.equal(down.to.path, LAYOUT1);
     assert.equal(down.converted_by, 'from');
     const fdb2 = (await a.ctl.request(dp.fdbExport, {})).entries;
@@ -138,6 +147,8 @@ describe('lib/swap: the forwarding stage replaced inside a running generation', 
     assert.match(none.message, /state layout 2 \(l2 .*\) -> 9 \(fixture .*\): neither stage converts it/);
     // layout 2 -> 9 by a hook that fails
     assert.equal((await refused(g, fixture('migrate'))).code, 'migrate-failed');
+    assert.equal((await g.ctl.request(dp.libLoad, { path: fixture('nomig') }).catch((e: CtlError) => e.code)), 'no-migration');
+    assert.equal((await g.ctl.request(dp.libLoad, { path: LAYOUT2 }).catch((e: CtlError) => e.code)), 'already-running');
     assert.equal((await g.ctl.request(dp.genInfo, {})).fwd.path, LAYOUT2);
   });
 });

@@ -92,6 +92,8 @@ export const SwapResult = z.object({
   from: Stage,
   to: Stage,
   kind: z.enum(['swap', 'rollback']),
+  /** the stage was opened by lib/load beforehand: the swap only switched */
+  preloaded: z.boolean(),
   migrated: z.number().int(),
   /** which stage converted the FDB's words ("to": the incoming one); null: same layout */
   converted_by: z.enum(['from', 'to']).nullable(),
@@ -152,10 +154,15 @@ export const dp = {
   libInfo: defineCommand(
     'lib/info',
     Empty,
-    z.object({ stage: Stage, previous: Stage.nullable(), swaps: z.number().int(), abi: z.number().int() }),
+    z.object({ stage: Stage, previous: Stage.nullable(), staged: Stage.nullable(), swaps: z.number().int(), abi: z.number().int() }),
   ),
   libSwap: defineCommand('lib/swap', z.object({ path: z.string().min(1).max(255) }).strict(), SwapResult),
   libRollback: defineCommand('lib/rollback', Empty, SwapResult),
+  libLoad: defineCommand(
+    'lib/load',
+    z.object({ path: z.string().min(1).max(255) }).strict(),
+    z.object({ staged: Stage, converted_by: z.enum(['from', 'to']).nullable(), fdb_entries: z.number().int() }),
+  ),
   libCheck: defineCommand(
     'lib/check',
     z.object({ path: z.string().min(1).max(255) }).strict(),

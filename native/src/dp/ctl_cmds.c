@@ -281,9 +281,9 @@ cmd_peer_detach(struct ctl_call *c, json_t *args, json_t **result, struct ctl_er
 static int
 cmd_lib_info(struct ctl_call *c, json_t *args, json_t **result, struct ctl_error *err)
 {
-	*result = json_pack("{s:o,s:o,s:i,s:i}", "stage", dp_stage_json(&dp.stage), "previous",
-			    dp_stage_json(&dp.prev_stage), "swaps", (int)dp.swaps, "abi",
-			    HITLESS_FWD_ABI);
+	*result = json_pack("{s:o,s:o,s:o,s:i,s:i}", "stage", dp_stage_json(&dp.stage), "previous",
+			    dp_stage_json(&dp.prev_stage), "staged", dp_stage_json(&dp.staged),
+			    "swaps", (int)dp.swaps, "abi", HITLESS_FWD_ABI);
 	return 0;
 }
 
@@ -296,6 +296,12 @@ static int
 cmd_lib_swap(struct ctl_call *c, json_t *args, json_t **result, struct ctl_error *err)
 {
 	return dp_fwd_swap(json_string_value(json_object_get(args, "path")), result, err);
+}
+
+static int
+cmd_lib_load(struct ctl_call *c, json_t *args, json_t **result, struct ctl_error *err)
+{
+	return dp_fwd_preload(json_string_value(json_object_get(args, "path")), result, err);
 }
 
 static int
@@ -347,6 +353,9 @@ dp_ctl_register(struct ctl_registry *reg)
 		     "lib/swap {path}: replace the forwarding stage in place, converting the FDB "
 		     "when its state layout differs; the old stage goes on when refused",
 		     lib_swap_args, cmd_lib_swap, NULL);
+	ctl_register(reg, "lib/load",
+		     "lib/load {path}: open and check a stage now and keep it, so that lib/swap of "
+		     "the same path only switches", lib_swap_args, cmd_lib_load, NULL);
 	ctl_register(reg, "lib/check",
 		     "lib/check {path}: would lib/swap take this stage (loads, ABI, a conversion "
 		     "of the FDB's layout)? Changes nothing", lib_swap_args, cmd_lib_check, NULL);

@@ -131,6 +131,7 @@ struct dp {
 	struct ctl_server *ctl;
 	const struct hitless_fwd_ops *fwd; /* atomic: the stage the loop calls (fwdlib.c) */
 	struct dp_stage stage, prev_stage; /* the running stage; the one lib/rollback returns to */
+	struct dp_stage staged;            /* opened and checked by lib/load, not yet swapped in */
 	struct dp_swap swap;               /* a stage swap the loop is asked to make */
 	uint32_t swaps;                    /* stage swaps made (lib/swap and lib/rollback) */
 	struct rte_ring *announce_q;       /* frames the control side wants sent on the uplink */
@@ -189,6 +190,8 @@ int dp_fwd_load(const char *path);
  * the old stage goes on forwarding when it fails (err says why). */
 int dp_fwd_swap(const char *path, json_t **result, struct ctl_error *err);
 json_t *dp_stage_json(const struct dp_stage *s);
+/* Open and check the stage at path now and keep it, so lib/swap of that path only switches. */
+int dp_fwd_preload(const char *path, json_t **result, struct ctl_error *err);
 /* What lib/swap would say about the stage at path, without swapping (the object is closed). */
 int dp_fwd_check(const char *path, json_t **result, struct ctl_error *err);
 

@@ -8,6 +8,8 @@
  * and staged: it converts the words (all or none), publishes the new ops table and goes on.
  * The loop is the only thread that runs stage code, so once it has switched the old code is
  * not running and cannot be entered again. The previous stage stays loaded for lib/rollback.
+ * lib/load does the opening and checking ahead of time (an operator's prepare step), so that
+ * the swap of that path later only switches: no dlopen while the datapath is being changed.
  */
 #include <dlfcn.h>
 #include <errno.h>
@@ -163,18 +165,52 @@ dp_fwd_check(const char *path, json_t **result, struct ctl_error *err)
 }
 
 int
+dp_fwd_preload(const char *path, json_t **result, struct ctl_error *err)
+{
+	struct dp_stage next = { 0 };
+	const struct hitless_fwd_ops *conv;
+
+	if (stage_open(path, &next, err) != 0)
+		return -1;
+	if (next.ops == dp.stage.ops) {
+		stage_close(&next);
+		return ctl_fail(err, "already-running", "%s is the running stage", path);
+	}
+	conv = dp_fdb_converter(dp.stage.ops, next.ops);
+	if (conv == NULL) {
+		ctl_fail(err, "no-migration",
+			 "state layout %u (%s %s) -> %u (%s %s): neither stage converts it",
+			 dp.stage.ops->layout, dp.stage.ops->name, dp.stage.ops->version,
+			 next.ops->layout, next.ops->name, next.ops->version);
+		stage_close(&next);
+		return -1;
+	}
+	stage_close(&dp.staged); /* one staged stage at a time: the newest load wins */
+	dp.staged = next;
+	*result = json_pack("{s:o,s:s?,s:I}", "staged", dp_stage_json(&dp.staged), "converted_by",
+			    dp.stage.ops->layout == next.ops->layout ? NULL :
+			    conv == dp.stage.ops ? "from" : "to",
+			    "fdb_entries", (json_int_t)dp_fdb_count(dp.fdb));
+	return 0;
+}
+
+int
 dp_fwd_swap(const char *path, json_t **result, struct ctl_error *err)
 {
 	struct dp_stage next = { 0 };
 	const struct hitless_fwd_ops *from = dp.stage.ops, *conv;
 	struct dp_swap *sw = &dp.swap;
-	bool rollback = path == NULL;
+	bool rollback = path == NULL, preloaded = false;
 
 	if (rollback) {
 		if (dp.prev_stage.ops == NULL)
 			return ctl_fail(err, "no-previous",
 					"no previous stage to roll back to: none was swapped in");
 		next = dp.prev_stage;
+	} else if (dp.staged.ops != NULL && strcmp(dp.staged.path, path) == 0) {
+		next = dp.staged; /* lib/load opened it: only the switch is left */
+		memset(&dp.staged, 0, sizeof(dp.staged));
+		preloaded = true;
 	} else {
 		if (stage_open(path, &next, err) != 0)
 			return -1;
@@ -202,9 +238,9 @@ dp_fwd_swap(const char *path, json_t **result, struct ctl_error *err)
 			 from->version);
 		goto refuse;
 	}
-	*result = json_pack("{s:o,s:o,s:s,s:i,s:s?,s:I,s:I,s:I,s:I}",
+	*result = json_pack("{s:o,s:o,s:s,s:b,s:i,s:s?,s:I,s:I,s:I,s:I}",
 			    "from", dp_stage_json(&dp.stage), "to", dp_stage_json(&next),
-			    "kind", rollback ? "rollback" : "swap",
+			    "kind", rollback ? "rollback" : "swap", "preloaded", preloaded,
 			    "migrated", (int)sw->mig.entries,
 			    "converted_by", from->layout == next.ops->layout ? NULL :
 					    conv == from ? "from" : "to",

@@ -181,9 +181,6 @@ json_t *dp_stats_json(const struct dp_vm *only);
 json_t *dp_gen_info_json(void);
 int dp_telemetry_register(void);
 
-/* loop.c: make a swap the loop would make (when the loop is not running) */
-void dp_swap_run(struct dp_swap *sw);
-
 /* fwdlib.c */
 int dp_fwd_load(const char *path);
 /* Swap the running stage for the one at path, or back to the previous one (path NULL);

@@ -104,8 +104,9 @@ dp_fwd_load(const char *path)
 	return 0;
 }
 
-/* Ask the loop to switch to `to` (words converted by conv) and wait until it has; made here
- * when the loop is not running. 0, or -1 when the loop did not take it in time. */
+/* Ask the loop to switch to `to` (words converted by conv) and wait until it has. 0, or -1
+ * when the loop did not take it in time (it is stuck, or not running: starting or stopping),
+ * and then the request is withdrawn and nothing changed. */
 static int
 ask_loop(const struct hitless_fwd_ops *to, const struct hitless_fwd_ops *conv,
 	 struct ctl_error *err)
@@ -119,10 +120,6 @@ ask_loop(const struct hitless_fwd_ops *to, const struct hitless_fwd_ops *conv,
 	sw->conv = conv;
 	sw->asked_ns = hl_now_ns();
 	sw->now_s = (uint32_t)(sw->asked_ns / 1000000000ull);
-	if (!__atomic_load_n(&dp.loop_running, __ATOMIC_ACQUIRE)) {
-		dp_swap_run(sw);
-		return 0;
-	}
 	__atomic_store_n(&sw->pending, true, __ATOMIC_RELEASE);
 	deadline = sw->asked_ns + SWAP_TIMEOUT_NS;
 	while (!__atomic_load_n(&sw->done, __ATOMIC_ACQUIRE)) {

@@ -355,10 +355,10 @@ flush_all(uint64_t now)
 
 /* Make a stage swap: convert the FDB's words (all or none) and publish the new ops table.
  * Called by the loop between iterations, where nothing classified is waiting to be staged
- * (what waits in the pending queues has its port already), or by the control thread when
- * the loop is not running. window_ns: the time no packet moved because of it. */
-void
-dp_swap_run(struct dp_swap *sw)
+ * (what waits in the pending queues has its port already). window_ns: the time no packet
+ * moved because of it. */
+static void
+swap_run(struct dp_swap *sw)
 {
 	uint64_t t0 = rte_rdtsc();
 
@@ -378,7 +378,7 @@ take_swap(void)
 	if (unlikely(__atomic_load_n(&dp.swap.pending, __ATOMIC_ACQUIRE)) &&
 	    __atomic_compare_exchange_n(&dp.swap.pending, &yes, false, false, __ATOMIC_ACQ_REL,
 					__ATOMIC_ACQUIRE))
-		dp_swap_run(&dp.swap);
+		swap_run(&dp.swap);
 }
 
 int

@@ -201,6 +201,7 @@ test('swap campaign: the agent chooses an in-place stage swap for h2, predicted 
   await expect(page.getByTestId('plan-break-h2')).toContainText('µs');
   await expect(page.getByTestId('plan-host-h2').getByTestId('plan-option-swap')).toContainText('approval per-host');
   await expect(page.getByTestId('plan-notes')).toContainText('in-place stage swap');
+  await page.screenshot({ path: join(shots, 'swap-plan.png'), fullPage: true });
   // the operator overrides h2 to handoff, and the plan follows; then back to the agent's choice
   await page.getByTestId('wiz-hostmode-h2').selectOption('handoff');
   await page.getByTestId('wiz-preview').click();
@@ -217,6 +218,7 @@ test('swap campaign: the agent chooses an in-place stage swap for h2, predicted 
   await row.click();
   await expect(page.getByTestId('approval-context')).toContainText('Swap the forwarding stage of h2');
   await expect(page.getByTestId('approval-predicted')).toContainText('in-place stage swap');
+  await page.screenshot({ path: join(shots, 'swap-approval.png'), fullPage: true });
   await page.getByTestId('approval-reason').fill('stage-only fix: swap in place');
   await page.getByTestId('approval-reason').press('Enter');
   await expect(row).toBeHidden();

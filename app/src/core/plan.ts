@@ -90,9 +90,11 @@ export function planCampaign(spec: CampaignSpec, rows: readonly HostRow[], optio
         ? "each host's VMs at once by an in-place stage swap"
         : `${movers.length - swaps} host${movers.length - swaps === 1 ? '' : 's'} by handoff (one VM at a time), ${swaps} by an in-place stage swap (all of a host's VMs at once)`;
   notes.unshift(
-    `${vms} VMs on ${movers.length} hosts move to ${spec.release} in ${waves.length} wave${waves.length === 1 ? '' : 's'}, ${how}; ` +
+    `${vms} VM${vms === 1 ? '' : 's'} on ${movers.length} host${movers.length === 1 ? '' : 's'} move${vms === 1 ? 's' : ''} to ${spec.release} in ${waves.length} wave${waves.length === 1 ? '' : 's'}, ${how}; ` +
       (spec.approval === 'each-vm'
-        ? `each VM${swaps ? ' (each swapped host)' : ''} waits for an operator approval`
+        ? swaps === movers.length
+          ? 'each host waits for one operator approval (its VMs move together)'
+          : `each VM waits for an operator approval (a swapped host once, for all its VMs)`
         : spec.approval === 'each-wave'
           ? 'each wave waits for an operator approval, then its VMs move within the budget'
           : 'VMs move without asking while they stay within the budget') +

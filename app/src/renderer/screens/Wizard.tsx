@@ -44,7 +44,8 @@ function PlanView({ plan, stale }: { plan: Plan; stale: boolean }) {
   return (
     <div className={`panel plan${stale ? ' stale' : ''}`} data-testid="plan">
       <h3>
-        Plan: {spec.hosts.length} hosts to {spec.release}, {plan.waves.length} waves, approval {spec.approval}
+        Plan: {spec.hosts.length} host{spec.hosts.length === 1 ? '' : 's'} to {spec.release}, {plan.waves.length} wave{plan.waves.length === 1 ? '' : 's'}, approval{' '}
+        {spec.approval}
       </h3>
       {stale ? <div className="warn">the choices changed since this preview: preview again before starting</div> : null}
       <div>

@@ -181,6 +181,10 @@ describe('hitless-agent', () => {
     await assert.rejects(a.client.request(agent.upgradeSwitch, { vms: ['v1'] }), /moves every VM of h7 at once: approve all of them \(v2, v3 missing\)/);
     const ctl = await CtlClient.connect(join(root, 'run', `gen-${gen}`, 'ctl.sock'), 2000);
     try {
+      // prepare loaded 1.1.0's stage beside the running one; nothing switched yet
+      const lib0 = await ctl.request(dp.libInfo, {});
+      assert.equal(lib0.staged?.path, join(root, 'releases', '1.1.0', 'bin', 'hitless-fwd-l2.so'));
+      assert.equal(lib0.stage.layout, 1);
       st = await a.client.request(agent.upgradeSwitch, { vms: ['v1', 'v2', 'v3'] });
       assert.ok(st.vms.every((v) => v.moved && v.serving === gen), JSON.stringify(st.vms));
       assert.equal((await ctl.request(dp.libInfo, {})).stage.layout, 2);
@@ -204,6 +208,12 @@ describe('hitless-agent', () => {
       assert.deepEqual(st.active, { gen, release: '1.1.0', core: '1.0.0' });
       assert.equal((await a.client.request(agent.genList, {})).gens.find((g) => g.gen === gen)!.pid, pid, 'the same process throughout');
       assert.equal((await ctl.request(dp.libInfo, {})).stage.path, join(root, 'releases', '1.1.0', 'bin', 'hitless-fwd-l2.so'));
+      // a swap prepared and then aborted leaves nothing loaded ahead
+      await a.client.request(agent.upgradePrepare, { release: '1.0.0', mode: 'swap' });
+      assert.notEqual((await ctl.request(dp.libInfo, {})).staged, null);
+      st = await a.client.request(agent.upgradeAbort, {});
+      assert.equal(st.active?.release, '1.1.0');
+      assert.equal((await ctl.request(dp.libInfo, {})).staged, null);
     } finally {
       ctl.close();
     }

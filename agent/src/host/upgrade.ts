@@ -330,8 +330,10 @@ export class HostAgent {
     this.journal.append({ type: 'abort', outcome });
     const k = await this.sup.keeper();
     if (d.target && d.mode === 'swap') {
-      // the generation stays: only its stage goes back, when it was swapped
+      // the generation stays: only its stage goes back, when it was swapped; a stage loaded
+      // for a swap not made is closed
       if (d.swapped) await swapStage(this, 'active', null);
+      else await (await this.sup.gen(d.active!.gen)).request(dp.libUnload, {}).catch(() => undefined);
     } else if (d.target) {
       for (const vm of d.moved.keys()) await this.move(vm, d.active!, d.target, null);
       await k.request(keeper.genDetach, { gen: d.target.gen }).catch(() => undefined);

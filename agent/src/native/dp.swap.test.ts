@@ -149,6 +149,11 @@ describe('lib/swap: the forwarding stage replaced inside a running generation', 
     assert.equal((await refused(g, fixture('migrate'))).code, 'migrate-failed');
     assert.equal((await g.ctl.request(dp.libLoad, { path: fixture('nomig') }).catch((e: CtlError) => e.code)), 'no-migration');
     assert.equal((await g.ctl.request(dp.libLoad, { path: LAYOUT2 }).catch((e: CtlError) => e.code)), 'already-running');
+    // a stage loaded ahead and not swapped in is closed again on request
+    assert.equal((await g.ctl.request(dp.libLoad, { path: LAYOUT1 })).staged.path, LAYOUT1);
+    assert.equal((await g.ctl.request(dp.libUnload, {})).unloaded.path, LAYOUT1);
+    assert.equal((await g.ctl.request(dp.libInfo, {})).staged, null);
+    assert.equal((await g.ctl.request(dp.libUnload, {}).catch((e: CtlError) => e.code)), 'nothing-staged');
     assert.equal((await g.ctl.request(dp.genInfo, {})).fwd.path, LAYOUT2);
   });
 });

@@ -163,6 +163,7 @@ export const dp = {
     z.object({ path: z.string().min(1).max(255) }).strict(),
     z.object({ staged: Stage, converted_by: z.enum(['from', 'to']).nullable(), fdb_entries: z.number().int() }),
   ),
+  libUnload: defineCommand('lib/unload', Empty, z.object({ unloaded: Stage })),
   libCheck: defineCommand(
     'lib/check',
     z.object({ path: z.string().min(1).max(255) }).strict(),

@@ -70,7 +70,7 @@ dp_gen_info_json(void)
 			 "gen_id", dp.gen_id, "version", HITLESS_RELEASE, "dpdk", rte_version(),
 			 "pid", (int)getpid(), "run_dir", dp.run_dir,
 			 "uptime_ms", (json_int_t)((hl_now_ns() - dp.started_ns) / 1000000),
-			 "fwd", dp_stage_json(&dp.stage),
+			 "fwd", dp_running_stage_json(),
 			 "uplink", dp.up.port >= 0 ? dp.up.spec : NULL,
 			 "peer", dp.peer.port >= 0 ? dp.peer.spec : NULL,
 			 "vms", nvms, "max_vms", DP_MAX_VMS,
@@ -305,6 +305,12 @@ cmd_lib_load(struct ctl_call *c, json_t *args, json_t **result, struct ctl_error
 }
 
 static int
+cmd_lib_unload(struct ctl_call *c, json_t *args, json_t **result, struct ctl_error *err)
+{
+	return dp_fwd_unload(result, err);
+}
+
+static int
 cmd_lib_check(struct ctl_call *c, json_t *args, json_t **result, struct ctl_error *err)
 {
 	return dp_fwd_check(json_string_value(json_object_get(args, "path")), result, err);
@@ -356,6 +362,9 @@ dp_ctl_register(struct ctl_registry *reg)
 	ctl_register(reg, "lib/load",
 		     "lib/load {path}: open and check a stage now and keep it, so that lib/swap of "
 		     "the same path only switches", lib_swap_args, cmd_lib_load, NULL);
+	ctl_register(reg, "lib/unload",
+		     "lib/unload: close the stage lib/load kept (a prepared swap not made)", NULL,
+		     cmd_lib_unload, NULL);
 	ctl_register(reg, "lib/check",
 		     "lib/check {path}: would lib/swap take this stage (loads, ABI, a conversion "
 		     "of the FDB's layout)? Changes nothing", lib_swap_args, cmd_lib_check, NULL);

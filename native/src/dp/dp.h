@@ -187,6 +187,10 @@ int dp_fwd_load(const char *path);
  * the old stage goes on forwarding when it fails (err says why). */
 int dp_fwd_swap(const char *path, json_t **result, struct ctl_error *err);
 json_t *dp_stage_json(const struct dp_stage *s);
+/* The running stage, safe from any thread. */
+json_t *dp_running_stage_json(void);
+/* Close the stage lib/load kept (a prepared swap that was not made). */
+int dp_fwd_unload(json_t **result, struct ctl_error *err);
 /* Open and check the stage at path now and keep it, so lib/swap of that path only switches. */
 int dp_fwd_preload(const char *path, json_t **result, struct ctl_error *err);
 /* What lib/swap would say about the stage at path, without swapping (the object is closed). */

@@ -13,6 +13,7 @@
  */
 #include <dlfcn.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -23,6 +24,10 @@
 #include "dp.h"
 
 #define SWAP_TIMEOUT_NS 2000000000ull
+
+/* dp.stage and dp.prev_stage change on the control thread; DPDK's telemetry thread reads the
+ * running stage too (gen/info): this keeps it from seeing one half-copied. */
+static pthread_mutex_t stage_lock = PTHREAD_MUTEX_INITIALIZER;
 
 /* Open a stage object; 0, or -1 with err saying why it is not one this binary can run. The
  * object's code will run as this process: like sudo with its plugins, refuse a file that
@@ -88,6 +93,27 @@ dp_stage_json(const struct dp_stage *s)
 	return json_pack("{s:s,s:s,s:i,s:i,s:s}", "name", s->ops->name, "version",
 			 s->ops->version, "abi", (int)s->ops->abi, "layout", (int)s->ops->layout,
 			 "path", s->path);
+}
+
+json_t *
+dp_running_stage_json(void)
+{
+	json_t *j;
+
+	pthread_mutex_lock(&stage_lock);
+	j = dp_stage_json(&dp.stage);
+	pthread_mutex_unlock(&stage_lock);
+	return j;
+}
+
+int
+dp_fwd_unload(json_t **result, struct ctl_error *err)
+{
+	if (dp.staged.ops == NULL)
+		return ctl_fail(err, "nothing-staged", "no stage is loaded ahead (lib/load)");
+	*result = json_pack("{s:o}", "unloaded", dp_stage_json(&dp.staged));
+	stage_close(&dp.staged);
+	return 0;
 }
 
 int
@@ -245,6 +271,7 @@ dp_fwd_swap(const char *path, json_t **result, struct ctl_error *err)
 			    "at_ns", (json_int_t)sw->taken_ns,
 			    "wait_ns", (json_int_t)(sw->taken_ns - sw->asked_ns),
 			    "window_ns", (json_int_t)sw->window_ns);
+	pthread_mutex_lock(&stage_lock);
 	if (rollback) {
 		dp.prev_stage = dp.stage;   /* lib/rollback again goes forward */
 	} else {
@@ -252,6 +279,7 @@ dp_fwd_swap(const char *path, json_t **result, struct ctl_error *err)
 		dp.prev_stage = dp.stage;
 	}
 	dp.stage = next;
+	pthread_mutex_unlock(&stage_lock);
 	dp.swaps++;
 	return 0;
 refuse:

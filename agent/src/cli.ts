@@ -27,8 +27,12 @@ async function main(): Promise<void> {
   const cfg = loadConfig(values.root);
   let conn: MessageConnection | null = null;
   const host = new HostAgent(values.root, cfg, notifier(() => conn));
-  const recovered = await host.serial(() => host.recover());
-  if (recovered) console.error(`hitless-agent: ${recovered}`);
+  // what recovery cannot finish is reported, and the agent serves anyway: the operator must be
+  // able to see the host and act (rollback, abort) rather than find it unreachable
+  await host.serial(() => host.recover()).then(
+    (recovered) => recovered && console.error(`hitless-agent: ${recovered}`),
+    (e: Error) => console.error(`hitless-agent: recovery incomplete: ${e.message}`),
+  );
   conn = serve(host, process.stdin, process.stdout);
   // health to whoever is connected, every 2 s
   const beat = setInterval(() => {

@@ -304,6 +304,32 @@ describe('hitless-agent', () => {
     assert.equal(sum.totals.lost, 0);
   });
 
+  test('swap mode: a generation that died with a swap in flight leaves an agent that still serves, says why, and can be rolled back', async () => {
+    const root = hostRoot(bed, 'h10', 2, true);
+    const a = spawnAgent(root);
+    await a.client.request(agent.hostStart, { release: '1.0.0' });
+    const st0 = await a.client.request(agent.upgradePrepare, { release: '1.1.0', mode: 'swap' });
+    a.proc.kill('SIGKILL');
+    await exited(a.proc);
+    const journal = join(root, 'var', 'journal.jsonl');
+    const seq = readFileSync(journal, 'utf8').trim().split('\n').length;
+    writeFileSync(journal, `${JSON.stringify({ type: 'swap', to: 'target', seq: seq + 1, t: new Date().toISOString() })}\n`, { flag: 'a' });
+    const pid = Number(readFileSync(join(root, 'run', `gen-${st0.active!.gen}`, 'dp.pid'), 'utf8'));
+    process.kill(pid, 'SIGKILL');
+    while (alive(pid)) await sleep(20);
+    const b = spawnAgent(root);
+    let st = await b.client.request(agent.upgradeStatus, {});
+    assert.match(st.error ?? '', /generation \S+ is not running/);
+    assert.match(b.stderr(), /the interrupted stage swap cannot be checked/);
+    st = await b.client.request(agent.upgradeAbort, {});
+    assert.equal(st.state, 'idle');
+    assert.equal(st.active?.release, '1.0.0');
+    // and the host comes back on its release
+    const info = await b.client.request(agent.hostStart, { release: '1.0.0' });
+    assert.equal(info.active?.release, '1.0.0');
+    assert.ok((await b.client.request(agent.genList, {})).gens.some((g) => g.role === 'active' && g.alive));
+  });
+
   test('rollback returns every VM to the old generation with traffic flowing, and stops the new one', async () => {
     const { a, probe } = await upHost('h2', 3);
     const st0 = await a.client.request(agent.upgradePrepare, { release: '1.1.0' });

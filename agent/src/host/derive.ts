@@ -37,6 +37,9 @@ export interface Derived {
 
 export function derive(entries: readonly Stamped[]): Derived {
   const d: Derived = { active: null, target: null, state: 'idle', mode: 'handoff', core: null, approve: 'each', moved: new Map(), swapped: false, pending: null, lastOutcome: null, error: null };
+  // a commit or an abort/rollback runs switches or swaps of its own: once one of those ends,
+  // the outer step is still what is under way
+  let outer: Stamped | null = null;
   for (const e of entries) {
     switch (e.type) {
       case 'start':
@@ -52,10 +55,12 @@ export function derive(entries: readonly Stamped[]): Derived {
         d.moved = new Map();
         d.error = null;
         d.pending = e;
+        outer = null;
         break;
       case 'prepared':
         d.state = 'switching';
         d.pending = null;
+        outer = null;
         break;
       case 'switch':
         d.pending = e;
@@ -63,11 +68,11 @@ export function derive(entries: readonly Stamped[]): Derived {
       case 'switched':
         if (e.to === d.target?.gen) d.moved.set(e.vm, e.measurement);
         else d.moved.delete(e.vm);
-        d.pending = null;
+        d.pending = outer;
         break;
       case 'switch-failed':
         d.error = `${e.vm}: ${e.error}`;
-        d.pending = null;
+        d.pending = outer;
         break;
       case 'swap':
         d.pending = e;
@@ -76,15 +81,16 @@ export function derive(entries: readonly Stamped[]): Derived {
         d.moved = new Map();
         if (e.to === 'target') for (const m of e.measurements ?? []) d.moved.set(m.vm, m);
         d.swapped = e.to === 'target';
-        d.pending = null;
+        d.pending = outer;
         break;
       case 'swap-failed':
         d.error = `stage swap: ${e.error}`;
-        d.pending = null;
+        d.pending = outer;
         break;
       case 'commit':
         d.state = 'committing';
         d.pending = e;
+        outer = e;
         break;
       case 'committed':
         if (d.mode === 'handoff') d.core = d.target?.release ?? d.core;
@@ -95,10 +101,12 @@ export function derive(entries: readonly Stamped[]): Derived {
         d.state = 'idle';
         d.lastOutcome = 'committed';
         d.pending = null;
+        outer = null;
         break;
       case 'abort':
         d.state = e.outcome === 'rolled-back' ? 'rolling-back' : 'aborting';
         d.pending = e;
+        outer = e;
         break;
       case 'aborted':
         d.target = null;
@@ -107,11 +115,13 @@ export function derive(entries: readonly Stamped[]): Derived {
         d.state = 'idle';
         d.lastOutcome = e.outcome;
         d.pending = null;
+        outer = null;
         break;
       case 'failed':
         d.state = 'failed';
         d.error = e.error;
         d.pending = null;
+        outer = null;
         break;
     }
   }

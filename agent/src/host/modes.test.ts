@@ -21,9 +21,10 @@ const facts = (over: Partial<ModeFacts> = {}): ModeFacts => ({
   ...over,
 });
 const swapOf = (f: ModeFacts) => judgeModes(f).modes.find((m) => m.mode === 'swap')!;
-const meas = (mode: 'handoff' | 'swap', us: number): Measurement => ({
-  vm: 'v1', mode, from: 'a', to: 'b', t_ns: 1, window_us: us, passive_gap_us: mode === 'handoff' ? us : null,
-  rings: [], anomalies: [], dropped: 0, probe: null, within_budget: null,
+let seq = 0;
+const meas = (mode: 'handoff' | 'swap', us: number, t_ns = ++seq, anomalies: string[] = []): Measurement => ({
+  vm: 'v1', mode, from: 'a', to: 'b', t_ns, window_us: us, passive_gap_us: mode === 'handoff' ? us : null,
+  rings: [], anomalies, dropped: 0, probe: null, within_budget: null,
 });
 
 test('swap is recommended when core and DPDK match, and predicted from the benchmark until the host has its own figures', () => {
@@ -42,6 +43,10 @@ test('swap is recommended when core and DPDK match, and predicted from the bench
   assert.equal(own.modes.find((m) => m.mode === 'handoff')!.predicted_break_us, 1000);
   assert.match(own.modes.find((m) => m.mode === 'handoff')!.basis, /median datapath gap of 3 handoffs on this host/);
   assert.equal(own.modes.find((m) => m.mode === 'swap')!.predicted_break_us, 4);
+  // a swap measured on 3 VMs is one swap; swaps that converted the FDB do not predict plain ones
+  const one = judgeModes(facts({ history: [meas('swap', 2, 7), meas('swap', 2, 7), meas('swap', 2, 7), meas('swap', 50, 8, ['FDB state layout 1 -> 2: 9 entries converted by the incoming stage']), meas('swap', 60, 9, ['FDB state layout 2 -> 1: 9 entries converted by the outgoing stage'])] }));
+  assert.equal(one.modes.find((m) => m.mode === 'swap')!.predicted_break_us, BENCH.swapWindowUs);
+  assert.match(one.modes.find((m) => m.mode === 'swap')!.basis, /bench\/run swap/);
 });
 
 test('swap is refused, with the reason, for every mismatch; handoff remains', () => {
@@ -53,6 +58,7 @@ test('swap is refused, with the reason, for every mismatch; handoff remains', ()
     [{ target: { release: '1.1.0', manifest: man('1.1.0', { dpdk: '23.11.0' }) } }, /built with DPDK 23\.11\.0; the running core with 22\.11\.11/],
     [{ target: { release: '1.1.0', manifest: man('1.1.0', { fwd: { abi: 3, layout: 2 } }) } }, /stage speaks ABI 3; the running datapath speaks 2/],
     [{ stage: null }, /does not answer lib\/info/],
+    [{ stageRefusal: 'lib/check: state layout 2 (l2 1.0.0) -> 9 (x 2.0.0): neither stage converts it (no-migration)' }, /the running datapath would not take 1\.1\.0's stage: .*neither stage converts it/],
   ];
   for (const [over, why] of cases) {
     const j = judgeModes(facts(over));

@@ -26,6 +26,9 @@ export interface ModeFacts {
   stage: { layout: number; abi: number } | null;
   fdbEntries: number;
   history: readonly Measurement[];
+  /** the running datapath's answer to lib/check of the target's stage: null when it would take
+   * it (or was not asked), else why not */
+  stageRefusal?: string | null;
 }
 
 const median = (xs: number[]): number => {
@@ -45,6 +48,7 @@ function swapRefusal(f: ModeFacts): string | null {
   if (t.dpdk !== c.dpdk) return `release ${f.target.release} is built with DPDK ${t.dpdk}; the running core with ${c.dpdk}`;
   if (f.stage && t.fwd.abi !== f.stage.abi) return `release ${f.target.release}'s stage speaks ABI ${t.fwd.abi}; the running datapath speaks ${f.stage.abi}`;
   if (!f.stage) return 'the running generation does not answer lib/info: swap needs it running';
+  if (f.stageRefusal) return `the running datapath would not take ${f.target.release}'s stage: ${f.stageRefusal}`;
   return null;
 }
 
@@ -71,7 +75,13 @@ export function judgeModes(f: ModeFacts): { modes: ModeOption[]; recommended: Up
 
   const refusal = swapRefusal(f);
   const layoutChange = f.stage !== null && t !== null && t.fwd.layout !== f.stage.layout;
-  const swapOwn = own('swap', (m) => m.window_us);
+  // one figure per swap (its VMs share it), and only swaps that converted nothing: a layout
+  // change is predicted from its table size instead
+  const swapOwn = [
+    ...new Map(
+      f.history.filter((m) => m.mode === 'swap' && !m.anomalies.some((a) => a.startsWith('FDB state layout'))).map((m) => [m.t_ns, m.window_us]),
+    ).values(),
+  ];
   const modelled = BENCH.swapWindowUs + (layoutChange ? BENCH.swapPerEntryUs * f.fdbEntries : 0);
   const swap: ModeOption = {
     mode: 'swap',

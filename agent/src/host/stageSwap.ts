@@ -4,6 +4,7 @@
 // measurements), loads and checks the target's stage before anything changes (lib/load), and makes and
 // measures the swap itself for every VM at once. The state machine (upgrade.ts) journals around it.
 import type { Budget, Measurement, UpgradePlan, UpgradeStatus } from '../common/protocol.js';
+import { CtlError } from '../native/ctlClient.js';
 import { dp } from '../native/dpProtocol.js';
 import { readManifest, stagePath, type AgentConfig } from './config.js';
 import type { Journal } from './journal.js';
@@ -34,11 +35,17 @@ export async function planModes(h: SwapHost, version: string): Promise<UpgradePl
   const core = d.core ?? d.active.release;
   let stage: { layout: number; abi: number } | null = null;
   let fdbEntries = 0;
+  let stageRefusal: string | null = null;
   try {
     const ctl = await h.sup.gen(d.active.gen);
     const lib = await ctl.request(dp.libInfo, {});
     stage = { layout: lib.stage.layout, abi: lib.abi };
     fdbEntries = (await ctl.request(dp.genInfo, {})).fdb_entries;
+    // the datapath's own word on the target's stage (loads, ABI, a conversion of the layout)
+    stageRefusal = await ctl.request(dp.libCheck, { path: stagePath(h.root, version) }).then(
+      () => null,
+      (e: Error) => (e instanceof CtlError && e.code === 'already-running' ? null : e.message),
+    );
   } catch {
     /* an older datapath without lib/info: swap is judged unavailable */
   }
@@ -51,6 +58,7 @@ export async function planModes(h: SwapHost, version: string): Promise<UpgradePl
     stage,
     fdbEntries,
     history,
+    stageRefusal,
   });
   return { host: h.cfg.host, release: version, active: { ...d.active, core }, ...j };
 }
@@ -95,8 +103,10 @@ export async function swapStage(h: SwapHost, to: 'target' | 'active', budget: Bu
     h.notify(await h.status());
     throw new AgentFailure('failed', `stage swap on ${gen}: ${(e as Error).message}`);
   }
-  // every VM's figures at once: the probe's view settles for ~150 ms per VM, in parallel
-  const out: Measurement[] = await Promise.all(
+  // every VM's figures at once: the probe's view settles for ~150 ms per VM, in parallel. The
+  // swap is made: it is journaled as made even if measuring it fails
+  let out: Measurement[] | null = null;
+  const measured = Promise.all(
     vms.map(async (vm, i): Promise<Measurement> => {
       const m: Measurement = {
         vm,
@@ -116,9 +126,15 @@ export async function swapStage(h: SwapHost, to: 'target' | 'active', budget: Bu
       return m;
     }),
   );
+  try {
+    out = await measured;
+  } catch (e) {
+    for (const w of watches) w?.close();
+    console.error(`hitless-agent: the stage swap on ${gen} was made but not measured: ${(e as Error).message}`);
+  }
   h.journal.append({ type: 'swapped', to, measurements: out });
   const st = await h.status();
-  for (const m of out) h.notify(st, m);
-  return out;
+  for (const m of out ?? []) h.notify(st, m);
+  return out ?? [];
 }
 

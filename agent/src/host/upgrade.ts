@@ -107,7 +107,7 @@ export class HostAgent {
     if (d.active === null) return ['no datapath generation was started on this host (host/start)'];
     if (!alive(this.sup.keeperPid())) problems.push('hitless-keeper is not running');
     if (!this.sup.genAlive(d.active.gen)) problems.push(`active generation ${d.active.gen} is not running`);
-    if (d.target && d.state !== 'preparing' && !this.sup.genAlive(d.target.gen)) problems.push(`target generation ${d.target.gen} is not running`);
+    if (d.target && d.mode !== 'swap' && d.state !== 'preparing' && !this.sup.genAlive(d.target.gen)) problems.push(`target generation ${d.target.gen} is not running`);
     if (problems.length === 0) {
       const s = await this.status();
       for (const v of s.vms) if (!v.connected) problems.push(`${v.vm}: no frontend connected`);
@@ -331,8 +331,11 @@ export class HostAgent {
     const k = await this.sup.keeper();
     if (d.target && d.mode === 'swap') {
       // the generation stays: only its stage goes back, when it was swapped; a stage loaded
-      // for a swap not made is closed
-      if (d.swapped) await swapStage(this, 'active', null);
+      // for a swap not made is closed. A generation that is gone has no stage to put back:
+      // it restarts on the active release (host/start)
+      if (!this.sup.genAlive(d.active!.gen)) {
+        /* nothing to undo in a process that no longer runs */
+      } else if (d.swapped) await swapStage(this, 'active', null);
       else await (await this.sup.gen(d.active!.gen)).request(dp.libUnload, {}).catch(() => undefined);
     } else if (d.target) {
       for (const vm of d.moved.keys()) await this.move(vm, d.active!, d.target, null);
@@ -379,6 +382,17 @@ export class HostAgent {
    * keeper for where each VM really is. Returns what was done, for the log.
    */
   async recover(): Promise<string | null> {
+    const done: string[] = [];
+    // an interrupted step inside a commit or an abort is settled first, then the outer one
+    for (let i = 0; i < 4; i++) {
+      const r = await this.recoverStep();
+      if (r === null) break;
+      done.push(r);
+    }
+    return done.length ? done.join('; ') : null;
+  }
+
+  private async recoverStep(): Promise<string | null> {
     const d = this.d;
     if (!d.pending) return null;
     const e = d.pending;
@@ -388,6 +402,8 @@ export class HostAgent {
         // a half-prepared target is stopped; the host stays on its active generation
         this.journal.append({ type: 'abort', outcome: 'aborted' });
         if (e.mode === 'swap') {
+          // a stage it may have loaded ahead is closed
+          if (this.sup.genAlive(e.gen)) await (await this.sup.gen(e.gen)).request(dp.libUnload, {}).catch(() => undefined);
           this.journal.append({ type: 'aborted', outcome: 'aborted' });
           return `prepare of a stage swap to ${e.release} was interrupted: nothing changed`;
         }
@@ -405,15 +421,16 @@ export class HostAgent {
         return `${e.vm}: the interrupted switch had not happened; it stays where it was`;
       }
       case 'swap': {
-        // where is the stage? lib/info of the generation answers
-        const lib = await (await this.sup.gen(d.active!.gen)).request(dp.libInfo, {}).catch(() => null);
+        // where is the stage? lib/info of the generation answers (none: the generation is gone)
+        const lib = this.sup.genAlive(d.active!.gen) ? await (await this.sup.gen(d.active!.gen)).request(dp.libInfo, {}).catch(() => null) : null;
         const onTarget = lib !== null && lib.stage.path === stagePath(this.root, d.target!.release);
         if (lib && (e.to === 'target') === onTarget) {
           this.journal.append({ type: 'swapped', to: e.to, measurements: null });
           return `the interrupted stage swap had completed (${lib.stage.name} ${lib.stage.version} runs)`;
         }
-        this.journal.append({ type: 'swap-failed', to: e.to, error: 'agent restarted; the stage had not changed' });
-        return 'the interrupted stage swap had not happened; the stage is unchanged';
+        const why = lib ? 'agent restarted; the stage had not changed' : `agent restarted; generation ${d.active!.gen} is not running`;
+        this.journal.append({ type: 'swap-failed', to: e.to, error: why });
+        return lib ? 'the interrupted stage swap had not happened; the stage is unchanged' : `the interrupted stage swap cannot be checked: ${why}`;
       }
       case 'commit':
         await this.finishCommit(d);

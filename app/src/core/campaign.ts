@@ -43,10 +43,12 @@ export async function upgradeHost(s: AgentSession, plan: CampaignPlan, approve: 
   let st: UpgradeStatus = await s.agent.request(agent.upgradeStatus, {});
   if (st.state !== 'idle') return { host, outcome: 'failed', measurements, error: `host is ${st.state}, not idle: finish or roll back its upgrade first` };
   if (st.active?.release === plan.release) return { host, outcome: 'skipped', measurements, error: null };
-  const options = await s.agent.request(agent.upgradePlan, { release: plan.release });
-  for (const m of options.modes)
+  // an agent from before upgrade modes answers neither upgrade/plan nor `mode`: handoff only
+  const options = await s.agent.request(agent.upgradePlan, { release: plan.release }).catch(() => null);
+  if (!options && plan.mode !== 'handoff') return { host, outcome: 'failed', measurements, error: `its agent does not know upgrade modes (an older agent): ${plan.mode} cannot be used; use --mode handoff` };
+  for (const m of options?.modes ?? [])
     progress(`${host}: ${m.mode}: ${m.available ? `expected break ${m.predicted_break_us} us per VM (${m.basis})` : `not possible: ${m.reason}`}`);
-  st = await s.agent.request(agent.upgradePrepare, { release: plan.release, approve: plan.approve, mode: plan.mode });
+  st = await s.agent.request(agent.upgradePrepare, { release: plan.release, approve: plan.approve, ...(plan.mode !== 'handoff' ? { mode: plan.mode } : {}) });
   progress(
     st.mode === 'swap'
       ? `${host}: prepared an in-place stage swap ${st.active?.release ?? '?'} -> ${plan.release} (the running datapath accepts the stage)`

@@ -202,9 +202,12 @@ export class CampaignRun {
       if (st.state === 'idle') {
         h.state = 'preparing';
         this.changed();
-        st = await conn.request(agent.upgradePrepare, { release: spec.release, approve: spec.approval === 'each-vm' ? 'each' : { auto: spec.budget }, mode: h.mode });
+        // an agent from before upgrade modes knows no `mode`: it is sent only for a swap
+        st = await conn.request(agent.upgradePrepare, { release: spec.release, approve: spec.approval === 'each-vm' ? 'each' : { auto: spec.budget }, ...(h.mode === 'swap' ? { mode: h.mode } : {}) });
       } else if (st.state !== 'switching' || st.target?.release !== spec.release) {
         return this.fail(h, `the host is ${st.state}${st.target ? ` toward ${st.target.release}` : ''}, not part of this campaign's upgrade: finish or roll it back first`);
+      } else if (st.mode !== h.mode) {
+        return this.fail(h, `the host is already moving to ${spec.release} by ${st.mode}, the plan says ${h.mode}: finish or roll that upgrade back first`);
       }
       h.state = 'switching';
       this.absorb(h, st);
@@ -317,7 +320,11 @@ export class CampaignRun {
   private async swapOnApproval(h: CampaignHost, st: UpgradeStatus): Promise<void | null> {
     const spec = this.c.plan.spec;
     const wave = h.wave;
-    if (h.vms.every((v) => v.state === 'moved')) return null;
+    // swapped already (before a console or agent restart, whose journal may hold no figures)
+    if (st.vms.every((v) => v.moved)) {
+      for (const v of h.vms) v.state = 'moved';
+      return null;
+    }
     if (h.vms.some((v) => v.state === 'denied')) return null;
     await this.gate(h, wave);
     for (const v of h.vms) v.state = 'awaiting-approval';

@@ -87,7 +87,13 @@ async function runStep(conn: HostConn, s: Step): Promise<void> {
   if (s.action === 'move-back') await conn.request(agent.upgradeRollback, { vms: s.vms });
   else if (s.action === 'retire-target') await conn.request(agent.upgradeRollback, {});
   else if (s.action === 'downgrade') {
-    const st = await conn.request(agent.upgradePrepare, { release: s.to!, approve: 'each', mode: 'auto' });
+    // the agent's recommended mode; an agent from before upgrade modes refuses `mode`: handoff
+    const st = await conn
+      .request(agent.upgradePrepare, { release: s.to!, approve: 'each', mode: 'auto' })
+      .catch((e: Error) => {
+        if (!/mode/.test(e.message)) throw e;
+        return conn.request(agent.upgradePrepare, { release: s.to!, approve: 'each' });
+      });
     if (st.mode === 'swap') await conn.request(agent.upgradeSwitch, { vms: st.vms.map((v) => v.vm) });
     else for (const vm of s.vms) await conn.request(agent.upgradeSwitch, { vms: [vm] });
     await conn.request(agent.upgradeCommit, {});

@@ -114,6 +114,14 @@ describe('lib/swap: the forwarding stage replaced inside a running generation', 
     assert.deepEqual(withoutAge(fdb2).filter((e) => fdb0.some((o) => o.mac === e.mac)), withoutAge(fdb0));
     assert.ok(fdb2.every((e) => e.age_s === undefined));
     assert.equal((await a.ctl.request(dp.libInfo, {})).swaps, 2);
+    // a stage loaded ahead that becomes the running one meanwhile (by lib/rollback) is not
+    // swapped for itself, and the stage to roll back to stays loaded
+    await a.ctl.request(dp.libLoad, { path: LAYOUT2 });
+    assert.equal((await a.ctl.request(dp.libRollback, {})).to.path, LAYOUT2);
+    assert.equal(await a.ctl.request(dp.libSwap, { path: LAYOUT2 }).then(() => 'swapped', (e: CtlError) => e.code), 'already-running');
+    const lib3 = await a.ctl.request(dp.libInfo, {});
+    assert.deepEqual([lib3.stage.path, lib3.previous?.path, lib3.staged, lib3.swaps], [LAYOUT2, LAYOUT1, null, 3]);
+    assert.equal((await a.ctl.request(dp.libRollback, {})).to.path, LAYOUT1);
 
     const sum = await probe.summary;
     assert.equal(sum.totals.lost, 0, JSON.stringify(measured(sum).map((f) => [f.src, f.dst, f.offered, f.lost, f.max_gap_us])));

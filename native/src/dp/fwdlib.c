@@ -141,11 +141,16 @@ ask_loop(const struct hitless_fwd_ops *to, const struct hitless_fwd_ops *conv,
 	uint64_t deadline;
 	bool yes = true;
 
-	memset(sw, 0, sizeof(*sw));
+	/* the loop reads `pending` on every iteration: only atomic stores touch the flags; the
+	 * rest is published to the loop by the release store of `pending` below */
+	__atomic_store_n(&sw->done, false, __ATOMIC_RELAXED);
 	sw->to = to;
 	sw->conv = conv;
 	sw->asked_ns = hl_now_ns();
 	sw->now_s = (uint32_t)(sw->asked_ns / 1000000000ull);
+	sw->taken_ns = 0;
+	sw->window_ns = 0;
+	memset(&sw->mig, 0, sizeof(sw->mig));
 	__atomic_store_n(&sw->pending, true, __ATOMIC_RELEASE);
 	deadline = sw->asked_ns + SWAP_TIMEOUT_NS;
 	while (!__atomic_load_n(&sw->done, __ATOMIC_ACQUIRE)) {
@@ -234,6 +239,10 @@ dp_fwd_swap(const char *path, json_t **result, struct ctl_error *err)
 		next = dp.staged; /* lib/load opened it: only the switch is left */
 		memset(&dp.staged, 0, sizeof(dp.staged));
 		preloaded = true;
+		if (next.ops == from) { /* it became the running stage since (lib/rollback) */
+			stage_close(&next);
+			return ctl_fail(err, "already-running", "%s is the running stage", path);
+		}
 	} else {
 		if (stage_open(path, &next, err) != 0)
 			return -1;
@@ -283,7 +292,9 @@ dp_fwd_swap(const char *path, json_t **result, struct ctl_error *err)
 	dp.swaps++;
 	return 0;
 refuse:
-	if (!rollback)
+	if (preloaded && dp.staged.ops == NULL)
+		dp.staged = next; /* still loaded ahead for a retry */
+	else if (!rollback)
 		stage_close(&next);
 	return -1;
 }

@@ -67,24 +67,27 @@ with_file_prefix(int *argc, char **argv)
 	return out;
 }
 
-/* The control thread runs beside the packet loop, not on its core, as DPDK's own control
+/* The CPUs the process was given (taskset, cgroups) before EAL pinned the main thread. */
+static cpu_set_t startup_cpus;
+
+/* The control thread runs beside the packet loop, not on its CPU(s), as DPDK's own control
  * threads (vhost messages, interrupts) do: a command that does real work (lib/swap's dlopen)
- * would otherwise take the loop's core from it for as long as it runs. It adds FDB entries, and
- * rte_hash's multi-writer mode needs an lcore id: it registers with EAL. */
+ * would otherwise take the loop's CPU from it for as long as it runs. Its CPUs are those the
+ * process was started with, less the main lcore's (when that leaves any). It adds FDB entries,
+ * and rte_hash's multi-writer mode needs an lcore id: it registers with EAL. */
 static void
 register_ctl_thread(void *arg)
 {
-	unsigned int loop_cpu = rte_lcore_to_cpu_id((int)rte_get_main_lcore());
-	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	rte_cpuset_t loop = rte_lcore_cpuset(rte_get_main_lcore());
 	cpu_set_t set;
 
 	(void)arg;
 	CPU_ZERO(&set);
-	for (long c = 0; c < ncpu && c < CPU_SETSIZE; c++)
-		if ((unsigned int)c != loop_cpu)
+	for (int c = 0; c < CPU_SETSIZE; c++)
+		if (CPU_ISSET(c, &startup_cpus) && !CPU_ISSET(c, &loop))
 			CPU_SET(c, &set);
 	if (CPU_COUNT(&set) > 0 && pthread_setaffinity_np(pthread_self(), sizeof(set), &set) != 0)
-		fprintf(stderr, "hitless-dp: control thread stays on the loop's core\n");
+		fprintf(stderr, "hitless-dp: control thread stays on the loop's CPU\n");
 	if (rte_thread_register() != 0)
 		fprintf(stderr, "hitless-dp: control thread not registered with EAL: %s\n",
 			rte_strerror(rte_errno));
@@ -158,6 +161,8 @@ main(int argc, char **argv)
 		return 0;
 	}
 	argv = with_file_prefix(&argc, argv);
+	if (sched_getaffinity(0, sizeof(startup_cpus), &startup_cpus) != 0)
+		CPU_ZERO(&startup_cpus); /* unknown: the control thread keeps EAL's placement */
 	n = rte_eal_init(argc, argv);
 	if (n < 0)
 		rte_exit(EXIT_FAILURE, "hitless-dp: EAL init failed: %s\n", rte_strerror(rte_errno));

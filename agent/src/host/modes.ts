@@ -55,13 +55,7 @@ function swapRefusal(f: ModeFacts): string | null {
 export function judgeModes(f: ModeFacts): { modes: ModeOption[]; recommended: UpgradeMode } {
   const t = f.target.manifest;
   const handoffOk = !t || t.modes.includes('handoff');
-  const own = (mode: UpgradeMode, pick: (m: Measurement) => number | null): number[] =>
-    f.history.filter((m) => m.mode === mode).flatMap((m) => {
-      const v = pick(m);
-      return v === null ? [] : [v];
-    });
-
-  const handoffOwn = own('handoff', (m) => m.passive_gap_us);
+  const handoffOwn = f.history.flatMap((m) => (m.mode === 'handoff' && m.passive_gap_us !== null ? [m.passive_gap_us] : []));
   const handoff: ModeOption = {
     mode: 'handoff',
     available: handoffOk,

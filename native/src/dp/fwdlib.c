@@ -167,29 +167,59 @@ ask_loop(const struct hitless_fwd_ops *to, const struct hitless_fwd_ops *conv,
 	return 0;
 }
 
+/* The stage that converts the FDB's words from the running stage's layout to next's; NULL
+ * with err "no-migration" when neither does. */
+static const struct hitless_fwd_ops *
+converter(const struct hitless_fwd_ops *next, struct ctl_error *err)
+{
+	const struct hitless_fwd_ops *from = dp.stage.ops;
+	const struct hitless_fwd_ops *conv = dp_fdb_converter(from, next);
+
+	if (conv == NULL)
+		ctl_fail(err, "no-migration",
+			 "state layout %u (%s %s) -> %u (%s %s): neither stage converts it",
+			 from->layout, from->name, from->version, next->layout, next->name,
+			 next->version);
+	return conv;
+}
+
+/* "from" or "to": which stage converts; NULL when the layouts are the same. */
+static const char *
+converted_by(const struct hitless_fwd_ops *next, const struct hitless_fwd_ops *conv)
+{
+	if (dp.stage.ops->layout == next->layout)
+		return NULL;
+	return conv == dp.stage.ops ? "from" : "to";
+}
+
+/* Open a stage to switch to: not the running one (dlopen then only counted a reference). */
+static int
+open_other(const char *path, struct dp_stage *next, struct ctl_error *err)
+{
+	if (stage_open(path, next, err) != 0)
+		return -1;
+	if (next->ops == dp.stage.ops) {
+		stage_close(next);
+		return ctl_fail(err, "already-running", "%s is the running stage", path);
+	}
+	return 0;
+}
+
 int
 dp_fwd_check(const char *path, json_t **result, struct ctl_error *err)
 {
 	struct dp_stage next = { 0 };
-	const struct hitless_fwd_ops *from = dp.stage.ops, *conv;
-	int rc = 0;
+	const struct hitless_fwd_ops *conv;
 
 	if (stage_open(path, &next, err) != 0)
 		return -1;
-	conv = dp_fdb_converter(from, next.ops);
-	if (conv == NULL)
-		rc = ctl_fail(err, "no-migration",
-			      "state layout %u (%s %s) -> %u (%s %s): neither stage converts it",
-			      from->layout, from->name, from->version, next.ops->layout,
-			      next.ops->name, next.ops->version);
-	else
+	conv = converter(next.ops, err);
+	if (conv != NULL)
 		*result = json_pack("{s:o,s:o,s:s?,s:I}", "from", dp_stage_json(&dp.stage), "to",
-				    dp_stage_json(&next), "converted_by",
-				    from->layout == next.ops->layout ? NULL :
-				    conv == from ? "from" : "to",
+				    dp_stage_json(&next), "converted_by", converted_by(next.ops, conv),
 				    "fdb_entries", (json_int_t)dp_fdb_count(dp.fdb));
 	stage_close(&next); /* also when it is the running one: dlopen counted one more */
-	return rc;
+	return conv != NULL ? 0 : -1;
 }
 
 int
@@ -198,27 +228,18 @@ dp_fwd_preload(const char *path, json_t **result, struct ctl_error *err)
 	struct dp_stage next = { 0 };
 	const struct hitless_fwd_ops *conv;
 
-	if (stage_open(path, &next, err) != 0)
+	if (open_other(path, &next, err) != 0)
 		return -1;
-	if (next.ops == dp.stage.ops) {
-		stage_close(&next);
-		return ctl_fail(err, "already-running", "%s is the running stage", path);
-	}
-	conv = dp_fdb_converter(dp.stage.ops, next.ops);
+	conv = converter(next.ops, err);
 	if (conv == NULL) {
-		ctl_fail(err, "no-migration",
-			 "state layout %u (%s %s) -> %u (%s %s): neither stage converts it",
-			 dp.stage.ops->layout, dp.stage.ops->name, dp.stage.ops->version,
-			 next.ops->layout, next.ops->name, next.ops->version);
 		stage_close(&next);
 		return -1;
 	}
 	stage_close(&dp.staged); /* one staged stage at a time: the newest load wins */
 	dp.staged = next;
 	*result = json_pack("{s:o,s:s?,s:I}", "staged", dp_stage_json(&dp.staged), "converted_by",
-			    dp.stage.ops->layout == next.ops->layout ? NULL :
-			    conv == dp.stage.ops ? "from" : "to",
-			    "fdb_entries", (json_int_t)dp_fdb_count(dp.fdb));
+			    converted_by(next.ops, conv), "fdb_entries",
+			    (json_int_t)dp_fdb_count(dp.fdb));
 	return 0;
 }
 
@@ -243,22 +264,12 @@ dp_fwd_swap(const char *path, json_t **result, struct ctl_error *err)
 			stage_close(&next);
 			return ctl_fail(err, "already-running", "%s is the running stage", path);
 		}
-	} else {
-		if (stage_open(path, &next, err) != 0)
-			return -1;
-		if (next.ops == from) {
-			stage_close(&next); /* dlopen counted a second reference: give it back */
-			return ctl_fail(err, "already-running", "%s is the running stage", path);
-		}
+	} else if (open_other(path, &next, err) != 0) {
+		return -1;
 	}
-	conv = dp_fdb_converter(from, next.ops);
-	if (conv == NULL) {
-		ctl_fail(err, "no-migration",
-			 "state layout %u (%s %s) -> %u (%s %s): neither stage converts it",
-			 from->layout, from->name, from->version, next.ops->layout, next.ops->name,
-			 next.ops->version);
+	conv = converter(next.ops, err);
+	if (conv == NULL)
 		goto refuse;
-	}
 	if (ask_loop(next.ops, conv, err) != 0)
 		goto refuse;
 	if (sw->mig.rc != 0) {
@@ -274,8 +285,7 @@ dp_fwd_swap(const char *path, json_t **result, struct ctl_error *err)
 			    "from", dp_stage_json(&dp.stage), "to", dp_stage_json(&next),
 			    "kind", rollback ? "rollback" : "swap", "preloaded", preloaded,
 			    "migrated", (int)sw->mig.entries,
-			    "converted_by", from->layout == next.ops->layout ? NULL :
-					    conv == from ? "from" : "to",
+			    "converted_by", converted_by(next.ops, conv),
 			    "asked_ns", (json_int_t)sw->asked_ns,
 			    "at_ns", (json_int_t)sw->taken_ns,
 			    "wait_ns", (json_int_t)(sw->taken_ns - sw->asked_ns),

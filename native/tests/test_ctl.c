@@ -78,10 +78,14 @@ main(void)
 	assert(reg != NULL);
 	assert(ctl_register(reg, "vm/echo", "vm/echo {vm, ms?, flag?}", echo_args, echo, NULL) == 0);
 	assert(ctl_register(reg, "vm/refuse", "vm/refuse {vm}", echo_args, refuse, NULL) == 0);
-	/* each name once; malformed names refused */
+	assert(ctl_registry_refused(reg) == NULL);
+	/* each name once; malformed names refused; the first refused name is kept for the
+	 * start-up error that names it */
 	assert(ctl_register(reg, "vm/echo", "dup", NULL, echo, NULL) == -EEXIST);
+	assert(strcmp(ctl_registry_refused(reg), "vm/echo") == 0);
 	assert(ctl_register(reg, "Bad Name", "x", NULL, echo, NULL) == -EINVAL);
 	assert(ctl_register(reg, "vm/", "x", NULL, echo, NULL) == -EINVAL);
+	assert(strcmp(ctl_registry_refused(reg), "vm/echo") == 0);
 
 	/* a good request: reply carries the same id and the handler's result */
 	r = run(reg, "{\"id\":7,\"cmd\":\"vm/echo\",\"args\":{\"vm\":\"a\",\"ms\":5}}");

@@ -21,6 +21,7 @@ struct ctl_cmd {
 struct ctl_registry {
 	struct ctl_cmd *cmds;
 	size_t n, cap;
+	char refused[80]; /* the first name ctl_register() refused, "" when none */
 };
 
 static int list_commands(struct ctl_call *call, json_t *args, json_t **result,
@@ -79,9 +80,9 @@ find_cmd(struct ctl_registry *reg, const char *name)
 	return NULL;
 }
 
-int
-ctl_register(struct ctl_registry *reg, const char *name, const char *usage,
-	     const struct ctl_arg *args, ctl_handler fn, void *aux)
+static int
+add_cmd(struct ctl_registry *reg, const char *name, const char *usage,
+	const struct ctl_arg *args, ctl_handler fn, void *aux)
 {
 	struct ctl_cmd *c;
 
@@ -110,6 +111,25 @@ ctl_register(struct ctl_registry *reg, const char *name, const char *usage,
 	c->aux = aux;
 	reg->n++;
 	return 0;
+}
+
+/* Add one command; on failure remember the first refused name, so that a process stopping at
+ * start-up can say which command did not register (ctl_registry_refused). */
+int
+ctl_register(struct ctl_registry *reg, const char *name, const char *usage,
+	     const struct ctl_arg *args, ctl_handler fn, void *aux)
+{
+	int rc = add_cmd(reg, name, usage, args, fn, aux);
+
+	if (rc != 0 && reg->refused[0] == '\0')
+		snprintf(reg->refused, sizeof(reg->refused), "%s", name ? name : "(null)");
+	return rc;
+}
+
+const char *
+ctl_registry_refused(const struct ctl_registry *reg)
+{
+	return reg->refused[0] != '\0' ? reg->refused : NULL;
 }
 
 int

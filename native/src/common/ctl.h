@@ -59,6 +59,9 @@ void ctl_registry_free(struct ctl_registry *reg);
 /* Returns 0, -EEXIST when the name is taken, -EINVAL on a malformed name. */
 int ctl_register(struct ctl_registry *reg, const char *name, const char *usage,
 		 const struct ctl_arg *args, ctl_handler fn, void *aux);
+/* The first name ctl_register() refused on reg, NULL when none: a process that stops at
+ * start-up because a command did not register names it with this. */
+const char *ctl_registry_refused(const struct ctl_registry *reg);
 
 /* Parse and dispatch one request line; always returns one reply object (caller owns it). */
 json_t *ctl_handle_line(struct ctl_registry *reg, const char *line, size_t len, void *conn);

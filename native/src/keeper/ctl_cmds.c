@@ -45,62 +45,6 @@ vm_arg(json_t *args, struct ctl_error *err)
 	return vm;
 }
 
-json_t *
-kp_vm_json(const struct kp_vm *vm, bool detail)
-{
-	json_t *o = json_pack("{s:s,s:s,s:s,s:b,s:s?,s:s?,s:I,s:I,s:I,s:I,s:I,s:s}",
-			      "vm", vm->name, "socket", vm->sock, "mode",
-			      vm->client ? "client" : "server", "connected", vm->ffd >= 0,
-			      "serving", vm->serving >= 0 ? kp.gens[vm->serving].name : NULL,
-			      "home", vm->home >= 0 ? kp.gens[vm->home].name : NULL,
-			      "connects", (json_int_t)vm->connects,
-			      "disconnects", (json_int_t)vm->disconnects,
-			      "handoffs", (json_int_t)vm->handoffs,
-			      "failovers", (json_int_t)vm->failovers,
-			      "refused", (json_int_t)vm->refused,
-			      "last_anomaly", vm->last_anomaly);
-	json_t *pre = json_array();
-	char why[160] = "";
-
-	for (int gi = 0; gi < KP_MAX_GENS; gi++)
-		if (gi != vm->serving && vm->b[gi].fd >= 0 && vm->b[gi].preloaded &&
-		    vm->b[gi].epoch == vm->st.epoch)
-			json_array_append_new(pre, json_string(kp.gens[gi].name));
-	json_object_set_new(o, "preloaded", pre);
-	json_object_set_new(o, "movable", json_boolean(vm->ffd >= 0 &&
-						       kp_state_movable(&vm->st, why, sizeof(why))));
-	if (why[0] && vm->ffd >= 0)
-		json_object_set_new(o, "not_movable_because", json_string(why));
-	if (detail) {
-		const struct kp_state *st = &vm->st;
-		json_t *rings = json_array();
-		int fds = 0;
-
-		for (uint32_t i = 0; i < st->nvrings; i++) {
-			const struct kp_vring *vr = &st->vr[i];
-			uint16_t used = 0;
-			bool have_used = kp_state_used_idx(st, i, &used) == 0;
-			json_array_append_new(rings, json_pack(
-				"{s:i,s:i,s:i,s:b,s:b,s:b,s:b,s:b,s:o}", "index", i, "num", vr->num,
-				"base", vr->base, "enabled", vr->enabled, "started", vr->started,
-				"stopped", vr->stopped, "kick", vr->kick >= 0, "call", vr->call >= 0,
-				"used_idx", have_used ? json_integer(used) : json_null()));
-			fds += (vr->kick >= 0) + (vr->call >= 0) + (vr->err >= 0);
-		}
-		for (int r = 0; r < VU_MAX_REGIONS; r++)
-			fds += st->mem_fds[r] >= 0;
-		json_object_set_new(o, "state", json_pack(
-			"{s:I,s:I,s:b,s:I,s:i,s:I,s:o,s:i,s:I,s:b}",
-			"features", (json_int_t)st->features,
-			"protocol_features", (json_int_t)st->protocol_features,
-			"packed", kp_state_packed(st), "status", (json_int_t)st->status,
-			"regions", st->mem_set ? (int)st->mem.nregions : 0,
-			"mtu", (json_int_t)st->mtu, "rings", rings, "fds_held", fds,
-			"epoch", (json_int_t)st->epoch, "dirty_logging", st->log_set));
-	}
-	return o;
-}
-
 static const struct ctl_arg gen_attach_args[] = {
 	{ "gen", CTL_T_STRING, true },
 	{ "run_dir", CTL_T_STRING, true },
@@ -218,6 +162,8 @@ static const struct ctl_arg vm_gen_args[] = {
 	{ NULL },
 };
 
+/* session/preload: refuse what a handoff would refuse too (no session, same generation, not
+ * movable now), then pre-load and say how long it took. */
 static int
 preload(json_t *args, json_t **result, struct ctl_error *err)
 {

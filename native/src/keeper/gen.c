@@ -7,7 +7,8 @@
  * Instead, when the heartbeat stops moving, look at every thread of the process: once *all*
  * have PF_EXITING set, none can run user code again, so no thread of it can touch a ring and the
  * sessions can move at once. A thread that is merely descheduled never has that flag, so a
- * stalled heartbeat alone never triggers a failover.
+ * stalled heartbeat alone never triggers a failover. A dead generation's sessions fail over
+ * to the standby (handoff.c).
  */
 #include <dirent.h>
 #include <errno.h>
@@ -30,6 +31,7 @@ struct kp_heartbeat {
 	uint64_t last_change_ns;
 };
 
+/* The generation's pid from <run_dir>/dp.pid, written by hitless-dp once it is running. */
 static int
 read_pid(const char *run_dir, pid_t *pid)
 {
@@ -50,6 +52,8 @@ read_pid(const char *run_dir, pid_t *pid)
 	return 0;
 }
 
+/* Map the generation's heartbeat page read-only; NULL when it is missing or belongs to another
+ * process (then the generation is watched through its sockets only). */
 static struct kp_heartbeat *
 open_heartbeat(const char *run_dir, pid_t pid)
 {
@@ -99,6 +103,8 @@ kp_gen_find(const char *name)
 	return -1;
 }
 
+/* Attach a running generation: its run dir must hold the pid of a live process; its
+ * heartbeat is watched from now on. */
 int
 kp_gen_attach(const char *name, const char *run_dir, struct ctl_error *err)
 {
@@ -133,6 +139,8 @@ kp_gen_attach(const char *name, const char *run_dir, struct ctl_error *err)
 	return 0;
 }
 
+/* Forget a generation that serves no VM (and is no VM's home without a frontend): its
+ * connections (stopped sessions left after handoffs) are closed. */
 int
 kp_gen_detach(const char *name, struct ctl_error *err)
 {
@@ -179,8 +187,10 @@ task_flags(pid_t pid, const char *tid, unsigned long *flags, char *state)
 	return 0;
 }
 
-bool
-kp_gen_exiting(const struct kp_gen *g)
+/* True when every thread of the generation is exiting (PF_EXITING, or zombie) or the process
+ * is gone: none of it can run user code, so none can touch a ring again. */
+static bool
+gen_exiting(const struct kp_gen *g)
 {
 	char path[64];
 	struct dirent *d;
@@ -208,8 +218,9 @@ kp_gen_exiting(const struct kp_gen *g)
 	return all;
 }
 
-bool
-kp_gen_heartbeat_stalled(struct kp_gen *g, uint64_t now)
+/* True when the heartbeat has not moved for stall_us; records the beat when it moved. */
+static bool
+heartbeat_stalled(struct kp_gen *g, uint64_t now)
 {
 	uint64_t beat;
 
@@ -224,6 +235,39 @@ kp_gen_heartbeat_stalled(struct kp_gen *g, uint64_t now)
 	return now - g->hb->last_change_ns >= (uint64_t)kp.stall_us * 1000;
 }
 
+/* Generation gi is dead (its every thread is exiting): the sessions it served fail over to
+ * the standby, the connections other VMs had to it go, and gen/dead says how many moved. */
+static void
+gen_died(int gi, const char *cause)
+{
+	struct kp_gen *g = &kp.gens[gi];
+	uint64_t t0 = hl_now_ns();
+	int moved = 0, failed = 0;
+
+	if (g->dead)
+		return;
+	g->dead = true;
+	if (kp.standby == gi)
+		kp.standby = -1;
+	for (int v = 0; v < KP_MAX_VMS; v++) {
+		struct kp_vm *vm = &kp.vms[v];
+		if (!vm->in_use)
+			continue;
+		if (vm->serving == gi) {
+			if (kp_failover(vm, cause) == 0)
+				moved++;
+			else
+				failed++;
+		} else {
+			kp_bconn_close(vm, gi);
+		}
+	}
+	ctl_emit(kp.ctl, "gen/dead",
+		 json_pack("{s:s,s:s,s:i,s:i,s:I,s:I}", "gen", g->name, "cause", cause, "moved",
+			   moved, "failed", failed, "t_ns", (json_int_t)t0, "done_ns",
+			   (json_int_t)hl_now_ns()));
+}
+
 /* Called every watch period: a generation whose heartbeat stopped and whose every thread is
  * exiting is dead now, whatever its sockets say. */
 void
@@ -232,10 +276,10 @@ kp_gen_watch(uint64_t now)
 	for (int gi = 0; gi < KP_MAX_GENS; gi++) {
 		struct kp_gen *g = &kp.gens[gi];
 
-		if (!g->in_use || g->dead || !kp_gen_heartbeat_stalled(g, now))
+		if (!g->in_use || g->dead || !heartbeat_stalled(g, now))
 			continue;
-		if (kp_gen_exiting(g))
-			kp_gen_died(gi, "heartbeat stopped and every thread is exiting");
+		if (gen_exiting(g))
+			gen_died(gi, "heartbeat stopped and every thread is exiting");
 	}
 }
 

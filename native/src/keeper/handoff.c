@@ -71,8 +71,8 @@ collect_all(struct sender *s)
 	return 0;
 }
 
-json_t *
-kp_timing_json(const struct kp_timing *t)
+static json_t *
+timing_json(const struct kp_timing *t)
 {
 	return json_pack("{s:I,s:I,s:I,s:I,s:I,s:I}", "request_ns", (json_int_t)t->request_ns,
 			 "quiesce_ns", (json_int_t)t->quiesce_ns, "bases_ns",
@@ -116,6 +116,9 @@ check_target(struct kp_vm *vm, int gi, struct ctl_error *err)
 	return 0;
 }
 
+/* Pre-load generation gi for the VM: a fresh connection, checked to offer what the frontend
+ * negotiated, replayed up to ring start. Nothing to do when it is pre-loaded at the session's
+ * current epoch already. */
 int
 kp_preload(struct kp_vm *vm, int gi, struct ctl_error *err)
 {
@@ -209,6 +212,9 @@ check_positions(const struct kp_vm *vm, const uint32_t *bases, json_t *anomalies
 	}
 }
 
+/* Move the VM's live session from its serving generation to `to` (see the top of this file);
+ * on success *result holds the control-plane window and the ring positions, also sent as
+ * handoff/done. A target that fails mid-switch puts the VM back where it was. */
 int
 kp_handoff(struct kp_vm *vm, int to, json_t **result, struct ctl_error *err)
 {
@@ -313,12 +319,14 @@ kp_handoff(struct kp_vm *vm, int to, json_t **result, struct ctl_error *err)
 	vm->home = to;
 	vm->handoffs++;
 	*result = json_pack("{s:s,s:s,s:s,s:o,s:o,s:o}", "vm", vm->name, "from", kp.gens[from].name,
-			    "to", kp.gens[to].name, "timing", kp_timing_json(&t), "rings",
+			    "to", kp.gens[to].name, "timing", timing_json(&t), "rings",
 			    bases_json(vm, bases), "anomalies", anomalies);
 	ctl_emit(kp.ctl, "handoff/done", json_incref(*result));
 	return 0;
 }
 
+/* The VM's serving generation is dead or failed: move the session to the standby with ring
+ * positions read from guest memory (failover/done), or report it down (failover/failed). */
 int
 kp_failover(struct kp_vm *vm, const char *cause)
 {
@@ -368,7 +376,7 @@ kp_failover(struct kp_vm *vm, const char *cause)
 	vm->failovers++;
 	ev = json_pack("{s:s,s:s?,s:s,s:s,s:o,s:o}", "vm", vm->name, "from",
 		       from >= 0 ? kp.gens[from].name : NULL, "to", kp.gens[to].name, "cause", cause,
-		       "timing", kp_timing_json(&t), "rings", bases_json(vm, bases));
+		       "timing", timing_json(&t), "rings", bases_json(vm, bases));
 	ctl_emit(kp.ctl, "failover/done", ev);
 	return 0;
 down:
@@ -378,35 +386,4 @@ down:
 		 json_pack("{s:s,s:s,s:s,s:s}", "vm", vm->name, "cause", cause, "code", err.code,
 			   "message", err.message));
 	return -1;
-}
-
-void
-kp_gen_died(int gi, const char *cause)
-{
-	struct kp_gen *g = &kp.gens[gi];
-	uint64_t t0 = hl_now_ns();
-	int moved = 0, failed = 0;
-
-	if (g->dead)
-		return;
-	g->dead = true;
-	if (kp.standby == gi)
-		kp.standby = -1;
-	for (int v = 0; v < KP_MAX_VMS; v++) {
-		struct kp_vm *vm = &kp.vms[v];
-		if (!vm->in_use)
-			continue;
-		if (vm->serving == gi) {
-			if (kp_failover(vm, cause) == 0)
-				moved++;
-			else
-				failed++;
-		} else {
-			kp_bconn_close(vm, gi);
-		}
-	}
-	ctl_emit(kp.ctl, "gen/dead",
-		 json_pack("{s:s,s:s,s:i,s:i,s:I,s:I}", "gen", g->name, "cause", cause, "moved",
-			   moved, "failed", failed, "t_ns", (json_int_t)t0, "done_ns",
-			   (json_int_t)hl_now_ns()));
 }

@@ -7,6 +7,18 @@
  * thread (ctl_cmds.c) serves commands. Both work under kp.lock, and a frontend request is
  * relayed whole (request, backend reply, reply to the frontend) under it, so a handoff that
  * holds the lock never interleaves with a pending frontend request.
+ *
+ * Files, each calling only those below it:
+ *   main.c      options, control socket, the relay loop, shutdown
+ *   ctl_cmds.c  the control commands, one table
+ *   relay.c     the event loop and its handlers: frontend requests relayed, backend deaths,
+ *               the watch timer
+ *   gen.c       generations: attach/detach, heartbeat and death (its sessions fail over)
+ *   handoff.c   moving a session: pre-load, handoff, failover
+ *   vm.c        VMs: add/del, frontend attach/close
+ *   backend.c   a VM's connections to generations: connect, close, requests and replies
+ *   evloop.c    the epoll set and watch timer every socket is added to
+ *   session.c, vu.c  the vhost-user session state and frames (keeper_core, fuzzed)
  */
 #ifndef HITLESS_KEEPER_H
 #define HITLESS_KEEPER_H
@@ -68,7 +80,6 @@ struct kp_vm {
 struct keeper {
 	pthread_mutex_t lock;
 	char run_dir[80];
-	int epfd, timerfd;
 	uint32_t watch_us;          /* heartbeat poll period */
 	uint32_t stall_us;          /* heartbeat age that triggers the exit check */
 	int standby;                /* failover target generation, -1 none */
@@ -81,22 +92,24 @@ struct keeper {
 
 extern struct keeper kp;
 
-/* gen.c */
-int kp_gen_attach(const char *name, const char *run_dir, struct ctl_error *err);
-int kp_gen_detach(const char *name, struct ctl_error *err);
-int kp_gen_find(const char *name);
-bool kp_gen_exiting(const struct kp_gen *g);
-bool kp_gen_heartbeat_stalled(struct kp_gen *g, uint64_t now);
-void kp_gen_watch(uint64_t now);
-json_t *kp_gen_json(int gi);
+static inline int kp_vm_index(const struct kp_vm *vm) { return (int)(vm - kp.vms); }
 
-/* relay.c */
-int kp_relay_init(void);
-void kp_relay_run(void);
-int kp_vm_add(const char *name, const char *sock, bool client, int gen, struct ctl_error *err);
-int kp_vm_del(const char *name, struct ctl_error *err);
-struct kp_vm *kp_vm_find(const char *name);
-void kp_frontend_close(struct kp_vm *vm, const char *why);
+/* evloop.c */
+enum kp_ev_kind { KP_EV_LISTEN = 1, KP_EV_FRONTEND, KP_EV_BACKEND, KP_EV_TIMER };
+/* One event as the relay sees it: what kind of socket, whose (VM slot, generation index). */
+struct kp_event {
+	enum kp_ev_kind kind;
+	int vm, gen;
+};
+int kp_ev_init(uint32_t period_us);
+void kp_ev_add(int fd, enum kp_ev_kind kind, int vm, int gen);
+void kp_ev_del(int fd);
+int kp_ev_wait(struct kp_event *evs, int max, int timeout_ms);
+
+/* backend.c */
+void kp_vm_anomaly(struct kp_vm *vm, const char *what);
+/* A connected Unix stream socket (CLOEXEC, blocking), or -errno. */
+int kp_unix_connect(const char *path);
 void kp_bconn_close(struct kp_vm *vm, int gi);
 int kp_bconn_connect(struct kp_vm *vm, int gi);
 /* Send a request to a backend; when it expects a reply (or need_reply is set and REPLY_ACK is
@@ -108,15 +121,30 @@ int kp_backend_call(struct kp_vm *vm, int gi, struct vu_msg *req, struct vu_msg 
 int kp_backend_send(struct kp_vm *vm, int gi, struct vu_msg *req);
 int kp_backend_collect(struct kp_vm *vm, int gi, uint32_t request, struct vu_msg *reply);
 
+/* vm.c */
+int kp_vm_add(const char *name, const char *sock, bool client, int gen, struct ctl_error *err);
+int kp_vm_del(const char *name, struct ctl_error *err);
+struct kp_vm *kp_vm_find(const char *name);
+void kp_frontend_attach(struct kp_vm *vm, int fd);
+void kp_frontend_close(struct kp_vm *vm, const char *why);
+json_t *kp_vm_json(const struct kp_vm *vm, bool detail);
+
 /* handoff.c */
 int kp_preload(struct kp_vm *vm, int gi, struct ctl_error *err);
 int kp_handoff(struct kp_vm *vm, int to, json_t **result, struct ctl_error *err);
 int kp_failover(struct kp_vm *vm, const char *cause);
-void kp_gen_died(int gi, const char *cause);
-json_t *kp_timing_json(const struct kp_timing *t);
+
+/* gen.c */
+int kp_gen_attach(const char *name, const char *run_dir, struct ctl_error *err);
+int kp_gen_detach(const char *name, struct ctl_error *err);
+int kp_gen_find(const char *name);
+void kp_gen_watch(uint64_t now);
+json_t *kp_gen_json(int gi);
+
+/* relay.c */
+void kp_relay_run(void);
 
 /* ctl_cmds.c */
 void kp_ctl_register(struct ctl_registry *reg);
-json_t *kp_vm_json(const struct kp_vm *vm, bool detail);
 
 #endif

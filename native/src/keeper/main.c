@@ -112,7 +112,7 @@ main(int argc, char **argv)
 		fprintf(stderr, "hitless-keeper: cannot create %s: %s\n", path, strerror(errno));
 		return 1;
 	}
-	if ((rc = kp_relay_init()) != 0) {
+	if ((rc = kp_ev_init(kp.watch_us)) != 0) {
 		fprintf(stderr, "hitless-keeper: event loop: %s\n", strerror(-rc));
 		return 1;
 	}

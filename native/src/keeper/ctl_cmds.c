@@ -258,9 +258,16 @@ locked(struct ctl_call *c, json_t *args, json_t **result, struct ctl_error *err)
 	return rc;
 }
 
-void
+/* Register every command of cmds[]: 0, or the first error of ctl_register(), and then the
+ * keeper does not start (main.c names the command, ctl_registry_refused()). */
+int
 kp_ctl_register(struct ctl_registry *reg)
 {
-	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
-		ctl_register(reg, cmds[i].name, cmds[i].usage, cmds[i].args, locked, (void *)&cmds[i]);
+	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
+		int rc = ctl_register(reg, cmds[i].name, cmds[i].usage, cmds[i].args, locked,
+				      (void *)&cmds[i]);
+		if (rc != 0)
+			return rc;
+	}
+	return 0;
 }

@@ -144,7 +144,7 @@ json_t *kp_gen_json(int gi);
 /* relay.c */
 void kp_relay_run(void);
 
-/* ctl_cmds.c */
-void kp_ctl_register(struct ctl_registry *reg);
+/* ctl_cmds.c: 0, or the first error of ctl_register() (ctl_registry_refused names it) */
+int kp_ctl_register(struct ctl_registry *reg);
 
 #endif

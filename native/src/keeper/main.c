@@ -122,7 +122,11 @@ main(int argc, char **argv)
 		fprintf(stderr, "hitless-keeper: control socket %s: %s\n", path, strerror(errno));
 		return 1;
 	}
-	kp_ctl_register(ctl_server_registry(kp.ctl));
+	if ((rc = kp_ctl_register(ctl_server_registry(kp.ctl))) != 0) {
+		fprintf(stderr, "hitless-keeper: control command %s not registered: %s\n",
+			ctl_registry_refused(ctl_server_registry(kp.ctl)), strerror(-rc));
+		return 1;
+	}
 	if (ctl_server_start(kp.ctl) != 0) {
 		fprintf(stderr, "hitless-keeper: cannot start the control thread\n");
 		return 1;

@@ -120,6 +120,27 @@ main(void)
 	json_decref(r);
 
 	ctl_registry_free(reg);
+
+	/* a table registers in order and stops at its first refusal, naming it */
+	{
+		static const struct ctl_command table[] = {
+			{ "vm/echo", "vm/echo {vm}", echo_args, echo },
+			{ "list-commands", "taken by the built-in", NULL, echo },
+			{ "vm/refuse", "vm/refuse {vm}", echo_args, refuse },
+		};
+
+		reg = ctl_registry_new();
+		assert(ctl_register_table(reg, table, 1, NULL) == 0);
+		assert(ctl_registry_refused(reg) == NULL);
+		ctl_registry_free(reg);
+		reg = ctl_registry_new();
+		assert(ctl_register_table(reg, table, 3, NULL) == -EEXIST);
+		assert(strcmp(ctl_registry_refused(reg), "list-commands") == 0);
+		r = run(reg, "{\"id\":1,\"cmd\":\"vm/refuse\",\"args\":{\"vm\":\"a\"}}");
+		assert(strcmp(code(r), "unknown-command") == 0);
+		json_decref(r);
+		ctl_registry_free(reg);
+	}
 	printf("test_ctl: ok\n");
 	return 0;
 }

@@ -133,6 +133,17 @@ ctl_registry_refused(const struct ctl_registry *reg)
 }
 
 int
+ctl_register_table(struct ctl_registry *reg, const struct ctl_command *cmds, size_t n, void *aux)
+{
+	for (size_t i = 0; i < n; i++) {
+		int rc = ctl_register(reg, cmds[i].name, cmds[i].usage, cmds[i].args, cmds[i].fn, aux);
+		if (rc != 0)
+			return rc;
+	}
+	return 0;
+}
+
+int
 ctl_fail(struct ctl_error *err, const char *code, const char *fmt, ...)
 {
 	va_list ap;

@@ -63,6 +63,18 @@ int ctl_register(struct ctl_registry *reg, const char *name, const char *usage,
  * start-up because a command did not register names it with this. */
 const char *ctl_registry_refused(const struct ctl_registry *reg);
 
+/* A command as a feature's table lists it, one line per command. */
+struct ctl_command {
+	const char *name;
+	const char *usage;
+	const struct ctl_arg *args;
+	ctl_handler fn;
+};
+/* Register the n commands of a table, each with aux; stops at the first refusal and returns its
+ * error (ctl_registry_refused names the command), 0 when every one registered. */
+int ctl_register_table(struct ctl_registry *reg, const struct ctl_command *cmds, size_t n,
+		       void *aux);
+
 /* Parse and dispatch one request line; always returns one reply object (caller owns it). */
 json_t *ctl_handle_line(struct ctl_registry *reg, const char *line, size_t len, void *conn);
 

@@ -1,8 +1,12 @@
 /* SPDX-License-Identifier: Apache-2.0
  * hitless-dp: one datapath generation of one release. Shared state between its files.
  *
- * Threads: the main lcore runs the packet loop (loop.c); the control socket (ctl_cmds.c) and
- * rte_vhost's message thread (vm.c callbacks) change configuration. Ownership rules:
+ * Threads: the main lcore runs the packet loop (loop.c); the control socket's thread and
+ * rte_vhost's message thread (vm.c callbacks) change configuration. Each feature registers
+ * its own control commands with dp_<feature>_ctl_register(), which main.c calls at start and
+ * which returns 0 or the first error of ctl_register(): vm.c the vm/ commands and
+ * debug/stall, fdb_cmds.c the fdb/ ones, fwdlib.c lib/, uplink.c peer/, stats.c gen/info and
+ * stats/show. Ownership rules:
  *  - per-VM counters and pending queues are written only by the loop;
  *  - a VM slot's identity (name, MAC, socket) changes only while the loop cannot see it
  *    (slot not in use, or after dp_quiesce());
@@ -159,41 +163,37 @@ int dp_loop(void *arg);
 void dp_quiesce(void *unused);
 
 /* vm.c */
-int dp_vm_add(const char *name, const struct rte_ether_addr *mac, const char *sock, bool client,
-	      struct ctl_error *err);
-int dp_vm_del(const char *name, struct ctl_error *err);
 struct dp_vm *dp_vm_find(const char *name);
+/* The VM named by args' "vm", or NULL with err "unknown-vm". */
+struct dp_vm *dp_vm_arg(json_t *args, struct ctl_error *err);
 void dp_vm_del_all(void);
 const char *dp_port_name(uint16_t port, void *arg);
 int dp_port_lookup(const char *name, uint16_t *port, void *arg);
+int dp_vm_ctl_register(struct ctl_registry *reg);
 
 /* uplink.c */
 int dp_uplink_init(const char *iface);
 int dp_peer_init(const char *sock, bool server);
-int dp_peer_detach(void);
 int dp_announce(const struct dp_vm *vm);
 void dp_ext_close(struct dp_ext *e);
 json_t *dp_ext_json(const struct dp_ext *e);
+int dp_peer_ctl_register(struct ctl_registry *reg);
 
-/* ctl_cmds.c, telemetry.c */
-void dp_ctl_register(struct ctl_registry *reg);
+/* fdb_cmds.c */
+int dp_fdb_ctl_register(struct ctl_registry *reg);
+
+/* stats.c */
 json_t *dp_stats_json(const struct dp_vm *only);
 json_t *dp_gen_info_json(void);
+int dp_stats_ctl_register(struct ctl_registry *reg);
+
+/* telemetry.c */
 int dp_telemetry_register(void);
 
 /* fwdlib.c */
 int dp_fwd_load(const char *path);
-/* Swap the running stage for the one at path, or back to the previous one (path NULL);
- * the old stage goes on forwarding when it fails (err says why). */
-int dp_fwd_swap(const char *path, json_t **result, struct ctl_error *err);
-json_t *dp_stage_json(const struct dp_stage *s);
 /* The running stage, safe from any thread. */
 json_t *dp_running_stage_json(void);
-/* Close the stage lib/load kept (a prepared swap that was not made). */
-int dp_fwd_unload(json_t **result, struct ctl_error *err);
-/* Open and check the stage at path now and keep it, so lib/swap of that path only switches. */
-int dp_fwd_preload(const char *path, json_t **result, struct ctl_error *err);
-/* What lib/swap would say about the stage at path, without swapping (the object is closed). */
-int dp_fwd_check(const char *path, json_t **result, struct ctl_error *err);
+int dp_fwd_ctl_register(struct ctl_registry *reg);
 
 #endif

@@ -10,6 +10,9 @@
  * not running and cannot be entered again. The previous stage stays loaded for lib/rollback.
  * lib/load does the opening and checking ahead of time (an operator's prepare step), so that
  * the swap of that path later only switches: no dlopen while the datapath is being changed.
+ *
+ * The stage's control commands (lib/info, lib/swap, lib/load, lib/unload, lib/check,
+ * lib/rollback) are registered here.
  */
 #include <dlfcn.h>
 #include <errno.h>
@@ -85,8 +88,8 @@ stage_close(struct dp_stage *s)
 	memset(s, 0, sizeof(*s));
 }
 
-json_t *
-dp_stage_json(const struct dp_stage *s)
+static json_t *
+stage_json(const struct dp_stage *s)
 {
 	if (s->ops == NULL)
 		return json_null();
@@ -101,17 +104,18 @@ dp_running_stage_json(void)
 	json_t *j;
 
 	pthread_mutex_lock(&stage_lock);
-	j = dp_stage_json(&dp.stage);
+	j = stage_json(&dp.stage);
 	pthread_mutex_unlock(&stage_lock);
 	return j;
 }
 
-int
-dp_fwd_unload(json_t **result, struct ctl_error *err)
+/* lib/unload: close the stage lib/load kept (a prepared swap that was not made). */
+static int
+fwd_unload(json_t **result, struct ctl_error *err)
 {
 	if (dp.staged.ops == NULL)
 		return ctl_fail(err, "nothing-staged", "no stage is loaded ahead (lib/load)");
-	*result = json_pack("{s:o}", "unloaded", dp_stage_json(&dp.staged));
+	*result = json_pack("{s:o}", "unloaded", stage_json(&dp.staged));
 	stage_close(&dp.staged);
 	return 0;
 }
@@ -205,8 +209,10 @@ open_other(const char *path, struct dp_stage *next, struct ctl_error *err)
 	return 0;
 }
 
-int
-dp_fwd_check(const char *path, json_t **result, struct ctl_error *err)
+/* lib/check: what lib/swap would say about the stage at path, without swapping (the object is
+ * closed again). */
+static int
+fwd_check(const char *path, json_t **result, struct ctl_error *err)
 {
 	struct dp_stage next = { 0 };
 	const struct hitless_fwd_ops *conv;
@@ -215,15 +221,17 @@ dp_fwd_check(const char *path, json_t **result, struct ctl_error *err)
 		return -1;
 	conv = converter(next.ops, err);
 	if (conv != NULL)
-		*result = json_pack("{s:o,s:o,s:s?,s:I}", "from", dp_stage_json(&dp.stage), "to",
-				    dp_stage_json(&next), "converted_by", converted_by(next.ops, conv),
+		*result = json_pack("{s:o,s:o,s:s?,s:I}", "from", stage_json(&dp.stage), "to",
+				    stage_json(&next), "converted_by", converted_by(next.ops, conv),
 				    "fdb_entries", (json_int_t)dp_fdb_count(dp.fdb));
 	stage_close(&next); /* also when it is the running one: dlopen counted one more */
 	return conv != NULL ? 0 : -1;
 }
 
-int
-dp_fwd_preload(const char *path, json_t **result, struct ctl_error *err)
+/* lib/load: open and check the stage at path now and keep it, so that lib/swap of that path
+ * only switches. */
+static int
+fwd_preload(const char *path, json_t **result, struct ctl_error *err)
 {
 	struct dp_stage next = { 0 };
 	const struct hitless_fwd_ops *conv;
@@ -237,14 +245,16 @@ dp_fwd_preload(const char *path, json_t **result, struct ctl_error *err)
 	}
 	stage_close(&dp.staged); /* one staged stage at a time: the newest load wins */
 	dp.staged = next;
-	*result = json_pack("{s:o,s:s?,s:I}", "staged", dp_stage_json(&dp.staged), "converted_by",
+	*result = json_pack("{s:o,s:s?,s:I}", "staged", stage_json(&dp.staged), "converted_by",
 			    converted_by(next.ops, conv), "fdb_entries",
 			    (json_int_t)dp_fdb_count(dp.fdb));
 	return 0;
 }
 
-int
-dp_fwd_swap(const char *path, json_t **result, struct ctl_error *err)
+/* lib/swap and lib/rollback: swap the running stage for the one at path, or back to the
+ * previous one (path NULL); when refused the old stage goes on forwarding (err says why). */
+static int
+fwd_swap(const char *path, json_t **result, struct ctl_error *err)
 {
 	struct dp_stage next = { 0 };
 	const struct hitless_fwd_ops *from = dp.stage.ops, *conv;
@@ -282,7 +292,7 @@ dp_fwd_swap(const char *path, json_t **result, struct ctl_error *err)
 		goto refuse;
 	}
 	*result = json_pack("{s:o,s:o,s:s,s:b,s:i,s:s?,s:I,s:I,s:I,s:I}",
-			    "from", dp_stage_json(&dp.stage), "to", dp_stage_json(&next),
+			    "from", stage_json(&dp.stage), "to", stage_json(&next),
 			    "kind", rollback ? "rollback" : "swap", "preloaded", preloaded,
 			    "migrated", (int)sw->mig.entries,
 			    "converted_by", converted_by(next.ops, conv),
@@ -307,4 +317,70 @@ refuse:
 	else if (!rollback)
 		stage_close(&next);
 	return -1;
+}
+
+static int
+cmd_lib_info(struct ctl_call *c, json_t *args, json_t **result, struct ctl_error *err)
+{
+	*result = json_pack("{s:o,s:o,s:o,s:i,s:i}", "stage", stage_json(&dp.stage), "previous",
+			    stage_json(&dp.prev_stage), "staged", stage_json(&dp.staged),
+			    "swaps", (int)dp.swaps, "abi", HITLESS_FWD_ABI);
+	return 0;
+}
+
+static const struct ctl_arg lib_swap_args[] = {
+	{ "path", CTL_T_STRING, true },
+	{ NULL },
+};
+
+static int
+cmd_lib_swap(struct ctl_call *c, json_t *args, json_t **result, struct ctl_error *err)
+{
+	return fwd_swap(json_string_value(json_object_get(args, "path")), result, err);
+}
+
+static int
+cmd_lib_load(struct ctl_call *c, json_t *args, json_t **result, struct ctl_error *err)
+{
+	return fwd_preload(json_string_value(json_object_get(args, "path")), result, err);
+}
+
+static int
+cmd_lib_unload(struct ctl_call *c, json_t *args, json_t **result, struct ctl_error *err)
+{
+	return fwd_unload(result, err);
+}
+
+static int
+cmd_lib_check(struct ctl_call *c, json_t *args, json_t **result, struct ctl_error *err)
+{
+	return fwd_check(json_string_value(json_object_get(args, "path")), result, err);
+}
+
+static int
+cmd_lib_rollback(struct ctl_call *c, json_t *args, json_t **result, struct ctl_error *err)
+{
+	return fwd_swap(NULL, result, err);
+}
+
+static const struct ctl_command lib_cmds[] = {
+	{ "lib/info", "lib/info: the running forwarding stage and the one lib/rollback returns to",
+	  NULL, cmd_lib_info },
+	{ "lib/swap", "lib/swap {path}: replace the forwarding stage in place, converting the FDB "
+	  "when its state layout differs; the old stage goes on when refused", lib_swap_args,
+	  cmd_lib_swap },
+	{ "lib/load", "lib/load {path}: open and check a stage now and keep it, so that lib/swap of "
+	  "the same path only switches", lib_swap_args, cmd_lib_load },
+	{ "lib/unload", "lib/unload: close the stage lib/load kept (a prepared swap not made)", NULL,
+	  cmd_lib_unload },
+	{ "lib/check", "lib/check {path}: would lib/swap take this stage (loads, ABI, a conversion "
+	  "of the FDB's layout)? Changes nothing", lib_swap_args, cmd_lib_check },
+	{ "lib/rollback", "lib/rollback: swap back to the previous forwarding stage", NULL,
+	  cmd_lib_rollback },
+};
+
+int
+dp_fwd_ctl_register(struct ctl_registry *reg)
+{
+	return ctl_register_table(reg, lib_cmds, RTE_DIM(lib_cmds), NULL);
 }

@@ -93,6 +93,12 @@ register_ctl_thread(void *arg)
 			rte_strerror(rte_errno));
 }
 
+/* Each feature registers its own control commands, in this order. */
+static int (*const ctl_features[])(struct ctl_registry *) = {
+	dp_stats_ctl_register, dp_vm_ctl_register, dp_fdb_ctl_register, dp_peer_ctl_register,
+	dp_fwd_ctl_register,
+};
+
 static int
 make_dirs(void)
 {
@@ -204,7 +210,11 @@ main(int argc, char **argv)
 	if (dp.ctl == NULL)
 		rte_exit(EXIT_FAILURE, "hitless-dp: control socket %s: %s\n", path,
 			 strerror(errno));
-	dp_ctl_register(ctl_server_registry(dp.ctl));
+	/* a command that does not register (its name taken or malformed) stops the start */
+	for (size_t i = 0; i < RTE_DIM(ctl_features); i++)
+		if ((rc = ctl_features[i](ctl_server_registry(dp.ctl))) != 0)
+			rte_exit(EXIT_FAILURE, "hitless-dp: control command %s not registered: %s\n",
+				 ctl_registry_refused(ctl_server_registry(dp.ctl)), strerror(-rc));
 	ctl_server_on_thread_start(dp.ctl, register_ctl_thread, NULL);
 	if (dp_telemetry_register() != 0)
 		fprintf(stderr, "hitless-dp: telemetry commands not registered\n");

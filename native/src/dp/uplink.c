@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0
  * External ports. The uplink: the generation's one port towards the fabric ("the VF"); in the
  * lab net_af_packet on a veth, in production any DPDK port. The peer link: memif to the host's
- * other generation while an upgrade has VMs on both. Also builds the gratuitous RARP a
+ * other generation while an upgrade has VMs on both (attached at start with --peer, or later
+ * with peer/attach, and dropped with peer/detach). Also builds the gratuitous RARP a
  * generation sends when a VM arrives, so the fabric relearns where the VM's MAC lives.
  */
 #include <errno.h>
@@ -93,8 +94,8 @@ dp_ext_close(struct dp_ext *e)
 	e->link_up = false;
 }
 
-int
-dp_peer_detach(void)
+static int
+peer_detach(void)
 {
 	if (dp.peer.port < 0)
 		return -ENOENT;
@@ -168,4 +169,50 @@ dp_announce(const struct dp_vm *vm)
 		return -ENOBUFS;
 	}
 	return 0;
+}
+
+static const struct ctl_arg peer_args[] = {
+	{ "socket", CTL_T_STRING, true },
+	{ "server", CTL_T_BOOL, true },
+	{ NULL },
+};
+
+/* peer/attach: the memif link to the other generation, when none is attached yet. */
+static int
+cmd_peer_attach(struct ctl_call *c, json_t *args, json_t **result, struct ctl_error *err)
+{
+	const char *sock = json_string_value(json_object_get(args, "socket"));
+	bool server = json_is_true(json_object_get(args, "server"));
+	int rc;
+
+	if (strlen(sock) == 0 || strlen(sock) >= sizeof(dp.peer_sock))
+		return ctl_fail(err, "invalid-args", "socket: 1..%zu bytes", sizeof(dp.peer_sock) - 1);
+	rc = dp_peer_init(sock, server);
+	if (rc == -EEXIST)
+		return ctl_fail(err, "exists", "a peer link is already attached (%s)", dp.peer.spec);
+	if (rc != 0)
+		return ctl_fail(err, "peer", "cannot attach the peer link on %s: %s", sock,
+				strerror(rc < 0 ? -rc : rc));
+	*result = dp_ext_json(&dp.peer);
+	return 0;
+}
+
+static int
+cmd_peer_detach(struct ctl_call *c, json_t *args, json_t **result, struct ctl_error *err)
+{
+	if (peer_detach() != 0)
+		return ctl_fail(err, "no-peer", "no peer link is attached");
+	return 0;
+}
+
+static const struct ctl_command peer_cmds[] = {
+	{ "peer/attach", "peer/attach {socket, server}: memif link to the host's other generation "
+	  "(the older one is the server)", peer_args, cmd_peer_attach },
+	{ "peer/detach", "peer/detach: drop the peer link", NULL, cmd_peer_detach },
+};
+
+int
+dp_peer_ctl_register(struct ctl_registry *reg)
+{
+	return ctl_register_table(reg, peer_cmds, RTE_DIM(peer_cmds), NULL);
 }

@@ -6,6 +6,9 @@
  * first: the loop stops taking packets from the guest, delivers what it already holds for it,
  * and only then is the device released. A packet held between dequeue and enqueue when the
  * stop arrives is otherwise lost (DESIGN.md §2.9).
+ *
+ * The VMs' control commands are here too: vm/add, vm/del, vm/list, vm/announce, and the
+ * fault injection debug/stall.
  */
 #include <errno.h>
 #include <sched.h>
@@ -56,6 +59,8 @@ dp_vm_find(const char *name)
 	return NULL;
 }
 
+/* rte_vhost has a VM's device ready to run: the loop may serve it from now on, and the fabric
+ * is told where its MAC lives. */
 static int
 new_device(int vid)
 {
@@ -103,6 +108,8 @@ destroy_connection(int vid)
 	}
 }
 
+/* rte_vhost stops a VM's device: wait (bounded) until the loop has delivered what it holds for
+ * the guest and let go of the VM, then release it (see the top of this file). */
 static void
 destroy_device(int vid)
 {
@@ -159,9 +166,11 @@ static const struct rte_vhost_device_ops vhost_ops = {
 	.destroy_connection = destroy_connection,
 };
 
-int
-dp_vm_add(const char *name, const struct rte_ether_addr *mac, const char *sock, bool client,
-	  struct ctl_error *err)
+/* Add a VM: check name, MAC (unicast, not another VM's) and socket, put its MAC in the FDB,
+ * then register and start its vhost socket; a failure on the way undoes the FDB entry. */
+static int
+vm_add(const char *name, const struct rte_ether_addr *mac, const char *sock, bool client,
+       struct ctl_error *err)
 {
 	struct dp_vm *vm = NULL;
 	char path[sizeof(vm->sock)];
@@ -248,8 +257,8 @@ vm_remove(struct dp_vm *vm)
 	ctl_emit(dp.ctl, "vm/removed", json_pack("{s:s}", "vm", vm->name));
 }
 
-int
-dp_vm_del(const char *name, struct ctl_error *err)
+static int
+vm_del(const char *name, struct ctl_error *err)
 {
 	struct dp_vm *vm = dp_vm_find(name);
 
@@ -296,4 +305,139 @@ dp_port_lookup(const char *name, uint16_t *port, void *arg)
 		return -ENOENT;
 	*port = dp_vm_port(vm);
 	return 0;
+}
+
+struct dp_vm *
+dp_vm_arg(json_t *args, struct ctl_error *err)
+{
+	const char *name = json_string_value(json_object_get(args, "vm"));
+	struct dp_vm *vm = dp_vm_find(name);
+
+	if (vm == NULL)
+		ctl_fail(err, "unknown-vm", "no vm '%.40s' in this generation", name);
+	return vm;
+}
+
+static const struct ctl_arg vm_add_args[] = {
+	{ "vm", CTL_T_STRING, true },
+	{ "mac", CTL_T_STRING, true },
+	{ "socket", CTL_T_STRING, false },
+	{ "client", CTL_T_BOOL, false },
+	{ NULL },
+};
+
+/* vm/add: the reply names the socket the VM is served on and its port index. */
+static int
+cmd_vm_add(struct ctl_call *c, json_t *args, json_t **result, struct ctl_error *err)
+{
+	const char *name = json_string_value(json_object_get(args, "vm"));
+	const char *smac = json_string_value(json_object_get(args, "mac"));
+	json_t *sock = json_object_get(args, "socket");
+	bool client = json_is_true(json_object_get(args, "client"));
+	struct rte_ether_addr mac;
+	struct dp_vm *vm;
+
+	if (rte_ether_unformat_addr(smac, &mac) != 0)
+		return ctl_fail(err, "invalid-args", "mac: '%.32s' is not a MAC address", smac);
+	if (vm_add(name, &mac, sock ? json_string_value(sock) : NULL, client, err) != 0)
+		return -1;
+	vm = dp_vm_find(name);
+	*result = json_pack("{s:s,s:s,s:s,s:i}", "vm", vm->name, "socket", vm->sock, "mode",
+			    client ? "client" : "server", "port", dp_vm_port(vm));
+	return 0;
+}
+
+static const struct ctl_arg vm_only_args[] = {
+	{ "vm", CTL_T_STRING, true },
+	{ NULL },
+};
+
+static int
+cmd_vm_del(struct ctl_call *c, json_t *args, json_t **result, struct ctl_error *err)
+{
+	return vm_del(json_string_value(json_object_get(args, "vm")), err);
+}
+
+/* vm/list: every configured VM, whether a frontend is connected, and since when. */
+static int
+cmd_vm_list(struct ctl_call *c, json_t *args, json_t **result, struct ctl_error *err)
+{
+	json_t *list = json_array();
+
+	for (int s = 0; s < DP_MAX_VMS; s++) {
+		const struct dp_vm *vm = &dp.vms[s];
+		char mac[RTE_ETHER_ADDR_FMT_SIZE];
+
+		if (!__atomic_load_n(&vm->in_use, __ATOMIC_ACQUIRE))
+			continue;
+		dp_format_mac(mac, &vm->mac);
+		json_array_append_new(list, json_pack(
+			"{s:s,s:s,s:s,s:s,s:b,s:i,s:I,s:I}", "vm", vm->name, "mac", mac,
+			"socket", vm->sock, "mode", vm->client ? "client" : "server",
+			"connected", __atomic_load_n(&vm->ready, __ATOMIC_ACQUIRE),
+			"port", dp_vm_port(vm), "connects", (json_int_t)vm->connects,
+			"connected_ns", (json_int_t)vm->connected_ns));
+	}
+	*result = json_pack("{s:o}", "vms", list);
+	return 0;
+}
+
+/* vm/announce: queue a RARP with the VM's MAC for the uplink (the loop sends it). */
+static int
+cmd_vm_announce(struct ctl_call *c, json_t *args, json_t **result, struct ctl_error *err)
+{
+	struct dp_vm *vm = dp_vm_arg(args, err);
+	int rc;
+
+	if (vm == NULL)
+		return -1;
+	rc = dp_announce(vm);
+	if (rc == -ENODEV)
+		return ctl_fail(err, "no-uplink", "this generation has no uplink");
+	if (rc != 0)
+		return ctl_fail(err, "busy", "announcement not queued (%s)", strerror(-rc));
+	*result = json_pack("{s:s,s:s}", "vm", vm->name, "sent", "rarp");
+	return 0;
+}
+
+static const struct ctl_arg stall_args[] = {
+	{ "vm", CTL_T_STRING, true },
+	{ "ms", CTL_T_INT, true, 0, 60000 },
+	{ NULL },
+};
+
+/* debug/stall: until then the loop takes nothing from the VM and drops what is for it
+ * (counted as stalled, loop.c), as a generation that stopped serving one VM would. */
+static int
+cmd_debug_stall(struct ctl_call *c, json_t *args, json_t **result, struct ctl_error *err)
+{
+	struct dp_vm *vm = dp_vm_arg(args, err);
+	json_int_t ms = json_integer_value(json_object_get(args, "ms"));
+	uint64_t start = hl_now_ns(), until = start + (uint64_t)ms * 1000000ull;
+
+	if (vm == NULL)
+		return -1;
+	__atomic_store_n(&vm->stall_until_ns, until, __ATOMIC_RELEASE);
+	*result = json_pack("{s:s,s:I,s:I}", "vm", vm->name, "start_ns", (json_int_t)start,
+			    "until_ns", (json_int_t)until);
+	return 0;
+}
+
+static const struct ctl_command vm_cmds[] = {
+	{ "vm/add", "vm/add {vm, mac, socket?, client?}: serve a VM on <run-dir>/vhost/<vm>.sock, "
+	  "or connect to socket (client: true) and keep reconnecting", vm_add_args, cmd_vm_add },
+	{ "vm/del", "vm/del {vm}: disconnect (after draining) and forget a VM", vm_only_args,
+	  cmd_vm_del },
+	{ "vm/list", "vm/list: configured VMs and whether a frontend is connected", NULL,
+	  cmd_vm_list },
+	{ "vm/announce", "vm/announce {vm}: send a gratuitous RARP with the VM's MAC on the uplink",
+	  vm_only_args, cmd_vm_announce },
+	{ "debug/stall", "debug/stall {vm, ms}: stop serving one VM for ms (fault injection)",
+	  stall_args, cmd_debug_stall },
+};
+
+int
+dp_vm_ctl_register(struct ctl_registry *reg)
+{
+	return ctl_register_table(reg, vm_cmds, RTE_DIM(vm_cmds), NULL);
 }

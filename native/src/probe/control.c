@@ -128,7 +128,23 @@ probe_stop(struct ctl_call *call, json_t *args, json_t **result, struct ctl_erro
 	return 0;
 }
 
-/* Bind --ctl, register the probe's commands and start serving. */
+static const struct ctl_command probe_cmds[] = {
+	{ "stats/show", "stats/show: per-VM and per-flow counters, same shape as the summary",
+	  no_args, stats_show },
+	{ "flow/set", "flow/set {flow: \"SRC:DST\"|\"#ID\", pps: 1..100000000}: change a flow's rate",
+	  flow_set_args, flow_change },
+	{ "flow/pause", "flow/pause {flow}: stop sending on a flow", flow_arg, flow_change },
+	{ "flow/resume", "flow/resume {flow}: resume a paused flow", flow_arg, flow_change },
+	{ "vm/rx-pause", "vm/rx-pause {vm, ms}: the VM stops reading its RX ring for ms (fault "
+	  "injection)", rx_pause_args, vm_rx_pause },
+	{ "vm/reset", "vm/reset {vm}: reset the VM's virtio device and renegotiate (driver reload)",
+	  vm_only_args, vm_reset },
+	{ "probe/stop", "probe/stop: stop sending, drain, write the summary and exit 0", no_args,
+	  probe_stop },
+};
+
+/* Bind --ctl, register the probe's commands and start serving. A command that does not
+ * register (its name taken or malformed) is named, and the probe does not start. */
 int
 probe_control_start(struct probe_ctx *ctx)
 {
@@ -144,27 +160,12 @@ probe_control_start(struct probe_ctx *ctx)
 		return rc;
 	}
 	reg = ctl_server_registry(ctx->ctl);
-	rc |= ctl_register(reg, "stats/show",
-			   "stats/show: per-VM and per-flow counters, same shape as the summary",
-			   no_args, stats_show, ctx);
-	rc |= ctl_register(reg, "flow/set",
-			   "flow/set {flow: \"SRC:DST\"|\"#ID\", pps: 1..100000000}: change a flow's rate",
-			   flow_set_args, flow_change, ctx);
-	rc |= ctl_register(reg, "flow/pause", "flow/pause {flow}: stop sending on a flow",
-			   flow_arg, flow_change, ctx);
-	rc |= ctl_register(reg, "flow/resume", "flow/resume {flow}: resume a paused flow",
-			   flow_arg, flow_change, ctx);
-	rc |= ctl_register(reg, "vm/rx-pause",
-			   "vm/rx-pause {vm, ms}: the VM stops reading its RX ring for ms (fault injection)",
-			   rx_pause_args, vm_rx_pause, ctx);
-	rc |= ctl_register(reg, "vm/reset",
-			   "vm/reset {vm}: reset the VM's virtio device and renegotiate (driver reload)",
-			   vm_only_args, vm_reset, ctx);
-	rc |= ctl_register(reg, "probe/stop",
-			   "probe/stop: stop sending, drain, write the summary and exit 0", no_args,
-			   probe_stop, ctx);
-	if (rc != 0)
-		return -EINVAL;
+	rc = ctl_register_table(reg, probe_cmds, sizeof(probe_cmds) / sizeof(probe_cmds[0]), ctx);
+	if (rc != 0) {
+		fprintf(stderr, "hitless-probe: --ctl: control command %s not registered: %s\n",
+			ctl_registry_refused(reg), strerror(-rc));
+		return rc;
+	}
 	rc = ctl_server_start(ctx->ctl);
 	if (rc != 0)
 		fprintf(stderr, "hitless-probe: --ctl: cannot start the server: %s\n", strerror(-rc));

@@ -30,7 +30,7 @@ test-native: native
 	native/fuzz/run.sh 20
 
 test-integration: build
-	node --import tsx --test --test-concurrency=1 --test-force-exit --test-timeout=900000 $$(find agent app lab bench -name '*.test.ts' -not -path '*/node_modules/*' | sort)
+	node --import tsx --test --test-concurrency=1 --test-force-exit --test-timeout=900000 $$(find protocol testing agent app lab bench -name '*.test.ts' -not -path '*/node_modules/*' | sort)
 
 # the console end to end: Playwright drives the renderer in Chromium against a lab fleet
 # (screenshots in e2e/results/); the Electron shell test runs where an Electron binary exists

@@ -5,9 +5,10 @@
 // comes first), reads each ring's position from guest memory and starts the sessions on the
 // pre-loaded standby. Same shape as bench/run handoff, plus where the time goes: kill ->
 // detection -> every VM moved.
-import { keeper } from '../agent/src/native/keeperProtocol.js';
-import { Testbed } from '../agent/src/native/testbed.js';
-import { attribute, type EventWindow } from '../agent/src/native/breaktime.js';
+import { keeper } from '../protocol/native/keeper.js';
+import { Testbed } from '../testing/testbed.js';
+import { attribute, type EventWindow } from '../protocol/measure.js';
+import { gapsOf } from '../protocol/native/probe.js';
 import { BreakTally, finish, numOpt, pct, quick, run, sleep } from './lib.js';
 
 const nVms = numOpt('failover', '--vms', quick ? 2 : 4);
@@ -48,7 +49,7 @@ async function main(): Promise<void> {
           causes.set(e.data.cause, (causes.get(e.data.cause) ?? 0) + 1);
         }
       }
-      tally.add(attribute(h.probe.events, windows, GAP_US), {
+      tally.add(attribute(gapsOf(h.probe.events), windows, GAP_US), {
         ...sum.totals,
         links: h.probe.events.filter((e) => e.event === 'link').length,
       });

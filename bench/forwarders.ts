@@ -5,10 +5,10 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { dp } from '../agent/src/native/dpProtocol.js';
-import { probe as probeCmds } from '../agent/src/native/probeProtocol.js';
-import { DpProcess, ProbeProcess } from '../agent/src/native/procs.js';
-import { vmMac } from '../agent/src/native/testbed.js';
+import { dp } from '../protocol/native/dp.js';
+import { probe as probeCmds } from '../protocol/native/probe.js';
+import { DpProcess, ProbeProcess } from '../testing/procs.js';
+import { vmMac } from '../testing/testbed.js';
 import { Ovs } from './ovs.js';
 
 export const VMS = [

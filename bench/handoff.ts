@@ -6,10 +6,11 @@
 // frontends (exact), the keeper's control-plane window (quiesce -> resume, measured inside the
 // keeper), and the receive gap charged to each handoff beside the background gaps of the same
 // run (scheduler noise on 2 shared cores).
-import { keeper } from '../agent/src/native/keeperProtocol.js';
-import { Testbed } from '../agent/src/native/testbed.js';
-import { attribute, type EventWindow } from '../agent/src/native/breaktime.js';
-import { finish, numOpt, pct, quick, round2 as r2, run, sleep, stats } from './lib.js';
+import { keeper } from '../protocol/native/keeper.js';
+import { Testbed } from '../testing/testbed.js';
+import { attribute, type EventWindow } from '../protocol/measure.js';
+import { gapsOf } from '../protocol/native/probe.js';
+import { background, finish, numOpt, pct, quick, round2 as r2, run, sleep } from './lib.js';
 
 const nVms = numOpt('handoff', '--vms', quick ? 4 : 8);
 const totalPps = numOpt('handoff', '--pps', 50000);
@@ -48,8 +49,8 @@ async function main(): Promise<void> {
     }
     await sleep(500);
     const sum = await h.probe.stop();
-    const a = attribute(h.probe.events, windows, GAP_US);
-    const bg = stats(a.background_gap_ms);
+    const a = attribute(gapsOf(h.probe.events), windows, GAP_US);
+    const bg = background(a.background_gap_ms);
     const linkEvents = h.probe.events.filter((e) => e.event === 'link').length;
     const result = {
       vms: nVms,
@@ -64,7 +65,7 @@ async function main(): Promise<void> {
       gaps_ms: a.event_gap_ms.map(r2),
       gap_below_threshold: a.below_threshold,
       gap_threshold_ms: GAP_US / 1000,
-      background_gap_ms: { p99: r2(bg.p99), max: r2(bg.max), count: bg.n },
+      background_gap_ms: bg,
       preload_ms: pct(preloadMs),
       offered: sum.totals.offered,
       seconds: r2(sum.duration_s),
@@ -79,7 +80,7 @@ async function main(): Promise<void> {
       `- receive gap charged to a handoff: p50 ${result.gap_ms.p50} ms, p99 ${result.gap_ms.p99} ms, max ${result.gap_ms.max} ms ` +
         `(${a.below_threshold} of ${windows.length} handoffs left no gap over ${GAP_US / 1000} ms; they count as ${GAP_US / 1000} ms)`,
       `- pre-load (before each switch, outside the break): p50 ${result.preload_ms.p50} ms, max ${result.preload_ms.max} ms`,
-      `- background gaps of the same run (no handoff near): ${bg.n}, p99 ${result.background_gap_ms.p99} ms, max ${result.background_gap_ms.max} ms`,
+      `- background gaps of the same run (no handoff near): ${bg.count}, p99 ${bg.p99 ?? '-'} ms, max ${bg.max ?? '-'} ms`,
     ], result);
   } finally {
     await bed.cleanup();

@@ -7,10 +7,10 @@
 // (another build of it) instead: every VM at once; the wall time is lib/swap's round trip.
 import { copyFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { dp } from '../agent/src/native/dpProtocol.js';
-import { keeper } from '../agent/src/native/keeperProtocol.js';
-import { nativeBin } from '../agent/src/native/procs.js';
-import { Testbed } from '../agent/src/native/testbed.js';
+import { dp } from '../protocol/native/dp.js';
+import { keeper } from '../protocol/native/keeper.js';
+import { nativeBin } from '../testing/procs.js';
+import { Testbed } from '../testing/testbed.js';
 import { finish, numOpt, pct, quick, round2 as r2, run, sleep } from './lib.js';
 
 const nVms = numOpt('host-upgrade', '--vms', quick ? 16 : 64);

@@ -1,7 +1,8 @@
-import { mkdirSync, writeFileSync } from 'node:fs';
-import type { Attribution } from '../agent/src/native/breaktime.js';
 // Shared figures for benchmarks: every benchmark reports median, p99 and max beside the spread
-// of the same run (the machine's noise), never a single number.
+// of the same run (the machine's noise), never a single number. The percentiles and the
+// rounding are protocol/measure.ts's, as everywhere else.
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { percentiles, round, roundedPercentiles, type Attribution, type Percentiles } from '../protocol/measure.js';
 export interface Stats {
   n: number;
   min: number;
@@ -11,19 +12,18 @@ export interface Stats {
   mean: number;
 }
 
-/** Nearest-rank percentiles of a sample. */
-export function stats(xs: number[]): Stats {
-  if (xs.length === 0) return { n: 0, min: NaN, p50: NaN, p99: NaN, max: NaN, mean: NaN };
-  const s = [...xs].sort((a, b) => a - b);
-  const at = (p: number): number => s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))]!;
-  return {
-    n: s.length,
-    min: s[0]!,
-    p50: at(50),
-    p99: at(99),
-    max: s[s.length - 1]!,
-    mean: s.reduce((a, b) => a + b, 0) / s.length,
-  };
+/** The figures of a sample a benchmark cannot do without (its runs, its switches): percentiles
+ * as protocol/measure.ts takes them, with min and mean. An empty one is a failed benchmark. */
+export function stats(xs: number[], what = 'a measurement'): Stats {
+  const p = percentiles(xs);
+  if (p.n === 0) throw new Error(`no samples of ${what}`);
+  return { n: p.n, p50: p.p50!, p99: p.p99!, max: p.max!, min: Math.min(...xs), mean: xs.reduce((a, b) => a + b, 0) / xs.length };
+}
+
+/** The background gaps of a run for the JSON line (there may be none: nulls then). */
+export function background(xs: number[]): { p99: number | null; max: number | null; count: number } {
+  const p: Percentiles = percentiles(xs);
+  return { p99: round(p.p99, 2), max: round(p.max, 2), count: p.n };
 }
 
 /** `--name N` from argv: a positive number, dflt when absent; exits 2 with a clear message. */
@@ -41,12 +41,12 @@ export function numOpt(bench: string, name: string, dflt: number, integer = true
 
 export const quick = process.argv.includes('--quick');
 
-export const round2 = (x: number): number => Math.round(x * 100) / 100;
+export const round2 = (x: number): number => round(x, 2);
 
-/** p50/p99/max, rounded, for the JSON line. */
-export function pct(xs: number[]): { p50: number; p99: number; max: number } {
-  const s = stats(xs);
-  return { p50: round2(s.p50), p99: round2(s.p99), max: round2(s.max) };
+/** p50/p99/max, rounded to 2 decimals, for the JSON line (null for an empty sample). */
+export function pct(xs: number[]): { p50: number | null; p99: number | null; max: number | null } {
+  const { p50, p99, max } = roundedPercentiles(xs, 2);
+  return { p50, p99, max };
 }
 
 /** Write the human report to bench/results/NAME-<time>.md and stderr, then the JSON line. */
@@ -90,7 +90,6 @@ export class BreakTally {
 
   /** The common part of the JSON line: lost, dup, frontend_events, gap_ms, background_gap_ms, offered. */
   json(): Record<string, unknown> {
-    const bg = stats(this.background);
     return {
       lost: this.lost,
       dup: this.dup,
@@ -99,7 +98,7 @@ export class BreakTally {
       /** every charged gap, for distribution plots (bench/run peers) */
       gaps_ms: this.gaps.map(round2),
       gap_below_threshold: this.below,
-      background_gap_ms: { p99: round2(bg.p99), max: round2(bg.max), count: bg.n },
+      background_gap_ms: background(this.background),
       offered: this.offered,
     };
   }
@@ -107,10 +106,10 @@ export class BreakTally {
   /** Report lines for the gaps. */
   lines(event: string): string[] {
     const g = pct(this.gaps);
-    const bg = stats(this.background);
+    const bg = background(this.background);
     return [
       `- receive gap charged to the ${event}: p50 ${g.p50} ms, p99 ${g.p99} ms, max ${g.max} ms`,
-      `- background gaps of the same runs: ${bg.n}, p99 ${round2(bg.p99)} ms, max ${round2(bg.max)} ms`,
+      `- background gaps of the same runs: ${bg.count}, p99 ${bg.p99 ?? '-'} ms, max ${bg.max ?? '-'} ms`,
     ];
   }
 }

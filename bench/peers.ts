@@ -19,12 +19,12 @@ import { cpus } from 'node:os';
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { attribute } from '../agent/src/native/breaktime.js';
-import { measured, probe as probeCmds } from '../agent/src/native/probeProtocol.js';
-import { ProbeProcess } from '../agent/src/native/procs.js';
-import { labVms } from '../agent/src/native/testbed.js';
+import { attribute } from '../protocol/measure.js';
+import { gapsOf, measured, probe as probeCmds } from '../protocol/native/probe.js';
+import { ProbeProcess } from '../testing/procs.js';
+import { labVms } from '../testing/testbed.js';
 import { runDp, runOvs, runTestpmd, type Run } from './forwarders.js';
-import { finish, numOpt, pct, quick, round2, run, sleep, stats } from './lib.js';
+import { finish, numOpt, quick, round2, run, sleep, stats } from './lib.js';
 import { Hugepages, Ovs, ovsAvailable } from './ovs.js';
 import { renderPeers, type PeersData } from './peersReport.js';
 
@@ -88,7 +88,7 @@ async function ovsRestartOnce(dir: string, r: number): Promise<{ gaps: number[];
     const after = await lost();
     await Promise.all(probes.map((p) => p.stop()));
     const at = attribute(
-      probes.flatMap((p) => p.events),
+      gapsOf(probes.flatMap((p) => p.events)),
       vms.map((v) => ({ vm: v.name, start_ns: w.stopped_ns, end_ns: w.restored_ns })),
       GAP_US,
     );
@@ -165,7 +165,12 @@ async function main(): Promise<void> {
     handoff: { gaps_ms: handoff.gaps_ms as number[], lost: handoff.lost as number },
     failover: { gaps_ms: failover.gaps_ms as number[], lost: failover.lost as number },
   };
-  const gap_ms = Object.fromEntries(Object.entries(breaks).map(([k, b]) => [k, pct(b.gaps_ms)]));
+  const gap_ms = Object.fromEntries(
+    Object.entries(breaks).map(([k, b]) => {
+      const x = stats(b.gaps_ms, `the ${k} breaks`);
+      return [k, { p50: round2(x.p50), p99: round2(x.p99), max: round2(x.max) }];
+    }),
+  );
   const lost = Object.fromEntries(Object.entries(breaks).map(([k, b]) => [k, b.lost]));
   // The ratios pair the forwarders run back to back (run i of each): this machine's rate is
   // bimodal (2 vCPUs that the hypervisor sometimes stacks on one physical core, roughly halving

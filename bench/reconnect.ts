@@ -4,11 +4,11 @@
 // failover: the frontends (virtio_user, server=1) own their sockets, generation A is the vhost
 // client; A is killed and generation B — already running, "warm" — connects to the same
 // sockets. No keeper. The frontend sees the link go down and come back, and renegotiates.
-import { dp } from '../agent/src/native/dpProtocol.js';
-import { measured, probe } from '../agent/src/native/probeProtocol.js';
-import type { ProbeProcess } from '../agent/src/native/procs.js';
-import { Testbed, labVms } from '../agent/src/native/testbed.js';
-import { attribute, type EventWindow } from '../agent/src/native/breaktime.js';
+import { dp } from '../protocol/native/dp.js';
+import { measured, probe, gapsOf } from '../protocol/native/probe.js';
+import type { ProbeProcess } from '../testing/procs.js';
+import { Testbed, labVms } from '../testing/testbed.js';
+import { attribute, type EventWindow } from '../protocol/measure.js';
 import { BreakTally, finish, numOpt, quick, run, sleep } from './lib.js';
 import { join } from 'node:path';
 
@@ -71,7 +71,7 @@ async function main(): Promise<void> {
       const sums = await Promise.all(probes.map((p) => p.stop()));
       const windows: EventWindow[] = up.map((v) => ({ vm: v.vm, start_ns: killNs, end_ns: v.connected_ns }));
       reconnects += up.filter((v) => v.connected).length;
-      const at = attribute(probes.flatMap((p) => p.events), windows, GAP_US);
+      const at = attribute(gapsOf(probes.flatMap((p) => p.events)), windows, GAP_US);
       // each probe measures what it receives (from another process: loss from sequence numbers)
       tally.add(at, {
         lost: lostAfter - lostBefore,

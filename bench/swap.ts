@@ -20,11 +20,12 @@
 import { copyFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { attribute, type EventWindow } from '../agent/src/native/breaktime.js';
-import { dp, type SwapResult } from '../agent/src/native/dpProtocol.js';
-import { nativeBin } from '../agent/src/native/procs.js';
-import { labVms, Testbed } from '../agent/src/native/testbed.js';
-import { finish, numOpt, pct, quick, round2 as r2, run, sleep, stats } from './lib.js';
+import { attribute, type EventWindow } from '../protocol/measure.js';
+import { gapsOf } from '../protocol/native/probe.js';
+import { dp, type SwapResult } from '../protocol/native/dp.js';
+import { nativeBin } from '../testing/procs.js';
+import { labVms, Testbed } from '../testing/testbed.js';
+import { background, finish, numOpt, pct, quick, round2 as r2, run, sleep } from './lib.js';
 
 const nVms = numOpt('swap', '--vms', quick ? 4 : 8);
 const totalPps = numOpt('swap', '--pps', 50000);
@@ -119,7 +120,7 @@ async function main(): Promise<void> {
     }
     await sleep(500);
     const sum = await probe.stop();
-    const a = attribute(probe.events, windows, GAP_US);
+    const a = attribute(gapsOf(probe.events), windows, GAP_US);
     // one swap moves every VM: its gap is the worst over all of them
     const perSwap: number[] = [];
     for (let i = 0; i < a.event_gap_ms.length; i += nVms) perSwap.push(Math.max(...a.event_gap_ms.slice(i, i + nVms)));
@@ -137,14 +138,14 @@ async function main(): Promise<void> {
         return { swap: i, kind: sw.kind, gap_ms: g, flow: ev ? `${ev.src}->${ev.rx_vm}` : '?', starts_ms_before_switch: ev ? r2((sw.at_ns - ev.start_ns) / 1e6) : null };
       });
     const worstPer = (ws: EventWindow[]): number[] => {
-      const g = attribute(probe.events, ws, GAP_US).event_gap_ms;
+      const g = attribute(gapsOf(probe.events), ws, GAP_US).event_gap_ms;
       const out: number[] = [];
       for (let i = 0; i < g.length; i += nVms) out.push(Math.max(...g.slice(i, i + nVms)));
       return out;
     };
     const perPlacebo = worstPer(placebo);
     const perCheck = worstPer(checks);
-    const bg = stats(a.background_gap_ms);
+    const bg = background(a.background_gap_ms);
     const linkEvents = probe.events.filter((e) => e.event === 'link').length;
     const all = [...sameUs, ...changeUs];
     const result = {
@@ -168,7 +169,7 @@ async function main(): Promise<void> {
       check_gap_ms: pct(perCheck),
       check_below_threshold: perCheck.filter((g) => g <= GAP_US / 1000).length,
       gap_threshold_ms: GAP_US / 1000,
-      background_gap_ms: { p99: r2(bg.p99), max: r2(bg.max), count: bg.n },
+      background_gap_ms: bg,
       offered: sum.totals.offered,
       seconds: r2(sum.duration_s),
     };
@@ -189,7 +190,7 @@ async function main(): Promise<void> {
         `max ${result.placebo_gap_ms.max} ms (${result.placebo_below_threshold} of ${perPlacebo.length} with no gap over ${GAP_US / 1000} ms)`,
       `- control, lib/check of a stage (the control plane's work, no switch): p50 ${result.check_gap_ms.p50} ms, p99 ${result.check_gap_ms.p99} ms, ` +
         `max ${result.check_gap_ms.max} ms (${result.check_below_threshold} of ${perCheck.length} with no gap over ${GAP_US / 1000} ms)`,
-      `- background gaps of the same run (no swap near): ${bg.n}, p99 ${result.background_gap_ms.p99} ms, max ${result.background_gap_ms.max} ms`,
+      `- background gaps of the same run (no swap near): ${bg.count}, p99 ${bg.p99 ?? '-'} ms, max ${bg.max ?? '-'} ms`,
     ], result);
   } finally {
     await bed.cleanup();

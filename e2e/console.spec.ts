@@ -8,9 +8,12 @@ import { execFileSync } from 'node:child_process';
 import { appendFileSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { expect, test, type Page } from '@playwright/test';
-import { agent, type Measurement } from '../agent/src/common/protocol.js';
+import { agent } from '../protocol/agent.js';
+import type { Report } from '../protocol/console.js';
+import { round, type Measurement } from '../protocol/measure.js';
+import { fmtFrames, fmtMs } from '../app/src/renderer/format.js';
 import { openAgentSession } from '../app/src/core/ssh/agentSession.js';
-import { Fleet } from '../lab/src/fleet.js';
+import { Fleet } from '../protocol/files.js';
 import { consoleUrl, fleetFile, repo, stateDir, VMS } from './lab.js';
 
 test.describe.configure({ mode: 'serial' });
@@ -153,7 +156,7 @@ test("report: the exported figures are the agents' own measurements", async () =
   const dl = page.waitForEvent('download');
   await page.getByTestId('export-json').click();
   const file = await (await dl).path();
-  const rep = JSON.parse(readFileSync(file!, 'utf8')) as { summary: { lost: number; moved: number; denied: number }; vms: { host: string; vm: string; state: string; window_us: number | null; dropped: number | null; reason: string | null }[]; campaign: { hosts: { host: string; vms: { vm: string; measurement: Measurement | null }[] }[] } };
+  const rep = JSON.parse(readFileSync(file!, 'utf8')) as Report & { campaign: { hosts: { host: string; vms: { vm: string; measurement: Measurement | null }[] }[] } };
   expect(rep.summary.denied).toBe(1);
   expect(rep.vms.find((v) => v.vm === 'h2-v2')!.reason).toBe('tenant change freeze until Monday');
   let compared = 0;
@@ -166,17 +169,33 @@ test("report: the exported figures are the agents' own measurements", async () =
         expect(own, `${host}/${v.vm}: the agent's journal has this switch`).toBeTruthy();
         expect(v.measurement).toEqual(own!.measurement);
         const line = rep.vms.find((l) => l.host === host && l.vm === v.vm)!;
-        expect(line.window_us).toBe(Math.round(own!.measurement!.window_us));
-        expect(line.dropped).toBe(own!.measurement!.dropped);
+        const m = own!.measurement!;
+        expect(line.window_us).toBe(round(m.window_us, 2));
+        expect([line.lost, line.lost_basis, line.dropped, line.within_budget]).toEqual([m.lost, m.lost_basis, m.dropped, m.within_budget]);
+        expect(line.break_ms).toBe(round(m.break_ms));
         compared++;
       }
   }
   expect(compared).toBe(5); // 3 on the canary, 2 approved on h2
+  // the headline is the rows' own: lost is their sum, the break percentiles are theirs
   expect(rep.summary.lost).toBe(0);
-  await expect(page.getByTestId('report-lost')).toContainText('0');
+  expect(rep.summary.lost).toBe(rep.vms.reduce((n, v) => n + (v.lost ?? 0), 0));
+  expect(rep.summary.break_ms.max).toBe(Math.max(...rep.vms.flatMap((v) => (v.break_ms === null ? [] : [v.break_ms]))));
+  // the screen shows the same figures as the export
+  await expect(page.getByTestId('report-lost')).toHaveText(`${rep.summary.lost} frames`);
+  for (const [id, v] of [['report-p50', rep.summary.break_ms.p50], ['report-p99', rep.summary.break_ms.p99], ['report-max', rep.summary.break_ms.max]] as const)
+    await expect(page.getByTestId(id)).toContainText(fmtMs(v));
+  for (const v of rep.vms.filter((x) => x.lost !== null)) await expect(page.getByTestId(`report-vm-${v.host}-${v.vm}`)).toContainText(fmtFrames(v.lost));
+  // and the CSV: one row per VM, the same lost and break
   const csv = page.waitForEvent('download');
   await page.getByTestId('export-csv').click();
-  expect(readFileSync((await (await csv).path())!, 'utf8').split('\n')[0]).toContain('window_us');
+  const [head, ...rows] = readFileSync((await (await csv).path())!, 'utf8').trim().split('\n').map((l) => l.split(',').map((c) => c.replace(/^"|"$/g, '')));
+  expect(head).toContain('window_us');
+  expect(rows.length).toBe(rep.vms.length);
+  for (const r of rows) {
+    const v = rep.vms.find((x) => x.host === r[head!.indexOf('host')] && x.vm === r[head!.indexOf('vm')])!;
+    expect([r[head!.indexOf('lost')], r[head!.indexOf('break_ms')]]).toEqual([String(v.lost ?? ''), String(v.break_ms ?? '')]);
+  }
   const pdf = page.waitForEvent('download');
   await page.getByTestId('export-pdf').click();
   expect(readFileSync((await (await pdf).path())!).subarray(0, 5).toString()).toBe('%PDF-');
@@ -233,7 +252,7 @@ test('swap campaign: the agent chooses an in-place stage swap for h2, predicted 
   const hist = await fromAgent('h2', (a) => a.request(agent.upgradeHistory, {}));
   const swaps = hist.switches.filter((x) => x.measurement?.mode === 'swap');
   expect(swaps.map((x) => x.vm).sort()).toEqual(vms('h2'));
-  for (const x of swaps) expect(x.measurement!.dropped).toBe(0);
+  for (const x of swaps) expect([x.measurement!.dropped, x.measurement!.lost]).toEqual([0, 0]);
 });
 
 test('host keys: a changed key blocks the host and says why; an unknown key shows its fingerprint and waits', async () => {

@@ -3,7 +3,7 @@
 import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { base, fleetFile, labDir, PREFIX, repo, stateDir, SUBNET, urlFile, VMS } from './lab';
+import { base, fleetFile, labDir, PREFIX, repo, stateDir, SUBNET, urlFile, VMS } from './lab.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 

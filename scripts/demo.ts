@@ -5,11 +5,11 @@
 // events at the frontend); one VM is rolled back to A and forward again; A is retired.
 // Prints a break-time report and writes it as JSON under results/.
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { attribute, type EventWindow } from '../agent/src/native/breaktime.js';
-import { dp } from '../agent/src/native/dpProtocol.js';
-import { keeper } from '../agent/src/native/keeperProtocol.js';
-import { measured } from '../agent/src/native/probeProtocol.js';
-import { Testbed } from '../agent/src/native/testbed.js';
+import { attribute, type EventWindow } from '../protocol/measure.js';
+import { dp } from '../protocol/native/dp.js';
+import { keeper } from '../protocol/native/keeper.js';
+import { measured, gapsOf } from '../protocol/native/probe.js';
+import { Testbed } from '../testing/testbed.js';
 
 const PPS = 5000;
 const GAP_US = 500;
@@ -46,7 +46,7 @@ async function main(): Promise<void> {
     await move(h.vms[1]!, 'B');
     await sleep(700);
     const sum = await h.probe.stop();
-    const a = attribute(h.probe.events, moves.map((m) => m.w), GAP_US);
+    const a = attribute(gapsOf(h.probe.events), moves.map((m) => m.w), GAP_US);
     const links = h.probe.events.filter((e) => e.event === 'link').length;
     await h.a.stop();
     console.log('commit: generation A stopped; every VM runs on B\n');

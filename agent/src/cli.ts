@@ -7,8 +7,9 @@ import type { MessageConnection } from 'vscode-jsonrpc/node.js';
 import { loadConfig } from './host/config.js';
 import { notifier, serve } from './host/server.js';
 import { TrafficMeter } from './host/traffic.js';
+import { ProbeWitness } from './host/probeWitness.js';
 import { HostAgent } from './host/upgrade.js';
-import { events } from './common/protocol.js';
+import { events } from '../../protocol/agent.js';
 
 function usage(): never {
   console.error('usage: hitless-agent --stdio --root DIR');
@@ -26,7 +27,10 @@ async function main(): Promise<void> {
   if (values.help || !values.stdio || !values.root) usage();
   const cfg = loadConfig(values.root);
   let conn: MessageConnection | null = null;
-  const host = new HostAgent(values.root, cfg, notifier(() => conn));
+  // the lab's probe VMs witness each switch from the VMs' side; a host without one is measured
+  // by its datapath's counters alone
+  const witness = cfg.probe_ctl ? new ProbeWitness(cfg.probe_ctl) : null;
+  const host = new HostAgent(values.root, cfg, notifier(() => conn), witness);
   // what recovery cannot finish is reported, and the agent serves anyway: the operator must be
   // able to see the host and act (rollback, abort) rather than find it unreachable
   await host.serial(() => host.recover()).then(
@@ -57,6 +61,7 @@ async function main(): Promise<void> {
     conn = null;
     const leave = () => {
       host.sup.close();
+      witness?.close();
       process.exit(0);
     };
     if (!host.working) leave();

@@ -1,48 +1,11 @@
-// The lab's layout and the files it hands to the rest of Hitless: the fleet inventory
-// (DIR/fleet.json, read by the console) and each host's agent config (etc/agent.json).
-// Pure logic: no node imports, so the console can use the schemas anywhere.
+// The lab's layout: names, addresses and paths of its hosts. The files it hands to the rest of
+// Hitless (the fleet file DIR/fleet.json, each host's etc/agent.json) have their schemas in
+// protocol/files.ts. Pure logic: no node imports.
 import { z } from 'zod';
+import type { VmEntry } from '../../protocol/files.js';
 
 export const MAX_HOSTS = 8;
 export const MAX_VMS = 16;
-
-const mac = z.string().regex(/^([0-9a-f]{2}:){5}[0-9a-f]{2}$/, 'a lower-case MAC address');
-const absPath = z.string().startsWith('/', 'an absolute path');
-
-export const Vm = z.object({ name: z.string().min(1), mac });
-export type Vm = z.infer<typeof Vm>;
-
-/** etc/agent.json in a host's root: who the host is and what it serves. */
-export const AgentConfig = z.object({
-  host: z.string().min(1),
-  vms: z.array(Vm),
-  uplinks: z.array(z.string().min(1)),
-  /** the lab host's hitless-probe control socket (<root>/run/probe.sock) */
-  probe_ctl: absPath.optional(),
-});
-export type AgentConfig = z.infer<typeof AgentConfig>;
-
-export const FleetHost = z.object({
-  name: z.string().regex(/^h[1-9][0-9]*$/),
-  address: z.string().ip({ version: 'v4' }),
-  root: absPath,
-  agent: absPath,
-  netns: z.string().min(1),
-  vms: z.array(Vm),
-});
-export type FleetHost = z.infer<typeof FleetHost>;
-
-/** DIR/fleet.json: everything needed to reach every host over SSH with pinned host keys. */
-export const Fleet = z.object({
-  dir: absPath,
-  prefix: z.string().min(1),
-  bridge: z.string().min(1),
-  ssh_config: absPath,
-  known_hosts: absPath,
-  identity: absPath,
-  hosts: z.array(FleetHost).min(1),
-});
-export type Fleet = z.infer<typeof Fleet>;
 
 /** What `lab up` was asked for; DIR/lab.json records it with the state the lab reached. */
 export const LabSpec = z.object({
@@ -79,7 +42,7 @@ export function consoleAddress(subnet: number): string {
   return `198.18.${subnet}.254`;
 }
 
-export function hostVms(i: number, count: number): Vm[] {
+export function hostVms(i: number, count: number): VmEntry[] {
   return Array.from({ length: count }, (_, k) => ({ name: `h${i}-v${k + 1}`, mac: `02:00:00:${hex2(i)}:00:${hex2(k + 1)}` }));
 }
 

@@ -3,7 +3,8 @@
 import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { AgentConfig, hostVms, type LabPaths, type LabSpec, UPLINKS } from './fleet.js';
+import { AgentConfig } from '../../protocol/files.js';
+import { hostVms, type LabPaths, type LabSpec, UPLINKS } from './fleet.js';
 import { LabError, run, tryRun } from './sys.js';
 
 export const RELEASES = ['1.0.0', '1.1.0'] as const;

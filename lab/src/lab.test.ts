@@ -7,8 +7,8 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, w
 import { join, resolve } from 'node:path';
 import { after, before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { ReleaseManifest } from '../../agent/src/common/protocol.js';
-import { AgentConfig, Fleet } from './fleet.js';
+import { ReleaseManifest } from '../../protocol/files.js';
+import { AgentConfig, Fleet } from '../../protocol/files.js';
 
 const repo = resolve(fileURLToPath(import.meta.url), '../../..');
 const tmp = mkdtempSync('/tmp/hitless-lab-test-');

@@ -3,7 +3,8 @@
 // down first. Down works from names alone, so it also clears up after a crash.
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { bridgeName, Fleet, hostLayout, hostVms, labPaths, LabState, type LabSpec } from './fleet.js';
+import { Fleet } from '../../protocol/files.js';
+import { bridgeName, hostLayout, hostVms, labPaths, LabState, type LabSpec } from './fleet.js';
 import { buildReleases, installedReleases, installHost } from './install.js';
 import { labResources, networkDown, networkUp } from './net.js';
 import { runningSshd, SSHD, sshUp } from './ssh.js';

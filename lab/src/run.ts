@@ -6,10 +6,10 @@ import { spawn } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { AgentClient } from '../../agent/src/client/agentClient.js';
-import { agent } from '../../agent/src/common/protocol.js';
+import { agent } from '../../protocol/agent.js';
 import { CtlClient } from '../../agent/src/native/ctlClient.js';
-import { probe } from '../../agent/src/native/probeProtocol.js';
-import type { FleetHost } from './fleet.js';
+import { probe } from '../../protocol/native/probe.js';
+import type { FleetHost } from '../../protocol/files.js';
 import { cmdline, LabError, pidAlive, readPid, sleep } from './sys.js';
 
 export const START_RELEASE = '1.0.0';

@@ -2,7 +2,7 @@
 // exec channel in the console. Params are checked before sending, results when they arrive.
 import { createMessageConnection, StreamMessageReader, StreamMessageWriter, type MessageConnection } from 'vscode-jsonrpc/node.js';
 import type { z } from 'zod';
-import type { RpcNotification, RpcRequest } from '../common/protocol.js';
+import type { Notification, Request } from '../../../protocol/rpc.js';
 
 export class AgentClient {
   readonly conn: MessageConnection;
@@ -12,7 +12,7 @@ export class AgentClient {
     this.conn.listen();
   }
 
-  async request<P extends z.ZodTypeAny, R extends z.ZodTypeAny>(req: RpcRequest<P, R>, params: z.input<P>): Promise<z.output<R>> {
+  async request<P extends z.ZodTypeAny, R extends z.ZodTypeAny>(req: Request<P, R>, params: z.input<P>): Promise<z.output<R>> {
     const checked = req.params.parse(params);
     return req.result.parse(await this.conn.sendRequest(req.method, checked));
   }
@@ -22,7 +22,7 @@ export class AgentClient {
     return this.conn.sendRequest(method, params);
   }
 
-  on<P extends z.ZodTypeAny>(n: RpcNotification<P>, fn: (p: z.output<P>) => void): void {
+  on<P extends z.ZodTypeAny>(n: Notification<P>, fn: (p: z.output<P>) => void): void {
     this.conn.onNotification(n.method, (raw: unknown) => {
       const p = n.params.safeParse(raw);
       if (p.success) fn(p.data);

@@ -2,23 +2,8 @@
 // The VM inventory sits behind an interface so libvirt discovery can replace the file later.
 import { accessSync, constants, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { z } from 'zod';
-import { Name, ReleaseManifest, Version } from '../common/protocol.js';
-import { Mac } from '../native/dpProtocol.js';
-
-export const AgentConfig = z
-  .object({
-    host: Name,
-    vms: z.array(z.object({ name: Name, mac: Mac }).strict()).max(64),
-    /** uplink interfaces; consecutive generations alternate between them */
-    uplinks: z.array(z.string().min(1).max(15)).max(2).default([]),
-    lcore: z.number().int().min(0).max(127).default(1),
-    mem_mb: z.number().int().min(64).max(65536).default(256),
-    /** a lab probe's control socket: its RFC 6201 figures join each switch's measurement */
-    probe_ctl: z.string().optional(),
-  })
-  .strict();
-export type AgentConfig = z.infer<typeof AgentConfig>;
+import { AgentConfig, ReleaseManifest } from '../../../protocol/files.js';
+import { Version } from '../../../protocol/names.js';
 
 export interface VmInventory {
   list(): { name: string; mac: string }[];

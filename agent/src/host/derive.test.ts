@@ -3,10 +3,10 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { derive } from './derive.js';
-import type { Entry, Stamped } from './journal.js';
+import { Entry, type NewEntry, type Stamped } from './journal.js';
 
-const stamp = (es: Entry[]): Stamped[] => es.map((e, i) => ({ ...e, seq: i + 1, t: '2026-11-21T00:00:00Z' }) as Stamped);
-const swapPrepared: Entry[] = [
+const stamp = (es: NewEntry[]): Stamped[] => es.map((e, i) => ({ ...Entry.parse(e), seq: i + 1, t: '2026-11-21T00:00:00Z' }));
+const swapPrepared: NewEntry[] = [
   { type: 'start', gen: 'g1', release: '1.0.0' },
   { type: 'prepare', gen: 'g1', release: '1.1.0', approve: 'each', mode: 'swap' },
   { type: 'prepared' },

@@ -1,6 +1,8 @@
 // The host's upgrade state, replayed from its journal (upgrade.ts appends, this reads), and the
 // agent's failure type. Pure: no I/O.
-import type { Budget, Measurement, UpgradeMode, UpgradeState, UpgradeStatus } from '../common/protocol.js';
+import type { Budget, Measurement } from '../../../protocol/measure.js';
+import type { UpgradeMode } from '../../../protocol/files.js';
+import type { UpgradeState, UpgradeStatus } from '../../../protocol/agent.js';
 import type { Stamped } from './journal.js';
 
 export class AgentFailure extends Error {
@@ -28,6 +30,8 @@ export interface Derived {
   /** the release whose process core the active generation runs */
   core: string | null;
   approve: Approve;
+  /** the budget each switch is judged against (auto mode: its own) */
+  budget: Budget | null;
   moved: Map<string, Measurement | null>; // VMs on the target
   swapped: boolean; // swap mode: the target's stage runs (every VM is on it)
   pending: Stamped | null; // last started step without its outcome
@@ -36,7 +40,7 @@ export interface Derived {
 }
 
 export function derive(entries: readonly Stamped[]): Derived {
-  const d: Derived = { active: null, target: null, state: 'idle', mode: 'handoff', core: null, approve: 'each', moved: new Map(), swapped: false, pending: null, lastOutcome: null, error: null };
+  const d: Derived = { active: null, target: null, state: 'idle', mode: 'handoff', core: null, approve: 'each', budget: null, moved: new Map(), swapped: false, pending: null, lastOutcome: null, error: null };
   // a commit or an abort/rollback runs switches or swaps of its own: once one of those ends,
   // the outer step is still what is under way
   let outer: Stamped | null = null;
@@ -49,6 +53,7 @@ export function derive(entries: readonly Stamped[]): Derived {
       case 'prepare':
         d.target = { gen: e.gen, release: e.release };
         d.approve = e.approve;
+        d.budget = e.budget ?? (e.approve === 'each' ? null : e.approve.auto);
         d.mode = e.mode;
         d.swapped = false;
         d.state = 'preparing';

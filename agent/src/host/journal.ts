@@ -4,12 +4,20 @@
 import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { z } from 'zod';
-import { Budget, Measurement, UpgradeMode } from '../common/protocol.js';
+import { Budget, Measurement } from '../../../protocol/measure.js';
+import { UpgradeMode } from '../../../protocol/files.js';
 
 const Gen = { gen: z.string(), release: z.string() };
 export const Entry = z.discriminatedUnion('type', [
   z.object({ type: z.literal('start'), ...Gen }),
-  z.object({ type: z.literal('prepare'), ...Gen, approve: z.union([z.literal('each'), z.object({ auto: Budget })]), mode: UpgradeMode.default('handoff') }),
+  z.object({
+    type: z.literal('prepare'),
+    ...Gen,
+    approve: z.union([z.literal('each'), z.object({ auto: Budget })]),
+    mode: UpgradeMode.default('handoff'),
+    /** what each switch of this upgrade is judged against (null: nothing was given) */
+    budget: Budget.nullable().default(null),
+  }),
   z.object({ type: z.literal('prepared') }),
   z.object({ type: z.literal('switch'), vm: z.string(), to: z.string() }),
   z.object({ type: z.literal('switched'), vm: z.string(), to: z.string(), measurement: Measurement.nullable() }),
@@ -25,6 +33,8 @@ export const Entry = z.discriminatedUnion('type', [
   z.object({ type: z.literal('failed'), error: z.string() }),
 ]);
 export type Entry = z.infer<typeof Entry>;
+/** An entry as appended (defaults filled in by the schema). */
+export type NewEntry = z.input<typeof Entry>;
 export type Stamped = Entry & { seq: number; t: string };
 
 export class Journal {
@@ -67,7 +77,7 @@ export class Journal {
   }
 
   /** Durable before it returns: the caller acts only afterwards. */
-  append(e: Entry): Stamped {
+  append(e: NewEntry): Stamped {
     const s: Stamped = { ...Entry.parse(e), seq: this.seq + 1, t: new Date().toISOString() };
     writeSync(this.fd, `${JSON.stringify(s)}\n`);
     fsyncSync(this.fd);

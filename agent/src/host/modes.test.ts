@@ -1,7 +1,8 @@
 // The rules that decide between handoff and swap, and what each is predicted to cost.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import type { Measurement, ReleaseManifest } from '../common/protocol.js';
+import { figures, type Measurement } from '../../../protocol/measure.js';
+import type { ReleaseManifest } from '../../../protocol/files.js';
 import { BENCH, judgeModes, type ModeFacts } from './modes.js';
 
 const man = (release: string, over: Partial<ReleaseManifest> = {}): ReleaseManifest => ({
@@ -22,10 +23,10 @@ const facts = (over: Partial<ModeFacts> = {}): ModeFacts => ({
 });
 const swapOf = (f: ModeFacts) => judgeModes(f).modes.find((m) => m.mode === 'swap')!;
 let seq = 0;
-const meas = (mode: 'handoff' | 'swap', us: number, t_ns = ++seq, anomalies: string[] = []): Measurement => ({
-  vm: 'v1', mode, from: 'a', to: 'b', t_ns, window_us: us, passive_gap_us: mode === 'handoff' ? us : null,
-  rings: [], anomalies, dropped: 0, probe: null, within_budget: null,
-});
+const meas = (mode: 'handoff' | 'swap', us: number, t_ns = ++seq, anomalies: string[] = []): Measurement => {
+  const parts = { vm: 'v1', mode, from: 'a', to: 'b', t_ns, window_us: us, passive_gap_us: mode === 'handoff' ? us : null, rings: [], anomalies, dropped: 0, witness: null };
+  return { ...parts, ...figures(parts, null) };
+};
 
 test('swap is recommended when core and DPDK match, and predicted from the benchmark until the host has its own figures', () => {
   const j = judgeModes(facts());

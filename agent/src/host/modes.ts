@@ -1,7 +1,9 @@
 // Which upgrade modes can take a host to a release, and the break each is expected to cost.
 // Pure: the agent gathers the facts (manifests, the running stage, the FDB's size, the host's
 // journal) and this judges them, so the rules are tested without a host.
-import type { Measurement, ModeOption, ReleaseManifest, UpgradeMode } from '../common/protocol.js';
+import type { Measurement } from '../../../protocol/measure.js';
+import type { ModeOption } from '../../../protocol/agent.js';
+import type { ReleaseManifest, UpgradeMode } from '../../../protocol/files.js';
 
 /**
  * Figures of the benchmarks on the 2-core lab machine (bench/results/), used until a host has

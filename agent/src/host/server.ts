@@ -3,7 +3,8 @@
 // answered with JSON-RPC's InvalidParams naming it. Logs go to stderr; stdout is protocol only.
 import { createMessageConnection, ErrorCodes, ResponseError, StreamMessageReader, StreamMessageWriter, type MessageConnection } from 'vscode-jsonrpc/node.js';
 import type { z } from 'zod';
-import { agent, AgentError, events, type RpcRequest } from '../common/protocol.js';
+import { agent, AgentError, events } from '../../../protocol/agent.js';
+import { type Request } from '../../../protocol/rpc.js';
 import { listReleases } from './config.js';
 import { alive } from './supervisor.js';
 import { AgentFailure, HostAgent } from './upgrade.js';
@@ -20,7 +21,7 @@ export const AGENT_VERSION = '0.1.0';
 export function serve(host: HostAgent, input: NodeJS.ReadableStream, output: NodeJS.WritableStream): MessageConnection {
   const conn = createMessageConnection(new StreamMessageReader(input), new StreamMessageWriter(output));
 
-  function on<P extends z.ZodTypeAny, R extends z.ZodTypeAny>(req: RpcRequest<P, R>, fn: (p: z.output<P>) => Promise<z.input<R>>): void {
+  function on<P extends z.ZodTypeAny, R extends z.ZodTypeAny>(req: Request<P, R>, fn: (p: z.output<P>) => Promise<z.input<R>>): void {
     conn.onRequest(req.method, async (raw: unknown) => {
       const p = req.params.safeParse(raw ?? {});
       if (!p.success) {
@@ -65,7 +66,7 @@ export function serve(host: HostAgent, input: NodeJS.ReadableStream, output: Nod
     return { gens: gens.map((g) => ({ ...g, pid: host.sup.genPid(g.gen), alive: host.sup.genAlive(g.gen) })) };
   });
   on(agent.upgradePlan, (p) => host.plan(p.release));
-  on(agent.upgradePrepare, (p) => host.serial(async () => (await host.prepare(p.release, p.approve, p.mode), host.status())));
+  on(agent.upgradePrepare, (p) => host.serial(async () => (await host.prepare(p.release, p.approve, p.mode, p.budget ?? null), host.status())));
   on(agent.upgradeSwitch, (p) => host.serial(async () => (await host.switchVms(p.vms), host.status())));
   on(agent.upgradeRun, async () => {
     // the run goes on even if this connection drops: the reply only says it started

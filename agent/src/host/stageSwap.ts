@@ -3,15 +3,17 @@
 // file gathers what modes.ts judges (manifests, the running stage, the FDB's size, the journal's
 // measurements), loads and checks the target's stage before anything changes (lib/load), and makes and
 // measures the swap itself for every VM at once. The state machine (upgrade.ts) journals around it.
-import type { Budget, Measurement, UpgradePlan, UpgradeStatus } from '../common/protocol.js';
+import type { UpgradePlan, UpgradeStatus } from '../../../protocol/agent.js';
+import { figures, type Budget, type MeasuredParts, type Measurement } from '../../../protocol/measure.js';
+import { dp } from '../../../protocol/native/dp.js';
 import { CtlError } from '../native/ctlClient.js';
-import { dp } from '../native/dpProtocol.js';
-import { readManifest, stagePath, type AgentConfig } from './config.js';
+import type { AgentConfig } from '../../../protocol/files.js';
+import { readManifest, stagePath } from './config.js';
+import { AgentFailure, type Approve, type Derived, type GenRef } from './derive.js';
 import type { Journal } from './journal.js';
 import { judgeModes } from './modes.js';
-import { ProbeWatch } from './probeWatch.js';
 import type { Supervisor } from './supervisor.js';
-import { AgentFailure, type Approve, type Derived, type GenRef } from './derive.js';
+import type { TrafficWitness } from './witness.js';
 
 /** What of the host agent this needs. */
 export interface SwapHost {
@@ -25,6 +27,7 @@ export interface SwapHost {
   status(): Promise<UpgradeStatus>;
   notify(s: UpgradeStatus, m?: Measurement): void;
   drops(vm: string, gens: string[]): Promise<number>;
+  readonly witness: TrafficWitness | null;
 }
 
 /** The ways to reach version from here: the facts modes.ts judges, gathered on this host. */
@@ -66,8 +69,8 @@ export async function planModes(h: SwapHost, version: string): Promise<UpgradePl
 
 /** Swap mode's prepare: the running datapath opens and checks the target's stage now (lib/load),
  * so the swap later only switches. */
-export async function prepareSwap(h: SwapHost, version: string, approve: Approve, active: GenRef): Promise<void> {
-  h.journal.append({ type: 'prepare', gen: active.gen, release: version, approve, mode: 'swap' });
+export async function prepareSwap(h: SwapHost, version: string, approve: Approve, active: GenRef, budget: Budget | null): Promise<void> {
+  h.journal.append({ type: 'prepare', gen: active.gen, release: version, approve, mode: 'swap', budget });
   h.notify(await h.status());
   try {
     await (await h.sup.gen(active.gen)).request(dp.libLoad, { path: stagePath(h.root, version) });
@@ -84,52 +87,48 @@ export async function prepareSwap(h: SwapHost, version: string, approve: Approve
 /**
  * Swap mode's one switch: replace the active generation's stage with the target's (or put
  * the previous one back) under every VM at once, and measure it per VM: the loop's window,
- * frames the datapath dropped, and the lab probe's view.
+ * frames the datapath dropped, and the witness's view; judged against the host's budget.
  */
-export async function swapStage(h: SwapHost, to: 'target' | 'active', budget: Budget | null): Promise<Measurement[]> {
+export async function swapStage(h: SwapHost, to: 'target' | 'active'): Promise<Measurement[]> {
   const d = h.d;
   const gen = d.active!.gen;
   const ctl = await h.sup.gen(gen);
   const vms = h.vms().map((v) => v.name);
   h.journal.append({ type: 'swap', to });
-  const watches = await Promise.all(vms.map((vm) => ProbeWatch.open(h.cfg.probe_ctl, vm)));
+  const watch = (await h.witness?.begin(vms)) ?? null;
   const before = await Promise.all(vms.map((vm) => h.drops(vm, [gen])));
   let r;
   try {
     r = to === 'target' ? await ctl.request(dp.libSwap, { path: stagePath(h.root, d.target!.release) }) : await ctl.request(dp.libRollback, {});
   } catch (e) {
-    for (const w of watches) w?.close();
+    watch?.cancel();
     h.journal.append({ type: 'swap-failed', to, error: (e as Error).message });
     h.notify(await h.status());
     throw new AgentFailure('failed', `stage swap on ${gen}: ${(e as Error).message}`);
   }
-  // every VM's figures at once: the probe's view settles for ~150 ms per VM, in parallel. The
-  // swap is made: it is journaled as made even if measuring it fails
+  // the swap is made: it is journaled as made even if measuring it fails
   let out: Measurement[] | null = null;
-  const measured = Promise.all(
-    vms.map(async (vm, i): Promise<Measurement> => {
-      const m: Measurement = {
-        vm,
-        mode: 'swap',
-        from: `${gen}:${r.from.name}@${r.from.version}`,
-        to: `${gen}:${r.to.name}@${r.to.version}`,
-        t_ns: r.at_ns,
-        window_us: r.window_ns / 1000,
-        passive_gap_us: null,
-        dropped: Math.max(0, (await h.drops(vm, [gen])) - before[i]!),
-        rings: [],
-        anomalies: r.converted_by ? [`FDB state layout ${r.from.layout} -> ${r.to.layout}: ${r.migrated} entries converted by the ${r.converted_by === 'to' ? 'incoming' : 'outgoing'} stage`] : [],
-        probe: watches[i] ? await watches[i]!.result(r.at_ns, r.at_ns + r.window_ns) : null,
-        within_budget: null,
-      };
-      if (budget) m.within_budget = Math.max(m.window_us / 1000, m.probe?.gap_ms ?? 0) <= budget.max_gap_ms && m.dropped <= budget.max_lost;
-      return m;
-    }),
-  );
   try {
-    out = await measured;
+    const seen = (await watch?.end({ start_ns: r.at_ns, end_ns: r.at_ns + r.window_ns })) ?? new Map();
+    out = await Promise.all(
+      vms.map(async (vm, i): Promise<Measurement> => {
+        const parts: MeasuredParts = {
+          vm,
+          mode: 'swap',
+          from: `${gen}:${r.from.name}@${r.from.version}`,
+          to: `${gen}:${r.to.name}@${r.to.version}`,
+          t_ns: r.at_ns,
+          window_us: r.window_ns / 1000,
+          passive_gap_us: null,
+          dropped: Math.max(0, (await h.drops(vm, [gen])) - before[i]!),
+          rings: [],
+          anomalies: r.converted_by ? [`FDB state layout ${r.from.layout} -> ${r.to.layout}: ${r.migrated} entries converted by the ${r.converted_by === 'to' ? 'incoming' : 'outgoing'} stage`] : [],
+          witness: seen.get(vm) ?? null,
+        };
+        return { ...parts, ...figures(parts, d.budget) };
+      }),
+    );
   } catch (e) {
-    for (const w of watches) w?.close();
     console.error(`hitless-agent: the stage swap on ${gen} was made but not measured: ${(e as Error).message}`);
   }
   h.journal.append({ type: 'swapped', to, measurements: out });
@@ -137,4 +136,3 @@ export async function swapStage(h: SwapHost, to: 'target' | 'active', budget: Bu
   for (const m of out ?? []) h.notify(st, m);
   return out ?? [];
 }
-

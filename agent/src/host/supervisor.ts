@@ -6,8 +6,9 @@ import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, openSync, closeSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { CtlClient } from '../native/ctlClient.js';
-import { dpArgs, FANOUT_ATTEMPTS, fanoutClash } from '../native/procs.js';
-import { stagePath, type AgentConfig } from './config.js';
+import { dpArgs, FANOUT_ATTEMPTS, fanoutClash } from '../native/launch.js';
+import type { AgentConfig } from '../../../protocol/files.js';
+import { stagePath } from './config.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 

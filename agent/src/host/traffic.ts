@@ -3,8 +3,8 @@
 // sample into frames/s. Counters are per generation, so a VM moving between generations (or a
 // generation stopping) never shows as a negative or doubled rate: a delta is only taken for a
 // generation seen in both samples.
-import type { TrafficVm } from '../common/protocol.js';
-import { dp, type Stats } from '../native/dpProtocol.js';
+import type { TrafficVm } from '../../../protocol/agent.js';
+import { dp, type Stats } from '../../../protocol/native/dp.js';
 import type { HostAgent } from './upgrade.js';
 
 interface Counters {

@@ -11,16 +11,18 @@
 // prepare loads and checks the target's stage beside the running one (lib/load), the one switch
 // replaces the stage under every VM at once (lib/swap), rollback puts the old one back
 // (lib/rollback), commit only records it. No generation is started or stopped.
-import type { Budget, Measurement, ModeChoice, UpgradeMode, UpgradePlan, UpgradeState, UpgradeStatus } from '../common/protocol.js';
+import type { ModeChoice, UpgradePlan, UpgradeState, UpgradeStatus } from '../../../protocol/agent.js';
+import type { AgentConfig, UpgradeMode } from '../../../protocol/files.js';
+import { figures, judge, type Budget, type MeasuredParts, type Measurement } from '../../../protocol/measure.js';
+import { dp } from '../../../protocol/native/dp.js';
+import { keeper } from '../../../protocol/native/keeper.js';
 import { CtlError } from '../native/ctlClient.js';
-import { dp } from '../native/dpProtocol.js';
-import { keeper } from '../native/keeperProtocol.js';
-import { ConfigInventory, listReleases, stagePath, type AgentConfig, type VmInventory } from './config.js';
+import { ConfigInventory, listReleases, stagePath, type VmInventory } from './config.js';
 import { AgentFailure, derive, type Approve, type Derived, type GenRef } from './derive.js';
 import { Journal } from './journal.js';
-import { ProbeWatch } from './probeWatch.js';
 import { planModes, prepareSwap, swapStage } from './stageSwap.js';
 import { alive, Supervisor } from './supervisor.js';
+import type { TrafficWitness } from './witness.js';
 
 export { AgentFailure };
 
@@ -35,6 +37,8 @@ export class HostAgent {
     readonly root: string,
     readonly cfg: AgentConfig,
     readonly notify: (s: UpgradeStatus, m?: Measurement) => void = () => undefined,
+    /** what sees the VMs' traffic around a switch (the lab probe), if anything */
+    readonly witness: TrafficWitness | null = null,
   ) {
     this.sup = new Supervisor(root, cfg);
     this.journal = new Journal(`${root}/var/journal.jsonl`);
@@ -130,6 +134,7 @@ export class HostAgent {
       active: d.active ? { ...d.active, core: d.core ?? d.active.release } : null,
       target: d.target ? { ...d.target, core: d.mode === 'swap' ? (d.core ?? d.target.release) : d.target.release } : null,
       approve: d.approve,
+      budget: d.budget,
       vms: this.vms().map((v) => {
         const s = sessions.find((x) => x.vm === v.name);
         const moved = d.mode === 'swap' ? d.swapped : d.moved.has(v.name);
@@ -158,7 +163,7 @@ export class HostAgent {
 
   /** Get ready to move to version: by handoff (start the target generation beside the active
    * one and pre-load every session on it) or by swap (check the target's stage). */
-  async prepare(version: string, approve: Approve, choice: ModeChoice = 'handoff'): Promise<void> {
+  async prepare(version: string, approve: Approve, choice: ModeChoice = 'handoff', budget: Budget | null = null): Promise<void> {
     const d = this.need(['idle'], 'upgrade/prepare');
     if (!d.active || !this.sup.genAlive(d.active.gen)) throw new AgentFailure('invalid-state', 'no active generation runs on this host (host/start first)');
     this.release(version);
@@ -166,9 +171,10 @@ export class HostAgent {
     const mode: UpgradeMode = choice === 'auto' ? plan.recommended : choice;
     const option = plan.modes.find((m) => m.mode === mode)!;
     if (!option.available) throw new AgentFailure('invalid-state', `${mode} cannot take ${this.cfg.host} to ${version}: ${option.reason}`);
-    if (mode === 'swap') return prepareSwap(this, version, approve, d.active);
+    const judged = budget ?? (approve === 'each' ? null : approve.auto);
+    if (mode === 'swap') return prepareSwap(this, version, approve, d.active, judged);
     const gen = this.nextGen(version);
-    this.journal.append({ type: 'prepare', gen, release: version, approve, mode });
+    this.journal.append({ type: 'prepare', gen, release: version, approve, mode, budget: judged });
     this.notify(await this.status());
     const active = await this.sup.gen(d.active.gen);
     const k = await this.sup.keeper();
@@ -193,23 +199,25 @@ export class HostAgent {
     this.notify(await this.status());
   }
 
-  /** Move one VM to gen (the target, or back to the active one) and measure the break. */
-  private async move(vm: string, to: GenRef, from: GenRef, budget: Budget | null): Promise<Measurement> {
+  /** Move one VM to gen (the target, or back to the active one) and measure the switch: the
+   * keeper's window, the datapath's gap and drops, and the witness's view when there is one;
+   * the figures and the verdict against the host's budget follow from those (protocol/measure). */
+  private async move(vm: string, to: GenRef, from: GenRef): Promise<Measurement> {
     if (!this.vms().some((v) => v.name === vm)) throw new AgentFailure('unknown-vm', `no VM ${vm} on host ${this.cfg.host}`);
     const k = await this.sup.keeper();
     this.journal.append({ type: 'switch', vm, to: to.gen });
-    const watch = await ProbeWatch.open(this.cfg.probe_ctl, vm);
+    const watch = await this.witness?.begin([vm]) ?? null;
     const dropsBefore = await this.drops(vm, [from.gen, to.gen]);
     let r;
     try {
       await k.request(keeper.sessionPreload, { vm, gen: to.gen }).catch(() => undefined);
       r = await k.request(keeper.handoffStart, { vm, gen: to.gen });
     } catch (e) {
-      watch?.close();
+      watch?.cancel();
       this.journal.append({ type: 'switch-failed', vm, to: to.gen, error: (e as Error).message });
       throw new AgentFailure('failed', `${vm}: ${(e as Error).message}`);
     }
-    const m: Measurement = {
+    const parts: MeasuredParts = {
       vm,
       mode: 'handoff',
       from: from.gen,
@@ -220,13 +228,9 @@ export class HostAgent {
       dropped: Math.max(0, (await this.drops(vm, [from.gen, to.gen])) - dropsBefore),
       rings: r.rings,
       anomalies: r.anomalies,
-      probe: watch ? await watch.result(r.timing.quiesce_ns, r.timing.resumed_ns) : null,
-      within_budget: null,
+      witness: (await watch?.end({ start_ns: r.timing.quiesce_ns, end_ns: r.timing.resumed_ns }).catch(() => null))?.get(vm) ?? null,
     };
-    if (budget) {
-      const gap = Math.max(m.window_us / 1000, (m.passive_gap_us ?? 0) / 1000, m.probe?.gap_ms ?? 0);
-      m.within_budget = gap <= budget.max_gap_ms && m.dropped <= budget.max_lost;
-    }
+    const m: Measurement = { ...parts, ...figures(parts, this.d.budget) };
     this.journal.append({ type: 'switched', vm, to: to.gen, measurement: m });
     this.notify(await this.status(), m);
     return m;
@@ -274,12 +278,12 @@ export class HostAgent {
       if (unknown.length > 0) throw new AgentFailure('unknown-vm', `no VM ${unknown.join(', ')} on host ${this.cfg.host}`);
       if (missing.length > 0)
         throw new AgentFailure('invalid-state', `a stage swap moves every VM of ${this.cfg.host} at once: approve all of them (${missing.join(', ')} missing)`);
-      return d.swapped ? [] : swapStage(this, 'target', null);
+      return d.swapped ? [] : swapStage(this, 'target');
     }
     const out: Measurement[] = [];
     for (const vm of vms) {
       if (d.moved.has(vm)) continue;
-      out.push(await this.move(vm, d.target!, d.active!, null));
+      out.push(await this.move(vm, d.target!, d.active!));
     }
     return out;
   }
@@ -290,7 +294,7 @@ export class HostAgent {
     if (d.approve === 'each') throw new AgentFailure('invalid-state', 'the plan asks for an approval per VM (approve: each): use upgrade/switch');
     if (d.mode === 'swap') {
       if (d.swapped) return;
-      const over = (await swapStage(this, 'target', d.approve.auto)).filter((m) => m.within_budget === false);
+      const over = (await swapStage(this, 'target')).filter((m) => m.within_budget === false);
       if (over.length > 0) {
         this.journal.append({ type: 'swap-failed', to: 'target', error: `over budget on ${over.map((m) => m.vm).join(', ')}; the stage stays swapped until rollback or commit` });
         this.notify(await this.status());
@@ -299,9 +303,9 @@ export class HostAgent {
     }
     for (const v of this.vms()) {
       if (this.d.moved.has(v.name)) continue;
-      const m = await this.move(v.name, d.target!, d.active!, d.approve.auto);
+      const m = await this.move(v.name, d.target!, d.active!);
       if (m.within_budget === false) {
-        this.journal.append({ type: 'switch-failed', vm: v.name, to: d.target!.gen, error: `over budget: gap ${(Math.max(m.window_us, m.passive_gap_us ?? 0) / 1000).toFixed(2)} ms > ${d.approve.auto.max_gap_ms} ms; stopped here` });
+        this.journal.append({ type: 'switch-failed', vm: v.name, to: d.target!.gen, error: `over budget: ${judge(m, d.approve.auto)}; stopped here` });
         this.notify(await this.status());
         return;
       }
@@ -313,7 +317,7 @@ export class HostAgent {
     const d = this.need(['switching', 'preparing', 'failed'], 'upgrade/rollback');
     if (vms && d.mode === 'swap') throw new AgentFailure('invalid-state', 'a stage swap is rolled back for every VM at once: upgrade/rollback without vms');
     if (vms) {
-      for (const vm of vms) if (d.moved.has(vm)) await this.move(vm, d.active!, d.target!, null);
+      for (const vm of vms) if (d.moved.has(vm)) await this.move(vm, d.active!, d.target!);
       return;
     }
     await this.retireTarget('rolled-back');
@@ -335,10 +339,10 @@ export class HostAgent {
       // it restarts on the active release (host/start)
       if (!this.sup.genAlive(d.active!.gen)) {
         /* nothing to undo in a process that no longer runs */
-      } else if (d.swapped) await swapStage(this, 'active', null);
+      } else if (d.swapped) await swapStage(this, 'active');
       else await (await this.sup.gen(d.active!.gen)).request(dp.libUnload, {}).catch(() => undefined);
     } else if (d.target) {
-      for (const vm of d.moved.keys()) await this.move(vm, d.active!, d.target, null);
+      for (const vm of d.moved.keys()) await this.move(vm, d.active!, d.target);
       await k.request(keeper.genDetach, { gen: d.target.gen }).catch(() => undefined);
       await this.sup.stopGen(d.target.gen);
       if (d.active) await (await this.sup.gen(d.active.gen)).request(dp.peerDetach, {}).catch(() => undefined);

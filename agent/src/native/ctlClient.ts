@@ -1,24 +1,11 @@
-// Client for the native processes' control sockets (hitless-dp, hitless-probe, later the
-// keeper): one JSON object per line over a Unix stream socket (DESIGN.md §5). Requests are
-// typed command objects defined once (see dpProtocol.ts); arguments are checked before they are
-// sent and results are checked when they arrive.
+// Client for the native processes' control sockets (hitless-dp, hitless-keeper,
+// hitless-probe): one JSON object per line over a Unix stream socket (DESIGN.md §5). Commands
+// are the typed requests defined once in protocol/native/ (method = the command's name);
+// arguments are checked before they are sent and results when they arrive.
 import { createConnection, type Socket } from 'node:net';
 import { z } from 'zod';
-
-/** One control command: its name and the schemas of its arguments and result. */
-export interface CtlCommand<A extends z.ZodTypeAny, R extends z.ZodTypeAny> {
-  readonly cmd: string;
-  readonly args: A;
-  readonly result: R;
-}
-
-export function defineCommand<A extends z.ZodTypeAny, R extends z.ZodTypeAny>(
-  cmd: string,
-  args: A,
-  result: R,
-): CtlCommand<A, R> {
-  return { cmd, args, result };
-}
+import { ctl } from '../../../protocol/native/ctl.js';
+import type { Request } from '../../../protocol/rpc.js';
 
 const ReplySchema = z.union([
   z.object({ id: z.union([z.number(), z.string(), z.null()]).optional(), ok: z.literal(true), result: z.unknown() }),
@@ -58,6 +45,9 @@ export class CtlClient {
   private readonly pending: Pending[] = [];
   private readonly listeners = new Set<(e: CtlEvent) => void>();
   private closed: Error | null = null;
+  private markEnded!: (e: Error) => void;
+  /** Resolves (with the reason) once the connection is gone. */
+  readonly ended = new Promise<Error>((r) => (this.markEnded = r));
 
   private constructor(private readonly sock: Socket, readonly path: string) {
     sock.setEncoding('utf8');
@@ -85,13 +75,10 @@ export class CtlClient {
   }
 
   /** Send a typed command; resolves with its checked result or rejects with CtlError. */
-  async request<A extends z.ZodTypeAny, R extends z.ZodTypeAny>(
-    c: CtlCommand<A, R>,
-    args: z.input<A>,
-  ): Promise<z.output<R>> {
-    const parsedArgs = c.args.parse(args);
-    const reply = await this.send(JSON.stringify({ id: this.nextId++, cmd: c.cmd, args: parsedArgs }));
-    if (!reply.ok) throw new CtlError(reply.error.code, reply.error.message, c.cmd);
+  async request<A extends z.ZodTypeAny, R extends z.ZodTypeAny>(c: Request<A, R>, args: z.input<A>): Promise<z.output<R>> {
+    const parsedArgs = c.params.parse(args);
+    const reply = await this.send(JSON.stringify({ id: this.nextId++, cmd: c.method, args: parsedArgs }));
+    if (!reply.ok) throw new CtlError(reply.error.code, reply.error.message, c.method);
     return c.result.parse(reply.result);
   }
 
@@ -103,8 +90,7 @@ export class CtlClient {
   /** Ask for events; listeners get every {event,data} the process emits from now on. */
   async subscribe(listener: (e: CtlEvent) => void): Promise<void> {
     this.listeners.add(listener);
-    const reply = await this.send(JSON.stringify({ id: this.nextId++, cmd: 'events/subscribe' }));
-    if (!reply.ok) throw new CtlError(reply.error.code, reply.error.message, 'events/subscribe');
+    await this.request(ctl.eventsSubscribe, {});
   }
 
   close(): void {
@@ -149,6 +135,7 @@ export class CtlClient {
   private fail(e: Error): void {
     if (this.closed) return;
     this.closed = e;
+    this.markEnded(e);
     for (const p of this.pending.splice(0)) p.reject(e);
   }
 }

@@ -5,9 +5,10 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { CtlError } from './ctlClient.js';
-import { dp } from './dpProtocol.js';
-import { nativeBin } from './procs.js';
-import { labVms, Testbed, vmMac } from './testbed.js';
+import { dp } from '../../../protocol/native/dp.js';
+import { ctl } from '../../../protocol/native/ctl.js';
+import { nativeBin } from '../../../testing/procs.js';
+import { labVms, Testbed, vmMac } from '../../../testing/testbed.js';
 
 describe('hitless-dp control socket', () => {
   const bed = new Testbed('ctl');
@@ -73,7 +74,7 @@ describe('hitless-dp control socket', () => {
     const gen = await bed.dp('L');
     const { commands } = await gen.ctl.request(dp.listCommands, {});
     const names = commands.map((c) => c.name).sort();
-    const defined = [...Object.values(dp).map((c) => c.cmd), 'events/subscribe'].sort();
+    const defined = [...Object.values(dp).map((c) => c.method), ctl.eventsSubscribe.method].sort();
     assert.deepEqual(names, defined);
     for (const c of commands) assert.ok(c.usage.startsWith(c.name), `usage of ${c.name}`);
   });

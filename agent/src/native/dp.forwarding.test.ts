@@ -3,9 +3,9 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
-import { dp } from './dpProtocol.js';
-import { measured, probe as probe_ } from './probeProtocol.js';
-import { labVms, Testbed, vmMac } from './testbed.js';
+import { dp } from '../../../protocol/native/dp.js';
+import { measured, probe as probe_ } from '../../../protocol/native/probe.js';
+import { labVms, Testbed, vmMac } from '../../../testing/testbed.js';
 
 const VMS = labVms(4).map((v) => v.name);
 

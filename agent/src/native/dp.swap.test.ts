@@ -7,10 +7,10 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, test } from 'node:test';
 import { CtlError } from './ctlClient.js';
-import { dp, type FdbEntry } from './dpProtocol.js';
-import { measured } from './probeProtocol.js';
-import { nativeBin, type DpProcess } from './procs.js';
-import { labVms, Testbed, vmMac } from './testbed.js';
+import { dp, type FdbEntry } from '../../../protocol/native/dp.js';
+import { measured } from '../../../protocol/native/probe.js';
+import { nativeBin, type DpProcess } from '../../../testing/procs.js';
+import { labVms, Testbed, vmMac } from '../../../testing/testbed.js';
 
 const build = resolve(dirname(fileURLToPath(import.meta.url)), '../../../native/build');
 const LAYOUT1 = join(build, 'src/fwd/hitless-fwd-l2-layout1.so'); // the L2 stage as 1.0.x shipped it

@@ -1,9 +1,9 @@
 // Integration tests of hitless-dp's uplink (net_af_packet on real veths) and FDB export/import.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { dp } from './dpProtocol.js';
-import { measured } from './probeProtocol.js';
-import { broadcastFrom, captureFrames, sendFrames, labVms, Testbed, vmMac } from './testbed.js';
+import { dp } from '../../../protocol/native/dp.js';
+import { measured } from '../../../protocol/native/probe.js';
+import { broadcastFrom, captureFrames, sendFrames, labVms, Testbed, vmMac } from '../../../testing/testbed.js';
 
 describe('hitless-dp uplink and FDB', () => {
   const bed = new Testbed('up');

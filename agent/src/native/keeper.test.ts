@@ -4,10 +4,11 @@ import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
 import { readdirSync } from 'node:fs';
 import { after, describe, test } from 'node:test';
-import { dp } from './dpProtocol.js';
-import { keeper } from './keeperProtocol.js';
-import { measured, probe as probeCmd, type ProbeSummary } from './probeProtocol.js';
-import { Testbed, labVms, type UpgradeHost } from './testbed.js';
+import { dp } from '../../../protocol/native/dp.js';
+import { ctl } from '../../../protocol/native/ctl.js';
+import { keeper } from '../../../protocol/native/keeper.js';
+import { measured, probe as probeCmd, type ProbeSummary } from '../../../protocol/native/probe.js';
+import { Testbed, labVms, type UpgradeHost } from '../../../testing/testbed.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -317,7 +318,7 @@ time.sleep(5)
   test('control socket: bad requests get errors naming the problem, and the command set matches', async () => {
     const k = await bed.keeper('k2');
     const { commands } = await k.ctl.request(keeper.listCommands, {});
-    assert.deepEqual(commands.map((c) => c.name).sort(), [...Object.values(keeper).map((c) => c.cmd), 'events/subscribe'].sort());
+    assert.deepEqual(commands.map((c) => c.name).sort(), [...Object.values(keeper).map((c) => c.method), ctl.eventsSubscribe.method].sort());
     const bad: [string, string][] = [
       ['{"id":1,"cmd":"gen/attach","args":{"gen":"Z","run_dir":"/nonexistent"}}', 'no-generation'],
       ['{"id":2,"cmd":"gen/attach","args":{"gen":"Z","run_dir":"relative"}}', 'invalid-args'],

@@ -2,10 +2,10 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { after, describe, test } from 'node:test';
-import { dp } from './dpProtocol.js';
-import { measured } from './probeProtocol.js';
-import { nativeBin } from './procs.js';
-import { macBytes, sendFrames, labVms, Testbed, vmMac } from './testbed.js';
+import { dp } from '../../../protocol/native/dp.js';
+import { measured } from '../../../protocol/native/probe.js';
+import { nativeBin } from '../../../testing/procs.js';
+import { macBytes, sendFrames, labVms, Testbed, vmMac } from '../../../testing/testbed.js';
 
 /** A probe frame as another probe process would send it (layout: native/src/probe/probe.h). */
 function probeFrame(dst: string, src: string, runId: number, flowId: number, seq: number): Buffer {

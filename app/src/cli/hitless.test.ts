@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { execFile, execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { CtlClient } from '../../../agent/src/native/ctlClient.js';
-import { measured, probe } from '../../../agent/src/native/probeProtocol.js';
+import { measured, probe } from '../../../protocol/native/probe.js';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -17,7 +17,7 @@ const lab = (...args: string[]) => execFileSync(join(repo, 'lab/lab'), [...args,
 
 function hitless(args: string[], input = ''): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((res) => {
-    const p = execFile(join(repo, 'app/bin/hitless'), [...args, '--fleet', fleet], { cwd: dir, timeout: 120000 }, (e, stdout, stderr) =>
+    const p = execFile(join(repo, 'app/bin/hitless'), [...args, '--fleet', fleet, '--state', join(dir, 'state')], { cwd: dir, timeout: 120000 }, (e, stdout, stderr) =>
       res({ code: e ? ((e as { code?: number }).code ?? 1) : 0, stdout, stderr }),
     );
     p.stdin!.end(input);

@@ -1,269 +1,327 @@
-// hitless: the fleet operator's command line, on the same console core as the desktop app.
-//   hitless hosts    [--fleet F] [--json]
-//   hitless status   [--fleet F] [--hosts all|h1,h2] [--json]
-//   hitless plan     --hosts all|h1,h2 --to VERSION [--json]
-//   hitless upgrade  --hosts all|h1,h2 --to VERSION [--mode handoff|swap|auto] [--approve each|auto] [--budget-gap-ms N] [--budget-lost N] [--json]
-//   hitless rollback --hosts all|h1,h2
-//   hitless report   [--format json|csv|html] [--in FILE]
-// Hosts come from a fleet file (the lab's fleet.json); SSH follows its ssh_config with strict
-// host key checking. Progress goes to stderr; with --json the last stdout line is one object.
-import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { createInterface } from 'node:readline/promises';
+// hitless: the fleet operator's command line — a thin shell over the console core, the same one
+// the desktop app runs: the same fleet, campaigns (waves, canary, budget, approvals, pause and
+// stop/abort), audit log and report files, in the same state directory.
+//   hitless hosts    [--hosts LIST] [--json]
+//   hitless status   [--hosts LIST] [--json]
+//   hitless plan     --hosts LIST --to VERSION [--mode M] [--json]
+//   hitless upgrade  --hosts LIST --to VERSION [--mode M] [--approve each|wave|auto] [--canary HOST] [--batch N] [--budget-gap-ms N] [--budget-lost N] [--json]
+//   hitless resume   [--campaign ID] [--json]
+//   hitless rollback --hosts LIST [--reason TEXT]
+//   hitless report   [--campaign ID] [--format json|csv|html]
+// Progress goes to stderr; with --json the last stdout line is one object.
+import { existsSync } from 'node:fs';
+import { homedir, userInfo } from 'node:os';
+import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { Fleet } from '../../../lab/src/fleet.js';
-import { agent, ModeChoice, Version } from '../../../agent/src/common/protocol.js';
-import { gapMs } from '../common/api.js';
-import { upgradeHost, type HostOutcome } from '../core/campaign.js';
-import { renderReport, type CampaignReport } from '../core/report.js';
-import { openAgentSession, type AgentSession } from '../core/ssh/agentSession.js';
+import { ModeChoice } from '../../../protocol/agent.js';
+import type { Approval, Campaign, CampaignSpec, Export, HostRow, Plan, Report, RollbackResult } from '../../../protocol/console.js';
+import { api, pushes } from '../../../protocol/console.js';
+import { Version } from '../../../protocol/names.js';
+import type { z } from 'zod';
+import { ConsoleCore } from '../core/console.js';
+import { answers, fmtUs, hostChanges, measurementLine, parseAnswer, question, table } from './terminal.js';
 
-const USAGE = `usage: hitless hosts|status|plan|upgrade|rollback|report [options]
-  --fleet FILE        fleet inventory (default /var/tmp/hitless-lab/fleet.json)
+const USAGE = `usage: hitless hosts|status|plan|upgrade|resume|rollback|report [options]
+  --state DIR         console state: fleet, campaigns, audit log (default $HITLESS_STATE or ~/.local/state/hitless)
+  --fleet FILE        import the hosts of a fleet file first (default /var/tmp/hitless-lab/fleet.json when it exists)
   --hosts LIST        all, or host names separated by commas
   --to VERSION        release to upgrade to (plan, upgrade)
   --mode MODE         handoff (default: a new generation, VM by VM), swap (the running
                       generation's forwarding stage replaced in place, a host's VMs at once;
                       only where core and DPDK match) or auto (swap where possible)
-  --approve MODE      each (default: ask per VM) or auto (the agent moves VMs within the budget)
-  --budget-gap-ms N   auto: largest break a VM may see (default 10)
-  --budget-lost N     auto: frames a VM may lose (default 0)
+  --approve MODE      each (default: ask per VM, or per host for a swap), wave (ask per wave, then
+                      the agents move the VMs within the budget) or auto (no question)
+  --canary HOST       upgrade this host alone first; a failure there stops the campaign
+  --batch N           hosts per wave after the canary (default 1)
+  --budget-gap-ms N   largest break a VM may see (default 10)
+  --budget-lost N     frames a VM may lose (default 0)
+  --campaign ID       resume, report: the campaign (default the latest)
+  --reason TEXT       rollback: why (kept in the audit log)
   --format F          report: json, csv or html (default html)
-  --json              print the result as one JSON object on the last stdout line`;
+  --operator NAME     who is acting (default the login name)
+  --json              print the result as one JSON object on the last stdout line
+answers to an approval: y [reason] (approve), n [reason] (deny), q (stop here; every host stays
+where it is: hitless resume), a (abort: hosts not committed are moved back)`;
 
-const fmtUs = (us: number): string => (us >= 1000 ? `${(us / 1000).toFixed(2)} ms` : `${us} us`);
+class Usage extends Error {}
 
-function fail(msg: string, code = 2): never {
-  console.error(`hitless: ${msg}`);
-  if (code === 2) console.error(USAGE);
-  process.exit(code);
-}
+const FINAL = new Set(['done', 'stopped', 'aborted', 'failed', 'interrupted']);
 
-function loadFleet(path: string): Fleet {
-  let raw: unknown;
-  try {
-    raw = JSON.parse(readFileSync(path, 'utf8'));
-  } catch (e) {
-    fail(`${path}: ${(e as Error).message} (is the lab up? lab/lab up --hosts 2 --vms 4)`, 1);
-  }
-  const f = Fleet.safeParse(raw);
-  if (!f.success) fail(`${path}: ${f.error.issues[0]!.path.join('.')}: ${f.error.issues[0]!.message}`, 1);
-  return f.data;
-}
-
-function pickHosts(fleet: Fleet, list: string | undefined): Fleet['hosts'] {
-  if (!list || list === 'all') return fleet.hosts;
-  return list.split(',').map((n) => fleet.hosts.find((h) => h.name === n) ?? fail(`--hosts: no host ${n} in the fleet (${fleet.hosts.map((h) => h.name).join(', ')})`));
-}
-
-async function session(fleet: Fleet, h: Fleet['hosts'][number]): Promise<AgentSession> {
-  return openAgentSession(h.name, `${h.agent} --stdio`, {
-    sshConfig: fleet.ssh_config,
-    decideUnknown: async (_t, type, fp) => {
-      if (!process.stdin.isTTY) return false;
-      const rl = createInterface({ input: process.stdin, output: process.stderr });
-      const a = await rl.question(`hitless: host ${h.name} presents an unknown ${type} key ${fp}. Trust and remember it? [y/N] `);
-      rl.close();
-      return /^y(es)?$/i.test(a.trim());
-    },
-  });
-}
-
-/** Answers typed (or piped) on stdin, read once and in order: a piped script of answers is
- * buffered, not lost when stdin ends before the question is asked. End of input = no answer. */
-function answers(): (prompt: string) => Promise<string | null> {
-  const it = createInterface({ input: process.stdin, terminal: false })[Symbol.asyncIterator]();
-  return async (prompt) => {
-    process.stderr.write(prompt);
-    const r = await it.next();
-    return r.done ? null : String(r.value);
-  };
-}
-
-function table(rows: (string | number)[][]): string {
-  const w = rows[0]!.map((_, c) => Math.max(...rows.map((r) => String(r[c]).length)));
-  return rows.map((r) => r.map((v, c) => String(v).padEnd(w[c]!)).join('  ')).join('\n');
-}
-
-function pct(xs: number[]): { p50: number; p99: number; max: number } {
-  const s = [...xs].sort((a, b) => a - b);
-  const at = (p: number) => (s.length ? s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)]! : 0);
-  const r = (x: number) => Math.round(x * 100) / 100;
-  return { p50: r(at(50)), p99: r(at(99)), max: r(s.at(-1) ?? 0) };
-}
-
-
-async function main(): Promise<void> {
+function args() {
   const [cmd, ...rest] = process.argv.slice(2);
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args: rest,
-      options: {
-        fleet: { type: 'string', default: '/var/tmp/hitless-lab/fleet.json' },
-        hosts: { type: 'string' },
-        to: { type: 'string' },
-        approve: { type: 'string', default: 'each' },
-        mode: { type: 'string', default: 'handoff' },
-        'budget-gap-ms': { type: 'string', default: '10' },
-        'budget-lost': { type: 'string', default: '0' },
-        format: { type: 'string', default: 'html' },
-        in: { type: 'string' },
-        json: { type: 'boolean', default: false },
-      },
-      strict: true,
-    }));
-  } catch (e) {
-    fail((e as Error).message);
-  }
-  if (cmd === 'report') return report(values.format!, values.in);
-  if (!['hosts', 'status', 'plan', 'upgrade', 'rollback'].includes(cmd ?? '')) fail(cmd ? `unknown command ${cmd}` : 'a command is needed');
-  const fleet = loadFleet(values.fleet!);
-  const hosts = pickHosts(fleet, values.hosts ?? (cmd === 'hosts' || cmd === 'status' ? 'all' : fail('--hosts is required')));
+  const { values } = parseArgs({
+    args: rest,
+    options: {
+      state: { type: 'string', default: process.env.HITLESS_STATE ?? join(process.env.XDG_STATE_HOME ?? join(homedir(), '.local', 'state'), 'hitless') },
+      fleet: { type: 'string' },
+      hosts: { type: 'string' },
+      to: { type: 'string' },
+      approve: { type: 'string', default: 'each' },
+      mode: { type: 'string', default: 'handoff' },
+      canary: { type: 'string' },
+      batch: { type: 'string', default: '1' },
+      'budget-gap-ms': { type: 'string', default: '10' },
+      'budget-lost': { type: 'string', default: '0' },
+      campaign: { type: 'string' },
+      reason: { type: 'string', default: 'rollback from the command line' },
+      format: { type: 'string', default: 'html' },
+      operator: { type: 'string', default: process.env.HITLESS_OPERATOR ?? userInfo().username },
+      json: { type: 'boolean', default: false },
+    },
+    strict: true,
+  });
+  if (!['hosts', 'status', 'plan', 'upgrade', 'resume', 'rollback', 'report'].includes(cmd ?? '')) throw new Usage(cmd ? `unknown command ${cmd}` : 'a command is needed');
+  return { cmd: cmd!, values };
+}
 
-  if (cmd === 'hosts' || cmd === 'status') {
-    const rows = await Promise.all(
-      hosts.map(async (h) => {
-        try {
-          const s = await session(fleet, h);
-          try {
-            const info = await s.agent.request(agent.hostInfo, {});
-            const st = await s.agent.request(agent.upgradeStatus, {});
-            return { host: h.name, reachable: true, release: info.active?.release ?? null, state: st.state, vms: st.vms, error: null };
-          } finally {
-            s.close();
+type Values = ReturnType<typeof args>['values'];
+
+class Cli {
+  readonly core: ConsoleCore;
+  private fleetHosts: string[] | null = null;
+
+  constructor(private readonly v: Values) {
+    this.core = new ConsoleCore({
+      stateDir: resolve(v.state!),
+      sshConfig: join(homedir(), '.ssh', 'config'),
+      knownHosts: join(homedir(), '.ssh', 'known_hosts'),
+      operator: v.operator!,
+      approvers: null,
+      transport: 'browser',
+      pdf: null,
+      secrets: null,
+      connectAll: false,
+    });
+  }
+
+  call<P extends z.ZodTypeAny, R extends z.ZodTypeAny>(req: { method: string; params: P; result: R }, params: z.input<P>): Promise<z.output<R>> {
+    return this.core.handle(req.method, params) as Promise<z.output<R>>;
+  }
+
+  /** The fleet file's hosts join the console's fleet (the file is the authority for them). */
+  async importFleet(): Promise<void> {
+    const file = this.v.fleet ?? (existsSync('/var/tmp/hitless-lab/fleet.json') ? '/var/tmp/hitless-lab/fleet.json' : null);
+    if (!file) return;
+    if (!existsSync(file)) throw new Error(`${file}: no such fleet file (is the lab up? lab/lab up --hosts 2 --vms 4)`);
+    await this.call(api.fleetImport, { from: 'fleet-file', path: resolve(file) });
+    this.fleetHosts = (await import('../core/fleet.js')).fromLabFleet(resolve(file)).hosts.map((h) => h.name);
+  }
+
+  /** The hosts named by --hosts (all: the fleet file's, else the whole fleet), connected. */
+  async hosts(list: string | undefined): Promise<HostRow[]> {
+    const known = this.core.rows().map((r) => r.name);
+    const all = this.fleetHosts ?? known;
+    const names = !list || list === 'all' ? all : list.split(',').map((s) => s.trim());
+    for (const n of names) if (!known.includes(n)) throw new Usage(`--hosts: no host ${n} in the fleet (${known.join(', ') || 'empty: give --fleet'})`);
+    await Promise.all(names.map((n) => this.core.conns.get(n)!.connect()));
+    for (const n of names) await this.decideKey(n);
+    return names.map((n) => this.core.rows().find((r) => r.name === n)!);
+  }
+
+  /** An unknown host key: asked on a terminal (as ssh does), refused otherwise. */
+  private async decideKey(name: string): Promise<void> {
+    const row = this.core.rows().find((r) => r.name === name)!;
+    if (row.conn !== 'hostkey-unknown' || !row.pending_key || !process.stdin.isTTY) return;
+    const a = await answers()(`hitless: host ${name} presents an unknown ${row.pending_key.type} key ${row.pending_key.fingerprint}. Trust and remember it? [y/N] `);
+    await this.call(api.hostKeyDecide, { name, fingerprint: row.pending_key.fingerprint, accept: /^y(es)?$/i.test(a?.trim() ?? '') });
+  }
+
+  release(): string {
+    const r = Version.safeParse(this.v.to);
+    if (!r.success) throw new Usage(`--to: ${this.v.to === undefined ? 'required' : `'${this.v.to}' is not a release version like 1.2.3`}`);
+    return r.data;
+  }
+
+  spec(hosts: string[]): CampaignSpec {
+    const mode = ModeChoice.safeParse(this.v.mode);
+    if (!mode.success) throw new Usage(`--mode: handoff, swap or auto, not '${this.v.mode}'`);
+    const approval = { each: 'each-vm', wave: 'each-wave', auto: 'auto' }[this.v.approve!];
+    if (!approval) throw new Usage(`--approve: each, wave or auto, not '${this.v.approve}'`);
+    const gap = Number(this.v['budget-gap-ms']);
+    const lost = Number(this.v['budget-lost']);
+    const batch = Number(this.v.batch);
+    if (!(gap > 0)) throw new Usage('--budget-gap-ms: a positive number of milliseconds');
+    if (!Number.isInteger(lost) || lost < 0) throw new Usage('--budget-lost: a whole number of frames, 0 or more');
+    if (!Number.isInteger(batch) || batch < 1) throw new Usage('--batch: a whole number of hosts, 1 or more');
+    return { hosts, release: this.release(), canary: this.v.canary ?? null, batch, approval: approval as CampaignSpec['approval'], budget: { max_gap_ms: gap, max_lost: lost }, mode: mode.data, host_modes: {} };
+  }
+
+  /** Follow a running campaign to its end: approvals asked on the terminal, progress on stderr. */
+  async follow(id: string): Promise<Campaign> {
+    const ask = answers();
+    const asked = new Set<string>();
+    const states = new Map<string, string>();
+    let queue: Promise<void> = Promise.resolve();
+    let end!: (c: Campaign) => void;
+    const ended = new Promise<Campaign>((r) => (end = r));
+    const answer = async (a: Approval) => {
+      const ans = parseAnswer(await ask(question(a)));
+      if (ans.kind === 'stop') return void (await this.call(api.campaignControl, { id, action: 'stop', scope: { level: 'campaign' } }));
+      if (ans.kind === 'abort') return void (await this.call(api.campaignControl, { id, action: 'abort', scope: { level: 'campaign' } }));
+      await this.call(api.approvalDecide, { id: a.id, decision: ans.kind, reason: ans.reason });
+    };
+    const unsubscribe = this.core.subscribe((method, params) => {
+      if (method === pushes.measurement.method) {
+        const p = pushes.measurement.params.parse(params);
+        if (p.campaign === id) console.error(measurementLine(p.host, p.measurement));
+      } else if (method === pushes.approvals.method) {
+        for (const a of pushes.approvals.params.parse(params).approvals)
+          if (a.campaign === id && !asked.has(a.id)) {
+            asked.add(a.id);
+            queue = queue.then(() => answer(a)).catch((e: Error) => console.error(`hitless: ${e.message}`));
           }
-        } catch (e) {
-          return { host: h.name, reachable: false, release: null, state: null, vms: [], error: (e as Error).message };
-        }
-      }),
-    );
-    if (values.json) console.log(JSON.stringify({ hosts: rows }));
-    else
-      console.log(
-        table([
-          ['host', 'reachable', 'release', 'state', 'vms', 'problem'],
-          ...rows.map((r) => [r.host, r.reachable ? 'yes' : 'NO', r.release ?? '-', r.state ?? '-', cmd === 'status' ? r.vms.map((v) => `${v.vm}@${v.serving ?? '-'}`).join(' ') : r.vms.length, r.error ?? '']),
-        ]),
-      );
-    if (rows.some((r) => !r.reachable)) process.exitCode = 1; // no silent skips
-    return;
+      } else if (method === pushes.campaign.method) {
+        const c = params as Campaign;
+        if (c.id !== id) return;
+        for (const line of hostChanges(states, c)) console.error(line);
+        if (FINAL.has(c.state) && !this.core.runs.get(id)?.busy) end(c);
+      }
+    });
+    const run = this.core.runs.get(id)!;
+    process.once('SIGINT', () => {
+      console.error('\nhitless: stopping: every host stays where it is (hitless resume to go on)');
+      void run.stop('stopped from the command line (Ctrl-C); every host stays where it is');
+    });
+    await run.settled();
+    unsubscribe();
+    return FINAL.has(run.c.state) ? run.c : Promise.race([ended, Promise.resolve(run.c)]);
   }
 
+  /** The CLI's result line: the campaign report's own summary, and each host's outcome. */
+  async result(c: Campaign, wallMs: number) {
+    const rep = (await this.call(api.reportGet, { campaign: c.id })) as Report;
+    const s = rep.summary;
+    const outcome = (state: string) => (state === 'committed' || state === 'skipped' || state === 'failed' ? state : 'stopped');
+    return {
+      campaign: c.id,
+      state: c.state,
+      hosts: c.hosts.length,
+      vms: s.vms,
+      upgraded: s.moved,
+      lost: s.lost,
+      gap_ms: { p50: s.break_ms.p50, p99: s.break_ms.p99, max: s.break_ms.max },
+      over_budget: s.over_budget,
+      background_gap_ms: s.background_gap_ms,
+      wall_ms: Math.round(wallMs),
+      outcomes: c.hosts.map((h) => ({ host: h.host, outcome: outcome(h.state), error: h.error })),
+      report: join(resolve(this.v.state!), 'campaigns', `${c.id}.json`),
+      error: c.error,
+    };
+  }
+}
+
+function print(v: Values, json: unknown, human: string): void {
+  if (v.json) console.log(JSON.stringify(json));
+  else console.log(human);
+}
+
+async function main(): Promise<number> {
+  let cmd: string;
+  let v: Values;
+  try {
+    ({ cmd, values: v } = args());
+  } catch (e) {
+    console.error(`hitless: ${(e as Error).message}\n${USAGE}`);
+    return 2;
+  }
+  const cli = new Cli(v);
+  try {
+    return await run(cli, cmd, v);
+  } catch (e) {
+    console.error(`hitless: ${(e as Error).message}${e instanceof Usage ? `\n${USAGE}` : ''}`);
+    return e instanceof Usage ? 2 : 1;
+  } finally {
+    cli.core.close();
+  }
+}
+
+async function run(cli: Cli, cmd: string, v: Values): Promise<number> {
+  if (cmd === 'report') {
+    const id = v.campaign ?? [...cli.core.runs.values()].map((r) => r.c).sort((a, b) => b.started.localeCompare(a.started))[0]?.id;
+    if (!id) throw new Error(`no campaign in ${v.state} (run hitless upgrade first)`);
+    const format = v.format as 'json' | 'csv' | 'html';
+    if (!['json', 'csv', 'html'].includes(format)) throw new Usage(`--format: json, csv or html, not '${v.format}'`);
+    const x = (await cli.call(api.reportExport, { campaign: id, format })) as z.infer<typeof Export>;
+    process.stdout.write(x.content);
+    return 0;
+  }
+  if (cmd === 'upgrade') cli.spec([]); // bad arguments are refused before anything connects
+  await cli.importFleet();
+  if (cmd === 'resume') {
+    const runs = [...cli.core.runs.values()].map((r) => r.c).sort((a, b) => b.started.localeCompare(a.started));
+    const c = v.campaign ? runs.find((x) => x.id === v.campaign) : runs.find((x) => ['stopped', 'interrupted', 'failed', 'paused'].includes(x.state));
+    if (!c) throw new Error(v.campaign ? `no campaign ${v.campaign}` : 'no stopped or interrupted campaign to resume');
+    await cli.hosts(c.hosts.map((h) => h.host).join(','));
+    const t0 = performance.now();
+    await cli.call(api.campaignControl, { id: c.id, action: 'resume', scope: { level: 'campaign' } });
+    const end = await cli.follow(c.id);
+    const r = await cli.result(end, performance.now() - t0);
+    print(v, r, `${r.campaign}: ${r.state}; ${r.upgraded} of ${r.vms} VMs moved, lost ${r.lost}`);
+    return end.state === 'done' ? 0 : 1;
+  }
+  const rows = await cli.hosts(v.hosts ?? (cmd === 'hosts' || cmd === 'status' ? 'all' : undefined) ?? (() => {
+    throw new Usage('--hosts is required');
+  })());
+  if (cmd === 'hosts' || cmd === 'status') {
+    const out = rows.map((r) => ({ host: r.name, reachable: r.conn === 'connected', release: r.active?.release ?? null, state: r.state, vms: r.vms, error: r.conn === 'connected' ? null : r.problem }));
+    print(v, { hosts: out }, table([
+      ['host', 'reachable', 'release', 'state', 'vms', 'problem'],
+      ...out.map((r) => [r.host, r.reachable ? 'yes' : 'NO', r.release ?? '-', r.state ?? '-', cmd === 'status' ? r.vms.map((x) => `${x.vm}@${x.serving ?? '-'}`).join(' ') : r.vms.length, r.error ?? '']),
+    ]));
+    return out.every((r) => r.reachable) ? 0 : 1; // no silent skips
+  }
   if (cmd === 'plan') {
-    const release = Version.safeParse(values.to);
-    if (!release.success) fail(`--to: ${values.to === undefined ? 'required' : `'${values.to}' is not a release version like 1.2.3`}`);
-    const plans = [];
-    for (const h of hosts) {
-      const s = await session(fleet, h);
-      try {
-        plans.push(await s.agent.request(agent.upgradePlan, { release: release.data! }));
-      } finally {
-        s.close();
-      }
-    }
-    if (values.json) console.log(JSON.stringify({ plans }));
-    else
-      console.log(
-        table([
-          ['host', 'from', 'mode', 'possible', 'break per VM', 'approvals', 'why'],
-          ...plans.flatMap((p) =>
-            p.modes.map((m) => [p.host, `${p.active.release} (core ${p.active.core ?? p.active.release})`, m.mode + (m.mode === p.recommended ? ' *' : ''), m.available ? 'yes' : 'no', fmtUs(m.predicted_break_us), m.approvals, m.reason]),
-          ),
-        ]) + '\n* recommended (hitless upgrade --mode auto picks it)',
-      );
-    return;
+    const plan = (await cli.call(api.campaignPreview, { ...cli.spec(rows.map((r) => r.name)), approval: 'each-vm' })) as Plan;
+    const plans = plan.waves.flatMap((w) => w.hosts).map((h) => ({ host: h.host, release: plan.spec.release, active: { release: h.from, core: h.core }, modes: h.options, recommended: h.recommended }));
+    print(v, { plans, blockers: plan.blockers, notes: plan.notes }, [
+      table([
+        ['host', 'from', 'mode', 'possible', 'break per VM', 'approvals', 'why'],
+        ...plans.flatMap((p) => p.modes.map((m) => [p.host, `${p.active.release} (core ${p.active.core ?? p.active.release})`, m.mode + (m.mode === p.recommended ? ' *' : ''), m.available ? 'yes' : 'no', fmtUs(m.predicted_break_us), m.approvals, m.reason])),
+      ]),
+      '* recommended (hitless upgrade --mode auto picks it)',
+      ...plan.notes,
+      ...plan.blockers.map((b) => `cannot start: ${b}`),
+    ].join('\n'));
+    return plan.blockers.length ? 1 : 0;
   }
-
   if (cmd === 'rollback') {
-    for (const h of hosts) {
-      const s = await session(fleet, h);
-      try {
-        const st = await s.agent.request(agent.upgradeRollback, {});
-        console.error(`${h.name}: ${st.last_outcome}; every VM on ${st.active?.release}`);
-      } finally {
-        s.close();
-      }
+    let ok = true;
+    for (const r of rows) {
+      const res = (await cli.call(api.rollbackRun, { scope: { level: 'host', host: r.name }, reason: v.reason! })) as RollbackResult;
+      ok &&= res.ok;
+      console.error(`${r.name}: ${res.plan.steps.map((s) => `${s.action}${s.to ? ` to ${s.to}` : ''}`).join(', ') || 'nothing to do'}; ${res.ok ? 'every VM verified with traffic' : res.errors.join('; ')}`);
     }
-    return;
+    return ok ? 0 : 1;
   }
-
   // upgrade
-  const release = Version.safeParse(values.to);
-  if (!release.success) fail(`--to: ${values.to === undefined ? 'required' : `'${values.to}' is not a release version like 1.2.3`}`);
-  if (values.approve !== 'each' && values.approve !== 'auto') fail(`--approve: each or auto, not '${values.approve}'`);
-  const mode = ModeChoice.safeParse(values.mode);
-  if (!mode.success) fail(`--mode: handoff, swap or auto, not '${values.mode}'`);
-  const gapBudget = Number(values['budget-gap-ms']);
-  const lostBudget = Number(values['budget-lost']);
-  if (!(gapBudget > 0)) fail('--budget-gap-ms: a positive number of milliseconds');
-  if (!Number.isInteger(lostBudget) || lostBudget < 0) fail('--budget-lost: a whole number of frames, 0 or more');
-  const approve = values.approve === 'auto' ? { auto: { max_gap_ms: gapBudget, max_lost: lostBudget } } : ('each' as const);
-  const ask = approve === 'each' ? answers() : async () => null;
+  const spec = cli.spec(rows.map((r) => r.name));
   const t0 = performance.now();
-  const outcomes: HostOutcome[] = [];
-  for (const h of hosts) {
-    let s: AgentSession;
-    try {
-      s = await session(fleet, h);
-    } catch (e) {
-      // an unreachable host stops the campaign: nothing is skipped silently
-      outcomes.push({ host: h.name, outcome: 'failed', measurements: [], error: `unreachable: ${(e as Error).message}` });
-      break;
-    }
-    try {
-      const o = await upgradeHost(s, { hosts: hosts.map((x) => x.name), release: release.data!, approve, mode: mode.data! }, async (host, vm, ctx) => {
-        const last = ctx.measured.at(-1);
-        const a = await ask(`switch ${vm} on ${host} to ${release.data}?` + (last ? ` (previous VM: ${gapMs(last).toFixed(2)} ms, dropped ${last.dropped})` : '') + ' [y/N/q] ');
-        return a === null || /^q/i.test(a) ? 'stop' : /^y/i.test(a) ? 'yes' : 'no';
-      }, (line) => console.error(line));
-      outcomes.push(o);
-      if (o.outcome === 'failed' || o.outcome === 'stopped') break; // stop means stop
-    } catch (e) {
-      outcomes.push({ host: h.name, outcome: 'failed', measurements: [], error: (e as Error).message });
-      break;
-    } finally {
-      s.close();
-    }
+  if (rows.every((r) => r.conn === 'connected' && r.state === 'idle' && r.active?.release === spec.release)) {
+    const r = { hosts: rows.length, vms: rows.reduce((n, x) => n + x.vms.length, 0), upgraded: 0, lost: 0, wall_ms: 0, outcomes: rows.map((x) => ({ host: x.name, outcome: 'skipped', error: null })) };
+    print(v, r, `every host already runs ${spec.release}: nothing to move`);
+    return 0;
   }
-  const wallMs = performance.now() - t0;
-  const ms = outcomes.flatMap((o) => o.measurements);
-  const result = {
-    hosts: hosts.length,
-    vms: hosts.reduce((n, h) => n + h.vms.length, 0),
-    // a handoff's target generation is named after its release; a swap's is "<gen>:<stage>@<release>"
-    upgraded: ms.filter((m) => m.to.startsWith(`${release.data!}-`) || m.to.endsWith(`@${release.data!}`)).length,
-    lost: ms.reduce((n, m) => n + m.dropped, 0),
-    gap_ms: pct(ms.map(gapMs)),
-    wall_ms: Math.round(wallMs),
-    outcomes: outcomes.map((o) => ({ host: o.host, outcome: o.outcome, error: o.error })),
-  };
-  const rep: CampaignReport = { release: release.data!, approve, started: new Date(Date.now() - wallMs).toISOString(), result, measurements: ms };
-  mkdirSync('results', { recursive: true });
-  const file = `results/campaign-${Date.now()}.json`;
-  writeFileSync(file, JSON.stringify(rep, null, 2));
-  console.error(`report: ${file} (hitless report --format html|csv|json)`);
-  if (values.json) console.log(JSON.stringify(result));
-  if (outcomes.some((o) => o.outcome !== 'committed' && o.outcome !== 'skipped') || outcomes.length < hosts.length) process.exitCode = 1;
+  let c: Campaign;
+  try {
+    c = (await cli.call(api.campaignStart, spec)) as Campaign;
+  } catch (e) {
+    // a host that cannot take part stops the campaign before it starts: nothing is skipped silently
+    const r = { hosts: rows.length, vms: 0, upgraded: 0, lost: 0, wall_ms: 0, outcomes: rows.map((x) => ({ host: x.name, outcome: 'failed', error: x.conn === 'connected' ? (e as Error).message : `unreachable: ${x.problem}` })) };
+    print(v, r, (e as Error).message);
+    return 1;
+  }
+  console.error(`campaign ${c.id}: ${c.plan.notes.join(' ')}`);
+  const end = await cli.follow(c.id);
+  const r = await cli.result(end, performance.now() - t0);
+  console.error(`report: ${r.report} (hitless report --campaign ${r.campaign} --format html|csv|json)`);
+  print(v, r, `${r.campaign}: ${r.state}; ${r.upgraded} of ${r.vms} VMs moved; lost ${r.lost}; break p50 ${r.gap_ms.p50 ?? '-'} ms, p99 ${r.gap_ms.p99 ?? '-'} ms, max ${r.gap_ms.max ?? '-'} ms${r.error ? `; ${r.error}` : ''}`);
+  return end.state === 'done' && end.hosts.every((h) => h.state === 'committed' || h.state === 'skipped') ? 0 : 1;
 }
 
-function report(format: string, input: string | undefined): void {
-  if (!['json', 'csv', 'html'].includes(format)) fail(`--format: json, csv or html, not '${format}'`);
-  const file =
-    input ??
-    (() => {
-      let names: string[] = [];
-      try {
-        names = readdirSync('results').filter((n) => /^campaign-\d+\.json$/.test(n)).sort();
-      } catch {
-        /* none */
-      }
-      return names.length ? `results/${names.at(-1)}` : fail('no campaign report in results/ (run hitless upgrade first)', 1);
-    })();
-  const rep = JSON.parse(readFileSync(file, 'utf8')) as CampaignReport;
-  process.stdout.write(renderReport(rep, format as 'json' | 'csv' | 'html'));
-}
-
-main().catch((e: unknown) => {
-  console.error(`hitless: ${e instanceof Error ? e.message : String(e)}`);
-  process.exit(1);
-});
+main().then(
+  (code) => process.exit(code),
+  (e: unknown) => {
+    console.error(`hitless: ${e instanceof Error ? e.message : String(e)}`);
+    process.exit(1);
+  },
+);

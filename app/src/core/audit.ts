@@ -4,7 +4,7 @@
 import { createHash } from 'node:crypto';
 import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { AuditEntry } from '../common/api.js';
+import { AuditEntry } from '../../../protocol/console.js';
 
 export const GENESIS = '0'.repeat(64);
 

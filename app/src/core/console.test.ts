@@ -10,8 +10,8 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { agent } from '../../../agent/src/common/protocol.js';
-import type { Approval, Campaign, CampaignSpec, Plan, RollbackResult } from '../common/api.js';
+import { agent } from '../../../protocol/agent.js';
+import type { Approval, Campaign, CampaignSpec, Plan, RollbackResult } from '../../../protocol/console.js';
 import { ConsoleCore } from './console.js';
 
 const repo = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');

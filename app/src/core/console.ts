@@ -1,5 +1,5 @@
 // The console core: the fleet and its SSH connections, campaigns, the approval queue, guided
-// rollback, reports and the audit log, behind the one API (common/api.ts). Plain Node: the
+// rollback, reports and the audit log, behind the one API (protocol/console.ts). Plain Node: the
 // Electron main process and the browser-mode host both wrap it, and neither adds logic of its
 // own. Every request is checked against its schema here, whichever transport carried it, and
 // every result against its own before it leaves. State lives in one directory: fleet.json,
@@ -7,8 +7,9 @@
 import { mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { z } from 'zod';
-import { agent, type UpgradePlan } from '../../../agent/src/common/protocol.js';
-import { api, Campaign, describeZodError, pushes, requestByMethod, type Approval, type ApiRequest, type Backend, type CampaignSpec, type Decision, type HostRow } from '../common/api.js';
+import { agent, type UpgradePlan } from '../../../protocol/agent.js';
+import { api, Campaign, pushes, requestByMethod, type Approval, type Backend, type CampaignSpec, type Decision, type HostRow } from '../../../protocol/console.js';
+import { describeZodError, type Request } from '../../../protocol/rpc.js';
 import { AuditLog } from './audit.js';
 import { buildReport, renderCsv, renderHtml, renderJson } from './campaignReport.js';
 import { CampaignRun } from './campaignRun.js';
@@ -30,6 +31,8 @@ export interface CoreOptions {
   maxConnecting?: number;
   /** secrets (identity passphrases): the OS keyring through Electron's safeStorage; null in browser mode */
   secrets: SecretStore | null;
+  /** connect every host of the fleet at start (default); the CLI connects only the hosts it acts on */
+  connectAll?: boolean;
 }
 
 export interface SecretStore {
@@ -100,7 +103,7 @@ export class ConsoleCore implements Backend {
 
   // ---------------------------------------------------------------- wiring: one line per method
 
-  private on<P extends z.ZodTypeAny, R extends z.ZodTypeAny>(req: ApiRequest<P, R>, fn: (p: z.output<P>) => Promise<z.input<R>>): void {
+  private on<P extends z.ZodTypeAny, R extends z.ZodTypeAny>(req: Request<P, R>, fn: (p: z.output<P>) => Promise<z.input<R>>): void {
     this.handlers.set(req.method, fn as Handler);
   }
 
@@ -179,7 +182,7 @@ export class ConsoleCore implements Backend {
       },
     );
     this.conns.set(h.name, c);
-    void c.connect();
+    if (this.opts.connectAll !== false) void c.connect();
     return c;
   }
 
@@ -214,9 +217,17 @@ export class ConsoleCore implements Backend {
     } catch (e) {
       throw new Error(`fleet/import: path: ${(e as Error).message}`);
     }
-    const r = this.fleet.merge(im);
-    for (const n of r.added) this.addConn(this.fleet.get(n)!);
-    this.record('fleet/import', { from: p.from, path: p.path, added: r.added, skipped: r.skipped });
+    const busy = (name: string) => {
+      const run = [...this.runs.values()].find((x) => x.busy && x.c.hosts.some((h) => h.host === name));
+      return run ? `part of campaign ${run.c.id}, which is running: not updated` : null;
+    };
+    const r = this.fleet.merge(im, busy);
+    for (const n of r.updated) {
+      this.conns.get(n)?.close();
+      this.conns.delete(n);
+    }
+    for (const n of [...r.added, ...r.updated]) this.addConn(this.fleet.get(n)!);
+    this.record('fleet/import', { from: p.from, path: p.path, added: r.added, updated: r.updated, skipped: r.skipped });
     this.fleetChanged();
     return r;
   }
@@ -334,6 +345,7 @@ export class ConsoleCore implements Backend {
     this.record(`campaign/${p.action}`, { campaign: p.id, scope: p.scope });
     if (p.action === 'pause') run.pause(p.scope);
     else if (p.action === 'resume') run.resume(p.scope);
+    else if (p.action === 'stop') await run.stop(`stopped by ${this.opts.operator}; every host stays where it is (resume to go on, or roll back)`);
     else await run.abort(p.scope);
     return run.c;
   }
@@ -373,7 +385,7 @@ export class ConsoleCore implements Backend {
     const busy = [...this.runs.values()].find((r) => r.busy && plan.steps.some((s) => r.c.hosts.some((h) => h.host === s.host)));
     if (busy) throw new Error(`rollback/run: campaign ${busy.c.id} is running on these hosts: pause or abort it first`);
     this.record('rollback/start', { scope, reason, steps: plan.steps.map((s) => ({ host: s.host, action: s.action, vms: s.vms })) });
-    const res = await runRollback(plan, this.rollbackDeps());
+    const res = await runRollback(plan, this.rollbackDeps(), { decision: 'approve', reason, by: this.opts.operator, at: new Date().toISOString() });
     const summary = res.ok ? 'ok: traffic verified' : `problems: ${[...res.errors, ...res.verify.filter((v) => !v.traffic).map((v) => `${v.host}/${v.vm}: no traffic`)].join('; ')}`;
     this.record('rollback/done', { scope, ok: res.ok, errors: res.errors });
     // the campaigns those hosts belong to say what happened to them

@@ -9,15 +9,17 @@ import { join } from 'node:path';
 import SSHConfig from 'ssh-config';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
-import { Fleet as LabFleet } from '../../../lab/src/fleet.js';
-import { describeZodError, HostEntry, HostName } from '../common/api.js';
+import { Fleet as FleetFile } from '../../../protocol/files.js';
+import { describeZodError } from '../../../protocol/rpc.js';
+import { HostEntry } from '../../../protocol/console.js';
+import { HostName } from '../../../protocol/names.js';
 
 export interface Imported {
   hosts: HostEntry[];
   skipped: { name: string; why: string }[];
 }
 
-const FleetFile = z.object({ version: z.literal(1), hosts: z.array(HostEntry) });
+const StoreFile = z.object({ version: z.literal(1), hosts: z.array(HostEntry) });
 
 export class FleetStore {
   private hosts: HostEntry[] = [];
@@ -25,7 +27,7 @@ export class FleetStore {
   constructor(readonly path: string) {
     if (!existsSync(path)) return;
     const raw = JSON.parse(readFileSync(path, 'utf8')) as unknown;
-    const f = FleetFile.safeParse(raw);
+    const f = StoreFile.safeParse(raw);
     if (!f.success) throw new Error(describeZodError(path, f.error));
     this.hosts = f.data.hosts;
   }
@@ -50,19 +52,31 @@ export class FleetStore {
     this.save();
   }
 
-  /** Add what is new; a name already present is reported, not overwritten. */
-  merge(im: Imported): { added: string[]; skipped: { name: string; why: string }[] } {
+  /** Add what is new. A name already present is reported, not overwritten — unless both come
+   * from the same fleet file's kind (the file is the authority for the hosts it defines: a lab
+   * rebuilt elsewhere), and may(name) allows it (a host in a running campaign is not touched). */
+  merge(im: Imported, may: (name: string) => string | null = () => null): { added: string[]; updated: string[]; skipped: { name: string; why: string }[] } {
     const added: string[] = [];
+    const updated: string[] = [];
     const skipped = [...im.skipped];
     for (const h of im.hosts) {
-      if (this.get(h.name)) skipped.push({ name: h.name, why: 'already in the fleet' });
-      else {
+      const old = this.get(h.name);
+      if (!old) {
         this.hosts.push(h);
         added.push(h.name);
+      } else if (old.source !== 'fleet-file' || h.source !== 'fleet-file') skipped.push({ name: h.name, why: 'already in the fleet' });
+      else if (JSON.stringify(old) === JSON.stringify(h)) skipped.push({ name: h.name, why: 'already in the fleet, unchanged' });
+      else {
+        const busy = may(h.name);
+        if (busy) skipped.push({ name: h.name, why: busy });
+        else {
+          this.hosts[this.hosts.indexOf(old)] = h;
+          updated.push(h.name);
+        }
       }
     }
-    if (added.length) this.save();
-    return { added, skipped };
+    if (added.length || updated.length) this.save();
+    return { added, updated, skipped };
   }
 
   remove(name: string): void {
@@ -181,10 +195,10 @@ export function fromAnsible(path: string, agentCommand: string): Imported {
   return out;
 }
 
-/** The lab's fleet.json: hosts reached through the lab's ssh config and pinned known_hosts. */
+/** A fleet file (the lab's fleet.json): hosts reached through its ssh config and pinned known_hosts. */
 export function fromLabFleet(path: string): Imported {
   const raw = JSON.parse(readFileSync(path, 'utf8')) as unknown;
-  const f = LabFleet.safeParse(raw);
+  const f = FleetFile.safeParse(raw);
   if (!f.success) throw new Error(describeZodError(path, f.error));
   const out: Imported = { hosts: [], skipped: [] };
   for (const h of f.data.hosts) entry({ name: h.name, ssh: { alias: h.name, config: f.data.ssh_config }, agent_command: `${h.agent} --stdio`, group: null }, 'fleet-file', out);

@@ -7,8 +7,10 @@
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import type { z } from 'zod';
-import { agent, events, type Measurement, type RpcRequest, type UpgradeStatus } from '../../../agent/src/common/protocol.js';
-import { gapMs, type HostEntry, type HostRow, type Mark, type TrafficSample } from '../common/api.js';
+import { agent, events, type UpgradeStatus } from '../../../protocol/agent.js';
+import type { HostEntry, HostRow, Mark, TrafficSample } from '../../../protocol/console.js';
+import type { Measurement } from '../../../protocol/measure.js';
+import type { Request } from '../../../protocol/rpc.js';
 import { HostKeyError, openAgentSessionTo, type AgentSession } from './ssh/agentSession.js';
 import { rememberHostKey } from './ssh/knownHosts.js';
 import { resolveHost, type SshTarget } from './ssh/sshConfig.js';
@@ -62,6 +64,8 @@ export class HostConn {
   private pendingKey: { target: SshTarget; key: Buffer; fp: string } | null = null;
   private closed = false;
   private attempt: Promise<void> | null = null;
+  /** drivers waiting for a pushed status (hostUpgrade.ts until) */
+  private readonly waiters = new Set<{ check(st: UpgradeStatus): void; fail(e: Error): void }>();
 
   constructor(
     readonly entry: HostEntry,
@@ -176,6 +180,7 @@ export class HostConn {
     if (this.refresher) clearInterval(this.refresher);
     this.refresher = null;
     this.session = null;
+    for (const w of [...this.waiters]) w.fail(new Error(`${this.entry.name}: the connection to its agent dropped; the host keeps its state (resume when it is back)`));
     if (this.closed) return;
     this.set({ conn: 'disconnected', problem: 'the SSH connection dropped; reconnecting' });
     this.scheduleRetry();
@@ -218,12 +223,39 @@ export class HostConn {
     if (this.marks.length > MAX_MARKS) this.marks.splice(0, this.marks.length - MAX_MARKS);
     const vm = this.row.vms.find((r) => r.vm === m.vm);
     if (vm) vm.last = m;
-    this.row.last_break_ms = gapMs(m);
+    this.row.last_break_ms = m.break_ms;
     if (live) this.on.measurement(this.entry.name, m, at);
     this.on.changed();
   }
 
+  /** The first status the agent pushes from now on for which pred holds (hostUpgrade.ts). */
+  until(pred: (st: UpgradeStatus) => boolean, signal: AbortSignal): Promise<UpgradeStatus> {
+    return new Promise((resolve, reject) => {
+      const w = {
+        check: (st: UpgradeStatus) => {
+          if (!pred(st)) return;
+          done();
+          resolve(st);
+        },
+        fail: (e: Error) => {
+          done();
+          reject(e);
+        },
+      };
+      const onAbort = () => w.fail(new Error(`${this.entry.name}: stopped waiting for its agent (${String(signal.reason ?? 'aborted')})`));
+      const done = () => {
+        this.waiters.delete(w);
+        signal.removeEventListener('abort', onAbort);
+      };
+      if (signal.aborted) return onAbort();
+      if (!this.session) return w.fail(new Error(`${this.entry.name} is not connected (${this.row.conn})`));
+      signal.addEventListener('abort', onAbort);
+      this.waiters.add(w);
+    });
+  }
+
   applyStatus(st: UpgradeStatus): void {
+    for (const w of [...this.waiters]) w.check(st);
     // a swap keeps the generation: the VMs are on the target's release once the stage is swapped
     const rel = (g: string | null, moved: boolean) =>
       g === null ? null : st.mode === 'swap' && moved && st.target ? st.target.release : g === st.active?.gen ? st.active.release : g === st.target?.gen ? st.target.release : null;
@@ -263,7 +295,7 @@ export class HostConn {
   }
 
   /** A request to this host's agent; refuses clearly when the host is not connected. */
-  async request<P extends z.ZodTypeAny, R extends z.ZodTypeAny>(req: RpcRequest<P, R>, params: z.input<P>): Promise<z.output<R>> {
+  async request<P extends z.ZodTypeAny, R extends z.ZodTypeAny>(req: Request<P, R>, params: z.input<P>): Promise<z.output<R>> {
     const s = this.session;
     if (!s) throw new Error(`${this.entry.name} is not connected (${this.row.conn}${this.row.problem ? `: ${this.row.problem}` : ''})`);
     return s.agent.request(req, params);

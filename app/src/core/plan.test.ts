@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import type { UpgradePlan } from '../../../agent/src/common/protocol.js';
-import type { CampaignSpec, HostRow } from '../common/api.js';
+import type { UpgradePlan } from '../../../protocol/agent.js';
+import type { CampaignSpec, HostRow } from '../../../protocol/console.js';
 import { planCampaign } from './plan.js';
 
 function row(name: string, over: Partial<HostRow> = {}): HostRow {
@@ -19,7 +19,7 @@ test('plan: canary alone first, then batches; two hosts of one rack never share 
   const p = planCampaign(spec(), rows);
   assert.deepEqual(p.blockers, []);
   assert.deepEqual(p.waves.map((w) => [w.name, w.hosts.map((h) => h.host)]), [['canary', ['a']], ['wave 1', ['b', 'd']], ['wave 2', ['c', 'e']]]);
-  assert.deepEqual(p.waves[0]!.hosts[0], { host: 'a', group: 'r1', from: '1.0.0', vms: ['a-vm1'], mode: 'handoff', options: [], predicted_break_us: null });
+  assert.deepEqual(p.waves[0]!.hosts[0], { host: 'a', group: 'r1', from: '1.0.0', core: '1.0.0', vms: ['a-vm1'], mode: 'handoff', options: [], recommended: null, predicted_break_us: null });
   assert.match(p.notes[0]!, /5 VMs on 5 hosts move to 1\.1\.0 in 3 waves.*each VM waits for an operator approval.*10 ms break and 0 lost frames/);
 });
 

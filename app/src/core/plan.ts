@@ -3,8 +3,9 @@
 // same group (rack or pair, from the inventory) are never in one wave. Each host's upgrade mode
 // (handoff or swap) is the operator's choice for it, checked against what its agent judged
 // possible (upgrade/plan, gathered by the caller). Pure: no I/O.
-import type { UpgradeMode, UpgradePlan } from '../../../agent/src/common/protocol.js';
-import type { CampaignSpec, HostRow, Plan, PlanWave } from '../common/api.js';
+import type { UpgradeMode } from '../../../protocol/files.js';
+import type { UpgradePlan } from '../../../protocol/agent.js';
+import type { CampaignSpec, HostRow, Plan, PlanWave } from '../../../protocol/console.js';
 
 export function planCampaign(spec: CampaignSpec, rows: readonly HostRow[], options: ReadonlyMap<string, UpgradePlan> = new Map()): Plan {
   const blockers: string[] = [];
@@ -64,7 +65,8 @@ export function planCampaign(spec: CampaignSpec, rows: readonly HostRow[], optio
     const mode = modes.get(r.name)!;
     const opts = options.get(r.name)?.modes ?? [];
     const predicted = opts.find((m) => m.mode === mode)?.predicted_break_us ?? null;
-    return { host: r.name, group: r.group, from: r.active?.release ?? null, vms: r.vms.map((v) => v.vm), mode, options: opts, predicted_break_us: predicted };
+    const judged = options.get(r.name);
+    return { host: r.name, group: r.group, from: r.active?.release ?? null, core: r.active?.core ?? r.active?.release ?? null, vms: r.vms.map((v) => v.vm), mode, options: opts, recommended: judged?.recommended ?? null, predicted_break_us: predicted };
   };
   const canary = movers.find((r) => r.name === spec.canary);
   if (canary) waves.push({ index: 0, name: 'canary', hosts: [planHost(canary)] });

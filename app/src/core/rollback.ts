@@ -4,10 +4,12 @@
 // agent (moved VMs back to the old generation, the new one stopped; or, after an in-place stage
 // swap, the old stage swapped back); a committed host is downgraded the hitless way its agent
 // recommends: the old release started beside the new one and each VM handed back, or the old
-// stage swapped back in place where core and DPDK allow; then committed.
-import { agent } from '../../../agent/src/common/protocol.js';
-import type { Campaign, RollbackPlan, RollbackResult, RollbackScope } from '../common/api.js';
+// stage swapped back in place where core and DPDK allow; then committed (hostUpgrade.ts, the
+// same driver as a campaign's).
+import { agent } from '../../../protocol/agent.js';
+import type { Campaign, Decision, RollbackPlan, RollbackResult, RollbackScope } from '../../../protocol/console.js';
 import type { HostConn } from './hostConn.js';
+import { upgradeHost } from './hostUpgrade.js';
 
 type Step = RollbackPlan['steps'][number];
 
@@ -83,32 +85,31 @@ export function previewRollback(scope: RollbackScope, d: RollbackDeps): Rollback
   return { scope, steps, blockers };
 }
 
-async function runStep(conn: HostConn, s: Step): Promise<void> {
+/** One host's step. A downgrade is a whole upgrade to the old release, by the one host-upgrade
+ * driver: in the mode its agent recommends, every move approved by the rollback itself (the
+ * operator approved the plan, with its reason), no budget (the way back is taken regardless). */
+async function runStep(conn: HostConn, s: Step, approval: Decision): Promise<void> {
   if (s.action === 'move-back') await conn.request(agent.upgradeRollback, { vms: s.vms });
   else if (s.action === 'retire-target') await conn.request(agent.upgradeRollback, {});
   else if (s.action === 'downgrade') {
-    // the agent's recommended mode; an agent from before upgrade modes refuses `mode`: handoff
-    const st = await conn
-      .request(agent.upgradePrepare, { release: s.to!, approve: 'each', mode: 'auto' })
-      .catch((e: Error) => {
-        if (!/mode/.test(e.message)) throw e;
-        return conn.request(agent.upgradePrepare, { release: s.to!, approve: 'each' });
-      });
-    if (st.mode === 'swap') await conn.request(agent.upgradeSwitch, { vms: st.vms.map((v) => v.vm) });
-    else for (const vm of s.vms) await conn.request(agent.upgradeSwitch, { vms: [vm] });
-    await conn.request(agent.upgradeCommit, {});
+    const r = await upgradeHost(
+      conn,
+      { release: s.to!, mode: 'auto', approval: 'each', budget: null, denied: [] },
+      { signal: new AbortController().signal, gate: async () => undefined, ask: async () => approval, preparing: () => undefined, switching: () => undefined, vm: () => undefined },
+    );
+    if (r.outcome === 'failed') throw new Error(r.error);
   }
 }
 
 /** Execute a previewed plan (refused if it has blockers), then verify every VM it touched. */
-export async function runRollback(plan: RollbackPlan, d: RollbackDeps): Promise<RollbackResult> {
+export async function runRollback(plan: RollbackPlan, d: RollbackDeps, approval: Decision): Promise<RollbackResult> {
   if (plan.blockers.length) return { plan, ok: false, verify: [], errors: plan.blockers };
   const errors: string[] = [];
   for (const s of plan.steps) {
     const conn = d.conn(s.host);
     if (!conn) continue;
     try {
-      await runStep(conn, s);
+      await runStep(conn, s, approval);
     } catch (e) {
       errors.push(`${s.host}: ${(e as Error).message}`);
       break; // stop means stop: the next host is not touched after a failure

@@ -7,11 +7,11 @@ import { join } from 'node:path';
 import { readFile } from 'node:fs/promises';
 import { userInfo } from 'node:os';
 import { app, BrowserWindow, ipcMain, protocol, session, type IpcMainEvent } from 'electron';
-import { Envelope } from '../common/api.js';
+import { IPC_CHANNEL } from '../../../protocol/rpc.js';
+import { Envelope } from '../../../protocol/console.js';
 import { ConsoleCore } from '../core/console.js';
 import { SafeSecrets } from './secrets.js';
 
-const CHANNEL = 'hitless/api';
 const ORIGIN = 'hitless://app';
 const CSP = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; font-src 'self'; connect-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
 const rendererDir = join(__dirname, '..', 'renderer');
@@ -79,16 +79,16 @@ async function main(): Promise<void> {
   win.webContents.on('will-attach-webview', (e) => e.preventDefault());
 
   const off = core.subscribe((method, params) => {
-    if (!win.isDestroyed()) win.webContents.send(CHANNEL, { type: 'push', method, params });
+    if (!win.isDestroyed()) win.webContents.send(IPC_CHANNEL, { type: 'push', method, params });
   });
-  ipcMain.on(CHANNEL, (e: IpcMainEvent, raw: unknown) => {
+  ipcMain.on(IPC_CHANNEL, (e: IpcMainEvent, raw: unknown) => {
     if (!e.senderFrame || !e.senderFrame.url.startsWith(`${ORIGIN}/`)) return; // only our page
     const m = Envelope.safeParse(raw);
-    if (!m.success || m.data.type !== 'request') return e.sender.send(CHANNEL, { type: 'error', id: 0, message: 'expected {type:"request", id, method, params}' });
+    if (!m.success || m.data.type !== 'request') return e.sender.send(IPC_CHANNEL, { type: 'error', id: 0, message: 'expected {type:"request", id, method, params}' });
     const { id, method, params } = m.data;
     core.handle(method, params).then(
-      (result) => e.sender.send(CHANNEL, { type: 'result', id, result }),
-      (err: unknown) => e.sender.send(CHANNEL, { type: 'error', id, message: err instanceof Error ? err.message : String(err) }),
+      (result) => e.sender.send(IPC_CHANNEL, { type: 'result', id, result }),
+      (err: unknown) => e.sender.send(IPC_CHANNEL, { type: 'error', id, message: err instanceof Error ? err.message : String(err) }),
     );
   });
   win.on('closed', () => {

@@ -1,13 +1,16 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import type { TrafficSample } from '../common/api.js';
-import type { Measurement } from '../../../agent/src/common/protocol.js';
+import type { TrafficSample } from '../../../protocol/console.js';
+import { figures, type Measurement } from '../../../protocol/measure.js';
 import { ChartBuffer, toPlotData } from './chartBuffer.js';
 
 const s = (vm: string, t: number, rx = 1000, tx = 900): TrafficSample => ({ vm, t, rx_pps: rx, tx_pps: tx, dropped: 0 });
 
-function meas(vm: string, t_ns: number, over: Partial<Measurement> = {}): Measurement {
-  return { vm, mode: 'handoff', from: 'A', to: 'B', t_ns, window_us: 400, passive_gap_us: 650, rings: [], anomalies: [], dropped: 0, probe: null, within_budget: true, ...over };
+/** A measured switch; probe: what the lab probe saw towards the VM (none: no witness). */
+function meas(vm: string, t_ns: number, probe: { lost: number; gap_ms: number } | null = null, within: boolean | null = true): Measurement {
+  const witness = probe ? { source: 'lab probe', threshold_ms: 0.5, rx: { flows: 1, lost: probe.lost, delayed: 0, gap_ms: probe.gap_ms, offered_pps: 1000 }, tx: null, background: { seconds: 0, gaps: [] } } : null;
+  const parts = { vm, mode: 'handoff' as const, from: 'A', to: 'B', t_ns, window_us: 400, passive_gap_us: 650, rings: [], anomalies: [], dropped: probe?.lost ?? 0, witness };
+  return { ...parts, ...figures(parts, null), within_budget: within };
 }
 
 test('samples go to their VM, in time order, and the VMs are listed', () => {
@@ -61,15 +64,15 @@ test('a pushed measurement is marked at its `at` with its gap; the same switch t
   const b = new ChartBuffer();
   b.addMeasurement('h1', meas('vm1', 5e9), 100_000);
   b.addMeasurement('h1', meas('vm1', 5e9), 100_500);
-  b.addMeasurement('h1', meas('vm2', 6e9, { probe: { lost: 3, gap_ms: 4.2 }, dropped: 3, within_budget: false }), 101_000);
+  b.addMeasurement('h1', meas('vm2', 6e9, { lost: 3, gap_ms: 4.2 }, false), 101_000);
   const m1 = b.view('h1', 'vm1').marks;
   assert.equal(m1.length, 1);
   assert.equal(m1[0]!.t, 100_000);
-  assert.equal(m1[0]!.gapMs, 0.65, 'no probe: the larger of keeper window and datapath gap');
+  assert.equal(m1[0]!.breakMs, 0.65, 'no probe: the larger of keeper window and datapath gap');
   const m2 = b.view('h1', 'vm2').marks;
-  assert.equal(m2[0]!.gapMs, 4.2, 'the probe gap when there is one');
+  assert.equal(m2[0]!.breakMs, 4.2, 'the probe gap when there is one');
   assert.equal(m2[0]!.withinBudget, false);
-  assert.equal(m2[0]!.dropped, 3);
+  assert.equal(m2[0]!.lost, 3);
 });
 
 test('seeded marks are drawn at once, at their `at`, whatever the host clock says', () => {
@@ -121,8 +124,8 @@ test('marks leave with the window and are capped', () => {
 test('plot data aligns samples and marks on one x axis in seconds', () => {
   const b = new ChartBuffer();
   b.addSamples('h1', [s('vm1', 1000, 10, 11), s('vm1', 3000, 30, 31)]);
-  b.addMeasurement('h1', meas('vm1', 1e9, { probe: { lost: 0, gap_ms: 0.5 } }), 2000);
-  b.addMeasurement('h1', meas('vm1', 2e9, { probe: { lost: 0, gap_ms: 0.7 } }), 3000);
+  b.addMeasurement('h1', meas('vm1', 1e9, { lost: 0, gap_ms: 0.5 }), 2000);
+  b.addMeasurement('h1', meas('vm1', 2e9, { lost: 0, gap_ms: 0.7 }), 3000);
   const d = toPlotData(b.view('h1', 'vm1'), 10);
   assert.deepEqual(d.x, [1, 2, 3]);
   assert.deepEqual(d.rx, [10, null, 30]);

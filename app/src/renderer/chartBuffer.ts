@@ -5,8 +5,8 @@
 // Marker time: every switch comes with `at` (epoch ms: when the console, or from the host's
 // journal the agent, saw it); the marker is drawn there. A Measurement's own t_ns is the host's
 // monotonic clock and only identifies the switch (vm@t_ns), so seed and push mark it once.
-import { gapMs, type Mark, type TrafficSample } from '../common/api.js';
-import type { Measurement } from '../../../agent/src/common/protocol.js';
+import type { Mark, TrafficSample } from '../../../protocol/console.js';
+import type { Measurement } from '../../../protocol/measure.js';
 
 export interface Sample {
   readonly t: number;
@@ -19,8 +19,10 @@ export interface ChartMark {
   /** wall-clock ms where the marker is drawn (the switch's `at`) */
   readonly t: number;
   readonly vm: string;
-  readonly gapMs: number;
-  readonly dropped: number;
+  /** the VM's break (ms), as the agent measured it */
+  readonly breakMs: number;
+  /** frames the VM lost in it (protocol/measure.ts lost) */
+  readonly lost: number;
   readonly from: string;
   readonly to: string;
   readonly withinBudget: boolean | null;
@@ -127,7 +129,7 @@ export class ChartBuffer {
     const s = this.series(h, m.vm);
     // a switch is identified by vm@t_ns: seed and pushes overlap, each switch is marked once
     if (s.marks.some((x) => x.tNs === m.t_ns)) return false;
-    const mark: ChartMark = { t: at, vm: m.vm, gapMs: gapMs(m), dropped: m.dropped, from: m.from, to: m.to, withinBudget: m.within_budget, tNs: m.t_ns };
+    const mark: ChartMark = { t: at, vm: m.vm, breakMs: m.break_ms, lost: m.lost, from: m.from, to: m.to, withinBudget: m.within_budget, tNs: m.t_ns };
     s.marks.splice(lowerBound(s.marks, at), 0, mark);
     this.trim(s);
     return true;
@@ -211,14 +213,14 @@ export function toPlotData(view: SeriesView, budgetMs: number | null): PlotData 
       x.push(ts / 1000);
       rx.push(view.rx[i]!);
       tx.push(view.tx[i]!);
-      gap.push(ts === tm && mark ? mark.gapMs : null);
+      gap.push(ts === tm && mark ? mark.breakMs : null);
       i++;
       if (ts === tm) j++;
     } else {
       x.push(tm / 1000);
       rx.push(null);
       tx.push(null);
-      gap.push(mark!.gapMs);
+      gap.push(mark!.breakMs);
       j++;
     }
   }

@@ -3,7 +3,8 @@
 // local server (reconnecting with backoff). Every message is validated at this boundary:
 // params before they leave, results and pushes when they arrive.
 import type { z } from 'zod';
-import { Envelope, describeZodError, type ApiPush, type ApiRequest } from '../common/api.js';
+import { Envelope } from '../../../protocol/console.js';
+import { describeZodError, type Notification, type Request } from '../../../protocol/rpc.js';
 
 /** What Electron's preload exposes (contextBridge). */
 export interface Bridge {
@@ -120,7 +121,7 @@ export class ConsoleClient {
   }
 
   /** Send one request; resolves with its validated result, rejects with Error(message). */
-  call<P extends z.ZodTypeAny, R extends z.ZodTypeAny>(req: ApiRequest<P, R>, params: z.input<P>): Promise<z.output<R>> {
+  call<P extends z.ZodTypeAny, R extends z.ZodTypeAny>(req: Request<P, R>, params: z.input<P>): Promise<z.output<R>> {
     const parsed = req.params.safeParse(params);
     if (!parsed.success) return Promise.reject(new Error(describeZodError(req.method, parsed.error)));
     const id = this.nextId++;
@@ -134,7 +135,7 @@ export class ConsoleClient {
   }
 
   /** Subscribe to a push; returns the unsubscribe function. */
-  on<P extends z.ZodTypeAny>(push: ApiPush<P>, fn: (params: z.output<P>) => void): () => void {
+  on<P extends z.ZodTypeAny>(push: Notification<P>, fn: (params: z.output<P>) => void): () => void {
     let sub = this.subs.get(push.method);
     if (!sub) {
       sub = { schema: push.params, fns: new Set() };

@@ -1,6 +1,6 @@
 // Save an export (report/export, audit/export) as a file: a Blob and an <a download> click.
 import type { z } from 'zod';
-import type { Export } from '../common/api.js';
+import type { Export } from '../../../protocol/console.js';
 
 export function downloadExport(x: z.infer<typeof Export>): void {
   const body = x.base64 ? Uint8Array.from(atob(x.content), (c) => c.charCodeAt(0)) : x.content;

@@ -3,14 +3,14 @@
 import { useMutation, type UseQueryResult } from '@tanstack/react-query';
 import { useEffect, useState, useSyncExternalStore } from 'react';
 import type { z } from 'zod';
-import type { ApiRequest } from '../common/api.js';
+import type { Request } from '../../../protocol/rpc.js';
 import { client, type LinkState } from './client.js';
 import { clearError, reportError } from './errors.js';
 import { parseRoute, type Route } from './route.js';
 
 /** A request the operator triggers: clears the error line when it starts, fills it on failure. */
 export function useAction<P extends z.ZodTypeAny, R extends z.ZodTypeAny>(
-  req: ApiRequest<P, R>,
+  req: Request<P, R>,
   onSuccess?: (result: z.output<R>, params: z.input<P>) => void,
 ) {
   return useMutation<z.output<R>, Error, z.input<P>>({

@@ -1,7 +1,7 @@
 // Subscribe once, at start-up, to everything the core pushes: snapshots go into the query cache,
 // the high-rate series into the chart buffer. Also refetches everything after a reconnect.
 import type { QueryClient } from '@tanstack/react-query';
-import { pushes } from '../common/api.js';
+import { pushes } from '../../../protocol/console.js';
 import type { ChartBuffer } from './chartBuffer.js';
 import type { ConsoleClient } from './client.js';
 import { reportError } from './errors.js';

@@ -2,7 +2,7 @@
 // and the staleTime together. Data the core pushes (fleet, campaigns, approvals) is fetched once
 // and then kept fresh by pushes.ts through setQueryData, hence staleTime Infinity.
 import { queryOptions, type QueryClient } from '@tanstack/react-query';
-import { api, type Campaign, type HostRow } from '../common/api.js';
+import { api, type Campaign, type HostRow } from '../../../protocol/console.js';
 import { client } from './client.js';
 
 export const sessionKeys = {

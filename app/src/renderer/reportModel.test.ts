@@ -1,13 +1,14 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import type { Campaign } from '../common/api.js';
-import type { Measurement } from '../../../agent/src/common/protocol.js';
+import type { Campaign } from '../../../protocol/console.js';
+import { figures, type Measurement } from '../../../protocol/measure.js';
 import { commonReleases } from './format.js';
-import { campaignProgress, histogram } from './reportModel.js';
+import { campaignProgress } from './reportModel.js';
 
-const m = (vm: string, gap_ms: number, dropped = 0, within: boolean | null = null): Measurement => ({
-  vm, mode: 'handoff', from: '1.0.0', to: '1.1.0', t_ns: 1, window_us: 300, passive_gap_us: 500, rings: [], anomalies: [], dropped, probe: { lost: dropped, gap_ms }, within_budget: within,
-});
+const m = (vm: string, gap_ms: number, dropped = 0): Measurement => {
+  const parts = { vm, mode: 'handoff' as const, from: '1.0.0', to: '1.1.0', t_ns: 1, window_us: 300, passive_gap_us: 500, rings: [], anomalies: [], dropped, witness: null };
+  return { ...parts, ...figures({ ...parts, passive_gap_us: gap_ms * 1000 }, { max_gap_ms: 5, max_lost: 0 }) };
+};
 
 const campaign: Campaign = {
   id: 'c1',
@@ -45,22 +46,6 @@ const campaign: Campaign = {
 
 test('progress counts VMs in final states as done', () => {
   assert.deepEqual(campaignProgress(campaign), { total: 4, moved: 2, denied: 1, failed: 0, rolledBack: 0, active: 1, done: 3 });
-});
-
-test('histogram bins are nice widths covering the budget, every value counted once', () => {
-  const bins = histogram([0.3, 0.35, 1.2, 4.9], 10);
-  assert.equal(bins[0]!.lo, 0);
-  assert.ok(bins.at(-1)!.hi >= 10);
-  assert.equal(bins.reduce((n, b) => n + b.count, 0), 4);
-  const width = bins[0]!.hi - bins[0]!.lo;
-  assert.equal(width, 0.5);
-  assert.equal(bins[0]!.count, 2);
-  assert.ok(bins.length <= 20);
-  assert.deepEqual(histogram([], 10), []);
-  // the maximum lands in the last bin, not past it
-  const top = histogram([2, 4], null, 4);
-  assert.equal(top.reduce((n, b) => n + b.count, 0), 2);
-  assert.equal(top.at(-1)!.count, 1);
 });
 
 test('releases common to the chosen hosts, newest first', () => {

@@ -1,8 +1,8 @@
 // Shared pieces of the screens: the error line, sortable/filterable tables, an in-page confirm
 // (no window.confirm: it blocks and test drivers dismiss it), measured-vs-budget cells.
 import { useMemo, useState, type ReactNode } from 'react';
-import type { CampaignDecision } from '../common/api.js';
-import type { Budget } from '../../../agent/src/common/protocol.js';
+import type { CampaignDecision } from '../../../protocol/console.js';
+import type { Budget } from '../../../protocol/measure.js';
 import { clearError, useShownError } from './errors.js';
 import { fmtDateTime, fmtFrames, fmtLimitMs, fmtMs, fmtTime, orDash } from './format.js';
 import { filterRows, nextSort, sortRows, type Column, type SortState } from './tableSort.js';
@@ -104,12 +104,13 @@ export function GapVsBudget({ gap, budget, within }: { gap: number | null; budge
   );
 }
 
-export function DroppedVsBudget({ dropped, budget }: { dropped: number | null; budget: Budget | null }) {
-  if (dropped === null) return <span className="muted">—</span>;
-  const over = budget !== null && dropped > budget.max_lost;
+/** Frames a VM lost in its switch (protocol/measure.ts lost) beside the budget. */
+export function LostVsBudget({ lost, budget }: { lost: number | null; budget: Budget | null }) {
+  if (lost === null) return <span className="muted">—</span>;
+  const over = budget !== null && lost > budget.max_lost;
   return (
     <span className={over ? 'bad' : budget ? 'good' : undefined}>
-      {fmtFrames(dropped)}
+      {fmtFrames(lost)}
       {budget ? <span className="muted"> / {budget.max_lost}</span> : null}
     </span>
   );

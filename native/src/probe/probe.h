@@ -97,6 +97,8 @@ struct probe_rx {
 	int flow;              /* local flow index when this is its intended receiver, else -1 */
 	bool resumed;          /* its flow was paused and resumed: the next gap is not a break */
 	uint64_t received, dup, reordered;
+	uint64_t missing;      /* sequence numbers below max_seq that have not arrived (yet) */
+	uint64_t late;         /* arrivals that filled a missing number: delayed, not lost */
 	uint64_t max_seq, last_seq, first_ns, last_ns, last_tx_ns;
 	uint64_t lat_sum_ns, lat_max_ns;
 	uint64_t gap_count, max_gap_ns; /* gap_count is stored with release after gaps[] */

@@ -120,6 +120,8 @@ add_rx_metrics(struct probe_ctx *ctx, json_t *o, struct probe_rx *e, uint64_t of
 	}
 	json_object_set_new(o, "received", json_integer((json_int_t)received));
 	json_object_set_new(o, "lost", json_integer((json_int_t)lost));
+	json_object_set_new(o, "missing", json_integer((json_int_t)PROBE_GET(e->missing)));
+	json_object_set_new(o, "late", json_integer((json_int_t)PROBE_GET(e->late)));
 	json_object_set_new(o, "dup", json_integer((json_int_t)dup));
 	json_object_set_new(o, "reordered", json_integer((json_int_t)PROBE_GET(e->reordered)));
 	json_object_set_new(o, "gaps", gaps);

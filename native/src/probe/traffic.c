@@ -277,7 +277,19 @@ record_gap(struct probe_ctx *ctx, struct probe_rx *e, int idx, uint64_t now, uin
 
 /* Account one of our frames: gap check against the previous arrival, then duplicate /
  * reorder classification with a sliding bitmap over the last PROBE_DUP_WINDOW sequence
- * numbers (older arrivals cannot be checked for duplication and count as reordered). */
+ * numbers (older arrivals cannot be checked for duplication and count as reordered).
+ * Sequence accounting for lost vs delayed: a jump past max_seq leaves the numbers skipped
+ * missing; a frame that arrives behind max_seq (not a duplicate) fills one of them and is
+ * late. What is missing when the flow ends is lost (RFC 6201 frame loss, exactly). */
+/* A frame behind max_seq arrived that was missing: one fewer missing, one more late. */
+static inline void
+fill_missing(struct probe_rx *e)
+{
+	if (e->missing > 0)
+		PROBE_SET(e->missing, e->missing - 1);
+	PROBE_ADD(e->late, 1);
+}
+
 static void
 rx_account(struct probe_ctx *ctx, struct probe_rx *e, int idx, uint64_t seq, uint64_t tx_ns,
 	   uint64_t now)
@@ -300,6 +312,7 @@ rx_account(struct probe_ctx *ctx, struct probe_rx *e, int idx, uint64_t seq, uin
 		record_gap(ctx, e, idx, now, seq, tx_ns);
 	if (seq > e->max_seq) {
 		uint64_t d = seq - e->max_seq;
+		PROBE_ADD(e->missing, d - 1);
 		if (d >= PROBE_DUP_WINDOW)
 			memset(e->window, 0, sizeof(e->window));
 		else
@@ -310,10 +323,12 @@ rx_account(struct probe_ctx *ctx, struct probe_rx *e, int idx, uint64_t seq, uin
 		PROBE_SET(e->max_seq, seq);
 	} else if (e->max_seq - seq >= PROBE_DUP_WINDOW) {
 		PROBE_ADD(e->reordered, 1);
+		fill_missing(e);
 	} else if (win_test_set(e, seq)) {
 		PROBE_ADD(e->dup, 1);
 	} else {
 		PROBE_ADD(e->reordered, 1);
+		fill_missing(e);
 	}
 out:
 	PROBE_SET(e->last_ns, now);

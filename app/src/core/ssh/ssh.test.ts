@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { agent } from '../../../../agent/src/common/protocol.js';
+import { agent } from '../../../../protocol/agent.js';
 import { HostKeyError, openAgentSession } from './agentSession.js';
 
 const repo = resolve(dirname(fileURLToPath(import.meta.url)), '../../../..');

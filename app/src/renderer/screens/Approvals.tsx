@@ -4,12 +4,12 @@
 // reason box approves.
 import { useQuery, useQueryClient } from '@tanstack/react-query';
 import { useEffect, useRef, useState } from 'react';
-import { api, gapMs, type Approval } from '../../common/api.js';
+import { api, type Approval } from '../../../../protocol/console.js';
 import { fmtFrames, fmtMs, fmtTime, orDash } from '../format.js';
 import { useAction, useNow, useReportQueryError } from '../hooks.js';
 import { approvalKeys, sessionKeys } from '../queries.js';
 import { routeHref } from '../route.js';
-import { BudgetText, DroppedVsBudget, Empty, GapVsBudget } from '../ui.js';
+import { BudgetText, LostVsBudget, Empty, GapVsBudget } from '../ui.js';
 import { fmtBreak } from '../format.js';
 
 const rowName = (a: Approval) => (a.kind === 'vm' && a.vm ? a.vm : a.kind === 'host' ? `${a.host ?? ''}: all VMs (swap)` : a.wave_name);
@@ -66,7 +66,7 @@ function Context({ a }: { a: Approval }) {
               {a.canary ? (
                 <>
                   {a.canary.host}: {a.canary.vms} VMs, max gap <GapVsBudget gap={a.canary.max_gap_ms} budget={a.budget} />, lost{' '}
-                  <DroppedVsBudget dropped={a.canary.lost} budget={a.budget} />
+                  <LostVsBudget lost={a.canary.lost} budget={a.budget} />
                 </>
               ) : (
                 <span className="muted">no canary result (no canary, or this is the canary)</span>
@@ -79,7 +79,7 @@ function Context({ a }: { a: Approval }) {
               {a.previous ? (
                 <>
                   <span className="mono">{a.previous.vm}</span> {a.previous.from} → {a.previous.to}: gap{' '}
-                  <GapVsBudget gap={gapMs(a.previous)} budget={a.budget} within={a.previous.within_budget} />, dropped <DroppedVsBudget dropped={a.previous.dropped} budget={a.budget} />
+                  <GapVsBudget gap={a.previous.break_ms} budget={a.budget} within={a.previous.within_budget} />, lost <LostVsBudget lost={a.previous.lost} budget={a.budget} />
                   {a.previous.anomalies.length ? <span className="warn"> anomalies: {a.previous.anomalies.join('; ')}</span> : null}
                 </>
               ) : (
@@ -188,7 +188,7 @@ export function Approvals() {
               <th>canary: lost</th>
               <th>canary: VMs</th>
               <th>previous: gap</th>
-              <th>previous: dropped</th>
+              <th>previous: lost</th>
               <th>asked</th>
             </tr>
           </thead>
@@ -206,10 +206,10 @@ export function Approvals() {
                   {fmtMs(a.budget.max_gap_ms)}, {fmtFrames(a.budget.max_lost)}
                 </td>
                 <td className="num">{a.canary ? <GapVsBudget gap={a.canary.max_gap_ms} budget={a.budget} /> : '—'}</td>
-                <td className="num">{a.canary ? <DroppedVsBudget dropped={a.canary.lost} budget={a.budget} /> : '—'}</td>
+                <td className="num">{a.canary ? <LostVsBudget lost={a.canary.lost} budget={a.budget} /> : '—'}</td>
                 <td className="num">{a.canary ? a.canary.vms : '—'}</td>
-                <td className="num">{a.previous ? <GapVsBudget gap={gapMs(a.previous)} budget={a.budget} within={a.previous.within_budget} /> : '—'}</td>
-                <td className="num">{a.previous ? <DroppedVsBudget dropped={a.previous.dropped} budget={a.budget} /> : '—'}</td>
+                <td className="num">{a.previous ? <GapVsBudget gap={a.previous.break_ms} budget={a.budget} within={a.previous.within_budget} /> : '—'}</td>
+                <td className="num">{a.previous ? <LostVsBudget lost={a.previous.lost} budget={a.budget} /> : '—'}</td>
                 <td title={a.asked}>
                   {fmtTime(a.asked)} <span className="muted">({ago(a.asked, now)})</span>
                 </td>

@@ -2,7 +2,7 @@
 // export it as JSON or CSV.
 import { useQuery } from '@tanstack/react-query';
 import { useState } from 'react';
-import { api, type AuditEntry } from '../../common/api.js';
+import { api, type AuditEntry } from '../../../../protocol/console.js';
 import { downloadExport } from '../download.js';
 import { fmtDateTime } from '../format.js';
 import { useAction, useReportQueryError } from '../hooks.js';

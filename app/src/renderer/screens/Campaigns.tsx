@@ -1,16 +1,16 @@
 // Campaigns: the list, and the chosen one in full — state, current wave, progress, and per wave →
-// host → VM what happened (measured gap and dropped frames beside the budget, who decided what
+// host → VM what happened (measured break and lost frames beside the budget, who decided what
 // and why), every VM and wave decision in one table, with pause / resume / abort for the
 // campaign, a wave or a host.
 import { useQuery, useQueryClient } from '@tanstack/react-query';
 import type { z } from 'zod';
-import { api, gapMs, type Campaign, type CampaignHost, type ControlScope } from '../../common/api.js';
+import { api, type Campaign, type CampaignHost, type ControlScope } from '../../../../protocol/console.js';
 import { fmtDateTime, fmtTime, orDash } from '../format.js';
 import { navigate, useAction, useReportQueryError } from '../hooks.js';
 import { campaignKeys, upsertCampaign } from '../queries.js';
 import { campaignProgress } from '../reportModel.js';
 import { routeHref } from '../route.js';
-import { BudgetText, ConfirmButton, DecisionTable, DroppedVsBudget, Empty, GapVsBudget, StateTag } from '../ui.js';
+import { BudgetText, ConfirmButton, DecisionTable, LostVsBudget, Empty, GapVsBudget, StateTag } from '../ui.js';
 
 type Scope = z.input<typeof ControlScope>;
 type Control = (action: 'pause' | 'resume' | 'abort', scope: Scope) => void;
@@ -59,7 +59,7 @@ function HostBlock({ c, h, onControl, busy }: { c: Campaign; h: CampaignHost; on
             <th>VM</th>
             <th>state</th>
             <th>gap / budget</th>
-            <th>dropped / budget</th>
+            <th>lost / budget</th>
             <th>decision</th>
             <th>reason</th>
             <th>by</th>
@@ -73,9 +73,9 @@ function HostBlock({ c, h, onControl, busy }: { c: Campaign; h: CampaignHost; on
               <td>
                 <StateTag state={v.state} />
               </td>
-              <td className="num">{v.measurement ? <GapVsBudget gap={gapMs(v.measurement)} budget={budget} within={v.measurement.within_budget} /> : '—'}</td>
+              <td className="num">{v.measurement ? <GapVsBudget gap={v.measurement.break_ms} budget={budget} within={v.measurement.within_budget} /> : '—'}</td>
               <td className="num">
-                <DroppedVsBudget dropped={v.measurement?.dropped ?? null} budget={budget} />
+                <LostVsBudget lost={v.measurement?.lost ?? null} budget={budget} />
               </td>
               <td className={v.decision?.decision === 'deny' ? 'bad' : undefined}>{v.decision ? v.decision.decision : c.plan.spec.approval === 'each-vm' ? '—' : <span className="muted">{c.plan.spec.approval}</span>}</td>
               <td>{orDash(v.decision?.reason)}</td>

@@ -3,7 +3,7 @@
 // upgrade state, VMs, health and last measured break.
 import { useQuery, useQueryClient } from '@tanstack/react-query';
 import { useState } from 'react';
-import { api, type HostRow } from '../../common/api.js';
+import { api, type HostRow } from '../../../../protocol/console.js';
 import { fmtMs, orDash } from '../format.js';
 import { useAction, useNow, useReportQueryError } from '../hooks.js';
 import { fleetKeys, removeHost, upsertHost } from '../queries.js';

@@ -3,7 +3,7 @@
 // and why.
 import { useQueryClient } from '@tanstack/react-query';
 import { useState, type FormEvent } from 'react';
-import { api } from '../../common/api.js';
+import { api } from '../../../../protocol/console.js';
 import { useAction } from '../hooks.js';
 import { fleetKeys, upsertHost } from '../queries.js';
 import { Field } from '../ui.js';

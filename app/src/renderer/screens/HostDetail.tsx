@@ -3,7 +3,7 @@
 // passphrase of its identity file (host/passphrase, kept by the core in the OS keyring).
 import { useQuery, useQueryClient } from '@tanstack/react-query';
 import { useState, type FormEvent } from 'react';
-import { api, gapMs, type HostRow } from '../../common/api.js';
+import { api, type HostRow } from '../../../../protocol/console.js';
 import { client } from '../client.js';
 import { clearError, messageOf, reportError } from '../errors.js';
 import { fmtFrames, fmtMs, fmtPps, orDash } from '../format.js';
@@ -183,7 +183,7 @@ export function HostDetail({ name }: { name: string }) {
             <th>frontend</th>
             <th>moved</th>
             <th>last break</th>
-            <th>dropped</th>
+            <th>lost</th>
             <th>last switch</th>
             <th>rx</th>
             <th>tx</th>
@@ -198,8 +198,8 @@ export function HostDetail({ name }: { name: string }) {
               </td>
               <td className={v.connected ? 'good' : 'bad'}>{v.connected ? 'connected' : 'away'}</td>
               <td>{v.moved ? 'yes' : 'no'}</td>
-              <td className="num">{v.last ? <GapVsBudget gap={gapMs(v.last)} budget={budget} within={v.last.within_budget} /> : '—'}</td>
-              <td className="num">{v.last ? fmtFrames(v.last.dropped) : '—'}</td>
+              <td className="num">{v.last ? <GapVsBudget gap={v.last.break_ms} budget={budget} within={v.last.within_budget} /> : '—'}</td>
+              <td className="num">{v.last ? fmtFrames(v.last.lost) : '—'}</td>
               <td className="muted">{v.last ? `${v.last.from} → ${v.last.to}, window ${fmtMs(v.last.window_us / 1000)}` : '—'}</td>
               <td className="num">{fmtPps(v.rx_pps)}</td>
               <td className="num">{fmtPps(v.tx_pps)}</td>

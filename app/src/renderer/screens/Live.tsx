@@ -2,8 +2,8 @@
 // seeds the chart buffer with the core's recent history (host/traffic); pushes keep it going.
 import { useQuery } from '@tanstack/react-query';
 import { useEffect, useState } from 'react';
-import { api, type Campaign, type HostRow } from '../../common/api.js';
-import type { Budget } from '../../../../agent/src/common/protocol.js';
+import { api, type Campaign, type HostRow } from '../../../../protocol/console.js';
+import type { Budget } from '../../../../protocol/measure.js';
 import { chartBuffer } from '../chartBuffer.js';
 import { client } from '../client.js';
 import { reportError } from '../errors.js';

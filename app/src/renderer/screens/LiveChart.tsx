@@ -28,7 +28,7 @@ function drawMarks(u: uPlot, marks: readonly ChartMark[]): void {
     ctx.moveTo(x, bbox.top);
     ctx.lineTo(x, bbox.top + bbox.height);
     ctx.stroke();
-    const label = fmtMs(m.gapMs);
+    const label = fmtMs(m.breakMs);
     const w = ctx.measureText(label).width;
     // right of the line, or left of it near the plot's right edge
     const lx = x + 3 * px + w > bbox.left + bbox.width ? x - 3 * px - w : x + 3 * px;
@@ -89,7 +89,7 @@ export function LiveChart({ host, vm, budget }: { host: string; vm: string; budg
       const view = chartBuffer.view(host, vm);
       const d = toPlotData(view, budgetRef.current);
       marks = view.marks;
-      msTop = Math.max(1, (budgetRef.current ?? 0) * 1.3, ...view.marks.map((m) => m.gapMs * 1.3));
+      msTop = Math.max(1, (budgetRef.current ?? 0) * 1.3, ...view.marks.map((m) => m.breakMs * 1.3));
       plot.setData([d.x, d.rx, d.tx, d.gap, d.budget]);
       setCounts((c) => (c.samples === view.t.length && c.marks === view.marks.length ? c : { samples: view.t.length, marks: view.marks.length }));
     };

@@ -4,12 +4,12 @@
 // the budget line, who approved or denied what (VMs and whole waves) and why, rollbacks — and its
 // export (HTML, CSV, JSON, PDF) through the core. Refetched whenever the campaign changes.
 import { useQuery } from '@tanstack/react-query';
-import { api, type Campaign, type Report } from '../../common/api.js';
+import { api, type Campaign, type Report } from '../../../../protocol/console.js';
 import { downloadExport } from '../download.js';
 import { fmtDateTime, fmtFrames, fmtLimitMs, fmtMs, fmtUs, orDash } from '../format.js';
 import { navigate, useAction, useReportQueryError } from '../hooks.js';
 import { campaignKeys, reportKeys } from '../queries.js';
-import { histogram, type Bin } from '../reportModel.js';
+import { histogram, type Bin } from '../../../../protocol/measure.js';
 import { routeHref } from '../route.js';
 import { BudgetText, DecisionTable, Empty, Field, StateTag } from '../ui.js';
 import { defaultCampaign } from './Campaigns.js';
@@ -77,7 +77,7 @@ function VsBudget({ v, budgetMs, testid }: { v: number | null; budgetMs: number;
 function ReportBody({ c, r }: { c: Campaign; r: Report }) {
   const s = r.summary;
   const budgetMs = s.budget.max_gap_ms;
-  const gaps = r.vms.flatMap((v) => (v.gap_ms === null ? [] : [v.gap_ms]));
+  const gaps = r.vms.flatMap((v) => (v.break_ms === null ? [] : [v.break_ms]));
   const approval = c.plan.spec.approval;
   return (
     <>
@@ -93,17 +93,17 @@ function ReportBody({ c, r }: { c: Campaign; r: Report }) {
               {s.denied}
             </td>
             <th>frames lost</th>
-            <td data-testid="report-lost" className={s.lost > 0 ? 'bad' : 'good'}>
+            <td data-testid="report-lost" className={s.lost > 0 ? 'bad' : 'good'} title={s.lost_from_datapath ? `${s.lost_from_datapath} VMs counted by the datapath (no traffic witness)` : 'counted by the traffic witness'}>
               {fmtFrames(s.lost)}
             </td>
           </tr>
           <tr>
             <th>break p50</th>
-            <VsBudget v={s.gap_ms.p50} budgetMs={budgetMs} testid="report-p50" />
+            <VsBudget v={s.break_ms.p50} budgetMs={budgetMs} testid="report-p50" />
             <th>break p99</th>
-            <VsBudget v={s.gap_ms.p99} budgetMs={budgetMs} testid="report-p99" />
+            <VsBudget v={s.break_ms.p99} budgetMs={budgetMs} testid="report-p99" />
             <th>break max</th>
-            <VsBudget v={s.gap_ms.max} budgetMs={budgetMs} testid="report-max" />
+            <VsBudget v={s.break_ms.max} budgetMs={budgetMs} testid="report-max" />
           </tr>
           <tr>
             <th>over budget</th>
@@ -116,6 +116,12 @@ function ReportBody({ c, r }: { c: Campaign; r: Report }) {
             </td>
             <th>approval</th>
             <td>{approval}</td>
+          </tr>
+          <tr>
+            <th>background gaps</th>
+            <td colSpan={5} data-testid="report-background" className="muted">
+              {s.background_gap_ms.n} receive gaps of the same run touched no switch: p99 {fmtMs(s.background_gap_ms.p99)}, max {fmtMs(s.background_gap_ms.max)}
+            </td>
           </tr>
         </tbody>
       </table>
@@ -168,9 +174,11 @@ function ReportBody({ c, r }: { c: Campaign; r: Report }) {
             <th>to</th>
             <th>window (keeper / loop)</th>
             <th>datapath gap</th>
-            <th>probe gap</th>
+            <th>gap to / from VM</th>
             <th>break</th>
-            <th>dropped</th>
+            <th>lost</th>
+            <th>delayed</th>
+            <th>datapath drops</th>
             <th>within budget</th>
             <th>decision</th>
           </tr>
@@ -190,15 +198,23 @@ function ReportBody({ c, r }: { c: Campaign; r: Report }) {
                 <td className="mono">{orDash(v.to)}</td>
                 <td className="num">{fmtUs(v.window_us)}</td>
                 <td className="num">{fmtUs(v.passive_gap_us)}</td>
-                <td className="num">{fmtMs(v.probe_gap_ms)}</td>
-                <td className={`num ${cls ?? ''}`}>{fmtMs(v.gap_ms)}</td>
-                <td className={`num ${v.dropped !== null && v.dropped > s.budget.max_lost ? 'bad' : ''}`}>{fmtFrames(v.dropped)}</td>
+                <td className="num">
+                  {fmtMs(v.rx_gap_ms)} / {fmtMs(v.tx_gap_ms)}
+                </td>
+                <td className={`num ${cls ?? ''}`} title={v.break_basis ?? undefined}>
+                  {fmtMs(v.break_ms)}
+                </td>
+                <td className={`num ${v.lost !== null && v.lost > s.budget.max_lost ? 'bad' : ''}`} title={v.lost_basis ?? undefined}>
+                  {fmtFrames(v.lost)}
+                </td>
+                <td className="num">{fmtFrames(v.delayed)}</td>
+                <td className="num">{fmtFrames(v.dropped)}</td>
                 <td className={cls}>{v.within_budget === null ? '—' : v.within_budget ? 'yes' : 'NO'}</td>
                 <td>
                   {v.decision ? (
                     `${v.decision} by ${orDash(v.by)}: ${orDash(v.reason)}`
                   ) : (
-                    <span className="muted">{v.gap_ms === null ? '—' : approval === 'each-vm' ? '—' : `${approval} (no VM decision)`}</span>
+                    <span className="muted">{v.break_ms === null ? '—' : approval === 'each-vm' ? '—' : `${approval} (no VM decision)`}</span>
                   )}
                 </td>
               </tr>
@@ -206,7 +222,7 @@ function ReportBody({ c, r }: { c: Campaign; r: Report }) {
           })}
           {r.vms.length === 0 ? (
             <tr>
-              <td colSpan={12} className="muted">
+              <td colSpan={15} className="muted">
                 no VMs in this campaign
               </td>
             </tr>

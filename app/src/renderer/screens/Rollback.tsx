@@ -3,7 +3,7 @@
 // every VM runs afterwards and whether traffic reaches it.
 import { useQuery, useQueryClient } from '@tanstack/react-query';
 import { useState } from 'react';
-import { api, type RollbackPlan, type RollbackScope } from '../../common/api.js';
+import { api, type RollbackPlan, type RollbackScope } from '../../../../protocol/console.js';
 import { fmtPps, orDash } from '../format.js';
 import { useAction, useNow, useReportQueryError } from '../hooks.js';
 import { campaignKeys, fleetKeys } from '../queries.js';

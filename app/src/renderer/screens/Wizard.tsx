@@ -6,8 +6,8 @@
 // shows, per host, what its agent judged possible and the break each mode is expected to cost.
 import { useQuery, useQueryClient } from '@tanstack/react-query';
 import { useState } from 'react';
-import type { ModeChoice, ModeOption } from '../../../../agent/src/common/protocol.js';
-import { api, type ApprovalMode, type CampaignSpec, type Plan } from '../../common/api.js';
+import type { ModeChoice, ModeOption } from '../../../../protocol/agent.js';
+import { api, type ApprovalMode, type CampaignSpec, type Plan } from '../../../../protocol/console.js';
 import { commonReleases, fmtBreak, orDash } from '../format.js';
 import { navigate, useAction, useReportQueryError } from '../hooks.js';
 import { fleetKeys, upsertCampaign } from '../queries.js';

@@ -1,18 +1,19 @@
-// Starting and stopping the native processes of a host: datapath generations (hitless-dp) and
-// probe VMs (hitless-probe). Used by the agent, the demo, the benchmarks and the tests, so there
-// is one place that knows their command lines.
+// Starting and stopping native processes for tests and benchmarks: datapath generations
+// (hitless-dp, with the agent's own command line), keepers and probe VMs (hitless-probe), each
+// a child of this process with its control client and stderr.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
-import { CtlClient } from './ctlClient.js';
-import { dp } from './dpProtocol.js';
-import { keeper, KeeperEvent } from './keeperProtocol.js';
-import { ProbeEvent, ProbeSummary } from './probeProtocol.js';
+import { CtlClient } from '../agent/src/native/ctlClient.js';
+import { dpArgs, eal, FANOUT_ATTEMPTS, fanoutClash, type DpOptions } from '../agent/src/native/launch.js';
+import { dp } from '../protocol/native/dp.js';
+import { keeper, KeeperEvent } from '../protocol/native/keeper.js';
+import { ProbeEvent, ProbeSummary } from '../protocol/native/probe.js';
 
-const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
+const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 
 /** Where the native binaries are: $HITLESS_BIN_DIR (installed) or the meson build tree. */
 export function nativeBin(name: 'hitless-dp' | 'hitless-probe' | 'hitless-keeper' | 'hitless-fwd-l2.so'): string {
@@ -20,20 +21,6 @@ export function nativeBin(name: 'hitless-dp' | 'hitless-probe' | 'hitless-keeper
   if (dir) return join(dir, name);
   const sub = { 'hitless-fwd-l2.so': 'fwd', 'hitless-dp': 'dp', 'hitless-probe': 'probe', 'hitless-keeper': 'keeper' }[name];
   return join(repoRoot, 'native/build/src', sub, name);
-}
-
-/**
- * DPDK 22.11's af_packet PMD names its PACKET_FANOUT group getpid() ^ ifindex (16 bits), and
- * the kernel refuses to join a group bound to another device. Two generations on two uplinks of
- * one namespace clash when, for instance, their pids and ifindexes are consecutive from an even
- * pair. The start-up fails cleanly; a new process has another pid, so starting again resolves it.
- */
-export const FANOUT_ATTEMPTS = 4;
-export const fanoutClash = (startupOutput: string): boolean => /could not set PACKET_FANOUT/.test(startupOutput);
-
-/** EAL arguments: 4 KB pages (--no-huge) unless a hugetlbfs mount is given (benchmarks). */
-function eal(lcore: number, memMb: number, prefix: string, hugeDir?: string): string[] {
-  return ['-l', String(lcore), ...(hugeDir ? [`--huge-dir=${hugeDir}`] : ['--no-huge']), '-m', String(memMb), '--no-pci', `--file-prefix=${prefix}`, '--log-level=error'];
 }
 
 /** Resolves with the first stdout line that parses as JSON and satisfies pred. */
@@ -101,35 +88,6 @@ function exited(child: ChildProcess): Promise<{ code: number | null; signal: Nod
   if (child.exitCode !== null || child.signalCode !== null)
     return Promise.resolve({ code: child.exitCode, signal: child.signalCode });
   return new Promise((r) => child.once('exit', (code, signal) => r({ code, signal })));
-}
-
-export interface DpOptions {
-  genId: string;
-  runDir: string;
-  /** EAL --file-prefix (default hl-dp-<genId>): distinct per running generation */
-  filePrefix?: string;
-  lcore?: number;
-  memMb?: number;
-  uplink?: string;
-  /** memif peer link to the host's other generation: the older one is the server */
-  peer?: { socket: string; server: boolean };
-  bin?: string;
-  extraArgs?: string[];
-  /** a hugetlbfs mount to take memory from instead of 4 KB pages */
-  hugeDir?: string;
-}
-
-/** hitless-dp's command line (after the binary) for one generation. */
-export function dpArgs(opts: DpOptions): string[] {
-  return [
-    ...eal(opts.lcore ?? 1, opts.memMb ?? 256, opts.filePrefix ?? `hl-dp-${opts.genId}`, opts.hugeDir),
-    '--',
-    '--gen-id', opts.genId,
-    '--run-dir', opts.runDir,
-    ...(opts.uplink ? ['--uplink', opts.uplink] : []),
-    ...(opts.peer ? ['--peer', `${opts.peer.socket},${opts.peer.server ? 'server' : 'client'}`] : []),
-    ...(opts.extraArgs ?? []),
-  ];
 }
 
 /** A native daemon this process started: its child, control client and stderr. */

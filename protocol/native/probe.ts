@@ -1,7 +1,7 @@
 // hitless-probe's output, defined once: the JSON-lines events it streams and the summary it
 // prints as its last stdout line (native/src/probe/report.c, events.c).
 import { z } from 'zod';
-import { defineCommand } from './ctlClient.js';
+import { request } from '../rpc.js';
 
 const int = z.number().int();
 
@@ -37,8 +37,15 @@ export const MeasuredFlow = z
     pps: z.number().optional(),
     remote: z.boolean().optional(),
     offered: int,
+    /** frames the sender's ring refused (they consumed their sequence numbers: counted lost) */
+    tx_refused: int.default(0),
     received: int,
+    /** end of flow: offered - received (unique); while the flow runs it includes frames in flight */
     lost: int,
+    /** frames missing below the highest sequence received (a later frame arrived; they did not yet) */
+    missing: int.default(0),
+    /** frames that arrived after a later frame of their flow (filled what was missing: delayed) */
+    late: int.default(0),
     dup: int,
     reordered: int,
     gaps: z.array(Gap),
@@ -46,13 +53,15 @@ export const MeasuredFlow = z
     max_gap_us: z.number(),
     break_ms_loss: z.number(),
     break_ms_timestamp: z.number(),
+    /** frames/s arriving (remote flows: the only rate known here) */
+    rate_rx_pps: z.number().default(0),
   })
   .passthrough();
 export type MeasuredFlow = z.infer<typeof MeasuredFlow>;
 
 // A flow this probe sends to a VM of another probe process: only the sending side is here.
 export const SentFlow = z
-  .object({ src: z.string(), dst: z.string(), rx_side: z.literal('remote'), pps: z.number(), offered: int })
+  .object({ src: z.string(), dst: z.string(), rx_side: z.literal('remote'), pps: z.number(), offered: int, tx_refused: int.default(0) })
   .passthrough();
 
 export const FlowSummary = z.discriminatedUnion('rx_side', [MeasuredFlow, SentFlow]);
@@ -81,15 +90,20 @@ const FlowList = z.object({
 });
 
 export const probe = {
-  statsShow: defineCommand('stats/show', z.object({}).strict(), ProbeSummary.extend({ state: z.string() })),
-  flowSet: defineCommand('flow/set', FlowRef.extend({ pps: int.min(1).max(100_000_000) }).strict(), FlowList),
-  flowPause: defineCommand('flow/pause', FlowRef, FlowList),
-  flowResume: defineCommand('flow/resume', FlowRef, FlowList),
-  vmRxPause: defineCommand(
+  statsShow: request('stats/show', z.object({}).strict(), ProbeSummary.extend({ state: z.string(), /** the gap threshold: shorter gaps are not reported */ gap_us: int })),
+  flowSet: request('flow/set', FlowRef.extend({ pps: int.min(1).max(100_000_000) }).strict(), FlowList),
+  flowPause: request('flow/pause', FlowRef, FlowList),
+  flowResume: request('flow/resume', FlowRef, FlowList),
+  vmRxPause: request(
     'vm/rx-pause',
     z.object({ vm: z.string(), ms: int.min(0).max(60000) }).strict(),
     z.object({ vm: z.string(), start_ns: int, until_ns: int }),
   ),
-  vmReset: defineCommand('vm/reset', z.object({ vm: z.string() }).strict(), z.object({ vm: z.string(), resets_before: int })),
-  probeStop: defineCommand('probe/stop', z.object({}).strict(), z.object({ stopping: z.boolean() })),
+  vmReset: request('vm/reset', z.object({ vm: z.string() }).strict(), z.object({ vm: z.string(), resets_before: int })),
+  probeStop: request('probe/stop', z.object({}).strict(), z.object({ stopping: z.boolean() })),
 } as const;
+
+/** The receive gaps among a probe's events (what protocol/measure.ts attributes). */
+export function gapsOf(events: readonly ProbeEvent[]): Gap[] {
+  return events.flatMap((e) => (e.event === 'gap' ? [e.data] : []));
+}

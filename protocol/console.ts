@@ -1,36 +1,18 @@
 // The console API, defined once: every request the renderer makes of the console core and
-// every snapshot the core pushes back, as one object (method + zod schemas + types). Both
-// transports carry exactly these messages: Electron IPC (preload bridge) and browser mode's
-// WebSocket. Pure: no node, electron or DOM imports; the renderer, the core and the Electron
-// main process all import it.
+// every snapshot the core pushes back, as one object (method + zod schemas + types,
+// protocol/rpc.ts). Both transports carry exactly these messages: Electron IPC (preload
+// bridge) and browser mode's WebSocket. Pure: no node, electron or DOM imports; the renderer,
+// the core and the Electron main process all import it.
 import { z } from 'zod';
-import { Budget, GenRef, Measurement, ModeChoice, ModeOption, UpgradeMode, UpgradeState, Version } from '../../../agent/src/common/protocol.js';
-
-export interface ApiRequest<P extends z.ZodTypeAny, R extends z.ZodTypeAny> {
-  readonly method: string;
-  readonly params: P;
-  readonly result: R;
-}
-
-export interface ApiPush<P extends z.ZodTypeAny> {
-  readonly method: string;
-  readonly params: P;
-}
-
-function request<P extends z.ZodTypeAny, R extends z.ZodTypeAny>(method: string, params: P, result: R): ApiRequest<P, R> {
-  return { method, params, result };
-}
-
-function push<P extends z.ZodTypeAny>(method: string, params: P): ApiPush<P> {
-  return { method, params };
-}
+import { GenRef, ModeChoice, ModeOption, UpgradeState } from './agent.js';
+import { UpgradeMode } from './files.js';
+import { Budget, Measurement } from './measure.js';
+import { HostName, Name as VmName, Version } from './names.js';
+import { byMethod, notification, request, type AnyRequest, type Notification } from './rpc.js';
 
 const int = z.number().int();
 const Empty = z.object({}).strict();
 const Ok = z.object({ ok: z.literal(true) });
-/** Names of hosts in the console's fleet (an ssh alias or a name given by hand). */
-export const HostName = z.string().regex(/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,62}$/, '1-63 of A-Z a-z 0-9 _ . -, not starting with . or -');
-export const VmName = z.string().regex(/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,31}$/, '1-32 of A-Z a-z 0-9 _ . -');
 const Reason = z.string().trim().min(1, 'a reason is required').max(500, 'at most 500 characters');
 const Id = z.string().regex(/^[a-z0-9-]{1,40}$/, 'an id');
 
@@ -136,10 +118,14 @@ export const PlanHost = z.object({
   host: z.string(),
   group: z.string().nullable(),
   from: z.string().nullable(),
+  /** the release whose process core runs the host's generation (differs from `from` after a swap) */
+  core: z.string().nullable().default(null),
   vms: z.array(z.string()),
   mode: UpgradeMode.default('handoff'),
   /** the agent's judgement of each mode for this host (empty: it was not asked) */
   options: z.array(ModeOption).default([]),
+  /** the mode its agent recommends (null: it was not asked) */
+  recommended: UpgradeMode.nullable().default(null),
   /** expected break per VM (us) in the chosen mode, null when unknown */
   predicted_break_us: z.number().nullable().default(null),
 });
@@ -229,7 +215,9 @@ export const Approval = z.object({
 });
 export type Approval = z.infer<typeof Approval>;
 
-export const ControlAction = z.enum(['pause', 'resume', 'abort']);
+/** pause: hold before the next move; resume; stop: end the run, every host stays where it is
+ * (resumable); abort: undo every host not yet committed */
+export const ControlAction = z.enum(['pause', 'resume', 'stop', 'abort']);
 export const ControlScope = z.discriminatedUnion('level', [
   z.object({ level: z.literal('campaign') }).strict(),
   z.object({ level: z.literal('wave'), wave: int.min(0) }).strict(),
@@ -269,6 +257,10 @@ export type RollbackResult = z.infer<typeof RollbackResult>;
 // ---------------------------------------------------------------- reports, audit
 
 /** A campaign's figures, computed once by the core: the screen and every export show these. */
+const PercentilesMs = z.object({ n: int, p50: z.number().nullable(), p99: z.number().nullable(), max: z.number().nullable() });
+
+/** A campaign's figures, computed once by the core from its rows (protocol/measure.ts
+ * headline): the screen and every export show these. */
 export const ReportSummary = z.object({
   campaign: z.string(),
   release: z.string(),
@@ -280,11 +272,18 @@ export const ReportSummary = z.object({
   vms: int,
   moved: int,
   denied: int,
+  /** the sum of the rows' lost */
   lost: int,
+  /** rows whose lost is the datapath's drop count (no traffic witness on their host) */
+  lost_from_datapath: int,
   over_budget: int,
-  gap_ms: z.object({ p50: z.number().nullable(), p99: z.number().nullable(), max: z.number().nullable() }),
+  break_ms: PercentilesMs,
+  /** receive gaps of the same run that touched no switch (the machine's noise) */
+  background_gap_ms: PercentilesMs,
 });
 export type ReportSummary = z.infer<typeof ReportSummary>;
+
+/** One VM's row: its switch's figures as the agent measured and judged them. */
 export const ReportVm = z.object({
   host: z.string(),
   vm: z.string(),
@@ -293,11 +292,18 @@ export const ReportVm = z.object({
   mode: UpgradeMode.nullable(),
   from: z.string().nullable(),
   to: z.string().nullable(),
-  /** handoff: the keeper's window; swap: the packet loop's (both in us, 2 decimals under 10) */
+  /** handoff: the keeper's window; swap: the packet loop's */
   window_us: z.number().nullable(),
   passive_gap_us: z.number().nullable(),
-  probe_gap_ms: z.number().nullable(),
-  gap_ms: z.number().nullable(),
+  /** the witness's receive gap towards / from the VM (null: none over its threshold, or no witness) */
+  rx_gap_ms: z.number().nullable(),
+  tx_gap_ms: z.number().nullable(),
+  break_ms: z.number().nullable(),
+  break_basis: z.string().nullable(),
+  break_loss_ms: z.number().nullable(),
+  lost: int.nullable(),
+  lost_basis: z.string().nullable(),
+  delayed: int.nullable(),
   dropped: int.nullable(),
   within_budget: z.boolean().nullable(),
   decision: z.string().nullable(),
@@ -347,7 +353,7 @@ export const api = {
       z.object({ from: z.literal('ansible'), path: z.string().min(1), agent_command: z.string().min(1) }).strict(),
       z.object({ from: z.literal('fleet-file'), path: z.string().min(1) }).strict(),
     ]),
-    z.object({ added: z.array(z.string()), skipped: z.array(z.object({ name: z.string(), why: z.string() })) }),
+    z.object({ added: z.array(z.string()), updated: z.array(z.string()).default([]), skipped: z.array(z.object({ name: z.string(), why: z.string() })) }),
   ),
   fleetRemove: request('fleet/remove', z.object({ name: HostName }).strict(), Ok),
   hostConnect: request('host/connect', z.object({ name: HostName }).strict(), HostRow),
@@ -377,16 +383,16 @@ export const api = {
 
 /** What the core pushes: snapshots (about one per second per host), never a per-frame stream. */
 export const pushes = {
-  fleet: push('push/fleet', z.object({ hosts: z.array(HostRow) })),
-  campaign: push('push/campaign', Campaign),
-  approvals: push('push/approvals', z.object({ approvals: z.array(Approval) })),
-  traffic: push('push/traffic', z.object({ host: z.string(), samples: z.array(TrafficSample) })),
-  measurement: push('push/measurement', z.object({ host: z.string(), campaign: z.string().nullable(), at: z.number(), measurement: Measurement })),
+  fleet: notification('push/fleet', z.object({ hosts: z.array(HostRow) })),
+  campaign: notification('push/campaign', Campaign),
+  approvals: notification('push/approvals', z.object({ approvals: z.array(Approval) })),
+  traffic: notification('push/traffic', z.object({ host: z.string(), samples: z.array(TrafficSample) })),
+  measurement: notification('push/measurement', z.object({ host: z.string(), campaign: z.string().nullable(), at: z.number(), measurement: Measurement })),
 } as const;
 
 export type ApiMethods = typeof api;
-export const requestByMethod: ReadonlyMap<string, ApiRequest<z.ZodTypeAny, z.ZodTypeAny>> = new Map(Object.values(api).map((r) => [r.method, r]));
-export const pushByMethod: ReadonlyMap<string, ApiPush<z.ZodTypeAny>> = new Map(Object.values(pushes).map((p) => [p.method, p]));
+export const requestByMethod: ReadonlyMap<string, AnyRequest> = byMethod(api);
+export const pushByMethod: ReadonlyMap<string, Notification<z.ZodTypeAny>> = byMethod(pushes);
 
 /** The envelope both transports carry. */
 export const Envelope = z.discriminatedUnion('type', [
@@ -402,12 +408,3 @@ export interface Backend {
   handle(method: string, params: unknown): Promise<unknown>;
   subscribe(fn: (method: string, params: unknown) => void): () => void;
 }
-
-/** Format a zod error the way every boundary reports it: the field, then what is wrong. */
-export function describeZodError(where: string, e: z.ZodError): string {
-  const i = e.issues[0]!;
-  return `${where}: ${i.path.join('.') || 'params'}: ${i.message}`;
-}
-
-/** The break a VM saw: the probe's receive gap when it saw one over its threshold, else the larger of the keeper window and the datapath gap. */
-export const gapMs = (m: Measurement): number => m.probe?.gap_ms ?? Math.max(m.window_us, m.passive_gap_us ?? 0) / 1000;

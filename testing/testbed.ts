@@ -4,8 +4,9 @@ import { execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
-import { keeper } from './keeperProtocol.js';
-import { DpProcess, KeeperProcess, ProbeProcess, type DpOptions, type ProbeOptions } from './procs.js';
+import { keeper } from '../protocol/native/keeper.js';
+import type { DpOptions } from '../agent/src/native/launch.js';
+import { DpProcess, KeeperProcess, ProbeProcess, type ProbeOptions } from './procs.js';
 
 export interface UpgradeHost {
   a: DpProcess;

@@ -1,78 +1,13 @@
 // The console <-> agent protocol, defined once: every JSON-RPC method and notification is one
-// object (method name + zod schemas + types) that the agent, the CLI and the console import.
-// Pure: no node, electron or DOM imports, so the renderer can use it too.
+// object (method name + zod schemas + types, protocol/rpc.ts) that the agent, the CLI and the
+// console import. Pure: no node, electron or DOM imports, so the renderer can use it too.
 import { z } from 'zod';
-
-export interface RpcRequest<P extends z.ZodTypeAny, R extends z.ZodTypeAny> {
-  readonly kind: 'request';
-  readonly method: string;
-  readonly params: P;
-  readonly result: R;
-}
-
-export interface RpcNotification<P extends z.ZodTypeAny> {
-  readonly kind: 'notification';
-  readonly method: string;
-  readonly params: P;
-}
-
-function request<P extends z.ZodTypeAny, R extends z.ZodTypeAny>(method: string, params: P, result: R): RpcRequest<P, R> {
-  return { kind: 'request', method, params, result };
-}
-
-function notification<P extends z.ZodTypeAny>(method: string, params: P): RpcNotification<P> {
-  return { kind: 'notification', method, params };
-}
+import { Budget, Measurement } from './measure.js';
+import { ReleaseManifest, UpgradeMode } from './files.js';
+import { Name, Version } from './names.js';
+import { notification, request } from './rpc.js';
 
 const int = z.number().int();
-export const Name = z.string().regex(/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,31}$/, '1-32 of A-Z a-z 0-9 _ . -');
-export const Version = z.string().regex(/^\d+\.\d+\.\d+(-[0-9A-Za-z.]+)?$/, 'a release version like 1.2.3');
-
-/**
- * How a host moves to a release: handoff (a new generation beside the old one, each VM's vhost
- * session handed over, one VM at a time) or swap (the running generation replaces its
- * forwarding stage in place, every VM at once; only when the process core and DPDK match).
- */
-export const UpgradeMode = z.enum(['handoff', 'swap']);
-export type UpgradeMode = z.infer<typeof UpgradeMode>;
-
-/** A release's manifest (releases/<version>/release.json, written by its build). */
-export const ReleaseManifest = z
-  .object({
-    release: Version,
-    /** digest of the process core's sources and its DPDK: equal cores can swap stages */
-    core: z.string().regex(/^[0-9a-f]{16}$/, 'a 16-digit hex digest'),
-    dpdk: z.string().min(1),
-    fwd: z.object({ abi: int, layout: int }).strict(),
-    modes: z.array(UpgradeMode).min(1),
-  })
-  .strict();
-export type ReleaseManifest = z.infer<typeof ReleaseManifest>;
-
-/** What the agent measured when one VM switched generation (handoff) or stage (swap). */
-export const Measurement = z.object({
-  vm: z.string(),
-  mode: UpgradeMode.default('handoff'),
-  from: z.string(),
-  to: z.string(),
-  t_ns: int,
-  /** handoff: the keeper's quiesce -> resume; swap: the packet loop standing still */
-  window_us: z.number(),
-  /** datapath: last packet the old generation moved for the VM -> first the new one moved */
-  passive_gap_us: z.number().nullable(),
-  rings: z.array(z.object({ ring: int, base: int })),
-  anomalies: z.array(z.string()),
-  /** frames the datapath dropped for this VM during its switch, both generations (exact) */
-  dropped: int,
-  /** the lab probe's view of frames arriving at the VM around the switch, when there is one (an
-   * estimate taken while frames are still in transit; its end-of-run count is the exact one) */
-  probe: z.object({ lost: int, gap_ms: z.number().nullable() }).nullable().default(null),
-  within_budget: z.boolean().nullable(),
-});
-export type Measurement = z.infer<typeof Measurement>;
-
-export const Budget = z.object({ max_gap_ms: z.number().positive(), max_lost: int.min(0) }).strict();
-export type Budget = z.infer<typeof Budget>;
 
 export const UpgradeState = z.enum(['idle', 'preparing', 'switching', 'committing', 'rolling-back', 'aborting', 'failed']);
 export type UpgradeState = z.infer<typeof UpgradeState>;
@@ -96,6 +31,8 @@ export const UpgradeStatus = z.object({
   active: GenRef.nullable(),
   target: GenRef.nullable(),
   approve: z.union([z.literal('each'), z.object({ auto: Budget })]),
+  /** what the agent judges every switch of this upgrade against (null: none was given) */
+  budget: Budget.nullable().default(null),
   vms: z.array(VmStatus),
   last_outcome: z.enum(['committed', 'rolled-back', 'aborted']).nullable(),
   error: z.string().nullable(),
@@ -171,6 +108,8 @@ export const agent = {
       .object({
         release: Version,
         approve: z.union([z.literal('each'), z.object({ auto: Budget }).strict()]).default('each'),
+        /** the budget the agent judges each switch against (auto mode: its own budget) */
+        budget: Budget.optional(),
         mode: ModeChoice.default('handoff'),
       })
       .strict(),

@@ -1,11 +1,10 @@
 // hitless-dp's control commands, each defined once: name, argument schema, result schema.
-// The C side registers the same names in native/src/dp/ctl_cmds.c (list-commands shows them);
-// an integration test checks that the two lists agree.
+// The C side registers the same names beside each feature (list-commands shows them); an
+// integration test checks that the two lists agree.
 import { z } from 'zod';
-import { defineCommand } from './ctlClient.js';
-
-export const VmName = z.string().regex(/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,31}$/, 'a VM name: 1-32 of A-Z a-z 0-9 _ . -');
-export const Mac = z.string().regex(/^([0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}$/, 'a MAC address aa:bb:cc:dd:ee:ff');
+import { Mac, Name as VmName } from '../names.js';
+import { request } from '../rpc.js';
+import { ctl } from './ctl.js';
 
 const Empty = z.object({}).strict();
 
@@ -111,14 +110,14 @@ export const FdbEntry = z
 export type FdbEntry = z.infer<typeof FdbEntry>;
 
 export const dp = {
-  genInfo: defineCommand('gen/info', Empty, GenInfo),
-  vmAdd: defineCommand(
+  genInfo: request('gen/info', Empty, GenInfo),
+  vmAdd: request(
     'vm/add',
     z.object({ vm: VmName, mac: Mac, socket: z.string().optional(), client: z.boolean().optional() }).strict(),
     z.object({ vm: z.string(), socket: z.string(), mode: z.enum(['server', 'client']), port: z.number().int() }),
   ),
-  vmDel: defineCommand('vm/del', z.object({ vm: VmName }).strict(), z.object({})),
-  vmList: defineCommand(
+  vmDel: request('vm/del', z.object({ vm: VmName }).strict(), z.object({})),
+  vmList: request(
     'vm/list',
     Empty,
     z.object({
@@ -136,44 +135,40 @@ export const dp = {
       ),
     }),
   ),
-  vmAnnounce: defineCommand('vm/announce', z.object({ vm: VmName }).strict(), z.object({ vm: z.string(), sent: z.string() })),
-  statsShow: defineCommand('stats/show', z.object({ vm: VmName.optional() }).strict(), Stats),
-  fdbExport: defineCommand('fdb/export', Empty, z.object({ gen_id: z.string(), entries: z.array(FdbEntry) })),
-  fdbImport: defineCommand(
+  vmAnnounce: request('vm/announce', z.object({ vm: VmName }).strict(), z.object({ vm: z.string(), sent: z.string() })),
+  statsShow: request('stats/show', z.object({ vm: VmName.optional() }).strict(), Stats),
+  fdbExport: request('fdb/export', Empty, z.object({ gen_id: z.string(), entries: z.array(FdbEntry) })),
+  fdbImport: request(
     'fdb/import',
     z.object({ entries: z.array(FdbEntry) }).strict(),
     z.object({ imported: z.number().int(), absent_vms: z.array(z.string()), fdb_entries: z.number().int() }),
   ),
-  peerAttach: defineCommand('peer/attach', z.object({ socket: z.string().min(1), server: z.boolean() }).strict(), ExtPort),
-  peerDetach: defineCommand('peer/detach', Empty, z.object({})),
-  debugStall: defineCommand(
+  peerAttach: request('peer/attach', z.object({ socket: z.string().min(1), server: z.boolean() }).strict(), ExtPort),
+  peerDetach: request('peer/detach', Empty, z.object({})),
+  debugStall: request(
     'debug/stall',
     z.object({ vm: VmName, ms: z.number().int().min(0).max(60000) }).strict(),
     z.object({ vm: z.string(), start_ns: z.number().int(), until_ns: z.number().int() }),
   ),
-  libInfo: defineCommand(
+  libInfo: request(
     'lib/info',
     Empty,
     z.object({ stage: Stage, previous: Stage.nullable(), staged: Stage.nullable(), swaps: z.number().int(), abi: z.number().int() }),
   ),
-  libSwap: defineCommand('lib/swap', z.object({ path: z.string().min(1).max(255) }).strict(), SwapResult),
-  libRollback: defineCommand('lib/rollback', Empty, SwapResult),
-  libLoad: defineCommand(
+  libSwap: request('lib/swap', z.object({ path: z.string().min(1).max(255) }).strict(), SwapResult),
+  libRollback: request('lib/rollback', Empty, SwapResult),
+  libLoad: request(
     'lib/load',
     z.object({ path: z.string().min(1).max(255) }).strict(),
     z.object({ staged: Stage, converted_by: z.enum(['from', 'to']).nullable(), fdb_entries: z.number().int() }),
   ),
-  libUnload: defineCommand('lib/unload', Empty, z.object({ unloaded: Stage })),
-  libCheck: defineCommand(
+  libUnload: request('lib/unload', Empty, z.object({ unloaded: Stage })),
+  libCheck: request(
     'lib/check',
     z.object({ path: z.string().min(1).max(255) }).strict(),
     z.object({ from: Stage, to: Stage, converted_by: z.enum(['from', 'to']).nullable(), fdb_entries: z.number().int() }),
   ),
-  listCommands: defineCommand(
-    'list-commands',
-    Empty,
-    z.object({ commands: z.array(z.object({ name: z.string(), usage: z.string() })) }),
-  ),
+  listCommands: ctl.listCommands,
 } as const;
 
 /** Events a generation emits to subscribers. */

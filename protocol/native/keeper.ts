@@ -1,8 +1,9 @@
-// hitless-keeper's control commands and events, each defined once (native/src/keeper/ctl_cmds.c
-// registers the same names; a test checks the two lists agree).
+// hitless-keeper's control commands and events, each defined once (native/src/keeper registers
+// the same names; a test checks the two lists agree).
 import { z } from 'zod';
-import { defineCommand } from './ctlClient.js';
-import { VmName } from './dpProtocol.js';
+import { Name as VmName } from '../names.js';
+import { request } from '../rpc.js';
+import { ctl } from './ctl.js';
 
 const int = z.number().int();
 const GenName = VmName;
@@ -83,30 +84,26 @@ export const HandoffResult = z.object({
 export type HandoffResult = z.infer<typeof HandoffResult>;
 
 export const keeper = {
-  genAttach: defineCommand('gen/attach', z.object({ gen: GenName, run_dir: z.string() }).strict(), GenInfo),
-  genDetach: defineCommand('gen/detach', z.object({ gen: GenName }).strict(), z.object({})),
-  genList: defineCommand('gen/list', z.object({}).strict(), z.object({ gens: z.array(GenInfo) })),
-  failoverStandby: defineCommand('failover/standby', z.object({ gen: GenName }).strict(), GenInfo),
-  vmAdd: defineCommand(
+  genAttach: request('gen/attach', z.object({ gen: GenName, run_dir: z.string() }).strict(), GenInfo),
+  genDetach: request('gen/detach', z.object({ gen: GenName }).strict(), z.object({})),
+  genList: request('gen/list', z.object({}).strict(), z.object({ gens: z.array(GenInfo) })),
+  failoverStandby: request('failover/standby', z.object({ gen: GenName }).strict(), GenInfo),
+  vmAdd: request(
     'vm/add',
     z.object({ vm: VmName, gen: GenName, socket: z.string().optional(), client: z.boolean().optional() }).strict(),
     Session,
   ),
-  vmDel: defineCommand('vm/del', z.object({ vm: VmName }).strict(), z.object({})),
-  sessionList: defineCommand('session/list', z.object({}).strict(), z.object({ sessions: z.array(Session) })),
-  sessionShow: defineCommand('session/show', z.object({ vm: VmName }).strict(), Session),
-  sessionPreload: defineCommand(
+  vmDel: request('vm/del', z.object({ vm: VmName }).strict(), z.object({})),
+  sessionList: request('session/list', z.object({}).strict(), z.object({ sessions: z.array(Session) })),
+  sessionShow: request('session/show', z.object({ vm: VmName }).strict(), Session),
+  sessionPreload: request(
     'session/preload',
     z.object({ vm: VmName, gen: GenName }).strict(),
     z.object({ vm: z.string(), gen: z.string(), took_ns: int }),
   ),
-  handoffStart: defineCommand('handoff/start', z.object({ vm: VmName, gen: GenName }).strict(), HandoffResult),
-  debugHandoffPause: defineCommand('debug/handoff-pause', z.object({ ms: int.min(0).max(10000) }).strict(), z.object({ ms: int })),
-  listCommands: defineCommand(
-    'list-commands',
-    z.object({}).strict(),
-    z.object({ commands: z.array(z.object({ name: z.string(), usage: z.string() })) }),
-  ),
+  handoffStart: request('handoff/start', z.object({ vm: VmName, gen: GenName }).strict(), HandoffResult),
+  debugHandoffPause: request('debug/handoff-pause', z.object({ ms: int.min(0).max(10000) }).strict(), z.object({ ms: int })),
+  listCommands: ctl.listCommands,
 } as const;
 
 export const KeeperEvent = z.discriminatedUnion('event', [

@@ -1,0 +1,70 @@
+// The files Hitless reads that another part of it (or an operator) writes, each with one
+// schema: a host's agent config (<root>/etc/agent.json), a release's manifest
+// (releases/<version>/release.json, written by its build), and a fleet file (the lab writes
+// one; the console and the CLI import it). Pure.
+import { z } from 'zod';
+import { Mac, Name, Version } from './names.js';
+
+const int = z.number().int();
+const absPath = z.string().startsWith('/', 'an absolute path');
+
+/**
+ * How a host moves to a release: handoff (a new generation beside the old one, each VM's vhost
+ * session handed over, one VM at a time) or swap (the running generation replaces its
+ * forwarding stage in place, every VM at once; only when the process core and DPDK match).
+ */
+export const UpgradeMode = z.enum(['handoff', 'swap']);
+export type UpgradeMode = z.infer<typeof UpgradeMode>;
+
+export const ReleaseManifest = z
+  .object({
+    release: Version,
+    /** digest of the process core's sources and its DPDK: equal cores can swap stages */
+    core: z.string().regex(/^[0-9a-f]{16}$/, 'a 16-digit hex digest'),
+    dpdk: z.string().min(1),
+    fwd: z.object({ abi: int, layout: int }).strict(),
+    modes: z.array(UpgradeMode).min(1),
+  })
+  .strict();
+export type ReleaseManifest = z.infer<typeof ReleaseManifest>;
+
+export const VmEntry = z.object({ name: Name, mac: Mac }).strict();
+export type VmEntry = z.infer<typeof VmEntry>;
+
+/** <root>/etc/agent.json: who the host is and what it serves. */
+export const AgentConfig = z
+  .object({
+    host: Name,
+    vms: z.array(VmEntry).max(64),
+    /** uplink interfaces; consecutive generations alternate between them */
+    uplinks: z.array(z.string().min(1).max(15)).max(2).default([]),
+    lcore: int.min(0).max(127).default(1),
+    mem_mb: int.min(64).max(65536).default(256),
+    /** a lab probe's control socket: its traffic witnesses every switch's measurement */
+    probe_ctl: absPath.optional(),
+  })
+  .strict();
+export type AgentConfig = z.infer<typeof AgentConfig>;
+
+export const FleetHost = z.object({
+  name: Name,
+  address: z.string().ip({ version: 'v4' }),
+  root: absPath,
+  /** the agent's command on the host (started over SSH with --stdio) */
+  agent: absPath,
+  netns: z.string().min(1),
+  vms: z.array(VmEntry),
+});
+export type FleetHost = z.infer<typeof FleetHost>;
+
+/** A fleet file: everything needed to reach every host over SSH with pinned host keys. */
+export const Fleet = z.object({
+  dir: absPath,
+  prefix: z.string().min(1),
+  bridge: z.string().min(1),
+  ssh_config: absPath,
+  known_hosts: absPath,
+  identity: absPath,
+  hosts: z.array(FleetHost).min(1),
+});
+export type Fleet = z.infer<typeof Fleet>;

@@ -1,0 +1,31 @@
+// When a test that promises 0 lost frames fails, the failure explains itself: every flow's
+// sequence accounting (offered, received, lost, still missing, late, duplicated, reordered) and
+// every receive gap with its time and sequence numbers, beside the switches of the same run, all
+// on one clock (CLOCK_MONOTONIC, ms from the first switch), so the lost frames can be placed.
+import { touches } from '../protocol/measure.js';
+import { measured, type Gap, type ProbeEvent, type ProbeSummary } from '../protocol/native/probe.js';
+
+export interface SwitchMark {
+  vm: string;
+  label: string;
+  start_ns: number;
+  end_ns: number;
+}
+
+export function explainLoss(sum: ProbeSummary, events: readonly ProbeEvent[], switches: readonly SwitchMark[]): string {
+  const gaps = events.flatMap((e) => (e.event === 'gap' ? [e.data] : []));
+  const t0 = Math.min(...switches.map((s) => s.start_ns), ...gaps.map((g) => g.start_ns), Number.MAX_SAFE_INTEGER);
+  const at = (ns: number) => `+${((ns - t0) / 1e6).toFixed(3)} ms`;
+  const lines = [`switches (${switches.length}):`, ...switches.map((s) => `  ${s.vm} ${s.label} at ${at(s.start_ns)} for ${((s.end_ns - s.start_ns) / 1000).toFixed(0)} us`)];
+  for (const f of measured(sum)) {
+    lines.push(`flow ${f.src}->${f.dst}: offered ${f.offered} received ${f.received} lost ${f.lost} missing ${f.missing} late ${f.late} dup ${f.dup} reordered ${f.reordered} tx_refused ${f.tx_refused}`);
+    for (const g of gaps.filter((x: Gap) => x.flow === `${f.src}:${f.dst}` || (x.src === f.src && x.rx_vm === f.dst))) {
+      const near = switches.filter((s) => touches(g, s)).map((s) => `${s.vm} ${s.label}`);
+      const seq = g as Gap & { seq_before?: number; seq_after?: number };
+      lines.push(`  gap at ${at(g.start_ns)}: ${(g.gap_us / 1000).toFixed(2)} ms, ${g.lost_in_gap} frames skipped (seq ${seq.seq_before ?? '?'} -> ${seq.seq_after ?? '?'})${near.length ? `, touching ${near.join(', ')}` : ', no switch near'}`);
+    }
+  }
+  const links = events.filter((e) => e.event === 'link');
+  if (links.length) lines.push(`link events: ${links.map((e) => JSON.stringify(e.data)).join(' ')}`);
+  return lines.join('\n');
+}

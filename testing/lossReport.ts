@@ -3,6 +3,8 @@
 // every receive gap with its time and sequence numbers, beside the switches of the same run, all
 // on one clock (CLOCK_MONOTONIC, ms from the first switch), so the lost frames can be placed.
 import { touches } from '../protocol/measure.js';
+import type { Stats } from '../protocol/native/dp.js';
+import type { KeeperEvent } from '../protocol/native/keeper.js';
 import { measured, type Gap, type ProbeEvent, type ProbeSummary } from '../protocol/native/probe.js';
 
 export interface SwitchMark {
@@ -10,6 +12,15 @@ export interface SwitchMark {
   label: string;
   start_ns: number;
   end_ns: number;
+}
+
+/** The switches a keeper made (handoffs and failovers), from its events. */
+export function switchesOf(events: readonly KeeperEvent[]): SwitchMark[] {
+  return events.flatMap((e) =>
+    e.event === 'handoff/done' || e.event === 'failover/done'
+      ? [{ vm: e.data.vm, label: `${e.event === 'failover/done' ? 'failover ' : ''}${e.data.from ?? '?'}->${e.data.to}`, start_ns: e.data.timing.quiesce_ns, end_ns: e.data.timing.resumed_ns }]
+      : [],
+  );
 }
 
 export function explainLoss(sum: ProbeSummary, events: readonly ProbeEvent[], switches: readonly SwitchMark[]): string {
@@ -28,4 +39,14 @@ export function explainLoss(sum: ProbeSummary, events: readonly ProbeEvent[], sw
   const links = events.filter((e) => e.event === 'link');
   if (links.length) lines.push(`link events: ${links.map((e) => JSON.stringify(e.data)).join(' ')}`);
   return lines.join('\n');
+}
+
+/** Every drop counter of the generations that are not zero, by generation and VM. */
+export function datapathDrops(names: string[], stats: Stats[]): string {
+  const out: string[] = [];
+  stats.forEach((st, i) => {
+    for (const [vm, v] of Object.entries(st.vms)) for (const [k, n] of Object.entries(v.drops)) if (n) out.push(`${names[i]} ${vm} ${k} ${n}`);
+    for (const [port, e] of [['uplink', st.uplink], ['peer', st.peer]] as const) if (e && (e.drop_tx || e.drop_no_dest)) out.push(`${names[i]} ${port} drop_tx ${e.drop_tx} no_dest ${e.drop_no_dest}`);
+  });
+  return out.length ? `datapath drops: ${out.join(', ')}` : 'datapath drops: none';
 }

@@ -66,7 +66,7 @@ async function startDaemon(bin: string, args: string[], what: string, ctlPath: s
   const log = { stderr: '' };
   child.stderr!.setEncoding('utf8').on('data', (d: string) => (log.stderr += d));
   try {
-    await waitLine(child, what, 15000, (o) => (z.object({ event: z.literal('ready') }).safeParse(o).success ? true : undefined));
+    await waitLine(child, what, 60000, (o) => (z.object({ event: z.literal('ready') }).safeParse(o).success ? true : undefined));
   } catch (e) {
     child.kill('SIGKILL');
     throw new Error(`${(e as Error).message}\n${log.stderr}`);
@@ -221,6 +221,8 @@ export interface ProbeOptions {
   memMb?: number;
   ctlPath?: string;
   extraArgs?: string[];
+  /** EAL --file-prefix (default hl-probe-<name>) */
+  filePrefix?: string;
 }
 
 export class ProbeProcess {
@@ -264,7 +266,7 @@ export class ProbeProcess {
 
   /** Starts the probe and resolves once every VM link is up and flows are running. */
   static async start(opts: ProbeOptions): Promise<ProbeProcess> {
-    const args = [...eal(opts.lcore ?? 0, opts.memMb ?? 128, `hl-probe-${opts.name}`), '--'];
+    const args = [...eal(opts.lcore ?? 0, opts.memMb ?? 128, opts.filePrefix ?? `hl-probe-${opts.name}`), '--'];
     for (const v of opts.vms) args.push('--vm', `${v.name},${v.mac},${v.socket}${v.server ? ',server' : ''}${v.packed ? ',packed' : ''}`);
     for (const f of opts.flows) args.push('--flow', `${f.src}:${f.dst}:${f.pps}`);
     if (opts.durationS !== undefined) args.push('--duration', String(opts.durationS));

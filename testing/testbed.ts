@@ -86,7 +86,7 @@ export class Testbed {
   }
 
   async probe(opts: ProbeOptions): Promise<ProbeProcess> {
-    const p = await ProbeProcess.start(opts);
+    const p = await ProbeProcess.start({ filePrefix: `hl-probe-${basename(this.dir)}-${opts.name}`, ...opts });
     this.probes.push(p);
     return p;
   }

@@ -11,6 +11,7 @@ import type { AgentConfig } from '../../../protocol/files.js';
 import { stagePath } from './config.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const START_TIMEOUT_MS = 60_000;
 
 export function alive(pid: number | null): boolean {
   if (pid === null) return false;
@@ -67,7 +68,9 @@ export class Supervisor {
     let exited: number | null = null;
     child.once('exit', (code) => (exited = code ?? -1));
     child.unref();
-    for (let i = 0; i < 300; i++) {
+    // a DPDK start-up takes about a second here, and much longer on a loaded host (memory
+    // initialised page by page, every driver plugin loaded): wait as long as that can take
+    for (let i = 0; i < START_TIMEOUT_MS / 50; i++) {
       if (exited !== null) throw new Error(`${what} exited during start-up (code ${exited}); see ${logPath}`);
       if (existsSync(ctlPath)) {
         try {
@@ -79,7 +82,7 @@ export class Supervisor {
       await sleep(50);
     }
     child.kill('SIGKILL');
-    throw new Error(`${what}: no control socket after 15 s; see ${logPath}`);
+    throw new Error(`${what}: no control socket after ${START_TIMEOUT_MS / 1000} s; see ${logPath}`);
   }
 
   /** The keeper's control client, starting the keeper when none runs. */

@@ -6,6 +6,7 @@ import { after, describe, test } from 'node:test';
 import { dp } from '../../../protocol/native/dp.js';
 import { measured, probe as probe_ } from '../../../protocol/native/probe.js';
 import { labVms, Testbed, vmMac } from '../../../testing/testbed.js';
+import { datapathDrops, explainLoss } from '../../../testing/lossReport.js';
 
 const VMS = labVms(4).map((v) => v.name);
 
@@ -24,7 +25,7 @@ describe('hitless-dp with 4 probe VMs', () => {
       durationS: 5,
     });
     const sum = await probe.summary;
-    assert.equal(sum.totals.lost, 0, `lost frames: ${JSON.stringify(measured(sum).map((f) => [f.src, f.dst, f.lost]))}`);
+    assert.equal(sum.totals.lost, 0, `${explainLoss(sum, probe.events, [])}\n${datapathDrops(['A'], [await gen.ctl.request(dp.statsShow, {})])}`);
     assert.equal(sum.totals.dup, 0);
     assert.equal(sum.totals.reordered, 0);
     for (const f of measured(sum)) {

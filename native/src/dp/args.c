@@ -24,8 +24,11 @@ dp_usage(const char *prog)
 		"  --fwd-lib PATH     forwarding stage shared object (default: next to the binary)\n"
 		"  --idle-max-us N    longest idle nap of the packet loop (default 200)\n"
 		"  --idle-grace-us N  keep polling this long after the last packet (default 50)\n"
+		"  --idle-deep-ms N   longest sleep while serving no VM; woken at once when one\n"
+		"                     arrives (default 50)\n"
 		"  --no-yield         never yield the core after a light iteration\n"
-		"  --retry-us N       how long packets wait for a full guest RX ring (default 10000)\n",
+		"  --retry-us N       how long packets wait for a full guest RX ring (default 10000)\n"
+		"  --transit-us N     how long packets wait for a VM on its way here (default 1000000)\n",
 		prog, prog);
 }
 
@@ -63,8 +66,10 @@ dp_parse_args(int argc, char **argv)
 		{ "fwd-lib", required_argument, NULL, 'f' },
 		{ "idle-max-us", required_argument, NULL, 'i' },
 		{ "retry-us", required_argument, NULL, 't' },
+		{ "transit-us", required_argument, NULL, 'T' },
 		{ "idle-grace-us", required_argument, NULL, 'G' },
 		{ "no-yield", no_argument, NULL, 'Y' },
+		{ "idle-deep-ms", required_argument, NULL, 'D' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -72,8 +77,10 @@ dp_parse_args(int argc, char **argv)
 
 	dp.idle_max_us = 200;
 	dp.idle_grace_us = 50;
+	dp.idle_deep_ms = 50;
 	dp.yield = true;
 	dp.retry_us = 10000;
+	dp.transit_us = 1000000;
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (c) {
@@ -117,6 +124,14 @@ dp_parse_args(int argc, char **argv)
 			break;
 		case 'i':
 			if (hl_parse_u32("hitless-dp", "--idle-max-us", optarg, 1, 100000, &dp.idle_max_us) != 0)
+				return -1;
+			break;
+		case 'T':
+			if (hl_parse_u32("hitless-dp", "--transit-us", optarg, 0, 10000000, &dp.transit_us) != 0)
+				return -1;
+			break;
+		case 'D':
+			if (hl_parse_u32("hitless-dp", "--idle-deep-ms", optarg, 1, 10000, &dp.idle_deep_ms) != 0)
 				return -1;
 			break;
 		case 'Y':

@@ -69,6 +69,7 @@ struct dp_vm {
 	struct rte_mbuf *pend[DP_PEND_MAX];
 	uint16_t pend_n;
 	uint64_t pend_since_ns;
+	bool pend_for_arrival;  /* what is held waits for the VM to arrive (not for its ring) */
 	struct dp_port_stats st;
 };
 
@@ -126,8 +127,10 @@ struct dp {
 	char fwd_path[256];  /* the stage to load at start (--fwd-lib) */
 	uint32_t idle_max_us;
 	uint32_t idle_grace_us;
+	uint32_t idle_deep_ms;  /* sleep bound while serving no VM (dp_wake ends it) */
 	bool yield;         /* yield the core after light iterations (default on) */
-	uint32_t retry_us;
+	uint32_t retry_us;     /* hold bound for a guest whose RX ring is full */
+	uint32_t transit_us;   /* hold bound for a VM not served here yet (in transit) */
 	uint64_t started_ns;
 	/* resources */
 	struct rte_mempool *pool;
@@ -144,6 +147,7 @@ struct dp {
 	volatile bool quit;
 	bool loop_running;                 /* atomic */
 	uint64_t epoch;                    /* atomic: bumped at the top of every iteration */
+	uint32_t wake;                     /* atomic futex word: bumped by dp_wake() */
 	volatile struct hl_heartbeat *hb;  /* shared with the keeper: beat = epoch */
 	struct dp_loop_stats ls;
 
@@ -161,6 +165,8 @@ void dp_usage(const char *prog);
 /* loop.c */
 int dp_loop(void *arg);
 void dp_quiesce(void *unused);
+/* Wake the loop from a sleep: a VM arrives, a stage swap or a quiesce waits for it. Any thread. */
+void dp_wake(void);
 
 /* vm.c */
 struct dp_vm *dp_vm_find(const char *name);

@@ -156,6 +156,7 @@ ask_loop(const struct hitless_fwd_ops *to, const struct hitless_fwd_ops *conv,
 	sw->window_ns = 0;
 	memset(&sw->mig, 0, sizeof(sw->mig));
 	__atomic_store_n(&sw->pending, true, __ATOMIC_RELEASE);
+	dp_wake();
 	deadline = sw->asked_ns + SWAP_TIMEOUT_NS;
 	while (!__atomic_load_n(&sw->done, __ATOMIC_ACQUIRE)) {
 		/* withdraw the request if the loop has not taken it by the deadline */

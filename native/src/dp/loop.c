@@ -13,13 +13,18 @@
  * During an upgrade a host's VMs are split between two generations joined by the peer link.
  * A packet for a configured VM that this generation does not serve goes over the peer link
  * (queue 0). A packet that arrives over it for a VM this generation does not serve either:
- *  - waits in the VM's pending queue (same bound) when the VM is on its way here — the keeper
- *    has connected and the device has not started: it left the other side mid-handoff;
+ *  - waits in the VM's pending queue when the VM is on its way here — the keeper has connected
+ *    and the device has not started: it left the other side mid-handoff — for up to
+ *    transit_us (a handoff slowed down by a busy host must not turn into loss);
  *  - otherwise goes back once, on queue 1, to the other side, which may be where the VM is
  *    arriving; what comes back on queue 1 is never returned again, so nothing loops.
  */
+#include <linux/futex.h>
 #include <sched.h>
 #include <string.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
 
 #include <rte_cycles.h>
 #include <rte_ethdev.h>
@@ -50,6 +55,23 @@ ld(const bool *p)
 	return __atomic_load_n(p, __ATOMIC_ACQUIRE);
 }
 
+void
+dp_wake(void)
+{
+	__atomic_fetch_add(&dp.wake, 1, __ATOMIC_RELEASE);
+	syscall(SYS_futex, &dp.wake, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+}
+
+/* The loop's sleep while it serves no VM: until dp_wake() (or the bound). seen: the wake word
+ * read at the top of the iteration, so a wake that came since is never slept through. */
+static void
+deep_sleep(uint32_t seen, uint64_t ns)
+{
+	struct timespec ts = { .tv_sec = (time_t)(ns / 1000000000ull), .tv_nsec = (long)(ns % 1000000000ull) };
+
+	syscall(SYS_futex, &dp.wake, FUTEX_WAIT_PRIVATE, seen, &ts, NULL, 0);
+}
+
 /* Wait until the loop has started two iterations after now, i.e. every iteration that could
  * have seen the state before the caller's change has finished. */
 void
@@ -61,6 +83,7 @@ dp_quiesce(void *unused)
 	(void)unused;
 	if (!__atomic_load_n(&dp.loop_running, __ATOMIC_ACQUIRE))
 		return;
+	dp_wake();
 	e = __atomic_load_n(&dp.epoch, __ATOMIC_ACQUIRE);
 	while (__atomic_load_n(&dp.epoch, __ATOMIC_ACQUIRE) < e + 2 &&
 	       __atomic_load_n(&dp.loop_running, __ATOMIC_ACQUIRE) && hl_now_ns() < deadline)
@@ -337,9 +360,14 @@ flush_all(uint64_t now)
 		if (!ld(&vm->in_use) || (vm->pend_n == 0 && !ld(&vm->draining)))
 			continue;
 		if (!ld(&vm->ready)) {
-			if (now - vm->pend_since_ns > (uint64_t)dp.retry_us * 1000)
+			vm->pend_for_arrival = true;
+			if (now - vm->pend_since_ns > (uint64_t)dp.transit_us * 1000)
 				drop_pending(vm, &vm->st.drop_not_ready);
 		} else {
+			/* what waited for the VM to arrive has its retry bound from now on */
+			if (vm->pend_for_arrival)
+				vm->pend_since_ns = now;
+			vm->pend_for_arrival = false;
 			if (vm->pend_n > 0)
 				flush_vm(vm, now);
 			if (ld(&vm->draining) && (vm->pend_n == 0 || now > vm->drain_deadline_ns)) {
@@ -395,7 +423,8 @@ dp_loop(void *arg)
 	while (!dp.quit) {
 		uint64_t t0 = rte_rdtsc();
 		uint64_t now = hl_now_ns();
-		uint32_t got = 0, pending;
+		uint32_t got = 0, pending, live = 0;
+		uint32_t seen = __atomic_load_n(&dp.wake, __ATOMIC_ACQUIRE);
 
 		__atomic_fetch_add(&dp.epoch, 1, __ATOMIC_ACQ_REL);
 		dp.hb->beat = dp.epoch;
@@ -411,7 +440,11 @@ dp_loop(void *arg)
 			struct dp_vm *vm = &dp.vms[s];
 			uint16_t n;
 
-			if (!ld(&vm->in_use) || !ld(&vm->ready) || ld(&vm->draining))
+			if (!ld(&vm->in_use))
+				continue;
+			/* a VM served here, or on its way here (a keeper pre-load): not deep idle */
+			live += ld(&vm->ready) || __atomic_load_n(&vm->arriving_vid, __ATOMIC_RELAXED) >= 0;
+			if (!ld(&vm->ready) || ld(&vm->draining))
 				continue;
 			if (__atomic_load_n(&vm->stall_until_ns, __ATOMIC_RELAXED) > now)
 				continue;
@@ -433,10 +466,13 @@ dp_loop(void *arg)
 		pending = flush_all(now);
 
 		/* adaptive idle: poll while packets come; once none came for idle_grace_us, nap
-		 * in growing steps up to idle_max_us so an idle generation costs ~0 CPU. A light
-		 * iteration yields the core: during an upgrade two generations may share one, and
-		 * without it they would take turns in scheduler slices of milliseconds (on a core
-		 * of its own the yield returns at once). */
+		 * in growing steps up to idle_max_us. A generation that serves no VM at all (a
+		 * standby, one retired and not yet stopped) sleeps up to idle_deep_ms instead, and
+		 * dp_wake() ends that sleep when a VM arrives: a few wakeups a second, not thousands
+		 * on the core another generation forwards on. A light iteration yields the core:
+		 * during an upgrade two generations may share one, and without it they would take
+		 * turns in scheduler slices of milliseconds (on a core of its own the yield returns
+		 * at once). */
 		if (got > 0 || pending > 0) {
 			dp.ls.busy_iterations++;
 			dp.ls.busy_pkts += got;
@@ -447,7 +483,10 @@ dp_loop(void *arg)
 				sched_yield();
 		} else if (now - last_busy_ns > (uint64_t)dp.idle_grace_us * 1000) {
 			dp.ls.idle_sleeps++;
-			hl_sleep_ns(nap_ns);
+			if (live == 0 && !__atomic_load_n(&dp.swap.pending, __ATOMIC_ACQUIRE))
+				deep_sleep(seen, (uint64_t)dp.idle_deep_ms * 1000000ull);
+			else
+				hl_sleep_ns(nap_ns);
 			nap_ns = RTE_MIN(nap_ns * 2, (uint64_t)dp.idle_max_us * 1000);
 		} else if (dp.yield) {
 			sched_yield();

@@ -70,24 +70,39 @@ with_file_prefix(int *argc, char **argv)
 /* The CPUs the process was given (taskset, cgroups) before EAL pinned the main thread. */
 static cpu_set_t startup_cpus;
 
+/* The housekeeping CPUs: those the process was started with, less the packet loop's (the main
+ * lcore's cpuset). Empty when that leaves none (one CPU: everything shares it). */
+static void
+housekeeping_cpus(cpu_set_t *set)
+{
+	rte_cpuset_t loop = rte_lcore_cpuset(rte_get_main_lcore());
+
+	CPU_ZERO(set);
+	for (int c = 0; c < CPU_SETSIZE; c++)
+		if (CPU_ISSET(c, &startup_cpus) && !CPU_ISSET(c, &loop))
+			CPU_SET(c, set);
+}
+
+/* Run the calling thread on the housekeeping CPUs, when there are any. */
+static void
+off_the_loop_cpu(const char *who)
+{
+	cpu_set_t set;
+
+	housekeeping_cpus(&set);
+	if (CPU_COUNT(&set) > 0 && pthread_setaffinity_np(pthread_self(), sizeof(set), &set) != 0)
+		fprintf(stderr, "hitless-dp: %s stays on the loop's CPU\n", who);
+}
+
 /* The control thread runs beside the packet loop, not on its CPU(s), as DPDK's own control
  * threads (vhost messages, interrupts) do: a command that does real work (lib/swap's dlopen)
- * would otherwise take the loop's CPU from it for as long as it runs. Its CPUs are those the
- * process was started with, less the main lcore's (when that leaves any). It adds FDB entries,
+ * would otherwise take the loop's CPU from it for as long as it runs. It adds FDB entries,
  * and rte_hash's multi-writer mode needs an lcore id: it registers with EAL. */
 static void
 register_ctl_thread(void *arg)
 {
-	rte_cpuset_t loop = rte_lcore_cpuset(rte_get_main_lcore());
-	cpu_set_t set;
-
 	(void)arg;
-	CPU_ZERO(&set);
-	for (int c = 0; c < CPU_SETSIZE; c++)
-		if (CPU_ISSET(c, &startup_cpus) && !CPU_ISSET(c, &loop))
-			CPU_SET(c, &set);
-	if (CPU_COUNT(&set) > 0 && pthread_setaffinity_np(pthread_self(), sizeof(set), &set) != 0)
-		fprintf(stderr, "hitless-dp: control thread stays on the loop's CPU\n");
+	off_the_loop_cpu("control thread");
 	if (rte_thread_register() != 0)
 		fprintf(stderr, "hitless-dp: control thread not registered with EAL: %s\n",
 			rte_strerror(rte_errno));
@@ -172,6 +187,10 @@ main(int argc, char **argv)
 	n = rte_eal_init(argc, argv);
 	if (n < 0)
 		rte_exit(EXIT_FAILURE, "hitless-dp: EAL init failed: %s\n", rte_strerror(rte_errno));
+	/* EAL pinned this thread to the packet loop's CPU, which another generation may be using
+	 * to forward this host's traffic right now: the rest of the start-up (the mempool, the
+	 * ports, the stage) runs on the housekeeping CPUs, and the loop takes its CPU when it starts */
+	off_the_loop_cpu("start-up");
 	argc -= n;
 	argv += n;
 	argv[0] = (char *)"hitless-dp";
@@ -205,6 +224,11 @@ main(int argc, char **argv)
 		rte_exit(EXIT_FAILURE, "hitless-dp: peer link %s: %s\n", dp.peer_sock,
 			 strerror(rc < 0 ? -rc : rc));
 
+	/* the pid file and the heartbeat page exist before the control socket does: whoever sees
+	 * the socket (the agent, then the keeper's gen/attach) finds them */
+	if ((rc = open_heartbeat()) != 0)
+		rte_exit(EXIT_FAILURE, "hitless-dp: heartbeat page: %s\n", strerror(-rc));
+	write_pidfile();
 	snprintf(path, sizeof(path), "%s/ctl.sock", dp.run_dir);
 	dp.ctl = ctl_server_new(path, 0);
 	if (dp.ctl == NULL)
@@ -218,9 +242,6 @@ main(int argc, char **argv)
 	ctl_server_on_thread_start(dp.ctl, register_ctl_thread, NULL);
 	if (dp_telemetry_register() != 0)
 		fprintf(stderr, "hitless-dp: telemetry commands not registered\n");
-	if ((rc = open_heartbeat()) != 0)
-		rte_exit(EXIT_FAILURE, "hitless-dp: heartbeat page: %s\n", strerror(-rc));
-	write_pidfile();
 	if (ctl_server_start(dp.ctl) != 0)
 		rte_exit(EXIT_FAILURE, "hitless-dp: cannot start control thread\n");
 
@@ -229,6 +250,9 @@ main(int argc, char **argv)
 	       dp.gen_id, HITLESS_RELEASE, (int)getpid(), path, rte_lcore_id());
 	fflush(stdout);
 
+	rte_cpuset_t loop_cpus = rte_lcore_cpuset(rte_get_main_lcore());
+	if (pthread_setaffinity_np(pthread_self(), sizeof(loop_cpus), &loop_cpus) != 0)
+		rte_exit(EXIT_FAILURE, "hitless-dp: cannot pin the packet loop to its lcore's CPU\n");
 	dp_loop(NULL);
 
 	/* shutdown: stop taking commands, release every VM, then the ports */

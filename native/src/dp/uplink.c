@@ -168,6 +168,7 @@ dp_announce(const struct dp_vm *vm)
 		rte_pktmbuf_free(m);
 		return -ENOBUFS;
 	}
+	dp_wake();
 	return 0;
 }
 

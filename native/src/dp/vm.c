@@ -74,11 +74,14 @@ new_device(int vid)
 		rte_vhost_enable_guest_notification(vid, q, 0);
 	vm->vid = vid;
 	vm->st.first_rx_ns = vm->st.first_tx_ns = 0;
-	__atomic_store_n(&vm->arriving_vid, -1, __ATOMIC_RELEASE);
 	vm->connected_ns = hl_now_ns();
 	vm->connects++;
 	__atomic_store_n(&vm->draining, false, __ATOMIC_RELEASE);
+	/* ready before no longer arriving: the loop must never see the VM as neither, or a frame
+	 * for it that came back over the peer link would be dropped (loop.c to_vm) */
 	__atomic_store_n(&vm->ready, true, __ATOMIC_RELEASE);
+	__atomic_store_n(&vm->arriving_vid, -1, __ATOMIC_RELEASE);
+	dp_wake(); /* the loop may be in its deep sleep: it serves a VM now */
 	ctl_emit(dp.ctl, "vm/connected",
 		 json_pack("{s:s,s:I,s:i}", "vm", vm->name, "t_ns", (json_int_t)vm->connected_ns,
 			   "vid", vid));
@@ -93,8 +96,10 @@ new_connection(int vid)
 	char path[PATH_MAX];
 	struct dp_vm *vm;
 
-	if (rte_vhost_get_ifname(vid, path, sizeof(path)) == 0 && (vm = find_by_sock(path)) != NULL)
+	if (rte_vhost_get_ifname(vid, path, sizeof(path)) == 0 && (vm = find_by_sock(path)) != NULL) {
 		__atomic_store_n(&vm->arriving_vid, vid, __ATOMIC_RELEASE);
+		dp_wake(); /* frames for it may come over the peer link: the loop polls again */
+	}
 	return 0;
 }
 
@@ -124,6 +129,7 @@ destroy_device(int vid)
 	vm->drain_deadline_ns = t0 + (uint64_t)dp.retry_us * 1000;
 	__atomic_store_n(&vm->drained, false, __ATOMIC_RELEASE);
 	__atomic_store_n(&vm->draining, true, __ATOMIC_RELEASE);
+	dp_wake();
 	/* the loop delivers what it holds for the guest, then lets the VM go (loop.c) */
 	while (__atomic_load_n(&dp.loop_running, __ATOMIC_ACQUIRE) &&
 	       !(drained = __atomic_load_n(&vm->drained, __ATOMIC_ACQUIRE)) &&

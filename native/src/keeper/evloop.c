@@ -16,6 +16,7 @@
 #include "keeper.h"
 
 static int epfd = -1, timerfd = -1;
+static uint32_t armed_us;
 
 static uint64_t
 ev_tag(enum kp_ev_kind k, int vm, int gen)
@@ -23,22 +24,33 @@ ev_tag(enum kp_ev_kind k, int vm, int gen)
 	return (uint64_t)k << 32 | (uint64_t)vm << 8 | (uint64_t)gen;
 }
 
-/* Create the epoll set and arm the timer to fire every period_us. 0 or -errno. */
+/* Create the epoll set and the timer (disarmed until kp_ev_timer sets a period). 0 or -errno. */
 int
-kp_ev_init(uint32_t period_us)
+kp_ev_init(void)
 {
-	struct itimerspec its = { 0 };
-
 	epfd = epoll_create1(EPOLL_CLOEXEC);
 	timerfd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
 	if (epfd < 0 || timerfd < 0)
 		return -errno;
-	its.it_interval.tv_nsec = (long)period_us * 1000;
-	its.it_value.tv_nsec = (long)period_us * 1000;
-	if (timerfd_settime(timerfd, 0, &its, NULL) != 0)
-		return -errno;
 	kp_ev_add(timerfd, KP_EV_TIMER, 0, 0);
 	return 0;
+}
+
+/* Fire the timer every period_us, or never (0). Only what needs it keeps it running: the
+ * heartbeats of generations that serve VMs, reconnects to frontend-owned sockets; a keeper
+ * with nothing to watch does not wake for it. Re-arms only when the period changes. */
+void
+kp_ev_timer(uint32_t period_us)
+{
+	struct itimerspec its = { 0 };
+
+	if (period_us == armed_us)
+		return;
+	its.it_interval.tv_sec = period_us / 1000000;
+	its.it_interval.tv_nsec = (long)(period_us % 1000000) * 1000;
+	its.it_value = its.it_interval;
+	if (timerfd_settime(timerfd, 0, &its, NULL) == 0)
+		armed_us = period_us;
 }
 
 void

@@ -270,17 +270,40 @@ gen_died(int gi, const char *cause)
 
 /* Called every watch period: a generation whose heartbeat stopped and whose every thread is
  * exiting is dead now, whatever its sockets say. */
+static bool
+serves_vms(int gi)
+{
+	for (int v = 0; v < KP_MAX_VMS; v++)
+		if (kp.vms[v].in_use && kp.vms[v].serving == gi)
+			return true;
+	return false;
+}
+
+/* Only a generation that serves VMs is watched: a standby's death costs no session, and its
+ * sockets closing tell soon enough. */
 void
 kp_gen_watch(uint64_t now)
 {
 	for (int gi = 0; gi < KP_MAX_GENS; gi++) {
 		struct kp_gen *g = &kp.gens[gi];
 
-		if (!g->in_use || g->dead || !heartbeat_stalled(g, now))
+		if (!g->in_use || g->dead || !serves_vms(gi) || !heartbeat_stalled(g, now))
 			continue;
 		if (gen_exiting(g))
 			gen_died(gi, "heartbeat stopped and every thread is exiting");
 	}
+}
+
+uint32_t
+kp_timer_needed(void)
+{
+	for (int gi = 0; gi < KP_MAX_GENS; gi++)
+		if (kp.gens[gi].in_use && !kp.gens[gi].dead && kp.gens[gi].hb != NULL && serves_vms(gi))
+			return kp.watch_us;
+	for (int v = 0; v < KP_MAX_VMS; v++)
+		if (kp.vms[v].in_use && kp.vms[v].client && kp.vms[v].ffd < 0)
+			return KP_RECONNECT_US;
+	return 0;
 }
 
 json_t *

@@ -36,6 +36,7 @@
 #define KP_MAX_GENS 4
 #define KP_MAX_VMS 64
 #define KP_REPLY_TIMEOUT_MS 2000
+#define KP_RECONNECT_US 200000 /* client mode: how often a frontend-owned socket is tried again */
 
 struct kp_heartbeat; /* gen.c */
 
@@ -101,7 +102,8 @@ struct kp_event {
 	enum kp_ev_kind kind;
 	int vm, gen;
 };
-int kp_ev_init(uint32_t period_us);
+int kp_ev_init(void);
+void kp_ev_timer(uint32_t period_us);
 void kp_ev_add(int fd, enum kp_ev_kind kind, int vm, int gen);
 void kp_ev_del(int fd);
 int kp_ev_wait(struct kp_event *evs, int max, int timeout_ms);
@@ -139,6 +141,9 @@ int kp_gen_attach(const char *name, const char *run_dir, struct ctl_error *err);
 int kp_gen_detach(const char *name, struct ctl_error *err);
 int kp_gen_find(const char *name);
 void kp_gen_watch(uint64_t now);
+/* The timer period the keeper needs now (us, 0: none): the heartbeat watch while a generation
+ * serves VMs, a reconnect tick while a client-mode frontend is away. */
+uint32_t kp_timer_needed(void);
 json_t *kp_gen_json(int gi);
 
 /* relay.c */

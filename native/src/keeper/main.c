@@ -112,9 +112,15 @@ main(int argc, char **argv)
 		fprintf(stderr, "hitless-keeper: cannot create %s: %s\n", path, strerror(errno));
 		return 1;
 	}
-	if ((rc = kp_ev_init(kp.watch_us)) != 0) {
+	if ((rc = kp_ev_init()) != 0) {
 		fprintf(stderr, "hitless-keeper: event loop: %s\n", strerror(-rc));
 		return 1;
+	}
+	/* the pid file exists before the control socket does: whoever sees the socket finds it */
+	snprintf(path, sizeof(path), "%s/keeper.pid", kp.run_dir);
+	if ((f = fopen(path, "w")) != NULL) {
+		fprintf(f, "%d\n", (int)getpid());
+		fclose(f);
 	}
 	snprintf(path, sizeof(path), "%s/ctl.sock", kp.run_dir);
 	kp.ctl = ctl_server_new(path, 0);
@@ -132,10 +138,6 @@ main(int argc, char **argv)
 		return 1;
 	}
 	snprintf(path, sizeof(path), "%s/keeper.pid", kp.run_dir);
-	if ((f = fopen(path, "w")) != NULL) {
-		fprintf(f, "%d\n", (int)getpid());
-		fclose(f);
-	}
 	printf("{\"event\":\"ready\",\"version\":\"%s\",\"pid\":%d,\"ctl\":\"%s/ctl.sock\"}\n",
 	       HITLESS_RELEASE, (int)getpid(), kp.run_dir);
 	fflush(stdout);

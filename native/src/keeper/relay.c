@@ -160,7 +160,7 @@ client_connect(struct kp_vm *vm, uint64_t now)
 		return;
 	fd = kp_unix_connect(vm->sock);
 	if (fd < 0) {
-		vm->next_connect_ns = now + 200000000ull;
+		vm->next_connect_ns = now + KP_RECONNECT_US * 1000ull;
 		return;
 	}
 	kp_frontend_attach(vm, fd);
@@ -207,6 +207,7 @@ kp_relay_run(void)
 			else if (evs[i].kind == KP_EV_BACKEND && vm->b[gi].fd >= 0)
 				on_backend(vm, gi);
 		}
+		kp_ev_timer(kp_timer_needed());
 		pthread_mutex_unlock(&kp.lock);
 	}
 }

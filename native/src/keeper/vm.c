@@ -142,7 +142,7 @@ kp_frontend_close(struct kp_vm *vm, const char *why)
 	for (int gi = 0; gi < KP_MAX_GENS; gi++)
 		kp_bconn_close(vm, gi);
 	kp_state_clear(&vm->st);
-	vm->next_connect_ns = hl_now_ns() + 200000000ull;
+	vm->next_connect_ns = hl_now_ns() + KP_RECONNECT_US * 1000ull;
 	ctl_emit(kp.ctl, "session/disconnected",
 		 json_pack("{s:s,s:s,s:I}", "vm", vm->name, "why", why, "t_ns",
 			   (json_int_t)hl_now_ns()));

@@ -13,7 +13,7 @@ const gap = (src: string, rx: string, start: number, us: number): ProbeEvent => 
 const dir = (over: Partial<Direction> = {}): Direction => ({ flows: 1, lost: 0, delayed: 0, gap_ms: null, offered_pps: 10000, ...over });
 const witness = (rx: Direction | null, tx: Direction | null = null): Witness => ({ source: 'lab probe', threshold_ms: 0.5, rx, tx, background: { seconds: 30, gaps: [] } });
 const parts = (over: Partial<MeasuredParts> = {}): MeasuredParts => ({
-  vm: 'v1', mode: 'handoff', from: 'A', to: 'B', t_ns: 1, window_us: 300, passive_gap_us: 800, rings: [], anomalies: [], dropped: 0, witness: null, ...over,
+  vm: 'v1', mode: 'handoff', from: 'A', to: 'B', t_ns: 1, window_us: 300, phases_us: null, passive_gap_us: 800, rings: [], anomalies: [], dropped: 0, witness: null, ...over,
 });
 const row = (over: Partial<MeasuredParts>, budget = { max_gap_ms: 5, max_lost: 0 }): Measurement => ({ ...parts(over), ...figures(parts(over), budget) });
 

@@ -115,6 +115,9 @@ const MeasurementV2 = z.object({
   t_ns: int,
   /** handoff: the keeper's quiesce -> resume; swap: the packet loop standing still */
   window_us: z.number(),
+  /** handoff: the window's parts — the old generation stopping the rings (its drain included),
+   * the new one starting them (null: a swap, or an agent that did not say) */
+  phases_us: z.object({ stop: z.number(), start: z.number() }).nullable().default(null),
   /** datapath: last packet the old generation moved for the VM -> first the new one moved */
   passive_gap_us: z.number().nullable(),
   rings: z.array(z.object({ ring: int, base: int })),

@@ -75,7 +75,7 @@ export class FakeAgent implements AgentLink {
     const v = this.st.vms.find((x) => x.vm === vm)!;
     const sc = this.script[vm] ?? {};
     const parts = {
-      vm, mode: this.st.mode, from: this.st.active!.gen, to: this.st.target!.gen, t_ns: ++this.t, window_us: 200, passive_gap_us: (sc.breakMs ?? 0.5) * 1000, rings: [], anomalies: [], dropped: sc.lost ?? 0, witness: null,
+      vm, mode: this.st.mode, from: this.st.active!.gen, to: this.st.target!.gen, t_ns: ++this.t, window_us: 200, phases_us: null, passive_gap_us: (sc.breakMs ?? 0.5) * 1000, rings: [], anomalies: [], dropped: sc.lost ?? 0, witness: null,
     };
     const m: Measurement = { ...parts, ...figures(parts, this.budget) };
     v.moved = true;

@@ -18,7 +18,14 @@ export interface SwitchMark {
 export function switchesOf(events: readonly KeeperEvent[]): SwitchMark[] {
   return events.flatMap((e) =>
     e.event === 'handoff/done' || e.event === 'failover/done'
-      ? [{ vm: e.data.vm, label: `${e.event === 'failover/done' ? 'failover ' : ''}${e.data.from ?? '?'}->${e.data.to}`, start_ns: e.data.timing.quiesce_ns, end_ns: e.data.timing.resumed_ns }]
+      ? [
+          {
+            vm: e.data.vm,
+            label: `${e.event === 'failover/done' ? 'failover ' : ''}${e.data.from ?? '?'}->${e.data.to} (stop ${((e.data.timing.bases_ns - e.data.timing.quiesce_ns) / 1000).toFixed(0)} us, start ${((e.data.timing.replayed_ns - e.data.timing.bases_ns) / 1000).toFixed(0)} us)`,
+            start_ns: e.data.timing.quiesce_ns,
+            end_ns: e.data.timing.resumed_ns,
+          },
+        ]
       : [],
   );
 }

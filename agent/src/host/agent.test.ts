@@ -14,7 +14,7 @@ import { CtlClient } from '../native/ctlClient.js';
 import { dp } from '../../../protocol/native/dp.js';
 import { KeeperEvent } from '../../../protocol/native/keeper.js';
 import { measured } from '../../../protocol/native/probe.js';
-import { datapathDrops, explainLoss, type SwitchMark } from '../../../testing/lossReport.js';
+import { datapathDrops, explainLoss, switchesOf, type SwitchMark } from '../../../testing/lossReport.js';
 import { alive } from './supervisor.js';
 import { nativeBin, type ProbeProcess } from '../../../testing/procs.js';
 import { labVms, Testbed } from '../../../testing/testbed.js';
@@ -374,7 +374,7 @@ describe('hitless-agent', () => {
     const kctl = await CtlClient.connect(join(root, 'run', 'keeper', 'ctl.sock'), 2000);
     await kctl.subscribe((e) => {
       const ev = KeeperEvent.safeParse(e);
-      if (ev.success && ev.data.event === 'handoff/done') switches.push({ vm: ev.data.data.vm, label: `${ev.data.data.from}->${ev.data.data.to}`, start_ns: ev.data.data.timing.quiesce_ns, end_ns: ev.data.data.timing.resumed_ns });
+      if (ev.success) switches.push(...switchesOf([ev.data]));
     });
     const st0 = await a.client.request(agent.upgradePrepare, { release: '1.1.0' });
     const pending = a.client.request(agent.upgradeSwitch, { vms: ['v1', 'v2', 'v3', 'v4'] }).catch(() => undefined);

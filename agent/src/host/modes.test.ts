@@ -24,7 +24,7 @@ const facts = (over: Partial<ModeFacts> = {}): ModeFacts => ({
 const swapOf = (f: ModeFacts) => judgeModes(f).modes.find((m) => m.mode === 'swap')!;
 let seq = 0;
 const meas = (mode: 'handoff' | 'swap', us: number, t_ns = ++seq, anomalies: string[] = []): Measurement => {
-  const parts = { vm: 'v1', mode, from: 'a', to: 'b', t_ns, window_us: us, passive_gap_us: mode === 'handoff' ? us : null, rings: [], anomalies, dropped: 0, witness: null };
+  const parts = { vm: 'v1', mode, from: 'a', to: 'b', t_ns, window_us: us, phases_us: null, passive_gap_us: mode === 'handoff' ? us : null, rings: [], anomalies, dropped: 0, witness: null };
   return { ...parts, ...figures(parts, null) };
 };
 

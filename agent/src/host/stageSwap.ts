@@ -119,6 +119,7 @@ export async function swapStage(h: SwapHost, to: 'target' | 'active'): Promise<M
           to: `${gen}:${r.to.name}@${r.to.version}`,
           t_ns: r.at_ns,
           window_us: r.window_ns / 1000,
+          phases_us: null,
           passive_gap_us: null,
           dropped: Math.max(0, (await h.drops(vm, [gen])) - before[i]!),
           rings: [],

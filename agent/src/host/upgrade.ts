@@ -224,6 +224,7 @@ export class HostAgent {
       to: to.gen,
       t_ns: r.timing.resumed_ns,
       window_us: r.timing.window_ns / 1000,
+      phases_us: { stop: (r.timing.bases_ns - r.timing.quiesce_ns) / 1000, start: (r.timing.replayed_ns - r.timing.bases_ns) / 1000 },
       passive_gap_us: await this.passiveGap(vm, from.gen, to.gen),
       dropped: Math.max(0, (await this.drops(vm, [from.gen, to.gen])) - dropsBefore),
       rings: r.rings,

@@ -12,7 +12,7 @@ const witness = (lost: number, gap_ms: number | null, bg: number[] = []): Witnes
   background: { seconds: 30, gaps: bg.map((ms, i) => ({ flow: `to-vm-with-${lost}-lost`, start_ns: i, ms })) },
 });
 const m = (vm: string, over: Partial<MeasuredParts>): Measurement => {
-  const parts: MeasuredParts = { vm, mode: 'handoff', from: '1.0.0-1', to: '1.1.0-2', t_ns: 1, window_us: 321.456, passive_gap_us: 700, rings: [], anomalies: [], dropped: 0, witness: null, ...over };
+  const parts: MeasuredParts = { vm, mode: 'handoff', from: '1.0.0-1', to: '1.1.0-2', t_ns: 1, window_us: 321.456, phases_us: null, passive_gap_us: 700, rings: [], anomalies: [], dropped: 0, witness: null, ...over };
   return { ...parts, ...figures(parts, budget) };
 };
 

@@ -9,7 +9,7 @@ const s = (vm: string, t: number, rx = 1000, tx = 900): TrafficSample => ({ vm, 
 /** A measured switch; probe: what the lab probe saw towards the VM (none: no witness). */
 function meas(vm: string, t_ns: number, probe: { lost: number; gap_ms: number } | null = null, within: boolean | null = true): Measurement {
   const witness = probe ? { source: 'lab probe', threshold_ms: 0.5, rx: { flows: 1, lost: probe.lost, delayed: 0, gap_ms: probe.gap_ms, offered_pps: 1000 }, tx: null, background: { seconds: 0, gaps: [] } } : null;
-  const parts = { vm, mode: 'handoff' as const, from: 'A', to: 'B', t_ns, window_us: 400, passive_gap_us: 650, rings: [], anomalies: [], dropped: probe?.lost ?? 0, witness };
+  const parts = { vm, mode: 'handoff' as const, from: 'A', to: 'B', t_ns, window_us: 400, phases_us: null, passive_gap_us: 650, rings: [], anomalies: [], dropped: probe?.lost ?? 0, witness };
   return { ...parts, ...figures(parts, null), within_budget: within };
 }
 

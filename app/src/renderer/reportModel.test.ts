@@ -6,7 +6,7 @@ import { commonReleases } from './format.js';
 import { campaignProgress } from './reportModel.js';
 
 const m = (vm: string, gap_ms: number, dropped = 0): Measurement => {
-  const parts = { vm, mode: 'handoff' as const, from: '1.0.0', to: '1.1.0', t_ns: 1, window_us: 300, passive_gap_us: 500, rings: [], anomalies: [], dropped, witness: null };
+  const parts = { vm, mode: 'handoff' as const, from: '1.0.0', to: '1.1.0', t_ns: 1, window_us: 300, phases_us: null, passive_gap_us: 500, rings: [], anomalies: [], dropped, witness: null };
   return { ...parts, ...figures({ ...parts, passive_gap_us: gap_ms * 1000 }, { max_gap_ms: 5, max_lost: 0 }) };
 };
 

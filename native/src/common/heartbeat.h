@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0
- * The heartbeat page a datapath generation shares with the keeper: <run-dir>/heartbeat, one
- * page, written by the generation's packet loop every iteration and only read by the keeper.
+ * The heartbeat page a datapath generation shares with the keeper: one page of a memfd (never a
+ * file on disk: the packet loop writes it every iteration), reached through <run-dir>/heartbeat,
+ * a symlink to /proc/<pid>/fd/<fd>; written by the packet loop, only read by the keeper.
  * A beat that stops moving makes the keeper look at the process (see keeper/gen.c).
  */
 #ifndef HITLESS_HEARTBEAT_H

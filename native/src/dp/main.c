@@ -126,16 +126,19 @@ make_dirs(void)
 	return 0;
 }
 
-/* The heartbeat page the keeper watches (common/heartbeat.h). */
+/* The heartbeat page the keeper watches (common/heartbeat.h). The packet loop writes it every
+ * iteration, so it must never be a page of a file on disk: a write to a file page under
+ * writeback can block the writer for as long as the disk takes (hundreds of milliseconds on a
+ * busy host). It is a memfd, kept open, that the keeper reaches through the symlink
+ * <run-dir>/heartbeat -> /proc/<pid>/fd/<fd> (gone with the process). */
 static int
 open_heartbeat(void)
 {
-	char path[sizeof(dp.run_dir) + 16];
+	char path[sizeof(dp.run_dir) + 16], target[64];
 	void *p;
 	int fd;
 
-	snprintf(path, sizeof(path), "%s/" HL_HB_FILE, dp.run_dir);
-	fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	fd = memfd_create("hitless-heartbeat", MFD_CLOEXEC);
 	if (fd < 0)
 		return -errno;
 	if (ftruncate(fd, 4096) != 0) {
@@ -143,9 +146,18 @@ open_heartbeat(void)
 		return -errno;
 	}
 	p = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-	close(fd);
-	if (p == MAP_FAILED)
+	if (p == MAP_FAILED) {
+		close(fd);
 		return -errno;
+	}
+	snprintf(path, sizeof(path), "%s/" HL_HB_FILE, dp.run_dir);
+	snprintf(target, sizeof(target), "/proc/%d/fd/%d", (int)getpid(), fd);
+	unlink(path);
+	if (symlink(target, path) != 0) {
+		munmap(p, 4096);
+		close(fd);
+		return -errno;
+	}
 	dp.hb = p;
 	dp.hb->pid = (uint32_t)getpid();
 	dp.hb->beat = 0;

@@ -95,7 +95,7 @@ export function probeArgs(hosts: FleetHost[], k: number, pps: number): string[] 
   const h = hosts[k]!;
   const p = probePaths(h.root);
   return [
-    '-l', '0', '--no-huge', '-m', String(128 * Math.ceil(h.vms.length / 8)), '--no-pci', `--file-prefix=lab-${h.netns}-probe`, '--log-level=error',
+    '-l', '0', '--no-huge', '--no-shconf', '-m', String(128 * Math.ceil(h.vms.length / 8)), '--no-pci', `--file-prefix=lab-${h.netns}-probe`, '--log-level=error',
     '--',
     ...h.vms.flatMap((v) => ['--vm', `${v.name},${v.mac},${keeperSocket(h.root, v.name)}`]),
     ...probeFlows(hosts, k, pps).flatMap((f) => ['--flow', f]),

@@ -145,7 +145,7 @@ describe('hitless-agent', () => {
     assert.equal(a.measurements.length, 4, 'one measurement notification per VM');
     const drops = await genDrops(root, [st.active!.gen, st.target!.gen]);
     for (const m of a.measurements) {
-      assert.ok(m.window_us > 0 && m.window_us < 100000, `${m.vm}: window ${m.window_us} us`);
+      assert.ok(m.window_us > 0 && m.window_us < 100000, `${m.vm}: window ${m.window_us} us: ${JSON.stringify(m)}`);
       assert.ok(m.rings.length >= 2);
       assert.equal(m.dropped, 0, `${m.vm}: the datapath dropped nothing for it during its switch: ${JSON.stringify(m)}; ${drops}`);
       assert.ok(m.witness !== null, `${m.vm}: the probe's view is part of the measurement`);

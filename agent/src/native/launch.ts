@@ -10,9 +10,15 @@
 export const FANOUT_ATTEMPTS = 4;
 export const fanoutClash = (startupOutput: string): boolean => /could not set PACKET_FANOUT/.test(startupOutput);
 
-/** EAL arguments: 4 KB pages (--no-huge) unless a hugetlbfs mount is given (benchmarks). */
+/**
+ * EAL arguments: 4 KB pages (--no-huge) unless a hugetlbfs mount is given (benchmarks). No
+ * shared config (--no-shconf): DPDK otherwise keeps its memory configuration in mmap'd files
+ * under /var/run/dpdk, which every rte_malloc writes, and a write to a file page under
+ * writeback waits for the disk — inside a handoff, hundreds of milliseconds on a busy host.
+ * Nothing here uses DPDK's secondary processes, which is all those files are for.
+ */
 export function eal(lcore: number, memMb: number, prefix: string, hugeDir?: string): string[] {
-  return ['-l', String(lcore), ...(hugeDir ? [`--huge-dir=${hugeDir}`] : ['--no-huge']), '-m', String(memMb), '--no-pci', `--file-prefix=${prefix}`, '--log-level=error'];
+  return ['-l', String(lcore), ...(hugeDir ? [`--huge-dir=${hugeDir}`] : ['--no-huge']), '--no-shconf', '-m', String(memMb), '--no-pci', `--file-prefix=${prefix}`, '--log-level=error'];
 }
 
 export interface DpOptions {

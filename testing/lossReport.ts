@@ -43,6 +43,12 @@ export function explainLoss(sum: ProbeSummary, events: readonly ProbeEvent[], sw
       lines.push(`  gap at ${at(g.start_ns)}: ${(g.gap_us / 1000).toFixed(2)} ms, ${g.lost_in_gap} frames skipped (seq ${seq.seq_before ?? '?'} -> ${seq.seq_after ?? '?'})${near.length ? `, touching ${near.join(', ')}` : ', no switch near'}`);
     }
   }
+  const m = sum.meter;
+  const nombuf = Object.entries(sum.vms).filter(([, v]) => v.rx_nombuf > 0);
+  lines.push(
+    `probe: longest loop stall ${(m.loop_max_stall_us / 1000).toFixed(2)} ms at +${(m.loop_max_stall_at_us / 1000).toFixed(1)} ms of its run, ${m.mbufs_free} mbufs free` +
+      (nombuf.length ? `, receive buffers not posted for want of mbufs: ${nombuf.map(([vm, v]) => `${vm} ${v.rx_nombuf}`).join(', ')}` : ''),
+  );
   const links = events.filter((e) => e.event === 'link');
   if (links.length) lines.push(`link events: ${links.map((e) => JSON.stringify(e.data)).join(' ')}`);
   return lines.join('\n');

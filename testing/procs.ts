@@ -208,8 +208,11 @@ export interface ProbeVm {
 }
 export interface ProbeFlow {
   src: string;
+  /** a VM of this probe, or a MAC */
   dst: string;
   pps: number;
+  /** dst is a guest MAC that sends the flow back: measured on its return to src */
+  reflect?: boolean;
 }
 export interface ProbeOptions {
   name: string;
@@ -268,7 +271,7 @@ export class ProbeProcess {
   static async start(opts: ProbeOptions): Promise<ProbeProcess> {
     const args = [...eal(opts.lcore ?? 0, opts.memMb ?? 128, opts.filePrefix ?? `hl-probe-${opts.name}`), '--'];
     for (const v of opts.vms) args.push('--vm', `${v.name},${v.mac},${v.socket}${v.server ? ',server' : ''}${v.packed ? ',packed' : ''}`);
-    for (const f of opts.flows) args.push('--flow', `${f.src}:${f.dst}:${f.pps}`);
+    for (const f of opts.flows) args.push(f.reflect ? '--reflect' : '--flow', `${f.src}:${f.dst}:${f.pps}`);
     if (opts.durationS !== undefined) args.push('--duration', String(opts.durationS));
     if (opts.gapUs !== undefined) args.push('--gap-us', String(opts.gapUs));
     if (opts.ctlPath) {

@@ -70,8 +70,12 @@ export type FlowSummary = z.infer<typeof FlowSummary>;
 export const ProbeSummary = z
   .object({
     duration_s: z.number(),
-    vms: z.record(z.object({ rx: int, tx: int, tx_refused: int, foreign: int, link_down: int, resets: int }).passthrough()),
+    vms: z.record(
+      z.object({ rx: int, tx: int, tx_refused: int, foreign: int, link_down: int, resets: int, /** receive buffers the driver could not post (mbufs ran out) */ rx_nombuf: int }).passthrough(),
+    ),
     flows: z.array(FlowSummary),
+    /** the meter's own health: a stalled probe posts no receive buffers and sends late */
+    meter: z.object({ loop_max_stall_us: int, loop_max_stall_at_us: int, mbufs_free: int }),
     totals: z.object({ offered: int, received: int, lost: int, dup: int, reordered: int }).passthrough(),
   })
   .passthrough();

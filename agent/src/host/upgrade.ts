@@ -345,8 +345,7 @@ export class HostAgent {
     } else if (d.target) {
       for (const vm of d.moved.keys()) await this.move(vm, d.active!, d.target);
       await k.request(keeper.genDetach, { gen: d.target.gen }).catch(() => undefined);
-      await this.sup.stopGen(d.target.gen);
-      if (d.active) await (await this.sup.gen(d.active.gen)).request(dp.peerDetach, {}).catch(() => undefined);
+      await this.retire(d.target.gen, d.active?.gen ?? null);
     }
     this.journal.append({ type: 'aborted', outcome });
     this.notify(await this.status());
@@ -376,10 +375,19 @@ export class HostAgent {
     }
     const k = await this.sup.keeper();
     await k.request(keeper.genDetach, { gen: d.active!.gen }).catch(() => undefined);
-    await this.sup.stopGen(d.active!.gen);
-    await (await this.sup.gen(d.target!.gen)).request(dp.peerDetach, {}).catch(() => undefined);
+    await this.retire(d.active!.gen, d.target!.gen);
     this.journal.append({ type: 'committed' });
     this.notify(await this.status());
+  }
+
+  /**
+   * Stop a generation that serves no VM any more. The one that stays drops its end of the peer
+   * link first: its packet loop stops using the link before the link goes (a memif peer that
+   * disappears under a loop still polling it unmaps the rings that loop reads).
+   */
+  private async retire(gen: string, stays: string | null): Promise<void> {
+    if (stays && this.sup.genAlive(stays)) await (await this.sup.gen(stays)).request(dp.peerDetach, {}).catch(() => undefined);
+    await this.sup.stopGen(gen);
   }
 
   /**
@@ -413,7 +421,7 @@ export class HostAgent {
           return `prepare of a stage swap to ${e.release} was interrupted: nothing changed`;
         }
         await k.request(keeper.genDetach, { gen: e.gen }).catch(() => undefined);
-        await this.sup.stopGen(e.gen);
+        await this.retire(e.gen, d.active?.gen ?? null);
         this.journal.append({ type: 'aborted', outcome: 'aborted' });
         return `prepare of ${e.release} was interrupted: target stopped, host stays on ${d.active?.release}`;
       case 'switch': {

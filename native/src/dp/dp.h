@@ -33,6 +33,10 @@
 #define DP_MAX_VMS 64
 #define DP_BURST 32
 #define DP_PEND_MAX 512 /* packets held per VM while its RX ring is full */
+/* a VM's virtqueues as the backend names them: the guest's receive ring, its transmit ring */
+#define VIRTIO_RXQ 0
+#define VIRTIO_TXQ 1
+#define DP_SLOW_DRAIN_MS 20 /* a device stop slower than this is logged with its reasons */
 
 /* Counters of one VM port, from the switch's side: rx = from the guest, tx = to the guest. */
 struct dp_port_stats {
@@ -79,11 +83,15 @@ struct dp_ext_stats {
 } __rte_cache_aligned;
 
 /* An external port: the uplink towards the fabric, or the peer link to the host's other
- * generation (net_memif). port is the ethdev id, -1 when absent. */
+ * generation (net_memif). port is the ethdev id, -1 when absent; the control side publishes
+ * and retires it. live is the loop's copy, taken once at the start of each iteration and the
+ * only one the loop uses: a port retired mid-iteration is used whole until that iteration
+ * ends (dp_ext_close() waits for it with dp_quiesce()), never read as -1 half-way. */
 struct dp_ext {
 	int port;
+	int live;         /* loop thread only */
 	uint16_t nq;      /* queues: the peer link has a second one for returned frames */
-	bool link_up;     /* refreshed by the loop every millisecond */
+	bool link_up;     /* loop thread only: refreshed every millisecond */
 	uint64_t link_checked_ns;
 	char spec[128];   /* what it was created from: interface or memif socket */
 	char vdev[48];    /* the vdev name, to remove it again */

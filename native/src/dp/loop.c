@@ -32,8 +32,6 @@
 
 #include "dp.h"
 
-#define VIRTIO_RXQ 0
-#define VIRTIO_TXQ 1
 #define EXT_BUF (DP_BURST * 4)
 
 /* Transmit staging for one queue of an external port, filled during one iteration. */
@@ -132,18 +130,25 @@ flush_vm(struct dp_vm *vm, uint64_t now)
 static bool
 ext_up(const struct dp_ext *e)
 {
-	return e->port >= 0 && e->link_up;
+	return e->live >= 0 && e->link_up;
 }
 
+/* The start of an iteration: the port as it is now, for the whole iteration; its link state
+ * looked at every millisecond. */
 static void
-ext_refresh_link(struct dp_ext *e, uint64_t now)
+ext_refresh(struct dp_ext *e, uint64_t now)
 {
 	struct rte_eth_link link;
 
-	if (e->port < 0 || now - e->link_checked_ns < 1000000)
+	e->live = __atomic_load_n(&e->port, __ATOMIC_ACQUIRE);
+	if (e->live < 0) {
+		e->link_up = false;
+		return;
+	}
+	if (now - e->link_checked_ns < 1000000)
 		return;
 	e->link_checked_ns = now;
-	if (rte_eth_link_get_nowait((uint16_t)e->port, &link) == 0)
+	if (rte_eth_link_get_nowait((uint16_t)e->live, &link) == 0)
 		e->link_up = link.link_status == RTE_ETH_LINK_UP;
 }
 
@@ -164,7 +169,7 @@ ext_send(struct dp_ext *e, uint16_t queue, struct rte_mbuf **m, uint16_t n)
 	uint16_t sent = 0;
 
 	for (int tries = 0; sent < n && tries < 4; tries++)
-		sent += rte_eth_tx_burst((uint16_t)e->port, queue, m + sent, n - sent);
+		sent += rte_eth_tx_burst((uint16_t)e->live, queue, m + sent, n - sent);
 	e->st.tx_pkts += sent;
 	if (sent < n) {
 		e->st.drop_tx += n - sent;
@@ -330,10 +335,10 @@ poll_ext(struct dp_ext *e, uint16_t src, uint64_t now, struct txs *tx)
 	struct rte_mbuf *pkts[DP_BURST];
 	uint16_t total = 0;
 
-	if (e->port < 0)
+	if (e->live < 0)
 		return 0;
 	for (uint16_t q = 0; q < e->nq; q++) {
-		uint16_t n = rte_eth_rx_burst((uint16_t)e->port, q, pkts, DP_BURST);
+		uint16_t n = rte_eth_rx_burst((uint16_t)e->live, q, pkts, DP_BURST);
 		if (n == 0)
 			continue;
 		total += n;
@@ -430,8 +435,8 @@ dp_loop(void *arg)
 		dp.hb->beat = dp.epoch;
 		dp.ls.iterations++;
 		take_swap();
-		ext_refresh_link(&dp.up, now);
-		ext_refresh_link(&dp.peer, now);
+		ext_refresh(&dp.up, now);
+		ext_refresh(&dp.peer, now);
 		send_announcements();
 
 		got += poll_ext(&dp.up, FWD_PORT_UPLINK, now, &tx);

@@ -27,7 +27,7 @@
 #define DP_POOL_MBUFS 16383
 #define DP_FDB_ENTRIES 4096
 
-struct dp dp = { .up.port = -1, .peer.port = -1 };
+struct dp dp = { .up = { .port = -1, .live = -1 }, .peer = { .port = -1, .live = -1 } };
 
 static void
 on_signal(int sig)

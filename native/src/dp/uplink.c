@@ -91,7 +91,6 @@ dp_ext_close(struct dp_ext *e)
 	rte_eth_dev_stop((uint16_t)port);
 	rte_eth_dev_close((uint16_t)port);
 	rte_vdev_uninit(e->vdev);
-	e->link_up = false;
 }
 
 static int

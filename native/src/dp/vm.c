@@ -119,13 +119,17 @@ static void
 destroy_device(int vid)
 {
 	struct dp_vm *vm = find_by_vid(vid);
-	uint64_t t0 = hl_now_ns();
+	uint64_t t0 = hl_now_ns(), epoch0 = __atomic_load_n(&dp.epoch, __ATOMIC_ACQUIRE), took_ms;
 	bool drained = false;
-	uint16_t dropped;
+	uint16_t dropped, held0;
+	uint32_t free0;
 
 	if (vm == NULL)
 		return;
 	hl_tight_timer_slack(); /* this waits in the break: short naps must stay short */
+	/* for the log line of a slow drain: what there was to deliver, and room for it */
+	held0 = __atomic_load_n(&vm->pend_n, __ATOMIC_RELAXED);
+	free0 = rte_vhost_rx_queue_count(vid, VIRTIO_RXQ);
 	vm->drain_deadline_ns = t0 + (uint64_t)dp.retry_us * 1000;
 	__atomic_store_n(&vm->drained, false, __ATOMIC_RELEASE);
 	__atomic_store_n(&vm->draining, true, __ATOMIC_RELEASE);
@@ -144,6 +148,16 @@ destroy_device(int vid)
 		rte_pktmbuf_free_bulk(vm->pend, vm->pend_n);
 		vm->pend_n = 0;
 	}
+	took_ms = (hl_now_ns() - t0) / 1000000;
+	if (took_ms >= DP_SLOW_DRAIN_MS || !drained)
+		fprintf(stderr, "hitless-dp: vm %s: letting go of the device took %llu ms (%s): %u frames "
+			"held for the guest then, its receive ring had %u free slots then and %u now, "
+			"the packet loop ran %llu iterations meanwhile, %u frames dropped\n",
+			vm->name, (unsigned long long)took_ms,
+			drained ? "drained" : "the loop did not answer", held0, free0,
+			rte_vhost_rx_queue_count(vid, VIRTIO_RXQ),
+			(unsigned long long)(__atomic_load_n(&dp.epoch, __ATOMIC_ACQUIRE) - epoch0),
+			dropped);
 	vm->vid = -1;
 	vm->disconnected_ns = hl_now_ns();
 	__atomic_store_n(&vm->draining, false, __ATOMIC_RELEASE);

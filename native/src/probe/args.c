@@ -15,12 +15,15 @@ probe_usage(FILE *f)
 {
 	fprintf(f,
 		"usage: hitless-probe [EAL args] -- --vm NAME,MAC,SOCKET[,server][,packed] ...\n"
-		"         --flow SRC:DST:PPS ... [--duration SEC] [--gap-us N] [--tick-us N]\n"
+		"         --flow SRC:DST:PPS ... --reflect SRC:MAC:PPS ...\n"
+		"         [--duration SEC] [--gap-us N] [--tick-us N]\n"
 		"         [--frame-size N] [--ctl PATH] [--events PATH|-] [--summary PATH]\n"
 		"         [--drain-ms N] [--connect-timeout-ms N]\n"
 		"  --vm       one virtio_user port; ',server' makes the probe the vhost-user server,\n"
 		"             ',packed' uses packed virtqueues\n"
 		"  --flow     SRC = local VM, DST = local VM or MAC, PPS = frames/s (0 = flood)\n"
+		"  --reflect  a flow to a guest at MAC that sends every frame back (MACs swapped):\n"
+		"             measured where it returns, at SRC (loss and break through the guest)\n"
 		"  --duration run time in seconds (default: until SIGINT/SIGTERM or probe/stop)\n"
 		"  --gap-us   receive gaps above this are recorded (default 1000)\n"
 		"  --tick-us  sending timer (default 100)\n"
@@ -112,9 +115,10 @@ parse_vm(struct probe_ctx *ctx, const char *val)
 }
 
 /* --flow SRC:DST:PPS. DST may be a MAC (which itself has colons): split at the first and the
- * last colon. A MAC that belongs to a local VM is treated as that VM. */
+ * last colon. A MAC that belongs to a local VM is treated as that VM. reflect (--reflect):
+ * DST must be a MAC outside this probe, and the flow is received back at SRC. */
 static int
-parse_flow(struct probe_ctx *ctx, const char *val)
+parse_flow(struct probe_ctx *ctx, const char *val, bool reflect)
 {
 	char buf[128], *first, *last, *dst;
 	struct probe_flow *f;
@@ -157,6 +161,9 @@ parse_flow(struct probe_ctx *ctx, const char *val)
 	}
 	if (d == src)
 		return ERR("--flow '%s': source and destination are the same VM", val);
+	if (reflect && d >= 0)
+		return ERR("--reflect '%s': the reflecting guest must be a MAC outside this probe", val);
+	f->reflect = reflect;
 	f->id = (uint16_t)ctx->n_flows;
 	f->src = (uint16_t)src;
 	f->dst = d;
@@ -173,6 +180,7 @@ int
 probe_parse_args(struct probe_ctx *ctx, int argc, char **argv)
 {
 	const char *flows[PROBE_MAX_FLOWS];
+	bool reflect[PROBE_MAX_FLOWS];
 	unsigned n_flows = 0;
 	uint64_t v = 0;
 	int rc;
@@ -202,9 +210,10 @@ probe_parse_args(struct probe_ctx *ctx, int argc, char **argv)
 		}
 		if (strcmp(opt, "--vm") == 0) {
 			rc = parse_vm(ctx, val);
-		} else if (strcmp(opt, "--flow") == 0) {
+		} else if (strcmp(opt, "--flow") == 0 || strcmp(opt, "--reflect") == 0) {
 			if (n_flows == PROBE_MAX_FLOWS)
-				return ERR("--flow: at most %d flows", PROBE_MAX_FLOWS);
+				return ERR("%s: at most %d flows", opt, PROBE_MAX_FLOWS);
+			reflect[n_flows] = opt[2] == 'r';
 			flows[n_flows++] = val;
 			rc = 0;
 		} else if (strcmp(opt, "--duration") == 0) {
@@ -250,7 +259,7 @@ probe_parse_args(struct probe_ctx *ctx, int argc, char **argv)
 	for (unsigned i = 0; i < n_flows; i++) {
 		struct probe_flow *f;
 
-		rc = parse_flow(ctx, flows[i]);
+		rc = parse_flow(ctx, flows[i], reflect[i]);
 		if (rc != 0)
 			return rc;
 		f = &ctx->flows[ctx->n_flows - 1];

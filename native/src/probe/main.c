@@ -67,6 +67,7 @@ run_loop(struct probe_ctx *ctx)
 	uint64_t now = hl_now_ns(), next_tick = now, next_link = now + LINK_POLL_NS;
 	uint64_t end_at = cfg->duration_s > 0 ? now + (uint64_t)(cfg->duration_s * 1e9) : UINT64_MAX;
 	uint64_t drain_until = 0;
+	uint64_t prev = now;
 	bool sending = true;
 
 	PROBE_SET(ctx->t_start, now);
@@ -76,6 +77,10 @@ run_loop(struct probe_ctx *ctx)
 		uint64_t wake;
 
 		now = hl_now_ns();
+		if (now - prev > PROBE_GET(ctx->loop_max_gap_ns)) {
+			PROBE_SET(ctx->loop_max_gap_ns, now - prev);
+			PROBE_SET(ctx->loop_max_gap_at_ns, prev);
+		}
 		for (unsigned v = 0; v < ctx->n_vms; v++)
 			if (__atomic_exchange_n(&ctx->vms[v].reset_req, false, __ATOMIC_ACQ_REL) &&
 			    probe_port_reset(ctx, &ctx->vms[v]) != 0)
@@ -107,10 +112,14 @@ run_loop(struct probe_ctx *ctx)
 			break;
 		}
 		ctx->loops++;
-		if (flood)
+		if (flood) {
+			prev = now;
 			continue;
+		}
 		wake = sending ? next_tick : RTE_MIN(now + cfg->tick_ns, drain_until);
 		wake = RTE_MIN(wake, next_link);
+		/* a planned nap is not a stall: the gap is measured from its planned end */
+		prev = RTE_MAX(wake, now);
 		if (wake > now)
 			hl_sleep_ns(wake - now);
 	}

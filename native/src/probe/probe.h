@@ -69,6 +69,7 @@ struct probe_flow {
 	uint16_t id;
 	uint16_t src;          /* index into vms */
 	int dst;               /* local VM index, or -1 for a remote MAC */
+	bool reflect;          /* the remote MAC sends it back: received at src */
 	struct rte_ether_addr dst_mac;
 	char name[HL_NAME_MAX + 2 + RTE_ETHER_ADDR_FMT_SIZE]; /* "SRC:DST" as given */
 	uint64_t pps;          /* ctl: current rate, 0 = flood */
@@ -81,7 +82,7 @@ struct probe_flow {
 	uint64_t next_seq;     /* = offered (rate mode) */
 	uint64_t tx, tx_refused;
 	uint64_t first_tx_ns;
-	int rx_idx;            /* tracked key at the local destination, -1 if remote */
+	int rx_idx;            /* tracked key where it is received here, -1 if remote */
 	uint8_t tmpl[PROBE_FRAME_MAX];
 };
 
@@ -150,6 +151,9 @@ struct probe_ctx {
 	uint64_t t_start, t_stop_send; /* 0 until sending starts / stops */
 	uint32_t stop_reason;          /* ctl writes PROBE_STOP_CTL */
 	uint64_t loops;
+	/* the meter's own health: its packet loop's longest stall (a stalled probe neither
+	 * posts receive buffers nor sends on time, which shows up as the path's loss) */
+	uint64_t loop_max_gap_ns, loop_max_gap_at_ns;
 };
 
 /* args.c */

@@ -6,6 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <rte_ethdev.h>
+#include <rte_mempool.h>
+
 #include "probe.h"
 
 static json_t *
@@ -166,6 +169,7 @@ flow_json(struct probe_ctx *ctx, struct probe_flow *f, uint64_t now, bool final)
 		      "rx_side", f->rx_idx >= 0 ? "local" : "remote");
 	if (o == NULL)
 		return NULL;
+	json_object_set_new(o, "reflect", json_boolean(f->reflect));
 	if (f->rx_idx >= 0)
 		add_rx_metrics(ctx, o, &ctx->rx[f->rx_idx], offered, pps ? (double)pps : tx_rate,
 			       start, final ? stop : 0);
@@ -217,6 +221,8 @@ probe_report(struct probe_ctx *ctx, uint64_t now, bool final)
 	json_t *remote_offered = json_integer(0), *r;
 	uint64_t max_gap_us = 0;
 	unsigned n_rx = __atomic_load_n(&ctx->n_rx, __ATOMIC_ACQUIRE);
+	uint64_t stall_at = PROBE_GET(ctx->loop_max_gap_at_ns);
+	struct rte_eth_stats es;
 
 	for (unsigned i = 0; i < ctx->n_vms; i++) {
 		struct probe_vm *vm = &ctx->vms[i];
@@ -232,6 +238,10 @@ probe_report(struct probe_ctx *ctx, uint64_t now, bool final)
 				  PROBE_GET(vm->link_up), "mac", mac_json(&vm->mac), "socket",
 				  vm->socket, "server", vm->server, "resets",
 				  (json_int_t)PROBE_GET(vm->resets)));
+		/* receive buffers the virtio driver could not post for want of mbufs */
+		if (rte_eth_stats_get(vm->port, &es) == 0)
+			json_object_set_new(json_object_get(vms, vm->name), "rx_nombuf",
+					    json_integer((json_int_t)es.rx_nombuf));
 	}
 	for (unsigned i = 0; i < sizeof(sums) / sizeof(sums[0]); i++)
 		json_object_set_new(totals, sums[i], json_integer(0));
@@ -264,5 +274,11 @@ probe_report(struct probe_ctx *ctx, uint64_t now, bool final)
 		      (json_int_t)(ctx->cfg.tick_ns / 1000), "events_dropped",
 		      (json_int_t)PROBE_GET(ctx->events_dropped), "vms", vms, "flows", flows,
 		      "totals", totals);
+	json_object_set_new(r, "meter",
+			    json_pack("{s:I,s:I,s:I}", "loop_max_stall_us",
+				      (json_int_t)(PROBE_GET(ctx->loop_max_gap_ns) / 1000),
+				      "loop_max_stall_at_us",
+				      (json_int_t)(t0 && stall_at > t0 ? (stall_at - t0) / 1000 : 0),
+				      "mbufs_free", (json_int_t)rte_mempool_avail_count(ctx->pool)));
 	return r;
 }

@@ -125,9 +125,12 @@ probe_traffic_init(struct probe_ctx *ctx)
 		struct probe_flow *f = &ctx->flows[i];
 
 		build_template(ctx, f);
-		if (f->dst >= 0) {
-			f->rx_idx = rx_lookup(ctx, (uint16_t)f->dst, &ctx->vms[f->src].mac, f->id,
-					      ctx->run_id);
+		if (f->dst >= 0 || f->reflect) {
+			/* received at its destination, or back at its source from the guest */
+			f->rx_idx = f->reflect ? rx_lookup(ctx, f->src, &f->dst_mac, f->id, ctx->run_id)
+					       : rx_lookup(ctx, (uint16_t)f->dst,
+							   &ctx->vms[f->src].mac, f->id,
+							   ctx->run_id);
 			if (f->rx_idx < 0)
 				return -ENOSPC;
 			ctx->rx[f->rx_idx].flow = (int)i;

@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 
 APT_PKGS=(dpdk dpdk-dev libdpdk-dev libjansson-dev meson ninja-build pkg-config gcc make
           iproute2 procps python3 socat clang libclang-rt-14-dev openssh-server openssh-client
-          chromium fonts-dejavu-core)
+          chromium fonts-dejavu-core qemu-system-x86 busybox-static cpio)
 
 # bench/run peers also needs the real peer: OVS 3.1 on DPDK 22.11 (scripts/setup.sh --peers)
 if [ "${1:-}" = "--peers" ]; then APT_PKGS+=(openvswitch-switch-dpdk); fi
@@ -24,6 +24,29 @@ if [ ${#missing[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# The lab's QEMU guests boot Debian's cloud kernel (its virtio modules go into the guest's
+# initramfs, built by lab/src/guest.ts): unpacked from the package, not installed on this host.
+GUEST_CACHE=/var/cache/hitless-guest
+if [ ! -f "$GUEST_CACHE/vmlinuz" ]; then
+  kpkg=$(apt-cache depends linux-image-cloud-amd64 | awk '/Depends: linux-image-/{print $2; exit}')
+  [ -n "$kpkg" ] || { echo "setup: no linux-image-cloud-amd64 in the package index" >&2; exit 1; }
+  echo "setup: unpacking $kpkg into $GUEST_CACHE"
+  tmp=$(mktemp -d /var/tmp/hl-kernel-XXXXXX)
+  trap 'rm -rf "$tmp"' EXIT
+  (cd "$tmp" && apt-get download -qq "$kpkg" 2>/dev/null && dpkg -x ./*.deb root)
+  kver=$(ls "$tmp/root/lib/modules")
+  mkdir -p "$GUEST_CACHE.new/modules"
+  for m in virtio virtio_ring virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci failover net_failover virtio_net; do
+    f=$(find "$tmp/root/lib/modules/$kver" -name "$m.ko*" | head -1)
+    [ -n "$f" ] || { echo "setup: $kpkg has no module $m" >&2; exit 1; }
+    cp "$f" "$GUEST_CACHE.new/modules/"
+  done
+  cp "$tmp/root/boot/vmlinuz-$kver" "$GUEST_CACHE.new/vmlinuz"
+  echo "$kver" > "$GUEST_CACHE.new/version"
+  rm -rf "$GUEST_CACHE" && mv "$GUEST_CACHE.new" "$GUEST_CACHE"
+  rm -rf "$tmp"; trap - EXIT
 fi
 
 # npm: the Electron binary comes from GitHub, not the npm registry. Where GitHub cannot be

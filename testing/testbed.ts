@@ -6,7 +6,18 @@ import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { keeper } from '../protocol/native/keeper.js';
 import type { DpOptions } from '../agent/src/native/launch.js';
-import { DpProcess, KeeperProcess, ProbeProcess, type ProbeOptions } from './procs.js';
+import { DpProcess, KeeperProcess, ProbeProcess, type ProbeOptions, type ProbeVm } from './procs.js';
+import { QemuGuest, type GuestOptions } from '../lab/src/guest.js';
+
+export interface GuestHost {
+  a: DpProcess;
+  b: DpProcess;
+  k: KeeperProcess;
+  guest: QemuGuest;
+  vm: string;
+  /** a probe VM (virtio_user, through the keeper too) to send the guest a flow it reflects */
+  probeVm: ProbeVm;
+}
 
 export interface UpgradeHost {
   a: DpProcess;
@@ -25,6 +36,7 @@ export class Testbed {
   private readonly dps: DpProcess[] = [];
   private readonly keepers: KeeperProcess[] = [];
   private readonly probes: ProbeProcess[] = [];
+  private readonly guests: QemuGuest[] = [];
   private readonly links: string[] = [];
   private static seq = 0;
 
@@ -85,6 +97,58 @@ export class Testbed {
     return { a, b, k, probe: probes[0]!, probes, vms: vms.map((v) => v.name), keeperIdleFds };
   }
 
+  /**
+   * A host with a real QEMU guest (DESIGN §11): generations A and B as in upgradeHost, the
+   * guest g1 served by A through the keeper (QEMU connects to the keeper's socket, or with
+   * server: true the keeper connects to QEMU's), and a probe VM p1 on A (see reflectProbe).
+   */
+  async guestHost(opts: { server: boolean; queues?: number }): Promise<GuestHost> {
+    const peer = join(this.dir, `peer-${this.seqNo++}.sock`);
+    const a = await this.dp('A', { peer: { socket: peer, server: true } });
+    const b = await this.dp('B', { peer: { socket: peer, server: false } });
+    const k = await this.keeper();
+    await k.attach(a);
+    await k.attach(b);
+    await k.ctl.request(keeper.failoverStandby, { gen: 'B' });
+    const [g, p] = [{ name: 'g1', mac: '02:00:00:00:01:01' }, { name: 'p1', mac: '02:00:00:00:00:01' }];
+    await b.serve([g, p]);
+    await a.serve([g]);
+    let guest: QemuGuest;
+    const gopts: Omit<GuestOptions, 'socket'> = { ...g, server: opts.server, queues: opts.queues };
+    if (opts.server) {
+      const socket = join(this.dir, `qemu-${this.seqNo++}`, `${g.name}.sock`);
+      guest = await QemuGuest.launch({ ...gopts, socket });
+      this.guests.push(guest);
+      await guest.listening();
+      await k.ctl.request(keeper.vmAdd, { vm: g.name, gen: 'A', socket, client: true });
+      await guest.booted();
+    } else {
+      const socket = (await k.ctl.request(keeper.vmAdd, { vm: g.name, gen: 'A' })).socket;
+      guest = await this.guest({ ...gopts, socket });
+    }
+    const [probeVm] = await k.serve(a, [p]);
+    return { a, b, k, guest, vm: g.name, probeVm: probeVm! };
+  }
+
+  /** A probe on the guest host's probe VM sending pps frames to the guest, which sends them
+   * back: the probe measures the path through the guest (loss, duplicates, gaps). */
+  reflectProbe(h: GuestHost, pps: number, gapUs = 5000): Promise<ProbeProcess> {
+    return this.probe({
+      name: `reflect${this.seqNo++}`,
+      vms: [h.probeVm],
+      flows: [{ src: h.probeVm.name, dst: h.guest.opts.mac, pps, reflect: true }],
+      durationS: 3600,
+      gapUs,
+      ctlPath: join(this.dir, `probe-${this.seqNo++}.sock`),
+    });
+  }
+
+  async guest(opts: GuestOptions): Promise<QemuGuest> {
+    const g = await QemuGuest.start(opts);
+    this.guests.push(g);
+    return g;
+  }
+
   async probe(opts: ProbeOptions): Promise<ProbeProcess> {
     const p = await ProbeProcess.start({ filePrefix: `hl-probe-${basename(this.dir)}-${opts.name}`, ...opts });
     this.probes.push(p);
@@ -108,6 +172,7 @@ export class Testbed {
 
   async cleanup(): Promise<void> {
     for (const p of this.probes) p.kill();
+    await Promise.all(this.guests.map((g) => g.stop()));
     await Promise.all(this.keepers.map((k) => k.stop().catch(() => undefined)));
     await Promise.all(this.dps.map((d) => d.stop().catch(() => undefined)));
     for (const l of this.links) {
@@ -117,7 +182,9 @@ export class Testbed {
         /* already gone */
       }
     }
-    rmSync(this.dir, { recursive: true, force: true });
+    // HITLESS_KEEP_BED=1 keeps the processes' logs and run directories for a post-mortem
+    if (process.env.HITLESS_KEEP_BED) process.stderr.write(`test bed kept: ${this.dir}\n`);
+    else rmSync(this.dir, { recursive: true, force: true });
   }
 }
 

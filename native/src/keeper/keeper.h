@@ -74,6 +74,10 @@ struct kp_vm {
 	int home;           /* generation new frontend connections go to */
 	struct kp_bconn b[KP_MAX_GENS];
 	struct kp_state st;
+	/* generations (bit per index) that were pre-loaded when the guest renegotiated (a driver
+	 * reload, a reboot): pre-loaded again once the session is movable and quiet */
+	uint32_t want_preload;
+	uint64_t last_frontend_ns;  /* when the frontend's last request arrived */
 	uint64_t connects, disconnects, handoffs, failovers, refused;
 	char last_anomaly[300];
 };

@@ -35,14 +35,51 @@ on_listen(struct kp_vm *vm)
 	kp_frontend_attach(vm, fd);
 }
 
+/* A quiet time after the frontend's last request before a standby is pre-loaded again: a
+ * guest brings its rings up one request at a time, and each one makes a pre-load stale. */
+#define KP_REPRELOAD_QUIET_NS (50 * 1000000ull)
+
 /* Drop pre-loaded standbys that no longer match the session (the guest renegotiated): they
- * would start on stale rings or memory. They are pre-loaded again when needed. */
+ * would start on stale rings or memory. A standby the operator pre-loaded is pre-loaded again
+ * once the session settles (repreload), so the next switch stays short. */
 static void
 drop_stale_standbys(struct kp_vm *vm)
 {
 	for (int gi = 0; gi < KP_MAX_GENS; gi++)
-		if (gi != vm->serving && vm->b[gi].fd >= 0 && vm->b[gi].epoch != vm->st.epoch)
+		if (gi != vm->serving && vm->b[gi].fd >= 0 && vm->b[gi].epoch != vm->st.epoch) {
+			if (vm->b[gi].preloaded)
+				vm->want_preload |= 1u << gi;
 			kp_bconn_close(vm, gi);
+		}
+}
+
+/* Pre-load again what drop_stale_standbys dropped, once the guest is done renegotiating: the
+ * session is movable and the frontend has been quiet for a moment. */
+static void
+repreload(struct kp_vm *vm, uint64_t now)
+{
+	char why[160];
+
+	if (vm->want_preload == 0 || vm->ffd < 0 || vm->serving < 0 ||
+	    now - vm->last_frontend_ns < KP_REPRELOAD_QUIET_NS ||
+	    !kp_state_movable(&vm->st, why, sizeof(why)))
+		return;
+	for (int gi = 0; gi < KP_MAX_GENS; gi++) {
+		struct ctl_error err = { 0 };
+
+		if (!(vm->want_preload & (1u << gi)))
+			continue;
+		vm->want_preload &= ~(1u << gi);
+		if (gi == vm->serving || !kp.gens[gi].in_use)
+			continue;
+		if (kp_preload(vm, gi, &err) != 0) {
+			char msg[300];
+
+			snprintf(msg, sizeof(msg), "pre-loading '%s' again after the guest renegotiated "
+				 "failed: %.200s", kp.gens[gi].name, err.message);
+			kp_vm_anomaly(vm, msg);
+		}
+	}
 }
 
 /* Relay one request to the serving generation and its reply back. The backend dying under it
@@ -101,6 +138,7 @@ on_frontend(struct kp_vm *vm)
 
 	if (rc == -ETIMEDOUT)
 		return;
+	vm->last_frontend_ns = hl_now_ns();
 	if (rc != 0) {
 		if (rc == -EPROTO) {
 			vm->refused++;
@@ -207,6 +245,9 @@ kp_relay_run(void)
 			else if (evs[i].kind == KP_EV_BACKEND && vm->b[gi].fd >= 0)
 				on_backend(vm, gi);
 		}
+		for (int v = 0; v < KP_MAX_VMS; v++)
+			if (kp.vms[v].in_use && kp.vms[v].want_preload)
+				repreload(&kp.vms[v], hl_now_ns());
 		kp_ev_timer(kp_timer_needed());
 		pthread_mutex_unlock(&kp.lock);
 	}

@@ -1,0 +1,36 @@
+// hitless-guest's console, defined once: the JSON lines a lab QEMU guest prints on its serial
+// console (native/src/guest/hitless-guest.c) and the commands it reads there.
+import { z } from 'zod';
+
+const int = z.number().int();
+
+export const GuestEvent = z.discriminatedUnion('event', [
+  /** the interface is up and reflecting ("reloaded": again, after a driver reload) */
+  z.object({ event: z.enum(['ready', 'reloaded']), iface: z.string(), mac: z.string(), queues: int }),
+  z.object({ event: z.literal('carrier'), up: z.boolean() }),
+  /** a kernel message logged after start-up; level is its syslog priority (0 emerg .. 7 debug) */
+  z.object({ event: z.literal('kmsg'), level: int.min(0).max(7), text: z.string() }),
+  z.object({
+    event: z.literal('stats'),
+    rx: int,
+    reflected: int,
+    tx_errors: int,
+    foreign: int,
+    kmsg_lines: int,
+    carrier: int,
+    /** the kernel's own count of carrier changes since the driver was loaded */
+    carrier_changes: int,
+    reloads: int,
+  }),
+  z.object({ event: z.literal('rebooting') }),
+  z.object({ event: z.literal('error'), text: z.string() }),
+]);
+export type GuestEvent = z.infer<typeof GuestEvent>;
+
+export type GuestCommand = 'stats' | 'reload' | 'reboot';
+
+/** A guest kernel message that says something went wrong: a warning or worse, or the netdev
+ * watchdog's transmit timeout whatever its level. */
+export function isKernelWarning(e: { level: number; text: string }): boolean {
+  return e.level <= 4 || /netdev watchdog|transmit queue \d+ timed out/i.test(e.text);
+}

@@ -1,8 +1,9 @@
-// bench/run guest [--quick] [--layout client|server] [--handoffs N] [--pps N]
+// bench/run guest [--quick] [--layout client|server] [--queues N] [--handoffs N] [--pps N]
 //
 // Live handoff of a real QEMU guest (Linux virtio-net, TCG) through the keeper between two
 // generations, measured through the guest: a probe VM sends numbered frames to the guest, which
-// sends each back; every frame must return once. Half the handoffs come after a device reset
+// sends each back on the queue pair it came in on; every frame must return once. With several
+// queue pairs (one vCPU each) 16 flows, told apart by UDP port, spread over them. Half the handoffs come after a device reset
 // (the guest's driver reloaded inside the session). Reports lost/duplicated frames, the guest's
 // carrier changes and kernel warnings, the keeper's window and the receive gap charged to each
 // handoff beside the background gaps of the same run.
@@ -20,8 +21,12 @@ if (layout !== 'client' && layout !== 'server') {
   process.exit(2);
 }
 const nHandoffs = numOpt('guest', '--handoffs', quick ? 10 : 40);
-const pps = numOpt('guest', '--pps', 1000);
-const GAP_US = 5000; // a TCG guest's own scheduling jitter is a few ms: gaps below are noise
+const queues = numOpt('guest', '--queues', 2);
+const flows = queues > 1 ? 16 : 1;
+// a TCG guest's own scheduling jitter is a few ms: gaps below are noise; with 16 flows of
+// 100 frames/s each (multi-queue), frames of a flow are 10 ms apart
+const GAP_US = flows > 1 ? 25000 : 5000;
+const perFlowPps = numOpt('guest', '--pps', flows > 1 ? 100 : 1000); // per flow
 
 async function main(): Promise<void> {
   const bed = new Testbed('bench-guest');
@@ -33,14 +38,16 @@ async function main(): Promise<void> {
   let offered = 0;
   let resets = 0;
   try {
-    const h = await bed.guestHost({ server: layout === 'server' });
+    const h = await bed.guestHost({ server: layout === 'server', queues });
+    const ready = h.guest.events.find((e) => e.event === 'ready');
+    const runQueues = ready?.event === 'ready' ? ready.queues : 0;
     let at: 'A' | 'B' = 'A';
     for (const phase of [0, 1]) {
       if (phase === 1) {
         await h.guest.reload(); // a device reset inside the session, between measured phases
         resets++;
       }
-      const probe = await bed.reflectProbe(h, pps, GAP_US);
+      const probe = await bed.reflectProbe(h, perFlowPps, { gapUs: GAP_US, flows });
       await sleep(500);
       const n = phase === 0 ? Math.ceil(nHandoffs / 2) : Math.floor(nHandoffs / 2);
       for (let i = 0; i < n; i++) {
@@ -61,6 +68,7 @@ async function main(): Promise<void> {
       offered += sum.totals.offered;
       gaps.push(...gapsOf(probe.events));
     }
+    const perQueue = (await h.guest.stats()).reflected_per_queue;
     // carrier changes on the console (the driver's own bring-up after a reload is not one)
     const ev = h.guest.evidence();
     const linkEvents = ev.carrier_events;
@@ -69,7 +77,8 @@ async function main(): Promise<void> {
     const result = {
       frontend: 'qemu',
       layout,
-      queues: 1,
+      queues: runQueues,
+      reflected_per_queue: perQueue,
       handoffs: windows.length,
       resets,
       lost,
@@ -85,9 +94,9 @@ async function main(): Promise<void> {
     };
     finish('guest', [
       `QEMU 7.2 (TCG) guest with Linux ${guestKernel()} virtio-net, ${layout === 'server' ? 'QEMU the vhost-user server' : 'QEMU the vhost-user client'}, ` +
-        `${windows.length} handoffs A<->B (half after a driver reload), ${pps} frames/s reflected by the guest.`,
+        `${windows.length} handoffs A<->B (half after a driver reload), ${flows} flow(s) of ${perFlowPps} frames/s reflected by the guest.`,
       '',
-      `- lost ${lost}, duplicated ${dup} of ${offered} frames sent through the guest`,
+      `- lost ${lost}, duplicated ${dup} of ${offered} frames sent through the guest; ${runQueues} queue pairs, frames sent back per queue pair: ${perQueue.join(', ')}`,
       `- guest: ${linkEvents} carrier changes beside its own resets, ${ev.kernel_warnings.length} kernel warnings${ev.kernel_warnings.length ? `: ${ev.kernel_warnings.join(' | ')}` : ''}`,
       `- keeper window (quiesce -> resume): p50 ${result.window_us.p50} us, p99 ${result.window_us.p99} us, max ${result.window_us.max} us`,
       `- round-trip gap charged to a handoff: p50 ${result.gap_ms.p50} ms, p99 ${result.gap_ms.p99} ms, max ${result.gap_ms.max} ms ` +

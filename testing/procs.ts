@@ -205,6 +205,8 @@ export interface ProbeVm {
   socket: string;
   server?: boolean;
   packed?: boolean;
+  /** queue pairs of its port */
+  queues?: number;
 }
 export interface ProbeFlow {
   src: string;
@@ -270,7 +272,7 @@ export class ProbeProcess {
   /** Starts the probe and resolves once every VM link is up and flows are running. */
   static async start(opts: ProbeOptions): Promise<ProbeProcess> {
     const args = [...eal(opts.lcore ?? 0, opts.memMb ?? 128, opts.filePrefix ?? `hl-probe-${opts.name}`), '--'];
-    for (const v of opts.vms) args.push('--vm', `${v.name},${v.mac},${v.socket}${v.server ? ',server' : ''}${v.packed ? ',packed' : ''}`);
+    for (const v of opts.vms) args.push('--vm', `${v.name},${v.mac},${v.socket}${v.server ? ',server' : ''}${v.packed ? ',packed' : ''}${v.queues ? `,queues=${v.queues}` : ''}`);
     for (const f of opts.flows) args.push(f.reflect ? '--reflect' : '--flow', `${f.src}:${f.dst}:${f.pps}`);
     if (opts.durationS !== undefined) args.push('--duration', String(opts.durationS));
     if (opts.gapUs !== undefined) args.push('--gap-us', String(opts.gapUs));

@@ -65,7 +65,7 @@ export class Testbed {
    * both with B as the failover standby, and n probe VMs served by A through the keeper, with
    * a ring of flows between them at pps each. B serves the same VMs (idle until handed over).
    */
-  async upgradeHost(opts: { vms: number; pps: number; durationS: number; gapUs?: number; packed?: boolean }): Promise<UpgradeHost> {
+  async upgradeHost(opts: { vms: number; pps: number; durationS: number; gapUs?: number; packed?: boolean; queues?: number }): Promise<UpgradeHost> {
     const peer = join(this.dir, `peer-${this.seqNo++}.sock`);
     const a = await this.dp('A', { peer: { socket: peer, server: true } });
     const b = await this.dp('B', { peer: { socket: peer, server: false } });
@@ -75,7 +75,7 @@ export class Testbed {
     await k.ctl.request(keeper.failoverStandby, { gen: 'B' });
     const vms = labVms(opts.vms);
     await b.serve(vms);
-    const pvms = (await k.serve(a, vms)).map((v) => ({ ...v, packed: opts.packed ?? false }));
+    const pvms = (await k.serve(a, vms)).map((v) => ({ ...v, packed: opts.packed ?? false, queues: opts.queues }));
     const keeperIdleFds = readdirSync(`/proc/${k.child.pid}/fd`).length;
     // one probe process holds at most 32 VMs (DPDK's ethdev port limit): flows ring within each
     const probes: ProbeProcess[] = [];
@@ -85,7 +85,8 @@ export class Testbed {
         await this.probe({
           name: `host${g / 32}`,
           vms: group,
-          flows: group.map((v, i) => ({ src: v.name, dst: group[(i + 1) % group.length]!.name, pps: opts.pps })),
+          // with queues: as many flows per VM, one on each of its transmit queues
+          flows: group.flatMap((v, i) => Array.from({ length: opts.queues ?? 1 }, () => ({ src: v.name, dst: group[(i + 1) % group.length]!.name, pps: opts.pps }))),
           durationS: opts.durationS,
           gapUs: opts.gapUs ?? 1000,
           ctlPath: join(this.dir, `probe-${this.seqNo++}.sock`),
@@ -130,15 +131,17 @@ export class Testbed {
     return { a, b, k, guest, vm: g.name, probeVm: probeVm! };
   }
 
-  /** A probe on the guest host's probe VM sending pps frames to the guest, which sends them
-   * back: the probe measures the path through the guest (loss, duplicates, gaps). */
-  reflectProbe(h: GuestHost, pps: number, gapUs = 5000): Promise<ProbeProcess> {
+  /** A probe on the guest host's probe VM sending flows of pps frames each to the guest, which
+   * sends them back: the probe measures the path through the guest (loss, duplicates, gaps).
+   * Several flows differ in their UDP port, so a multi-queue guest gets them on its queues. */
+  reflectProbe(h: GuestHost, pps: number, opts: { gapUs?: number; flows?: number } = {}): Promise<ProbeProcess> {
+    const flow = { src: h.probeVm.name, dst: h.guest.opts.mac, pps, reflect: true };
     return this.probe({
       name: `reflect${this.seqNo++}`,
       vms: [h.probeVm],
-      flows: [{ src: h.probeVm.name, dst: h.guest.opts.mac, pps, reflect: true }],
+      flows: Array.from({ length: opts.flows ?? 1 }, () => flow),
       durationS: 3600,
-      gapUs,
+      gapUs: opts.gapUs ?? 5000,
       ctlPath: join(this.dir, `probe-${this.seqNo++}.sock`),
     });
   }

@@ -21,6 +21,8 @@ export const GuestEvent = z.discriminatedUnion('event', [
     /** the kernel's own count of carrier changes since the driver was loaded */
     carrier_changes: int,
     reloads: int,
+    /** frames sent back, by queue pair */
+    reflected_per_queue: z.array(int),
   }),
   z.object({ event: z.literal('rebooting') }),
   z.object({ event: z.literal('error'), text: z.string() }),

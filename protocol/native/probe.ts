@@ -55,6 +55,8 @@ export const MeasuredFlow = z
     break_ms_timestamp: z.number(),
     /** frames/s arriving (remote flows: the only rate known here) */
     rate_rx_pps: z.number().default(0),
+    /** the source port's transmit queue it was sent on (flows sent here) */
+    txq: int.optional(),
   })
   .passthrough();
 export type MeasuredFlow = z.infer<typeof MeasuredFlow>;

@@ -34,8 +34,12 @@
 #define DP_BURST 32
 #define DP_PEND_MAX 512 /* packets held per VM while its RX ring is full */
 /* a VM's virtqueues as the backend names them: the guest's receive ring, its transmit ring */
+/* A VM's queue pair q is vring 2q (the guest's receive ring: we enqueue) and 2q+1 (its
+ * transmit ring: we dequeue). At most DP_MAX_QP pairs are served, as many as the keeper
+ * relays (its GET_QUEUE_NUM answer says so to the guest); a device with more is refused. */
 #define VIRTIO_RXQ 0
 #define VIRTIO_TXQ 1
+#define DP_MAX_QP  16
 #define DP_SLOW_DRAIN_MS 20 /* a device stop slower than this is logged with its reasons */
 
 /* Counters of one VM port, from the switch's side: rx = from the guest, tx = to the guest. */
@@ -68,6 +72,10 @@ struct dp_vm {
 	int arriving_vid;       /* atomic: a connection whose device has not started yet (a
 				 * keeper pre-load: the VM is on its way here), -1 otherwise */
 	uint64_t stall_until_ns;/* atomic */
+	/* the rings the guest has running, for device qvid (rte_vhost's vring_state_changed):
+	 * bit q of rxq_ready = vring 2q, of txq_ready = vring 2q+1. Atomic. */
+	int qvid;
+	uint32_t rxq_ready, txq_ready;
 	uint64_t connected_ns, disconnected_ns, connects;
 	/* loop-owned */
 	struct rte_mbuf *pend[DP_PEND_MAX];

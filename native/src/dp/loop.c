@@ -26,8 +26,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <rte_common.h>
 #include <rte_cycles.h>
 #include <rte_ethdev.h>
+#include <rte_hash_crc.h>
 #include <rte_vhost.h>
 
 #include "dp.h"
@@ -96,15 +98,54 @@ drop_pending(struct dp_vm *vm, uint64_t *counter)
 	vm->pend_n = 0;
 }
 
-/* Try to move the VM's pending packets into its RX ring. */
+/* The queue pairs whose ring of this direction the guest runs (bit q = pair q); a device
+ * that said nothing yet is served on pair 0, as a single-queue guest is. */
+static inline uint32_t
+running(const uint32_t *mask)
+{
+	uint32_t m = __atomic_load_n(mask, __ATOMIC_ACQUIRE);
+
+	return m != 0 ? m : 1;
+}
+
+/* The guest receive queue for a packet: the same for every packet of a flow (so the guest sees
+ * a flow in order, on one queue), spread over the queues the guest runs. */
+static uint16_t
+pick_rxq(uint32_t mask, const struct rte_mbuf *m)
+{
+	const uint8_t *p = rte_pktmbuf_mtod(m, const uint8_t *);
+	uint32_t h, k;
+
+	if (rte_is_power_of_2(mask)) /* one queue: nothing to choose */
+		return (uint16_t)rte_bsf32(mask);
+	/* MACs, and for IPv4 the addresses and the first 4 bytes of its payload (ports) */
+	h = rte_hash_crc(p, RTE_ETHER_ADDR_LEN * 2, 0);
+	if (rte_pktmbuf_data_len(m) >= 14 + 20 + 4 && p[12] == 0x08 && p[13] == 0x00)
+		h = rte_hash_crc(p + 14 + 12, 8 + 4, h);
+	k = h % (uint32_t)__builtin_popcount(mask);
+	while (k-- > 0)
+		mask &= mask - 1; /* drop the lowest set bits until the chosen one is lowest */
+	return (uint16_t)rte_bsf32(mask);
+}
+
+/* Try to move the VM's pending packets into its RX rings, in order: each run of packets for
+ * the same receive queue in one burst; a ring that is full stops the flush (order kept). */
 static void
 flush_vm(struct dp_vm *vm, uint64_t now)
 {
+	uint32_t rxq = running(&vm->rxq_ready);
 	uint16_t done = 0;
 
 	while (done < vm->pend_n) {
-		uint16_t want = RTE_MIN(vm->pend_n - done, DP_BURST);
-		uint16_t n = rte_vhost_enqueue_burst(vm->vid, VIRTIO_RXQ, vm->pend + done, want);
+		uint16_t q = pick_rxq(rxq, vm->pend[done]);
+		uint16_t want = 1;
+		uint16_t n;
+
+		while (done + want < vm->pend_n && want < DP_BURST &&
+		       (rte_is_power_of_2(rxq) || pick_rxq(rxq, vm->pend[done + want]) == q))
+			want++;
+		n = rte_vhost_enqueue_burst(vm->vid, (uint16_t)(2 * q + VIRTIO_RXQ), vm->pend + done,
+					    want);
 		for (uint16_t i = 0; i < n; i++)
 			vm->st.tx_bytes += rte_pktmbuf_pkt_len(vm->pend[done + i]);
 		done += n;
@@ -453,17 +494,23 @@ dp_loop(void *arg)
 				continue;
 			if (__atomic_load_n(&vm->stall_until_ns, __ATOMIC_RELAXED) > now)
 				continue;
-			n = rte_vhost_dequeue_burst(vm->vid, VIRTIO_TXQ, dp.pool, pkts, DP_BURST);
-			if (n == 0)
-				continue;
-			got += n;
-			vm->st.rx_pkts += n;
-			vm->st.last_rx_ns = now;
-			if (vm->st.first_rx_ns == 0)
-				vm->st.first_rx_ns = now;
-			for (uint16_t i = 0; i < n; i++)
-				vm->st.rx_bytes += rte_pktmbuf_pkt_len(pkts[i]);
-			forward(dp_vm_port(vm), false, pkts, n, now, &tx);
+			/* every transmit ring the guest runs */
+			for (uint32_t txq = running(&vm->txq_ready); txq != 0; txq &= txq - 1) {
+				uint16_t q = (uint16_t)rte_bsf32(txq);
+
+				n = rte_vhost_dequeue_burst(vm->vid, (uint16_t)(2 * q + VIRTIO_TXQ),
+							    dp.pool, pkts, DP_BURST);
+				if (n == 0)
+					continue;
+				got += n;
+				vm->st.rx_pkts += n;
+				vm->st.last_rx_ns = now;
+				if (vm->st.first_rx_ns == 0)
+					vm->st.first_rx_ns = now;
+				for (uint16_t i = 0; i < n; i++)
+					vm->st.rx_bytes += rte_pktmbuf_pkt_len(pkts[i]);
+				forward(dp_vm_port(vm), false, pkts, n, now, &tx);
+			}
 		}
 		ext_flush(&tx.up);
 		ext_flush(&tx.peer);

@@ -69,6 +69,13 @@ new_device(int vid)
 
 	if (rte_vhost_get_ifname(vid, path, sizeof(path)) != 0 || (vm = find_by_sock(path)) == NULL)
 		return -1;
+	if (rte_vhost_get_vring_num(vid) > 2 * DP_MAX_QP) {
+		/* never run a device with rings nobody polls */
+		fprintf(stderr, "hitless-dp: vm %s: the guest set up %u queue pairs, this generation "
+			"serves at most %d: device refused\n", vm->name,
+			rte_vhost_get_vring_num(vid) / 2, DP_MAX_QP);
+		return -1;
+	}
 	/* we poll: the guest need not kick us */
 	for (uint16_t q = 0; q < rte_vhost_get_vring_num(vid); q++)
 		rte_vhost_enable_guest_notification(vid, q, 0);
@@ -168,13 +175,34 @@ destroy_device(int vid)
 			   dropped));
 }
 
+/* A ring of a VM's device started or stopped (rte_vhost calls this whenever one becomes ready
+ * or not, before new_device for the first ones). The loop serves the rings marked here: every
+ * transmit ring running is polled, and frames for the guest go to its running receive rings. */
 static int
 vring_state_changed(int vid, uint16_t queue_id, int enable)
 {
-	/* rte_vhost skips disabled rings in enqueue/dequeue; nothing to do but not block */
-	(void)vid;
-	(void)queue_id;
-	(void)enable;
+	char path[PATH_MAX];
+	struct dp_vm *vm;
+	uint32_t *mask, bit;
+
+	if (rte_vhost_get_ifname(vid, path, sizeof(path)) != 0 || (vm = find_by_sock(path)) == NULL)
+		return 0;
+	if (queue_id >= 2 * DP_MAX_QP)
+		return 0; /* new_device refuses such a device */
+	if (__atomic_load_n(&vm->qvid, __ATOMIC_ACQUIRE) != vid) {
+		if (!enable)
+			return 0; /* a ring of an older device of this VM: not what the loop serves */
+		/* a new device of this VM: its rings replace the old one's */
+		__atomic_store_n(&vm->rxq_ready, 0, __ATOMIC_RELEASE);
+		__atomic_store_n(&vm->txq_ready, 0, __ATOMIC_RELEASE);
+		__atomic_store_n(&vm->qvid, vid, __ATOMIC_RELEASE);
+	}
+	mask = queue_id % 2 == VIRTIO_RXQ ? &vm->rxq_ready : &vm->txq_ready;
+	bit = 1u << (queue_id / 2);
+	if (enable)
+		__atomic_fetch_or(mask, bit, __ATOMIC_ACQ_REL);
+	else
+		__atomic_fetch_and(mask, ~bit, __ATOMIC_ACQ_REL);
 	return 0;
 }
 
@@ -233,6 +261,7 @@ vm_add(const char *name, const struct rte_ether_addr *mac, const char *sock, boo
 	vm->client = client;
 	vm->vid = -1;
 	vm->arriving_vid = -1;
+	vm->qvid = -1;
 	vm->added_ns = hl_now_ns();
 	rc = dp_fdb_set(dp.fdb, mac, dp_vm_port(vm), FWD_KIND_VM);
 	if (rc < 0)

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0
  * hitless-guest: the program a lab QEMU guest runs (as PID 1, after the initramfs's /init has
  * mounted /proc, /sys and /dev). It loads the virtio network driver, brings the interface up
- * and sends back every frame addressed to it with the MACs swapped, so a probe's numbered
- * flows measure the path through a real Linux virtio-net driver. What the guest sees is
+ * and sends back every frame addressed to it with the MACs swapped, on the queue pair it came
+ * in on, so a probe's numbered flows measure the path through a real Linux virtio-net driver. What the guest sees is
  * reported on the console (stdout) as JSON lines:
  *   {"event":"ready","mac":...,"queues":N}   the interface is up and reflecting
  *   {"event":"carrier","up":B}               the driver's carrier changed
@@ -22,6 +22,8 @@
 #include <net/ethernet.h>
 #include <net/if.h>
 #include <poll.h>
+#include <pthread.h>
+#include <sched.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -38,18 +40,34 @@
 #include <jansson.h>
 
 #define MAX_MODULES 16
+#define MAX_QUEUES  16
 #define FRAME_MAX   2048
 #define BURST       64
+#define FANOUT_ID   0x4c48
+
+/* One reflecting thread per receive queue: its socket gets what arrived on that queue
+ * (PACKET_FANOUT_QM) and it runs on its own CPU, so what it sends leaves on that CPU's
+ * transmit queue (virtio-net's XPS): a flow comes back on the queue pair it came in on. */
+struct worker {
+	struct guest *g;
+	int idx, sock;
+	pthread_t thread;
+	bool running;
+	uint64_t rx, reflected, tx_errors, foreign; /* atomic */
+};
 
 struct guest {
 	const char *iface, *moddir;
 	const char *modules[MAX_MODULES];
 	int n_modules;
-	int sock, kmsg;
+	int kmsg;
 	int ifindex;
 	unsigned char mac[ETH_ALEN];
 	int carrier; /* -1 unknown */
-	uint64_t rx, reflected, tx_errors, foreign, kmsg_lines, reloads;
+	int nq;
+	struct worker w[MAX_QUEUES];
+	volatile bool stop;
+	uint64_t kmsg_lines, reloads;
 };
 
 static uint64_t
@@ -139,15 +157,14 @@ count_queues(const struct guest *g)
 	}
 }
 
-/* Wait for the interface (the driver probes asynchronously), bring it up with every queue pair
- * the device offers in use, and open the reflecting socket. */
+/* Wait for the interface (the driver probes asynchronously) and bring it up with every queue
+ * pair the device offers in use (the driver's default: one per CPU). */
 static int
-iface_open(struct guest *g)
+iface_up(struct guest *g)
 {
 	struct ifreq ifr;
-	struct sockaddr_ll sll;
 	uint64_t until = now_ms() + 30000;
-	int one = 1, fd;
+	int fd;
 
 	while ((g->ifindex = (int)if_nametoindex(g->iface)) == 0) {
 		if (now_ms() > until) {
@@ -156,40 +173,54 @@ iface_open(struct guest *g)
 		}
 		usleep(20000);
 	}
-	fd = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, htons(ETH_P_ALL));
+	fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
 	if (fd < 0) {
-		fail("packet socket: %s", strerror(errno));
+		fail("socket: %s", strerror(errno));
 		return -1;
 	}
 	memset(&ifr, 0, sizeof(ifr));
 	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", g->iface);
-	if (ioctl(fd, SIOCGIFHWADDR, &ifr) != 0 || ioctl(fd, SIOCGIFFLAGS, &ifr) != 0) {
-		fail("%s: %s", g->iface, strerror(errno));
-		close(fd);
-		return -1;
-	}
-	ifr.ifr_flags |= IFF_UP;
-	if (ioctl(fd, SIOCSIFFLAGS, &ifr) != 0) {
+	if (ioctl(fd, SIOCGIFFLAGS, &ifr) != 0 ||
+	    (ifr.ifr_flags |= IFF_UP, ioctl(fd, SIOCSIFFLAGS, &ifr)) != 0 ||
+	    ioctl(fd, SIOCGIFHWADDR, &ifr) != 0) {
 		fail("cannot bring %s up: %s", g->iface, strerror(errno));
 		close(fd);
 		return -1;
 	}
-	memset(&ifr, 0, sizeof(ifr));
-	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", g->iface);
-	ioctl(fd, SIOCGIFHWADDR, &ifr);
 	memcpy(g->mac, ifr.ifr_hwaddr.sa_data, ETH_ALEN);
+	close(fd);
+	g->nq = count_queues(g);
+	if (g->nq < 1)
+		g->nq = 1;
+	if (g->nq > MAX_QUEUES)
+		g->nq = MAX_QUEUES;
+	return 0;
+}
+
+/* A packet socket on the interface in the fanout group that hands each one a receive queue. */
+static int
+queue_socket(struct guest *g)
+{
+	struct sockaddr_ll sll;
+	int one = 1, fanout = FANOUT_ID | (PACKET_FANOUT_QM << 16);
+	int fd = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, htons(ETH_P_ALL));
+
+	if (fd < 0) {
+		fail("packet socket: %s", strerror(errno));
+		return -1;
+	}
 	setsockopt(fd, SOL_PACKET, PACKET_IGNORE_OUTGOING, &one, sizeof(one));
 	memset(&sll, 0, sizeof(sll));
 	sll.sll_family = AF_PACKET;
 	sll.sll_protocol = htons(ETH_P_ALL);
 	sll.sll_ifindex = g->ifindex;
-	if (bind(fd, (struct sockaddr *)&sll, sizeof(sll)) != 0) {
-		fail("bind to %s: %s", g->iface, strerror(errno));
+	if (bind(fd, (struct sockaddr *)&sll, sizeof(sll)) != 0 ||
+	    setsockopt(fd, SOL_PACKET, PACKET_FANOUT, &fanout, sizeof(fanout)) != 0) {
+		fail("packet socket on %s: %s", g->iface, strerror(errno));
 		close(fd);
 		return -1;
 	}
-	g->sock = fd;
-	return 0;
+	return fd;
 }
 
 static void
@@ -200,33 +231,85 @@ emit_ready(struct guest *g, const char *event)
 	snprintf(mac, sizeof(mac), "%02x:%02x:%02x:%02x:%02x:%02x", g->mac[0], g->mac[1],
 		 g->mac[2], g->mac[3], g->mac[4], g->mac[5]);
 	emit(json_pack("{s:s,s:s,s:s,s:i}", "event", event, "iface", g->iface, "mac", mac,
-		       "queues", count_queues(g)));
+		       "queues", g->nq));
 }
 
+#define ADD(x, n) __atomic_fetch_add(&(x), (n), __ATOMIC_RELAXED)
+#define GET(x)    __atomic_load_n(&(x), __ATOMIC_RELAXED)
+
 /* Send back what is addressed to this guest, source and destination swapped. */
-static void
-reflect(struct guest *g)
+static void *
+reflect(void *arg)
 {
+	struct worker *w = arg;
+	struct guest *g = w->g;
 	unsigned char buf[FRAME_MAX];
+	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	cpu_set_t cpus;
 
-	for (int i = 0; i < BURST; i++) {
-		ssize_t n = recv(g->sock, buf, sizeof(buf), MSG_DONTWAIT);
+	CPU_ZERO(&cpus);
+	CPU_SET(w->idx % (ncpu > 0 ? ncpu : 1), &cpus);
+	pthread_setaffinity_np(pthread_self(), sizeof(cpus), &cpus);
+	while (!g->stop) {
+		struct pollfd p = { .fd = w->sock, .events = POLLIN };
 		unsigned char tmp[ETH_ALEN];
+		ssize_t n;
 
+		if (poll(&p, 1, 100) <= 0)
+			continue;
+		n = recv(w->sock, buf, sizeof(buf), MSG_DONTWAIT);
 		if (n < 0)
-			return;
-		g->rx++;
+			continue;
+		ADD(w->rx, 1);
 		if (n < ETH_HLEN || memcmp(buf, g->mac, ETH_ALEN) != 0) {
-			g->foreign++;
+			ADD(w->foreign, 1);
 			continue;
 		}
 		memcpy(tmp, buf + ETH_ALEN, ETH_ALEN);
 		memcpy(buf + ETH_ALEN, buf, ETH_ALEN);
 		memcpy(buf, tmp, ETH_ALEN);
-		if (send(g->sock, buf, (size_t)n, MSG_DONTWAIT) == n)
-			g->reflected++;
+		if (send(w->sock, buf, (size_t)n, 0) == n)
+			ADD(w->reflected, 1);
 		else
-			g->tx_errors++;
+			ADD(w->tx_errors, 1);
+	}
+	return NULL;
+}
+
+/* One reflecting thread per queue pair the interface runs. */
+static int
+workers_start(struct guest *g)
+{
+	g->stop = false;
+	for (int i = 0; i < g->nq; i++) {
+		struct worker *w = &g->w[i];
+
+		w->g = g;
+		w->idx = i;
+		if ((w->sock = queue_socket(g)) < 0)
+			return -1;
+		if (pthread_create(&w->thread, NULL, reflect, w) != 0) {
+			fail("cannot start a reflecting thread");
+			close(w->sock);
+			return -1;
+		}
+		w->running = true;
+	}
+	return 0;
+}
+
+static void
+workers_stop(struct guest *g)
+{
+	g->stop = true;
+	for (int i = 0; i < MAX_QUEUES; i++) {
+		struct worker *w = &g->w[i];
+
+		if (!w->running)
+			continue;
+		pthread_join(w->thread, NULL);
+		close(w->sock);
+		w->running = false;
 	}
 }
 
@@ -271,11 +354,24 @@ read_kmsg(struct guest *g)
 static void
 emit_stats(struct guest *g)
 {
-	emit(json_pack("{s:s,s:I,s:I,s:I,s:I,s:I,s:i,s:i,s:I}", "event", "stats", "rx",
-		       (json_int_t)g->rx, "reflected", (json_int_t)g->reflected, "tx_errors",
-		       (json_int_t)g->tx_errors, "foreign", (json_int_t)g->foreign, "kmsg_lines",
+	uint64_t rx = 0, reflected = 0, tx_errors = 0, foreign = 0;
+	json_t *per_queue = json_array();
+
+	for (int i = 0; i < g->nq; i++) {
+		struct worker *w = &g->w[i];
+
+		rx += GET(w->rx);
+		reflected += GET(w->reflected);
+		tx_errors += GET(w->tx_errors);
+		foreign += GET(w->foreign);
+		json_array_append_new(per_queue, json_integer((json_int_t)GET(w->reflected)));
+	}
+	emit(json_pack("{s:s,s:I,s:I,s:I,s:I,s:I,s:i,s:i,s:I,s:o}", "event", "stats", "rx",
+		       (json_int_t)rx, "reflected", (json_int_t)reflected, "tx_errors",
+		       (json_int_t)tx_errors, "foreign", (json_int_t)foreign, "kmsg_lines",
 		       (json_int_t)g->kmsg_lines, "carrier", g->carrier, "carrier_changes",
-		       read_sys_int(g, "carrier_changes"), "reloads", (json_int_t)g->reloads));
+		       read_sys_int(g, "carrier_changes"), "reloads", (json_int_t)g->reloads,
+		       "reflected_per_queue", per_queue));
 }
 
 /* rmmod + insmod of the network driver: a device reset inside the vhost-user session. */
@@ -284,15 +380,14 @@ reload(struct guest *g)
 {
 	const char *drv = g->modules[g->n_modules - 1];
 
-	close(g->sock);
-	g->sock = -1;
+	workers_stop(g);
 	if (syscall(SYS_delete_module, drv, O_NONBLOCK) != 0) {
 		fail("cannot unload %s: %s", drv, strerror(errno));
 	} else {
 		while (if_nametoindex(g->iface) != 0)
 			usleep(10000);
 	}
-	if (load_module(g, drv) != 0 || iface_open(g) != 0)
+	if (load_module(g, drv) != 0 || iface_up(g) != 0 || workers_start(g) != 0)
 		return;
 	g->reloads++;
 	g->carrier = -1;
@@ -319,7 +414,7 @@ command(struct guest *g, char *line)
 int
 main(int argc, char **argv)
 {
-	struct guest g = { .sock = -1, .carrier = -1 };
+	static struct guest g = { .carrier = -1 };
 	char line[256];
 	size_t have = 0;
 	uint64_t next_carrier = 0;
@@ -340,27 +435,24 @@ main(int argc, char **argv)
 	for (int i = 0; i < g.n_modules; i++)
 		if (load_module(&g, g.modules[i]) != 0)
 			return 1;
-	if (iface_open(&g) != 0)
+	if (iface_up(&g) != 0 || workers_start(&g) != 0)
 		return 1;
 	emit_ready(&g, "ready");
 	fcntl(0, F_SETFL, fcntl(0, F_GETFL) | O_NONBLOCK);
 	for (;;) {
-		struct pollfd p[3] = { { .fd = g.sock, .events = POLLIN },
-				       { .fd = 0, .events = POLLIN },
+		struct pollfd p[2] = { { .fd = 0, .events = POLLIN },
 				       { .fd = g.kmsg, .events = POLLIN } };
 		uint64_t now;
 
-		poll(p, 3, 20);
-		if (p[0].revents & POLLIN)
-			reflect(&g);
-		if (p[2].revents & POLLIN)
+		poll(p, 2, 20);
+		if (p[1].revents & POLLIN)
 			read_kmsg(&g);
 		now = now_ms();
 		if (now >= next_carrier) {
 			check_carrier(&g);
 			next_carrier = now + 20;
 		}
-		if (p[1].revents & POLLIN) {
+		if (p[0].revents & POLLIN) {
 			ssize_t n = read(0, line + have, sizeof(line) - 1 - have);
 			char *nl;
 

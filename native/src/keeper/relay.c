@@ -122,6 +122,10 @@ relay_request(struct kp_vm *vm, struct vu_msg *m)
 	kp_state_reply(&vm->st, m, &reply);
 	if (m->request == VU_GET_PROTOCOL_FEATURES)
 		reply.p.u64 &= VU_PF_RELAYABLE;
+	/* no more queue pairs than the keeper tracks rings for (and a generation polls): a guest
+	 * never sets up a ring that nobody hands off */
+	if (m->request == VU_GET_QUEUE_NUM && rc == 0 && reply.p.u64 > VU_MAX_VRINGS / 2)
+		reply.p.u64 = VU_MAX_VRINGS / 2;
 	reply.flags = VU_VERSION | VU_FLAG_REPLY;
 	reply.nfds = 0;
 	return vu_send(vm->ffd, &reply);

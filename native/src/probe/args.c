@@ -14,13 +14,14 @@ void
 probe_usage(FILE *f)
 {
 	fprintf(f,
-		"usage: hitless-probe [EAL args] -- --vm NAME,MAC,SOCKET[,server][,packed] ...\n"
+		"usage: hitless-probe [EAL args] -- --vm NAME,MAC,SOCKET[,server][,packed][,queues=N] ...\n"
 		"         --flow SRC:DST:PPS ... --reflect SRC:MAC:PPS ...\n"
 		"         [--duration SEC] [--gap-us N] [--tick-us N]\n"
 		"         [--frame-size N] [--ctl PATH] [--events PATH|-] [--summary PATH]\n"
 		"         [--drain-ms N] [--connect-timeout-ms N]\n"
 		"  --vm       one virtio_user port; ',server' makes the probe the vhost-user server,\n"
-		"             ',packed' uses packed virtqueues\n"
+		"             ',packed' uses packed virtqueues, ',queues=N' N queue pairs (1-8: the\n"
+		"             VM's flows take its transmit queues in turn; every receive queue is read)\n"
 		"  --flow     SRC = local VM, DST = local VM or MAC, PPS = frames/s (0 = flood)\n"
 		"  --reflect  a flow to a guest at MAC that sends every frame back (MACs swapped):\n"
 		"             measured where it returns, at SRC (loss and break through the guest)\n"
@@ -61,12 +62,13 @@ probe_find_vm(const struct probe_ctx *ctx, const char *name)
 	return -1;
 }
 
-/* --vm NAME,MAC,SOCKET[,server][,packed]: validates each field and that names and MACs are
- * unique. server: the probe is the vhost-user server; packed: packed virtqueues. */
+/* --vm NAME,MAC,SOCKET[,server][,packed][,queues=N]: validates each field and that names and
+ * MACs are unique. server: the probe is the vhost-user server; packed: packed virtqueues;
+ * queues: queue pairs. */
 static int
 parse_vm(struct probe_ctx *ctx, const char *val)
 {
-	char buf[512], *fields[6];
+	char buf[512], *fields[7];
 	int n = 0;
 	struct probe_vm *vm;
 
@@ -76,14 +78,16 @@ parse_vm(struct probe_ctx *ctx, const char *val)
 		return ERR("--vm '%s': too long", val);
 	strcpy(buf, val);
 	for (char *save = NULL, *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
-		if (n == 5)
-			return ERR("--vm '%s': expected NAME,MAC,SOCKET[,server][,packed]", val);
+		if (n == 6)
+			return ERR("--vm '%s': expected NAME,MAC,SOCKET[,server][,packed][,queues=N]",
+				   val);
 		fields[n++] = t;
 	}
 	if (n < 3)
-		return ERR("--vm '%s': expected NAME,MAC,SOCKET[,server][,packed]", val);
+		return ERR("--vm '%s': expected NAME,MAC,SOCKET[,server][,packed][,queues=N]", val);
 	vm = &ctx->vms[ctx->n_vms];
 	memset(vm, 0, sizeof(*vm));
+	vm->nq = 1;
 	if (!hl_valid_name(fields[0]))
 		return ERR("--vm '%s': bad VM name '%s' (1..32 of [A-Za-z0-9_.-])", val, fields[0]);
 	if (probe_find_vm(ctx, fields[0]) >= 0)
@@ -104,8 +108,17 @@ parse_vm(struct probe_ctx *ctx, const char *val)
 			vm->server = true;
 		else if (strcmp(fields[i], "packed") == 0)
 			vm->packed = true;
-		else
-			return ERR("--vm '%s': unknown option '%s' (server, packed)", val, fields[i]);
+		else if (strncmp(fields[i], "queues=", 7) == 0) {
+			uint64_t q;
+			char opt[160];
+
+			snprintf(opt, sizeof(opt), "--vm '%s': queues", val);
+			if (parse_u64(opt, fields[i] + 7, 1, PROBE_MAX_QUEUES, &q) != 0)
+				return -EINVAL;
+			vm->nq = (uint16_t)q;
+		} else
+			return ERR("--vm '%s': unknown option '%s' (server, packed, queues=N)", val,
+				   fields[i]);
 	}
 	snprintf(vm->name, sizeof(vm->name), "%s", fields[0]);
 	snprintf(vm->socket, sizeof(vm->socket), "%s", fields[2]);

@@ -13,7 +13,7 @@
 
 #define PROBE_RING_SIZE 1024
 
-/* Configure one queue pair and start the port (at start-up and after a device reset).
+/* Configure its queue pairs and start the port (at start-up and after a device reset).
  * reinit: ask for rx queue interrupts, which makes the virtio PMD re-initialise the device —
  * reset, feature negotiation, new rings — inside the same vhost-user connection. */
 static int
@@ -29,11 +29,12 @@ port_setup(struct probe_ctx *ctx, struct probe_vm *vm, bool reinit)
 	 * disconnect handler unregisters a callback that was never registered and its interrupt
 	 * thread then panics on the closed connection fd */
 	conf.intr_conf.lsc = vm->server;
-	rc = rte_eth_dev_configure(vm->port, 1, 1, &conf);
-	if (rc == 0)
-		rc = rte_eth_rx_queue_setup(vm->port, 0, PROBE_RING_SIZE, sock, NULL, ctx->pool);
-	if (rc == 0)
-		rc = rte_eth_tx_queue_setup(vm->port, 0, PROBE_RING_SIZE, sock, NULL);
+	rc = rte_eth_dev_configure(vm->port, vm->nq, vm->nq, &conf);
+	for (uint16_t q = 0; q < vm->nq && rc == 0; q++) {
+		rc = rte_eth_rx_queue_setup(vm->port, q, PROBE_RING_SIZE, sock, NULL, ctx->pool);
+		if (rc == 0)
+			rc = rte_eth_tx_queue_setup(vm->port, q, PROBE_RING_SIZE, sock, NULL);
+	}
 	if (rc == 0)
 		rc = rte_eth_dev_start(vm->port);
 	return rc;
@@ -66,8 +67,8 @@ probe_ports_init(struct probe_ctx *ctx)
 
 		snprintf(name, sizeof(name), "virtio_user%u", i);
 		rte_ether_format_addr(mac, sizeof(mac), &vm->mac);
-		snprintf(args, sizeof(args), "path=%s,queues=1,queue_size=%u,mac=%s%s%s", vm->socket,
-			 PROBE_RING_SIZE, mac, vm->server ? ",server=1" : "",
+		snprintf(args, sizeof(args), "path=%s,queues=%u,queue_size=%u,mac=%s%s%s", vm->socket,
+			 vm->nq, PROBE_RING_SIZE, mac, vm->server ? ",server=1" : "",
 			 vm->packed ? ",packed_vq=1" : "");
 		if (vm->server)
 			fprintf(stderr, "hitless-probe: VM '%s': waiting for a vhost-user backend on %s\n",

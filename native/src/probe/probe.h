@@ -23,6 +23,7 @@
 #include "util.h"
 
 #define PROBE_MAX_VMS      64
+#define PROBE_MAX_QUEUES   8     /* queue pairs per VM port */
 #define PROBE_MAX_FLOWS    256
 #define PROBE_MAX_RX       512   /* tracked (rx VM, source MAC, flow id, run id) keys */
 #define PROBE_RX_SLOTS     2048  /* hash slots for the keys above; power of two */
@@ -36,7 +37,8 @@
 #define PROBE_MAX_PPS      100000000ull
 
 #define PROBE_MAGIC        0x484c5042u /* "HLPB" */
-#define PROBE_UDP_PORT     18516
+#define PROBE_UDP_PORT     18516 /* the first of PROBE_UDP_PORTS destination ports */
+#define PROBE_UDP_PORTS    256
 /* Frame layout: Ethernet(14) IPv4(20) UDP(8) then the payload below (22 bytes: fits 64). */
 #define PROBE_OFF_MAGIC    42
 #define PROBE_OFF_FLOW     46
@@ -53,6 +55,7 @@ struct probe_vm {
 	char socket[108];
 	bool server;
 	bool packed;
+	uint16_t nq;          /* queue pairs of its port (queues=N) */
 	struct rte_ether_addr mac;
 	uint32_t ip;          /* network order, derived from the MAC */
 	uint16_t port;
@@ -70,6 +73,7 @@ struct probe_flow {
 	uint16_t src;          /* index into vms */
 	int dst;               /* local VM index, or -1 for a remote MAC */
 	bool reflect;          /* the remote MAC sends it back: received at src */
+	uint16_t txq;          /* the source port's transmit queue: flows spread over them */
 	struct rte_ether_addr dst_mac;
 	char name[HL_NAME_MAX + 2 + RTE_ETHER_ADDR_FMT_SIZE]; /* "SRC:DST" as given */
 	uint64_t pps;          /* ctl: current rate, 0 = flood */

@@ -170,6 +170,7 @@ flow_json(struct probe_ctx *ctx, struct probe_flow *f, uint64_t now, bool final)
 	if (o == NULL)
 		return NULL;
 	json_object_set_new(o, "reflect", json_boolean(f->reflect));
+	json_object_set_new(o, "txq", json_integer(f->txq));
 	if (f->rx_idx >= 0)
 		add_rx_metrics(ctx, o, &ctx->rx[f->rx_idx], offered, pps ? (double)pps : tx_rate,
 			       start, final ? stop : 0);
@@ -238,6 +239,7 @@ probe_report(struct probe_ctx *ctx, uint64_t now, bool final)
 				  PROBE_GET(vm->link_up), "mac", mac_json(&vm->mac), "socket",
 				  vm->socket, "server", vm->server, "resets",
 				  (json_int_t)PROBE_GET(vm->resets)));
+		json_object_set_new(json_object_get(vms, vm->name), "queues", json_integer(vm->nq));
 		/* receive buffers the virtio driver could not post for want of mbufs */
 		if (rte_eth_stats_get(vm->port, &es) == 0)
 			json_object_set_new(json_object_get(vms, vm->name), "rx_nombuf",

@@ -54,7 +54,9 @@ build_template(struct probe_ctx *ctx, struct probe_flow *f)
 	ip->dst_addr = probe_mac_ip(&f->dst_mac);
 	ip->hdr_checksum = rte_ipv4_cksum(ip);
 	udp->src_port = rte_cpu_to_be_16(ctx->run_id);
-	udp->dst_port = rte_cpu_to_be_16(PROBE_UDP_PORT);
+	/* a port per flow: a switch or guest that spreads flows over queues by their 5-tuple
+	 * can tell the flows of one VM pair apart */
+	udp->dst_port = rte_cpu_to_be_16(PROBE_UDP_PORT + f->id % PROBE_UDP_PORTS);
 	udp->dgram_len = rte_cpu_to_be_16((uint16_t)(fs - sizeof(*eth) - sizeof(*ip)));
 	memcpy(f->tmpl + PROBE_OFF_MAGIC, &magic, sizeof(magic));
 	memcpy(f->tmpl + PROBE_OFF_FLOW, &flow, sizeof(flow));
@@ -112,7 +114,12 @@ rx_lookup(struct probe_ctx *ctx, uint16_t vm, const struct rte_ether_addr *src,
 int
 probe_traffic_init(struct probe_ctx *ctx)
 {
-	unsigned n_mbufs = ctx->n_vms * (2 * 1024 + 512) + 2048;
+	unsigned n_mbufs = 2048;
+
+	/* each queue pair's receive ring is kept full and its transmit ring may hold a ring's
+	 * worth before the driver frees them: both, and a burst's slack, per queue pair */
+	for (unsigned i = 0; i < ctx->n_vms; i++)
+		n_mbufs += ctx->vms[i].nq * (2 * 1024 + 512);
 
 	ctx->pool = rte_pktmbuf_pool_create("probe_pool", n_mbufs, 256, 0,
 					    RTE_MBUF_DEFAULT_BUF_SIZE, SOCKET_ID_ANY);
@@ -123,7 +130,11 @@ probe_traffic_init(struct probe_ctx *ctx)
 		return -ENOMEM;
 	for (unsigned i = 0; i < ctx->n_flows; i++) {
 		struct probe_flow *f = &ctx->flows[i];
+		unsigned before = 0;
 
+		for (unsigned j = 0; j < i; j++)
+			before += ctx->flows[j].src == f->src;
+		f->txq = (uint16_t)(before % ctx->vms[f->src].nq);
 		build_template(ctx, f);
 		if (f->dst >= 0 || f->reflect) {
 			/* received at its destination, or back at its source from the guest */
@@ -172,7 +183,7 @@ send_frames(struct probe_ctx *ctx, struct probe_flow *f, unsigned n, uint64_t no
 		m[i]->data_len = (uint16_t)fs;
 		m[i]->pkt_len = fs;
 	}
-	sent = rte_eth_tx_burst(vm->port, 0, m, (uint16_t)n);
+	sent = rte_eth_tx_burst(vm->port, f->txq, m, (uint16_t)n);
 	if (sent < n)
 		rte_pktmbuf_free_bulk(m + sent, n - sent);
 	PROBE_ADD(f->tx, sent);
@@ -357,7 +368,7 @@ rx_one(struct probe_ctx *ctx, uint16_t vmi, struct rte_mbuf *m, uint64_t now)
 
 	if (m->data_len < PROBE_HDR_LEN || eth->ether_type != rte_cpu_to_be_16(RTE_ETHER_TYPE_IPV4) ||
 	    ip->version_ihl != RTE_IPV4_VHL_DEF || ip->next_proto_id != IPPROTO_UDP ||
-	    udp->dst_port != rte_cpu_to_be_16(PROBE_UDP_PORT))
+	    (uint16_t)(rte_be_to_cpu_16(udp->dst_port) - PROBE_UDP_PORT) >= PROBE_UDP_PORTS)
 		goto foreign;
 	memcpy(&magic, p + PROBE_OFF_MAGIC, sizeof(magic));
 	if (magic != rte_cpu_to_be_32(PROBE_MAGIC))
@@ -389,19 +400,21 @@ probe_rx_poll(struct probe_ctx *ctx, uint64_t now)
 
 		if (PROBE_GET(vm->rx_pause_until_ns) > now)
 			continue;
-		for (int round = 0; round < RX_ROUNDS; round++) {
-			uint16_t n = rte_eth_rx_burst(vm->port, 0, m, RX_BURST);
+		for (uint16_t q = 0; q < vm->nq; q++) {
+			for (int round = 0; round < RX_ROUNDS; round++) {
+				uint16_t n = rte_eth_rx_burst(vm->port, q, m, RX_BURST);
 
-			if (n == 0)
-				break;
-			if (round > 0)
-				now = hl_now_ns();
-			PROBE_ADD(vm->rx, n);
-			for (uint16_t i = 0; i < n; i++)
-				rx_one(ctx, (uint16_t)v, m[i], now);
-			rte_pktmbuf_free_bulk(m, n);
-			if (n < RX_BURST)
-				break;
+				if (n == 0)
+					break;
+				if (round > 0 || q > 0)
+					now = hl_now_ns();
+				PROBE_ADD(vm->rx, n);
+				for (uint16_t i = 0; i < n; i++)
+					rx_one(ctx, (uint16_t)v, m[i], now);
+				rte_pktmbuf_free_bulk(m, n);
+				if (n < RX_BURST)
+					break;
+			}
 		}
 	}
 }

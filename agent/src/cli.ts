@@ -29,7 +29,7 @@ async function main(): Promise<void> {
   let conn: MessageConnection | null = null;
   // the lab's probe VMs witness each switch from the VMs' side; a host without one is measured
   // by its datapath's counters alone
-  const witness = cfg.probe_ctl ? new ProbeWitness(cfg.probe_ctl) : null;
+  const witness = cfg.probe_ctl ? new ProbeWitness(cfg.probe_ctl, cfg.vms) : null;
   const host = new HostAgent(values.root, cfg, notifier(() => conn), witness);
   // what recovery cannot finish is reported, and the agent serves anyway: the operator must be
   // able to see the host and act (rollback, abort) rather than find it unreachable

@@ -2,18 +2,21 @@
 // work is in lab.ts. Exit codes: 0 done, 1 failed, 2 bad arguments.
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { LabSpec, MAX_HOSTS, MAX_VMS } from './fleet.js';
+import { LabSpec, MAX_HOSTS, MAX_VMS, VM_KINDS } from './fleet.js';
 import { DEFAULT_BUILD_DIR, DEFAULT_DIR, DEFAULT_PREFIX, down, healthy, status, statusTable, up } from './lab.js';
 import { DEFAULT_PPS } from './run.js';
 import { LabError } from './sys.js';
 
 const USAGE = `usage:
-  lab up --hosts N --vms M [--pps R] [--dir DIR] [--prefix P] [--subnet K] [--build-dir B]
+  lab up --hosts N --vms M [--vm-kind K] [--pps R] [--dir DIR] [--prefix P] [--subnet K] [--build-dir B]
   lab status [--dir DIR] [--json]
   lab down [--dir DIR] [--prefix P]
 
   --hosts N      lab hosts h1..hN (1..${MAX_HOSTS})
   --vms M        VMs per host (1..${MAX_VMS})
+  --vm-kind K    ${VM_KINDS.join('|')}: probe VMs (virtio_user) only (default), or QEMU guests
+                 (TCG, Linux virtio-net) measured through by the probe VMs: mixed makes the
+                 last VM of each host a guest, qemu all but the first (needs --vms 2 or more)
   --pps R        frames/s of each probe flow (default ${DEFAULT_PPS}; a running probe keeps its rate)
   --dir DIR      lab directory (default ${DEFAULT_DIR}); down removes it
   --prefix P     names of the bridge (Pfab0), namespaces (P-h<i>) and veths (default ${DEFAULT_PREFIX})
@@ -43,6 +46,7 @@ async function main(argv: string[]): Promise<number> {
     options: {
       hosts: { type: 'string' },
       vms: { type: 'string' },
+      'vm-kind': { type: 'string' },
       pps: { type: 'string' },
       dir: { type: 'string', default: DEFAULT_DIR },
       prefix: { type: 'string' },
@@ -54,7 +58,7 @@ async function main(argv: string[]): Promise<number> {
   const cwd = process.env.HITLESS_LAB_CWD ?? process.cwd();
   const dir = resolve(cwd, values.dir);
   const allowed: Record<string, string[]> = {
-    up: ['hosts', 'vms', 'pps', 'dir', 'prefix', 'subnet', 'build-dir'],
+    up: ['hosts', 'vms', 'vm-kind', 'pps', 'dir', 'prefix', 'subnet', 'build-dir'],
     status: ['dir', 'json'],
     down: ['dir', 'prefix'],
   };
@@ -70,10 +74,11 @@ async function main(argv: string[]): Promise<number> {
       subnet: int('subnet', values.subnet, 0),
       hosts: int('hosts', values.hosts),
       vms: int('vms', values.vms),
+      vm_kind: values['vm-kind'],
     });
     if (!parsed.success) {
       const i = parsed.error.issues[0]!;
-      throw new UsageError(`--${i.path.join('.')}: ${i.message}`);
+      throw new UsageError(`--${i.path.join('.').replace('_', '-')}: ${i.message}`);
     }
     const pps = int('pps', values.pps, DEFAULT_PPS);
     if (pps < 1 || pps > 100_000) throw new UsageError('--pps: must be 1..100000');

@@ -13,8 +13,18 @@ export const LabSpec = z.object({
   subnet: z.number().int().min(0, 'must be 0..255').max(255, 'must be 0..255'),
   hosts: z.number().int().min(1, `must be 1..${MAX_HOSTS}`).max(MAX_HOSTS, `must be 1..${MAX_HOSTS}`),
   vms: z.number().int().min(1, `must be 1..${MAX_VMS}`).max(MAX_VMS, `must be 1..${MAX_VMS}`),
+  /** what the VMs are: probe VMs (virtio_user), or QEMU guests beside at least one probe VM
+   * that measures them (mixed: the last VM of each host; qemu: all but the first) */
+  vm_kind: z.enum(['probe', 'mixed', 'qemu']).default('probe'),
 });
 export type LabSpec = z.infer<typeof LabSpec>;
+export const VM_KINDS = LabSpec.shape.vm_kind.removeDefault().options;
+
+/** Whether VM k (1-based) of a host is a QEMU guest. */
+export function isGuest(spec: Pick<LabSpec, 'vms' | 'vm_kind'>, k: number): boolean {
+  if (spec.vms < 2) return false; // a host's only VM is the probe VM that measures
+  return spec.vm_kind === 'qemu' ? k >= 2 : spec.vm_kind === 'mixed' && k === spec.vms;
+}
 
 export const LabState = LabSpec.extend({ state: z.enum(['building', 'up']) });
 export type LabState = z.infer<typeof LabState>;

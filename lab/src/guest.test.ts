@@ -75,7 +75,7 @@ describe('QEMU guest with 2 queue pairs (2 vCPUs)', () => {
     assert.ok(ready?.event === 'ready' && ready.queues === 2, `the guest runs 2 queue pairs: ${JSON.stringify(ready)}`);
     const since = h.guest.events.length;
     const s0 = await h.guest.stats();
-    // 16 flows told apart by their UDP port: both queues get some (all on one: 1 in 2^15)
+    // 16 flows told apart by their UDP port: the switch spreads them over both receive queues
     const probe = await bed.reflectProbe(h, 100, { flows: 16, gapUs: 25000 });
     await sleep(500);
     const marks = await handoffs(h, 10);

@@ -73,8 +73,24 @@ export interface GuestOptions {
   /** queue pairs (one vCPU each) */
   queues?: number;
   memMb?: number;
-  /** the CPU QEMU runs on (taskset) */
-  cpu?: number;
+}
+
+/** QEMU's command line for a lab guest; its serial console is stdio (events and commands) or
+ * a file (a guest that runs detached, as in the lab fleet). */
+export function qemuCommand(opts: GuestOptions, img: { kernel: string; initrd: string }, console: 'stdio' | { file: string }): string[] {
+  const q = opts.queues ?? 1;
+  const mem = opts.memMb ?? 256;
+  return [
+    QEMU, '-name', opts.name, '-nodefaults', '-no-user-config', '-display', 'none', '-machine', 'pc,accel=tcg',
+    '-m', String(mem), '-smp', String(q),
+    '-object', `memory-backend-memfd,id=mem,size=${mem}M,share=on`, '-numa', 'node,memdev=mem',
+    '-kernel', img.kernel, '-initrd', img.initrd, '-append', 'console=ttyS0 loglevel=1 panic=0',
+    '-chardev', `socket,id=vu,path=${opts.socket}${opts.server ? ',server=on,wait=off' : ''}`,
+    '-netdev', `vhost-user,id=net0,chardev=vu${q > 1 ? `,queues=${q}` : ''}`,
+    // vectors=0: QEMU 7.2 under TCG faults with MSI-X on a vhost-user device
+    '-device', `virtio-net-pci,netdev=net0,mac=${opts.mac},vectors=0${q > 1 ? ',mq=on' : ''}`,
+    '-chardev', console === 'stdio' ? 'stdio,id=con,signal=off' : `file,id=con,path=${console.file}`, '-serial', 'chardev:con',
+  ];
 }
 
 /** A running QEMU guest: its events as they arrive and its console commands. */
@@ -125,24 +141,9 @@ export class QemuGuest {
   /** Start QEMU. In the server layout it listens on opts.socket and boots only once the switch
    * has connected there (QEMU's vhost-user netdev waits for its backend): see booted(). */
   static async launch(opts: GuestOptions): Promise<QemuGuest> {
-    const img = await guestImage();
-    const q = opts.queues ?? 1;
-    const chardev = `socket,id=vu,path=${opts.socket}${opts.server ? ',server=on,wait=off' : ''}`;
-    const args = [
-      ...(opts.cpu !== undefined ? ['-c', String(opts.cpu), QEMU] : [QEMU]),
-      '-name', opts.name, '-nodefaults', '-no-user-config', '-display', 'none', '-machine', 'pc,accel=tcg',
-      '-m', String(opts.memMb ?? 256), '-smp', String(q),
-      '-object', `memory-backend-memfd,id=mem,size=${opts.memMb ?? 256}M,share=on`, '-numa', 'node,memdev=mem',
-      '-kernel', img.kernel, '-initrd', img.initrd, '-append', 'console=ttyS0 loglevel=1 panic=0',
-      '-chardev', chardev,
-      '-netdev', `vhost-user,id=net0,chardev=vu${q > 1 ? `,queues=${q}` : ''}`,
-      // vectors=0: QEMU 7.2 under TCG faults with MSI-X on a vhost-user device
-      '-device', `virtio-net-pci,netdev=net0,mac=${opts.mac},vectors=0${q > 1 ? ',mq=on' : ''}`,
-      '-chardev', 'stdio,id=con,signal=off', '-serial', 'chardev:con',
-    ];
+    const [bin, ...args] = qemuCommand(opts, await guestImage(), 'stdio');
     mkdirSync(dirname(opts.socket), { recursive: true });
-    const child = spawn(opts.cpu !== undefined ? 'taskset' : args.shift()!, args, { stdio: ['pipe', 'pipe', 'pipe'] });
-    return new QemuGuest(child, opts);
+    return new QemuGuest(spawn(bin!, args, { stdio: ['pipe', 'pipe', 'pipe'] }), opts);
   }
 
   /** Resolves once the guest's interface is up and reflecting; a guest that does not boot is

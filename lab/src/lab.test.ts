@@ -70,6 +70,7 @@ interface HostJson {
   probe: number | null;
   flows: { src: string; dst: string; received: number }[];
   link_down: number | null;
+  guests: { vm: string; pid: number | null }[];
 }
 
 async function statusJson(): Promise<{ hosts: HostJson[] }> {
@@ -269,4 +270,35 @@ test('down removes namespaces, bridge, veths, sshd processes and the directory; 
   const status = await lab('status', '--dir', dir);
   assert.equal(status.code, 1);
   assert.match(status.stderr, /no lab in/);
+});
+
+test('a mixed lab: a QEMU guest per host, measured through the guest in an upgrade, stopped by down', async () => {
+  const up = await lab('up', '--hosts', '1', '--vms', '2', '--vm-kind', 'mixed', '--dir', dir, '--prefix', PREFIX, '--subnet', String(SUBNET));
+  assert.equal(up.code, 0, up.stderr);
+  const st = await statusJson();
+  const h1 = st.hosts[0]!;
+  assert.deepEqual(h1.guests.map((g) => g.vm), ['h1-v2']);
+  const guestPid = h1.guests[0]!.pid!;
+  assert.ok(guestPid > 0 && readFileSync(`/proc/${guestPid}/cmdline`, 'utf8').includes('qemu-system'), 'the guest is a QEMU process');
+  assert.ok(h1.flows.some((f) => f.dst === 'h1-v2' && f.src === 'h1-v1' && f.received > 0), `frames come back through the guest: ${JSON.stringify(h1.flows)}`);
+
+  // the guest's switch is witnessed through the guest: the agent names the reflected flow's VM
+  const state = mkdtempSync('/tmp/hitless-lab-test-state-');
+  try {
+    const r = await exec(join(repo, 'app/bin/hitless'), ['upgrade', '--state', state, '--fleet', join(dir, 'fleet.json'), '--hosts', 'all', '--to', '1.1.0', '--approve', 'auto', '--budget-gap-ms', '2000', '--json'], 300_000);
+    assert.equal(r.code, 0, `${r.stdout}\n${r.stderr}`);
+    const out = JSON.parse(r.stdout.trim().split('\n').pop()!) as { lost: number; report: string };
+    assert.equal(out.lost, 0, r.stderr);
+    const report = JSON.parse(readFileSync(out.report, 'utf8')) as { hosts: { vms: { vm: string; measurement: { witness: { source: string; rx: { flows: number; lost: number } | null } | null } | null }[] }[] };
+    const guestRow = report.hosts[0]!.vms.find((v) => v.vm === 'h1-v2')!;
+    assert.equal(guestRow.measurement?.witness?.source, 'lab probe', JSON.stringify(guestRow));
+    assert.equal(guestRow.measurement?.witness?.rx?.flows, 1, 'the flow through the guest is the guest\'s');
+    assert.equal(guestRow.measurement?.witness?.rx?.lost, 0);
+  } finally {
+    rmSync(state, { recursive: true, force: true });
+  }
+
+  const down = await lab('down', '--dir', dir);
+  assert.equal(down.code, 0, down.stderr);
+  assert.equal(existsSync(`/proc/${guestPid}`) && !/^\S+ \S+ Z/.test(readFileSync(`/proc/${guestPid}/stat`, 'utf8').replace(/\(.*\)/, 'x')), false, 'QEMU is stopped');
 });

@@ -4,11 +4,12 @@
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Fleet } from '../../protocol/files.js';
-import { bridgeName, hostLayout, hostVms, labPaths, LabState, type LabSpec } from './fleet.js';
+import { bridgeName, hostLayout, hostVms, isGuest, labPaths, LabState, type LabSpec } from './fleet.js';
+import { guestsUnavailable } from './guest.js';
 import { buildReleases, installedReleases, installHost } from './install.js';
 import { labResources, networkDown, networkUp } from './net.js';
 import { runningSshd, SSHD, sshUp } from './ssh.js';
-import { DEFAULT_PPS, filePrefixOf, removeDpdkDirs, runStatus, startHost, startProbe, type RunStatus } from './run.js';
+import { DEFAULT_PPS, filePrefixOf, removeDpdkDirs, runStatus, startGuests, startHost, startProbe, type GuestOf, type RunStatus } from './run.js';
 import { cmdline, killPids, LabError, netnsList, pidAlive, readPid, tryRun } from './sys.js';
 
 export const DEFAULT_DIR = '/var/tmp/hitless-lab';
@@ -58,7 +59,12 @@ export async function up({ dir, buildDir, spec, pps = DEFAULT_PPS }: UpOptions):
   await preflight();
   const prev = existsSync(dir) ? readState(dir) : undefined;
   if (existsSync(dir) && !isLabDir(dir)) throw new LabError(`${dir} exists and is not a lab directory; choose another --dir`);
-  const same = prev?.state === 'up' && (['prefix', 'subnet', 'hosts', 'vms'] as const).every((k) => prev[k] === spec[k]);
+  if (spec.vm_kind !== 'probe') {
+    if (spec.vms < 2) throw new LabError(`--vm-kind ${spec.vm_kind} needs --vms 2 or more: a probe VM measures the guests`);
+    const why = guestsUnavailable();
+    if (why) throw new LabError(`--vm-kind ${spec.vm_kind}: ${why}`);
+  }
+  const same = prev?.state === 'up' && (['prefix', 'subnet', 'hosts', 'vms', 'vm_kind'] as const).every((k) => prev[k] === spec[k]);
   if (!same) {
     if (prev) log(prev.state === 'up' ? `replacing the lab in ${dir} (different size or names)` : `clearing a half-built lab in ${dir}`);
     if (prev && prev.prefix !== spec.prefix) await down({ dir, prefix: prev.prefix, quiet: true });
@@ -95,8 +101,13 @@ export async function up({ dir, buildDir, spec, pps = DEFAULT_PPS }: UpOptions):
   // keeper's sockets and sends to the next host's VMs, so every host's datapath comes first).
   log(`host/start ${fleet.hosts.map((h) => h.name).join(', ')}`);
   await Promise.all(fleet.hosts.map((h) => startHost(h)));
+  const guest = guestOf(spec);
+  if (spec.vm_kind !== 'probe') {
+    log(`QEMU guests: ${fleet.hosts.flatMap((h) => h.vms.filter((v) => guest(v.name)).map((v) => v.name)).join(', ')}`);
+    for (const h of fleet.hosts) await startGuests(h, guest); // one host at a time: TCG boots are CPU-bound
+  }
   log(`probes at ${pps} frames/s per flow`);
-  await Promise.all(fleet.hosts.map((_, k) => startProbe(fleet.hosts, k, pps)));
+  await Promise.all(fleet.hosts.map((_, k) => startProbe(fleet.hosts, k, pps, guest)));
 
   const hosts = await status(dir);
   const bad = hosts.filter((h) => !healthy(h));
@@ -115,7 +126,15 @@ export interface HostStatus extends RunStatus {
 }
 
 export function healthy(h: HostStatus): boolean {
-  return h.netns && h.sshd !== null && h.ssh && h.releases.length > 0 && h.active !== null && h.keeper && h.probe !== null;
+  return h.netns && h.sshd !== null && h.ssh && h.releases.length > 0 && h.active !== null && h.keeper && h.probe !== null && h.guests.every((g) => g.pid !== null);
+}
+
+/** The lab's guest VMs by name: VM k of host i is h<i>-v<k>. */
+function guestOf(spec: Pick<LabSpec, 'vms' | 'vm_kind'>): GuestOf {
+  return (vm) => {
+    const k = Number(/-v([0-9]+)$/.exec(vm)?.[1]);
+    return Number.isInteger(k) && isGuest(spec, k);
+  };
 }
 
 /** True if pid lives in the named network namespace. */
@@ -137,12 +156,13 @@ export async function status(dir: string): Promise<HostStatus[]> {
   const fleet = readFleet(dir);
   const paths = labPaths(dir);
   const namespaces = await netnsList();
+  const guest = guestOf(readState(dir) ?? { vms: 0, vm_kind: 'probe' });
   return Promise.all(
     fleet.hosts.map(async (h) => {
       const pid = runningSshd(paths.host(h.name));
       const [ssh, run] = await Promise.all([
         tryRun('ssh', ['-F', fleet.ssh_config, '-o', 'BatchMode=yes', '-o', 'ConnectTimeout=3', h.name, 'true'], { timeoutMs: 5000 }),
-        runStatus(h),
+        runStatus(h, guest),
       ]);
       return {
         name: h.name,
@@ -158,12 +178,13 @@ export async function status(dir: string): Promise<HostStatus[]> {
 }
 
 export function statusTable(hosts: HostStatus[]): string {
-  const rows = [['HOST', 'ADDRESS', 'NETNS', 'SSHD', 'SSH', 'RELEASES', 'ACTIVE', 'PROBE', 'RECEIVED']];
+  const rows = [['HOST', 'ADDRESS', 'NETNS', 'SSHD', 'SSH', 'RELEASES', 'ACTIVE', 'PROBE', 'GUESTS', 'RECEIVED']];
   for (const h of hosts) {
     const active = h.agent_error !== null ? 'AGENT FAIL' : `${h.active ?? 'NONE'}${h.keeper ? '' : ' (no keeper)'}`;
     const probe = h.probe === null ? 'DEAD' : `pid ${h.probe}${h.probe_state && h.probe_state !== 'running' ? ` ${h.probe_state}` : ''}`;
     const rx = h.flows.map((f) => `${f.dst}<-${f.src} ${f.received}`).join(', ') + (h.link_down ? `; ${h.link_down} link-down` : '');
-    rows.push([h.name, h.address, h.netns ? 'yes' : 'NO', h.sshd !== null ? `pid ${h.sshd}` : 'DEAD', h.ssh ? 'ok' : 'FAIL', h.releases.join(',') || 'NONE', active, probe, rx || '-']);
+    const guests = h.guests.map((g) => `${g.vm} ${g.pid !== null ? `pid ${g.pid}` : 'DEAD'}`).join(', ');
+    rows.push([h.name, h.address, h.netns ? 'yes' : 'NO', h.sshd !== null ? `pid ${h.sshd}` : 'DEAD', h.ssh ? 'ok' : 'FAIL', h.releases.join(',') || 'NONE', active, probe, guests || '-', rx || '-']);
   }
   const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)));
   return rows.map((r) => r.map((cell, c) => cell.padEnd(widths[c]!)).join('  ').trimEnd()).join('\n');
@@ -215,7 +236,11 @@ export async function down({ dir, prefix, quiet }: DownOptions): Promise<void> {
 function strayPids(host: ReturnType<ReturnType<typeof labPaths>['host']>): number[] {
   const files = [join(host.root, 'run', 'probe.pid'), join(host.root, 'run', 'keeper', 'keeper.pid')];
   const run = join(host.root, 'run');
-  if (existsSync(run)) for (const d of readdirSync(run)) if (d.startsWith('gen-')) files.push(join(run, d, 'dp.pid'));
+  if (existsSync(run))
+    for (const d of readdirSync(run)) {
+      if (d.startsWith('gen-')) files.push(join(run, d, 'dp.pid'));
+      if (d.startsWith('guest-') && d.endsWith('.pid')) files.push(join(run, d)); // QEMU runs outside the namespace
+    }
   const pids = files.map(readPid).filter((x): x is number => x !== undefined && pidAlive(x) && cmdline(x).includes(host.root));
   const sshd = runningSshd(host);
   return sshd !== undefined ? [sshd, ...pids] : pids;

@@ -10,6 +10,7 @@ import { agent } from '../../protocol/agent.js';
 import { CtlClient } from '../../agent/src/native/ctlClient.js';
 import { probe } from '../../protocol/native/probe.js';
 import type { FleetHost } from '../../protocol/files.js';
+import { guestImage, qemuCommand } from './guest.js';
 import { cmdline, LabError, pidAlive, readPid, sleep } from './sys.js';
 
 export const START_RELEASE = '1.0.0';
@@ -74,31 +75,43 @@ export async function startHost(h: FleetHost): Promise<void> {
   }
 }
 
-/** Flow destinations: the same-index VM of the next host (a ring); one host: its next VM. */
-export function probeFlows(hosts: FleetHost[], k: number, pps: number): string[] {
+/** Which of a host's VMs are QEMU guests (the lab's --vm-kind); the rest are probe VMs. */
+export type GuestOf = (vm: string) => boolean;
+
+/**
+ * Flows of host k's probe, as its arguments: each probe VM sends to the same-index VM of the
+ * next host (a ring; one host: its next VM) when that is a probe VM too; the host's first probe
+ * VM sends each of the host's QEMU guests a flow the guest sends back (measured through the
+ * guest, by this host's probe, so the host's agent witnesses the guest's switches).
+ */
+export function probeFlows(hosts: FleetHost[], k: number, pps: number, guest: GuestOf): string[] {
   const h = hosts[k]!;
-  const flows: string[] = [];
-  h.vms.forEach((v, j) => {
-    if (hosts.length > 1) {
-      const peer = hosts[(k + 1) % hosts.length]!.vms[j];
-      if (peer) flows.push(`${v.name}:${peer.mac}:${pps}`);
-    } else if (h.vms.length > 1) {
-      const byName = [...h.vms].sort((a, b) => a.name.localeCompare(b.name));
-      const next = byName[(byName.findIndex((x) => x.name === v.name) + 1) % byName.length]!;
-      flows.push(`${v.name}:${next.name}:${pps}`);
-    }
-  });
-  return flows;
+  const args: string[] = [];
+  const probeVms = h.vms.filter((v) => !guest(v.name));
+  if (hosts.length > 1) {
+    const next = hosts[(k + 1) % hosts.length]!;
+    h.vms.forEach((v, j) => {
+      const peer = next.vms[j];
+      if (!guest(v.name) && peer && !guest(peer.name)) args.push('--flow', `${v.name}:${peer.mac}:${pps}`);
+    });
+  } else if (probeVms.length > 1) {
+    const ring = [...probeVms].sort((a, b) => a.name.localeCompare(b.name));
+    ring.forEach((v, i) => args.push('--flow', `${v.name}:${ring[(i + 1) % ring.length]!.name}:${pps}`));
+  }
+  const first = probeVms[0];
+  if (first) for (const g of h.vms) if (guest(g.name)) args.push('--reflect', `${first.name}:${g.mac}:${pps}`);
+  return args;
 }
 
-export function probeArgs(hosts: FleetHost[], k: number, pps: number): string[] {
+export function probeArgs(hosts: FleetHost[], k: number, pps: number, guest: GuestOf): string[] {
   const h = hosts[k]!;
   const p = probePaths(h.root);
+  const vms = h.vms.filter((v) => !guest(v.name));
   return [
-    '-l', '0', '--no-huge', '--no-shconf', '-m', String(128 * Math.ceil(h.vms.length / 8)), '--no-pci', `--file-prefix=lab-${h.netns}-probe`, '--log-level=error',
+    '-l', '0', '--no-huge', '--no-shconf', '-m', String(128 * Math.ceil(vms.length / 8)), '--no-pci', `--file-prefix=lab-${h.netns}-probe`, '--log-level=error',
     '--',
-    ...h.vms.flatMap((v) => ['--vm', `${v.name},${v.mac},${keeperSocket(h.root, v.name)}`]),
-    ...probeFlows(hosts, k, pps).flatMap((f) => ['--flow', f]),
+    ...vms.flatMap((v) => ['--vm', `${v.name},${v.mac},${keeperSocket(h.root, v.name)}`]),
+    ...probeFlows(hosts, k, pps, guest),
     '--gap-us', '5000',
     '--ctl', p.ctl,
     '--events', p.events,
@@ -123,7 +136,7 @@ async function probeStats(h: FleetHost, timeoutMs = 3000) {
 }
 
 /** Starts host k's probe, detached inside its namespace, unless one runs; waits until it sends. */
-export async function startProbe(hosts: FleetHost[], k: number, pps: number): Promise<number> {
+export async function startProbe(hosts: FleetHost[], k: number, pps: number, guest: GuestOf): Promise<number> {
   const h = hosts[k]!;
   const p = probePaths(h.root);
   const running = probePid(h);
@@ -132,7 +145,7 @@ export async function startProbe(hosts: FleetHost[], k: number, pps: number): Pr
   rmSync(p.ctl, { force: true });
   const log = openSync(p.log, 'a');
   // ip netns exec execs the command in place: the child's pid is the probe's.
-  const child = spawn('ip', ['netns', 'exec', h.netns, join(h.root, 'bin', 'hitless-probe'), ...probeArgs(hosts, k, pps)], {
+  const child = spawn('ip', ['netns', 'exec', h.netns, join(h.root, 'bin', 'hitless-probe'), ...probeArgs(hosts, k, pps, guest)], {
     detached: true,
     stdio: ['ignore', log, log],
   });
@@ -159,6 +172,44 @@ export async function startProbe(hosts: FleetHost[], k: number, pps: number): Pr
   throw new LabError(`${h.name}: hitless-probe not running after 20 s; ${p.log}:\n${tail()}`);
 }
 
+export function guestPaths(root: string, vm: string) {
+  return { pid: join(root, 'run', `guest-${vm}.pid`), console: join(root, 'run', `guest-${vm}.console`), log: join(root, 'run', `guest-${vm}.log`) };
+}
+
+/** The pid of a lab QEMU guest if it runs (its pidfile names a live QEMU of this VM). */
+export function guestPid(h: FleetHost, vm: string): number | null {
+  const pid = readPid(guestPaths(h.root, vm).pid);
+  if (pid === undefined || !pidAlive(pid)) return null;
+  const cl = cmdline(pid);
+  return cl.includes('qemu-system') && cl.includes(keeperSocket(h.root, vm)) ? pid : null;
+}
+
+/** Boots host h's QEMU guests (detached, each the vhost-user client of its keeper socket, its
+ * console in a file) unless they run; resolves once every one reflects. */
+export async function startGuests(h: FleetHost, guest: GuestOf): Promise<void> {
+  const img = await guestImage();
+  const waits = h.vms.filter((v) => guest(v.name)).map(async (v) => {
+    if (guestPid(h, v.name) !== null) return;
+    const p = guestPaths(h.root, v.name);
+    writeFileSync(p.console, '');
+    const [bin, ...args] = qemuCommand({ name: v.name, mac: v.mac, socket: keeperSocket(h.root, v.name), server: false }, img, { file: p.console });
+    const errors = openSync(p.log, 'a');
+    const child = spawn(bin!, args, { detached: true, stdio: ['ignore', 'ignore', errors] });
+    closeSync(errors);
+    let exited: number | null = null;
+    child.once('exit', (code, sig) => (exited = code ?? (sig ? 128 : -1)));
+    child.unref();
+    writeFileSync(p.pid, `${child.pid}\n`);
+    for (const deadline = Date.now() + 120_000; Date.now() < deadline; ) {
+      if (exited !== null) throw new LabError(`${v.name}: QEMU exited during boot (${exited}); ${p.console}:\n${readFileSync(p.console, 'utf8').slice(-1500)}`);
+      if (readFileSync(p.console, 'utf8').split('\n').some((l) => l.startsWith('{"event":"ready"'))) return;
+      await sleep(250);
+    }
+    throw new LabError(`${v.name}: the guest did not come up in 120 s; ${p.console}:\n${readFileSync(p.console, 'utf8').slice(-1500)}`);
+  });
+  await Promise.all(waits);
+}
+
 export interface FlowCount {
   src: string;
   dst: string;
@@ -176,10 +227,13 @@ export interface RunStatus {
   flows: FlowCount[];
   /** link-down events over this host's probe VMs */
   link_down: number | null;
+  /** this host's QEMU guests and their pids (null: not running) */
+  guests: { vm: string; pid: number | null }[];
 }
 
-export async function runStatus(h: FleetHost): Promise<RunStatus> {
-  const out: RunStatus = { active: null, keeper: false, agent_error: null, probe: probePid(h), probe_state: null, flows: [], link_down: null };
+export async function runStatus(h: FleetHost, guest: GuestOf): Promise<RunStatus> {
+  const guests = h.vms.filter((v) => guest(v.name)).map((v) => ({ vm: v.name, pid: guestPid(h, v.name) }));
+  const out: RunStatus = { active: null, keeper: false, agent_error: null, probe: probePid(h), probe_state: null, flows: [], link_down: null, guests };
   const asked = withAgent(h, (c) => c.request(agent.hostInfo, {}), 20_000).then(
     (info) => {
       out.active = info.active?.release ?? null;
@@ -193,7 +247,9 @@ export async function runStatus(h: FleetHost): Promise<RunStatus> {
     try {
       const st = await probeStats(h);
       out.probe_state = st.state;
-      out.flows = st.flows.filter((f) => f.rx_side === 'local').map((f) => ({ src: f.src, dst: f.dst, received: (f as { received: number }).received }));
+      // a flow through a guest names it by MAC: shown by its name
+      const name = (d: string) => h.vms.find((v) => v.mac === d.toLowerCase())?.name ?? d;
+      out.flows = st.flows.filter((f) => f.rx_side === 'local').map((f) => ({ src: f.src, dst: name(f.dst), received: (f as { received: number }).received }));
       out.link_down = Object.values(st.vms).reduce((n, v) => n + v.link_down, 0);
     } catch {
       out.probe_state = 'no answer';

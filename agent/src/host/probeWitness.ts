@@ -42,12 +42,18 @@ interface FlowCount {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-function counts(s: ProbeSummary): Map<string, FlowCount> {
+/** A flow's destination as the witness names it: a VM given by its MAC (a flow to a QEMU
+ * guest, which sends it back to its source) is named as the VM. */
+type Names = ReadonlyMap<string, string>;
+const named = (dst: string, names: Names): string => names.get(dst.toLowerCase()) ?? dst;
+
+function counts(s: ProbeSummary, names: Names): Map<string, FlowCount> {
   const out = new Map<string, FlowCount>();
   for (const f of s.flows) {
-    const key = `${f.src}>${f.dst}`;
-    if (f.rx_side === 'local') out.set(key, { src: f.src, dst: f.dst, local: true, missing: f.missing, late: f.late, refused: f.tx_refused, pps: f.pps ?? f.rate_rx_pps });
-    else out.set(key, { src: f.src, dst: f.dst, local: false, missing: 0, late: 0, refused: f.tx_refused, pps: f.pps });
+    const dst = named(f.dst, names);
+    const key = `${f.src}>${dst}`;
+    if (f.rx_side === 'local') out.set(key, { src: f.src, dst, local: true, missing: f.missing, late: f.late, refused: f.tx_refused, pps: f.pps ?? f.rate_rx_pps });
+    else out.set(key, { src: f.src, dst, local: false, missing: 0, late: 0, refused: f.tx_refused, pps: f.pps });
   }
   return out;
 }
@@ -60,7 +66,16 @@ export class ProbeWitness implements TrafficWitness {
   private readonly gaps: Gap[] = [];
   private readonly windows: SwitchWindow[] = [];
 
-  constructor(private readonly path: string) {}
+  private readonly names: Names;
+
+  /** vms: the host's VMs; a flow to one of their MACs is a flow through that VM (a guest that
+   * sends it back): its losses and gaps are that VM's, towards it. */
+  constructor(
+    private readonly path: string,
+    vms: readonly { name: string; mac: string }[] = [],
+  ) {
+    this.names = new Map(vms.map((v) => [v.mac.toLowerCase(), v.name]));
+  }
 
   private connect(): Promise<CtlClient | null> {
     if (this.ctl) return Promise.resolve(this.ctl);
@@ -71,7 +86,9 @@ export class ProbeWitness implements TrafficWitness {
           const g = ProbeEvent.safeParse(e);
           if (!g.success || g.data.event !== 'gap') return;
           const d = g.data.data;
-          this.gaps.push({ flow: d.flow, src: d.src, rx: d.rx_vm, start_ns: d.start_ns, end_ns: d.end_ns, ms: d.gap_us / 1000 });
+          // a gap of a flow through a guest is the guest's (received back at its source)
+          const through = this.names.get(d.flow.slice(d.flow.indexOf(':') + 1).toLowerCase());
+          this.gaps.push({ flow: d.flow, src: d.src, rx: through ?? d.rx_vm, start_ns: d.start_ns, end_ns: d.end_ns, ms: d.gap_us / 1000 });
           if (this.gaps.length > MAX_GAPS) this.gaps.splice(0, this.gaps.length - MAX_GAPS);
         });
         void ctl.ended.then(() => {
@@ -92,7 +109,7 @@ export class ProbeWitness implements TrafficWitness {
   private async sample(ctl: CtlClient): Promise<Map<string, FlowCount>> {
     const s = await ctl.request(probe.statsShow, {});
     this.thresholdMs = s.gap_us / 1000;
-    return counts(s);
+    return counts(s, this.names);
   }
 
   async begin(vms: readonly string[]): Promise<WitnessSession | null> {

@@ -68,6 +68,8 @@ export const ExtPort = z.object({
   drop_tx: z.number().int(),
   drop_no_dest: z.number().int(),
   announces: z.number().int(),
+  /** the peer link: the keeper found the generation at its other end dead (nothing goes in) */
+  fenced: z.boolean().default(false),
 });
 
 export const Stats = z.object({

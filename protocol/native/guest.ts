@@ -31,8 +31,11 @@ export type GuestEvent = z.infer<typeof GuestEvent>;
 
 export type GuestCommand = 'stats' | 'reload' | 'reboot';
 
-/** A guest kernel message that says something went wrong: a warning or worse, or the netdev
- * watchdog's transmit timeout whatever its level. */
+/** A guest kernel message that says its network path went wrong: an error of any subsystem,
+ * or a warning of the virtio transport, the network stack or driver, or the netdev watchdog's
+ * transmit timeout whatever its level. Other warnings (a TCG guest's "hrtimer: interrupt took
+ * N ns" when the host is busy) are the emulation's, reported beside but not counted. */
 export function isKernelWarning(e: { level: number; text: string }): boolean {
-  return e.level <= 4 || /netdev watchdog|transmit queue \d+ timed out/i.test(e.text);
+  if (/NETDEV WATCHDOG|transmit queue \d+ timed out/i.test(e.text)) return true;
+  return e.level <= 3 || (e.level === 4 && /virtio|vhost|\bnet|eth\d|\blink\b|queue/i.test(e.text));
 }

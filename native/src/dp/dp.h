@@ -164,7 +164,8 @@ struct dp {
 	bool loop_running;                 /* atomic */
 	uint64_t epoch;                    /* atomic: bumped at the top of every iteration */
 	uint32_t wake;                     /* atomic futex word: bumped by dp_wake() */
-	volatile struct hl_heartbeat *hb;  /* shared with the keeper: beat = epoch */
+	volatile struct hl_heartbeat *hb;  /* shared with the keeper: beat = epoch, peer_fenced */
+	bool peer_fenced;                  /* loop thread only: hb->peer_fenced this iteration */
 	struct dp_loop_stats ls;
 
 	struct dp_vm vms[DP_MAX_VMS];      /* port index = slot + 1 */

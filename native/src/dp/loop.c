@@ -255,7 +255,9 @@ to_vm(struct dp_vm *vm, struct rte_mbuf *m, uint16_t src, bool returned, uint64_
 		if (src == FWD_PORT_PEER) {
 			if (arriving ? hold_if_room(vm, m, now) : !returned && ext_stage(&tx->ret, m))
 				return;
-		} else if (ext_stage(&tx->peer, m) || (arriving && hold_if_room(vm, m, now)) ||
+		} else if (ext_stage(&tx->peer, m) ||
+			   /* on its way here, or its generation died and it will fail over here */
+			   ((arriving || dp.peer_fenced) && hold_if_room(vm, m, now)) ||
 			   ext_stage(&tx->up, m)) {
 			return;
 		}
@@ -478,6 +480,12 @@ dp_loop(void *arg)
 		take_swap();
 		ext_refresh(&dp.up, now);
 		ext_refresh(&dp.peer, now);
+		/* the keeper found the other generation dead: nothing more goes into its link */
+		dp.peer_fenced = __atomic_load_n(&dp.hb->peer_fenced, __ATOMIC_ACQUIRE) != 0;
+		if (dp.peer_fenced) {
+			dp.peer.live = -1;
+			dp.peer.link_up = false;
+		}
 		send_announcements();
 
 		got += poll_ext(&dp.up, FWD_PORT_UPLINK, now, &tx);

@@ -110,7 +110,7 @@ dp_ext_json(const struct dp_ext *e)
 	if (e->port < 0)
 		return NULL;
 	rte_eth_link_get_nowait((uint16_t)e->port, &link);
-	return json_pack("{s:s,s:b,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "spec", e->spec, "link_up",
+	return json_pack("{s:s,s:b,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:b}", "spec", e->spec, "link_up",
 			 link.link_status == RTE_ETH_LINK_UP,
 			 "rx_pkts", (json_int_t)__atomic_load_n(&e->st.rx_pkts, __ATOMIC_RELAXED),
 			 "rx_bytes", (json_int_t)__atomic_load_n(&e->st.rx_bytes, __ATOMIC_RELAXED),
@@ -119,7 +119,8 @@ dp_ext_json(const struct dp_ext *e)
 			 "drop_tx", (json_int_t)__atomic_load_n(&e->st.drop_tx, __ATOMIC_RELAXED),
 			 "drop_no_dest",
 			 (json_int_t)__atomic_load_n(&e->st.drop_no_dest, __ATOMIC_RELAXED),
-			 "announces", (json_int_t)__atomic_load_n(&e->st.announces, __ATOMIC_RELAXED));
+			 "announces", (json_int_t)__atomic_load_n(&e->st.announces, __ATOMIC_RELAXED),
+			 "fenced", e == &dp.peer && __atomic_load_n(&dp.hb->peer_fenced, __ATOMIC_ACQUIRE) != 0);
 }
 
 /* RARP "reverse request" with the VM's MAC as sender and target, as QEMU announces a VM after
@@ -188,6 +189,8 @@ cmd_peer_attach(struct ctl_call *c, json_t *args, json_t **result, struct ctl_er
 	if (strlen(sock) == 0 || strlen(sock) >= sizeof(dp.peer_sock))
 		return ctl_fail(err, "invalid-args", "socket: 1..%zu bytes", sizeof(dp.peer_sock) - 1);
 	rc = dp_peer_init(sock, server);
+	if (rc == 0) /* a new peer: the fence on the dead one's link is lifted */
+		__atomic_store_n(&dp.hb->peer_fenced, 0, __ATOMIC_RELEASE);
 	if (rc == -EEXIST)
 		return ctl_fail(err, "exists", "a peer link is already attached (%s)", dp.peer.spec);
 	if (rc != 0)

@@ -26,7 +26,7 @@
 #define PF_EXITING 0x00000004u
 
 struct kp_heartbeat {
-	const volatile struct hl_heartbeat *page;
+	volatile struct hl_heartbeat *page; /* the keeper writes peer_fenced only */
 	uint64_t last_beat;
 	uint64_t last_change_ns;
 };
@@ -52,8 +52,9 @@ read_pid(const char *run_dir, pid_t *pid)
 	return 0;
 }
 
-/* Map the generation's heartbeat page read-only; NULL when it is missing or belongs to another
- * process (then the generation is watched through its sockets only). */
+/* Map the generation's heartbeat page (the keeper reads the beat and may fence the peer link);
+ * NULL when it is missing or belongs to another process (then the generation is watched
+ * through its sockets only). */
 static struct kp_heartbeat *
 open_heartbeat(const char *run_dir, pid_t pid)
 {
@@ -63,10 +64,10 @@ open_heartbeat(const char *run_dir, pid_t pid)
 	int fd;
 
 	snprintf(path, sizeof(path), "%s/" HL_HB_FILE, run_dir);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
+	fd = open(path, O_RDWR | O_CLOEXEC);
 	if (fd < 0)
 		return NULL;
-	p = mmap(NULL, sizeof(struct hl_heartbeat), PROT_READ, MAP_SHARED, fd, 0);
+	p = mmap(NULL, sizeof(struct hl_heartbeat), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	close(fd);
 	if (p == MAP_FAILED)
 		return NULL;
@@ -235,18 +236,50 @@ heartbeat_stalled(struct kp_gen *g, uint64_t now)
 	return now - g->hb->last_change_ns >= (uint64_t)kp.stall_us * 1000;
 }
 
-/* Generation gi is dead (its every thread is exiting): the sessions it served fail over to
- * the standby, the connections other VMs had to it go, and gen/dead says how many moved. */
+/* Generation gi is dead: every other generation stops sending into its peer link at once,
+ * before the first session moves, and holds those frames for the VMs on their way to it
+ * (common/heartbeat.h). Returns how many were fenced. */
+int
+kp_fence_peers_of(int gi)
+{
+	int n = 0;
+
+	for (int gj = 0; gj < KP_MAX_GENS; gj++) {
+		struct kp_gen *o = &kp.gens[gj];
+
+		if (gj == gi || !o->in_use || o->dead || o->hb == NULL)
+			continue;
+		__atomic_store_n(&o->hb->page->peer_fenced, 1, __ATOMIC_RELEASE);
+		n++;
+	}
+	return n;
+}
+
+/* A generation's connection closed under a session: when the process is gone or exiting (a
+ * crash seen through its sockets before its heartbeat was judged), fence its peers too. */
+void
+kp_gen_connection_lost(int gi)
+{
+	struct kp_gen *g = &kp.gens[gi];
+
+	if (g->in_use && !g->dead && gen_exiting(g))
+		kp_fence_peers_of(gi);
+}
+
+/* Generation gi is dead (its every thread is exiting): its peers are fenced, the sessions it
+ * served fail over to the standby, the connections other VMs had to it go, and gen/dead says
+ * how many moved. */
 static void
 gen_died(int gi, const char *cause)
 {
 	struct kp_gen *g = &kp.gens[gi];
 	uint64_t t0 = hl_now_ns();
-	int moved = 0, failed = 0;
+	int moved = 0, failed = 0, fenced;
 
 	if (g->dead)
 		return;
 	g->dead = true;
+	fenced = kp_fence_peers_of(gi);
 	if (kp.standby == gi)
 		kp.standby = -1;
 	for (int v = 0; v < KP_MAX_VMS; v++) {
@@ -263,9 +296,9 @@ gen_died(int gi, const char *cause)
 		}
 	}
 	ctl_emit(kp.ctl, "gen/dead",
-		 json_pack("{s:s,s:s,s:i,s:i,s:I,s:I}", "gen", g->name, "cause", cause, "moved",
-			   moved, "failed", failed, "t_ns", (json_int_t)t0, "done_ns",
-			   (json_int_t)hl_now_ns()));
+		 json_pack("{s:s,s:s,s:i,s:i,s:i,s:I,s:I}", "gen", g->name, "cause", cause, "moved",
+			   moved, "failed", failed, "fenced", fenced, "t_ns", (json_int_t)t0,
+			   "done_ns", (json_int_t)hl_now_ns()));
 }
 
 /* Called every watch period: a generation whose heartbeat stopped and whose every thread is
@@ -314,7 +347,9 @@ kp_gen_json(int gi)
 
 	for (int v = 0; v < KP_MAX_VMS; v++)
 		vms += kp.vms[v].in_use && kp.vms[v].serving == gi;
+	/* a standby that took sessions over serves them: it is no standby any more (the host is
+	 * exposed until another is designated) */
 	return json_pack("{s:s,s:s,s:i,s:b,s:b,s:b,s:i}", "gen", g->name, "run_dir", g->run_dir,
 			 "pid", (int)g->pid, "dead", g->dead, "heartbeat", g->hb != NULL,
-			 "standby", kp.standby == gi, "serving", vms);
+			 "standby", kp.standby == gi && vms == 0 && !g->dead, "serving", vms);
 }

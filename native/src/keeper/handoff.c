@@ -385,5 +385,10 @@ down:
 	ctl_emit(kp.ctl, "failover/failed",
 		 json_pack("{s:s,s:s,s:s,s:s}", "vm", vm->name, "cause", cause, "code", err.code,
 			   "message", err.message));
+	/* nobody serves the VM: never a silent blackhole behind a link that looks up. Closing the
+	 * frontend's connection takes its link down (the guest, a bond in it, see it); it may
+	 * connect again, and is served once a generation is there. */
+	if (vm->ffd >= 0)
+		kp_frontend_close(vm, "no generation serves the VM (failover failed)");
 	return -1;
 }

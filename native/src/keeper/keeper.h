@@ -145,6 +145,8 @@ int kp_gen_attach(const char *name, const char *run_dir, struct ctl_error *err);
 int kp_gen_detach(const char *name, struct ctl_error *err);
 int kp_gen_find(const char *name);
 void kp_gen_watch(uint64_t now);
+int kp_fence_peers_of(int gi);
+void kp_gen_connection_lost(int gi);
 /* The timer period the keeper needs now (us, 0: none): the heartbeat watch while a generation
  * serves VMs, a reconnect tick while a client-mode frontend is away. */
 uint32_t kp_timer_needed(void);

@@ -186,6 +186,7 @@ on_backend(struct kp_vm *vm, int gi)
 		return;
 	}
 	if (gi == vm->serving) {
+		kp_gen_connection_lost(gi);
 		kp_failover(vm, "serving generation closed the connection");
 	} else {
 		kp_bconn_close(vm, gi);

@@ -54,6 +54,10 @@ export const VmStats = z.object({
   first_rx_ns: z.number().int().default(0),
   first_tx_ns: z.number().int().default(0),
   pending: z.number().int(),
+  /** arrivals whose direct frames waited for the frames still going round the peer link */
+  fences: z.number().int().default(0),
+  /** of those, released by the bound (DP_FENCE_US) rather than by their marker */
+  fence_timeouts: z.number().int().default(0),
 });
 export type VmStats = z.infer<typeof VmStats>;
 

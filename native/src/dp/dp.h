@@ -33,6 +33,9 @@
 #define DP_MAX_VMS 64
 #define DP_BURST 32
 #define DP_PEND_MAX 512 /* packets held per VM while its RX ring is full */
+#define DP_FENCE_US 2000 /* the longest a VM's direct frames wait behind its peer-link fence */
+#define DP_FENCE_RECENT_NS (50 * 1000000ull) /* peer-link use that calls for a fence */
+#define DP_PEER_QUIET_NS (1000 * 1000000ull)  /* no deep idle sooner after peer-link traffic */
 /* a VM's virtqueues as the backend names them: the guest's receive ring, its transmit ring */
 /* A VM's queue pair q is vring 2q (the guest's receive ring: we enqueue) and 2q+1 (its
  * transmit ring: we dequeue). At most DP_MAX_QP pairs are served, as many as the keeper
@@ -53,6 +56,8 @@ struct dp_port_stats {
 	uint64_t drop_stalled;   /* destination VM stalled by debug/stall */
 	uint64_t last_rx_ns, last_tx_ns;
 	uint64_t first_rx_ns, first_tx_ns; /* first packets since the device last started */
+	uint64_t fences;         /* arrivals that fenced the peer path (see loop.c) */
+	uint64_t fence_timeouts; /* fences released by the bound, not by their marker */
 } __rte_cache_aligned;
 
 struct dp_vm {
@@ -82,6 +87,13 @@ struct dp_vm {
 	uint16_t pend_n;
 	uint64_t pend_since_ns;
 	bool pend_for_arrival;  /* what is held waits for the VM to arrive (not for its ring) */
+	/* the reordering fence (loop.c): set by new_device (atomic), the rest loop-owned */
+	bool fence_req;
+	bool fencing;
+	uint64_t fence_deadline_ns;
+	uint64_t peer_tx_ns;    /* when a frame for it last went over the peer link */
+	uint16_t fence_n;
+	struct rte_mbuf *fence_q[DP_PEND_MAX];
 	struct dp_port_stats st;
 };
 

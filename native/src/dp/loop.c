@@ -243,20 +243,105 @@ hold_if_room(struct dp_vm *vm, struct rte_mbuf *m, uint64_t now)
 	return true;
 }
 
+/*
+ * The reordering fence. While a VM is served by the other generation, frames for it from this
+ * side go over the peer link; when it arrives here, some may still be on their way round (over
+ * to the other side and, the VM gone from there, back on the return queue). Newer frames of the
+ * same flows must not overtake them: on arrival, if the peer link carried frames for the VM
+ * lately, a marker frame for it follows them over the link and comes back behind them; until it
+ * does (at most DP_FENCE_US), the VM's frames from this side wait in fence_q, after it they join
+ * the pending queue behind everything that came back. The marker is never delivered to a guest.
+ */
+#define FENCE_ETHERTYPE 0x88b5 /* IEEE local experimental */
+static const char fence_magic[8] = "HLFENCE1";
+
+static bool
+is_fence_marker(const struct rte_mbuf *m)
+{
+	const struct rte_ether_hdr *eth = rte_pktmbuf_mtod(m, const struct rte_ether_hdr *);
+
+	return unlikely(eth->ether_type == RTE_BE16(FENCE_ETHERTYPE)) &&
+	       rte_pktmbuf_data_len(m) >= sizeof(*eth) + sizeof(fence_magic) &&
+	       memcmp(eth + 1, fence_magic, sizeof(fence_magic)) == 0;
+}
+
+/* The direct frames that waited join the pending queue, behind what came back. */
+static void
+fence_release(struct dp_vm *vm, uint64_t now)
+{
+	for (uint16_t i = 0; i < vm->fence_n; i++)
+		if (!hold_if_room(vm, vm->fence_q[i], now)) {
+			vm->st.drop_ring_full++;
+			rte_pktmbuf_free(vm->fence_q[i]);
+		}
+	vm->fence_n = 0;
+	vm->fencing = false;
+}
+
+/* The VM has just arrived: fence if frames for it went over the peer link lately. */
+static void
+fence_check(struct dp_vm *vm, uint64_t now, struct txs *tx)
+{
+	struct rte_mbuf *m;
+	struct rte_ether_hdr *eth;
+
+	if (likely(!__atomic_load_n(&vm->fence_req, __ATOMIC_ACQUIRE)) ||
+	    !__atomic_exchange_n(&vm->fence_req, false, __ATOMIC_ACQ_REL))
+		return;
+	if (vm->fencing || !ext_up(tx->peer.ext) || vm->peer_tx_ns == 0 ||
+	    now - vm->peer_tx_ns > DP_FENCE_RECENT_NS || (m = rte_pktmbuf_alloc(dp.pool)) == NULL)
+		return;
+	eth = rte_pktmbuf_mtod(m, struct rte_ether_hdr *);
+	eth->dst_addr = vm->mac;
+	eth->src_addr = vm->mac;
+	eth->ether_type = RTE_BE16(FENCE_ETHERTYPE);
+	memcpy(eth + 1, fence_magic, sizeof(fence_magic));
+	memset((char *)(eth + 1) + sizeof(fence_magic), 0, 60 - sizeof(*eth) - sizeof(fence_magic));
+	m->data_len = m->pkt_len = 60;
+	if (!ext_stage(&tx->peer, m)) {
+		rte_pktmbuf_free(m);
+		return;
+	}
+	vm->fencing = true;
+	vm->fence_deadline_ns = now + DP_FENCE_US * 1000ull;
+	vm->st.fences++;
+}
+
+/* A marker: back here, it releases the VM's fence; arriving from the other side, it goes back
+ * at once (behind whatever went back before it); from anywhere else it is dropped. */
+static void
+fence_marker(struct dp_vm *vm, struct rte_mbuf *m, uint16_t src, bool returned, uint64_t now,
+	     struct txs *tx)
+{
+	if (src == FWD_PORT_PEER && returned) {
+		if (vm->fencing)
+			fence_release(vm, now);
+	} else if (src == FWD_PORT_PEER && ext_stage(&tx->ret, m)) {
+		return;
+	}
+	rte_pktmbuf_free(m);
+}
+
 /* Deliver one packet (one reference) to a VM, or send it on towards the generation that
  * serves the VM, or drop it with the reason counted. src/returned: where it came from. */
 static void
 to_vm(struct dp_vm *vm, struct rte_mbuf *m, uint16_t src, bool returned, uint64_t now,
       struct txs *tx)
 {
+	if (unlikely(is_fence_marker(m))) {
+		fence_marker(vm, m, src, returned, now, tx);
+		return;
+	}
 	if (!ld(&vm->ready)) {
 		bool arriving = __atomic_load_n(&vm->arriving_vid, __ATOMIC_ACQUIRE) >= 0;
 
 		if (src == FWD_PORT_PEER) {
 			if (arriving ? hold_if_room(vm, m, now) : !returned && ext_stage(&tx->ret, m))
 				return;
-		} else if (ext_stage(&tx->peer, m) ||
-			   /* on its way here, or its generation died and it will fail over here */
+		} else if (ext_stage(&tx->peer, m)) {
+			vm->peer_tx_ns = now;
+			return;
+		} else if (/* on its way here, or its generation died and it will fail over here */
 			   ((arriving || dp.peer_fenced) && hold_if_room(vm, m, now)) ||
 			   ext_stage(&tx->up, m)) {
 			return;
@@ -264,6 +349,12 @@ to_vm(struct dp_vm *vm, struct rte_mbuf *m, uint16_t src, bool returned, uint64_
 		vm->st.drop_not_ready++;
 	} else if (__atomic_load_n(&vm->stall_until_ns, __ATOMIC_RELAXED) > now) {
 		vm->st.drop_stalled++;
+	} else if (fence_check(vm, now, tx), vm->fencing && src != FWD_PORT_PEER) {
+		if (vm->fence_n < DP_PEND_MAX) {
+			vm->fence_q[vm->fence_n++] = m;
+			return;
+		}
+		vm->st.drop_ring_full++;
 	} else if (hold_if_room(vm, m, now)) {
 		return;
 	} else {
@@ -405,8 +496,13 @@ flush_all(uint64_t now)
 	for (uint16_t s = 0; s < DP_MAX_VMS; s++) {
 		struct dp_vm *vm = &dp.vms[s];
 
-		if (!ld(&vm->in_use) || (vm->pend_n == 0 && !ld(&vm->draining)))
+		if (!ld(&vm->in_use) || (vm->pend_n == 0 && !ld(&vm->draining) && !vm->fencing))
 			continue;
+		/* a fence whose marker did not come back in time (or a VM that is leaving) */
+		if (vm->fencing && (now > vm->fence_deadline_ns || ld(&vm->draining) || !ld(&vm->ready))) {
+			vm->st.fence_timeouts += now > vm->fence_deadline_ns;
+			fence_release(vm, now);
+		}
 		if (!ld(&vm->ready)) {
 			vm->pend_for_arrival = true;
 			if (now - vm->pend_since_ns > (uint64_t)dp.transit_us * 1000)
@@ -463,7 +559,7 @@ dp_loop(void *arg)
 	struct rte_mbuf *pkts[DP_BURST];
 	struct txs tx = { .up = { .ext = &dp.up }, .peer = { .ext = &dp.peer },
 			  .ret = { .ext = &dp.peer, .queue = 1 } };
-	uint64_t last_busy_ns = hl_now_ns(), nap_ns = 10000;
+	uint64_t last_busy_ns = hl_now_ns(), nap_ns = 10000, last_peer_ns = 0;
 
 	(void)arg;
 	hl_tight_timer_slack();
@@ -489,7 +585,10 @@ dp_loop(void *arg)
 		send_announcements();
 
 		got += poll_ext(&dp.up, FWD_PORT_UPLINK, now, &tx);
-		got += poll_ext(&dp.peer, FWD_PORT_PEER, now, &tx);
+		if (poll_ext(&dp.peer, FWD_PORT_PEER, now, &tx) > 0) {
+			got++;
+			last_peer_ns = now;
+		}
 		for (uint16_t s = 0; s < DP_MAX_VMS; s++) {
 			struct dp_vm *vm = &dp.vms[s];
 			uint16_t n;
@@ -502,6 +601,7 @@ dp_loop(void *arg)
 				continue;
 			if (__atomic_load_n(&vm->stall_until_ns, __ATOMIC_RELAXED) > now)
 				continue;
+			fence_check(vm, now, &tx);
 			/* every transmit ring the guest runs */
 			for (uint32_t txq = running(&vm->txq_ready); txq != 0; txq &= txq - 1) {
 				uint16_t q = (uint16_t)rte_bsf32(txq);
@@ -529,7 +629,8 @@ dp_loop(void *arg)
 		 * in growing steps up to idle_max_us. A generation that serves no VM at all (a
 		 * standby, one retired and not yet stopped) sleeps up to idle_deep_ms instead, and
 		 * dp_wake() ends that sleep when a VM arrives: a few wakeups a second, not thousands
-		 * on the core another generation forwards on. A light iteration yields the core:
+		 * on the core another generation forwards on (unless frames came over the peer link
+		 * in the last DP_PEER_QUIET_NS: then it forwards for the other generation). A light iteration yields the core:
 		 * during an upgrade two generations may share one, and without it they would take
 		 * turns in scheduler slices of milliseconds (on a core of its own the yield returns
 		 * at once). */
@@ -543,7 +644,10 @@ dp_loop(void *arg)
 				sched_yield();
 		} else if (now - last_busy_ns > (uint64_t)dp.idle_grace_us * 1000) {
 			dp.ls.idle_sleeps++;
-			if (live == 0 && !__atomic_load_n(&dp.swap.pending, __ATOMIC_ACQUIRE))
+			/* a generation the other one sends through (its VMs' peers are here, or were)
+			 * forwards for it: it naps, it does not sleep deep, while that traffic lasts */
+			if (live == 0 && now - last_peer_ns > DP_PEER_QUIET_NS &&
+			    !__atomic_load_n(&dp.swap.pending, __ATOMIC_ACQUIRE))
 				deep_sleep(seen, (uint64_t)dp.idle_deep_ms * 1000000ull);
 			else
 				hl_sleep_ns(nap_ns);

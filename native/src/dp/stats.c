@@ -20,7 +20,7 @@ vm_stats_json(const struct dp_vm *vm)
 {
 	const struct dp_port_stats *st = &vm->st;
 
-	return json_pack("{s:b,s:I,s:I,s:I,s:I,s:I,s:{s:I,s:I,s:I,s:I},s:I,s:I,s:I,s:I,s:i}",
+	return json_pack("{s:b,s:I,s:I,s:I,s:I,s:I,s:{s:I,s:I,s:I,s:I},s:I,s:I,s:I,s:I,s:i,s:I,s:I}",
 			 "connected", __atomic_load_n(&vm->ready, __ATOMIC_ACQUIRE),
 			 "rx_pkts", (json_int_t)RD(st->rx_pkts),
 			 "rx_bytes", (json_int_t)RD(st->rx_bytes),
@@ -36,7 +36,9 @@ vm_stats_json(const struct dp_vm *vm)
 			 "last_tx_ns", (json_int_t)RD(st->last_tx_ns),
 			 "first_rx_ns", (json_int_t)RD(st->first_rx_ns),
 			 "first_tx_ns", (json_int_t)RD(st->first_tx_ns),
-			 "pending", (int)RD(vm->pend_n));
+			 "pending", (int)RD(vm->pend_n),
+			 "fences", (json_int_t)RD(st->fences),
+			 "fence_timeouts", (json_int_t)RD(st->fence_timeouts));
 }
 
 /* stats/show's result: every VM's counters (or only one VM's), the external ports', the

@@ -84,6 +84,9 @@ new_device(int vid)
 	vm->connected_ns = hl_now_ns();
 	vm->connects++;
 	__atomic_store_n(&vm->draining, false, __ATOMIC_RELEASE);
+	/* frames for it may still be on their way round the peer link: fence before it is ready,
+	 * so no direct frame can overtake them (loop.c) */
+	__atomic_store_n(&vm->fence_req, true, __ATOMIC_RELEASE);
 	/* ready before no longer arriving: the loop must never see the VM as neither, or a frame
 	 * for it that came back over the peer link would be dropped (loop.c to_vm) */
 	__atomic_store_n(&vm->ready, true, __ATOMIC_RELEASE);

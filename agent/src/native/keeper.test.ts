@@ -3,6 +3,7 @@
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
 import { readdirSync } from 'node:fs';
+import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { dp } from '../../../protocol/native/dp.js';
 import { ctl } from '../../../protocol/native/ctl.js';
@@ -311,6 +312,35 @@ describe('hitless-keeper failures', () => {
     await until(() => h.probe.events.filter((e) => e.event === 'link' && !e.data.up).length === 2, 'the frontends see their links down');
     console.log(`second crash without a standby: both frontends saw link down ${Date.now() - t0} ms after the kill`);
     h.probe.kill();
+  });
+
+  test('a generation started after a crash joins the peer link of the one serving, and VMs split across them lose nothing', async () => {
+    const h = await bed.upgradeHost({ vms: 2, pps: 2000, durationS: 3600 });
+    await sleep(300);
+    h.a.child.kill('SIGKILL');
+    const deadline = Date.now() + 20000;
+    while (h.k.events.filter((e) => e.event === 'failover/done').length < 2) {
+      assert.ok(Date.now() < deadline, 'no failover');
+      await sleep(20);
+    }
+    // the survivor drops its link to the dead one and offers a new one; the replacement joins it
+    await h.b.ctl.request(dp.peerDetach, {});
+    const peer = join(bed.dir, 'peer-again.sock');
+    await h.b.ctl.request(dp.peerAttach, { socket: peer, server: true });
+    const c = await bed.dp('C', { peer: { socket: peer, server: false } });
+    await c.serve(labVms(2));
+    await h.k.attach(c);
+    await sleep(300);
+    const before = (await h.probe.ctl!.request(probeCmd.statsShow, {})).totals;
+    await h.k.ctl.request(keeper.handoffStart, { vm: 'v1', gen: 'C' }); // split: v1 on C, v2 on B
+    await sleep(1000);
+    const st = await Promise.all([h.b, c].map((g) => g.ctl.request(dp.statsShow, {})));
+    assert.equal(st[0]!.peer?.fenced, false, 'the new link is not fenced');
+    assert.ok(st[0]!.peer!.tx_pkts > 1000 && st[1]!.peer!.tx_pkts > 1000, `traffic crosses the new peer link: ${st[0]!.peer!.tx_pkts}, ${st[1]!.peer!.tx_pkts}`);
+    const after = await h.probe.stop();
+    const why = `${explainLoss(after, h.probe.events, switchesOf(h.k.events))}\n${datapathDrops(['B', 'C'], st)}`;
+    assert.equal(after.totals.lost - before.lost, 0, why);
+    assert.equal(after.totals.dup, 0, why);
   });
 
   test('kill -9 of the target mid-handoff: the VM returns to the old generation and keeps forwarding', async () => {

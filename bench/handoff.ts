@@ -1,4 +1,9 @@
-// bench/run handoff [--quick] [--vms N] [--pps TOTAL] [--rounds R]
+// bench/run handoff [--quick] [--vms N] [--pps TOTAL] [--rounds R] [--split]
+//
+// --split: the host is split first (every other VM on B, so every flow crosses the peer link),
+// then the VMs on A are handed A->B->A while their peers stay on B; reports reordered frames
+// and the receive-gap rate of the split state beside that of all VMs on one generation, both
+// measured in the same run with no handoff under way.
 //
 // Live handoff through the keeper with stock frontends (virtio_user): N probe VMs on one host
 // with a ring of flows (TOTAL pps in all), each VM handed A->B->A R times, one at a time, the
@@ -16,6 +21,8 @@ const nVms = numOpt('handoff', '--vms', quick ? 4 : 8);
 const totalPps = numOpt('handoff', '--pps', 50000);
 const rounds = numOpt('handoff', '--rounds', quick ? 3 : 5);
 const GAP_US = 500;
+const split = process.argv.includes('--split');
+const QUIET_MS = quick ? 2000 : 5000; // each gap-rate sample (split mode)
 
 async function main(): Promise<void> {
   const bed = new Testbed('bench-handoff');
@@ -29,9 +36,29 @@ async function main(): Promise<void> {
     // long enough for every handoff plus settling; the probe is stopped when we are done
     const h = await bed.upgradeHost({ vms: nVms, pps: perVm, durationS: 3600, gapUs: GAP_US });
     await sleep(1000);
+    // split mode: gaps per second with every VM on A, then with the host split (no handoff in
+    // either sample), then handoffs of the VMs on A only while their peers are on B
+    const gapCount = () => h.probe.events.filter((e) => e.event === 'gap').length;
+    const rate = async () => {
+      const n0 = gapCount();
+      await sleep(QUIET_MS);
+      return ((gapCount() - n0) * 1000) / QUIET_MS;
+    };
+    let sameRate: number | null = null;
+    let splitRate: number | null = null;
+    const movers = split ? h.vms.filter((_, i) => i % 2 === 0) : h.vms;
+    if (split) {
+      sameRate = await rate();
+      for (const vm of h.vms.filter((_, i) => i % 2 === 1)) {
+        await h.k.ctl.request(keeper.sessionPreload, { vm, gen: 'B' });
+        await h.k.ctl.request(keeper.handoffStart, { vm, gen: 'B' });
+      }
+      await sleep(500);
+      splitRate = await rate();
+    }
     for (let r = 0; r < rounds; r++) {
       for (const to of ['B', 'A']) {
-        for (const vm of h.vms) {
+        for (const vm of movers) {
           // pre-load first (the target maps guest memory), then switch: as an operator's
           // prepare step would, so the break holds only the switch itself
           const pre = await h.k.ctl.request(keeper.sessionPreload, { vm, gen: to });
@@ -58,6 +85,8 @@ async function main(): Promise<void> {
       handoffs: windows.length,
       lost: sum.totals.lost,
       dup: sum.totals.dup,
+      reordered: sum.totals.reordered,
+      ...(split ? { split: true, gap_rate_per_s: { same_generation: sameRate, split: splitRate }, gap_rate_window_ms: QUIET_MS } : {}),
       frontend_events: linkEvents,
       window_us: pct(windowUs),
       window_parts_us: { stop_old: pct(stopUs), start_new: pct(startUs) },
@@ -73,7 +102,13 @@ async function main(): Promise<void> {
     finish('handoff', [
       `${nVms} VMs, ${result.pps_total} pps in all, ${windows.length} handoffs (each VM A->B->A x${rounds}), stock virtio_user frontends.`,
       '',
-      `- lost ${result.lost}, duplicated ${result.dup}, link events at the frontends ${linkEvents} (of ${result.offered} frames offered)`,
+      ...(split
+        ? [
+            `Split host: the even-numbered VMs handed over while the odd-numbered ones (their flows' other ends) stay on B.`,
+            `- receive gaps over ${GAP_US / 1000} ms per second, no handoff under way: all VMs on one generation ${sameRate}, split across both ${splitRate} (${QUIET_MS / 1000} s each, same run)`,
+          ]
+        : []),
+      `- lost ${result.lost}, duplicated ${result.dup}, reordered ${result.reordered}, link events at the frontends ${linkEvents} (of ${result.offered} frames offered)`,
       `- control-plane window (quiesce -> resume): p50 ${result.window_us.p50} us, p99 ${result.window_us.p99} us, max ${result.window_us.max} us`,
       `  of which the old generation stopping the rings (GET_VRING_BASE incl. its drain): p50 ${result.window_parts_us.stop_old.p50} us, ` +
         `p99 ${result.window_parts_us.stop_old.p99} us; the new one starting them: p50 ${result.window_parts_us.start_new.p50} us, p99 ${result.window_parts_us.start_new.p99} us`,

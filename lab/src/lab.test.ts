@@ -199,8 +199,8 @@ test('up leaves every host running: agent active 1.0.0, probe receiving from the
   }
   const text = await lab('status', '--dir', dir);
   assert.equal(text.code, 0, text.stderr);
-  assert.match(text.stdout, /ACTIVE\s+PROBE\s+RECEIVED/);
-  assert.match(text.stdout, /^h1 .* 1\.0\.0 +pid \d+ +h1-v1<-02:00:00:02:00:01 \d+/m);
+  assert.match(text.stdout, /ACTIVE\s+PROBE\s+GUESTS\s+RECEIVED/);
+  assert.match(text.stdout, /^h1 .* 1\.0\.0 +pid \d+ +- +h1-v1<-02:00:00:02:00:01 \d+/m);
 });
 
 test('up again changes nothing: same host keys, same sshd processes, one lab', async () => {

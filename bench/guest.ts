@@ -86,6 +86,7 @@ async function main(): Promise<void> {
       offered,
       guest_link_events: linkEvents,
       guest_kernel_warnings: ev.kernel_warnings.length,
+      guest_other_warnings: ev.other_warnings.length,
       window_us: pct(windowUs),
       gap_ms: pct(a.event_gap_ms),
       gap_below_threshold: a.below_threshold,
@@ -97,7 +98,8 @@ async function main(): Promise<void> {
         `${windows.length} handoffs A<->B (half after a driver reload), ${flows} flow(s) of ${perFlowPps} frames/s reflected by the guest.`,
       '',
       `- lost ${lost}, duplicated ${dup} of ${offered} frames sent through the guest; ${runQueues} queue pairs, frames sent back per queue pair: ${perQueue.join(', ')}`,
-      `- guest: ${linkEvents} carrier changes beside its own resets, ${ev.kernel_warnings.length} kernel warnings${ev.kernel_warnings.length ? `: ${ev.kernel_warnings.join(' | ')}` : ''}`,
+      `- guest: ${linkEvents} carrier changes beside its own resets, ${ev.kernel_warnings.length} kernel warnings about its network path${ev.kernel_warnings.length ? `: ${ev.kernel_warnings.join(' | ')}` : ''}; ` +
+        `other warnings (the emulation's): ${ev.other_warnings.length ? ev.other_warnings.join(' | ') : 'none'}`,
       `- keeper window (quiesce -> resume): p50 ${result.window_us.p50} us, p99 ${result.window_us.p99} us, max ${result.window_us.max} us`,
       `- round-trip gap charged to a handoff: p50 ${result.gap_ms.p50} ms, p99 ${result.gap_ms.p99} ms, max ${result.gap_ms.max} ms ` +
         `(${a.below_threshold} of ${windows.length} left no gap over ${GAP_US / 1000} ms; they count as ${GAP_US / 1000} ms)`,

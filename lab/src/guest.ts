@@ -213,11 +213,15 @@ export class QemuGuest {
     await p;
   }
 
-  /** Carrier changes and kernel warnings seen on the console since it booted. */
-  evidence(): { carrier_events: number; kernel_warnings: string[] } {
+  /** Carrier changes, kernel warnings about the network path, and the guest's other warnings
+   * (the emulation's), seen on the console since it booted. */
+  evidence(): { carrier_events: number; kernel_warnings: string[]; other_warnings: string[] } {
+    const warn = (e: GuestEvent) => e.event === 'kmsg' && e.level <= 4;
+    const text = (e: GuestEvent) => (e.event === 'kmsg' ? [`<${e.level}> ${e.text}`] : []);
     return {
       carrier_events: this.events.filter((e) => e.event === 'carrier').length,
-      kernel_warnings: this.events.flatMap((e) => (e.event === 'kmsg' && isKernelWarning(e) ? [`<${e.level}> ${e.text}`] : [])),
+      kernel_warnings: this.events.flatMap((e) => (e.event === 'kmsg' && isKernelWarning(e) ? text(e) : [])),
+      other_warnings: this.events.flatMap((e) => (warn(e) && !(e.event === 'kmsg' && isKernelWarning(e)) ? text(e) : [])),
     };
   }
 

@@ -60,12 +60,9 @@ export class Testbed {
     return k;
   }
 
-  /**
-   * A host mid-upgrade: generations A (old, peer-link server) and B (new), a keeper attached to
-   * both with B as the failover standby, and n probe VMs served by A through the keeper, with
-   * a ring of flows between them at pps each. B serves the same VMs (idle until handed over).
-   */
-  async upgradeHost(opts: { vms: number; pps: number; durationS: number; gapUs?: number; packed?: boolean; queues?: number }): Promise<UpgradeHost> {
+  /** Generations A (old, peer-link server) and B (new, client), and a keeper attached to both
+   * with B as the failover standby. */
+  private async generationPair(): Promise<{ a: DpProcess; b: DpProcess; k: KeeperProcess }> {
     const peer = join(this.dir, `peer-${this.seqNo++}.sock`);
     const a = await this.dp('A', { peer: { socket: peer, server: true } });
     const b = await this.dp('B', { peer: { socket: peer, server: false } });
@@ -73,6 +70,16 @@ export class Testbed {
     await k.attach(a);
     await k.attach(b);
     await k.ctl.request(keeper.failoverStandby, { gen: 'B' });
+    return { a, b, k };
+  }
+
+  /**
+   * A host mid-upgrade: generations A (old, peer-link server) and B (new), a keeper attached to
+   * both with B as the failover standby, and n probe VMs served by A through the keeper, with
+   * a ring of flows between them at pps each. B serves the same VMs (idle until handed over).
+   */
+  async upgradeHost(opts: { vms: number; pps: number; durationS: number; gapUs?: number; packed?: boolean; queues?: number }): Promise<UpgradeHost> {
+    const { a, b, k } = await this.generationPair();
     const vms = labVms(opts.vms);
     await b.serve(vms);
     const pvms = (await k.serve(a, vms)).map((v) => ({ ...v, packed: opts.packed ?? false, queues: opts.queues }));
@@ -104,13 +111,7 @@ export class Testbed {
    * server: true the keeper connects to QEMU's), and a probe VM p1 on A (see reflectProbe).
    */
   async guestHost(opts: { server: boolean; queues?: number }): Promise<GuestHost> {
-    const peer = join(this.dir, `peer-${this.seqNo++}.sock`);
-    const a = await this.dp('A', { peer: { socket: peer, server: true } });
-    const b = await this.dp('B', { peer: { socket: peer, server: false } });
-    const k = await this.keeper();
-    await k.attach(a);
-    await k.attach(b);
-    await k.ctl.request(keeper.failoverStandby, { gen: 'B' });
+    const { a, b, k } = await this.generationPair();
     const [g, p] = [{ name: 'g1', mac: '02:00:00:00:01:01' }, { name: 'p1', mac: '02:00:00:00:00:01' }];
     await b.serve([g, p]);
     await a.serve([g]);

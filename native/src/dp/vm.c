@@ -30,6 +30,23 @@
 	 (1ULL << VIRTIO_NET_F_GUEST_ECN) | (1ULL << VIRTIO_NET_F_GUEST_UFO) |               \
 	 (1ULL << VIRTIO_NET_F_CSUM) | (1ULL << VIRTIO_NET_F_GUEST_CSUM))
 
+/* Buffers the guest has posted on its receive ring (queue pair 0) that the backend has not
+ * used yet: room for frames to it. (rte_vhost_rx_queue_count counts the other direction.) */
+static uint32_t
+guest_rx_room(int vid)
+{
+	struct rte_vhost_vring vr;
+	uint16_t last_avail, last_used;
+	uint64_t features = 0;
+
+	if (rte_vhost_get_negotiated_features(vid, &features) != 0 ||
+	    (features & (1ULL << 34 /* VIRTIO_F_RING_PACKED: no avail index to read */)) ||
+	    rte_vhost_get_vhost_vring(vid, VIRTIO_RXQ, &vr) != 0 || vr.avail == NULL ||
+	    rte_vhost_get_vring_base(vid, VIRTIO_RXQ, &last_avail, &last_used) != 0)
+		return 0;
+	return (uint16_t)(__atomic_load_n(&vr.avail->idx, __ATOMIC_ACQUIRE) - last_avail);
+}
+
 static struct dp_vm *
 find_by_vid(int vid)
 {
@@ -139,7 +156,7 @@ destroy_device(int vid)
 	hl_tight_timer_slack(); /* this waits in the break: short naps must stay short */
 	/* for the log line of a slow drain: what there was to deliver, and room for it */
 	held0 = __atomic_load_n(&vm->pend_n, __ATOMIC_RELAXED);
-	free0 = rte_vhost_rx_queue_count(vid, VIRTIO_RXQ);
+	free0 = guest_rx_room(vid);
 	vm->drain_deadline_ns = t0 + (uint64_t)dp.retry_us * 1000;
 	__atomic_store_n(&vm->drained, false, __ATOMIC_RELEASE);
 	__atomic_store_n(&vm->draining, true, __ATOMIC_RELEASE);
@@ -165,7 +182,7 @@ destroy_device(int vid)
 			"the packet loop ran %llu iterations meanwhile, %u frames dropped\n",
 			vm->name, (unsigned long long)took_ms,
 			drained ? "drained" : "the loop did not answer", held0, free0,
-			rte_vhost_rx_queue_count(vid, VIRTIO_RXQ),
+			guest_rx_room(vid),
 			(unsigned long long)(__atomic_load_n(&dp.epoch, __ATOMIC_ACQUIRE) - epoch0),
 			dropped);
 	vm->vid = -1;

@@ -520,7 +520,7 @@ flush_all(uint64_t now)
 				__atomic_store_n(&vm->drained, true, __ATOMIC_RELEASE);
 			}
 		}
-		pending += vm->pend_n;
+		pending += vm->pend_n + vm->fence_n;
 	}
 	return pending;
 }

@@ -170,10 +170,24 @@ destroy_device(int vid)
 	if (!drained) { /* the loop is not running (shutdown) or stuck: make sure it is out */
 		__atomic_store_n(&vm->ready, false, __ATOMIC_RELEASE);
 		dp_quiesce(NULL);
-		dropped = vm->pend_n;
-		vm->st.drop_ring_full += vm->pend_n;
+		dropped = vm->pend_n + vm->fence_n;
+		vm->st.drop_ring_full += dropped;
 		rte_pktmbuf_free_bulk(vm->pend, vm->pend_n);
+		rte_pktmbuf_free_bulk(vm->fence_q, vm->fence_n);
 		vm->pend_n = 0;
+		vm->fence_n = 0;
+		vm->fencing = false;
+	}
+	/* the device's rings are gone: a next device of the VM (which may get the same vid) starts
+	 * with none running, whatever rte_vhost did or did not report for these (vring_state_changed) */
+	{
+		int expect = vid;
+
+		if (__atomic_compare_exchange_n(&vm->qvid, &expect, -1, false, __ATOMIC_ACQ_REL,
+						__ATOMIC_ACQUIRE)) {
+			__atomic_store_n(&vm->rxq_ready, 0, __ATOMIC_RELEASE);
+			__atomic_store_n(&vm->txq_ready, 0, __ATOMIC_RELEASE);
+		}
 	}
 	took_ms = (hl_now_ns() - t0) / 1000000;
 	if (took_ms >= DP_SLOW_DRAIN_MS || !drained)
@@ -320,7 +334,10 @@ vm_remove(struct dp_vm *vm)
 	dp_fdb_del(dp.fdb, &vm->mac, dp_quiesce, NULL);
 	/* the loop no longer sees the slot: release what it held for the VM */
 	rte_pktmbuf_free_bulk(vm->pend, vm->pend_n);
+	rte_pktmbuf_free_bulk(vm->fence_q, vm->fence_n);
 	vm->pend_n = 0;
+	vm->fence_n = 0;
+	vm->fencing = false;
 	if (!vm->client)
 		unlink(vm->sock);
 	ctl_emit(dp.ctl, "vm/removed", json_pack("{s:s}", "vm", vm->name));

@@ -336,6 +336,10 @@ kp_failover(struct kp_vm *vm, const char *cause)
 	int from = vm->serving, to = kp.standby;
 	json_t *ev;
 
+	/* a crash found through a request or a handoff: fence its peers before anything moves
+	 * (a generation merely failing a request is not fenced: its process is not exiting) */
+	if (from >= 0)
+		kp_gen_connection_lost(from);
 	if (from >= 0)
 		kp_bconn_close(vm, from);
 	vm->serving = -1;

@@ -10,6 +10,7 @@ import { agent } from '../../protocol/agent.js';
 import { CtlClient } from '../../agent/src/native/ctlClient.js';
 import { probe } from '../../protocol/native/probe.js';
 import type { FleetHost } from '../../protocol/files.js';
+import { GuestEvent } from '../../protocol/native/guest.js';
 import { guestImage, qemuCommand } from './guest.js';
 import { cmdline, LabError, pidAlive, readPid, sleep } from './sys.js';
 
@@ -184,6 +185,15 @@ export function guestPid(h: FleetHost, vm: string): number | null {
   return cl.includes('qemu-system') && cl.includes(keeperSocket(h.root, vm)) ? pid : null;
 }
 
+/** A console line that is the guest's ready event (protocol/native/guest.ts). */
+function isReady(line: string): boolean {
+  try {
+    return GuestEvent.safeParse(JSON.parse(line)).data?.event === 'ready';
+  } catch {
+    return false; // boot messages before the program runs
+  }
+}
+
 /** Boots host h's QEMU guests (detached, each the vhost-user client of its keeper socket, its
  * console in a file) unless they run; resolves once every one reflects. */
 export async function startGuests(h: FleetHost, guest: GuestOf): Promise<void> {
@@ -202,7 +212,7 @@ export async function startGuests(h: FleetHost, guest: GuestOf): Promise<void> {
     writeFileSync(p.pid, `${child.pid}\n`);
     for (const deadline = Date.now() + 120_000; Date.now() < deadline; ) {
       if (exited !== null) throw new LabError(`${v.name}: QEMU exited during boot (${exited}); ${p.console}:\n${readFileSync(p.console, 'utf8').slice(-1500)}`);
-      if (readFileSync(p.console, 'utf8').split('\n').some((l) => l.startsWith('{"event":"ready"'))) return;
+      if (readFileSync(p.console, 'utf8').split('\n').some(isReady)) return;
       await sleep(250);
     }
     throw new LabError(`${v.name}: the guest did not come up in 120 s; ${p.console}:\n${readFileSync(p.console, 'utf8').slice(-1500)}`);

@@ -174,11 +174,16 @@ export class Testbed {
     return [a, b];
   }
 
+  /** Stop every process started so far (a test that sets up a host many times over). */
+  async cleanupProcs(): Promise<void> {
+    for (const p of this.probes.splice(0)) p.kill();
+    await Promise.all(this.guests.splice(0).map((g) => g.stop()));
+    await Promise.all(this.keepers.splice(0).map((k) => k.stop().catch(() => undefined)));
+    await Promise.all(this.dps.splice(0).map((d) => d.stop().catch(() => undefined)));
+  }
+
   async cleanup(): Promise<void> {
-    for (const p of this.probes) p.kill();
-    await Promise.all(this.guests.map((g) => g.stop()));
-    await Promise.all(this.keepers.map((k) => k.stop().catch(() => undefined)));
-    await Promise.all(this.dps.map((d) => d.stop().catch(() => undefined)));
+    await this.cleanupProcs();
     for (const l of this.links) {
       try {
         execFileSync('ip', ['link', 'del', l], { stdio: 'ignore' });

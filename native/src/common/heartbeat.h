@@ -7,6 +7,11 @@
  * the peer link dead: from the next iteration on, the packet loop sends nothing into it and
  * holds what it would have sent there for the VMs on their way here (no syscall, no latency
  * of a control request). Attaching a new peer link clears it.
+ * frames_in / frames_out count every frame reference the process took (received on a port,
+ * dequeued from a guest, copied for a flood, made by it) and every one that left it (put into a
+ * guest's ring, handed to a port, freed with a drop counted). They are bumped right where that
+ * happens, so after a crash in - out is the number of frames that were inside the dead process:
+ * the keeper still maps the page and reports it (gen/dead lost_inside).
  */
 #ifndef HITLESS_HEARTBEAT_H
 #define HITLESS_HEARTBEAT_H
@@ -21,6 +26,9 @@ struct hl_heartbeat {
 	uint32_t pid;
 	uint64_t beat;
 	uint32_t peer_fenced;
+	uint32_t pad;
+	uint64_t frames_in;
+	uint64_t frames_out;
 };
 
 #endif

@@ -187,6 +187,11 @@ extern struct dp dp;
 
 static inline uint16_t dp_vm_port(const struct dp_vm *vm) { return (uint16_t)(vm - dp.vms) + 1; }
 
+/* Frames taken into / let out of the process, in the heartbeat page (common/heartbeat.h): any
+ * thread, so atomic. */
+static inline void dp_frames_in(uint32_t n) { __atomic_fetch_add(&dp.hb->frames_in, n, __ATOMIC_RELAXED); }
+static inline void dp_frames_out(uint32_t n) { __atomic_fetch_add(&dp.hb->frames_out, n, __ATOMIC_RELAXED); }
+
 /* args.c */
 int dp_parse_args(int argc, char **argv);
 void dp_usage(const char *prog);

@@ -94,6 +94,7 @@ static void
 drop_pending(struct dp_vm *vm, uint64_t *counter)
 {
 	*counter += vm->pend_n;
+	dp_frames_out(vm->pend_n);
 	rte_pktmbuf_free_bulk(vm->pend, vm->pend_n);
 	vm->pend_n = 0;
 }
@@ -155,6 +156,7 @@ flush_vm(struct dp_vm *vm, uint64_t now)
 		}
 	}
 	if (done > 0) {
+		dp_frames_out(done);
 		vm->st.tx_pkts += done;
 		vm->st.last_tx_ns = now;
 		if (vm->st.first_tx_ns == 0)
@@ -212,6 +214,7 @@ ext_send(struct dp_ext *e, uint16_t queue, struct rte_mbuf **m, uint16_t n)
 	for (int tries = 0; sent < n && tries < 4; tries++)
 		sent += rte_eth_tx_burst((uint16_t)e->live, queue, m + sent, n - sent);
 	e->st.tx_pkts += sent;
+	dp_frames_out(n);
 	if (sent < n) {
 		e->st.drop_tx += n - sent;
 		rte_pktmbuf_free_bulk(m + sent, n - sent);
@@ -272,6 +275,7 @@ fence_release(struct dp_vm *vm, uint64_t now)
 	for (uint16_t i = 0; i < vm->fence_n; i++)
 		if (!hold_if_room(vm, vm->fence_q[i], now)) {
 			vm->st.drop_ring_full++;
+			dp_frames_out(1);
 			rte_pktmbuf_free(vm->fence_q[i]);
 		}
 	vm->fence_n = 0;
@@ -291,6 +295,7 @@ fence_check(struct dp_vm *vm, uint64_t now, struct txs *tx)
 	if (vm->fencing || !ext_up(tx->peer.ext) || vm->peer_tx_ns == 0 ||
 	    now - vm->peer_tx_ns > DP_FENCE_RECENT_NS || (m = rte_pktmbuf_alloc(dp.pool)) == NULL)
 		return;
+	dp_frames_in(1);
 	eth = rte_pktmbuf_mtod(m, struct rte_ether_hdr *);
 	eth->dst_addr = vm->mac;
 	eth->src_addr = vm->mac;
@@ -299,6 +304,7 @@ fence_check(struct dp_vm *vm, uint64_t now, struct txs *tx)
 	memset((char *)(eth + 1) + sizeof(fence_magic), 0, 60 - sizeof(*eth) - sizeof(fence_magic));
 	m->data_len = m->pkt_len = 60;
 	if (!ext_stage(&tx->peer, m)) {
+		dp_frames_out(1);
 		rte_pktmbuf_free(m);
 		return;
 	}
@@ -319,6 +325,7 @@ fence_marker(struct dp_vm *vm, struct rte_mbuf *m, uint16_t src, bool returned, 
 	} else if (src == FWD_PORT_PEER && ext_stage(&tx->ret, m)) {
 		return;
 	}
+	dp_frames_out(1);
 	rte_pktmbuf_free(m);
 }
 
@@ -360,6 +367,7 @@ to_vm(struct dp_vm *vm, struct rte_mbuf *m, uint16_t src, bool returned, uint64_
 	} else {
 		vm->st.drop_ring_full++;
 	}
+	dp_frames_out(1);
 	rte_pktmbuf_free(m);
 }
 
@@ -376,15 +384,21 @@ flood(struct rte_mbuf *m, uint16_t src, uint64_t now, struct txs *tx)
 		if (s + 1 == src || !ld(&vm->in_use) || !ld(&vm->ready))
 			continue;
 		rte_mbuf_refcnt_update(m, 1);
+		dp_frames_in(1);
 		to_vm(vm, m, src, true, now, tx);
 	}
 	if (from_vm && ext_up(tx->peer.ext)) {
 		rte_mbuf_refcnt_update(m, 1);
-		if (!ext_stage(&tx->peer, m))
+		dp_frames_in(1);
+		if (!ext_stage(&tx->peer, m)) {
+			dp_frames_out(1);
 			rte_pktmbuf_free(m);
+		}
 	}
-	if (!from_vm || !ext_stage(&tx->up, m))
+	if (!from_vm || !ext_stage(&tx->up, m)) {
+		dp_frames_out(1);
 		rte_pktmbuf_free(m);
+	}
 }
 
 static uint64_t *
@@ -433,12 +447,14 @@ forward(uint16_t src, bool returned, struct rte_mbuf **pkts, uint16_t n, uint64_
 		} else if (d == FWD_PORT_UPLINK) {
 			if (!ext_stage(&tx->up, m)) {
 				dp.up.st.drop_tx++;
+				dp_frames_out(1);
 				rte_pktmbuf_free(m);
 			}
 		} else if (d >= 1 && d <= DP_MAX_VMS && ld(&dp.vms[d - 1].in_use)) {
 			to_vm(&dp.vms[d - 1], m, src, returned, now, tx);
 		} else {
 			(*no_dest_counter(src))++;
+			dp_frames_out(1);
 			rte_pktmbuf_free(m);
 		}
 		flush_full(tx);
@@ -454,7 +470,9 @@ send_announcements(void)
 
 	if (n == 0)
 		return;
+	dp_frames_in(n);
 	if (!ext_up(&dp.up)) {
+		dp_frames_out(n);
 		rte_pktmbuf_free_bulk(m, n);
 		return;
 	}
@@ -475,6 +493,7 @@ poll_ext(struct dp_ext *e, uint16_t src, uint64_t now, struct txs *tx)
 		uint16_t n = rte_eth_rx_burst((uint16_t)e->live, q, pkts, DP_BURST);
 		if (n == 0)
 			continue;
+		dp_frames_in(n);
 		total += n;
 		e->st.rx_pkts += n;
 		for (uint16_t i = 0; i < n; i++)
@@ -610,6 +629,7 @@ dp_loop(void *arg)
 							    dp.pool, pkts, DP_BURST);
 				if (n == 0)
 					continue;
+				dp_frames_in(n);
 				got += n;
 				vm->st.rx_pkts += n;
 				vm->st.last_rx_ns = now;

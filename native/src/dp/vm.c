@@ -172,6 +172,7 @@ destroy_device(int vid)
 		dp_quiesce(NULL);
 		dropped = vm->pend_n + vm->fence_n;
 		vm->st.drop_ring_full += dropped;
+		dp_frames_out(dropped);
 		rte_pktmbuf_free_bulk(vm->pend, vm->pend_n);
 		rte_pktmbuf_free_bulk(vm->fence_q, vm->fence_n);
 		vm->pend_n = 0;
@@ -333,6 +334,7 @@ vm_remove(struct dp_vm *vm)
 	__atomic_store_n(&vm->in_use, false, __ATOMIC_RELEASE);
 	dp_fdb_del(dp.fdb, &vm->mac, dp_quiesce, NULL);
 	/* the loop no longer sees the slot: release what it held for the VM */
+	dp_frames_out(vm->pend_n + vm->fence_n);
 	rte_pktmbuf_free_bulk(vm->pend, vm->pend_n);
 	rte_pktmbuf_free_bulk(vm->fence_q, vm->fence_n);
 	vm->pend_n = 0;

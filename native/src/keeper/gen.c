@@ -275,10 +275,15 @@ gen_died(int gi, const char *cause)
 	struct kp_gen *g = &kp.gens[gi];
 	uint64_t t0 = hl_now_ns();
 	int moved = 0, failed = 0, fenced;
+	json_t *inside = json_null();
 
 	if (g->dead)
 		return;
 	g->dead = true;
+	/* the frames it had taken and not let out (common/heartbeat.h): its page outlives it */
+	if (g->hb != NULL)
+		inside = json_integer((json_int_t)(__atomic_load_n(&g->hb->page->frames_in, __ATOMIC_ACQUIRE) -
+						   __atomic_load_n(&g->hb->page->frames_out, __ATOMIC_ACQUIRE)));
 	fenced = kp_fence_peers_of(gi);
 	if (kp.standby == gi)
 		kp.standby = -1;
@@ -296,9 +301,9 @@ gen_died(int gi, const char *cause)
 		}
 	}
 	ctl_emit(kp.ctl, "gen/dead",
-		 json_pack("{s:s,s:s,s:i,s:i,s:i,s:I,s:I}", "gen", g->name, "cause", cause, "moved",
-			   moved, "failed", failed, "fenced", fenced, "t_ns", (json_int_t)t0,
-			   "done_ns", (json_int_t)hl_now_ns()));
+		 json_pack("{s:s,s:s,s:i,s:i,s:i,s:o,s:I,s:I}", "gen", g->name, "cause", cause, "moved",
+			   moved, "failed", failed, "fenced", fenced, "lost_inside", inside,
+			   "t_ns", (json_int_t)t0, "done_ns", (json_int_t)hl_now_ns()));
 }
 
 /* Called every watch period: a generation whose heartbeat stopped and whose every thread is

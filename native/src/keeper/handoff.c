@@ -325,15 +325,30 @@ kp_handoff(struct kp_vm *vm, int to, json_t **result, struct ctl_error *err)
 	return 0;
 }
 
-/* The VM's serving generation is dead or failed: move the session to the standby with ring
- * positions read from guest memory (failover/done), or report it down (failover/failed). */
+/* Where a session of generation from goes when from dies: the designated standby, else any
+ * other live generation (while VMs are split across two, each is the other's way out). */
+static int
+failover_target(int from)
+{
+	if (kp.standby >= 0 && kp.standby != from && kp.gens[kp.standby].in_use &&
+	    !kp.gens[kp.standby].dead)
+		return kp.standby;
+	for (int gi = 0; gi < KP_MAX_GENS; gi++)
+		if (gi != from && kp.gens[gi].in_use && !kp.gens[gi].dead)
+			return gi;
+	return -1;
+}
+
+/* The VM's serving generation is dead or failed: move the session to the standby (or the
+ * other live generation) with ring positions read from guest memory (failover/done), or report
+ * it down (failover/failed). */
 int
 kp_failover(struct kp_vm *vm, const char *cause)
 {
 	struct kp_timing t = { .request_ns = hl_now_ns() };
 	uint32_t bases[VU_MAX_VRINGS] = { 0 };
 	struct ctl_error err = { "", "" };
-	int from = vm->serving, to = kp.standby;
+	int from = vm->serving, to = failover_target(vm->serving);
 	json_t *ev;
 
 	/* a crash found through a request or a handoff: fence its peers before anything moves
@@ -343,8 +358,8 @@ kp_failover(struct kp_vm *vm, const char *cause)
 	if (from >= 0)
 		kp_bconn_close(vm, from);
 	vm->serving = -1;
-	if (to < 0 || to == from || !kp.gens[to].in_use || kp.gens[to].dead) {
-		ctl_fail(&err, "no-standby", "no live standby generation");
+	if (to < 0) {
+		ctl_fail(&err, "no-standby", "no other live generation to take the session");
 		goto down;
 	}
 	if (kp_state_packed(&vm->st)) {

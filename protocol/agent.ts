@@ -24,6 +24,27 @@ export const VmStatus = z.object({
   measurement: Measurement.nullable(),
 });
 
+/** A generation of the host died: what the keeper did at once, and what the agent restored. */
+export const Failover = z.object({
+  t: z.string(),
+  gen: z.string(),
+  cause: z.string(),
+  /** sessions the keeper moved to the other generation */
+  moved: z.array(z.object({ vm: z.string(), to: z.string() })),
+  /** VMs no generation could take: their frontends saw the link go down */
+  down: z.array(z.string()),
+  /** frames that were inside the dead process (taken, not yet let out): the only loss a crash may cost */
+  lost_inside: int.nullable(),
+  /** the replacement generation: from the death to it ready as the standby, and to every VM let go connected again */
+  restored: z.object({ gen: z.string(), took_ms: z.number(), outage_ms: z.number().nullable() }).nullable(),
+  restore_error: z.string().nullable(),
+});
+export type Failover = z.infer<typeof Failover>;
+
+/** The host runs without a way out for its VMs: a generation died and no replacement runs yet. */
+export const Exposed = z.object({ gen: z.string(), since: z.string(), why: z.string() });
+export type Exposed = z.infer<typeof Exposed>;
+
 export const UpgradeStatus = z.object({
   host: z.string(),
   state: UpgradeState,
@@ -37,6 +58,11 @@ export const UpgradeStatus = z.object({
   last_outcome: z.enum(['committed', 'rolled-back', 'aborted']).nullable(),
   error: z.string().nullable(),
   journal_seq: int,
+  /** the keeper's standby generation (where sessions go if their generation dies), if any */
+  standby: z.string().nullable().default(null),
+  exposed: Exposed.nullable().default(null),
+  /** the host's last generation deaths, newest last */
+  failovers: z.array(Failover).default([]),
 });
 export type UpgradeStatus = z.infer<typeof UpgradeStatus>;
 

@@ -28,7 +28,15 @@ export const ReleaseManifest = z
   .strict();
 export type ReleaseManifest = z.infer<typeof ReleaseManifest>;
 
-export const VmEntry = z.object({ name: Name, mac: Mac }).strict();
+export const VmEntry = z
+  .object({
+    name: Name,
+    mac: Mac,
+    /** the frontend's own vhost-user socket, when the frontend is the server (QEMU server=on, as
+     * OpenStack lays it out): the keeper connects to it, and again whenever it is lost */
+    frontend_socket: absPath.optional(),
+  })
+  .strict();
 export type VmEntry = z.infer<typeof VmEntry>;
 
 /** <root>/etc/agent.json: who the host is and what it serves. */
@@ -40,6 +48,8 @@ export const AgentConfig = z
     uplinks: z.array(z.string().min(1).max(15)).max(2).default([]),
     lcore: int.min(0).max(127).default(1),
     mem_mb: int.min(64).max(65536).default(256),
+    /** after a generation dies, start a replacement of its release (a standby again) on its own */
+    restore_standby: z.boolean().default(true),
     /** a lab probe's control socket: its traffic witnesses every switch's measurement */
     probe_ctl: absPath.optional(),
   })

@@ -42,6 +42,9 @@ export class FakeAgent implements AgentLink {
       last_outcome: null,
       error: null,
       journal_seq: 1,
+      standby: null,
+      exposed: null,
+      failovers: [],
     };
   }
 

@@ -38,6 +38,11 @@ async function main(): Promise<void> {
     (e: Error) => console.error(`hitless-agent: recovery incomplete: ${e.message}`),
   );
   conn = serve(host, process.stdin, process.stdout);
+  // generation deaths: recorded, and a standby restored, while this agent runs
+  const failovers = await host.watch().catch((e: Error) => {
+    console.error(`hitless-agent: not watching for generation deaths: ${e.message}`);
+    return null;
+  });
   // health to whoever is connected, every 2 s
   const beat = setInterval(() => {
     void host.health().then(
@@ -60,6 +65,7 @@ async function main(): Promise<void> {
   conn.onClose(() => {
     conn = null;
     const leave = () => {
+      failovers?.stop();
       host.sup.close();
       witness?.close();
       process.exit(0);

@@ -1,102 +1,20 @@
 // Integration tests of hitless-agent: the real agent over JSON-RPC on stdio (as SSH runs it),
 // supervising a real keeper and hitless-dp generations, with probe VMs as the host's VMs.
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
-import { fileURLToPath } from 'node:url';
-import { AgentClient } from '../client/agentClient.js';
-import { agent, AgentError, events, type TrafficVm, type UpgradeStatus } from '../../../protocol/agent.js';
-import { type Measurement } from '../../../protocol/measure.js';
-import { type ReleaseManifest } from '../../../protocol/files.js';
+import { agent, AgentError, events, type UpgradeStatus } from '../../../protocol/agent.js';
 import { CtlClient } from '../native/ctlClient.js';
 import { dp } from '../../../protocol/native/dp.js';
 import { KeeperEvent } from '../../../protocol/native/keeper.js';
 import { measured } from '../../../protocol/native/probe.js';
-import { datapathDrops, explainLoss, switchesOf, type SwitchMark } from '../../../testing/lossReport.js';
+import { explainLoss, switchesOf, type SwitchMark } from '../../../testing/lossReport.js';
 import { alive } from './supervisor.js';
-import { nativeBin, type ProbeProcess } from '../../../testing/procs.js';
-import { labVms, Testbed } from '../../../testing/testbed.js';
+import { execKill, exited, genDrops, hostRoot, probeOn, startAgent, type Agent } from '../../../testing/agentHost.js';
+import { Testbed } from '../../../testing/testbed.js';
 
-const repo = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-/**
- * A host root: two releases (both from this build), the keeper, etc/agent.json. With manifests:
- * release.json for each, 1.0.0 shipping the L2 stage at state layout 1 (as the lab does), and a
- * third release 1.2.0 whose manifest declares another process core.
- */
-function hostRoot(bed: Testbed, name: string, vms: number, manifests = false): string {
-  const root = join(bed.dir, name);
-  const built = JSON.parse(readFileSync(join(repo, 'native/build/release.json'), 'utf8')) as ReleaseManifest;
-  for (const v of manifests ? ['1.0.0', '1.1.0', '1.2.0'] : ['1.0.0', '1.1.0']) {
-    const layout1 = manifests && v === '1.0.0';
-    mkdirSync(join(root, 'releases', v, 'bin'), { recursive: true });
-    symlinkSync(nativeBin('hitless-dp'), join(root, 'releases', v, 'bin', 'hitless-dp'));
-    symlinkSync(
-      layout1 ? join(repo, 'native/build/src/fwd/hitless-fwd-l2-layout1.so') : nativeBin('hitless-fwd-l2.so'),
-      join(root, 'releases', v, 'bin', 'hitless-fwd-l2.so'),
-    );
-    if (manifests) {
-      const m: ReleaseManifest = { ...built, release: v, fwd: { ...built.fwd, layout: layout1 ? 1 : 2 }, core: v === '1.2.0' ? 'f'.repeat(16) : built.core };
-      writeFileSync(join(root, 'releases', v, 'release.json'), JSON.stringify(m));
-    }
-  }
-  mkdirSync(join(root, 'bin'), { recursive: true });
-  symlinkSync(nativeBin('hitless-keeper'), join(root, 'bin', 'hitless-keeper'));
-  mkdirSync(join(root, 'etc'), { recursive: true });
-  writeFileSync(
-    join(root, 'etc', 'agent.json'),
-    JSON.stringify({ host: name, vms: labVms(vms).map((v) => ({ name: v.name, mac: v.mac })), probe_ctl: join(root, 'run', 'probe.sock') }),
-  );
-  return root;
-}
-
-interface Agent {
-  proc: ChildProcess;
-  client: AgentClient;
-  stderr: () => string;
-  measurements: Measurement[];
-  traffic: TrafficVm[][];
-}
-
-function startAgent(root: string): Agent {
-  const proc = spawn(process.execPath, ['--import', 'tsx', join(repo, 'agent/src/cli.ts'), '--stdio', '--root', root], { stdio: ['pipe', 'pipe', 'pipe'] });
-  let err = '';
-  proc.stderr!.setEncoding('utf8').on('data', (d: string) => (err += d));
-  const client = new AgentClient(proc.stdout!, proc.stdin!);
-  const measurements: Measurement[] = [];
-  client.on(events.measurement, (p) => measurements.push(p.measurement));
-  const traffic: TrafficVm[][] = [];
-  client.on(events.traffic, (p) => traffic.push(p.vms));
-  return { proc, client, stderr: () => err, measurements, traffic };
-}
-
-/** The generations' drop counters, for a failure to explain itself. */
-async function genDrops(root: string, gens: string[]): Promise<string> {
-  const stats = await Promise.all(
-    gens.map(async (g) => {
-      const c = await CtlClient.connect(join(root, 'run', `gen-${g}`, 'ctl.sock'), 2000);
-      try {
-        return await c.request(dp.statsShow, {});
-      } finally {
-        c.close();
-      }
-    }),
-  );
-  return datapathDrops(gens, stats);
-}
-
-function exited(p: ChildProcess): Promise<void> {
-  return p.exitCode !== null || p.signalCode !== null ? Promise.resolve() : new Promise((r) => p.once('exit', () => r()));
-}
-
-async function probeOn(bed: Testbed, root: string, name: string, n: number): Promise<ProbeProcess> {
-  const vms = labVms(n).map((v) => ({ ...v, socket: join(root, 'run', 'keeper', 'vhost', `${v.name}.sock`) }));
-  return bed.probe({ name, vms, flows: vms.map((v, i) => ({ src: v.name, dst: vms[(i + 1) % n]!.name, pps: 5000 })), durationS: 3600, ctlPath: join(root, 'run', 'probe.sock') });
-}
-
 
 describe('hitless-agent', () => {
   const bed = new Testbed('agent');
@@ -462,19 +380,3 @@ describe('hitless-agent', () => {
 });
 
 /** Kill every process the agents started under dir (detached keepers and generations). */
-function execKill(dir: string): void {
-  const walk = (d: string): void => {
-    for (const e of readdirSync(d, { withFileTypes: true })) {
-      const p = join(d, e.name);
-      if (e.isDirectory()) walk(p);
-      else if (e.name === 'dp.pid' || e.name === 'keeper.pid') {
-        try {
-          process.kill(Number(readFileSync(p, 'utf8').trim()), 'SIGKILL');
-        } catch {
-          /* gone */
-        }
-      }
-    }
-  };
-  walk(dir);
-}

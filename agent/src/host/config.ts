@@ -2,11 +2,11 @@
 // The VM inventory sits behind an interface so libvirt discovery can replace the file later.
 import { accessSync, constants, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { AgentConfig, ReleaseManifest } from '../../../protocol/files.js';
+import { AgentConfig, ReleaseManifest, type VmEntry } from '../../../protocol/files.js';
 import { Version } from '../../../protocol/names.js';
 
 export interface VmInventory {
-  list(): { name: string; mac: string }[];
+  list(): VmEntry[];
 }
 
 /** Read and check <root>/etc/agent.json; the error names the file and the field. */
@@ -28,7 +28,7 @@ export function loadConfig(root: string): AgentConfig {
 
 export class ConfigInventory implements VmInventory {
   constructor(private readonly cfg: AgentConfig) {}
-  list(): { name: string; mac: string }[] {
+  list(): VmEntry[] {
     return this.cfg.vms;
   }
 }

@@ -2,7 +2,7 @@
 // agent's failure type. Pure: no I/O.
 import type { Budget, Measurement } from '../../../protocol/measure.js';
 import type { UpgradeMode } from '../../../protocol/files.js';
-import type { UpgradeState, UpgradeStatus } from '../../../protocol/agent.js';
+import type { Exposed, Failover, UpgradeState, UpgradeStatus } from '../../../protocol/agent.js';
 import type { Stamped } from './journal.js';
 
 export class AgentFailure extends Error {
@@ -37,10 +37,14 @@ export interface Derived {
   pending: Stamped | null; // last started step without its outcome
   lastOutcome: UpgradeStatus['last_outcome'];
   error: string | null;
+  /** a generation of this host died and no replacement runs yet: the VMs have no way out */
+  exposed: Exposed | null;
+  /** every generation death the journal holds, newest last */
+  failovers: Failover[];
 }
 
 export function derive(entries: readonly Stamped[]): Derived {
-  const d: Derived = { active: null, target: null, state: 'idle', mode: 'handoff', core: null, approve: 'each', budget: null, moved: new Map(), swapped: false, pending: null, lastOutcome: null, error: null };
+  const d: Derived = { active: null, target: null, state: 'idle', mode: 'handoff', core: null, approve: 'each', budget: null, moved: new Map(), swapped: false, pending: null, lastOutcome: null, error: null, exposed: null, failovers: [] };
   // a commit or an abort/rollback runs switches or swaps of its own: once one of those ends,
   // the outer step is still what is under way
   let outer: Stamped | null = null;
@@ -128,6 +132,51 @@ export function derive(entries: readonly Stamped[]): Derived {
         d.pending = null;
         outer = null;
         break;
+      case 'gen-dead': {
+        // the keeper moved each VM it could: a VM now on the target counts as moved
+        for (const s of e.sessions) {
+          if (d.target && s.serving === d.target.gen) d.moved.set(s.vm, d.moved.get(s.vm) ?? null);
+          else if (d.active && s.serving === d.active.gen) d.moved.delete(s.vm);
+        }
+        if (e.gen === d.active?.gen || e.gen === d.target?.gen)
+          d.exposed = { gen: e.gen, since: e.t, why: `generation ${e.gen} died (${e.cause})` };
+        d.failovers.push({
+          t: e.t,
+          gen: e.gen,
+          cause: e.cause,
+          moved: e.moved,
+          down: e.down,
+          lost_inside: e.lost_inside,
+          restored: null,
+          restore_error: null,
+        });
+        break;
+      }
+      case 'restore':
+        d.pending = e;
+        break;
+      case 'restored': {
+        const ref = d.active?.gen === e.replaces ? 'active' : d.target?.gen === e.replaces ? 'target' : null;
+        if (ref) d[ref] = { gen: e.gen, release: d[ref]!.release };
+        // a stage swap does not survive its generation: the replacement runs its own release's
+        if (ref === 'active' && d.mode === 'swap' && d.target) {
+          d.swapped = false;
+          d.moved = new Map();
+        }
+        if (ref === 'active') d.core = d.active!.release;
+        if (d.exposed?.gen === e.replaces) d.exposed = null;
+        const f = [...d.failovers].reverse().find((x) => x.gen === e.replaces);
+        if (f) f.restored = { gen: e.gen, took_ms: e.took_ms, outage_ms: e.outage_ms };
+        d.pending = outer;
+        break;
+      }
+      case 'restore-failed': {
+        const f = [...d.failovers].reverse().find((x) => x.gen === e.replaces);
+        if (f) f.restore_error = e.error;
+        d.error = `restoring a standby for ${e.replaces}: ${e.error}`;
+        d.pending = outer;
+        break;
+      }
     }
   }
   return d;

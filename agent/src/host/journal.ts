@@ -31,6 +31,30 @@ export const Entry = z.discriminatedUnion('type', [
   z.object({ type: z.literal('abort'), outcome: z.enum(['rolled-back', 'aborted']) }),
   z.object({ type: z.literal('aborted'), outcome: z.enum(['rolled-back', 'aborted']) }),
   z.object({ type: z.literal('failed'), error: z.string() }),
+  // a generation died: where the keeper left each VM (serving null: its frontend was let go,
+  // no generation could take it), and the frames that were inside the dead process
+  z.object({
+    type: z.literal('gen-dead'),
+    gen: z.string(),
+    cause: z.string(),
+    sessions: z.array(z.object({ vm: z.string(), serving: z.string().nullable() })),
+    /** what the death did: the sessions the keeper moved, and the VMs it had to let go */
+    moved: z.array(z.object({ vm: z.string(), to: z.string() })),
+    down: z.array(z.string()),
+    lost_inside: z.number().int().nullable(),
+  }),
+  // a replacement generation of the dead one's release, started to be the standby again
+  z.object({ type: z.literal('restore'), gen: z.string(), release: z.string(), replaces: z.string() }),
+  z.object({
+    type: z.literal('restored'),
+    gen: z.string(),
+    replaces: z.string(),
+    /** from the death to the replacement ready as standby */
+    took_ms: z.number(),
+    /** from the death to every VM's frontend connected again (null: none was down, or one stayed down) */
+    outage_ms: z.number().nullable(),
+  }),
+  z.object({ type: z.literal('restore-failed'), replaces: z.string(), error: z.string() }),
 ]);
 export type Entry = z.infer<typeof Entry>;
 /** An entry as appended (defaults filled in by the schema). */

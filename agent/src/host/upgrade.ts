@@ -12,7 +12,7 @@
 // replaces the stage under every VM at once (lib/swap), rollback puts the old one back
 // (lib/rollback), commit only records it. No generation is started or stopped.
 import type { ModeChoice, UpgradePlan, UpgradeState, UpgradeStatus } from '../../../protocol/agent.js';
-import type { AgentConfig, UpgradeMode } from '../../../protocol/files.js';
+import type { AgentConfig, UpgradeMode, VmEntry } from '../../../protocol/files.js';
 import { figures, judge, type Budget, type MeasuredParts, type Measurement } from '../../../protocol/measure.js';
 import { dp } from '../../../protocol/native/dp.js';
 import { keeper } from '../../../protocol/native/keeper.js';
@@ -22,6 +22,7 @@ import { AgentFailure, derive, type Approve, type Derived, type GenRef } from '.
 import { Journal } from './journal.js';
 import { planModes, prepareSwap, swapStage } from './stageSwap.js';
 import { alive, Supervisor } from './supervisor.js';
+import { FailoverWatch, restore } from './failover.js';
 import type { TrafficWitness } from './witness.js';
 
 export { AgentFailure };
@@ -69,8 +70,17 @@ export class HostAgent {
     return p;
   }
 
-  vms(): { name: string; mac: string }[] {
+  vms(): VmEntry[] {
     return this.inventory.list();
+  }
+
+  /** Handle generation deaths from now on (failover.ts): record them, restore a standby. */
+  async watch(): Promise<FailoverWatch> {
+    const w = new FailoverWatch(this);
+    await w.start();
+    // one that died while no agent ran
+    await w.check(true);
+    return w;
   }
 
   release(version: string): string {
@@ -79,7 +89,7 @@ export class HostAgent {
     return version;
   }
 
-  private nextGen(release: string): string {
+  nextGen(release: string): string {
     return `${release}-${this.journal.seq + 1}`.slice(0, 32);
   }
 
@@ -98,7 +108,8 @@ export class HostAgent {
     await k.request(keeper.genAttach, { gen, run_dir: this.sup.genDir(gen) });
     for (const v of this.vms()) {
       await ctl.request(dp.vmAdd, { vm: v.name, mac: v.mac });
-      await k.request(keeper.vmAdd, { vm: v.name, gen }).catch((e: Error) => {
+      // a frontend that is the server (QEMU server=on): the keeper connects to its socket
+      await k.request(keeper.vmAdd, { vm: v.name, gen, ...(v.frontend_socket ? { socket: v.frontend_socket, client: true } : {}) }).catch((e: Error) => {
         if (!/exists/.test(e.message)) throw e;
       });
     }
@@ -112,6 +123,7 @@ export class HostAgent {
     if (!alive(this.sup.keeperPid())) problems.push('hitless-keeper is not running');
     if (!this.sup.genAlive(d.active.gen)) problems.push(`active generation ${d.active.gen} is not running`);
     if (d.target && d.mode !== 'swap' && d.state !== 'preparing' && !this.sup.genAlive(d.target.gen)) problems.push(`target generation ${d.target.gen} is not running`);
+    if (d.exposed) problems.push(`exposed: ${d.exposed.why}; no standby runs yet`);
     if (problems.length === 0) {
       const s = await this.status();
       for (const v of s.vms) if (!v.connected) problems.push(`${v.vm}: no frontend connected`);
@@ -122,8 +134,11 @@ export class HostAgent {
   async status(): Promise<UpgradeStatus> {
     const d = this.d;
     let sessions: { vm: string; serving?: string | null | undefined; connected: boolean }[] = [];
+    let standby: string | null = null;
     try {
-      sessions = (await (await this.sup.keeper()).request(keeper.sessionList, {})).sessions;
+      const k = await this.sup.keeper();
+      sessions = (await k.request(keeper.sessionList, {})).sessions;
+      standby = (await k.request(keeper.genList, {})).gens.find((g) => g.standby)?.gen ?? null;
     } catch {
       sessions = [];
     }
@@ -143,6 +158,9 @@ export class HostAgent {
       last_outcome: d.lastOutcome,
       error: d.error,
       journal_seq: this.journal.seq,
+      standby,
+      exposed: d.exposed,
+      failovers: d.failovers.slice(-10),
     };
   }
 
@@ -152,7 +170,7 @@ export class HostAgent {
     return d;
   }
 
-  private peerSocket(target: string): string {
+  peerSocket(target: string): string {
     return `${this.root}/run/peer-${target}.sock`;
   }
 
@@ -448,6 +466,13 @@ export class HostAgent {
       case 'commit':
         await this.finishCommit(d);
         return 'finished an interrupted commit';
+      case 'restore':
+        // a replacement was being started: start another (the half-started one goes)
+        await (await this.sup.keeper()).request(keeper.genDetach, { gen: e.gen }).catch(() => undefined);
+        await this.sup.stopGen(e.gen);
+        this.journal.append({ type: 'restore-failed', replaces: e.replaces, error: 'agent restarted during the restore' });
+        await restore(this, e.replaces, process.hrtime.bigint());
+        return `restored a standby for ${e.replaces} (the restore was interrupted)`;
       case 'abort':
         await this.retireTarget(e.outcome);
         return `finished an interrupted ${e.outcome === 'aborted' ? 'abort' : 'rollback'}`;

@@ -327,8 +327,8 @@ kp_handoff(struct kp_vm *vm, int to, json_t **result, struct ctl_error *err)
 
 /* Where a session of generation from goes when from dies: the designated standby, else any
  * other live generation (while VMs are split across two, each is the other's way out). */
-static int
-failover_target(int from)
+int
+kp_failover_target(int from)
 {
 	if (kp.standby >= 0 && kp.standby != from && kp.gens[kp.standby].in_use &&
 	    !kp.gens[kp.standby].dead)
@@ -348,7 +348,7 @@ kp_failover(struct kp_vm *vm, const char *cause)
 	struct kp_timing t = { .request_ns = hl_now_ns() };
 	uint32_t bases[VU_MAX_VRINGS] = { 0 };
 	struct ctl_error err = { "", "" };
-	int from = vm->serving, to = failover_target(vm->serving);
+	int from = vm->serving, to = kp_failover_target(vm->serving);
 	json_t *ev;
 
 	/* a crash found through a request or a handoff: fence its peers before anything moves

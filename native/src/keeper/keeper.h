@@ -132,6 +132,7 @@ int kp_vm_add(const char *name, const char *sock, bool client, int gen, struct c
 int kp_vm_del(const char *name, struct ctl_error *err);
 struct kp_vm *kp_vm_find(const char *name);
 void kp_frontend_attach(struct kp_vm *vm, int fd);
+int kp_frontend_gen(const struct kp_vm *vm);
 void kp_frontend_close(struct kp_vm *vm, const char *why);
 json_t *kp_vm_json(const struct kp_vm *vm, bool detail);
 
@@ -139,6 +140,7 @@ json_t *kp_vm_json(const struct kp_vm *vm, bool detail);
 int kp_preload(struct kp_vm *vm, int gi, struct ctl_error *err);
 int kp_handoff(struct kp_vm *vm, int to, json_t **result, struct ctl_error *err);
 int kp_failover(struct kp_vm *vm, const char *cause);
+int kp_failover_target(int from);
 
 /* gen.c */
 int kp_gen_attach(const char *name, const char *run_dir, struct ctl_error *err);

@@ -201,6 +201,12 @@ client_connect(struct kp_vm *vm, uint64_t now)
 
 	if (!vm->client || vm->ffd >= 0 || now < vm->next_connect_ns)
 		return;
+	/* no generation could serve it: a connection made only to be closed again would look to
+	 * the frontend like a backend that came and went (some frontends then wedge) */
+	if (kp_frontend_gen(vm) < 0) {
+		vm->next_connect_ns = now + KP_RECONNECT_US * 1000ull;
+		return;
+	}
 	fd = kp_unix_connect(vm->sock);
 	if (fd < 0) {
 		vm->next_connect_ns = now + KP_RECONNECT_US * 1000ull;

@@ -102,15 +102,25 @@ kp_vm_del(const char *name, struct ctl_error *err)
 	return 0;
 }
 
-/* A frontend arrived (accepted or connected): attach it to the VM's home generation, or to
- * the standby when home is gone; refuse it (close fd) when no generation is alive. */
-void
-kp_frontend_attach(struct kp_vm *vm, int fd)
+/* The generation a frontend of vm is served by when it arrives: its home, or when home is
+ * gone the standby (or another live generation); -1 when none is alive. */
+int
+kp_frontend_gen(const struct kp_vm *vm)
 {
 	int gi = vm->home;
 
-	if (gi < 0 || !kp.gens[gi].in_use || kp.gens[gi].dead)
-		gi = kp.standby >= 0 && !kp.gens[kp.standby].dead ? kp.standby : -1;
+	if (gi >= 0 && kp.gens[gi].in_use && !kp.gens[gi].dead)
+		return gi;
+	return kp_failover_target(gi);
+}
+
+/* A frontend arrived (accepted or connected): attach it to kp_frontend_gen's generation;
+ * refuse it (close fd) when no generation is alive. */
+void
+kp_frontend_attach(struct kp_vm *vm, int fd)
+{
+	int gi = kp_frontend_gen(vm);
+
 	if (gi < 0 || kp_bconn_connect(vm, gi) != 0) {
 		kp_vm_anomaly(vm, "frontend refused: no live generation to serve it");
 		close(fd);

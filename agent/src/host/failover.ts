@@ -1,0 +1,189 @@
+// When a generation of the host dies (DESIGN.md §2, failover). The keeper has already done what
+// cannot wait: fenced the survivors' peer links, moved every session it could to the other
+// generation, let go of the frontends of those it could not (their links go down: never a
+// silent blackhole). The agent then records the death in the journal and restores what the host
+// had: a replacement generation of the dead one's release, joined to the peer link of the one
+// serving, with every session pre-loaded on it and designated the keeper's standby. Until it
+// runs, the host is *exposed*: a further crash has nowhere to go.
+import { keeper, KeeperEvent } from '../../../protocol/native/keeper.js';
+import { dp } from '../../../protocol/native/dp.js';
+import type { AgentConfig } from '../../../protocol/files.js';
+import type { UpgradeStatus } from '../../../protocol/agent.js';
+import type { CtlClient, CtlEvent } from '../native/ctlClient.js';
+import type { Derived, GenRef } from './derive.js';
+import type { Journal } from './journal.js';
+import { alive, type Supervisor } from './supervisor.js';
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/** how long a restore waits for frontends that were let go to connect again */
+const RECONNECT_WAIT_MS = 15_000;
+
+/** What of the host agent this needs. */
+export interface FailoverHost {
+  readonly cfg: AgentConfig;
+  readonly sup: Supervisor;
+  readonly journal: Journal;
+  readonly d: Derived;
+  vms(): { name: string; mac: string }[];
+  status(): Promise<UpgradeStatus>;
+  notify(s: UpgradeStatus): void;
+  serial<T>(fn: () => Promise<T>): Promise<T>;
+  peerSocket(gen: string): string;
+  nextGen(release: string): string;
+}
+
+type Moved = Extract<KeeperEvent, { event: 'failover/done' }>['data'];
+type Death = Extract<KeeperEvent, { event: 'gen/dead' }>['data'];
+
+/**
+ * Watches the keeper's events (and, every few seconds, the generations' pids: a standby that
+ * serves nothing dies without a gen/dead) and handles each death once, in the agent's order of
+ * operations.
+ */
+export class FailoverWatch {
+  private readonly moves: Moved[] = [];
+  private timer: NodeJS.Timeout | null = null;
+  private subscribed: CtlClient | null = null;
+  private readonly suspects = new Set<string>();
+
+  constructor(private readonly h: FailoverHost) {}
+
+  async start(): Promise<void> {
+    await this.h.serial(() => this.subscribe());
+    this.timer = setInterval(() => void this.check().catch(() => undefined), 2000);
+    this.timer.unref();
+  }
+
+  /** Follow the keeper's events once it runs (and again if it was restarted). */
+  private async subscribe(): Promise<void> {
+    if (!alive(this.h.sup.keeperPid())) return;
+    const k = await this.h.sup.keeper();
+    if (k === this.subscribed) return;
+    this.subscribed = k;
+    await k.subscribe((e) => this.onEvent(e));
+  }
+
+  stop(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+  }
+
+  private onEvent(raw: CtlEvent): void {
+    const e = (raw.event === 'failover/done' || raw.event === 'gen/dead') ? parseEvent(raw) : null;
+    if (e?.event === 'failover/done') this.moves.push(e.data);
+    if (e?.event === 'gen/dead') {
+      const at = BigInt(e.data.t_ns); // the keeper's monotonic clock, as process.hrtime's
+      const moved = this.moves.filter((m) => m.from === e.data.gen).map((m) => ({ vm: m.vm, to: m.to }));
+      this.moves.length = 0;
+      void this.h.serial(() => handleDeath(this.h, e.data, moved, at)).catch((err: Error) => console.error(`hitless-agent: after ${e.data.gen} died: ${err.message}`));
+    }
+  }
+
+  /** A generation the host counts on that is gone without the keeper saying so (found gone
+   * twice, 2 s apart: the keeper's gen/dead for a generation that served VMs comes first). */
+  check(now = false): Promise<void> {
+    return this.h.serial(async () => {
+      await this.subscribe();
+      const d = this.h.d;
+      for (const g of [d.active, d.target]) {
+        if (!g || this.h.sup.genAlive(g.gen) || d.failovers.some((f) => f.gen === g.gen)) {
+          if (g) this.suspects.delete(g.gen);
+          continue;
+        }
+        if (d.mode === 'swap' && g === d.target) continue; // a swap's target is the same process
+        if (d.state === 'preparing' && g === d.target) continue; // still starting
+        if (!now && !this.suspects.has(g.gen)) {
+          this.suspects.add(g.gen);
+          continue;
+        }
+        const t = process.hrtime.bigint();
+        await handleDeath(this.h, { gen: g.gen, cause: 'its process is gone', moved: 0, failed: 0, fenced: 0, lost_inside: null, t_ns: Number(t), done_ns: Number(t) }, [], t);
+      }
+    });
+  }
+}
+
+function parseEvent(raw: CtlEvent): KeeperEvent | null {
+  const r = KeeperEvent.safeParse(raw);
+  return r.success ? r.data : null;
+}
+
+/** Record a death once and, unless the host's config says not to, restore a standby. */
+export async function handleDeath(h: FailoverHost, death: Death, moved: { vm: string; to: string }[], seenAt: bigint): Promise<void> {
+  if (h.d.failovers.some((f) => f.gen === death.gen)) return;
+  const k = await h.sup.keeper();
+  const { sessions } = await k.request(keeper.sessionList, {});
+  h.journal.append({
+    type: 'gen-dead',
+    gen: death.gen,
+    cause: death.cause,
+    sessions: sessions.map((s) => ({ vm: s.vm, serving: s.connected ? (s.serving ?? null) : null })),
+    moved,
+    // a VM it served that no generation took: the keeper closed its frontend's connection
+    down: sessions.filter((s) => !s.connected && s.home === death.gen).map((s) => s.vm),
+    lost_inside: death.lost_inside,
+  });
+  h.notify(await h.status());
+  if (h.cfg.restore_standby) await restore(h, death.gen, seenAt);
+}
+
+/** Start a replacement for dead (a generation the host counts on) and make it the standby. */
+export async function restore(h: FailoverHost, dead: string, since: bigint): Promise<void> {
+  const d = h.d;
+  const role = d.active?.gen === dead ? 'active' : d.target?.gen === dead ? 'target' : null;
+  if (!role) return;
+  const release = d[role]!.release;
+  const survivor = [d.active, d.target].find((g): g is GenRef => g !== null && g.gen !== dead && h.sup.genAlive(g.gen)) ?? null;
+  const gen = h.nextGen(release);
+  h.journal.append({ type: 'restore', gen, release, replaces: dead });
+  h.notify(await h.status());
+  try {
+    const k = await h.sup.keeper();
+    let peer: { socket: string; server: boolean } | undefined;
+    let survivorUplink: string | null = null;
+    if (survivor) {
+      // the survivor drops its link to the dead one and offers a new one; the replacement joins
+      const s = await h.sup.gen(survivor.gen);
+      survivorUplink = (await s.request(dp.statsShow, {})).uplink?.spec ?? null;
+      await s.request(dp.peerDetach, {}).catch(() => undefined);
+      await s.request(dp.peerAttach, { socket: h.peerSocket(gen), server: true });
+      peer = { socket: h.peerSocket(gen), server: false };
+    }
+    // two uplinks: the one the survivor does not use (the dead one's)
+    const uplink = h.cfg.uplinks.find((u) => u !== survivorUplink) ?? h.cfg.uplinks[0];
+    const ctl = await h.sup.startGen(gen, release, { ...(uplink ? { uplink } : {}), ...(peer ? { peer } : {}) });
+    for (const v of h.vms()) await ctl.request(dp.vmAdd, { vm: v.name, mac: v.mac });
+    if (survivor) {
+      const fdb = await (await h.sup.gen(survivor.gen)).request(dp.fdbExport, {});
+      await ctl.request(dp.fdbImport, { entries: fdb.entries.filter((e) => e.kind === 'learned') });
+    }
+    await k.request(keeper.genAttach, { gen, run_dir: h.sup.genDir(gen) });
+    await k.request(keeper.failoverStandby, { gen });
+    const took = Number(process.hrtime.bigint() - since) / 1e6;
+    // frontends that were let go connect again to the standby (the keeper admits them there)
+    let outage: number | null = null;
+    const wasDown = h.d.failovers[h.d.failovers.length - 1]?.down ?? [];
+    if (wasDown.length > 0) {
+      const deadline = Date.now() + RECONNECT_WAIT_MS;
+      for (;;) {
+        const { sessions } = await k.request(keeper.sessionList, {});
+        if (wasDown.every((vm) => sessions.find((s) => s.vm === vm)?.connected)) {
+          outage = Number(process.hrtime.bigint() - since) / 1e6;
+          break;
+        }
+        if (Date.now() > deadline) break;
+        await sleep(20);
+      }
+    }
+    // the dead one is forgotten once no VM waits for it (a VM let go comes back to the standby)
+    await k.request(keeper.genDetach, { gen: dead }).catch(() => undefined);
+    const { sessions } = await k.request(keeper.sessionList, {});
+    for (const s of sessions) if (s.connected && s.movable && s.serving !== gen) await k.request(keeper.sessionPreload, { vm: s.vm, gen }).catch(() => undefined);
+    h.journal.append({ type: 'restored', gen, replaces: dead, took_ms: took, outage_ms: outage });
+  } catch (e) {
+    h.journal.append({ type: 'restore-failed', replaces: dead, error: (e as Error).message });
+    h.notify(await h.status());
+    throw e;
+  }
+  h.notify(await h.status());
+}

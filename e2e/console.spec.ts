@@ -127,6 +127,29 @@ test('wave 1: a denied VM stays on the old generation, and its host is held, not
   expect(st.vms.find((v) => v.vm === 'h2-v1')!.serving).toBe(st.target!.gen);
 });
 
+test('a crash mid-upgrade: h2\'s old generation killed (kill -9), its VM fails over without a link event; the host view shows the failover and the standby its agent restored', async () => {
+  const h = fleet.hosts.find((x) => x.name === 'h2')!;
+  const dead = (await fromAgent('h2', (a) => a.request(agent.upgradeStatus, {}))).active!.gen;
+  process.kill(Number(readFileSync(join(h.root, 'run', `gen-${dead}`, 'dp.pid'), 'utf8').trim()), 'SIGKILL');
+  await nav('fleet');
+  await page.getByTestId('host-link-h2').click();
+  const row = page.getByTestId(`failover-${dead}`);
+  await expect(row).toContainText(/h2-v2 → 1\.1\.0-/, { timeout: 60_000 });
+  await expect(row).toContainText(/1\.0\.0-\d+ after/, { timeout: 60_000 });
+  await expect(row).toContainText('none'); // no link went down
+  await expect(page.getByTestId('host-exposed')).toBeHidden();
+  await expect(page.getByTestId('host-health')).not.toContainText('exposed', { timeout: 10_000 });
+  await page.screenshot({ path: join(shots, 'failover.png'), fullPage: true });
+  const st = await fromAgent('h2', (a) => a.request(agent.upgradeStatus, {}));
+  const f = st.failovers.at(-1)!;
+  expect(f.gen).toBe(dead);
+  expect(st.active!.gen).toBe(f.restored!.gen);
+  expect(st.active!.release).toBe('1.0.0');
+  expect(st.standby).toBe(st.active!.gen);
+  expect(st.vms.every((v) => v.serving === st.target!.gen && v.connected)).toBe(true);
+  await expect(page.getByTestId('gen-active')).toContainText(st.active!.gen);
+});
+
 test('guided rollback of a host: preview, execute, every VM back on 1.0.0 with traffic', async () => {
   await nav('rollback');
   await page.getByTestId('rb-level').selectOption('host');

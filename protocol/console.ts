@@ -4,7 +4,7 @@
 // bridge) and browser mode's WebSocket. Pure: no node, electron or DOM imports; the renderer,
 // the core and the Electron main process all import it.
 import { z } from 'zod';
-import { GenRef, ModeChoice, ModeOption, UpgradeState } from './agent.js';
+import { Exposed, Failover, GenRef, ModeChoice, ModeOption, UpgradeState } from './agent.js';
 import { UpgradeMode } from './files.js';
 import { Budget, Measurement } from './measure.js';
 import { HostName, Name as VmName, Version } from './names.js';
@@ -83,6 +83,12 @@ export const HostRow = z.object({
   mode: UpgradeMode.default('handoff'),
   error: z.string().nullable(),
   health: z.object({ ok: z.boolean(), problems: z.array(z.string()) }).nullable(),
+  /** the keeper's standby generation (where sessions go if theirs dies), if any */
+  standby: z.string().nullable().default(null),
+  /** a generation died and no replacement runs yet: a further crash takes the VMs' links down */
+  exposed: Exposed.nullable().default(null),
+  /** the host's last generation deaths (the agent's journal), newest last */
+  failovers: z.array(Failover).default([]),
   vms: z.array(VmRow),
   /** largest break of the last switches the console saw on this host (ms) */
   last_break_ms: z.number().nullable(),

@@ -30,7 +30,14 @@ async function main(): Promise<void> {
   // the lab's probe VMs witness each switch from the VMs' side; a host without one is measured
   // by its datapath's counters alone
   const witness = cfg.probe_ctl ? new ProbeWitness(cfg.probe_ctl, cfg.vms) : null;
-  const host = new HostAgent(values.root, cfg, notifier(() => conn), witness);
+  const notify = notifier(() => conn);
+  // health to whoever is connected: every 2 s, and at once when the state changes
+  const pushHealth = () =>
+    void host.health().then(
+      (problems) => conn?.sendNotification(events.health.method, { host: cfg.host, ok: problems.length === 0, problems }).catch(() => undefined),
+      () => undefined,
+    );
+  const host: HostAgent = new HostAgent(values.root, cfg, (s, m) => (notify(s, m), pushHealth()), witness);
   // what recovery cannot finish is reported, and the agent serves anyway: the operator must be
   // able to see the host and act (rollback, abort) rather than find it unreachable
   await host.serial(() => host.recover()).then(
@@ -43,13 +50,7 @@ async function main(): Promise<void> {
     console.error(`hitless-agent: not watching for generation deaths: ${e.message}`);
     return null;
   });
-  // health to whoever is connected, every 2 s
-  const beat = setInterval(() => {
-    void host.health().then(
-      (problems) => conn?.sendNotification(events.health.method, { host: cfg.host, ok: problems.length === 0, problems }),
-      () => undefined,
-    ).catch(() => undefined);
-  }, 2000);
+  const beat = setInterval(pushHealth, 2000);
   beat.unref();
   // per-VM rates for the console's live view, every second
   const meter = new TrafficMeter(host);

@@ -45,6 +45,7 @@ export class FailoverWatch {
   private timer: NodeJS.Timeout | null = null;
   private subscribed: CtlClient | null = null;
   private readonly suspects = new Set<string>();
+  private checking = false;
 
   constructor(private readonly h: FailoverHost) {}
 
@@ -81,8 +82,11 @@ export class FailoverWatch {
 
   /** A generation the host counts on that is gone without the keeper saying so (found gone
    * twice, 2 s apart: the keeper's gen/dead for a generation that served VMs comes first). */
-  check(now = false): Promise<void> {
-    return this.h.serial(async () => {
+  async check(now = false): Promise<void> {
+    // one check waits at a time (another agent may hold the host for minutes)
+    if (this.checking) return;
+    this.checking = true;
+    await this.h.serial(async () => {
       await this.subscribe();
       const d = this.h.d;
       for (const g of [d.active, d.target]) {
@@ -99,7 +103,7 @@ export class FailoverWatch {
         const t = process.hrtime.bigint();
         await handleDeath(this.h, { gen: g.gen, cause: 'its process is gone', moved: 0, failed: 0, fenced: 0, lost_inside: null, t_ns: Number(t), done_ns: Number(t) }, [], t);
       }
-    });
+    }).finally(() => (this.checking = false));
   }
 }
 

@@ -1,7 +1,7 @@
 // The host's upgrade journal: append-only JSON lines, each fsync'd before the agent acts on it,
 // so an agent that dies at any point leaves a record from which the next one resumes or rolls
 // back (upgrade.ts). A torn last line (crash mid-write) is ignored.
-import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, writeSync } from 'node:fs';
+import { closeSync, fstatSync, fsyncSync, mkdirSync, openSync, readFileSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { z } from 'zod';
 import { Budget, Measurement } from '../../../protocol/measure.js';
@@ -63,12 +63,14 @@ export type Stamped = Entry & { seq: number; t: string };
 
 export class Journal {
   private readonly fd: number;
-  private readonly all: Stamped[];
+  private all: Stamped[] = [];
+  /** bytes of the file read into all: another agent of the host may have appended since */
+  private bytes = -1;
 
   constructor(readonly path: string) {
     mkdirSync(dirname(path), { recursive: true });
-    this.all = Journal.read(path);
     this.fd = openSync(path, 'a');
+    this.sync();
   }
 
   static read(path: string): Stamped[] {
@@ -78,6 +80,10 @@ export class Journal {
     } catch {
       return [];
     }
+    return Journal.parse(text);
+  }
+
+  private static parse(text: string): Stamped[] {
     const out: Stamped[] = [];
     for (const line of text.split('\n')) {
       if (line.trim() === '') continue;
@@ -92,20 +98,34 @@ export class Journal {
     return out;
   }
 
+  /** Read the file again when it changed (one fstat when it did not). */
+  private sync(): void {
+    const size = fstatSync(this.fd).size;
+    if (size === this.bytes) return;
+    const text = readFileSync(this.path, 'utf8');
+    this.all = Journal.parse(text);
+    this.bytes = Buffer.byteLength(text);
+  }
+
   entries(): readonly Stamped[] {
+    this.sync();
     return this.all;
   }
 
   get seq(): number {
+    this.sync();
     return this.all.length === 0 ? 0 : this.all[this.all.length - 1]!.seq;
   }
 
-  /** Durable before it returns: the caller acts only afterwards. */
+  /** Durable before it returns: the caller acts only afterwards. Appends are made under the
+   * host's lock (hostLock.ts), so no other agent appends between the read and the write. */
   append(e: NewEntry): Stamped {
     const s: Stamped = { ...Entry.parse(e), seq: this.seq + 1, t: new Date().toISOString() };
-    writeSync(this.fd, `${JSON.stringify(s)}\n`);
+    const line = `${JSON.stringify(s)}\n`;
+    writeSync(this.fd, line);
     fsyncSync(this.fd);
     this.all.push(s);
+    this.bytes += Buffer.byteLength(line);
     return s;
   }
 

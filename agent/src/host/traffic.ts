@@ -2,7 +2,7 @@
 // sample reads every running generation's stats and turns the counter deltas since the last
 // sample into frames/s. Counters are per generation, so a VM moving between generations (or a
 // generation stopping) never shows as a negative or doubled rate: a delta is only taken for a
-// generation seen in both samples.
+// generation seen in both samples, and an interval in which a generation went gives no rate.
 import type { TrafficVm } from '../../../protocol/agent.js';
 import { dp, type Stats } from '../../../protocol/native/dp.js';
 import type { HostAgent } from './upgrade.js';
@@ -39,6 +39,12 @@ export class TrafficMeter {
       } catch {
         /* the generation is going away: it is left out of this sample */
       }
+    }
+    // a generation that went since the last sample (stopped, or died) took its share of the
+    // interval with it: no rate for this interval rather than a false dip
+    if ([...this.last.keys()].some((g) => !now.has(g))) {
+      this.last = now;
+      return [];
     }
     const sum = new Map<string, TrafficVm>(this.host.vms().map((v) => [v.name, { vm: v.name, rx_pps: 0, tx_pps: 0, dropped: 0 }]));
     let any = false;

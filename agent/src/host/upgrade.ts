@@ -23,6 +23,7 @@ import { Journal } from './journal.js';
 import { planModes, prepareSwap, swapStage } from './stageSwap.js';
 import { alive, Supervisor } from './supervisor.js';
 import { FailoverWatch, restore } from './failover.js';
+import { HostLock } from './hostLock.js';
 import type { TrafficWitness } from './witness.js';
 
 export { AgentFailure };
@@ -31,6 +32,7 @@ export class HostAgent {
   readonly sup: Supervisor;
   readonly journal: Journal;
   private readonly inventory: VmInventory;
+  private readonly lock: HostLock;
   private chain: Promise<unknown> = Promise.resolve();
   private busy = 0;
 
@@ -44,6 +46,7 @@ export class HostAgent {
     this.sup = new Supervisor(root, cfg);
     this.journal = new Journal(`${root}/var/journal.jsonl`);
     this.inventory = new ConfigInventory(cfg);
+    this.lock = new HostLock(root);
   }
 
   get d(): Derived {
@@ -55,12 +58,13 @@ export class HostAgent {
     return this.busy > 0;
   }
 
-  /** Run one mutating operation at a time, in order. */
+  /** Run one mutating operation at a time, in order, and none while another agent of the host
+   * runs one (hostLock.ts). */
   serial<T>(fn: () => Promise<T>): Promise<T> {
     const run = async () => {
       this.busy++;
       try {
-        return await fn();
+        return await this.lock.hold(fn);
       } finally {
         this.busy--;
       }

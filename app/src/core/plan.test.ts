@@ -8,7 +8,7 @@ function row(name: string, over: Partial<HostRow> = {}): HostRow {
   return {
     name, source: 'manual', address: `root@${name}:22`, group: null, conn: 'connected', problem: null, pending_key: null, next_retry_ms: null,
     agent_version: '0.1.0', releases: ['1.0.0', '1.1.0'], active: { gen: '1.0.0-1', release: '1.0.0' }, target: null, state: 'idle', mode: 'handoff', error: null,
-    health: { ok: true, problems: [] }, vms: [{ vm: `${name}-vm1`, serving: '1.0.0-1', release: '1.0.0', connected: true, moved: false, last: null, rx_pps: null, tx_pps: null }],
+    health: { ok: true, problems: [] }, standby: null, exposed: null, failovers: [], vms: [{ vm: `${name}-vm1`, serving: '1.0.0-1', release: '1.0.0', connected: true, moved: false, last: null, rx_pps: null, tx_pps: null }],
     last_break_ms: null, campaign: null, ...over,
   };
 }
@@ -30,13 +30,15 @@ test('plan: an unreachable host, a busy host or a missing release blocks the sta
     row('c', { state: 'switching', target: { gen: '1.1.0-2', release: '1.1.0' } }),
     row('d', { releases: ['1.0.0'] }),
     row('e', { conn: 'hostkey-changed', problem: 'host key of e has CHANGED' }),
+    row('f', { exposed: { gen: '1.0.0-1', since: '2026-12-04T12:00:00.000Z', why: 'generation 1.0.0-1 died (heartbeat stopped and every thread is exiting)' } }),
   ];
-  const p = planCampaign(spec(), rows);
+  const p = planCampaign(spec({ hosts: ['a', 'b', 'c', 'd', 'e', 'f'] }), rows);
   assert.deepEqual(p.blockers, [
     'b is not connected (unreachable: connect ETIMEDOUT): reconnect it or leave it out of the campaign',
     'c is switching (to 1.1.0): finish or roll back that upgrade first',
     'd does not have release 1.1.0 installed (it has 1.0.0)',
     'e is not connected (hostkey-changed: host key of e has CHANGED): reconnect it or leave it out of the campaign',
+    'f is exposed (generation 1.0.0-1 died (heartbeat stopped and every thread is exiting)) and has no standby yet: an upgrade waits until its agent has restored one',
   ]);
 });
 

@@ -33,6 +33,10 @@ export function planCampaign(spec: CampaignSpec, rows: readonly HostRow[], optio
       blockers.push(`${name} is ${r.state}${r.target ? ` (to ${r.target.release})` : ''}: finish or roll back that upgrade first`);
       continue;
     }
+    if (r.exposed) {
+      blockers.push(`${name} is exposed (${r.exposed.why}) and has no standby yet: an upgrade waits until its agent has restored one`);
+      continue;
+    }
     if (!r.releases.includes(spec.release)) {
       blockers.push(`${name} does not have release ${spec.release} installed (it has ${r.releases.join(', ') || 'none'})`);
       continue;

@@ -4,7 +4,7 @@
 import { useQuery, useQueryClient } from '@tanstack/react-query';
 import { useState } from 'react';
 import { api, type HostRow } from '../../../../protocol/console.js';
-import { fmtMs, orDash } from '../format.js';
+import { fmtMs, fmtTime, orDash } from '../format.js';
 import { useAction, useNow, useReportQueryError } from '../hooks.js';
 import { fleetKeys, removeHost, upsertHost } from '../queries.js';
 import { routeHref } from '../route.js';
@@ -28,7 +28,7 @@ const columns: readonly Column<HostRow>[] = [
   { key: 'conn', sortValue: (h) => h.conn, filterText: (h) => `${connWords[h.conn]} ${h.conn} ${h.problem ?? ''} ${h.pending_key?.fingerprint ?? ''}` },
   { key: 'agent', sortValue: (h) => h.agent_version },
   { key: 'release', sortValue: (h) => h.active?.release, filterText: (h) => `${h.active?.release ?? ''} ${h.target?.release ?? ''}` },
-  { key: 'state', sortValue: (h) => h.state, filterText: (h) => `${h.state ?? ''} ${h.error ?? ''}` },
+  { key: 'state', sortValue: (h) => h.state, filterText: (h) => `${h.state ?? ''} ${h.exposed ? 'exposed' : ''} ${h.error ?? ''}` },
   { key: 'vms', sortValue: (h) => h.vms.length, filterText: (h) => h.vms.map((v) => v.vm).join(' ') },
   { key: 'health', sortValue: (h) => (h.health ? h.health.problems.length : null), filterText: (h) => (h.health ? (h.health.ok ? 'ok' : h.health.problems.join(' ')) : '') },
   { key: 'break', sortValue: (h) => h.last_break_ms },
@@ -112,6 +112,11 @@ function HostTr({ h, snapshotAt }: { h: HostRow; snapshotAt: number }) {
       </td>
       <td>
         <StateTag state={h.state} />
+        {h.exposed ? (
+          <div className="bad small-text" data-testid={`host-exposed-${h.name}`} title={h.exposed.why}>
+            exposed: no standby since {fmtTime(h.exposed.since)}
+          </div>
+        ) : null}
         {h.error ? <div className="bad small-text">{h.error}</div> : null}
       </td>
       <td className="num">{h.vms.length}</td>

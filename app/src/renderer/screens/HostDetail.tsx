@@ -6,7 +6,7 @@ import { useState, type FormEvent } from 'react';
 import { api, type HostRow } from '../../../../protocol/console.js';
 import { client } from '../client.js';
 import { clearError, messageOf, reportError } from '../errors.js';
-import { fmtFrames, fmtMs, fmtPps, orDash } from '../format.js';
+import { fmtDateTime, fmtFrames, fmtMs, fmtPps, orDash } from '../format.js';
 import { useReportQueryError } from '../hooks.js';
 import { campaignKeys, fleetKeys, upsertHost } from '../queries.js';
 import { routeHref } from '../route.js';
@@ -125,6 +125,11 @@ export function HostDetail({ name }: { name: string }) {
         </button>
       </div>
       {passphrase ? <PassphraseForm key={h.name} host={h.name} onDone={() => setPassphrase(false)} /> : null}
+      {h.exposed ? (
+        <div className="bad panel" data-testid="host-exposed">
+          Exposed since {fmtDateTime(h.exposed.since)}: {h.exposed.why}. No standby runs: a further crash takes the VMs&apos; links down until a generation is back.
+        </div>
+      ) : null}
       {h.error ? <div className="bad">agent error: {h.error}</div> : null}
 
       <div className="cols">
@@ -151,6 +156,11 @@ export function HostDetail({ name }: { name: string }) {
                 <td>target</td>
                 <td className="mono">{orDash(h.target?.gen)}</td>
                 <td>{orDash(h.target?.release)}</td>
+              </tr>
+              <tr data-testid="gen-standby">
+                <td>standby</td>
+                <td className="mono">{orDash(h.standby)}</td>
+                <td className="muted">{h.standby ? 'takes the sessions if their generation dies' : 'none: a crash fails over to the other generation, if one runs'}</td>
               </tr>
             </tbody>
           </table>
@@ -215,8 +225,59 @@ export function HostDetail({ name }: { name: string }) {
         </tbody>
       </table>
 
+      <Failovers h={h} />
+
       <h3>Live</h3>
       <LiveCharts host={h.name} />
     </section>
+  );
+}
+
+/** The host's generation deaths (its agent's journal): what the keeper did at once, what was
+ * lost inside the dead process, and how long until a standby ran again. */
+function Failovers({ h }: { h: HostRow }) {
+  if (h.failovers.length === 0) return null;
+  return (
+    <>
+      <h3>Failovers</h3>
+      <table className="grid" data-testid="host-failovers">
+        <thead>
+          <tr>
+            <th>when</th>
+            <th>generation died</th>
+            <th>sessions moved</th>
+            <th>links down</th>
+            <th>lost inside the dead</th>
+            <th>standby back</th>
+            <th>frontends back</th>
+          </tr>
+        </thead>
+        <tbody>
+          {[...h.failovers].reverse().map((f) => (
+            <tr key={`${f.t}-${f.gen}`} data-testid={`failover-${f.gen}`}>
+              <td>{fmtDateTime(f.t)}</td>
+              <td>
+                <span className="mono">{f.gen}</span> <span className="muted">({f.cause})</span>
+              </td>
+              <td>{f.moved.length ? f.moved.map((m) => `${m.vm} → ${m.to}`).join(', ') : '—'}</td>
+              <td className={f.down.length ? 'bad' : undefined}>{f.down.length ? f.down.join(', ') : 'none'}</td>
+              <td className="num">{fmtFrames(f.lost_inside)}</td>
+              <td>
+                {f.restored ? (
+                  <>
+                    <span className="mono">{f.restored.gen}</span> after {fmtMs(f.restored.took_ms)}
+                  </>
+                ) : f.restore_error ? (
+                  <span className="bad">failed: {f.restore_error}</span>
+                ) : (
+                  <span className="warn">not yet</span>
+                )}
+              </td>
+              <td className="num">{f.restored?.outage_ms != null ? fmtMs(f.restored.outage_ms) : '—'}</td>
+            </tr>
+          ))}
+        </tbody>
+      </table>
+    </>
   );
 }

@@ -129,41 +129,59 @@ pick_rxq(uint32_t mask, const struct rte_mbuf *m)
 	return (uint16_t)rte_bsf32(mask);
 }
 
-/* Try to move the VM's pending packets into its RX rings, in order: each run of packets for
- * the same receive queue in one burst; a ring that is full stops the flush (order kept). */
+/* Try to move the VM's pending packets into its RX rings: each run of packets for the same
+ * receive queue in one burst. Order is kept per queue (a flow always maps to one queue): a queue
+ * whose ring is full keeps its packets, in order, while the other queues' packets go on (a guest
+ * vCPU that stops reading one queue does not hold up the others). */
 static void
 flush_vm(struct dp_vm *vm, uint64_t now)
 {
 	uint32_t rxq = running(&vm->rxq_ready);
-	uint16_t done = 0;
+	bool one = rte_is_power_of_2(rxq);
+	uint32_t full = 0; /* queues whose ring filled up in this flush */
+	uint16_t i = 0, keep = 0, done = 0;
 
-	while (done < vm->pend_n) {
-		uint16_t q = pick_rxq(rxq, vm->pend[done]);
+	while (i < vm->pend_n) {
+		uint16_t q = pick_rxq(rxq, vm->pend[i]);
 		uint16_t want = 1;
 		uint16_t n;
 
-		while (done + want < vm->pend_n && want < DP_BURST &&
-		       (rte_is_power_of_2(rxq) || pick_rxq(rxq, vm->pend[done + want]) == q))
+		if (full & (1u << q)) {
+			vm->pend[keep++] = vm->pend[i++];
+			continue;
+		}
+		while (i + want < vm->pend_n && want < DP_BURST &&
+		       (one || pick_rxq(rxq, vm->pend[i + want]) == q))
 			want++;
-		n = rte_vhost_enqueue_burst(vm->vid, (uint16_t)(2 * q + VIRTIO_RXQ), vm->pend + done,
+		n = rte_vhost_enqueue_burst(vm->vid, (uint16_t)(2 * q + VIRTIO_RXQ), vm->pend + i,
 					    want);
-		for (uint16_t i = 0; i < n; i++)
-			vm->st.tx_bytes += rte_pktmbuf_pkt_len(vm->pend[done + i]);
+		for (uint16_t k = 0; k < n; k++)
+			vm->st.tx_bytes += rte_pktmbuf_pkt_len(vm->pend[i + k]);
+		rte_pktmbuf_free_bulk(vm->pend + i, n);
 		done += n;
+		/* what did not fit stays, in order, ahead of anything later for its queue */
+		for (uint16_t k = n; k < want; k++)
+			vm->pend[keep++] = vm->pend[i + k];
+		i += want;
 		if (n < want) {
 			vm->st.tx_retries++;
-			break;
+			full |= 1u << q;
+			if (one)
+				break;
 		}
 	}
+	/* a single queue that filled up: the rest stays as it was, behind what did not fit */
+	if (i < vm->pend_n) {
+		memmove(vm->pend + keep, vm->pend + i, (vm->pend_n - i) * sizeof(vm->pend[0]));
+		keep += vm->pend_n - i;
+	}
+	vm->pend_n = keep;
 	if (done > 0) {
 		dp_frames_out(done);
 		vm->st.tx_pkts += done;
 		vm->st.last_tx_ns = now;
 		if (vm->st.first_tx_ns == 0)
 			vm->st.first_tx_ns = now;
-		rte_pktmbuf_free_bulk(vm->pend, done);
-		memmove(vm->pend, vm->pend + done, (vm->pend_n - done) * sizeof(vm->pend[0]));
-		vm->pend_n -= done;
 		vm->pend_since_ns = now;
 	}
 	if (vm->pend_n > 0 && now - vm->pend_since_ns > (uint64_t)dp.retry_us * 1000)

@@ -67,7 +67,6 @@ bench: build
 
 # Hitless beside testpmd and OVS-DPDK (installed here), one run, HTML report in bench/results/
 bench-peers: build
-	@scripts/setup.sh --peers
 	bench/run peers
 
 clean:

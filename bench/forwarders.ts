@@ -9,7 +9,7 @@ import { dp } from '../protocol/native/dp.js';
 import { probe as probeCmds } from '../protocol/native/probe.js';
 import { DpProcess, ProbeProcess } from '../testing/procs.js';
 import { vmMac } from '../testing/testbed.js';
-import { Ovs } from './ovs.js';
+import { Ovs } from '../agent/src/native/ovs.js';
 
 export const VMS = [
   { name: 'a', mac: vmMac(1) },

@@ -1,4 +1,8 @@
-// bench/run handoff [--quick] [--vms N] [--pps TOTAL] [--rounds R] [--split]
+// bench/run handoff [--quick] [--vms N] [--pps TOTAL] [--rounds R] [--split] [--datapath hitless-dp|ovs]
+//
+// --datapath ovs: the generations are stock OVS-DPDK (ovs-vswitchd each, ports
+// dpdkvhostuserclient to the keeper's sockets, joined by a memif peer link with per-VM
+// fast-failover groups; DESIGN §12) instead of hitless-dp.
 //
 // --split: the host is split first (every other VM on B, so every flow crosses the peer link),
 // then the VMs on A are handed A->B->A while their peers stay on B; reports reordered frames
@@ -23,6 +27,12 @@ const rounds = numOpt('handoff', '--rounds', quick ? 3 : 5);
 const GAP_US = 500;
 const split = process.argv.includes('--split');
 const QUIET_MS = quick ? 2000 : 5000; // each gap-rate sample (split mode)
+const dpArg = process.argv.indexOf('--datapath');
+const datapath = dpArg > 0 ? process.argv[dpArg + 1] : 'hitless-dp';
+if (datapath !== 'hitless-dp' && datapath !== 'ovs') {
+  console.error(`bench/run handoff: --datapath: hitless-dp or ovs, not ${datapath}`);
+  process.exit(2);
+}
 
 async function main(): Promise<void> {
   const bed = new Testbed('bench-handoff');
@@ -34,7 +44,8 @@ async function main(): Promise<void> {
   try {
     const perVm = Math.max(1, Math.floor(totalPps / nVms));
     // long enough for every handoff plus settling; the probe is stopped when we are done
-    const h = await bed.upgradeHost({ vms: nVms, pps: perVm, durationS: 3600, gapUs: GAP_US });
+    const opts = { vms: nVms, pps: perVm, durationS: 3600, gapUs: GAP_US };
+    const h = datapath === 'ovs' ? await bed.ovsHost(opts) : await bed.upgradeHost(opts);
     await sleep(1000);
     // split mode: gaps per second with every VM on A, then with the host split (no handoff in
     // either sample), then handoffs of the VMs on A only while their peers are on B
@@ -80,6 +91,7 @@ async function main(): Promise<void> {
     const bg = background(a.background_gap_ms);
     const linkEvents = h.probe.events.filter((e) => e.event === 'link').length;
     const result = {
+      datapath: datapath === 'ovs' ? 'ovs-dpdk' : 'hitless-dp',
       vms: nVms,
       pps_total: perVm * nVms,
       handoffs: windows.length,
@@ -100,7 +112,7 @@ async function main(): Promise<void> {
       seconds: r2(sum.duration_s),
     };
     finish('handoff', [
-      `${nVms} VMs, ${result.pps_total} pps in all, ${windows.length} handoffs (each VM A->B->A x${rounds}), stock virtio_user frontends.`,
+      `${result.datapath} generations, ${nVms} VMs, ${result.pps_total} pps in all, ${windows.length} handoffs (each VM A->B->A x${rounds}), stock virtio_user frontends.`,
       '',
       ...(split
         ? [

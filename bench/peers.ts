@@ -25,7 +25,7 @@ import { ProbeProcess } from '../testing/procs.js';
 import { labVms } from '../testing/testbed.js';
 import { runDp, runOvs, runTestpmd, type Run } from './forwarders.js';
 import { finish, numOpt, quick, round2, run, sleep, stats } from './lib.js';
-import { Hugepages, Ovs, ovsAvailable } from './ovs.js';
+import { Hugepages, Ovs, ovsAvailable } from '../agent/src/native/ovs.js';
 import { renderPeers, type PeersData } from './peersReport.js';
 
 const runs = numOpt('peers', '--runs', quick ? 3 : 8);

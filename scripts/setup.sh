@@ -6,10 +6,10 @@ cd "$(dirname "$0")/.."
 
 APT_PKGS=(dpdk dpdk-dev libdpdk-dev libjansson-dev meson ninja-build pkg-config gcc make
           iproute2 procps python3 socat clang libclang-rt-14-dev openssh-server openssh-client
-          chromium fonts-dejavu-core qemu-system-x86 busybox-static cpio)
-
-# bench/run peers also needs the real peer: OVS 3.1 on DPDK 22.11 (scripts/setup.sh --peers)
-if [ "${1:-}" = "--peers" ]; then APT_PKGS+=(openvswitch-switch-dpdk); fi
+          chromium fonts-dejavu-core qemu-system-x86 busybox-static cpio
+          openvswitch-switch-dpdk)
+# openvswitch-switch-dpdk: stock OVS 3.1 on DPDK 22.11, as a datapath generation behind the
+# keeper (DESIGN §12) and as bench/run peers' peer; its system service is not used
 
 missing=()
 for p in "${APT_PKGS[@]}"; do

@@ -1,13 +1,14 @@
 // Test bed for integration tests and benchmarks: temporary run dirs, veth pairs for uplinks,
 // and cleanup of every process and link a test started, even when it fails.
 import { execFileSync, spawn } from 'node:child_process';
-import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { keeper } from '../protocol/native/keeper.js';
 import type { DpOptions } from '../agent/src/native/launch.js';
 import { DpProcess, KeeperProcess, ProbeProcess, type ProbeOptions, type ProbeVm } from './procs.js';
 import { QemuGuest, type GuestOptions } from '../lab/src/guest.js';
+import { Ovs } from '../agent/src/native/ovs.js';
 
 export interface GuestHost {
   a: DpProcess;
@@ -31,6 +32,22 @@ export interface UpgradeHost {
   keeperIdleFds: number;
 }
 
+/** An OVS-DPDK generation of a test host: its instance and run dir (the keeper's gen run_dir). */
+export interface OvsGen {
+  gen: string;
+  ovs: Ovs;
+  runDir: string;
+}
+
+/** A host mid-upgrade whose generations are stock OVS-DPDK (DESIGN §12). */
+export interface OvsHost {
+  a: OvsGen;
+  b: OvsGen;
+  k: KeeperProcess;
+  probe: ProbeProcess;
+  vms: string[];
+}
+
 export class Testbed {
   readonly dir: string;
   private readonly dps: DpProcess[] = [];
@@ -38,6 +55,7 @@ export class Testbed {
   private readonly probes: ProbeProcess[] = [];
   private readonly guests: QemuGuest[] = [];
   private readonly links: string[] = [];
+  private readonly ovses: Ovs[] = [];
   private static seq = 0;
 
   constructor(name: string) {
@@ -159,6 +177,53 @@ export class Testbed {
     return p;
   }
 
+  /**
+   * An OVS-DPDK generation: its own ovsdb-server and ovs-vswitchd (PMD on core 1, sleeping when
+   * idle), 2 MB hugepages reserved for it and given back at cleanup. Its run dir is short: the
+   * keeper's sockets for it live there (<run dir>/vhost/<vm>.sock) and sun_path is 108 bytes.
+   */
+  async ovsGen(gen: string): Promise<OvsGen> {
+    const runDir = join(this.dir, `o${this.seqNo++}`);
+    mkdirSync(runDir, { recursive: true });
+    const id = `${basename(this.dir).slice(-6)}${gen}${this.seqNo}`;
+    const ovs = new Ovs(runDir, { pmdCore: 1, mainCore: null, memMb: 256, filePrefix: `hl-ovs-${id}`, pmdMaxSleepUs: 1000, netns: `hlo-${id}` });
+    this.ovses.push(ovs);
+    await ovs.start();
+    return { gen, ovs, runDir };
+  }
+
+  /**
+   * A host mid-upgrade on OVS-DPDK: generations A and B (stock ovs-vswitchd each), a keeper that
+   * listens for their ports (backend: listen) with B as the failover standby, n probe VMs served
+   * by A through the keeper, a ring of flows between them at pps each. Each VM has a
+   * dpdkvhostuserclient port in both generations, at the same OpenFlow port number, and A's L2
+   * flows (one per VM MAC) are copied to B in one bundle before anything moves.
+   */
+  async ovsHost(opts: { vms: number; pps: number; durationS: number; gapUs?: number }): Promise<OvsHost> {
+    const [a, b] = [await this.ovsGen('A'), await this.ovsGen('B')];
+    const k = await this.keeper();
+    for (const g of [a, b]) await k.ctl.request(keeper.genAttach, { gen: g.gen, run_dir: g.runDir, backend: 'listen' });
+    await k.ctl.request(keeper.failoverStandby, { gen: 'B' });
+    const vms = labVms(opts.vms);
+    const pvms: ProbeVm[] = [];
+    for (const v of vms) pvms.push({ ...v, socket: (await k.ctl.request(keeper.vmAdd, { vm: v.name, gen: 'A' })).socket });
+    for (const g of [a, b]) for (const [i, v] of vms.entries()) await g.ovs.addVhostClient(v.name, join(g.runDir, 'vhost', `${v.name}.sock`), i + 1);
+    // the peer link, and A's forwarding state (fast-failover groups over it) carried to B
+    await a.ovs.addPeer(join(a.runDir, 'peer.sock'), true);
+    await b.ovs.addPeer(join(a.runDir, 'peer.sock'), false);
+    await a.ovs.splitL2(vms.map((v, i) => ({ port: i + 1, mac: v.mac })));
+    await b.ovs.importState(await a.ovs.exportState());
+    const probe = await this.probe({
+      name: `ovs${this.seqNo++}`,
+      vms: pvms,
+      flows: pvms.map((v, i) => ({ src: v.name, dst: pvms[(i + 1) % pvms.length]!.name, pps: opts.pps })),
+      durationS: opts.durationS,
+      gapUs: opts.gapUs ?? 1000,
+      ctlPath: join(this.dir, `probe-${this.seqNo++}.sock`),
+    });
+    return { a, b, k, probe, vms: vms.map((v) => v.name) };
+  }
+
   /** A veth pair, both ends up; returns [a, b]. Removed at cleanup. */
   veth(): [string, string] {
     const id = `${process.pid % 10000}x${Testbed.seq++}`;
@@ -180,6 +245,7 @@ export class Testbed {
     await Promise.all(this.guests.splice(0).map((g) => g.stop()));
     await Promise.all(this.keepers.splice(0).map((k) => k.stop().catch(() => undefined)));
     await Promise.all(this.dps.splice(0).map((d) => d.stop().catch(() => undefined)));
+    for (const o of this.ovses.splice(0)) o.stopSync();
   }
 
   async cleanup(): Promise<void> {

@@ -84,7 +84,19 @@ export const HandoffResult = z.object({
 export type HandoffResult = z.infer<typeof HandoffResult>;
 
 export const keeper = {
-  genAttach: request('gen/attach', z.object({ gen: GenName, run_dir: z.string() }).strict(), GenInfo),
+  genAttach: request(
+    'gen/attach',
+    z
+      .object({
+        gen: GenName,
+        run_dir: z.string(),
+        /** connect: the generation listens at <run_dir>/vhost/<vm>.sock (hitless-dp); listen: the
+         * keeper listens there and the generation's ports connect to it (OVS dpdkvhostuserclient) */
+        backend: z.enum(['connect', 'listen']).optional(),
+      })
+      .strict(),
+    GenInfo,
+  ),
   genDetach: request('gen/detach', z.object({ gen: GenName }).strict(), z.object({})),
   genList: request('gen/list', z.object({}).strict(), z.object({ gens: z.array(GenInfo) })),
   failoverStandby: request('failover/standby', z.object({ gen: GenName }).strict(), GenInfo),

@@ -48,13 +48,20 @@ vm_arg(json_t *args, struct ctl_error *err)
 static const struct ctl_arg gen_attach_args[] = {
 	{ "gen", CTL_T_STRING, true },
 	{ "run_dir", CTL_T_STRING, true },
+	{ "backend", CTL_T_STRING, false },
 	{ NULL },
 };
 
 static int
 gen_attach(json_t *args, json_t **result, struct ctl_error *err)
 {
-	if (kp_gen_attach(str(args, "gen"), str(args, "run_dir"), err) != 0)
+	json_t *b = json_object_get(args, "backend");
+	bool listen = b != NULL && strcmp(json_string_value(b), "listen") == 0;
+
+	if (b != NULL && !listen && strcmp(json_string_value(b), "connect") != 0)
+		return ctl_fail(err, "invalid-args", "backend: 'connect' (the generation listens) "
+				"or 'listen' (its ports connect to the keeper)");
+	if (kp_gen_attach(str(args, "gen"), str(args, "run_dir"), listen, err) != 0)
 		return -1;
 	*result = kp_gen_json(kp_gen_find(str(args, "gen")));
 	return 0;

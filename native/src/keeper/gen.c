@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "heartbeat.h"
@@ -107,7 +108,7 @@ kp_gen_find(const char *name)
 /* Attach a running generation: its run dir must hold the pid of a live process; its
  * heartbeat is watched from now on. */
 int
-kp_gen_attach(const char *name, const char *run_dir, struct ctl_error *err)
+kp_gen_attach(const char *name, const char *run_dir, bool listen, struct ctl_error *err)
 {
 	struct kp_gen *g = NULL;
 	pid_t pid = 0;
@@ -136,7 +137,26 @@ kp_gen_attach(const char *name, const char *run_dir, struct ctl_error *err)
 	snprintf(g->run_dir, sizeof(g->run_dir), "%s", run_dir);
 	g->pid = pid;
 	g->hb = open_heartbeat(run_dir, pid);
+	g->listen = listen;
 	g->in_use = true;
+	if (listen) {
+		char dir[sizeof(g->run_dir) + 8];
+		int gi = (int)(g - kp.gens);
+
+		snprintf(dir, sizeof(dir), "%s/vhost", run_dir);
+		mkdir(dir, 0750);
+		for (int v = 0; v < KP_MAX_VMS; v++) {
+			if (!kp.vms[v].in_use || (rc = kp_blisten_open(&kp.vms[v], gi)) == 0)
+				continue;
+			for (int w = 0; w < v; w++)
+				if (kp.vms[w].in_use)
+					kp_blisten_close(&kp.vms[w], gi);
+			close_heartbeat(g->hb);
+			memset(g, 0, sizeof(*g));
+			return ctl_fail(err, "socket", "cannot listen for vm '%s' in %s/vhost: %s",
+					kp.vms[v].name, run_dir, strerror(-rc));
+		}
+	}
 	return 0;
 }
 
@@ -156,8 +176,10 @@ kp_gen_detach(const char *name, struct ctl_error *err)
 					vm->name);
 	}
 	for (int v = 0; v < KP_MAX_VMS; v++)
-		if (kp.vms[v].in_use)
+		if (kp.vms[v].in_use) {
 			kp_bconn_close(&kp.vms[v], gi);
+			kp_blisten_close(&kp.vms[v], gi);
+		}
 	if (kp.standby == gi)
 		kp.standby = -1;
 	close_heartbeat(kp.gens[gi].hb);

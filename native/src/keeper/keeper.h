@@ -37,6 +37,7 @@
 #define KP_MAX_VMS 64
 #define KP_REPLY_TIMEOUT_MS 2000
 #define KP_RECONNECT_US 200000 /* client mode: how often a frontend-owned socket is tried again */
+#define KP_ACCEPT_WAIT_MS 3000 /* listen-mode generation: how long its port may take to connect */
 
 struct kp_heartbeat; /* gen.c */
 
@@ -47,6 +48,10 @@ struct kp_gen {
 	char run_dir[80];
 	pid_t pid;
 	struct kp_heartbeat *hb;
+	/* the generation's vhost ports are clients (OVS-DPDK's dpdkvhostuserclient): the keeper
+	 * listens at <run_dir>/vhost/<vm>.sock and accepts their connections, rather than
+	 * connecting to sockets the generation listens on (hitless-dp) */
+	bool listen;
 };
 
 /* The keeper's connection to one generation for one VM. */
@@ -73,6 +78,7 @@ struct kp_vm {
 	int serving;        /* generation index serving the VM, -1 when none */
 	int home;           /* generation new frontend connections go to */
 	struct kp_bconn b[KP_MAX_GENS];
+	int blfd[KP_MAX_GENS];  /* listen-mode generations: where their port for the VM connects */
 	struct kp_state st;
 	/* generations (bit per index) that were pre-loaded when the guest renegotiated (a driver
 	 * reload, a reboot): pre-loaded again once the session is movable and quiet */
@@ -118,6 +124,10 @@ void kp_vm_anomaly(struct kp_vm *vm, const char *what);
 int kp_unix_connect(const char *path);
 void kp_bconn_close(struct kp_vm *vm, int gi);
 int kp_bconn_connect(struct kp_vm *vm, int gi);
+/* A listen-mode generation's socket for the VM (<run_dir>/vhost/<vm>.sock): opened when both
+ * exist, closed (and removed) when either goes. 0 or -errno. */
+int kp_blisten_open(struct kp_vm *vm, int gi);
+void kp_blisten_close(struct kp_vm *vm, int gi);
 /* Send a request to a backend; when it expects a reply (or need_reply is set and REPLY_ACK is
  * on), wait for it and check it. reply may be NULL. 0 or -errno/-EPROTO. */
 int kp_backend_call(struct kp_vm *vm, int gi, struct vu_msg *req, struct vu_msg *reply);
@@ -143,7 +153,7 @@ int kp_failover(struct kp_vm *vm, const char *cause);
 int kp_failover_target(int from);
 
 /* gen.c */
-int kp_gen_attach(const char *name, const char *run_dir, struct ctl_error *err);
+int kp_gen_attach(const char *name, const char *run_dir, bool listen, struct ctl_error *err);
 int kp_gen_detach(const char *name, struct ctl_error *err);
 int kp_gen_find(const char *name);
 void kp_gen_watch(uint64_t now);

@@ -62,7 +62,7 @@ kp_vm_add(const char *name, const char *sock, bool client, int gen, struct ctl_e
 	vm->serving = -1;
 	vm->ffd = vm->lfd = -1;
 	for (int gi = 0; gi < KP_MAX_GENS; gi++)
-		vm->b[gi].fd = -1;
+		vm->b[gi].fd = vm->blfd[gi] = -1;
 	kp_state_init(&vm->st);
 	if (!client) {
 		snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", vm->sock);
@@ -79,6 +79,20 @@ kp_vm_add(const char *name, const char *sock, bool client, int gen, struct ctl_e
 		chmod(vm->sock, 0660);
 		kp_ev_add(vm->lfd, KP_EV_LISTEN, kp_vm_index(vm), 0);
 	}
+	/* generations whose ports connect to the keeper get a socket for the VM now */
+	for (int gi = 0; gi < KP_MAX_GENS; gi++) {
+		if (!kp.gens[gi].in_use || !kp.gens[gi].listen || (rc = kp_blisten_open(vm, gi)) == 0)
+			continue;
+		for (int gj = 0; gj < gi; gj++)
+			kp_blisten_close(vm, gj);
+		if (vm->lfd >= 0) {
+			kp_ev_del(vm->lfd);
+			close(vm->lfd);
+			unlink(vm->sock);
+		}
+		return ctl_fail(err, "socket", "cannot listen for generation '%s' in %s/vhost: %s",
+				kp.gens[gi].name, kp.gens[gi].run_dir, strerror(-rc));
+	}
 	vm->in_use = true;
 	return 0;
 }
@@ -92,6 +106,8 @@ kp_vm_del(const char *name, struct ctl_error *err)
 	if (vm == NULL)
 		return ctl_fail(err, "unknown-vm", "no vm '%.40s'", name);
 	kp_frontend_close(vm, "vm removed");
+	for (int gi = 0; gi < KP_MAX_GENS; gi++)
+		kp_blisten_close(vm, gi);
 	if (vm->lfd >= 0) {
 		kp_ev_del(vm->lfd);
 		close(vm->lfd);

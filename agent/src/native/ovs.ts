@@ -1,18 +1,23 @@
-// OVS-DPDK as a peer, run privately: its own ovsdb-server and ovs-vswitchd-dpdk (Debian's
-// openvswitch-switch-dpdk: OVS 3.1 on DPDK 22.11) in a run directory of its own, a netdev
-// bridge, `dpdkvhostuserclient` ports to the probe VMs' sockets, and one L2 flow per VM MAC
-// (the same lookup hitless-dp does). OVS 3.1 always passes DPDK --in-memory, which DPDK refuses
-// with --no-huge, so 2 MB hugepages are reserved in a private hugetlbfs mount and given back
-// when it stops — also on SIGINT/SIGTERM, and a later start clears what a killed run left.
+// An OVS-DPDK instance run privately (DESIGN §12): its own ovsdb-server and ovs-vswitchd-dpdk
+// (Debian's openvswitch-switch-dpdk: OVS 3.1 on DPDK 22.11, unmodified) in a run directory of
+// its own, with its own DB, pidfiles, logs, DPDK file prefix and pinned PMD core, a netdev
+// bridge and `dpdkvhostuserclient` ports. As a datapath generation behind the keeper, each VM
+// port's vhost-server-path is the keeper's socket for that VM and generation, and the run dir
+// holds dp.pid (ovs-vswitchd's pid) as a hitless-dp generation's does. The benchmarks run it as
+// a peer too. OVS 3.1 always passes DPDK --in-memory, which DPDK refuses with --no-huge, so
+// 2 MB hugepages are reserved in a private hugetlbfs mount and given back when it stops — also
+// on SIGINT/SIGTERM, and a later start clears what a killed run left.
 import { execFile, execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { alive } from '../agent/src/host/supervisor.js';
+import { alive } from '../host/supervisor.js';
 
 const VSWITCHD = '/usr/lib/openvswitch-switch-dpdk/ovs-vswitchd-dpdk';
 const SCHEMA = '/usr/share/openvswitch/vswitch.ovsschema';
 const NR = '/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages';
-const STATE_DIR = '/var/tmp/hitless-bench-huge'; // one record per reservation: what to undo if a run is killed
+const STATE_DIR = '/var/tmp/hitless-bench-huge';
+/** the peer link's OpenFlow port number in every generation */
+export const PEER_OFPORT = 100; // one record per reservation: what to undo if a run is killed
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 export function ovsAvailable(): string | null {
@@ -154,7 +159,23 @@ export class Ovs {
 
   constructor(
     readonly dir: string,
-    private readonly opts: { pmdCore: number; mainCore: number; memMb: number },
+    private readonly opts: {
+      pmdCore: number;
+      /** the core of the main thread (null: not pinned) */
+      mainCore: number | null;
+      memMb: number;
+      /** DPDK --file-prefix: distinct per running instance */
+      filePrefix?: string;
+      /** the PMD sleeps up to this long when it finds no packets (OVS 3.1 pmd-maxsleep): an idle generation costs ~0 CPU */
+      pmdMaxSleepUs?: number;
+      /**
+       * run ovs-vswitchd in this network namespace (made if missing, removed at stop). Two
+       * instances of OVS's userspace datapath cannot share one: each makes kernel devices
+       * named after the datapath (the `ovs-netdev` tap) and its bridges. Its vhost-user and
+       * control sockets are files, reachable from any namespace.
+       */
+      netns?: string;
+    },
   ) {
     this.env = { ...process.env, OVS_RUNDIR: dir, OVS_LOGDIR: dir, OVS_DBDIR: dir };
     this.huge = new Hugepages(dir, opts.memMb, () => ['vswitchd.pid', 'ovsdb.pid'].map((f) => pidOf(join(dir, f))));
@@ -185,23 +206,101 @@ export class Ovs {
     await this.vsctl(
       '--no-wait', 'set', 'Open_vSwitch', '.',
       'other_config:dpdk-init=true',
-      `other_config:dpdk-lcore-mask=${(1 << this.opts.mainCore).toString(16)}`,
+      // the main thread (which reconfigures the PMDs when a vhost device comes or goes) pinned
+      // only when asked: on a host whose other core a busy poller holds, a pinned main thread
+      // waits there for seconds
+      ...(this.opts.mainCore !== null ? [`other_config:dpdk-lcore-mask=${(1 << this.opts.mainCore).toString(16)}`] : []),
       `other_config:pmd-cpu-mask=${(1 << this.opts.pmdCore).toString(16)}`,
       `other_config:dpdk-socket-mem=${this.opts.memMb}`,
-      `other_config:dpdk-extra=--huge-dir=${join(this.dir, 'huge')} --file-prefix=hl-ovs --no-pci --log-level=error`,
+      `other_config:dpdk-extra=--huge-dir=${join(this.dir, 'huge')} --file-prefix=${this.opts.filePrefix ?? 'hl-ovs'} --no-pci --log-level=error`,
       `other_config:vhost-sock-dir=${this.dir}`,
+      ...(this.opts.pmdMaxSleepUs !== undefined ? [`other_config:pmd-maxsleep=${this.opts.pmdMaxSleepUs}`] : []),
     );
     await this.startSwitch();
-    await this.vsctl('add-br', 'br0', '--', 'set', 'bridge', 'br0', 'datapath_type=netdev', 'fail_mode=secure');
+    await this.vsctl('add-br', 'br0', '--', 'set', 'bridge', 'br0', 'datapath_type=netdev', 'fail_mode=secure', 'protocols=OpenFlow10,OpenFlow13,OpenFlow14,OpenFlow15');
   }
 
   private async startSwitch(): Promise<void> {
-    await this.run(VSWITCHD, [`unix:${join(this.dir, 'db.sock')}`, `--pidfile=${join(this.dir, 'vswitchd.pid')}`, '--detach', `--log-file=${join(this.dir, 'vswitchd.log')}`]);
+    const ns = this.opts.netns;
+    if (ns && !existsSync(`/run/netns/${ns}`)) await this.run('ip', ['netns', 'add', ns]);
+    await this.run(ns ? 'ip' : VSWITCHD, [
+      ...(ns ? ['netns', 'exec', ns, VSWITCHD] : []),`unix:${join(this.dir, 'db.sock')}`, `--pidfile=${join(this.dir, 'vswitchd.pid')}`, '--detach', `--log-file=${join(this.dir, 'vswitchd.log')}`]);
+    // the keeper finds a generation's process by <run dir>/dp.pid
+    writeFileSync(join(this.dir, 'dp.pid'), `${this.pid()}\n`);
   }
 
-  /** A port that connects, as vhost-user client, to a probe VM's server socket. */
-  async addVhostClient(name: string, socket: string): Promise<void> {
-    await this.vsctl('add-port', 'br0', name, '--', 'set', 'Interface', name, 'type=dpdkvhostuserclient', `options:vhost-server-path=${socket}`);
+  /** ovs-vswitchd's pid (null when it is not running). */
+  pid(): number | null {
+    const p = pidOf(join(this.dir, 'vswitchd.pid'));
+    return alive(p) ? p : null;
+  }
+
+  /** A port that connects, as vhost-user client, to a server socket (the keeper's for the VM
+   * and this generation, or a VM's own); ofport: the OpenFlow port number to ask for (equal
+   * numbers in two generations let flows be copied verbatim). */
+  async addVhostClient(name: string, socket: string, ofport?: number): Promise<void> {
+    await this.vsctl(
+      'add-port', 'br0', name, '--', 'set', 'Interface', name, 'type=dpdkvhostuserclient', `options:vhost-server-path=${socket}`,
+      ...(ofport !== undefined ? [`ofport_request=${ofport}`] : []),
+    );
+  }
+
+  /** The bridge's flows, as ovs-ofctl add-flows reads them back. */
+  async dumpFlows(): Promise<string> {
+    const flows = (await this.ofctl('dump-flows', '--no-stats', '--no-names', 'br0')).split('\n').filter((l) => l.trim() !== '' && !l.startsWith('NXST_FLOW'));
+    return `${flows.join('\n')}\n`;
+  }
+
+  /** Replace every flow of the bridge with these, atomically (one OpenFlow bundle). */
+  async replaceFlows(flows: string): Promise<void> {
+    const file = join(this.dir, 'flows.in');
+    writeFileSync(file, flows);
+    await this.ofctl('-O', 'OpenFlow14', '--bundle', 'replace-flows', 'br0', file);
+  }
+
+  /** The memif link to the host's other OVS generation (role server on the older one), as
+   * OpenFlow port `ofport`. A path socket, not an abstract one: generations run in network
+   * namespaces of their own. */
+  async addPeer(socket: string, server: boolean, ofport = PEER_OFPORT): Promise<void> {
+    await this.vsctl(
+      'add-port', 'br0', 'peer', '--', 'set', 'Interface', 'peer', 'type=dpdk',
+      `options:dpdk-devargs=net_memif0,role=${server ? 'server' : 'client'},socket=${socket},socket-abstract=no,id=0`,
+      `ofport_request=${ofport}`,
+    );
+  }
+
+  /**
+   * L2 forwarding for VMs that may be split across two generations joined by a peer link: per
+   * VM a fast-failover group (its own port while that port is live — its vhost device running
+   * here — else the peer link), and frames that came over the peer link go to the local port
+   * only (never back). The same rules serve both generations, so they are copied verbatim.
+   */
+  async splitL2(vms: { port: number; mac: string }[], peer = PEER_OFPORT): Promise<void> {
+    await this.ofctl('-O', 'OpenFlow13', 'del-flows', 'br0');
+    await this.ofctl('-O', 'OpenFlow13', 'del-groups', 'br0');
+    for (const v of vms) {
+      await this.ofctl('-O', 'OpenFlow13', 'add-group', 'br0', `group_id=${v.port},type=ff,bucket=watch_port:${v.port},output:${v.port},bucket=watch_port:${peer},output:${peer}`);
+      await this.ofctl('-O', 'OpenFlow13', 'add-flow', 'br0', `priority=20,in_port=${peer},dl_dst=${v.mac},actions=output:${v.port}`);
+      await this.ofctl('-O', 'OpenFlow13', 'add-flow', 'br0', `priority=10,dl_dst=${v.mac},actions=group:${v.port}`);
+    }
+  }
+
+  /** The bridge's OpenFlow state (groups, then flows), for another generation to import. */
+  async exportState(): Promise<{ groups: string; flows: string }> {
+    const lines = (out: string, head: string) => `${out.split('\n').filter((l) => l.trim() !== '' && !l.startsWith(head)).map((l) => l.trim()).join('\n')}\n`;
+    return {
+      groups: lines(await this.ofctl('-O', 'OpenFlow13', 'dump-groups', 'br0'), 'OFPST_GROUP_DESC'),
+      flows: lines(await this.ofctl('-O', 'OpenFlow13', 'dump-flows', '--no-stats', '--no-names', 'br0'), 'OFPST_FLOW'),
+    };
+  }
+
+  /** Another generation's OpenFlow state: its groups first (flows refer to them), then every
+   * flow replaced in one bundle. */
+  async importState(st: { groups: string; flows: string }): Promise<void> {
+    const groups = join(this.dir, 'groups.in');
+    writeFileSync(groups, st.groups);
+    if (st.groups.trim() !== '') await this.ofctl('-O', 'OpenFlow13', 'add-groups', 'br0', groups);
+    await this.replaceFlows(st.flows);
   }
 
   /** One flow per VM MAC to its port: the FDB lookup hitless-dp does, as OpenFlow. */
@@ -212,9 +311,14 @@ export class Ovs {
 
   /** Frames each port received and sent (OVS's own counters). */
   async portStats(port: string): Promise<{ rx: number; tx: number; drops: number }> {
-    const out = await this.vsctl('get', 'Interface', port, 'statistics');
-    const get = (k: string) => Number(new RegExp(`\\b${k}=(\\d+)`).exec(out)?.[1] ?? 0);
-    return { rx: get('rx_packets'), tx: get('tx_packets'), drops: get('tx_dropped') + get('rx_dropped') };
+    // live from the datapath (the DB's statistics column is refreshed only every 5 s):
+    //   port  1: rx pkts=N, bytes=N, drop=N, errs=N, ... tx pkts=N, bytes=N, drop=N, ...
+    const out = await this.ofctl('dump-ports', 'br0', port);
+    // ("?" for a vhost port whose device is not running: nothing counted yet)
+    const m = /rx pkts=(\d+|\?), bytes=(?:\d+|\?), drop=(\d+|\?)[\s\S]*?tx pkts=(\d+|\?), bytes=(?:\d+|\?), drop=(\d+|\?)/.exec(out);
+    if (!m) throw new Error(`ovs-ofctl dump-ports br0 ${port}: unexpected output: ${out.slice(0, 200)}`);
+    const n = (x: string | undefined) => (x === undefined || x === '?' ? 0 : Number(x));
+    return { rx: n(m[1]), tx: n(m[3]), drops: n(m[2]) + n(m[4]) };
   }
 
   /** ovs-vswitchd's unixctl socket (named after the binary: ovs-vswitchd-dpdk.<pid>.ctl). */
@@ -261,5 +365,12 @@ export class Ovs {
       if (alive(p)) kill(p!, 'SIGKILL');
     }
     this.huge.release();
+    if (this.opts.netns && existsSync(`/run/netns/${this.opts.netns}`)) {
+      try {
+        execFileSync('ip', ['netns', 'del', this.opts.netns], { stdio: 'ignore' });
+      } catch {
+        /* already gone */
+      }
+    }
   }
 }

@@ -20,7 +20,7 @@ describe('hitless-keeper in front of stock OVS-DPDK', () => {
   // scripts/setup.sh installs Debian's openvswitch-switch-dpdk: its absence is a failure here
   test('OVS-DPDK is installed', () => assert.equal(ovsAvailable(), null));
 
-  test('4 VMs handed A -> B one by one and back under traffic: the frontends see nothing, the flows copied to B forward them, frames lost only where a flow crossed generations', async () => {
+  test('4 VMs handed A -> B one by one and back under traffic through stock OVS: the frontends see nothing, B forwards with the state copied from A, nothing is duplicated, reordered or left broken, and every receive gap that lost frames is at a switch', async () => {
     const h = await bed.ovsHost({ vms: 4, pps: 2000, durationS: 3600 });
     await sleep(1000);
     const before = await h.b.ovs.portStats('v1');

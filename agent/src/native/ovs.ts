@@ -321,6 +321,11 @@ export class Ovs {
     return { rx: n(m[1]), tx: n(m[3]), drops: n(m[2]) + n(m[4]) };
   }
 
+  /** One unixctl command to ovs-vswitchd (ovs-appctl). */
+  appctl(...args: string[]): Promise<string> {
+    return this.run('ovs-appctl', ['-t', this.ctl(pidOf(join(this.dir, 'vswitchd.pid'))), ...args]);
+  }
+
   /** ovs-vswitchd's unixctl socket (named after the binary: ovs-vswitchd-dpdk.<pid>.ctl). */
   private ctl(pid: number | null): string {
     return join(this.dir, `ovs-vswitchd-dpdk.${pid}.ctl`);

@@ -129,3 +129,21 @@ export function execKill(dir: string): void {
   };
   walk(dir);
 }
+
+/** The agents a test file starts on a test bed, and the clean-up of everything they started. */
+export function agentsOn(bed: Testbed): { spawn: (root: string) => Agent; cleanup: () => Promise<void> } {
+  const agents: Agent[] = [];
+  return {
+    spawn: (root) => {
+      const a = startAgent(root);
+      agents.push(a);
+      return a;
+    },
+    cleanup: async () => {
+      for (const a of agents) a.proc.kill('SIGKILL');
+      // the generations and keepers are detached: stop what the agents started
+      execKill(bed.dir);
+      await bed.cleanup();
+    },
+  };
+}

@@ -11,19 +11,14 @@ import { KeeperEvent } from '../../../protocol/native/keeper.js';
 import { measured } from '../../../protocol/native/probe.js';
 import { explainLoss, switchesOf, type SwitchMark } from '../../../testing/lossReport.js';
 import { alive } from './supervisor.js';
-import { execKill, exited, genDrops, hostRoot, probeOn, startAgent, type Agent } from '../../../testing/agentHost.js';
+import { agentsOn, exited, genDrops, hostRoot, probeOn } from '../../../testing/agentHost.js';
 import { Testbed } from '../../../testing/testbed.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 describe('hitless-agent', () => {
   const bed = new Testbed('agent');
-  const agents: Agent[] = [];
-  const spawnAgent = (root: string) => {
-    const a = startAgent(root);
-    agents.push(a);
-    return a;
-  };
+  const { spawn: spawnAgent, cleanup } = agentsOn(bed);
   /** A host on release 1.0.0 through its agent, with n probe VMs sending to each other. */
   const upHost = async (name: string, n: number, manifests = false) => {
     const root = hostRoot(bed, name, n, manifests);
@@ -43,12 +38,7 @@ describe('hitless-agent', () => {
     });
     return { switches, close: () => kctl.close() };
   };
-  after(async () => {
-    for (const a of agents) a.proc.kill('SIGKILL');
-    // the generations and keepers are detached: stop what the agents started
-    execKill(bed.dir);
-    await bed.cleanup();
-  });
+  after(cleanup);
 
   test('upgrades a host VM by VM on approval, measures each switch, and retires the old generation at commit', async () => {
     const root = hostRoot(bed, 'h1', 4);
@@ -378,5 +368,3 @@ describe('hitless-agent', () => {
     await a.client.request(agent.upgradeAbort, {});
   });
 });
-
-/** Kill every process the agents started under dir (detached keepers and generations). */

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { agent, events, type UpgradeStatus } from '../../../protocol/agent.js';
 import { measured, probe as probeCmd } from '../../../protocol/native/probe.js';
-import { execKill, hostRoot, probeOn, startAgent, type Agent } from '../../../testing/agentHost.js';
+import { agentsOn, hostRoot, probeOn, type Agent } from '../../../testing/agentHost.js';
 import { Testbed } from '../../../testing/testbed.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -29,17 +29,8 @@ async function until(a: Agent, pred: (s: UpgradeStatus) => boolean, what: string
 
 describe('hitless-agent: a generation dies', () => {
   const bed = new Testbed('failover');
-  const agents: Agent[] = [];
-  const spawnAgent = (root: string) => {
-    const a = startAgent(root);
-    agents.push(a);
-    return a;
-  };
-  after(async () => {
-    for (const a of agents) a.proc.kill('SIGKILL');
-    execKill(bed.dir);
-    await bed.cleanup();
-  });
+  const { spawn: spawnAgent, cleanup } = agentsOn(bed);
+  after(cleanup);
 
   test('kill -9 mid-upgrade: every VM fails over, the agent reports the host exposed and restores a standby on its own; a second kill -9 fails over again with no operator action; only frames inside the dead were lost', async () => {
     const root = hostRoot(bed, 'f1', 4);

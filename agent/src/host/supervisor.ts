@@ -23,7 +23,8 @@ export function alive(pid: number | null): boolean {
   }
 }
 
-function readPid(path: string): number | null {
+/** The pid in a pidfile, or null (missing, unreadable, not a pid). */
+export function readPid(path: string): number | null {
   try {
     const n = Number(readFileSync(path, 'utf8').trim());
     return Number.isInteger(n) && n > 1 ? n : null;

@@ -10,7 +10,7 @@
 import { execFile, execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { alive } from '../host/supervisor.js';
+import { alive, readPid } from '../host/supervisor.js';
 
 const VSWITCHD = '/usr/lib/openvswitch-switch-dpdk/ovs-vswitchd-dpdk';
 const SCHEMA = '/usr/share/openvswitch/vswitch.ovsschema';
@@ -26,14 +26,6 @@ export function ovsAvailable(): string | null {
   return null;
 }
 
-function pidOf(file: string): number | null {
-  try {
-    const n = Number(readFileSync(file, 'utf8').trim());
-    return Number.isInteger(n) && n > 0 ? n : null;
-  } catch {
-    return null;
-  }
-}
 
 
 /**
@@ -143,7 +135,7 @@ export class Hugepages {
     for (const n of names) {
       try {
         const rec = JSON.parse(readFileSync(join(STATE_DIR, n), 'utf8')) as { dir: string; mount: string; pages: number };
-        Hugepages.undo(rec, ['vswitchd.pid', 'ovsdb.pid'].map((f) => pidOf(join(rec.dir, f))));
+        Hugepages.undo(rec, ['vswitchd.pid', 'ovsdb.pid'].map((f) => readPid(join(rec.dir, f))));
         rmSync(rec.dir, { recursive: true, force: true });
       } catch {
         /* unreadable record */
@@ -178,7 +170,7 @@ export class Ovs {
     },
   ) {
     this.env = { ...process.env, OVS_RUNDIR: dir, OVS_LOGDIR: dir, OVS_DBDIR: dir };
-    this.huge = new Hugepages(dir, opts.memMb, () => ['vswitchd.pid', 'ovsdb.pid'].map((f) => pidOf(join(dir, f))));
+    this.huge = new Hugepages(dir, opts.memMb, () => ['vswitchd.pid', 'ovsdb.pid'].map((f) => readPid(join(dir, f))));
   }
 
   private run(cmd: string, args: string[]): Promise<string> {
@@ -231,7 +223,7 @@ export class Ovs {
 
   /** ovs-vswitchd's pid (null when it is not running). */
   pid(): number | null {
-    const p = pidOf(join(this.dir, 'vswitchd.pid'));
+    const p = readPid(join(this.dir, 'vswitchd.pid'));
     return alive(p) ? p : null;
   }
 
@@ -323,7 +315,7 @@ export class Ovs {
 
   /** One unixctl command to ovs-vswitchd (ovs-appctl). */
   appctl(...args: string[]): Promise<string> {
-    return this.run('ovs-appctl', ['-t', this.ctl(pidOf(join(this.dir, 'vswitchd.pid'))), ...args]);
+    return this.run('ovs-appctl', ['-t', this.ctl(readPid(join(this.dir, 'vswitchd.pid'))), ...args]);
   }
 
   /** ovs-vswitchd's unixctl socket (named after the binary: ovs-vswitchd-dpdk.<pid>.ctl). */
@@ -333,7 +325,7 @@ export class Ovs {
 
   /** The PMD's own cost: "avg processing cycles per packet" from dpif-netdev/pmd-stats-show. */
   async pmdCyclesPerPacket(): Promise<number | null> {
-    const pid = pidOf(join(this.dir, 'vswitchd.pid'));
+    const pid = readPid(join(this.dir, 'vswitchd.pid'));
     const out = await this.run('ovs-appctl', ['-t', this.ctl(pid), 'dpif-netdev/pmd-stats-show']).catch(() => '');
     const m = /avg processing cycles per packet:\s*([\d.]+)/.exec(out);
     return m ? Number(m[1]) : null;
@@ -349,7 +341,7 @@ export class Ovs {
     writeFileSync(join(this.dir, 'flows.txt'), `${flows.join('\n')}\n`);
     await this.vsctl('set', 'Open_vSwitch', '.', 'other_config:flow-restore-wait=true');
     const stopped_ns = Number(process.hrtime.bigint());
-    const pid = pidOf(join(this.dir, 'vswitchd.pid'));
+    const pid = readPid(join(this.dir, 'vswitchd.pid'));
     await this.run('ovs-appctl', ['-t', this.ctl(pid), 'exit']);
     for (let i = 0; i < 400 && alive(pid); i++) await sleep(25);
     if (alive(pid)) kill(pid!, 'SIGKILL');
@@ -363,7 +355,7 @@ export class Ovs {
   /** Stop both daemons, unmount, give the hugepages back; safe to call twice. */
   stopSync(): void {
     for (const f of ['vswitchd.pid', 'ovsdb.pid']) {
-      const p = pidOf(join(this.dir, f));
+      const p = readPid(join(this.dir, f));
       if (!alive(p)) continue;
       kill(p!, 'SIGTERM');
       for (let i = 0; i < 100 && alive(p); i++) pause(50);

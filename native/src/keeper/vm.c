@@ -26,6 +26,20 @@ kp_vm_find(const char *name)
 	return NULL;
 }
 
+/* Stop listening for the VM: its frontend socket (removed) and the listen-mode generations'. */
+static void
+close_sockets(struct kp_vm *vm)
+{
+	for (int gi = 0; gi < KP_MAX_GENS; gi++)
+		kp_blisten_close(vm, gi);
+	if (vm->lfd >= 0) {
+		kp_ev_del(vm->lfd);
+		close(vm->lfd);
+		vm->lfd = -1;
+		unlink(vm->sock);
+	}
+}
+
 /* Add a VM served by generation gen: check the name and socket path (unique among VMs),
  * and in server mode listen on the socket now. In client mode the relay's timer connects. */
 int
@@ -83,13 +97,7 @@ kp_vm_add(const char *name, const char *sock, bool client, int gen, struct ctl_e
 	for (int gi = 0; gi < KP_MAX_GENS; gi++) {
 		if (!kp.gens[gi].in_use || !kp.gens[gi].listen || (rc = kp_blisten_open(vm, gi)) == 0)
 			continue;
-		for (int gj = 0; gj < gi; gj++)
-			kp_blisten_close(vm, gj);
-		if (vm->lfd >= 0) {
-			kp_ev_del(vm->lfd);
-			close(vm->lfd);
-			unlink(vm->sock);
-		}
+		close_sockets(vm);
 		return ctl_fail(err, "socket", "cannot listen for generation '%s' in %s/vhost: %s",
 				kp.gens[gi].name, kp.gens[gi].run_dir, strerror(-rc));
 	}
@@ -106,13 +114,7 @@ kp_vm_del(const char *name, struct ctl_error *err)
 	if (vm == NULL)
 		return ctl_fail(err, "unknown-vm", "no vm '%.40s'", name);
 	kp_frontend_close(vm, "vm removed");
-	for (int gi = 0; gi < KP_MAX_GENS; gi++)
-		kp_blisten_close(vm, gi);
-	if (vm->lfd >= 0) {
-		kp_ev_del(vm->lfd);
-		close(vm->lfd);
-		unlink(vm->sock);
-	}
+	close_sockets(vm);
 	kp_state_clear(&vm->st);
 	vm->in_use = false;
 	return 0;

@@ -111,7 +111,7 @@ export async function up({ dir, buildDir, spec, pps = DEFAULT_PPS }: UpOptions):
 
   const hosts = await status(dir);
   const bad = hosts.filter((h) => !healthy(h));
-  if (bad.length > 0) throw new LabError(`hosts not healthy after up: ${bad.map((h) => h.name).join(', ')} (see lab status)`);
+  if (bad.length > 0) throw new LabError(`hosts not healthy after up: ${bad.map((h) => `${h.name} (${unhealthy(h).join('; ')})`).join(', ')} (see lab status)`);
   writeState(dir, spec, 'up');
   return { fleet, hosts };
 }
@@ -125,8 +125,22 @@ export interface HostStatus extends RunStatus {
   releases: string[];
 }
 
+/** What is wrong with a lab host (empty: healthy). */
+export function unhealthy(h: HostStatus): string[] {
+  return [
+    ...(h.netns ? [] : ['no network namespace']),
+    ...(h.sshd !== null ? [] : ['no sshd']),
+    ...(h.ssh ? [] : ['ssh does not answer']),
+    ...(h.releases.length > 0 ? [] : ['no release installed']),
+    ...(h.agent_error ? [`agent: ${h.agent_error}`] : h.active !== null ? [] : ['no active generation']),
+    ...(h.keeper || h.agent_error ? [] : ['keeper not running']),
+    ...(h.probe !== null ? [] : ['no probe']),
+    ...h.guests.filter((g) => g.pid === null).map((g) => `guest ${g.vm} not running`),
+  ];
+}
+
 export function healthy(h: HostStatus): boolean {
-  return h.netns && h.sshd !== null && h.ssh && h.releases.length > 0 && h.active !== null && h.keeper && h.probe !== null && h.guests.every((g) => g.pid !== null);
+  return unhealthy(h).length === 0;
 }
 
 /** The lab's guest VMs by name: VM k of host i is h<i>-v<k>. */

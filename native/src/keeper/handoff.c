@@ -287,21 +287,28 @@ kp_handoff(struct kp_vm *vm, int to, json_t **result, struct ctl_error *err)
 	if (rc != 0) {
 		/* the target failed mid-switch: put the VM back where it was — on the connection
 		 * it had, else on a fresh one, else wherever failover can take it */
-		struct ctl_error perr;
+		struct ctl_error perr = { "", "" };
+		char why[400] = "";
+		int r1, r2 = 0;
+
 		kp_bconn_close(vm, to);
 		vm->serving = from;
-		if (start_on(vm, from, true, bases) == 0 ||
-		    (kp_preload(vm, from, &perr) == 0 && start_on(vm, from, false, bases) == 0)) {
+		if ((r1 = start_on(vm, from, true, bases)) == 0 ||
+		    (kp_preload(vm, from, &perr) == 0 && (r2 = start_on(vm, from, false, bases)) == 0)) {
 			vm->serving = from;
 			nudge(vm);
 		} else {
+			/* why the old generation could not take it back, for the operator */
+			snprintf(why, sizeof(why), " (restart on its connection: %s; on a fresh one: %s)",
+				 strerror(-r1), perr.message[0] ? perr.message : strerror(-r2));
+			kp_vm_anomaly(vm, why);
 			kp_failover(vm, "target failed mid-handoff and the old generation could not restart");
 		}
 		json_decref(anomalies);
 		return ctl_fail(err, "target-failed",
-				"generation '%s' failed mid-switch (%s); vm '%s' is back on '%s'",
+				"generation '%s' failed mid-switch (%s); vm '%s' is back on '%s'%s",
 				kp.gens[to].name, strerror(-rc), vm->name,
-				vm->serving >= 0 ? kp.gens[vm->serving].name : "(none)");
+				vm->serving >= 0 ? kp.gens[vm->serving].name : "(none)", why);
 	}
 	t.replayed_ns = hl_now_ns();
 	nudge(vm);

@@ -208,9 +208,16 @@ export class Testbed {
     const pvms: ProbeVm[] = [];
     for (const v of vms) pvms.push({ ...v, socket: (await k.ctl.request(keeper.vmAdd, { vm: v.name, gen: 'A' })).socket });
     for (const g of [a, b]) for (const [i, v] of vms.entries()) await g.ovs.addVhostClient(v.name, join(g.runDir, 'vhost', `${v.name}.sock`), i + 1);
-    // the peer link, and A's forwarding state (fast-failover groups over it) carried to B
-    await a.ovs.addPeer(join(a.runDir, 'peer.sock'), true);
-    await b.ovs.addPeer(join(a.runDir, 'peer.sock'), false);
+    // the peer link (a veth pair between the two generations' namespaces), and A's forwarding
+    // state (fast-failover groups over it) carried to B
+    const [pa, pb] = [`hlp${this.seqNo}a`, `hlp${this.seqNo++}b`];
+    execFileSync('ip', ['link', 'add', pa, 'netns', a.ovs.netns!, 'type', 'veth', 'peer', 'name', pb, 'netns', b.ovs.netns!]);
+    for (const [ns, n] of [[a.ovs.netns!, pa], [b.ovs.netns!, pb]] as const) {
+      execFileSync('ip', ['netns', 'exec', ns, 'sysctl', '-qw', `net.ipv6.conf.${n}.disable_ipv6=1`]);
+      execFileSync('ip', ['-n', ns, 'link', 'set', n, 'up']);
+    }
+    await a.ovs.addPeer(pa);
+    await b.ovs.addPeer(pb);
     await a.ovs.splitL2(vms.map((v, i) => ({ port: i + 1, mac: v.mac })));
     await b.ovs.importState(await a.ovs.exportState());
     const probe = await this.probe({

@@ -250,15 +250,23 @@ export class Ovs {
     await this.ofctl('-O', 'OpenFlow14', '--bundle', 'replace-flows', 'br0', file);
   }
 
-  /** The memif link to the host's other OVS generation (role server on the older one), as
-   * OpenFlow port `ofport`. A path socket, not an abstract one: generations run in network
-   * namespaces of their own. */
-  async addPeer(socket: string, server: boolean, ofport = PEER_OFPORT): Promise<void> {
+  /**
+   * The link to the host's other OVS generation, as OpenFlow port `ofport`: one end of a veth
+   * pair whose other end is in the other generation's namespace, polled by DPDK's af_packet PMD.
+   * (A memif link would skip the kernel, but OVS 3.1's memif port never comes up in the server
+   * role here — as a client of hitless-dp's memif server it does: not yet understood.)
+   */
+  async addPeer(iface: string, ofport = PEER_OFPORT): Promise<void> {
     await this.vsctl(
       'add-port', 'br0', 'peer', '--', 'set', 'Interface', 'peer', 'type=dpdk',
-      `options:dpdk-devargs=net_memif0,role=${server ? 'server' : 'client'},socket=${socket},socket-abstract=no,id=0`,
+      `options:dpdk-devargs=net_af_packet_peer,iface=${iface}`,
       `ofport_request=${ofport}`,
     );
+  }
+
+  /** The network namespace ovs-vswitchd runs in, if its own. */
+  get netns(): string | undefined {
+    return this.opts.netns;
   }
 
   /**

@@ -9,6 +9,7 @@ import { notifier, serve } from './host/server.js';
 import { TrafficMeter } from './host/traffic.js';
 import { ProbeWitness } from './host/probeWitness.js';
 import { HostAgent } from './host/upgrade.js';
+import type { FailoverWatch } from './host/failover.js';
 import { events } from '../../protocol/agent.js';
 
 function usage(): never {
@@ -45,24 +46,9 @@ async function main(): Promise<void> {
     (e: Error) => console.error(`hitless-agent: recovery incomplete: ${e.message}`),
   );
   conn = serve(host, process.stdin, process.stdout);
-  // generation deaths: recorded, and a standby restored, while this agent runs
-  const failovers = await host.watch().catch((e: Error) => {
-    console.error(`hitless-agent: not watching for generation deaths: ${e.message}`);
-    return null;
-  });
-  const beat = setInterval(pushHealth, 2000);
-  beat.unref();
-  // per-VM rates for the console's live view, every second
-  const meter = new TrafficMeter(host);
-  const rates = setInterval(() => {
-    void meter.sample().then(
-      (vms) => {
-        if (vms.length) void conn?.sendNotification(events.traffic.method, { host: cfg.host, t_ms: Date.now(), vms }).catch(() => undefined);
-      },
-      () => undefined,
-    );
-  }, 1000);
-  rates.unref();
+  let failovers: FailoverWatch | null = null;
+  // registered at once: a session that ends while the agent is still starting (ssh host true)
+  // must still end the agent
   conn.onClose(() => {
     conn = null;
     const leave = () => {
@@ -78,6 +64,24 @@ async function main(): Promise<void> {
         leave();
       }
     }, 100);
+  });
+  const beat = setInterval(pushHealth, 2000);
+  beat.unref();
+  // per-VM rates for the console's live view, every second
+  const meter = new TrafficMeter(host);
+  const rates = setInterval(() => {
+    void meter.sample().then(
+      (vms) => {
+        if (vms.length) void conn?.sendNotification(events.traffic.method, { host: cfg.host, t_ms: Date.now(), vms }).catch(() => undefined);
+      },
+      () => undefined,
+    );
+  }, 1000);
+  rates.unref();
+  // generation deaths: recorded, and a standby restored, while this agent runs
+  failovers = await host.watch().catch((e: Error) => {
+    console.error(`hitless-agent: not watching for generation deaths: ${e.message}`);
+    return null;
   });
 }
 

@@ -28,8 +28,8 @@ export interface FailoverHost {
   status(): Promise<UpgradeStatus>;
   notify(s: UpgradeStatus): void;
   serial<T>(fn: () => Promise<T>): Promise<T>;
-  peerSocket(gen: string): string;
   nextGen(release: string): string;
+  startBeside(gen: string, release: string, beside: string | null, uplink: string | undefined): Promise<void>;
 }
 
 type Moved = Extract<KeeperEvent, { event: 'failover/done' }>['data'];
@@ -143,26 +143,10 @@ export async function restore(h: FailoverHost, dead: string, since: bigint): Pro
   h.notify(await h.status());
   try {
     const k = await h.sup.keeper();
-    let peer: { socket: string; server: boolean } | undefined;
-    let survivorUplink: string | null = null;
-    if (survivor) {
-      // the survivor drops its link to the dead one and offers a new one; the replacement joins
-      const s = await h.sup.gen(survivor.gen);
-      survivorUplink = (await s.request(dp.statsShow, {})).uplink?.spec ?? null;
-      await s.request(dp.peerDetach, {}).catch(() => undefined);
-      await s.request(dp.peerAttach, { socket: h.peerSocket(gen), server: true });
-      peer = { socket: h.peerSocket(gen), server: false };
-    }
     // two uplinks: the one the survivor does not use (the dead one's)
+    const survivorUplink = survivor ? ((await (await h.sup.gen(survivor.gen)).request(dp.statsShow, {})).uplink?.spec ?? null) : null;
     const uplink = h.cfg.uplinks.find((u) => u !== survivorUplink) ?? h.cfg.uplinks[0];
-    const ctl = await h.sup.startGen(gen, release, { ...(uplink ? { uplink } : {}), ...(peer ? { peer } : {}) });
-    for (const v of h.vms()) await ctl.request(dp.vmAdd, { vm: v.name, mac: v.mac });
-    if (survivor) {
-      const fdb = await (await h.sup.gen(survivor.gen)).request(dp.fdbExport, {});
-      await ctl.request(dp.fdbImport, { entries: fdb.entries.filter((e) => e.kind === 'learned') });
-    }
-    await k.request(keeper.genAttach, { gen, run_dir: h.sup.genDir(gen) });
-    await k.request(keeper.failoverStandby, { gen });
+    await h.startBeside(gen, release, survivor?.gen ?? null, uplink);
     const took = Number(process.hrtime.bigint() - since) / 1e6;
     // frontends that were let go connect again to the standby (the keeper admits them there)
     let outage: number | null = null;

@@ -174,7 +174,7 @@ export class HostAgent {
     return d;
   }
 
-  peerSocket(target: string): string {
+  private peerSocket(target: string): string {
     return `${this.root}/run/peer-${target}.sock`;
   }
 
@@ -198,27 +198,40 @@ export class HostAgent {
     const gen = this.nextGen(version);
     this.journal.append({ type: 'prepare', gen, release: version, approve, mode, budget: judged });
     this.notify(await this.status());
-    const active = await this.sup.gen(d.active.gen);
-    const k = await this.sup.keeper();
     const uplink = this.cfg.uplinks.length === 2 ? this.cfg.uplinks[(this.journal.entries().filter((e) => e.type === 'start' || e.type === 'committed').length) % 2] : this.cfg.uplinks[0];
-    // the peer link carries traffic between VMs split across the two generations
-    await active.request(dp.peerDetach, {}).catch(() => undefined);
-    await active.request(dp.peerAttach, { socket: this.peerSocket(gen), server: true });
-    const ctl = await this.sup.startGen(gen, version, { ...(uplink ? { uplink } : {}), peer: { socket: this.peerSocket(gen), server: false } });
-    for (const v of this.vms()) await ctl.request(dp.vmAdd, { vm: v.name, mac: v.mac });
-    const fdb = await active.request(dp.fdbExport, {});
-    const learned = fdb.entries.filter((e) => e.kind === 'learned');
-    // a release from before stage layouts does not know an entry's age: give it the entries without
-    await ctl.request(dp.fdbImport, { entries: learned }).catch((e: unknown) => {
-      if (!(e instanceof CtlError && /age_s/.test(e.message))) throw e;
-      return ctl.request(dp.fdbImport, { entries: learned.map(({ mac, kind, port }) => ({ mac, kind, port })) });
-    });
-    await k.request(keeper.genAttach, { gen, run_dir: this.sup.genDir(gen) });
-    await k.request(keeper.failoverStandby, { gen });
+    await this.startBeside(gen, version, d.active.gen, uplink);
+    const k = await this.sup.keeper();
     const { sessions } = await k.request(keeper.sessionList, {});
     for (const s of sessions) if (s.connected && s.movable) await k.request(keeper.sessionPreload, { vm: s.vm, gen });
     this.journal.append({ type: 'prepared' });
     this.notify(await this.status());
+  }
+
+  /**
+   * Start generation gen of release beside the one running (its peer link offered by that one,
+   * its learned FDB carried over), attached to the keeper as the standby: for a prepare, and for
+   * a replacement after a death (failover.ts; with nothing beside it when none runs).
+   */
+  async startBeside(gen: string, release: string, beside: string | null, uplink: string | undefined): Promise<void> {
+    const k = await this.sup.keeper();
+    const other = beside ? await this.sup.gen(beside) : null;
+    if (other) {
+      // the peer link carries traffic between VMs split across the two generations
+      await other.request(dp.peerDetach, {}).catch(() => undefined);
+      await other.request(dp.peerAttach, { socket: this.peerSocket(gen), server: true });
+    }
+    const ctl = await this.sup.startGen(gen, release, { ...(uplink ? { uplink } : {}), ...(other ? { peer: { socket: this.peerSocket(gen), server: false } } : {}) });
+    for (const v of this.vms()) await ctl.request(dp.vmAdd, { vm: v.name, mac: v.mac });
+    if (other) {
+      const learned = (await other.request(dp.fdbExport, {})).entries.filter((e) => e.kind === 'learned');
+      // a release from before stage layouts does not know an entry's age: give it the entries without
+      await ctl.request(dp.fdbImport, { entries: learned }).catch((e: unknown) => {
+        if (!(e instanceof CtlError && /age_s/.test(e.message))) throw e;
+        return ctl.request(dp.fdbImport, { entries: learned.map(({ mac, kind, port }) => ({ mac, kind, port })) });
+      });
+    }
+    await k.request(keeper.genAttach, { gen, run_dir: this.sup.genDir(gen) });
+    await k.request(keeper.failoverStandby, { gen });
   }
 
   /** Move one VM to gen (the target, or back to the active one) and measure the switch: the

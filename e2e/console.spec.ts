@@ -270,7 +270,7 @@ test('swap campaign: the agent chooses an in-place stage swap for h2, predicted 
   // the agent: same generation, 1.1.0's stage on 1.0.0's core, every VM measured as a swap with nothing dropped
   const st = await fromAgent('h2', (a) => a.request(agent.upgradeStatus, {}));
   expect(st.mode).toBe('swap');
-  expect(st.active).toEqual({ gen, release: '1.1.0', core: '1.0.0' });
+  expect(st.active).toEqual({ gen, release: '1.1.0', core: '1.0.0', kind: 'hitless-dp' });
   expect(st.vms.every((v) => v.serving === gen)).toBe(true);
   const hist = await fromAgent('h2', (a) => a.request(agent.upgradeHistory, {}));
   const swaps = hist.switches.filter((x) => x.measurement?.mode === 'swap');

@@ -3,7 +3,7 @@
 // console import. Pure: no node, electron or DOM imports, so the renderer can use it too.
 import { z } from 'zod';
 import { Budget, Measurement } from './measure.js';
-import { ReleaseManifest, UpgradeMode } from './files.js';
+import { DatapathKind, ReleaseManifest, UpgradeMode } from './files.js';
 import { Name, Version } from './names.js';
 import { notification, request } from './rpc.js';
 
@@ -13,7 +13,13 @@ export const UpgradeState = z.enum(['idle', 'preparing', 'switching', 'committin
 export type UpgradeState = z.infer<typeof UpgradeState>;
 
 /** core: the release whose process core runs the generation (differs after a swap) */
-export const GenRef = z.object({ gen: z.string(), release: z.string(), core: z.string().optional() });
+export const GenRef = z.object({
+  gen: z.string(),
+  release: z.string(),
+  core: z.string().optional(),
+  /** what runs it (absent: hitless-dp, as every agent from before datapath kinds ran) */
+  kind: DatapathKind.optional(),
+});
 
 export const VmStatus = z.object({
   vm: z.string(),

@@ -16,9 +16,14 @@ const absPath = z.string().startsWith('/', 'an absolute path');
 export const UpgradeMode = z.enum(['handoff', 'swap']);
 export type UpgradeMode = z.infer<typeof UpgradeMode>;
 
-export const ReleaseManifest = z
+/** What runs a release's generations: Hitless's own datapath, or stock OVS-DPDK (DESIGN §12). */
+export const DatapathKind = z.enum(['hitless-dp', 'ovs-dpdk']);
+export type DatapathKind = z.infer<typeof DatapathKind>;
+
+const HitlessDpManifest = z
   .object({
     release: Version,
+    kind: z.literal('hitless-dp'),
     /** digest of the process core's sources and its DPDK: equal cores can swap stages */
     core: z.string().regex(/^[0-9a-f]{16}$/, 'a 16-digit hex digest'),
     dpdk: z.string().min(1),
@@ -26,6 +31,27 @@ export const ReleaseManifest = z
     modes: z.array(UpgradeMode).min(1),
   })
   .strict();
+
+/** An OVS-DPDK release: bin/ovs-vswitchd (unmodified), handed VMs by the keeper. */
+const OvsDpdkManifest = z
+  .object({
+    release: Version,
+    kind: z.literal('ovs-dpdk'),
+    /** the version ovs-vswitchd reports, and the DPDK it was built with */
+    ovs: z.string().min(1),
+    dpdk: z.string().min(1),
+    modes: z.array(z.literal('handoff')).min(1),
+  })
+  .strict();
+
+export type HitlessDpManifest = z.infer<typeof HitlessDpManifest>;
+export type OvsDpdkManifest = z.infer<typeof OvsDpdkManifest>;
+
+/** release.json. A manifest without a kind is hitless-dp's (written before kinds existed). */
+export const ReleaseManifest = z.preprocess(
+  (v) => (v !== null && typeof v === 'object' && !Array.isArray(v) && !('kind' in v) ? { ...v, kind: 'hitless-dp' } : v),
+  z.discriminatedUnion('kind', [HitlessDpManifest, OvsDpdkManifest]),
+);
 export type ReleaseManifest = z.infer<typeof ReleaseManifest>;
 
 export const VmEntry = z

@@ -7,8 +7,9 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { AgentClient } from '../agent/src/client/agentClient.js';
 import { CtlClient } from '../agent/src/native/ctlClient.js';
+import { Ovs } from '../agent/src/native/ovs.js';
 import { events, type TrafficVm } from '../protocol/agent.js';
-import { type ReleaseManifest } from '../protocol/files.js';
+import { ReleaseManifest } from '../protocol/files.js';
 import { type Measurement } from '../protocol/measure.js';
 import { dp } from '../protocol/native/dp.js';
 import { datapathDrops } from './lossReport.js';
@@ -21,7 +22,12 @@ export interface HostExtra {
   /** the VMs' frontends are vhost-user servers (QEMU server=on): the keeper connects to them */
   frontendServers?: boolean;
   restoreStandby?: boolean;
+  /** releases 1.0.0 and 1.1.0 of stock OVS-DPDK (Debian's ovs-vswitchd) instead of hitless-dp */
+  ovs?: boolean;
 }
+
+/** Debian's DPDK build of ovs-vswitchd: the binary of the OVS-DPDK test releases. */
+export const OVS_VSWITCHD = '/usr/lib/openvswitch-switch-dpdk/ovs-vswitchd-dpdk';
 
 /** Where a frontend that is the server listens. */
 export function frontendSocket(root: string, vm: string): string {
@@ -35,8 +41,15 @@ export function frontendSocket(root: string, vm: string): string {
  */
 export function hostRoot(bed: Testbed, name: string, vms: number, manifests = false, extra: HostExtra = {}): string {
   const root = join(bed.dir, name);
-  const built = JSON.parse(readFileSync(join(repo, 'native/build/release.json'), 'utf8')) as ReleaseManifest;
-  for (const v of manifests ? ['1.0.0', '1.1.0', '1.2.0'] : ['1.0.0', '1.1.0']) {
+  const built = ReleaseManifest.parse(JSON.parse(readFileSync(join(repo, 'native/build/release.json'), 'utf8')));
+  if (built.kind !== 'hitless-dp') throw new Error('native/build/release.json is not a hitless-dp manifest');
+  for (const v of extra.ovs ? ['1.0.0', '1.1.0'] : []) {
+    mkdirSync(join(root, 'releases', v, 'bin'), { recursive: true });
+    symlinkSync(OVS_VSWITCHD, join(root, 'releases', v, 'bin', 'ovs-vswitchd'));
+    const m: ReleaseManifest = { release: v, kind: 'ovs-dpdk', ovs: '3.1', dpdk: '22.11', modes: ['handoff'] };
+    writeFileSync(join(root, 'releases', v, 'release.json'), JSON.stringify(m));
+  }
+  for (const v of extra.ovs ? [] : manifests ? ['1.0.0', '1.1.0', '1.2.0'] : ['1.0.0', '1.1.0']) {
     const layout1 = manifests && v === '1.0.0';
     mkdirSync(join(root, 'releases', v, 'bin'), { recursive: true });
     symlinkSync(nativeBin('hitless-dp'), join(root, 'releases', v, 'bin', 'hitless-dp'));
@@ -118,6 +131,8 @@ export function execKill(dir: string): void {
     for (const e of readdirSync(d, { withFileTypes: true })) {
       const p = join(d, e.name);
       if (e.isDirectory()) walk(p);
+      // an OVS-DPDK generation: its ovsdb-server, namespace and hugepages too
+      else if (e.name === 'ovs.json') Ovs.at(d).stopSync();
       else if (e.name === 'dp.pid' || e.name === 'keeper.pid') {
         try {
           process.kill(Number(readFileSync(p, 'utf8').trim()), 'SIGKILL');

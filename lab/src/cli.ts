@@ -3,7 +3,7 @@
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { LabSpec, MAX_HOSTS, MAX_VMS, VM_KINDS } from './fleet.js';
-import { DEFAULT_BUILD_DIR, DEFAULT_DIR, DEFAULT_PREFIX, down, healthy, status, statusTable, up } from './lab.js';
+import { DEFAULT_BUILD_DIR, DEFAULT_DIR, DEFAULT_PREFIX, down, healthy, status, statusTable, unhealthy, up } from './lab.js';
 import { DEFAULT_PPS } from './run.js';
 import { LabError } from './sys.js';
 
@@ -90,6 +90,7 @@ async function main(argv: string[]): Promise<number> {
   if (cmd === 'status') {
     const hosts = await status(dir);
     console.log(values.json ? JSON.stringify({ dir, hosts }, null, 2) : statusTable(hosts));
+    for (const h of hosts) if (!healthy(h)) console.error(`${h.name}: ${unhealthy(h).join('; ')}`);
     return hosts.every(healthy) ? 0 : 1;
   }
   await down({ dir, prefix: values.prefix });

@@ -142,6 +142,7 @@ test('up: each host answers SSH with its pinned key, inside its own namespace, w
     }
     // the manifests say the two releases share a core; 1.0.0's stage is at layout 1, 1.1.0's at 2
     const [m0, m1] = ['1.0.0', '1.1.0'].map((r) => ReleaseManifest.parse(JSON.parse(readFileSync(`${h.root}/releases/${r}/release.json`, 'utf8'))));
+    assert.ok(m0!.kind === 'hitless-dp' && m1!.kind === 'hitless-dp');
     assert.equal(m0!.core, m1!.core);
     assert.deepEqual([m0!.release, m0!.fwd.layout, m1!.release, m1!.fwd.layout], ['1.0.0', 1, '1.1.0', 2]);
     for (const bin of ['hitless-keeper', 'hitless-probe', 'hitless-agent']) {

@@ -10,7 +10,7 @@ import { buildReleases, installedReleases, installHost } from './install.js';
 import { labResources, networkDown, networkUp } from './net.js';
 import { runningSshd, SSHD, sshUp } from './ssh.js';
 import { DEFAULT_PPS, filePrefixOf, removeDpdkDirs, runStatus, startGuests, startHost, startProbe, type GuestOf, type RunStatus } from './run.js';
-import { cmdline, killPids, LabError, netnsList, pidAlive, readPid, tryRun } from './sys.js';
+import { cmdline, killPids, LabError, netnsList, pidAlive, readPid, tryRun, type RunResult } from './sys.js';
 
 export const DEFAULT_DIR = '/var/tmp/hitless-lab';
 export const DEFAULT_BUILD_DIR = '/var/tmp/hitless-lab-build';
@@ -122,7 +122,15 @@ export interface HostStatus extends RunStatus {
   netns: boolean;
   sshd: number | null;
   ssh: boolean;
+  /** Why `ssh HOST true` failed: its last stderr line, or the timeout. */
+  ssh_error: string | null;
   releases: string[];
+}
+
+const SSH_CHECK_MS = 20_000;
+
+function sshError(r: RunResult): string {
+  return r.stderr.trim().split('\n').pop()?.trim() || `exit ${r.code}`;
 }
 
 /** What is wrong with a lab host (empty: healthy). */
@@ -130,7 +138,7 @@ export function unhealthy(h: HostStatus): string[] {
   return [
     ...(h.netns ? [] : ['no network namespace']),
     ...(h.sshd !== null ? [] : ['no sshd']),
-    ...(h.ssh ? [] : ['ssh does not answer']),
+    ...(h.ssh ? [] : [`ssh does not answer: ${h.ssh_error ?? 'unknown'}`]),
     ...(h.releases.length > 0 ? [] : ['no release installed']),
     ...(h.agent_error ? [`agent: ${h.agent_error}`] : h.active !== null ? [] : ['no active generation']),
     ...(h.keeper || h.agent_error ? [] : ['keeper not running']),
@@ -175,7 +183,8 @@ export async function status(dir: string): Promise<HostStatus[]> {
     fleet.hosts.map(async (h) => {
       const pid = runningSshd(paths.host(h.name));
       const [ssh, run] = await Promise.all([
-        tryRun('ssh', ['-F', fleet.ssh_config, '-o', 'BatchMode=yes', '-o', 'ConnectTimeout=3', h.name, 'true'], { timeoutMs: 5000 }),
+        // generous: on a loaded 2-core machine the handshake competes with busy-polling processes
+        tryRun('ssh', ['-F', fleet.ssh_config, '-o', 'BatchMode=yes', '-o', 'ConnectTimeout=10', h.name, 'true'], { timeoutMs: SSH_CHECK_MS }),
         runStatus(h, guest),
       ]);
       return {
@@ -184,6 +193,7 @@ export async function status(dir: string): Promise<HostStatus[]> {
         netns: namespaces.includes(h.netns),
         sshd: pid !== undefined && inNamespace(pid, h.netns) ? pid : null,
         ssh: ssh.code === 0,
+        ssh_error: ssh.code === 0 ? null : sshError(ssh),
         releases: installedReleases(h.root),
         ...run,
       };

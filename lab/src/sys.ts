@@ -16,7 +16,8 @@ export function tryRun(cmd: string, args: string[], opts: { timeoutMs?: number; 
   return new Promise((resolve) => {
     const child = execFile(cmd, args, { timeout: opts.timeoutMs ?? 60_000, maxBuffer: 16 << 20 }, (err, stdout, stderr) => {
       const code = err ? (typeof err.code === 'number' ? err.code : 127) : 0;
-      resolve({ code, stdout: String(stdout), stderr: String(stderr) || (err && code === 127 ? err.message : '') });
+      const timedOut = err?.killed === true ? `\n${cmd}: no answer within ${(opts.timeoutMs ?? 60_000) / 1000} s` : '';
+      resolve({ code, stdout: String(stdout), stderr: (String(stderr) || (err && code === 127 && !timedOut ? err.message : '')) + timedOut });
     });
     if (opts.input !== undefined) child.stdin?.end(opts.input);
   });

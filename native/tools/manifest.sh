@@ -10,5 +10,5 @@ shift 6
 abi=$(sed -n 's/^#define HITLESS_FWD_ABI \([0-9][0-9]*\).*/\1/p' "$header")
 core=$( { echo "dpdk $dpdk"; cat "$header" "$@"; } | sha256sum | cut -c1-16)
 list=$(printf '%s' "$modes" | sed 's/[^,][^,]*/"&"/g')
-printf '{"release":"%s","core":"%s","dpdk":"%s","fwd":{"abi":%s,"layout":%s},"modes":[%s]}\n' \
+printf '{"release":"%s","kind":"hitless-dp","core":"%s","dpdk":"%s","fwd":{"abi":%s,"layout":%s},"modes":[%s]}\n' \
   "$release" "$core" "$dpdk" "$abi" "$layout" "$list" > "$out"

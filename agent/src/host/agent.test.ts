@@ -145,7 +145,7 @@ describe('hitless-agent', () => {
       await a.client.request(agent.upgradeSwitch, { vms: ['v1', 'v2', 'v3'] });
       st = await a.client.request(agent.upgradeCommit, {});
       assert.equal(st.last_outcome, 'committed');
-      assert.deepEqual(st.active, { gen, release: '1.1.0', core: '1.0.0' });
+      assert.deepEqual(st.active, { gen, release: '1.1.0', core: '1.0.0', kind: 'hitless-dp' });
       assert.equal((await a.client.request(agent.genList, {})).gens.find((g) => g.gen === gen)!.pid, pid, 'the same process throughout');
       assert.equal((await ctl.request(dp.libInfo, {})).stage.path, join(root, 'releases', '1.1.0', 'bin', 'hitless-fwd-l2.so'));
       // a swap prepared and then aborted leaves nothing loaded ahead
@@ -236,7 +236,7 @@ describe('hitless-agent', () => {
       // the operator goes on from there
       await c.client.request(agent.upgradeSwitch, { vms: ['v1', 'v2'] });
       st = await c.client.request(agent.upgradeCommit, {});
-      assert.deepEqual(st.active, { gen, release: '1.1.0', core: '1.0.0' });
+      assert.deepEqual(st.active, { gen, release: '1.1.0', core: '1.0.0', kind: 'hitless-dp' });
     } finally {
       ctl.close();
     }

@@ -2,7 +2,7 @@
 // The VM inventory sits behind an interface so libvirt discovery can replace the file later.
 import { accessSync, constants, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { AgentConfig, ReleaseManifest, type VmEntry } from '../../../protocol/files.js';
+import { AgentConfig, DatapathKind, ReleaseManifest, type VmEntry } from '../../../protocol/files.js';
 import { Version } from '../../../protocol/names.js';
 
 export interface VmInventory {
@@ -34,7 +34,7 @@ export class ConfigInventory implements VmInventory {
 }
 
 /** A release's manifest, or why it has none usable (the release is then handoff-only). */
-export function readManifest(root: string, version: string): { manifest: ReleaseManifest | null; error?: string } {
+export function readManifest(root: string, version: string): { manifest: ReleaseManifest | null; error?: string; unknown_kind?: true } {
   const path = join(root, 'releases', version, 'release.json');
   let raw: unknown;
   try {
@@ -42,6 +42,9 @@ export function readManifest(root: string, version: string): { manifest: Release
   } catch (e) {
     return { manifest: null, error: `${path}: ${(e as Error).message}` };
   }
+  const kind = (raw as { kind?: unknown } | null)?.kind;
+  if (kind !== undefined && !DatapathKind.safeParse(kind).success)
+    return { manifest: null, unknown_kind: true, error: `${path}: kind: unknown datapath kind ${JSON.stringify(kind)} (this agent runs ${DatapathKind.options.join(', ')})` };
   const r = ReleaseManifest.safeParse(raw);
   if (!r.success) {
     const i = r.error.issues[0]!;
@@ -56,8 +59,10 @@ export function stagePath(root: string, version: string): string {
   return join(root, 'releases', version, 'bin', 'hitless-fwd-l2.so');
 }
 
-/** Installed releases: <root>/releases/<version>/bin/{hitless-dp,hitless-fwd-l2.so}, release.json. */
-export function listReleases(root: string): { version: string; path: string; manifest: ReleaseManifest | null; manifest_error?: string }[] {
+/** Installed releases: <root>/releases/<version>/ with release.json and the binaries of its
+ * kind: bin/{hitless-dp,hitless-fwd-l2.so} (hitless-dp, also when it has no manifest) or
+ * bin/ovs-vswitchd (ovs-dpdk). */
+export function listReleases(root: string): { version: string; path: string; manifest: ReleaseManifest | null; manifest_error?: string; unknown_kind?: true }[] {
   let names: string[] = [];
   try {
     names = readdirSync(join(root, 'releases'));
@@ -65,18 +70,26 @@ export function listReleases(root: string): { version: string; path: string; man
     return [];
   }
   return names
-    .filter((v) => Version.safeParse(v).success && releaseComplete(root, v))
+    .filter((v) => Version.safeParse(v).success)
     .sort()
     .map((version) => {
       const m = readManifest(root, version);
-      return { version, path: join(root, 'releases', version), manifest: m.manifest, ...(m.error ? { manifest_error: m.error } : {}) };
-    });
+      return { version, path: join(root, 'releases', version), manifest: m.manifest, ...(m.error ? { manifest_error: m.error } : {}), ...(m.unknown_kind ? { unknown_kind: m.unknown_kind } : {}) };
+    })
+    // one of a kind this agent does not know stays listed, so that its error is seen
+    .filter((r) => r.unknown_kind || releaseComplete(r.path, r.manifest?.kind ?? 'hitless-dp'));
 }
 
-function releaseComplete(root: string, version: string): boolean {
+function releaseComplete(dir: string, kind: DatapathKind): boolean {
+  const need: [string, number][] =
+    kind === 'ovs-dpdk'
+      ? [['ovs-vswitchd', constants.X_OK]]
+      : [
+          ['hitless-dp', constants.X_OK],
+          ['hitless-fwd-l2.so', constants.R_OK],
+        ];
   try {
-    accessSync(join(root, 'releases', version, 'bin', 'hitless-dp'), constants.X_OK);
-    accessSync(join(root, 'releases', version, 'bin', 'hitless-fwd-l2.so'), constants.R_OK);
+    for (const [f, mode] of need) accessSync(join(dir, 'bin', f), mode);
     return true;
   } catch {
     return false;

@@ -6,13 +6,13 @@
 // serving, with every session pre-loaded on it and designated the keeper's standby. Until it
 // runs, the host is *exposed*: a further crash has nowhere to go.
 import { keeper, KeeperEvent } from '../../../protocol/native/keeper.js';
-import { dp } from '../../../protocol/native/dp.js';
 import type { AgentConfig } from '../../../protocol/files.js';
 import type { UpgradeStatus } from '../../../protocol/agent.js';
 import type { CtlClient, CtlEvent } from '../native/ctlClient.js';
 import type { Derived, GenRef } from './derive.js';
 import type { Journal } from './journal.js';
 import { alive, type Supervisor } from './supervisor.js';
+import type { Datapath } from './datapath.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 /** how long a restore waits for frontends that were let go to connect again */
@@ -30,6 +30,8 @@ export interface FailoverHost {
   serial<T>(fn: () => Promise<T>): Promise<T>;
   nextGen(release: string): string;
   startBeside(gen: string, release: string, beside: string | null, uplink: string | undefined): Promise<void>;
+  datapath(release: string): Datapath;
+  retire(gen: string, stays: string | null): Promise<void>;
 }
 
 type Moved = Extract<KeeperEvent, { event: 'failover/done' }>['data'];
@@ -144,7 +146,7 @@ export async function restore(h: FailoverHost, dead: string, since: bigint): Pro
   try {
     const k = await h.sup.keeper();
     // two uplinks: the one the survivor does not use (the dead one's)
-    const survivorUplink = survivor ? ((await (await h.sup.gen(survivor.gen)).request(dp.statsShow, {})).uplink?.spec ?? null) : null;
+    const survivorUplink = survivor ? await h.datapath(survivor.release).uplink(survivor.gen) : null;
     const uplink = h.cfg.uplinks.find((u) => u !== survivorUplink) ?? h.cfg.uplinks[0];
     await h.startBeside(gen, release, survivor?.gen ?? null, uplink);
     const took = Number(process.hrtime.bigint() - since) / 1e6;
@@ -165,6 +167,9 @@ export async function restore(h: FailoverHost, dead: string, since: bigint): Pro
     }
     // the dead one is forgotten once no VM waits for it (a VM let go comes back to the standby)
     await k.request(keeper.genDetach, { gen: dead }).catch(() => undefined);
+    // what the dead one held (an OVS generation's ovsdb-server, namespace and hugepages) goes
+    // (the survivor's link to it was replaced by the new one's)
+    await h.retire(dead, null);
     const { sessions } = await k.request(keeper.sessionList, {});
     for (const s of sessions) if (s.connected && s.movable && s.serving !== gen) await k.request(keeper.sessionPreload, { vm: s.vm, gen }).catch(() => undefined);
     h.journal.append({ type: 'restored', gen, replaces: dead, took_ms: took, outage_ms: outage });

@@ -2,11 +2,12 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { figures, type Measurement } from '../../../protocol/measure.js';
-import type { ReleaseManifest } from '../../../protocol/files.js';
+import type { HitlessDpManifest, OvsDpdkManifest } from '../../../protocol/files.js';
 import { BENCH, judgeModes, type ModeFacts } from './modes.js';
 
-const man = (release: string, over: Partial<ReleaseManifest> = {}): ReleaseManifest => ({
+const man = (release: string, over: Partial<HitlessDpManifest> = {}): HitlessDpManifest => ({
   release,
+  kind: 'hitless-dp',
   core: 'a1b2c3d4e5f60718',
   dpdk: '22.11.11',
   fwd: { abi: 2, layout: 2 },
@@ -72,4 +73,29 @@ test('swap is refused, with the reason, for every mismatch; handoff remains', ()
   // a release that offers swap only: handoff is not available
   const only = judgeModes(facts({ target: { release: '1.1.0', manifest: man('1.1.0', { modes: ['swap'] }) } }));
   assert.equal(only.modes.find((m) => m.mode === 'handoff')!.available, false);
+});
+
+const ovs = (release: string): OvsDpdkManifest => ({ release, kind: 'ovs-dpdk', ovs: '3.1.0', dpdk: '22.11.11', modes: ['handoff'] });
+
+test('an OVS-DPDK host is upgraded by handoff only, and the plan says why swap is not offered', () => {
+  const j = judgeModes(facts({ core: { release: '1.0.0', manifest: ovs('1.0.0') }, target: { release: '1.1.0', manifest: ovs('1.1.0') }, stage: null }));
+  const [handoff, swap] = [j.modes.find((m) => m.mode === 'handoff')!, j.modes.find((m) => m.mode === 'swap')!];
+  assert.equal(handoff.available, true);
+  assert.match(handoff.reason, /1\.1\.0 generation \(ovs-dpdk\) starts beside the running one/);
+  assert.equal(swap.available, false);
+  assert.match(swap.reason, /an OVS-DPDK generation has no such stage: handoff only/);
+  assert.equal(j.recommended, 'handoff');
+});
+
+test('a release of another datapath kind is refused by both modes, with the kinds named', () => {
+  for (const [core, target] of [
+    [man('1.0.0'), ovs('1.1.0')],
+    [ovs('1.0.0'), man('1.1.0')],
+  ] as const) {
+    const j = judgeModes(facts({ core: { release: '1.0.0', manifest: core }, target: { release: '1.1.0', manifest: target } }));
+    const handoff = j.modes.find((m) => m.mode === 'handoff')!;
+    assert.equal(handoff.available, false);
+    assert.match(handoff.reason, new RegExp(`the host runs ${core.kind} and 1\\.1\\.0 is ${target.kind}: a handoff between datapath kinds is not supported`));
+    assert.equal(j.modes.find((m) => m.mode === 'swap')!.available, false);
+  }
 });

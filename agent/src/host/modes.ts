@@ -43,8 +43,10 @@ function swapRefusal(f: ModeFacts): string | null {
   const t = f.target.manifest;
   const c = f.core.manifest;
   if (!t) return `release ${f.target.release} has no usable manifest (${f.target.error ?? 'none'}): handoff only`;
+  if (t.kind !== 'hitless-dp' || (c && c.kind !== 'hitless-dp'))
+    return `swap replaces hitless-dp's forwarding stage in place; an OVS-DPDK generation has no such stage: handoff only`;
   if (!t.modes.includes('swap')) return `release ${f.target.release} does not offer swap (its manifest lists ${t.modes.join(', ')})`;
-  if (!c) return `the running core's release ${f.core.release} has no usable manifest, so a matching core cannot be shown: handoff only`;
+  if (!c || c.kind !== 'hitless-dp') return `the running core's release ${f.core.release} has no usable manifest, so a matching core cannot be shown: handoff only`;
   if (t.core !== c.core)
     return `release ${f.target.release} changes the datapath core (${c.core} running, ${t.core} in ${f.target.release}): the process must be replaced, by handoff`;
   if (t.dpdk !== c.dpdk) return `release ${f.target.release} is built with DPDK ${t.dpdk}; the running core with ${c.dpdk}`;
@@ -54,23 +56,29 @@ function swapRefusal(f: ModeFacts): string | null {
   return null;
 }
 
+/** The kind a release runs as (a release without a manifest is hitless-dp's). */
+const kindOf = (r: ReleaseFacts) => r.manifest?.kind ?? 'hitless-dp';
+
 export function judgeModes(f: ModeFacts): { modes: ModeOption[]; recommended: UpgradeMode } {
   const t = f.target.manifest;
-  const handoffOk = !t || t.modes.includes('handoff');
+  const kindChange = kindOf(f.core) !== kindOf(f.target);
+  const handoffOk = !kindChange && (!t || (t.modes as string[]).includes('handoff'));
   const handoffOwn = f.history.flatMap((m) => (m.mode === 'handoff' && m.passive_gap_us !== null ? [m.passive_gap_us] : []));
   const handoff: ModeOption = {
     mode: 'handoff',
     available: handoffOk,
     reason: handoffOk
-      ? `a ${f.target.release} generation starts beside the running one; each VM's vhost-user session is handed to it, one VM at a time`
-      : `release ${f.target.release} does not offer handoff (its manifest lists ${t!.modes.join(', ')})`,
+      ? `a ${f.target.release} generation (${kindOf(f.target)}) starts beside the running one; each VM's vhost-user session is handed to it, one VM at a time`
+      : kindChange
+        ? `the host runs ${kindOf(f.core)} and ${f.target.release} is ${kindOf(f.target)}: a handoff between datapath kinds is not supported (VMs split across them would have no link to each other)`
+        : `release ${f.target.release} does not offer handoff (its manifest lists ${t!.modes.join(', ')})`,
     predicted_break_us: handoffOwn.length >= OWN_HISTORY_MIN ? median(handoffOwn) : BENCH.handoffGapUs,
     basis: handoffOwn.length >= OWN_HISTORY_MIN ? `median datapath gap of ${handoffOwn.length} handoffs on this host` : 'bench/run handoff (receive gap p50)',
     approvals: 'per-vm',
   };
 
   const refusal = swapRefusal(f);
-  const layoutChange = f.stage !== null && t !== null && t.fwd.layout !== f.stage.layout;
+  const layoutChange = f.stage !== null && t !== null && t.kind === 'hitless-dp' && t.fwd.layout !== f.stage.layout;
   // one figure per swap (its VMs share it), and only swaps that converted nothing: a layout
   // change is predicted from its table size instead
   const swapOwn = [
@@ -78,14 +86,15 @@ export function judgeModes(f: ModeFacts): { modes: ModeOption[]; recommended: Up
       f.history.filter((m) => m.mode === 'swap' && !m.anomalies.some((a) => a.startsWith('FDB state layout'))).map((m) => [m.t_ns, m.window_us]),
     ).values(),
   ];
+  const hd = t?.kind === 'hitless-dp' ? t : null; // whenever swap is available
   const modelled = BENCH.swapWindowUs + (layoutChange ? BENCH.swapPerEntryUs * f.fdbEntries : 0);
   const swap: ModeOption = {
     mode: 'swap',
     available: refusal === null,
     reason:
       refusal ??
-      `same core (${t!.core}) and DPDK ${t!.dpdk}: ${f.target.release}'s forwarding stage replaces the running one in place, every VM at once` +
-        (layoutChange ? `, converting ${f.fdbEntries} FDB entries from state layout ${f.stage!.layout} to ${t!.fwd.layout}` : ''),
+      `same core (${hd?.core}) and DPDK ${hd?.dpdk}: ${f.target.release}'s forwarding stage replaces the running one in place, every VM at once` +
+        (layoutChange ? `, converting ${f.fdbEntries} FDB entries from state layout ${f.stage!.layout} to ${hd?.fwd.layout}` : ''),
     predicted_break_us: Math.round((!layoutChange && swapOwn.length >= OWN_HISTORY_MIN ? median(swapOwn) : modelled) * 100) / 100,
     basis:
       !layoutChange && swapOwn.length >= OWN_HISTORY_MIN

@@ -9,6 +9,7 @@ import { dp } from '../../../protocol/native/dp.js';
 import { CtlError } from '../native/ctlClient.js';
 import type { AgentConfig } from '../../../protocol/files.js';
 import { readManifest, stagePath } from './config.js';
+import { kindOf } from './datapath.js';
 import { AgentFailure, type Approve, type Derived, type GenRef } from './derive.js';
 import type { Journal } from './journal.js';
 import { judgeModes } from './modes.js';
@@ -40,6 +41,8 @@ export async function planModes(h: SwapHost, version: string): Promise<UpgradePl
   let fdbEntries = 0;
   let stageRefusal: string | null = null;
   try {
+    // only hitless-dp has a forwarding stage to ask about
+    if (kindOf(h.root, d.active.release) !== 'hitless-dp') throw new Error('no stage');
     const ctl = await h.sup.gen(d.active.gen);
     const lib = await ctl.request(dp.libInfo, {});
     stage = { layout: lib.stage.layout, abi: lib.abi };
@@ -50,7 +53,7 @@ export async function planModes(h: SwapHost, version: string): Promise<UpgradePl
       (e: Error) => (e instanceof CtlError && e.code === 'already-running' ? null : e.message),
     );
   } catch {
-    /* an older datapath without lib/info: swap is judged unavailable */
+    /* an OVS-DPDK generation, or an older datapath without lib/info: swap is judged unavailable */
   }
   const history = h.journal.entries().flatMap((e) =>
     e.type === 'switched' && e.measurement ? [e.measurement] : e.type === 'swapped' ? (e.measurements ?? []) : [],

@@ -4,7 +4,7 @@
 // generation stopping) never shows as a negative or doubled rate: a delta is only taken for a
 // generation seen in both samples, and an interval in which a generation went gives no rate.
 import type { TrafficVm } from '../../../protocol/agent.js';
-import { dp, type Stats } from '../../../protocol/native/dp.js';
+import type { GenRef } from './derive.js';
 import type { HostAgent } from './upgrade.js';
 
 interface Counters {
@@ -18,24 +18,15 @@ export class TrafficMeter {
 
   constructor(private readonly host: HostAgent) {}
 
-  private static counters(s: Stats): Map<string, Counters> {
-    const m = new Map<string, Counters>();
-    for (const [vm, v] of Object.entries(s.vms)) {
-      const d = v.drops;
-      m.set(vm, { rx: v.tx_pkts, tx: v.rx_pkts, drops: d.ring_full + d.no_dest + d.not_ready + d.stalled });
-    }
-    return m;
-  }
-
   /** Rates since the previous call (empty on the first). */
   async sample(): Promise<TrafficVm[]> {
     const d = this.host.d;
-    const gens = [d.active?.gen, d.target?.gen].filter((g): g is string => !!g && this.host.sup.genAlive(g));
+    const gens = [d.active, d.target].filter((g): g is GenRef => !!g && this.host.sup.genAlive(g.gen));
     const now = new Map<string, { t: number; vms: Map<string, Counters> }>();
-    for (const g of gens) {
+    for (const g of new Map(gens.map((x) => [x.gen, x])).values()) {
       try {
-        const s = await (await this.host.sup.gen(g)).request(dp.statsShow, {});
-        now.set(g, { t: performance.now(), vms: TrafficMeter.counters(s) });
+        const c = await this.host.datapath(g.release).counters(g.gen);
+        now.set(g.gen, { t: performance.now(), vms: new Map([...c].map(([vm, v]) => [vm, { rx: v.tx, tx: v.rx, drops: v.drops }])) });
       } catch {
         /* the generation is going away: it is left out of this sample */
       }

@@ -16,8 +16,8 @@ import type { AgentConfig, UpgradeMode, VmEntry } from '../../../protocol/files.
 import { figures, judge, type Budget, type MeasuredParts, type Measurement } from '../../../protocol/measure.js';
 import { dp } from '../../../protocol/native/dp.js';
 import { keeper } from '../../../protocol/native/keeper.js';
-import { CtlError } from '../native/ctlClient.js';
 import { ConfigInventory, listReleases, stagePath, type VmInventory } from './config.js';
+import { datapathOf, kindOf, type Datapath } from './datapath.js';
 import { AgentFailure, derive, type Approve, type Derived, type GenRef } from './derive.js';
 import { Journal } from './journal.js';
 import { planModes, prepareSwap, swapStage } from './stageSwap.js';
@@ -88,8 +88,10 @@ export class HostAgent {
   }
 
   release(version: string): string {
-    if (!listReleases(this.root).some((r) => r.version === version))
-      throw new AgentFailure('unknown-release', `release ${version} is not installed under ${this.root}/releases`);
+    const r = listReleases(this.root).find((x) => x.version === version);
+    if (!r) throw new AgentFailure('unknown-release', `release ${version} is not installed under ${this.root}/releases`);
+    // never started as something it may not be
+    if (r.unknown_kind) throw new AgentFailure('unknown-release', `release ${version} cannot run here: ${r.manifest_error}`);
     return version;
   }
 
@@ -108,15 +110,29 @@ export class HostAgent {
     const gen = this.nextGen(version);
     this.journal.append({ type: 'start', gen, release: version });
     const k = await this.sup.keeper();
-    const ctl = await this.sup.startGen(gen, version, this.cfg.uplinks[0] ? { uplink: this.cfg.uplinks[0] } : {});
-    await k.request(keeper.genAttach, { gen, run_dir: this.sup.genDir(gen) });
+    await this.datapath(version).start({ gen, release: version, uplink: this.cfg.uplinks[0], beside: null, vms: this.vms() });
     for (const v of this.vms()) {
-      await ctl.request(dp.vmAdd, { vm: v.name, mac: v.mac });
       // a frontend that is the server (QEMU server=on): the keeper connects to its socket
       await k.request(keeper.vmAdd, { vm: v.name, gen, ...(v.frontend_socket ? { socket: v.frontend_socket, client: true } : {}) }).catch((e: Error) => {
         if (!/exists/.test(e.message)) throw e;
       });
     }
+  }
+
+  /** The datapath kind that runs a release's generations (datapath.ts). */
+  datapath(release: string): Datapath {
+    return datapathOf(this.root, this.cfg, this.sup, kindOf(this.root, release));
+  }
+
+  /** The release generation gen was started from (the journal's last word on it). */
+  releaseOf(gen: string): string | null {
+    for (const e of [...this.journal.entries()].reverse()) if ((e.type === 'start' || e.type === 'prepare' || e.type === 'restore') && e.gen === gen) return e.release;
+    return null;
+  }
+
+  private datapathOfGen(gen: string): Datapath {
+    const r = this.releaseOf(gen);
+    return r ? this.datapath(r) : datapathOf(this.root, this.cfg, this.sup, 'hitless-dp');
   }
 
   /** What is wrong on this host right now: dead processes, VMs without their frontend. */
@@ -150,8 +166,8 @@ export class HostAgent {
       host: this.cfg.host,
       state: d.state,
       mode: d.mode,
-      active: d.active ? { ...d.active, core: d.core ?? d.active.release } : null,
-      target: d.target ? { ...d.target, core: d.mode === 'swap' ? (d.core ?? d.target.release) : d.target.release } : null,
+      active: d.active ? { ...d.active, core: d.core ?? d.active.release, kind: kindOf(this.root, d.active.release) } : null,
+      target: d.target ? { ...d.target, core: d.mode === 'swap' ? (d.core ?? d.target.release) : d.target.release, kind: kindOf(this.root, d.target.release) } : null,
       approve: d.approve,
       budget: d.budget,
       vms: this.vms().map((v) => {
@@ -172,10 +188,6 @@ export class HostAgent {
     const d = this.d;
     if (!states.includes(d.state)) throw new AgentFailure('invalid-state', `${what} needs state ${states.join(' or ')}; the host is ${d.state}`);
     return d;
-  }
-
-  private peerSocket(target: string): string {
-    return `${this.root}/run/peer-${target}.sock`;
   }
 
   /** The ways to reach version from here (modes.ts judges; stageSwap.ts gathers the facts). */
@@ -214,23 +226,7 @@ export class HostAgent {
    */
   async startBeside(gen: string, release: string, beside: string | null, uplink: string | undefined): Promise<void> {
     const k = await this.sup.keeper();
-    const other = beside ? await this.sup.gen(beside) : null;
-    if (other) {
-      // the peer link carries traffic between VMs split across the two generations
-      await other.request(dp.peerDetach, {}).catch(() => undefined);
-      await other.request(dp.peerAttach, { socket: this.peerSocket(gen), server: true });
-    }
-    const ctl = await this.sup.startGen(gen, release, { ...(uplink ? { uplink } : {}), ...(other ? { peer: { socket: this.peerSocket(gen), server: false } } : {}) });
-    for (const v of this.vms()) await ctl.request(dp.vmAdd, { vm: v.name, mac: v.mac });
-    if (other) {
-      const learned = (await other.request(dp.fdbExport, {})).entries.filter((e) => e.kind === 'learned');
-      // a release from before stage layouts does not know an entry's age: give it the entries without
-      await ctl.request(dp.fdbImport, { entries: learned }).catch((e: unknown) => {
-        if (!(e instanceof CtlError && /age_s/.test(e.message))) throw e;
-        return ctl.request(dp.fdbImport, { entries: learned.map(({ mac, kind, port }) => ({ mac, kind, port })) });
-      });
-    }
-    await k.request(keeper.genAttach, { gen, run_dir: this.sup.genDir(gen) });
+    await this.datapath(release).start({ gen, release, uplink, beside, vms: this.vms() });
     await k.request(keeper.failoverStandby, { gen });
   }
 
@@ -275,10 +271,9 @@ export class HostAgent {
   /** Every frame the generations dropped for the VM (any reason), summed. */
   async drops(vm: string, gens: string[]): Promise<number> {
     let n = 0;
-    for (const g of gens) {
+    for (const g of new Set(gens)) {
       try {
-        const d = (await (await this.sup.gen(g)).request(dp.statsShow, { vm })).vms[vm]?.drops;
-        if (d) n += d.ring_full + d.no_dest + d.not_ready + d.stalled;
+        n += (await this.datapathOfGen(g).counters(g, vm)).get(vm)?.drops ?? 0;
       } catch {
         /* a generation that is gone dropped nothing more */
       }
@@ -289,17 +284,17 @@ export class HostAgent {
   /** Last packet the old generation moved for the VM -> first packet the new one moved. */
   private async passiveGap(vm: string, from: string, to: string): Promise<number | null> {
     try {
-      const a = (await (await this.sup.gen(from)).request(dp.statsShow, { vm })).vms[vm];
-      let b = (await (await this.sup.gen(to)).request(dp.statsShow, { vm })).vms[vm];
-      for (let i = 0; i < 10 && b && b.first_rx_ns === 0 && b.first_tx_ns === 0; i++) {
+      const a = (await this.datapathOfGen(from).counters(from, vm)).get(vm);
+      let b = (await this.datapathOfGen(to).counters(to, vm)).get(vm);
+      for (let i = 0; i < 10 && b && b.first_ns === 0; i++) {
         await new Promise((r) => setTimeout(r, 10));
-        b = (await (await this.sup.gen(to)).request(dp.statsShow, { vm })).vms[vm];
+        b = (await this.datapathOfGen(to).counters(to, vm)).get(vm);
       }
-      if (!a || !b) return null;
-      const last = Math.max(a.last_rx_ns, a.last_tx_ns);
-      const firsts = [b.first_rx_ns, b.first_tx_ns].filter((x) => x > 0);
-      if (last === 0 || firsts.length === 0) return null;
-      return Math.max(0, Math.min(...firsts) - last) / 1000;
+      // a kind that keeps no per-port times (OVS) has no datapath gap: the keeper's window
+      // and the witness measure its switches
+      if (!a || !b || a.last_ns === null || b.first_ns === null) return null;
+      if (a.last_ns === 0 || b.first_ns === 0) return null;
+      return Math.max(0, b.first_ns - a.last_ns) / 1000;
     } catch {
       return null;
     }
@@ -415,14 +410,10 @@ export class HostAgent {
     this.notify(await this.status());
   }
 
-  /**
-   * Stop a generation that serves no VM any more. The one that stays drops its end of the peer
-   * link first: its packet loop stops using the link before the link goes (a memif peer that
-   * disappears under a loop still polling it unmaps the rings that loop reads).
-   */
-  private async retire(gen: string, stays: string | null): Promise<void> {
-    if (stays && this.sup.genAlive(stays)) await (await this.sup.gen(stays)).request(dp.peerDetach, {}).catch(() => undefined);
-    await this.sup.stopGen(gen);
+  /** Stop a generation that serves no VM any more (or died); the one that stays first drops
+   * its link to it (datapath.ts). */
+  async retire(gen: string, stays: string | null): Promise<void> {
+    await this.datapathOfGen(gen).stop(gen, stays);
   }
 
   /**
@@ -486,7 +477,7 @@ export class HostAgent {
       case 'restore':
         // a replacement was being started: start another (the half-started one goes)
         await (await this.sup.keeper()).request(keeper.genDetach, { gen: e.gen }).catch(() => undefined);
-        await this.sup.stopGen(e.gen);
+        await this.retire(e.gen, null);
         this.journal.append({ type: 'restore-failed', replaces: e.replaces, error: 'agent restarted during the restore' });
         await restore(this, e.replaces, process.hrtime.bigint());
         return `restored a standby for ${e.replaces} (the restore was interrupted)`;

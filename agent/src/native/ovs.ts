@@ -9,7 +9,7 @@
 // on SIGINT/SIGTERM, and a later start clears what a killed run left.
 import { execFile, execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { alive, readPid } from '../host/supervisor.js';
 
 const VSWITCHD = '/usr/lib/openvswitch-switch-dpdk/ovs-vswitchd-dpdk';
@@ -20,8 +20,8 @@ const STATE_DIR = '/var/tmp/hitless-bench-huge';
 export const PEER_OFPORT = 100; // one record per reservation: what to undo if a run is killed
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-export function ovsAvailable(): string | null {
-  if (!existsSync(VSWITCHD)) return `${VSWITCHD} is missing: apt-get install openvswitch-switch-dpdk`;
+export function ovsAvailable(vswitchd = VSWITCHD): string | null {
+  if (!existsSync(vswitchd)) return `${vswitchd} is missing${vswitchd === VSWITCHD ? ': apt-get install openvswitch-switch-dpdk' : ''}`;
   if (!existsSync(NR)) return `${NR} is missing: this kernel has no 2 MB hugepages`;
   return null;
 }
@@ -55,26 +55,38 @@ export class Hugepages {
     process.exit(130);
   }
 
+  /**
+   * recordIn: where the reservation's record is kept. By default under STATE_DIR and owned by
+   * this process (given back on its SIGINT/SIGTERM, and by releaseStale after it was killed);
+   * a generation that outlives the agent which started it keeps its record in its own run dir
+   * and is given back when it is stopped.
+   */
   constructor(
     readonly dir: string,
     readonly mb: number,
     private readonly pids: () => (number | null)[] = () => [],
+    recordIn?: string,
   ) {
     this.mount = join(dir, 'huge');
-    this.record = join(STATE_DIR, `${Buffer.from(dir).toString('hex').slice(-40)}.json`);
+    this.ownedByProcess = recordIn === undefined;
+    this.record = recordIn ?? join(STATE_DIR, `${Buffer.from(dir).toString('hex').slice(-40)}.json`);
   }
+
+  private readonly ownedByProcess: boolean;
 
   reserve(): void {
     mkdirSync(this.mount, { recursive: true });
-    mkdirSync(STATE_DIR, { recursive: true });
+    mkdirSync(dirname(this.record), { recursive: true });
     const before = Number(readFileSync(NR, 'utf8').trim());
     const pages = Math.ceil(this.mb / 2) + 16;
     writeFileSync(this.record, JSON.stringify({ dir: this.dir, mount: this.mount, pages }));
-    if (Hugepages.live.size === 0) {
-      process.on('SIGINT', Hugepages.onSignal);
-      process.on('SIGTERM', Hugepages.onSignal);
+    if (this.ownedByProcess) {
+      if (Hugepages.live.size === 0) {
+        process.on('SIGINT', Hugepages.onSignal);
+        process.on('SIGTERM', Hugepages.onSignal);
+      }
+      Hugepages.live.add(this);
     }
-    Hugepages.live.add(this);
     writeFileSync(NR, String(before + pages));
     const got = Number(readFileSync(NR, 'utf8').trim());
     if (got < before + pages) {
@@ -112,7 +124,7 @@ export class Hugepages {
     }
     if (rec) Hugepages.undo(rec, this.pids());
     rmSync(this.record, { force: true });
-    Hugepages.live.delete(this);
+    if (!Hugepages.live.delete(this)) return;
     if (Hugepages.live.size === 0) {
       process.off('SIGINT', Hugepages.onSignal);
       process.off('SIGTERM', Hugepages.onSignal);
@@ -145,32 +157,44 @@ export class Hugepages {
   }
 }
 
+export interface OvsOptions {
+  pmdCore: number;
+  /** the core of the main thread (null: not pinned) */
+  mainCore: number | null;
+  memMb: number;
+  /** DPDK --file-prefix: distinct per running instance */
+  filePrefix?: string;
+  /** the PMD sleeps up to this long when it finds no packets (OVS 3.1 pmd-maxsleep): an idle generation costs ~0 CPU */
+  pmdMaxSleepUs?: number;
+  /**
+   * run ovs-vswitchd in this network namespace (made if missing, removed at stop). Two
+   * instances of OVS's userspace datapath cannot share one: each makes kernel devices
+   * named after the datapath (the `ovs-netdev` tap) and its bridges. Its vhost-user and
+   * control sockets are files, reachable from any namespace.
+   */
+  netns?: string;
+  /** the ovs-vswitchd binary (a release's own; Debian's DPDK build by default) */
+  vswitchd?: string;
+  /** a generation that outlives the process starting it keeps its hugepage record in its
+   * run dir (Hugepages): given back by stop, from any process */
+  persistent?: boolean;
+}
+
 export class Ovs {
   private readonly env: NodeJS.ProcessEnv;
   private readonly huge: Hugepages;
 
+  /** The instance started in dir (its options as start wrote them to ovs.json). */
+  static at(dir: string): Ovs {
+    return new Ovs(dir, JSON.parse(readFileSync(join(dir, 'ovs.json'), 'utf8')) as OvsOptions);
+  }
+
   constructor(
     readonly dir: string,
-    private readonly opts: {
-      pmdCore: number;
-      /** the core of the main thread (null: not pinned) */
-      mainCore: number | null;
-      memMb: number;
-      /** DPDK --file-prefix: distinct per running instance */
-      filePrefix?: string;
-      /** the PMD sleeps up to this long when it finds no packets (OVS 3.1 pmd-maxsleep): an idle generation costs ~0 CPU */
-      pmdMaxSleepUs?: number;
-      /**
-       * run ovs-vswitchd in this network namespace (made if missing, removed at stop). Two
-       * instances of OVS's userspace datapath cannot share one: each makes kernel devices
-       * named after the datapath (the `ovs-netdev` tap) and its bridges. Its vhost-user and
-       * control sockets are files, reachable from any namespace.
-       */
-      netns?: string;
-    },
+    private readonly opts: OvsOptions,
   ) {
     this.env = { ...process.env, OVS_RUNDIR: dir, OVS_LOGDIR: dir, OVS_DBDIR: dir };
-    this.huge = new Hugepages(dir, opts.memMb, () => ['vswitchd.pid', 'ovsdb.pid'].map((f) => readPid(join(dir, f))));
+    this.huge = new Hugepages(dir, opts.memMb, () => ['vswitchd.pid', 'ovsdb.pid'].map((f) => readPid(join(dir, f))), opts.persistent ? join(dir, 'hugepages.json') : undefined);
   }
 
   private run(cmd: string, args: string[]): Promise<string> {
@@ -187,10 +211,13 @@ export class Ovs {
     return this.run('ovs-ofctl', args);
   }
 
-  /** Hugepages, ovsdb, then ovs-vswitchd with DPDK on the PMD core. */
-  async start(): Promise<void> {
-    const why = ovsAvailable();
+  /** Hugepages, ovsdb, then ovs-vswitchd with DPDK on the PMD core. flowRestoreWait: it
+   * forwards nothing until flowsRestored() (its state is being carried in). */
+  async start(o: { flowRestoreWait?: boolean } = {}): Promise<void> {
+    const why = ovsAvailable(this.opts.vswitchd);
     if (why) throw new Error(why);
+    mkdirSync(this.dir, { recursive: true });
+    writeFileSync(join(this.dir, 'ovs.json'), JSON.stringify(this.opts));
     this.huge.reserve();
     await this.run('ovsdb-tool', ['create', join(this.dir, 'conf.db'), SCHEMA]);
     await this.run('ovsdb-server', [join(this.dir, 'conf.db'), `--remote=punix:${join(this.dir, 'db.sock')}`, `--pidfile=${join(this.dir, 'ovsdb.pid')}`, '--detach', `--log-file=${join(this.dir, 'ovsdb.log')}`]);
@@ -207,6 +234,7 @@ export class Ovs {
       `other_config:dpdk-extra=--huge-dir=${join(this.dir, 'huge')} --file-prefix=${this.opts.filePrefix ?? 'hl-ovs'} --no-pci --log-level=error`,
       `other_config:vhost-sock-dir=${this.dir}`,
       ...(this.opts.pmdMaxSleepUs !== undefined ? [`other_config:pmd-maxsleep=${this.opts.pmdMaxSleepUs}`] : []),
+      ...(o.flowRestoreWait ? ['other_config:flow-restore-wait=true'] : []),
     );
     await this.startSwitch();
     await this.vsctl('add-br', 'br0', '--', 'set', 'bridge', 'br0', 'datapath_type=netdev', 'fail_mode=secure', 'protocols=OpenFlow10,OpenFlow13,OpenFlow14,OpenFlow15');
@@ -215,8 +243,10 @@ export class Ovs {
   private async startSwitch(): Promise<void> {
     const ns = this.opts.netns;
     if (ns && !existsSync(`/run/netns/${ns}`)) await this.run('ip', ['netns', 'add', ns]);
-    await this.run(ns ? 'ip' : VSWITCHD, [
-      ...(ns ? ['netns', 'exec', ns, VSWITCHD] : []),`unix:${join(this.dir, 'db.sock')}`, `--pidfile=${join(this.dir, 'vswitchd.pid')}`, '--detach', `--log-file=${join(this.dir, 'vswitchd.log')}`]);
+    const bin = this.opts.vswitchd ?? VSWITCHD;
+    await this.run(ns ? 'ip' : bin, [
+      ...(ns ? ['netns', 'exec', ns, bin] : []),
+      `unix:${join(this.dir, 'db.sock')}`, `--pidfile=${join(this.dir, 'vswitchd.pid')}`, `--unixctl=${this.ctl()}`, '--detach', `--log-file=${join(this.dir, 'vswitchd.log')}`]);
     // the keeper finds a generation's process by <run dir>/dp.pid
     writeFileSync(join(this.dir, 'dp.pid'), `${this.pid()}\n`);
   }
@@ -264,6 +294,16 @@ export class Ovs {
     );
   }
 
+  /** The peer link's port gone (the generation beyond it is stopping), if there is one. */
+  async delPeer(): Promise<void> {
+    await this.vsctl('--if-exists', 'del-port', 'br0', 'peer');
+  }
+
+  /** The carried state is in: forward from now on. */
+  async flowsRestored(): Promise<void> {
+    await this.vsctl('--if-exists', 'remove', 'Open_vSwitch', '.', 'other_config', 'flow-restore-wait');
+  }
+
   /** The network namespace ovs-vswitchd runs in, if its own. */
   get netns(): string | undefined {
     return this.opts.netns;
@@ -285,9 +325,10 @@ export class Ovs {
     }
   }
 
-  /** The bridge's OpenFlow state (groups, then flows), for another generation to import. */
+  /** The bridge's OpenFlow state (groups, then flows), for another generation to import; in a
+   * stable order (OVS dumps groups in hash order), so two states compare. */
   async exportState(): Promise<{ groups: string; flows: string }> {
-    const lines = (out: string, head: string) => `${out.split('\n').filter((l) => l.trim() !== '' && !l.startsWith(head)).map((l) => l.trim()).join('\n')}\n`;
+    const lines = (out: string, head: string) => `${out.split('\n').filter((l) => l.trim() !== '' && !l.startsWith(head)).map((l) => l.trim()).sort().join('\n')}\n`;
     return {
       groups: lines(await this.ofctl('-O', 'OpenFlow13', 'dump-groups', 'br0'), 'OFPST_GROUP_DESC'),
       flows: lines(await this.ofctl('-O', 'OpenFlow13', 'dump-flows', '--no-stats', '--no-names', 'br0'), 'OFPST_FLOW'),
@@ -323,18 +364,17 @@ export class Ovs {
 
   /** One unixctl command to ovs-vswitchd (ovs-appctl). */
   appctl(...args: string[]): Promise<string> {
-    return this.run('ovs-appctl', ['-t', this.ctl(readPid(join(this.dir, 'vswitchd.pid'))), ...args]);
+    return this.run('ovs-appctl', ['-t', this.ctl(), ...args]);
   }
 
-  /** ovs-vswitchd's unixctl socket (named after the binary: ovs-vswitchd-dpdk.<pid>.ctl). */
-  private ctl(pid: number | null): string {
-    return join(this.dir, `ovs-vswitchd-dpdk.${pid}.ctl`);
+  /** ovs-vswitchd's unixctl socket (given to it by path: whatever the binary is named). */
+  private ctl(): string {
+    return join(this.dir, 'vswitchd.ctl');
   }
 
   /** The PMD's own cost: "avg processing cycles per packet" from dpif-netdev/pmd-stats-show. */
   async pmdCyclesPerPacket(): Promise<number | null> {
-    const pid = readPid(join(this.dir, 'vswitchd.pid'));
-    const out = await this.run('ovs-appctl', ['-t', this.ctl(pid), 'dpif-netdev/pmd-stats-show']).catch(() => '');
+    const out = await this.appctl('dpif-netdev/pmd-stats-show').catch(() => '');
     const m = /avg processing cycles per packet:\s*([\d.]+)/.exec(out);
     return m ? Number(m[1]) : null;
   }
@@ -350,13 +390,13 @@ export class Ovs {
     await this.vsctl('set', 'Open_vSwitch', '.', 'other_config:flow-restore-wait=true');
     const stopped_ns = Number(process.hrtime.bigint());
     const pid = readPid(join(this.dir, 'vswitchd.pid'));
-    await this.run('ovs-appctl', ['-t', this.ctl(pid), 'exit']);
+    await this.appctl('exit');
     for (let i = 0; i < 400 && alive(pid); i++) await sleep(25);
     if (alive(pid)) kill(pid!, 'SIGKILL');
     for (let i = 0; i < 200 && alive(pid); i++) await sleep(25);
     await this.startSwitch();
     await this.ofctl('add-flows', 'br0', join(this.dir, 'flows.txt'));
-    await this.vsctl('--if-exists', 'remove', 'Open_vSwitch', '.', 'other_config', 'flow-restore-wait');
+    await this.flowsRestored();
     return { stopped_ns, restored_ns: Number(process.hrtime.bigint()) };
   }
 

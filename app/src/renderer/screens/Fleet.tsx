@@ -108,6 +108,7 @@ function HostTr({ h, snapshotAt }: { h: HostRow; snapshotAt: number }) {
       <td>{orDash(h.agent_version)}</td>
       <td>
         {h.active ? `${h.active.release} (${h.active.gen}${h.active.core && h.active.core !== h.active.release ? `, core ${h.active.core}` : ''})` : '—'}
+        {h.active?.kind === 'ovs-dpdk' ? <span className="muted" title="stock OVS-DPDK generations behind the keeper"> OVS-DPDK</span> : null}
         {h.target ? <span className="warn"> → {h.target.release} ({h.target.gen})</span> : null}
       </td>
       <td>

@@ -149,6 +149,7 @@ export function HostDetail({ name }: { name: string }) {
                 <td className="mono">{orDash(h.active?.gen)}</td>
                 <td>
                   {orDash(h.active?.release)}
+                  {h.active ? <span className="muted" data-testid="gen-active-kind"> · {h.active.kind ?? 'hitless-dp'}</span> : null}
                   {h.active?.core && h.active.core !== h.active.release ? <span className="muted"> (stage swapped in; process core {h.active.core})</span> : null}
                 </td>
               </tr>

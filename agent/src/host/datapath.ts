@@ -1,0 +1,230 @@
+// The one interface through which the agent drives a datapath generation of either kind
+// (DESIGN §12): start it beside the running one (its VM ports, the running one's forwarding
+// state carried over, attached to the keeper), read its per-VM counters, stop it. The state
+// machine, journal, keeper handoff/failover and reports above it do not know which kind runs.
+//   hitless-dp: hitless-dp listens for the keeper at <run dir>/vhost/<vm>.sock; a memif peer
+//     link joins two generations; the learned FDB is carried over.
+//   ovs-dpdk: stock ovs-vswitchd with its own ovsdb-server, namespace and hugepages
+//     (native/ovs.ts); its dpdkvhostuserclient ports connect to the keeper's socket for the VM
+//     and generation; a veth pair between the two generations' namespaces is the peer link;
+//     the OpenFlow state (groups, then flows in one bundle) is carried over, with
+//     flow-restore-wait set until it is in.
+import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import type { AgentConfig, DatapathKind, VmEntry } from '../../../protocol/files.js';
+import { dp } from '../../../protocol/native/dp.js';
+import { keeper } from '../../../protocol/native/keeper.js';
+import { CtlError } from '../native/ctlClient.js';
+import { Ovs, PEER_OFPORT } from '../native/ovs.js';
+import { readManifest } from './config.js';
+import type { Supervisor } from './supervisor.js';
+
+/** A generation's counters for one VM: frames from it (rx) and to it (tx), every drop, and
+ * when the kind records them, when it first and last moved a frame (ns, 0: never). */
+export interface VmCounters {
+  rx: number;
+  tx: number;
+  drops: number;
+  first_ns: number | null;
+  last_ns: number | null;
+}
+
+export interface GenStart {
+  gen: string;
+  release: string;
+  uplink?: string | undefined;
+  /** the generation running beside it (its state is carried over), or none */
+  beside: string | null;
+  vms: VmEntry[];
+}
+
+export interface Datapath {
+  readonly kind: DatapathKind;
+  /** The generation up, serving every VM port, the state of `beside` carried over, attached to
+   * the keeper. It takes no VM until the keeper hands it one. */
+  start(s: GenStart): Promise<void>;
+  /** Per-VM counters; throws when the generation does not answer. */
+  counters(gen: string, vm?: string): Promise<Map<string, VmCounters>>;
+  /** The uplink the generation uses, if any. */
+  uplink(gen: string): Promise<string | null>;
+  /** Stop gen (serving no VM any more, or dead); `stays` drops its link to it first. */
+  stop(gen: string, stays: string | null): Promise<void>;
+}
+
+/** Unique per host root (several lab hosts share one machine's /var/run/dpdk and netns names). */
+export function hostTag(root: string): string {
+  return createHash('sha1').update(root).digest('hex').slice(0, 8);
+}
+
+/** The kind of a release (its manifest's; a release without one is hitless-dp's). */
+export function kindOf(root: string, release: string): DatapathKind {
+  return readManifest(root, release).manifest?.kind ?? 'hitless-dp';
+}
+
+class HitlessDpGens implements Datapath {
+  readonly kind = 'hitless-dp' as const;
+  constructor(
+    private readonly root: string,
+    private readonly sup: Supervisor,
+  ) {}
+
+  private peerSocket(gen: string): string {
+    return `${this.root}/run/peer-${gen}.sock`;
+  }
+
+  async start(s: GenStart): Promise<void> {
+    const k = await this.sup.keeper();
+    const other = s.beside ? await this.sup.gen(s.beside) : null;
+    if (other) {
+      // the peer link carries traffic between VMs split across the two generations
+      await other.request(dp.peerDetach, {}).catch(() => undefined);
+      await other.request(dp.peerAttach, { socket: this.peerSocket(s.gen), server: true });
+    }
+    const ctl = await this.sup.startGen(s.gen, s.release, { ...(s.uplink ? { uplink: s.uplink } : {}), ...(other ? { peer: { socket: this.peerSocket(s.gen), server: false } } : {}) });
+    for (const v of s.vms) await ctl.request(dp.vmAdd, { vm: v.name, mac: v.mac });
+    if (other) {
+      const learned = (await other.request(dp.fdbExport, {})).entries.filter((e) => e.kind === 'learned');
+      // a release from before stage layouts does not know an entry's age: give it the entries without
+      await ctl.request(dp.fdbImport, { entries: learned }).catch((e: unknown) => {
+        if (!(e instanceof CtlError && /age_s/.test(e.message))) throw e;
+        return ctl.request(dp.fdbImport, { entries: learned.map(({ mac, kind, port }) => ({ mac, kind, port })) });
+      });
+    }
+    await k.request(keeper.genAttach, { gen: s.gen, run_dir: this.sup.genDir(s.gen) });
+  }
+
+  async counters(gen: string, vm?: string): Promise<Map<string, VmCounters>> {
+    const out = new Map<string, VmCounters>();
+    const st = await (await this.sup.gen(gen)).request(dp.statsShow, vm ? { vm } : {});
+    for (const [name, v] of Object.entries(st.vms)) {
+        const d = v.drops;
+        const firsts = [v.first_rx_ns, v.first_tx_ns].filter((x) => x > 0);
+        out.set(name, {
+          rx: v.rx_pkts,
+          tx: v.tx_pkts,
+          drops: d.ring_full + d.no_dest + d.not_ready + d.stalled,
+          first_ns: firsts.length > 0 ? Math.min(...firsts) : 0,
+          last_ns: Math.max(v.last_rx_ns, v.last_tx_ns),
+        });
+    }
+    return out;
+  }
+
+  async uplink(gen: string): Promise<string | null> {
+    return (await (await this.sup.gen(gen)).request(dp.statsShow, {})).uplink?.spec ?? null;
+  }
+
+  /**
+   * The one that stays drops its end of the peer link first: its packet loop stops using the
+   * link before the link goes (a memif peer that disappears under a loop still polling it
+   * unmaps the rings that loop reads).
+   */
+  async stop(gen: string, stays: string | null): Promise<void> {
+    if (stays && this.sup.genAlive(stays)) await (await this.sup.gen(stays)).request(dp.peerDetach, {}).catch(() => undefined);
+    await this.sup.stopGen(gen);
+  }
+}
+
+class OvsDpdkGens implements Datapath {
+  readonly kind = 'ovs-dpdk' as const;
+  constructor(
+    private readonly root: string,
+    private readonly cfg: AgentConfig,
+    private readonly sup: Supervisor,
+  ) {}
+
+  /** A new generation's OVS (started by start()). */
+  private fresh(gen: string, release: string): Ovs {
+    const tag = hostTag(this.root);
+    return new Ovs(this.sup.genDir(gen), {
+      pmdCore: this.cfg.lcore,
+      mainCore: null,
+      memMb: Math.min(this.cfg.mem_mb, 512),
+      filePrefix: `hl-${tag}-${gen}`,
+      // an idle generation (a standby) sleeps: ~0 CPU until frames arrive
+      pmdMaxSleepUs: 1000,
+      netns: `hlo-${tag}-${gen}`,
+      persistent: true,
+      vswitchd: join(this.root, 'releases', release, 'bin', 'ovs-vswitchd'),
+    });
+  }
+
+  /** A started generation's OVS, as it was started. */
+  private ovs(gen: string): Ovs {
+    return Ovs.at(this.sup.genDir(gen));
+  }
+
+  /** Each VM's OpenFlow port: its place in the host's VM list, equal in every generation, so
+   * the carried flows and groups mean the same VMs. */
+  private static ofport(vms: VmEntry[], vm: string): number {
+    return vms.findIndex((v) => v.name === vm) + 1;
+  }
+
+  async start(s: GenStart): Promise<void> {
+    // each generation needs an uplink of its own inside its namespace (a VF, or a veth end
+    // moved there): not built yet, so a host with uplinks is refused rather than left cut off
+    if (s.uplink) throw new Error(`${this.cfg.host}: uplinks for OVS-DPDK generations are not supported yet (agent.json lists ${s.uplink})`);
+    const o = this.fresh(s.gen, s.release);
+    try {
+      await o.start({ flowRestoreWait: s.beside !== null });
+      const k = await this.sup.keeper();
+      await k.request(keeper.genAttach, { gen: s.gen, run_dir: this.sup.genDir(s.gen), backend: 'listen' });
+      for (const v of s.vms) await o.addVhostClient(v.name, join(this.sup.genDir(s.gen), 'vhost', `${v.name}.sock`), OvsDpdkGens.ofport(s.vms, v.name));
+      if (s.beside) {
+        const other = this.ovs(s.beside);
+        await this.link(other, o, s.gen);
+        await o.importState(await other.exportState());
+        await o.flowsRestored();
+      } else await o.splitL2(s.vms.map((v) => ({ port: OvsDpdkGens.ofport(s.vms, v.name), mac: v.mac })));
+    } catch (e) {
+      await (await this.sup.keeper()).request(keeper.genDetach, { gen: s.gen }).catch(() => undefined);
+      o.stopSync();
+      throw e;
+    }
+  }
+
+  /** A veth pair between the two generations' namespaces, each end their peer port. */
+  private async link(a: Ovs, b: Ovs, gen: string): Promise<void> {
+    const tag = createHash('sha1').update(`${this.root}:${gen}`).digest('hex').slice(0, 10);
+    const [ea, eb] = [`hp${tag}a`, `hp${tag}b`];
+    await a.delPeer();
+    execFileSync('ip', ['link', 'add', ea, 'netns', a.netns!, 'type', 'veth', 'peer', 'name', eb, 'netns', b.netns!]);
+    for (const [ns, n] of [[a.netns!, ea], [b.netns!, eb]] as const) {
+      // only our frames cross it: no IPv6 chatter
+      execFileSync('ip', ['netns', 'exec', ns, 'sysctl', '-qw', `net.ipv6.conf.${n}.disable_ipv6=1`]);
+      execFileSync('ip', ['-n', ns, 'link', 'set', n, 'up']);
+    }
+    await a.addPeer(ea, PEER_OFPORT);
+    await b.addPeer(eb, PEER_OFPORT);
+  }
+
+  async counters(gen: string, vm?: string): Promise<Map<string, VmCounters>> {
+    const out = new Map<string, VmCounters>();
+    if (!this.sup.genAlive(gen)) throw new Error(`generation ${gen} is not running`);
+    const o = this.ovs(gen);
+    for (const v of this.cfg.vms.filter((x) => !vm || x.name === vm)) {
+      // OVS counts at its port: what it received came from the VM
+      const p = await o.portStats(v.name);
+      out.set(v.name, { rx: p.rx, tx: p.tx, drops: p.drops, first_ns: null, last_ns: null });
+    }
+    return out;
+  }
+
+  async uplink(): Promise<string | null> {
+    return null;
+  }
+
+  async stop(gen: string, stays: string | null): Promise<void> {
+    if (stays && this.sup.genAlive(stays)) await this.ovs(stays).delPeer().catch(() => undefined);
+    // one whose start failed early has no ovs.json (and was cleaned up by start)
+    if (existsSync(join(this.sup.genDir(gen), 'ovs.json'))) this.ovs(gen).stopSync();
+    else await this.sup.stopGen(gen);
+  }
+}
+
+/** The datapath that runs a release's generations. */
+export function datapathOf(root: string, cfg: AgentConfig, sup: Supervisor, kind: DatapathKind): Datapath {
+  return kind === 'ovs-dpdk' ? new OvsDpdkGens(root, cfg, sup) : new HitlessDpGens(root, sup);
+}

@@ -1,0 +1,86 @@
+// Integration tests of the agent on an OVS-DPDK host (DESIGN §12): releases whose manifests say
+// ovs-dpdk run as stock ovs-vswitchd generations (each with its own ovsdb-server, namespace and
+// hugepages) behind the keeper, driven by the same upgrade state machine as hitless-dp. Real
+// agent on stdio, keeper, Debian's ovs-vswitchd and probe VMs.
+import assert from 'node:assert/strict';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, describe, test } from 'node:test';
+import { agent } from '../../../protocol/agent.js';
+import { gapsOf, measured } from '../../../protocol/native/probe.js';
+import { Ovs, ovsAvailable } from '../native/ovs.js';
+import { agentsOn, hostRoot, probeOn } from '../../../testing/agentHost.js';
+import { Testbed } from '../../../testing/testbed.js';
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const NR = '/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages';
+const hugepages = () => Number(readFileSync(NR, 'utf8').trim());
+
+describe('hitless-agent on an OVS-DPDK host', () => {
+  const bed = new Testbed('ovsagent');
+  const { spawn: spawnAgent, cleanup } = agentsOn(bed);
+  after(cleanup);
+
+  test('OVS-DPDK is installed', () => assert.equal(ovsAvailable(), null));
+
+  test('a release of an unknown datapath kind is refused before anything starts, naming the kind', async () => {
+    const root = hostRoot(bed, 'ok1', 1, false, { ovs: true });
+    const manifest = join(root, 'releases', '1.1.0', 'release.json');
+    writeFileSync(manifest, JSON.stringify({ ...JSON.parse(readFileSync(manifest, 'utf8')), kind: 'vpp' }));
+    const a = spawnAgent(root);
+    await assert.rejects(a.client.request(agent.hostStart, { release: '1.1.0' }), /release 1\.1\.0 cannot run here: .*kind: unknown datapath kind "vpp" \(this agent runs hitless-dp, ovs-dpdk\)/);
+    assert.equal(existsSync(join(root, 'run', 'gen-1.1.0-1')), false, 'no generation was started');
+    const { releases } = await a.client.request(agent.releaseList, {});
+    assert.match(releases.find((r) => r.version === '1.1.0')!.manifest_error!, /unknown datapath kind "vpp"/);
+  });
+
+  test('4 VMs upgraded one by one from one OVS-DPDK generation to another, one rolled back and moved again, then committed: the frontends see nothing, the new generation forwards with the flows carried over, nothing is duplicated or left broken, and the old generation gives its hugepages back', async () => {
+    const baseline = hugepages();
+    const root = hostRoot(bed, 'ov1', 4, false, { ovs: true });
+    const a = spawnAgent(root);
+    await a.client.request(agent.hostStart, { release: '1.0.0' });
+    const probe = await probeOn(bed, root, 'ov1', 4);
+    await sleep(1000);
+
+    const plan = await a.client.request(agent.upgradePlan, { release: '1.1.0' });
+    assert.equal(plan.recommended, 'handoff');
+    assert.match(plan.modes.find((m) => m.mode === 'swap')!.reason, /OVS-DPDK generation has no such stage/);
+
+    let st = await a.client.request(agent.upgradePrepare, { release: '1.1.0' });
+    const [A, B] = [st.active!.gen, st.target!.gen];
+    assert.deepEqual([st.active!.kind, st.target!.kind, st.standby], ['ovs-dpdk', 'ovs-dpdk', B]);
+    const [oa, ob] = [Ovs.at(join(root, 'run', `gen-${A}`)), Ovs.at(join(root, 'run', `gen-${B}`))];
+    assert.notEqual(oa.netns, ob.netns, 'each generation has a namespace of its own');
+    // the OpenFlow state (per-VM fast-failover groups and their flows) carried to B before any switch
+    assert.deepEqual(await ob.exportState(), await oa.exportState());
+    assert.match((await ob.exportState()).groups, /type=ff/);
+
+    const ms = [];
+    for (const vm of ['v1', 'v2', 'v3', 'v4']) ms.push((await a.client.request(agent.upgradeSwitch, { vms: [vm] })).vms.find((v) => v.vm === vm)!.measurement!);
+    assert.deepEqual(ms.map((m) => [m.vm, m.from, m.to]), ['v1', 'v2', 'v3', 'v4'].map((v) => [v, A, B]));
+    const rx = (await ob.portStats('v1')).rx;
+    await sleep(500);
+    assert.ok((await ob.portStats('v1')).rx > rx + 1000, "v1's frames go through B's ovs-vswitchd");
+
+    await a.client.request(agent.upgradeRollback, { vms: ['v4'] });
+    st = await a.client.request(agent.upgradeStatus, {});
+    assert.equal(st.vms.find((v) => v.vm === 'v4')!.serving, A);
+    await a.client.request(agent.upgradeSwitch, { vms: ['v4'] });
+    await sleep(500);
+    st = await a.client.request(agent.upgradeCommit, {});
+    assert.deepEqual([st.state, st.active?.gen, st.active?.kind, st.target], ['idle', B, 'ovs-dpdk', null]);
+    assert.ok(st.vms.every((v) => v.connected && v.serving === B), JSON.stringify(st.vms));
+    assert.equal(oa.pid(), null, "A's ovs-vswitchd stopped");
+    assert.equal(existsSync(`/run/netns/${oa.netns}`), false, "A's namespace removed");
+
+    await sleep(500);
+    const sum = await probe.stop();
+    assert.deepEqual(probe.events.filter((e) => e.event === 'link'), [], 'no frontend saw its link move');
+    assert.equal(sum.totals.dup, 0);
+    for (const f of measured(sum)) assert.ok(!f.gaps.some((g) => g.open === true), `${f.src}->${f.dst} was left broken (lost ${f.lost})`);
+    // only B's hugepages are still reserved
+    assert.equal(hugepages() - baseline, Number(JSON.parse(readFileSync(join(root, 'run', `gen-${B}`, 'hugepages.json'), 'utf8')).pages));
+    const lossy = gapsOf(probe.events).filter((g) => g.lost_in_gap > 0);
+    console.log(`agent on OVS-DPDK: 6 handoffs, lost ${sum.totals.lost} of ${sum.totals.offered}; ${lossy.length} lossy receive gaps; keeper windows ${ms.map((m) => Math.round(m.window_us)).join(', ')} us`);
+  });
+});

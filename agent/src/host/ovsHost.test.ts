@@ -83,4 +83,41 @@ describe('hitless-agent on an OVS-DPDK host', () => {
     const lossy = gapsOf(probe.events).filter((g) => g.lost_in_gap > 0);
     console.log(`agent on OVS-DPDK: 6 handoffs, lost ${sum.totals.lost} of ${sum.totals.offered}; ${lossy.length} lossy receive gaps; keeper windows ${ms.map((m) => Math.round(m.window_us)).join(', ')} us`);
   });
+
+  test("kill -9 of the serving ovs-vswitchd mid-upgrade: every VM fails over to the standby without a link event, the agent restores an OVS-DPDK standby on its own, and the dead one's ovsdb-server, namespace and hugepages are cleaned up", async () => {
+    const baseline = hugepages();
+    const root = hostRoot(bed, 'od1', 2, false, { ovs: true });
+    const a = spawnAgent(root);
+    await a.client.request(agent.hostStart, { release: '1.0.0' });
+    const probe = await probeOn(bed, root, 'od1', 2);
+    await sleep(1000);
+    let st = await a.client.request(agent.upgradePrepare, { release: '1.1.0' });
+    const [A, B] = [st.active!.gen, st.target!.gen];
+    const oa = Ovs.at(join(root, 'run', `gen-${A}`));
+    const ovsdbA = Number(readFileSync(join(oa.dir, 'ovsdb.pid'), 'utf8').trim());
+
+    process.kill(oa.pid()!, 'SIGKILL');
+    const deadline = Date.now() + 60000;
+    for (;;) {
+      st = await a.client.request(agent.upgradeStatus, {});
+      if (st.failovers.length === 1 && st.failovers[0]!.restored !== null && st.standby !== null) break;
+      assert.ok(Date.now() < deadline, `no standby restored: ${JSON.stringify(st.failovers)} ${a.stderr().slice(-1500)}`);
+      await sleep(200);
+    }
+    const f = st.failovers[0]!;
+    assert.deepEqual(f.moved.map((m) => `${m.vm}>${m.to}`).sort(), [`v1>${B}`, `v2>${B}`]);
+    const A2 = f.restored!.gen;
+    assert.deepEqual([st.active?.gen, st.active?.kind, st.standby, st.exposed], [A2, 'ovs-dpdk', A2, null], 'an OVS-DPDK 1.0.0 replacement is the standby');
+    assert.ok(Ovs.at(join(root, 'run', `gen-${A2}`)).pid() !== null, 'the replacement runs ovs-vswitchd');
+    assert.equal(existsSync(`/proc/${ovsdbA}`), false, "the dead generation's ovsdb-server is stopped");
+    assert.equal(existsSync(`/run/netns/${oa.netns}`), false, "the dead generation's namespace is removed");
+    assert.equal(existsSync(join(oa.dir, 'hugepages.json')), false, "the dead generation's hugepages are given back");
+    const rx = (await Ovs.at(join(root, 'run', `gen-${B}`)).portStats('v1')).rx;
+    await sleep(500);
+    assert.ok((await Ovs.at(join(root, 'run', `gen-${B}`)).portStats('v1')).rx > rx + 500, 'v1 forwards through B');
+    const sum = await probe.stop();
+    assert.deepEqual(probe.events.filter((e) => e.event === 'link'), [], 'no frontend saw its link move');
+    assert.equal(sum.totals.dup, 0);
+    console.log(`agent on OVS-DPDK, kill -9: lost ${sum.totals.lost}, worst gap ${Math.max(...measured(sum).map((x) => x.max_gap_us)) / 1000} ms; hugepages above baseline now ${hugepages() - baseline}`);
+  });
 });

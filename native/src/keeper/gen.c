@@ -277,14 +277,22 @@ kp_fence_peers_of(int gi)
 	return n;
 }
 
+static void gen_died(int gi, const char *cause);
+
 /* A generation's connection closed under a session: when the process is gone or exiting (a
- * crash seen through its sockets before its heartbeat was judged), fence its peers too. */
+ * crash seen through its sockets before its heartbeat was judged), fence its peers too. One
+ * without a heartbeat page (stock OVS-DPDK) is never judged by a heartbeat: its sockets
+ * closing and every thread exiting is its death, handled at once for all its sessions. */
 void
 kp_gen_connection_lost(int gi)
 {
 	struct kp_gen *g = &kp.gens[gi];
 
-	if (g->in_use && !g->dead && gen_exiting(g))
+	if (!g->in_use || g->dead || !gen_exiting(g))
+		return;
+	if (g->hb == NULL)
+		gen_died(gi, "its connections closed and every thread is exiting");
+	else
 		kp_fence_peers_of(gi);
 }
 

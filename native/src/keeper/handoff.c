@@ -362,6 +362,10 @@ kp_failover(struct kp_vm *vm, const char *cause)
 	 * (a generation merely failing a request is not fenced: its process is not exiting) */
 	if (from >= 0)
 		kp_gen_connection_lost(from);
+	/* that was the death of a generation without a heartbeat: its sessions, this one among
+	 * them, were failed over there */
+	if (from >= 0 && kp.gens[from].dead && vm->serving != from)
+		return vm->serving >= 0 ? 0 : -1;
 	if (from >= 0)
 		kp_bconn_close(vm, from);
 	vm->serving = -1;

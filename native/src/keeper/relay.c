@@ -187,7 +187,9 @@ on_backend(struct kp_vm *vm, int gi)
 	}
 	if (gi == vm->serving) {
 		kp_gen_connection_lost(gi);
-		kp_failover(vm, "serving generation closed the connection");
+		/* (unless that was its generation's death, which failed every session over) */
+		if (vm->serving == gi)
+			kp_failover(vm, "serving generation closed the connection");
 	} else {
 		kp_bconn_close(vm, gi);
 	}

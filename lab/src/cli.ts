@@ -2,13 +2,13 @@
 // work is in lab.ts. Exit codes: 0 done, 1 failed, 2 bad arguments.
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { LabSpec, MAX_HOSTS, MAX_VMS, VM_KINDS } from './fleet.js';
+import { DATAPATHS, LabSpec, MAX_HOSTS, MAX_VMS, VM_KINDS } from './fleet.js';
 import { DEFAULT_BUILD_DIR, DEFAULT_DIR, DEFAULT_PREFIX, down, healthy, status, statusTable, unhealthy, up } from './lab.js';
 import { DEFAULT_PPS } from './run.js';
 import { LabError } from './sys.js';
 
 const USAGE = `usage:
-  lab up --hosts N --vms M [--vm-kind K] [--pps R] [--dir DIR] [--prefix P] [--subnet K] [--build-dir B]
+  lab up --hosts N --vms M [--vm-kind K] [--datapath D] [--pps R] [--dir DIR] [--prefix P] [--subnet K] [--build-dir B]
   lab status [--dir DIR] [--json]
   lab down [--dir DIR] [--prefix P]
 
@@ -17,6 +17,9 @@ const USAGE = `usage:
   --vm-kind K    ${VM_KINDS.join('|')}: probe VMs (virtio_user) only (default), or QEMU guests
                  (TCG, Linux virtio-net) measured through by the probe VMs: mixed makes the
                  last VM of each host a guest, qemu all but the first (needs --vms 2 or more)
+  --datapath D   ${DATAPATHS.join('|')}: what runs the hosts' generations: hitless-dp (default),
+                 stock OVS-DPDK (Debian's ovs-vswitchd-dpdk; 2 MB hugepages reserved per
+                 generation and given back), or mixed (the even hosts OVS-DPDK)
   --pps R        frames/s of each probe flow (default ${DEFAULT_PPS}; a running probe keeps its rate)
   --dir DIR      lab directory (default ${DEFAULT_DIR}); down removes it
   --prefix P     names of the bridge (Pfab0), namespaces (P-h<i>) and veths (default ${DEFAULT_PREFIX})
@@ -47,6 +50,7 @@ async function main(argv: string[]): Promise<number> {
       hosts: { type: 'string' },
       vms: { type: 'string' },
       'vm-kind': { type: 'string' },
+      datapath: { type: 'string' },
       pps: { type: 'string' },
       dir: { type: 'string', default: DEFAULT_DIR },
       prefix: { type: 'string' },
@@ -58,7 +62,7 @@ async function main(argv: string[]): Promise<number> {
   const cwd = process.env.HITLESS_LAB_CWD ?? process.cwd();
   const dir = resolve(cwd, values.dir);
   const allowed: Record<string, string[]> = {
-    up: ['hosts', 'vms', 'vm-kind', 'pps', 'dir', 'prefix', 'subnet', 'build-dir'],
+    up: ['hosts', 'vms', 'vm-kind', 'datapath', 'pps', 'dir', 'prefix', 'subnet', 'build-dir'],
     status: ['dir', 'json'],
     down: ['dir', 'prefix'],
   };
@@ -75,6 +79,7 @@ async function main(argv: string[]): Promise<number> {
       hosts: int('hosts', values.hosts),
       vms: int('vms', values.vms),
       vm_kind: values['vm-kind'],
+      datapath: values.datapath,
     });
     if (!parsed.success) {
       const i = parsed.error.issues[0]!;

@@ -2,7 +2,7 @@
 // Hitless (the fleet file DIR/fleet.json, each host's etc/agent.json) have their schemas in
 // protocol/files.ts. Pure logic: no node imports.
 import { z } from 'zod';
-import type { VmEntry } from '../../protocol/files.js';
+import type { DatapathKind, VmEntry } from '../../protocol/files.js';
 
 export const MAX_HOSTS = 8;
 export const MAX_VMS = 16;
@@ -16,9 +16,18 @@ export const LabSpec = z.object({
   /** what the VMs are: probe VMs (virtio_user), or QEMU guests beside at least one probe VM
    * that measures them (mixed: the last VM of each host; qemu: all but the first) */
   vm_kind: z.enum(['probe', 'mixed', 'qemu']).default('probe'),
+  /** what runs the hosts' generations: hitless-dp, stock OVS-DPDK, or both (mixed: the even
+   * hosts OVS-DPDK) */
+  datapath: z.enum(['hitless', 'ovs', 'mixed']).default('hitless'),
 });
 export type LabSpec = z.infer<typeof LabSpec>;
 export const VM_KINDS = LabSpec.shape.vm_kind.removeDefault().options;
+export const DATAPATHS = LabSpec.shape.datapath.removeDefault().options;
+
+/** The datapath kind of host i's releases. */
+export function hostKind(spec: Pick<LabSpec, 'datapath'>, i: number): DatapathKind {
+  return spec.datapath === 'ovs' || (spec.datapath === 'mixed' && i % 2 === 0) ? 'ovs-dpdk' : 'hitless-dp';
+}
 
 /** Whether VM k (1-based) of a host is a QEMU guest. */
 export function isGuest(spec: Pick<LabSpec, 'vms' | 'vm_kind'>, k: number): boolean {

@@ -1,10 +1,11 @@
 // What each lab host has installed: two releases of the datapath built from native/ with distinct
 // version stamps, the keeper and the probe, the agent wrapper and the agent's config.
-import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { AgentConfig } from '../../protocol/files.js';
-import { hostVms, type LabPaths, type LabSpec, UPLINKS } from './fleet.js';
+import { listReleases } from '../../agent/src/host/config.js';
+import { AgentConfig, type ReleaseManifest } from '../../protocol/files.js';
+import { hostKind, hostVms, type LabPaths, type LabSpec, UPLINKS } from './fleet.js';
 import { LabError, run, tryRun } from './sys.js';
 
 export const RELEASES = ['1.0.0', '1.1.0'] as const;
@@ -81,11 +82,32 @@ function agentWrapper(root: string): string {
   return `#!/bin/sh\n# Written by lab up: this lab host's agent, on this host's root.\nexec ${join(repoRoot, 'agent/bin/hitless-agent')} --root ${root} "$@"\n`;
 }
 
-/** Host i's root: releases/<r>/bin, bin/ (keeper, probe, agent), etc/agent.json. */
-export function installHost(spec: LabSpec, paths: LabPaths, buildRoot: string, i: number): void {
+/** Debian's DPDK build of ovs-vswitchd (openvswitch-switch-dpdk): the lab's OVS-DPDK releases. */
+export const OVS_VSWITCHD = '/usr/lib/openvswitch-switch-dpdk/ovs-vswitchd-dpdk';
+
+/** An OVS-DPDK release: bin/ovs-vswitchd (a link to Debian's binary: both lab releases run the
+ * same one; a real upgrade changes the binary, the mechanism is the same) and its manifest. */
+async function installOvsRelease(root: string, r: string): Promise<void> {
+  const bin = join(root, 'releases', r, 'bin', 'ovs-vswitchd');
+  mkdirSync(dirname(bin), { recursive: true });
+  if (!existsSync(bin)) symlinkSync(OVS_VSWITCHD, bin);
+  const version = /\(Open vSwitch\) (\S+)/.exec((await tryRun(OVS_VSWITCHD, ['--version'])).stdout)?.[1];
+  const dpdk = /DPDK (\S+)/.exec((await tryRun(OVS_VSWITCHD, ['--version'])).stdout)?.[1];
+  if (!version || !dpdk) throw new LabError(`${OVS_VSWITCHD} --version: no OVS and DPDK version (is openvswitch-switch-dpdk installed?)`);
+  const m: ReleaseManifest = { release: r, kind: 'ovs-dpdk', ovs: version, dpdk, modes: ['handoff'] };
+  installText(join(root, 'releases', r, 'release.json'), `${JSON.stringify(m)}\n`, 0o644);
+}
+
+/** Host i's root: releases/<r>/ (bin/ and release.json, of the host's datapath kind), bin/
+ * (keeper, probe, agent), etc/agent.json. */
+export async function installHost(spec: LabSpec, paths: LabPaths, buildRoot: string, i: number): Promise<void> {
   const name = `h${i}`;
   const root = paths.host(name).root;
   for (const r of RELEASES) {
+    if (hostKind(spec, i) === 'ovs-dpdk') {
+      await installOvsRelease(root, r);
+      continue;
+    }
     for (const f of ['hitless-dp', 'hitless-fwd-l2.so'] as const) {
       install(join(buildDir(buildRoot, r), TARGETS[f]), join(root, 'releases', r, 'bin', f), 0o755);
     }
@@ -99,7 +121,7 @@ export function installHost(spec: LabSpec, paths: LabPaths, buildRoot: string, i
   installText(join(root, 'etc', 'agent.json'), `${JSON.stringify(config, null, 2)}\n`, 0o644);
 }
 
-/** The releases a host root holds with a runnable datapath. */
+/** The releases a host root holds with a runnable datapath (as its agent judges them). */
 export function installedReleases(root: string): string[] {
-  return RELEASES.filter((r) => existsSync(join(root, 'releases', r, 'bin', 'hitless-dp')) && existsSync(join(root, 'releases', r, 'bin', 'hitless-fwd-l2.so')));
+  return listReleases(root).filter((r) => !r.unknown_kind).map((r) => r.version);
 }

@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { Fleet } from '../../protocol/files.js';
 import { bridgeName, hostLayout, hostVms, isGuest, labPaths, LabState, type LabSpec } from './fleet.js';
 import { guestsUnavailable } from './guest.js';
+import { Ovs, ovsAvailable } from '../../agent/src/native/ovs.js';
 import { buildReleases, installedReleases, installHost } from './install.js';
 import { labResources, networkDown, networkUp } from './net.js';
 import { runningSshd, SSHD, sshUp } from './ssh.js';
@@ -64,7 +65,11 @@ export async function up({ dir, buildDir, spec, pps = DEFAULT_PPS }: UpOptions):
     const why = guestsUnavailable();
     if (why) throw new LabError(`--vm-kind ${spec.vm_kind}: ${why}`);
   }
-  const same = prev?.state === 'up' && (['prefix', 'subnet', 'hosts', 'vms', 'vm_kind'] as const).every((k) => prev[k] === spec[k]);
+  if (spec.datapath !== 'hitless') {
+    const why = ovsAvailable();
+    if (why) throw new LabError(`--datapath ${spec.datapath}: ${why}`);
+  }
+  const same = prev?.state === 'up' && (['prefix', 'subnet', 'hosts', 'vms', 'vm_kind', 'datapath'] as const).every((k) => prev[k] === spec[k]);
   if (!same) {
     if (prev) log(prev.state === 'up' ? `replacing the lab in ${dir} (different size or names)` : `clearing a half-built lab in ${dir}`);
     if (prev && prev.prefix !== spec.prefix) await down({ dir, prefix: prev.prefix, quiet: true });
@@ -80,7 +85,7 @@ export async function up({ dir, buildDir, spec, pps = DEFAULT_PPS }: UpOptions):
   await networkUp(spec);
   log('sshd per host');
   await sshUp(spec, paths);
-  for (let i = 1; i <= spec.hosts; i++) installHost(spec, paths, buildDir, i);
+  for (let i = 1; i <= spec.hosts; i++) await installHost(spec, paths, buildDir, i);
 
   const fleet = Fleet.parse({
     dir,
@@ -204,7 +209,7 @@ export async function status(dir: string): Promise<HostStatus[]> {
 export function statusTable(hosts: HostStatus[]): string {
   const rows = [['HOST', 'ADDRESS', 'NETNS', 'SSHD', 'SSH', 'RELEASES', 'ACTIVE', 'PROBE', 'GUESTS', 'RECEIVED']];
   for (const h of hosts) {
-    const active = h.agent_error !== null ? 'AGENT FAIL' : `${h.active ?? 'NONE'}${h.keeper ? '' : ' (no keeper)'}`;
+    const active = h.agent_error !== null ? 'AGENT FAIL' : `${h.active ?? 'NONE'}${h.kind === 'ovs-dpdk' ? ' ovs-dpdk' : ''}${h.keeper ? '' : ' (no keeper)'}`;
     const probe = h.probe === null ? 'DEAD' : `pid ${h.probe}${h.probe_state && h.probe_state !== 'running' ? ` ${h.probe_state}` : ''}`;
     const rx = h.flows.map((f) => `${f.dst}<-${f.src} ${f.received}`).join(', ') + (h.link_down ? `; ${h.link_down} link-down` : '');
     const guests = h.guests.map((g) => `${g.vm} ${g.pid !== null ? `pid ${g.pid}` : 'DEAD'}`).join(', ');
@@ -226,14 +231,23 @@ export async function down({ dir, prefix, quiet }: DownOptions): Promise<void> {
   if (process.getuid?.() !== 0) throw new LabError('must run as root (network namespaces)');
   const state = existsSync(dir) ? readState(dir) : undefined;
   const p = prefix ?? state?.prefix ?? DEFAULT_PREFIX;
+  const hostsDir = join(dir, 'hosts');
   const prefixes: string[] = [];
   const removed = await networkDown(p, (pid) => {
     const fp = filePrefixOf(pid);
     if (fp) prefixes.push(fp);
   });
+  if (existsSync(hostsDir)) {
+    // OVS-DPDK generations run in namespaces of their own: stopped (with their hugepages and
+    // namespaces) once nothing of the host runs any more (no agent left to restore them)
+    for (const n of readdirSync(hostsDir)) {
+      const run = join(labPaths(dir).host(n).root, 'run');
+      if (!existsSync(run)) continue;
+      for (const d of readdirSync(run)) if (d.startsWith('gen-') && existsSync(join(run, d, 'ovs.json'))) Ovs.at(join(run, d)).stopSync();
+    }
+  }
   // A process outside any namespace we know (its namespace was deleted by hand) still has a pid
   // file: sshd, the probe, the keeper, the generations.
-  const hostsDir = join(dir, 'hosts');
   if (existsSync(hostsDir)) {
     const stray = readdirSync(hostsDir).flatMap((n) => strayPids(labPaths(dir).host(n)));
     for (const pid of stray) {

@@ -44,6 +44,10 @@ async function ensureHost(spec: LabSpec, i: number, namespaces: string[], links:
     await inNs(h.netns, ['sysctl', '-q', '-w', 'net.ipv6.conf.all.disable_ipv6=1', 'net.ipv6.conf.default.disable_ipv6=1']);
   }
   await inNs(h.netns, ['ip', 'link', 'set', 'lo', 'up']);
+  // ARP answered only on the interface that has the address (mgmt0): by default Linux answers
+  // for it on the uplinks too (they share the fabric), and an uplink handed to an OVS-DPDK
+  // generation's namespace then takes the host's SSH traffic with it
+  await inNs(h.netns, ['sysctl', '-q', '-w', 'net.ipv4.conf.all.arp_ignore=1', 'net.ipv4.conf.all.arp_announce=2']);
   await ensureVeth(h.netns, h.veths.mgmt, NS_MGMT, br, links);
   await ensureVeth(h.netns, h.veths.up0, UPLINKS[0], br, links);
   await ensureVeth(h.netns, h.veths.up1, UPLINKS[1], br, links);

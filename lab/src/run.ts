@@ -32,11 +32,12 @@ export function keeperSocket(root: string, vm: string): string {
 }
 
 /**
- * Runs fn with an agent of host h: `ip netns exec <netns> <root>/bin/hitless-agent --stdio`,
+ * Runs fn with an agent of host h: `nsenter --net=<netns> <root>/bin/hitless-agent --stdio`,
  * JSON-RPC over its stdio. Closing stdin ends the agent; its detached children keep running.
  */
 export async function withAgent<T>(h: FleetHost, fn: (c: AgentClient) => Promise<T>, timeoutMs = 60_000): Promise<T> {
-  const child = spawn('ip', ['netns', 'exec', h.netns, h.agent, '--stdio'], { stdio: ['pipe', 'pipe', 'pipe'] });
+  // (the network namespace only, as the host's sshd runs it: ssh.ts)
+  const child = spawn('nsenter', [`--net=/run/netns/${h.netns}`, h.agent, '--stdio'], { stdio: ['pipe', 'pipe', 'pipe'] });
   let stderr = '';
   child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr = (stderr + d).slice(-4000)));
   const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
@@ -229,6 +230,8 @@ export interface FlowCount {
 export interface RunStatus {
   /** the release of the active generation, as the agent reports it (null: none) */
   active: string | null;
+  /** what runs it: hitless-dp or ovs-dpdk */
+  kind: string | null;
   keeper: boolean;
   agent_error: string | null;
   probe: number | null;
@@ -243,10 +246,11 @@ export interface RunStatus {
 
 export async function runStatus(h: FleetHost, guest: GuestOf): Promise<RunStatus> {
   const guests = h.vms.filter((v) => guest(v.name)).map((v) => ({ vm: v.name, pid: guestPid(h, v.name) }));
-  const out: RunStatus = { active: null, keeper: false, agent_error: null, probe: probePid(h), probe_state: null, flows: [], link_down: null, guests };
+  const out: RunStatus = { active: null, kind: null, keeper: false, agent_error: null, probe: probePid(h), probe_state: null, flows: [], link_down: null, guests };
   const asked = withAgent(h, (c) => c.request(agent.hostInfo, {}), 20_000).then(
     (info) => {
       out.active = info.active?.release ?? null;
+      out.kind = info.active ? (info.active.kind ?? 'hitless-dp') : null;
       out.keeper = info.keeper.alive;
     },
     (e: Error) => {

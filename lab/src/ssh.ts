@@ -83,7 +83,10 @@ async function ensureSshd(spec: LabSpec, paths: LabPaths, i: number): Promise<{ 
   await run(SSHD, ['-t', '-f', host.sshdConfig]);
   writeFileSync(host.sshdPid, '');
   // sshd listens, daemonizes, then writes its pid file.
-  await run('ip', ['netns', 'exec', h.netns, SSHD, '-f', host.sshdConfig, '-E', host.sshdLog]);
+  // in the host's network namespace only (not `ip netns exec`'s mount namespace of its own): an
+  // agent it starts then names the namespaces it makes (an OVS-DPDK generation's) where every
+  // process sees them, as on a real host
+  await run('nsenter', [`--net=/run/netns/${h.netns}`, SSHD, '-f', host.sshdConfig, '-E', host.sshdLog]);
   for (let waited = 0; waited < 5000; waited += 50) {
     if (isOurSshd(readPid(host.sshdPid), host.sshdConfig)) return { name: h.name, address: h.address, pub };
     await sleep(50);

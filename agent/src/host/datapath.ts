@@ -17,7 +17,7 @@ import type { AgentConfig, DatapathKind, VmEntry } from '../../../protocol/files
 import { dp } from '../../../protocol/native/dp.js';
 import { keeper } from '../../../protocol/native/keeper.js';
 import { CtlError } from '../native/ctlClient.js';
-import { Ovs, PEER_OFPORT } from '../native/ovs.js';
+import { Ovs, PEER_OFPORT, UPLINK_OFPORT } from '../native/ovs.js';
 import { readManifest } from './config.js';
 import type { Supervisor } from './supervisor.js';
 
@@ -163,21 +163,20 @@ class OvsDpdkGens implements Datapath {
   }
 
   async start(s: GenStart): Promise<void> {
-    // each generation needs an uplink of its own inside its namespace (a VF, or a veth end
-    // moved there): not built yet, so a host with uplinks is refused rather than left cut off
-    if (s.uplink) throw new Error(`${this.cfg.host}: uplinks for OVS-DPDK generations are not supported yet (agent.json lists ${s.uplink})`);
     const o = this.fresh(s.gen, s.release);
     try {
       await o.start({ flowRestoreWait: s.beside !== null });
       const k = await this.sup.keeper();
       await k.request(keeper.genAttach, { gen: s.gen, run_dir: this.sup.genDir(s.gen), backend: 'listen' });
       for (const v of s.vms) await o.addVhostClient(v.name, join(this.sup.genDir(s.gen), 'vhost', `${v.name}.sock`), OvsDpdkGens.ofport(s.vms, v.name));
+      // its own uplink (lab: a veth end into the fabric; production: a VF), in its namespace
+      if (s.uplink) await o.addUplink(s.uplink);
       if (s.beside) {
         const other = this.ovs(s.beside);
         await this.link(other, o, s.gen);
         await o.importState(await other.exportState());
         await o.flowsRestored();
-      } else await o.splitL2(s.vms.map((v) => ({ port: OvsDpdkGens.ofport(s.vms, v.name), mac: v.mac })));
+      } else await o.splitL2(s.vms.map((v) => ({ port: OvsDpdkGens.ofport(s.vms, v.name), mac: v.mac })), PEER_OFPORT, s.uplink ? UPLINK_OFPORT : null);
     } catch (e) {
       await (await this.sup.keeper()).request(keeper.genDetach, { gen: s.gen }).catch(() => undefined);
       o.stopSync();
@@ -212,8 +211,8 @@ class OvsDpdkGens implements Datapath {
     return out;
   }
 
-  async uplink(): Promise<string | null> {
-    return null;
+  async uplink(gen: string): Promise<string | null> {
+    return this.ovs(gen).uplink();
   }
 
   async stop(gen: string, stays: string | null): Promise<void> {

@@ -145,6 +145,10 @@ export async function restore(h: FailoverHost, dead: string, since: bigint): Pro
   h.notify(await h.status());
   try {
     const k = await h.sup.keeper();
+    // what the dead one still holds goes first (an OVS generation's ovsdb-server, namespace,
+    // hugepages and uplink: the replacement takes the uplink); its link to the survivor is
+    // replaced by the new one's
+    await h.retire(dead, null);
     // two uplinks: the one the survivor does not use (the dead one's)
     const survivorUplink = survivor ? await h.datapath(survivor.release).uplink(survivor.gen) : null;
     const uplink = h.cfg.uplinks.find((u) => u !== survivorUplink) ?? h.cfg.uplinks[0];
@@ -168,8 +172,6 @@ export async function restore(h: FailoverHost, dead: string, since: bigint): Pro
     // the dead one is forgotten once no VM waits for it (a VM let go comes back to the standby)
     await k.request(keeper.genDetach, { gen: dead }).catch(() => undefined);
     // what the dead one held (an OVS generation's ovsdb-server, namespace and hugepages) goes
-    // (the survivor's link to it was replaced by the new one's)
-    await h.retire(dead, null);
     const { sessions } = await k.request(keeper.sessionList, {});
     for (const s of sessions) if (s.connected && s.movable && s.serving !== gen) await k.request(keeper.sessionPreload, { vm: s.vm, gen }).catch(() => undefined);
     h.journal.append({ type: 'restored', gen, replaces: dead, took_ms: took, outage_ms: outage });

@@ -6,6 +6,7 @@ import type { z } from 'zod';
 import { agent, AgentError, events } from '../../../protocol/agent.js';
 import { type Request } from '../../../protocol/rpc.js';
 import { listReleases } from './config.js';
+import { kindOf } from './datapath.js';
 import { alive } from './supervisor.js';
 import { AgentFailure, HostAgent } from './upgrade.js';
 
@@ -46,7 +47,7 @@ export function serve(host: HostAgent, input: NodeJS.ReadableStream, output: Nod
       agent_version: AGENT_VERSION,
       root: host.root,
       releases: listReleases(host.root).map((r) => r.version),
-      active: d.active,
+      active: d.active ? { ...d.active, kind: kindOf(host.root, d.active.release) } : null,
       keeper: { pid: kpid, alive: alive(kpid) },
       state: d.state,
     };

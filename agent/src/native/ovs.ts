@@ -17,7 +17,9 @@ const SCHEMA = '/usr/share/openvswitch/vswitch.ovsschema';
 const NR = '/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages';
 const STATE_DIR = '/var/tmp/hitless-bench-huge';
 /** the peer link's OpenFlow port number in every generation */
-export const PEER_OFPORT = 100; // one record per reservation: what to undo if a run is killed
+export const PEER_OFPORT = 100;
+/** the uplink's OpenFlow port number in every generation */
+export const UPLINK_OFPORT = 200;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 export function ovsAvailable(vswitchd = VSWITCHD): string | null {
@@ -236,13 +238,21 @@ export class Ovs {
       ...(this.opts.pmdMaxSleepUs !== undefined ? [`other_config:pmd-maxsleep=${this.opts.pmdMaxSleepUs}`] : []),
       ...(o.flowRestoreWait ? ['other_config:flow-restore-wait=true'] : []),
     );
+    const ns = this.opts.netns;
+    if (ns) {
+      // a name left by a generation of an earlier host (a lab made again) is stale: a new one
+      if (existsSync(`/run/netns/${ns}`)) {
+        await this.run('ip', ['netns', 'del', ns]).catch(() => undefined);
+        rmSync(`/run/netns/${ns}`, { force: true }); // a name whose mount is gone: a bare file
+      }
+      await this.run('ip', ['netns', 'add', ns]);
+    }
     await this.startSwitch();
     await this.vsctl('add-br', 'br0', '--', 'set', 'bridge', 'br0', 'datapath_type=netdev', 'fail_mode=secure', 'protocols=OpenFlow10,OpenFlow13,OpenFlow14,OpenFlow15');
   }
 
   private async startSwitch(): Promise<void> {
     const ns = this.opts.netns;
-    if (ns && !existsSync(`/run/netns/${ns}`)) await this.run('ip', ['netns', 'add', ns]);
     const bin = this.opts.vswitchd ?? VSWITCHD;
     await this.run(ns ? 'ip' : bin, [
       ...(ns ? ['netns', 'exec', ns, bin] : []),
@@ -294,6 +304,34 @@ export class Ovs {
     );
   }
 
+  /**
+   * The generation's uplink: the interface `iface` (in the namespace of the process calling)
+   * moved into the generation's namespace, polled by DPDK's af_packet PMD as OpenFlow port
+   * UPLINK_OFPORT. stopSync moves it back before the namespace goes (a veth end left in a
+   * deleted namespace would be destroyed with it).
+   */
+  async addUplink(iface: string): Promise<void> {
+    const ns = this.opts.netns;
+    if (!ns) throw new Error('an uplink needs the generation in a namespace of its own');
+    writeFileSync(join(this.dir, 'uplink'), iface);
+    await this.run('ip', ['link', 'set', iface, 'netns', ns]);
+    await this.run('ip', ['-n', ns, 'link', 'set', iface, 'up']);
+    await this.vsctl(
+      'add-port', 'br0', 'uplink', '--', 'set', 'Interface', 'uplink', 'type=dpdk',
+      `options:dpdk-devargs=net_af_packet_uplink,iface=${iface}`,
+      `ofport_request=${UPLINK_OFPORT}`,
+    );
+  }
+
+  /** The uplink interface it was given, if any. */
+  uplink(): string | null {
+    try {
+      return readFileSync(join(this.dir, 'uplink'), 'utf8').trim();
+    } catch {
+      return null;
+    }
+  }
+
   /** The peer link's port gone (the generation beyond it is stopping), if there is one. */
   async delPeer(): Promise<void> {
     await this.vsctl('--if-exists', 'del-port', 'br0', 'peer');
@@ -315,9 +353,11 @@ export class Ovs {
    * here — else the peer link), and frames that came over the peer link go to the local port
    * only (never back). The same rules serve both generations, so they are copied verbatim.
    */
-  async splitL2(vms: { port: number; mac: string }[], peer = PEER_OFPORT): Promise<void> {
+  async splitL2(vms: { port: number; mac: string }[], peer = PEER_OFPORT, uplink: number | null = null): Promise<void> {
     await this.ofctl('-O', 'OpenFlow13', 'del-flows', 'br0');
     await this.ofctl('-O', 'OpenFlow13', 'del-groups', 'br0');
+    // any other destination leaves by the uplink (never back out of it: OVS drops output to in_port)
+    if (uplink !== null) await this.ofctl('-O', 'OpenFlow13', 'add-flow', 'br0', `priority=1,actions=output:${uplink}`);
     for (const v of vms) {
       await this.ofctl('-O', 'OpenFlow13', 'add-group', 'br0', `group_id=${v.port},type=ff,bucket=watch_port:${v.port},output:${v.port},bucket=watch_port:${peer},output:${peer}`);
       await this.ofctl('-O', 'OpenFlow13', 'add-flow', 'br0', `priority=20,in_port=${peer},dl_dst=${v.mac},actions=output:${v.port}`);
@@ -400,8 +440,9 @@ export class Ovs {
     return { stopped_ns, restored_ns: Number(process.hrtime.bigint()) };
   }
 
-  /** Stop both daemons, unmount, give the hugepages back; safe to call twice. */
-  stopSync(): void {
+  /** Stop both daemons, unmount, give the hugepages back, the uplink back to `uplinkTo` (a
+   * namespace's name or a pid; by default the calling process's namespace); safe to call twice. */
+  stopSync(uplinkTo: string = String(process.pid)): void {
     for (const f of ['vswitchd.pid', 'ovsdb.pid']) {
       const p = readPid(join(this.dir, f));
       if (!alive(p)) continue;
@@ -411,6 +452,13 @@ export class Ovs {
     }
     this.huge.release();
     if (this.opts.netns && existsSync(`/run/netns/${this.opts.netns}`)) {
+      try {
+        // the uplink back where it came from
+        const up = this.uplink();
+        if (up) execFileSync('ip', ['-n', this.opts.netns, 'link', 'set', up, 'netns', uplinkTo], { stdio: 'ignore' });
+      } catch {
+        /* not there (any more) */
+      }
       try {
         execFileSync('ip', ['netns', 'del', this.opts.netns], { stdio: 'ignore' });
       } catch {

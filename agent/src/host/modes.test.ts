@@ -85,6 +85,7 @@ test('an OVS-DPDK host is upgraded by handoff only, and the plan says why swap i
   assert.equal(swap.available, false);
   assert.match(swap.reason, /an OVS-DPDK generation has no such stage: handoff only/);
   assert.equal(j.recommended, 'handoff');
+  assert.deepEqual([handoff.predicted_break_us, handoff.basis], [BENCH.ovsHandoffGapUs, 'bench/run handoff --datapath ovs (receive gap p50)']);
 });
 
 test('a release of another datapath kind is refused by both modes, with the kinds named', () => {

@@ -8,10 +8,10 @@ import type { ReleaseManifest, UpgradeMode } from '../../../protocol/files.js';
 /**
  * Figures of the benchmarks on the 2-core lab machine (bench/results/), used until a host has
  * switched often enough to predict from its own journal: handoff's receive gap p50
- * (bench/run handoff), swap's loop window for an unchanged layout and per FDB entry converted
+ * (bench/run handoff, and --datapath ovs for OVS-DPDK generations), swap's loop window for an unchanged layout and per FDB entry converted
  * (bench/run swap).
  */
-export const BENCH = { handoffGapUs: 580, swapWindowUs: 1, swapPerEntryUs: 0.07 } as const;
+export const BENCH = { handoffGapUs: 580, swapWindowUs: 1, swapPerEntryUs: 0.07, ovsHandoffGapUs: 246_800 } as const;
 const OWN_HISTORY_MIN = 3;
 
 export interface ReleaseFacts {
@@ -63,7 +63,11 @@ export function judgeModes(f: ModeFacts): { modes: ModeOption[]; recommended: Up
   const t = f.target.manifest;
   const kindChange = kindOf(f.core) !== kindOf(f.target);
   const handoffOk = !kindChange && (!t || (t.modes as string[]).includes('handoff'));
-  const handoffOwn = f.history.flatMap((m) => (m.mode === 'handoff' && m.passive_gap_us !== null ? [m.passive_gap_us] : []));
+  // an OVS-DPDK generation keeps no per-port times (no datapath gap): its switches' break
+  const ovs = kindOf(f.target) === 'ovs-dpdk';
+  const handoffOwn = f.history.flatMap((m) =>
+    m.mode !== 'handoff' ? [] : ovs ? [m.break_ms * 1000] : m.passive_gap_us !== null ? [m.passive_gap_us] : [],
+  );
   const handoff: ModeOption = {
     mode: 'handoff',
     available: handoffOk,
@@ -72,8 +76,13 @@ export function judgeModes(f: ModeFacts): { modes: ModeOption[]; recommended: Up
       : kindChange
         ? `the host runs ${kindOf(f.core)} and ${f.target.release} is ${kindOf(f.target)}: a handoff between datapath kinds is not supported (VMs split across them would have no link to each other)`
         : `release ${f.target.release} does not offer handoff (its manifest lists ${t!.modes.join(', ')})`,
-    predicted_break_us: handoffOwn.length >= OWN_HISTORY_MIN ? median(handoffOwn) : BENCH.handoffGapUs,
-    basis: handoffOwn.length >= OWN_HISTORY_MIN ? `median datapath gap of ${handoffOwn.length} handoffs on this host` : 'bench/run handoff (receive gap p50)',
+    predicted_break_us: handoffOwn.length >= OWN_HISTORY_MIN ? median(handoffOwn) : ovs ? BENCH.ovsHandoffGapUs : BENCH.handoffGapUs,
+    basis:
+      handoffOwn.length >= OWN_HISTORY_MIN
+        ? `median ${ovs ? 'break' : 'datapath gap'} of ${handoffOwn.length} handoffs on this host`
+        : ovs
+          ? 'bench/run handoff --datapath ovs (receive gap p50)'
+          : 'bench/run handoff (receive gap p50)',
     approvals: 'per-vm',
   };
 

@@ -173,21 +173,32 @@ class OvsDpdkGens implements Datapath {
       if (s.uplink) await o.addUplink(s.uplink);
       if (s.beside) {
         const other = this.ovs(s.beside);
-        await this.link(other, o, s.gen);
+        // the running generation's parked end of its peer link becomes ours: its ports stay as
+        // they are (an older generation without one gets a new link, at a PMD reload's cost)
+        if (!(await o.adoptPeer(other))) await this.link(other, o, s.gen);
         await o.importState(await other.exportState());
         await o.flowsRestored();
-      } else await o.splitL2(s.vms.map((v) => ({ port: OvsDpdkGens.ofport(s.vms, v.name), mac: v.mac })), PEER_OFPORT, s.uplink ? UPLINK_OFPORT : null);
+      } else {
+        await o.peerPair(OvsDpdkGens.linkName(this.root, s.gen));
+        await o.splitL2(s.vms.map((v) => ({ port: OvsDpdkGens.ofport(s.vms, v.name), mac: v.mac })), PEER_OFPORT, s.uplink ? UPLINK_OFPORT : null);
+      }
     } catch (e) {
       await (await this.sup.keeper()).request(keeper.genDetach, { gen: s.gen }).catch(() => undefined);
-      o.stopSync();
+      o.stopSync(undefined, s.beside ? this.ovs(s.beside) : null);
       throw e;
     }
   }
 
+  /** A veth pair's name (its ends <name>a, <name>b): unique per host root and generation,
+   * within the 15 characters of an interface name. */
+  private static linkName(root: string, gen: string): string {
+    return `hp${createHash('sha1').update(`${root}:${gen}`).digest('hex').slice(0, 10)}`;
+  }
+
   /** A veth pair between the two generations' namespaces, each end their peer port. */
   private async link(a: Ovs, b: Ovs, gen: string): Promise<void> {
-    const tag = createHash('sha1').update(`${this.root}:${gen}`).digest('hex').slice(0, 10);
-    const [ea, eb] = [`hp${tag}a`, `hp${tag}b`];
+    const tag = OvsDpdkGens.linkName(this.root, gen);
+    const [ea, eb] = [`${tag}a`, `${tag}b`];
     await a.delPeer();
     execFileSync('ip', ['link', 'add', ea, 'netns', a.netns!, 'type', 'veth', 'peer', 'name', eb, 'netns', b.netns!]);
     for (const [ns, n] of [[a.netns!, ea], [b.netns!, eb]] as const) {
@@ -216,9 +227,11 @@ class OvsDpdkGens implements Datapath {
   }
 
   async stop(gen: string, stays: string | null): Promise<void> {
-    if (stays && this.sup.genAlive(stays)) await this.ovs(stays).delPeer().catch(() => undefined);
+    // its end of the peer link goes back to the one that stays, parked for the next generation:
+    // the ports of the one that stays do not change
+    const other = stays && existsSync(join(this.sup.genDir(stays), 'ovs.json')) ? this.ovs(stays) : null;
     // one whose start failed early has no ovs.json (and was cleaned up by start)
-    if (existsSync(join(this.sup.genDir(gen), 'ovs.json'))) this.ovs(gen).stopSync();
+    if (existsSync(join(this.sup.genDir(gen), 'ovs.json'))) this.ovs(gen).stopSync(undefined, other);
     else await this.sup.stopGen(gen);
   }
 }

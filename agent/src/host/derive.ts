@@ -71,6 +71,14 @@ export function derive(entries: readonly Stamped[]): Derived {
         d.pending = null;
         outer = null;
         break;
+      case 'prepare-failed':
+        d.error = `prepare of ${d.target?.release}: ${e.error}`;
+        d.target = null;
+        d.state = 'idle';
+        d.lastOutcome = 'aborted';
+        d.pending = null;
+        outer = null;
+        break;
       case 'switch':
         d.pending = e;
         break;

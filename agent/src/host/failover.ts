@@ -146,9 +146,9 @@ export async function restore(h: FailoverHost, dead: string, since: bigint): Pro
   try {
     const k = await h.sup.keeper();
     // what the dead one still holds goes first (an OVS generation's ovsdb-server, namespace,
-    // hugepages and uplink: the replacement takes the uplink); its link to the survivor is
-    // replaced by the new one's
-    await h.retire(dead, null);
+    // hugepages and uplink: the replacement takes the uplink, and its end of the survivor's
+    // peer link, parked at the survivor)
+    await h.retire(dead, survivor?.gen ?? null);
     // two uplinks: the one the survivor does not use (the dead one's)
     const survivorUplink = survivor ? await h.datapath(survivor.release).uplink(survivor.gen) : null;
     const uplink = h.cfg.uplinks.find((u) => u !== survivorUplink) ?? h.cfg.uplinks[0];

@@ -19,6 +19,8 @@ export const Entry = z.discriminatedUnion('type', [
     budget: Budget.nullable().default(null),
   }),
   z.object({ type: z.literal('prepared') }),
+  // the target could not be started (it was stopped again): the host stays on its active one
+  z.object({ type: z.literal('prepare-failed'), error: z.string() }),
   z.object({ type: z.literal('switch'), vm: z.string(), to: z.string() }),
   z.object({ type: z.literal('switched'), vm: z.string(), to: z.string(), measurement: Measurement.nullable() }),
   z.object({ type: z.literal('switch-failed'), vm: z.string(), to: z.string(), error: z.string() }),

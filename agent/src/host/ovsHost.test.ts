@@ -3,13 +3,13 @@
 // hugepages) behind the keeper, driven by the same upgrade state machine as hitless-dp. Real
 // agent on stdio, keeper, Debian's ovs-vswitchd and probe VMs.
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { agent } from '../../../protocol/agent.js';
 import { gapsOf, measured } from '../../../protocol/native/probe.js';
 import { Ovs, ovsAvailable } from '../native/ovs.js';
-import { agentsOn, hostRoot, probeOn } from '../../../testing/agentHost.js';
+import { agentsOn, hostRoot, OVS_VSWITCHD, probeOn } from '../../../testing/agentHost.js';
 import { Testbed } from '../../../testing/testbed.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -32,6 +32,40 @@ describe('hitless-agent on an OVS-DPDK host', () => {
     assert.equal(existsSync(join(root, 'run', 'gen-1.1.0-1')), false, 'no generation was started');
     const { releases } = await a.client.request(agent.releaseList, {});
     assert.match(releases.find((r) => r.version === '1.1.0')!.manifest_error!, /unknown datapath kind "vpp"/);
+  });
+
+  test('a release whose ovs-vswitchd fails to start: prepare says why, the host stays on 1.0.0 with its VMs forwarding and nothing of the target left; with a working binary the next prepare succeeds', async () => {
+    const root = hostRoot(bed, 'ob1', 2, false, { ovs: true });
+    const a = spawnAgent(root);
+    await a.client.request(agent.hostStart, { release: '1.0.0' });
+    const probe = await probeOn(bed, root, 'ob1', 2);
+    await sleep(500);
+    const before = hugepages();
+    const bin = join(root, 'releases', '1.1.0', 'bin', 'ovs-vswitchd');
+    rmSync(bin);
+    writeFileSync(bin, '#!/bin/sh\necho "ovs-vswitchd: a broken build" >&2\nexit 1\n', { mode: 0o755 });
+    await assert.rejects(a.client.request(agent.upgradePrepare, { release: '1.1.0' }), /ob1: 1\.1\.0 \(generation 1\.1\.0-2\) could not be started beside 1\.0\.0-1: .*a broken build.*; the host stays on 1\.0\.0, its VMs untouched/);
+    const st = await a.client.request(agent.upgradeStatus, {});
+    assert.deepEqual([st.state, st.active?.gen, st.target, st.last_outcome], ['idle', '1.0.0-1', null, 'aborted']);
+    assert.match(st.error ?? '', /prepare of 1\.1\.0: .*a broken build/);
+    assert.ok(st.vms.every((v) => v.connected && v.serving === '1.0.0-1'), JSON.stringify(st.vms));
+    assert.equal(hugepages(), before, "the target's hugepages were given back");
+    assert.equal(existsSync(`/run/netns/${Ovs.at(join(root, 'run', 'gen-1.1.0-2')).netns}`), false, "the target's namespace is gone");
+    const rx = (await Ovs.at(join(root, 'run', 'gen-1.0.0-1')).portStats('v1')).rx;
+    await sleep(500);
+    assert.ok((await Ovs.at(join(root, 'run', 'gen-1.0.0-1')).portStats('v1')).rx > rx + 500, 'v1 still forwards through 1.0.0');
+
+    rmSync(bin);
+    symlinkSync(OVS_VSWITCHD, bin);
+    const ok = await a.client.request(agent.upgradePrepare, { release: '1.1.0' });
+    assert.deepEqual([ok.state, ok.target?.release, ok.error], ['switching', '1.1.0', null]);
+    await a.client.request(agent.upgradeAbort, {});
+    const sum = await probe.stop();
+    assert.deepEqual(probe.events.filter((e) => e.event === 'link'), [], 'no frontend saw its link move');
+    assert.equal(sum.totals.dup, 0);
+    // (not yet 0 lost: ~100 frames of one flow go missing around the prepare and abort of an OVS
+    // target, in no receive gap over 1 ms; issue 15 is open on it)
+    console.log(`agent on OVS-DPDK, a failed prepare, a prepare and an abort: lost ${sum.totals.lost} of ${sum.totals.offered}`);
   });
 
   test('4 VMs upgraded one by one from one OVS-DPDK generation to another, one rolled back and moved again, then committed: the frontends see nothing, the new generation forwards with the flows carried over, nothing is duplicated or left broken, and the old generation gives its hugepages back', async () => {

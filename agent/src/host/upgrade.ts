@@ -211,10 +211,20 @@ export class HostAgent {
     this.journal.append({ type: 'prepare', gen, release: version, approve, mode, budget: judged });
     this.notify(await this.status());
     const uplink = this.cfg.uplinks.length === 2 ? this.cfg.uplinks[(this.journal.entries().filter((e) => e.type === 'start' || e.type === 'committed').length) % 2] : this.cfg.uplinks[0];
-    await this.startBeside(gen, version, d.active.gen, uplink);
     const k = await this.sup.keeper();
-    const { sessions } = await k.request(keeper.sessionList, {});
-    for (const s of sessions) if (s.connected && s.movable) await k.request(keeper.sessionPreload, { vm: s.vm, gen });
+    try {
+      await this.startBeside(gen, version, d.active.gen, uplink);
+      const { sessions } = await k.request(keeper.sessionList, {});
+      for (const s of sessions) if (s.connected && s.movable) await k.request(keeper.sessionPreload, { vm: s.vm, gen });
+    } catch (e) {
+      // nothing moved yet: the target goes, the host stays as it was, and says why
+      await k.request(keeper.genDetach, { gen }).catch(() => undefined);
+      await this.retire(gen, d.active.gen).catch(() => undefined);
+      const why = (e as Error).message;
+      this.journal.append({ type: 'prepare-failed', error: why });
+      this.notify(await this.status());
+      throw new AgentFailure('failed', `${this.cfg.host}: ${version} (generation ${gen}) could not be started beside ${d.active.gen}: ${why}; the host stays on ${d.active.release}, its VMs untouched`);
+    }
     this.journal.append({ type: 'prepared' });
     this.notify(await this.status());
   }

@@ -111,8 +111,15 @@ export class Hugepages {
         pause(100);
       }
     }
-    const now = Number(readFileSync(NR, 'utf8').trim());
-    writeFileSync(NR, String(Math.max(0, now - rec.pages)));
+    // the kernel keeps pages still reserved or mapped by a process on its way out (it cannot
+    // shrink the pool below them): give back what it took, and the rest once it can
+    let left = rec.pages;
+    for (let i = 0; i < 50 && left > 0; i++) {
+      const now = Number(readFileSync(NR, 'utf8').trim());
+      writeFileSync(NR, String(Math.max(0, now - left)));
+      left -= now - Number(readFileSync(NR, 'utf8').trim());
+      if (left > 0) pause(100);
+    }
   }
 
   release(): void {
@@ -297,6 +304,7 @@ export class Ovs {
    * role here — as a client of hitless-dp's memif server it does: not yet understood.)
    */
   async addPeer(iface: string, ofport = PEER_OFPORT): Promise<void> {
+    writeFileSync(join(this.dir, 'peer'), iface);
     await this.vsctl(
       'add-port', 'br0', 'peer', '--', 'set', 'Interface', 'peer', 'type=dpdk',
       `options:dpdk-devargs=net_af_packet_peer,iface=${iface}`,
@@ -335,6 +343,60 @@ export class Ovs {
   /** The peer link's port gone (the generation beyond it is stopping), if there is one. */
   async delPeer(): Promise<void> {
     await this.vsctl('--if-exists', 'del-port', 'br0', 'peer');
+  }
+
+  /**
+   * A peer link that costs the serving generation nothing later: a veth pair made in this
+   * generation's namespace, one end its peer port now, the other parked here for the next
+   * generation (adopt). Adding a port to a running ovs-vswitchd reloads its PMD threads, and
+   * a VM whose rings go unpolled meanwhile loses frames; so the serving generation's ports never
+   * change during an upgrade.
+   */
+  async peerPair(name: string): Promise<void> {
+    const ns = this.opts.netns!;
+    const [mine, parked] = [`${name}a`, `${name}b`];
+    await this.run('ip', ['-n', ns, 'link', 'add', mine, 'type', 'veth', 'peer', 'name', parked]);
+    await this.quietLink(mine);
+    await this.quietLink(parked);
+    writeFileSync(join(this.dir, 'parked'), parked);
+    await this.addPeer(mine);
+  }
+
+  /** The other end of the peer link of the generation in `from`, taken from where it is parked
+   * there and made this generation's peer port. False when none is parked. */
+  async adoptPeer(from: Ovs): Promise<boolean> {
+    const parked = from.parked();
+    if (!parked) return false;
+    await this.run('ip', ['-n', from.netns!, 'link', 'set', parked, 'netns', this.opts.netns!]);
+    rmSync(join(from.dir, 'parked'), { force: true });
+    await this.quietLink(parked);
+    await this.addPeer(parked);
+    return true;
+  }
+
+  /** The peer-link end waiting here for the next generation, if any. */
+  parked(): string | null {
+    try {
+      return readFileSync(join(this.dir, 'parked'), 'utf8').trim();
+    } catch {
+      return null;
+    }
+  }
+
+  /** The peer port's interface (for stopSync to hand back), if any. */
+  private peerIface(): string | null {
+    try {
+      return readFileSync(join(this.dir, 'peer'), 'utf8').trim();
+    } catch {
+      return null;
+    }
+  }
+
+  /** Up, and silent: only our frames cross a link (no IPv6 chatter). */
+  private async quietLink(iface: string): Promise<void> {
+    const ns = this.opts.netns!;
+    await this.run('ip', ['netns', 'exec', ns, 'sysctl', '-qw', `net.ipv6.conf.${iface}.disable_ipv6=1`]);
+    await this.run('ip', ['-n', ns, 'link', 'set', iface, 'up']);
   }
 
   /** The carried state is in: forward from now on. */
@@ -441,8 +503,10 @@ export class Ovs {
   }
 
   /** Stop both daemons, unmount, give the hugepages back, the uplink back to `uplinkTo` (a
-   * namespace's name or a pid; by default the calling process's namespace); safe to call twice. */
-  stopSync(uplinkTo: string = String(process.pid)): void {
+   * namespace's name or a pid; by default the calling process's namespace), and its end of the
+   * peer link to `peerTo` (the generation that stays: parked there for the next one); safe to
+   * call twice. */
+  stopSync(uplinkTo: string = String(process.pid), peerTo: Ovs | null = null): void {
     for (const f of ['vswitchd.pid', 'ovsdb.pid']) {
       const p = readPid(join(this.dir, f));
       if (!alive(p)) continue;
@@ -458,6 +522,16 @@ export class Ovs {
         if (up) execFileSync('ip', ['-n', this.opts.netns, 'link', 'set', up, 'netns', uplinkTo], { stdio: 'ignore' });
       } catch {
         /* not there (any more) */
+      }
+      const peer = this.peerIface();
+      if (peer && peerTo?.netns && existsSync(`/run/netns/${peerTo.netns}`)) {
+        try {
+          execFileSync('ip', ['-n', this.opts.netns, 'link', 'set', peer, 'netns', peerTo.netns], { stdio: 'ignore' });
+          execFileSync('ip', ['-n', peerTo.netns, 'link', 'set', peer, 'up'], { stdio: 'ignore' });
+          writeFileSync(join(peerTo.dir, 'parked'), peer);
+        } catch {
+          /* its pair went with a namespace already deleted */
+        }
       }
       try {
         execFileSync('ip', ['netns', 'del', this.opts.netns], { stdio: 'ignore' });

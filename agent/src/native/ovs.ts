@@ -15,6 +15,17 @@ import { alive, readPid } from '../host/supervisor.js';
 const VSWITCHD = '/usr/lib/openvswitch-switch-dpdk/ovs-vswitchd-dpdk';
 const SCHEMA = '/usr/share/openvswitch/vswitch.ovsschema';
 const NR = '/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages';
+const SURPLUS = '/sys/kernel/mm/hugepages/hugepages-2048kB/surplus_hugepages';
+
+/**
+ * The persistent pool. nr_hugepages reads back every page, surplus ones too (pages still in use
+ * by a process on its way out when the pool was shrunk below them: freed when it lets go), but
+ * a write sets the persistent pool alone. Counting the surplus would make a reservation that
+ * comes meanwhile turn those pages persistent, left in the pool for good once freed.
+ */
+function persistentPages(): number {
+  return Number(readFileSync(NR, 'utf8').trim()) - Number(readFileSync(SURPLUS, 'utf8').trim());
+}
 const STATE_DIR = '/var/tmp/hitless-bench-huge';
 /** the peer link's OpenFlow port number in every generation */
 export const PEER_OFPORT = 100;
@@ -79,7 +90,7 @@ export class Hugepages {
   reserve(): void {
     mkdirSync(this.mount, { recursive: true });
     mkdirSync(dirname(this.record), { recursive: true });
-    const before = Number(readFileSync(NR, 'utf8').trim());
+    const before = persistentPages();
     const pages = Math.ceil(this.mb / 2) + 16;
     writeFileSync(this.record, JSON.stringify({ dir: this.dir, mount: this.mount, pages }));
     if (this.ownedByProcess) {
@@ -90,8 +101,10 @@ export class Hugepages {
       Hugepages.live.add(this);
     }
     writeFileSync(NR, String(before + pages));
-    const got = Number(readFileSync(NR, 'utf8').trim());
+    const got = persistentPages();
     if (got < before + pages) {
+      // give back what was had, not more
+      writeFileSync(this.record, JSON.stringify({ dir: this.dir, mount: this.mount, pages: Math.max(0, got - before) }));
       this.release();
       throw new Error(`only ${got - before} of ${pages} 2 MB hugepages could be reserved (memory too fragmented?)`);
     }
@@ -111,13 +124,12 @@ export class Hugepages {
         pause(100);
       }
     }
-    // the kernel keeps pages still reserved or mapped by a process on its way out (it cannot
-    // shrink the pool below them): give back what it took, and the rest once it can
+    // pages a process on its way out still maps become surplus, and are freed when it lets go
     let left = rec.pages;
     for (let i = 0; i < 50 && left > 0; i++) {
-      const now = Number(readFileSync(NR, 'utf8').trim());
+      const now = persistentPages();
       writeFileSync(NR, String(Math.max(0, now - left)));
-      left -= now - Number(readFileSync(NR, 'utf8').trim());
+      left -= now - persistentPages();
       if (left > 0) pause(100);
     }
   }

@@ -210,14 +210,8 @@ export class Testbed {
     for (const g of [a, b]) for (const [i, v] of vms.entries()) await g.ovs.addVhostClient(v.name, join(g.runDir, 'vhost', `${v.name}.sock`), i + 1);
     // the peer link (a veth pair between the two generations' namespaces), and A's forwarding
     // state (fast-failover groups over it) carried to B
-    const [pa, pb] = [`hlp${this.seqNo}a`, `hlp${this.seqNo++}b`];
-    execFileSync('ip', ['link', 'add', pa, 'netns', a.ovs.netns!, 'type', 'veth', 'peer', 'name', pb, 'netns', b.ovs.netns!]);
-    for (const [ns, n] of [[a.ovs.netns!, pa], [b.ovs.netns!, pb]] as const) {
-      execFileSync('ip', ['netns', 'exec', ns, 'sysctl', '-qw', `net.ipv6.conf.${n}.disable_ipv6=1`]);
-      execFileSync('ip', ['-n', ns, 'link', 'set', n, 'up']);
-    }
-    await a.ovs.addPeer(pa);
-    await b.ovs.addPeer(pb);
+    await a.ovs.peerPair(`hlp${this.seqNo++}`);
+    if (!(await b.ovs.adoptPeer(a.ovs))) throw new Error('no peer-link end parked in A');
     await a.ovs.splitL2(vms.map((v, i) => ({ port: i + 1, mac: v.mac })));
     await b.ovs.importState(await a.ovs.exportState());
     const probe = await this.probe({

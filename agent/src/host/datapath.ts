@@ -9,7 +9,6 @@
 //     and generation; a veth pair between the two generations' namespaces is the peer link;
 //     the OpenFlow state (groups, then flows in one bundle) is carried over, with
 //     flow-restore-wait set until it is in.
-import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
@@ -195,19 +194,13 @@ class OvsDpdkGens implements Datapath {
     return `hp${createHash('sha1').update(`${root}:${gen}`).digest('hex').slice(0, 10)}`;
   }
 
-  /** A veth pair between the two generations' namespaces, each end their peer port. */
+  /** A new peer link for a running generation that has no end parked (one started before
+   * parking existed): its old port replaced by a fresh pair (at a PMD reload's cost), and the
+   * pair's other end taken by the new generation. */
   private async link(a: Ovs, b: Ovs, gen: string): Promise<void> {
-    const tag = OvsDpdkGens.linkName(this.root, gen);
-    const [ea, eb] = [`${tag}a`, `${tag}b`];
     await a.delPeer();
-    execFileSync('ip', ['link', 'add', ea, 'netns', a.netns!, 'type', 'veth', 'peer', 'name', eb, 'netns', b.netns!]);
-    for (const [ns, n] of [[a.netns!, ea], [b.netns!, eb]] as const) {
-      // only our frames cross it: no IPv6 chatter
-      execFileSync('ip', ['netns', 'exec', ns, 'sysctl', '-qw', `net.ipv6.conf.${n}.disable_ipv6=1`]);
-      execFileSync('ip', ['-n', ns, 'link', 'set', n, 'up']);
-    }
-    await a.addPeer(ea, PEER_OFPORT);
-    await b.addPeer(eb, PEER_OFPORT);
+    await a.peerPair(OvsDpdkGens.linkName(this.root, gen));
+    if (!(await b.adoptPeer(a))) throw new Error(`no peer-link end parked in ${a.dir}`);
   }
 
   async counters(gen: string, vm?: string): Promise<Map<string, VmCounters>> {

@@ -16,7 +16,7 @@
 // keeper), and the receive gap charged to each handoff beside the background gaps of the same
 // run (scheduler noise on 2 shared cores).
 import { keeper } from '../protocol/native/keeper.js';
-import { Testbed } from '../testing/testbed.js';
+import { ovsSwitch, Testbed, type OvsHost } from '../testing/testbed.js';
 import { attribute, type EventWindow } from '../protocol/measure.js';
 import { gapsOf } from '../protocol/native/probe.js';
 import { background, finish, numOpt, pct, quick, round2 as r2, run, sleep } from './lib.js';
@@ -72,10 +72,12 @@ async function main(): Promise<void> {
         for (const vm of movers) {
           // pre-load first (the target maps guest memory), then switch: as an operator's
           // prepare step would, so the break holds only the switch itself
-          const pre = await h.k.ctl.request(keeper.sessionPreload, { vm, gen: to });
+          // (an OVS generation as the agent moves a VM to it: busy-polling through the switch)
+          const { preload: pre, handoff: res } =
+            datapath === 'ovs'
+              ? await ovsSwitch(h as OvsHost, vm, to as 'A' | 'B', 50)
+              : { preload: await h.k.ctl.request(keeper.sessionPreload, { vm, gen: to }), handoff: await sleep(50).then(() => h.k.ctl.request(keeper.handoffStart, { vm, gen: to })) };
           preloadMs.push(pre.took_ns / 1e6);
-          await sleep(50);
-          const res = await h.k.ctl.request(keeper.handoffStart, { vm, gen: to });
           windows.push({ vm, start_ns: res.timing.quiesce_ns, end_ns: res.timing.resumed_ns });
           windowUs.push(res.timing.window_ns / 1000);
           stopUs.push((res.timing.bases_ns - res.timing.quiesce_ns) / 1000);

@@ -8,11 +8,12 @@
 //   machine noise hits all three alike;
 // - break time per VM at a steady probe rate for an OVS-DPDK restart the way operators do it
 //   today (flows saved, flow-restore-wait, ovs-vswitchd restarted, flows restored, vhost clients
-//   reconnect), the stock DPDK reconnect, the Hitless handoff and the Hitless failover (the last
-//   three are bench/run reconnect, handoff and failover, run from here with the same flags).
+//   reconnect), the Hitless handoff of OVS-DPDK (stock ovs-vswitchd generations behind the
+//   keeper), the stock DPDK reconnect, the Hitless handoff and the Hitless failover (bench/run
+//   handoff --datapath ovs, reconnect, handoff and failover, run from here with the same flags).
 // Every process, hugepage and mount it creates is removed, also when interrupted (Ctrl-C).
 // Last stdout line: {"mpps":{hitless,testpmd,ovs}, "ratio_vs_testpmd", "ratio_vs_ovs",
-// "gap_ms":{ovs_restart,reconnect,handoff,failover}, "lost":{...}}; the HTML report goes to
+// "gap_ms":{ovs_restart,handoff_ovs,reconnect,handoff,failover}, "lost":{...}}; the HTML report goes to
 // bench/results/peers-<time>.html (and peers-latest.html).
 import { execFile } from 'node:child_process';
 import { cpus } from 'node:os';
@@ -100,12 +101,12 @@ async function ovsRestartOnce(dir: string, r: number): Promise<{ gaps: number[];
 }
 
 /** A sibling benchmark in a child process; its last stdout line is its JSON. */
-function sub(name: string): Promise<Record<string, unknown>> {
-  const args = ['--import', 'tsx', `bench/${name}.ts`, ...(quick ? ['--quick'] : [])];
+function sub(name: string, extra: string[] = []): Promise<Record<string, unknown>> {
+  const args = ['--import', 'tsx', `bench/${name}.ts`, ...(quick ? ['--quick'] : []), ...extra];
   return new Promise((res, rej) =>
     execFile(process.execPath, args, { maxBuffer: 64 << 20, timeout: 900_000 }, (e, out, err) => {
       if (e) return rej(new Error(`bench ${name}: ${err.trim().split('\n').at(-1) ?? e.message}`));
-      console.error(`  ${name}: done`);
+      console.error(`  ${[name, ...extra].join(' ')}: done`);
       res(JSON.parse(out.trim().split('\n').at(-1)!) as Record<string, unknown>);
     }),
   );
@@ -143,6 +144,8 @@ async function main(): Promise<void> {
     rmSync(dir, { recursive: true, force: true });
   }
   const handoff = await sub('handoff');
+  // the same keeper handoff with stock OVS-DPDK generations (DESIGN §12) beside OVS's own restart
+  const handoffOvs = await sub('handoff', ['--datapath', 'ovs']);
   const failover = await sub('failover');
   const reconnect = await sub('reconnect');
 
@@ -161,6 +164,7 @@ async function main(): Promise<void> {
   };
   const breaks: Record<string, Breaks> = {
     ovs_restart: { gaps_ms: restartGaps.map(round2), lost: restartLost },
+    handoff_ovs: { gaps_ms: handoffOvs.gaps_ms as number[], lost: handoffOvs.lost as number },
     reconnect: { gaps_ms: reconnect.gaps_ms as number[], lost: reconnect.lost as number },
     handoff: { gaps_ms: handoff.gaps_ms as number[], lost: handoff.lost as number },
     failover: { gaps_ms: failover.gaps_ms as number[], lost: failover.lost as number },
@@ -186,9 +190,11 @@ async function main(): Promise<void> {
     { text: `handoff p50 ≥ 10× below the stock reconnect: ${gap_ms.handoff!.p50} vs ${gap_ms.reconnect!.p50} ms (${round2(gap_ms.reconnect!.p50 / gap_ms.handoff!.p50)}×)`, met: gap_ms.reconnect!.p50 >= 10 * gap_ms.handoff!.p50 },
     { text: `handoff p50 ≥ 100× below the OVS restart: ${gap_ms.handoff!.p50} vs ${gap_ms.ovs_restart!.p50} ms (${round2(gap_ms.ovs_restart!.p50 / gap_ms.handoff!.p50)}×)`, met: gap_ms.ovs_restart!.p50 >= 100 * gap_ms.handoff!.p50 },
     { text: `handoff with 0 lost frames: ${lost.handoff}`, met: lost.handoff === 0 },
+    { text: `handoff of OVS-DPDK p50 ≥ 1000× below the OVS restart: ${gap_ms.handoff_ovs!.p50} vs ${gap_ms.ovs_restart!.p50} ms (${round2(gap_ms.ovs_restart!.p50 / gap_ms.handoff_ovs!.p50)}×)`, met: gap_ms.ovs_restart!.p50 >= 1000 * gap_ms.handoff_ovs!.p50 },
+    { text: `handoff of OVS-DPDK with 0 lost frames: ${lost.handoff_ovs} (the OVS restart: ${lost.ovs_restart})`, met: lost.handoff_ovs === 0 },
   ];
   const machine = `${cpus().length} × ${cpus()[0]?.model ?? 'CPU'}, Debian 12, DPDK 22.11, OVS 3.1 (openvswitch-switch-dpdk), everything on the same 2 cores`;
-  const labels: Record<string, string> = { ovs_restart: 'OVS-DPDK restart', reconnect: 'stock DPDK reconnect', handoff: 'Hitless handoff', failover: 'Hitless failover (kill -9)' };
+  const labels: Record<string, string> = { ovs_restart: 'OVS-DPDK restart', handoff_ovs: 'Hitless handoff of OVS-DPDK', reconnect: 'stock DPDK reconnect', handoff: 'Hitless handoff', failover: 'Hitless failover (kill -9)' };
   const data: PeersData = {
     when: new Date().toISOString(),
     machine,

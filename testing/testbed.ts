@@ -8,7 +8,7 @@ import { keeper } from '../protocol/native/keeper.js';
 import type { DpOptions } from '../agent/src/native/launch.js';
 import { DpProcess, KeeperProcess, ProbeProcess, type ProbeOptions, type ProbeVm } from './procs.js';
 import { QemuGuest, type GuestOptions } from '../lab/src/guest.js';
-import { Ovs } from '../agent/src/native/ovs.js';
+import { Ovs, PACE_SOCKET } from '../agent/src/native/ovs.js';
 
 export interface GuestHost {
   a: DpProcess;
@@ -46,6 +46,26 @@ export interface OvsHost {
   k: KeeperProcess;
   probe: ProbeProcess;
   vms: string[];
+}
+
+/**
+ * Move a VM of an OVS host the way the agent does (HostAgent's move, Datapath.switching): the
+ * target busy-polls from before the pre-load until the VM's frames arrive there (at most 1 s),
+ * the keeper pre-loads, then hands off. Returns the keeper's answers.
+ */
+export async function ovsSwitch(h: OvsHost, vm: string, to: 'A' | 'B', settleMs = 0) {
+  const target = (to === 'A' ? h.a : h.b).ovs;
+  await target.busyPoll(true);
+  try {
+    const preload = await h.k.ctl.request(keeper.sessionPreload, { vm, gen: to });
+    if (settleMs > 0) await new Promise((r) => setTimeout(r, settleMs));
+    const before = (await target.portStats(vm)).rx;
+    const handoff = await h.k.ctl.request(keeper.handoffStart, { vm, gen: to });
+    for (let i = 0; i < 100 && (await target.portStats(vm)).rx === before; i++) await new Promise((r) => setTimeout(r, 10));
+    return { preload, handoff };
+  } finally {
+    await target.busyPoll(false);
+  }
 }
 
 export class Testbed {
@@ -186,7 +206,7 @@ export class Testbed {
     const runDir = join(this.dir, `o${this.seqNo++}`);
     mkdirSync(runDir, { recursive: true });
     const id = `${basename(this.dir).slice(-6)}${gen}${this.seqNo}`;
-    const ovs = new Ovs(runDir, { pmdCore: 1, mainCore: null, memMb: 256, filePrefix: `hl-ovs-${id}`, pmdMaxSleepUs: 1000, netns: `hlo-${id}` });
+    const ovs = new Ovs(runDir, { pmdCore: 1, mainCore: null, memMb: 256, filePrefix: `hl-ovs-${id}`, pmdMaxSleepUs: Number(process.env.HL_MAXSLEEP ?? 1000), netns: `hlo-${id}` });
     this.ovses.push(ovs);
     await ovs.start();
     return { gen, ovs, runDir };
@@ -202,7 +222,10 @@ export class Testbed {
   async ovsHost(opts: { vms: number; pps: number; durationS: number; gapUs?: number }): Promise<OvsHost> {
     const [a, b] = [await this.ovsGen('A'), await this.ovsGen('B')];
     const k = await this.keeper();
-    for (const g of [a, b]) await k.ctl.request(keeper.genAttach, { gen: g.gen, run_dir: g.runDir, backend: 'listen' });
+    for (const g of [a, b]) {
+      await k.ctl.request(keeper.genAttach, { gen: g.gen, run_dir: g.runDir, backend: 'listen' });
+      await g.ovs.addPace(join(g.runDir, 'vhost', PACE_SOCKET));
+    }
     await k.ctl.request(keeper.failoverStandby, { gen: 'B' });
     const vms = labVms(opts.vms);
     const pvms: ProbeVm[] = [];

@@ -16,6 +16,8 @@ export const GenInfo = z.object({
   heartbeat: z.boolean(),
   standby: z.boolean(),
   serving: int,
+  /** a listen-mode (OVS-DPDK) generation's pace port (keeper pace.c): null for hitless-dp */
+  pace: z.object({ state: z.enum(['waiting', 'connecting', 'ready']), flips: int }).nullable().optional(),
 });
 
 export const Ring = z.object({

@@ -16,7 +16,7 @@ import type { AgentConfig, DatapathKind, VmEntry } from '../../../protocol/files
 import { dp } from '../../../protocol/native/dp.js';
 import { keeper } from '../../../protocol/native/keeper.js';
 import { CtlError } from '../native/ctlClient.js';
-import { Ovs, PEER_OFPORT, UPLINK_OFPORT } from '../native/ovs.js';
+import { Ovs, PACE_SOCKET, PEER_OFPORT, UPLINK_OFPORT } from '../native/ovs.js';
 import { readManifest } from './config.js';
 import type { Supervisor } from './supervisor.js';
 
@@ -50,6 +50,9 @@ export interface Datapath {
   uplink(gen: string): Promise<string | null>;
   /** Stop gen (serving no VM any more, or dead); `stays` drops its link to it first. */
   stop(gen: string, stays: string | null): Promise<void>;
+  /** A VM is about to be switched to gen (on), or has been (off): what the kind needs to take
+   * it at once. */
+  switching(gen: string, on: boolean): Promise<void>;
 }
 
 /** Unique per host root (several lab hosts share one machine's /var/run/dpdk and netns names). */
@@ -124,6 +127,9 @@ class HitlessDpGens implements Datapath {
     if (stays && this.sup.genAlive(stays)) await (await this.sup.gen(stays)).request(dp.peerDetach, {}).catch(() => undefined);
     await this.sup.stopGen(gen);
   }
+
+  /** hitless-dp polls a VM's rings as soon as they are enabled. */
+  async switching(): Promise<void> {}
 }
 
 class OvsDpdkGens implements Datapath {
@@ -167,6 +173,8 @@ class OvsDpdkGens implements Datapath {
       await o.start({ flowRestoreWait: s.beside !== null });
       const k = await this.sup.keeper();
       await k.request(keeper.genAttach, { gen: s.gen, run_dir: this.sup.genDir(s.gen), backend: 'listen' });
+      // the keeper's pace port: its vhost event thread kept awake through each switch
+      await o.addPace(join(this.sup.genDir(s.gen), 'vhost', PACE_SOCKET));
       for (const v of s.vms) await o.addVhostClient(v.name, join(this.sup.genDir(s.gen), 'vhost', `${v.name}.sock`), OvsDpdkGens.ofport(s.vms, v.name));
       // its own uplink (lab: a veth end into the fabric; production: a VF), in its namespace
       if (s.uplink) await o.addUplink(s.uplink);
@@ -217,6 +225,11 @@ class OvsDpdkGens implements Datapath {
 
   async uplink(gen: string): Promise<string | null> {
     return this.ovs(gen).uplink();
+  }
+
+  /** The PMD of a generation about to take a VM busy-polls through the switch (Ovs.busyPoll). */
+  async switching(gen: string, on: boolean): Promise<void> {
+    if (this.sup.genAlive(gen)) await this.ovs(gen).busyPoll(on);
   }
 
   async stop(gen: string, stays: string | null): Promise<void> {

@@ -8,7 +8,7 @@ import { keeper } from '../../../protocol/native/keeper.js';
 import { gapsOf, measured } from '../../../protocol/native/probe.js';
 import { touches } from '../../../protocol/measure.js';
 import { explainLoss, switchesOf } from '../../../testing/lossReport.js';
-import { Testbed, type OvsHost } from '../../../testing/testbed.js';
+import { ovsSwitch, Testbed, type OvsHost } from '../../../testing/testbed.js';
 import { ovsAvailable } from './ovs.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -25,15 +25,20 @@ describe('hitless-keeper in front of stock OVS-DPDK', () => {
     await sleep(1000);
     const before = await h.b.ovs.portStats('v1');
     for (const vm of h.vms) {
-      const r = await h.k.ctl.request(keeper.handoffStart, { vm, gen: 'B' });
+      const r = (await ovsSwitch(h, vm, 'B')).handoff;
       assert.deepEqual([r.from, r.to], ['A', 'B']);
     }
     await sleep(1000);
     const mid = await h.b.ovs.portStats('v1');
     assert.ok(mid.rx > before.rx + 1000, `v1's frames go through B's OVS now (${before.rx} -> ${mid.rx})`);
-    for (const vm of h.vms) await h.k.ctl.request(keeper.handoffStart, { vm, gen: 'A' });
+    for (const vm of h.vms) await ovsSwitch(h, vm, 'A');
     await sleep(500);
     const { sessions } = await h.k.ctl.request(keeper.sessionList, {});
+    // each generation's pace port was set up and flipped around the switches to it (keeper pace.c)
+    for (const g of (await h.k.ctl.request(keeper.genList, {})).gens) {
+      assert.equal(g.pace?.state, 'ready', `${g.gen}: ${JSON.stringify(g)}`);
+      assert.ok((g.pace?.flips ?? 0) >= 4, `${g.gen}'s vhost event thread was paced: ${JSON.stringify(g)}`);
+    }
     const sum = await h.probe.stop();
     assert.deepEqual(links(h), [], 'no frontend saw its link move');
     assert.equal(sum.totals.dup, 0);
@@ -45,8 +50,7 @@ describe('hitless-keeper in front of stock OVS-DPDK', () => {
     const lossy = gapsOf(h.probe.events).filter((g) => g.lost_in_gap > 0);
     const inGaps = lossy.reduce((n, g) => n + g.lost_in_gap, 0);
     // away from a switch, only frames the frontend could not even queue: its transmit ring full
-    // while OVS did not poll it (a VM handed back to a generation it had left is polled only
-    // after 0.1-0.6 s), counted per flow as refused
+    // while OVS did not yet poll it, counted per flow as refused
     for (const f of measured(sum)) {
       const away = lossy.filter((g) => g.flow === `${f.src}:${f.dst}` && !switchesOf(h.k.events).some((s) => touches(g, s)));
       assert.ok(away.reduce((n, g) => n + g.lost_in_gap, 0) <= f.tx_refused, `a loss away from every switch: ${why}`);

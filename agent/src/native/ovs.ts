@@ -29,6 +29,8 @@ function persistentPages(): number {
 const STATE_DIR = '/var/tmp/hitless-bench-huge';
 /** the peer link's OpenFlow port number in every generation */
 export const PEER_OFPORT = 100;
+/** The keeper's pace port's socket in a generation's vhost dir (native/src/keeper/pace.c). */
+export const PACE_SOCKET = '.pace.sock';
 /** the uplink's OpenFlow port number in every generation */
 export const UPLINK_OFPORT = 200;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -294,6 +296,30 @@ export class Ovs {
       'add-port', 'br0', name, '--', 'set', 'Interface', name, 'type=dpdkvhostuserclient', `options:vhost-server-path=${socket}`,
       ...(ofport !== undefined ? [`ofport_request=${ofport}`] : []),
     );
+  }
+
+  /**
+   * The keeper's pace port (native/src/keeper/pace.c): a vhost port connected to the keeper's
+   * socket that carries no frames, on a bridge of its own (no flow, group or port number of br0
+   * changes). Its ring enable, flipped by the keeper around a switch, keeps OVS's vhost event
+   * thread awake, so a VM's ring enable is applied within a millisecond instead of up to 64.
+   * Names start with '.', which no VM's can.
+   */
+  async addPace(socket: string): Promise<void> {
+    await this.vsctl(
+      'add-br', '.hlpace', '--', 'set', 'bridge', '.hlpace', 'datapath_type=netdev', 'fail_mode=secure',
+      '--', 'add-port', '.hlpace', '.pace', '--', 'set', 'Interface', '.pace', 'type=dpdkvhostuserclient', `options:vhost-server-path=${socket}`,
+    );
+  }
+
+  /**
+   * Busy-poll (on) or sleep when idle as started (off). OVS 3.1's PMD looks at whether a queue
+   * was enabled only every 1025 loops, and one that sleeps up to pmdMaxSleepUs between loops
+   * takes up to half a second for that many: a generation about to take a VM busy-polls through
+   * the switch, so the VM's transmit ring is polled within a millisecond of its enable.
+   */
+  async busyPoll(on: boolean): Promise<void> {
+    await this.vsctl('set', 'Open_vSwitch', '.', `other_config:pmd-maxsleep=${on ? 0 : (this.opts.pmdMaxSleepUs ?? 0)}`);
   }
 
   /** The bridge's flows, as ovs-ofctl add-flows reads them back. */

@@ -16,6 +16,8 @@ struct kp_cmd {
 	const char *usage;
 	const struct ctl_arg *args;
 	kp_cmd_fn fn;
+	/* what must happen before kp.lock is taken (a wait that must not hold the relay up) */
+	void (*before)(json_t *args);
 };
 
 static const char *
@@ -191,6 +193,9 @@ preload(json_t *args, json_t **result, struct ctl_error *err)
 				why);
 	if (kp_preload(vm, gi, err) != 0)
 		return -1;
+	/* a switch is near: wake the generation's vhost event thread now (pace.c) */
+	if (kp.gens[gi].listen)
+		kp_pace_warm(gi);
 	*result = json_pack("{s:s,s:s,s:I}", "vm", vm->name, "gen", kp.gens[gi].name, "took_ns",
 			    (json_int_t)(hl_now_ns() - t0));
 	return 0;
@@ -210,7 +215,27 @@ handoff(json_t *args, json_t **result, struct ctl_error *err)
 
 	if (gi < 0)
 		return -1;
-	return kp_handoff(vm, gi, result, err);
+	if (kp_handoff(vm, gi, result, err) != 0)
+		return -1;
+	kp_pace_settle(gi);
+	return 0;
+}
+
+/* Before a handoff to a listen-mode (OVS-DPDK) generation, outside kp.lock: its vhost event
+ * thread is paced and surely awake (pace.c), so the VM's ring enable is applied at once. */
+static void
+handoff_before(json_t *args)
+{
+	uint64_t wait = 0;
+	int gi;
+
+	pthread_mutex_lock(&kp.lock);
+	gi = kp_gen_find(str(args, "gen"));
+	if (gi >= 0 && kp.gens[gi].listen && !kp.gens[gi].dead)
+		wait = kp_pace_warm(gi);
+	pthread_mutex_unlock(&kp.lock);
+	if (wait > 0)
+		hl_sleep_ns(wait);
 }
 
 static const struct ctl_arg pause_args[] = {
@@ -247,7 +272,7 @@ static const struct kp_cmd cmds[] = {
 	  vm_gen_args, preload },
 	{ "handoff/start", "handoff/start {vm, gen}: move the live session to gen (rollback: back to "
 	  "the old one); replies with the control-plane window and ring positions", handoff_args,
-	  handoff },
+	  handoff, handoff_before },
 	{ "debug/handoff-pause", "debug/handoff-pause {ms}: the next handoff waits ms after stopping "
 	  "the old rings, before starting the new ones (fault injection)", pause_args, pause_next },
 };
@@ -259,6 +284,8 @@ locked(struct ctl_call *c, json_t *args, json_t **result, struct ctl_error *err)
 	const struct kp_cmd *cmd = c->aux;
 	int rc;
 
+	if (cmd->before != NULL)
+		cmd->before(args);
 	pthread_mutex_lock(&kp.lock);
 	rc = cmd->fn(args, result, err);
 	kp_ev_timer(kp_timer_needed()); /* a handoff or a new generation may need the watch */

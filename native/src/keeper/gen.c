@@ -156,6 +156,15 @@ kp_gen_attach(const char *name, const char *run_dir, bool listen, struct ctl_err
 			return ctl_fail(err, "socket", "cannot listen for vm '%s' in %s/vhost: %s",
 					kp.vms[v].name, run_dir, strerror(-rc));
 		}
+		if ((rc = kp_pace_open(gi, run_dir)) != 0) {
+			for (int v = 0; v < KP_MAX_VMS; v++)
+				if (kp.vms[v].in_use)
+					kp_blisten_close(&kp.vms[v], gi);
+			close_heartbeat(g->hb);
+			memset(g, 0, sizeof(*g));
+			return ctl_fail(err, "socket", "cannot listen for the pace port at %s/vhost/%s: %s",
+					run_dir, KP_PACE_SOCK, strerror(-rc));
+		}
 	}
 	return 0;
 }
@@ -182,6 +191,7 @@ kp_gen_detach(const char *name, struct ctl_error *err)
 		}
 	if (kp.standby == gi)
 		kp.standby = -1;
+	kp_pace_close(gi);
 	close_heartbeat(kp.gens[gi].hb);
 	memset(&kp.gens[gi], 0, sizeof(kp.gens[gi]));
 	return 0;
@@ -384,7 +394,8 @@ kp_gen_json(int gi)
 		vms += kp.vms[v].in_use && kp.vms[v].serving == gi;
 	/* a standby that took sessions over serves them: it is no standby any more (the host is
 	 * exposed until another is designated) */
-	return json_pack("{s:s,s:s,s:i,s:b,s:b,s:b,s:i}", "gen", g->name, "run_dir", g->run_dir,
+	return json_pack("{s:s,s:s,s:i,s:b,s:b,s:b,s:i,s:o}", "gen", g->name, "run_dir", g->run_dir,
 			 "pid", (int)g->pid, "dead", g->dead, "heartbeat", g->hb != NULL,
-			 "standby", kp.standby == gi && vms == 0 && !g->dead, "serving", vms);
+			 "standby", kp.standby == gi && vms == 0 && !g->dead, "serving", vms,
+			 "pace", kp_pace_json(gi));
 }

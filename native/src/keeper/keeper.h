@@ -17,6 +17,8 @@
  *   handoff.c   moving a session: pre-load, handoff, failover
  *   vm.c        VMs: add/del, frontend attach/close
  *   backend.c   a VM's connections to generations: connect, close, requests and replies
+ *   pace.c      the pacer thread: keeps a stock OVS-DPDK generation's vhost event thread awake
+ *               through a switch (its own lock; never kp.lock)
  *   evloop.c    the epoll set and watch timer every socket is added to
  *   session.c, vu.c  the vhost-user session state and frames (keeper_core, fuzzed)
  */
@@ -163,6 +165,17 @@ void kp_gen_connection_lost(int gi);
  * serves VMs, a reconnect tick while a client-mode frontend is away. */
 uint32_t kp_timer_needed(void);
 json_t *kp_gen_json(int gi);
+
+/* pace.c: a listen-mode generation's pace port (<run_dir>/vhost/.pace.sock; see pace.c) */
+#define KP_PACE_SOCK ".pace.sock"
+int kp_pace_open(int gi, const char *run_dir);
+void kp_pace_close(int gi);
+/* Pace gi's event thread from now: returns how long (ns) until it is surely awake (0: now). */
+uint64_t kp_pace_warm(int gi);
+/* A switch to gi is done: pacing ends shortly. */
+void kp_pace_settle(int gi);
+json_t *kp_pace_json(int gi);
+void kp_pace_stop(void);
 
 /* relay.c */
 void kp_relay_run(void);

@@ -143,6 +143,7 @@ main(int argc, char **argv)
 	fflush(stdout);
 
 	kp_relay_run();
+	kp_pace_stop();
 
 	ctl_server_free(kp.ctl);
 	kp.ctl = NULL;

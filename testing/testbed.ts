@@ -229,7 +229,7 @@ export class Testbed {
     await k.ctl.request(keeper.failoverStandby, { gen: 'B' });
     const vms = labVms(opts.vms);
     const pvms: ProbeVm[] = [];
-    for (const v of vms) pvms.push({ ...v, socket: (await k.ctl.request(keeper.vmAdd, { vm: v.name, gen: 'A' })).socket });
+    for (const v of vms) pvms.push({ ...v, socket: (await k.ctl.request(keeper.vmAdd, { vm: v.name, gen: 'A', mac: v.mac })).socket });
     for (const g of [a, b]) for (const [i, v] of vms.entries()) await g.ovs.addVhostClient(v.name, join(g.runDir, 'vhost', `${v.name}.sock`), i + 1);
     // the peer link (a veth pair between the two generations' namespaces), and A's forwarding
     // state (fast-failover groups over it) carried to B

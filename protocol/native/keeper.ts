@@ -1,7 +1,7 @@
 // hitless-keeper's control commands and events, each defined once (native/src/keeper registers
 // the same names; a test checks the two lists agree).
 import { z } from 'zod';
-import { Name as VmName } from '../names.js';
+import { Mac, Name as VmName } from '../names.js';
 import { request } from '../rpc.js';
 import { ctl } from './ctl.js';
 
@@ -44,6 +44,8 @@ export const Session = z.object({
   handoffs: int,
   failovers: int,
   refused: int,
+  /** RARPs a listen-mode generation was asked to send for the VM after a move */
+  announces: int.optional(),
   last_anomaly: z.string(),
   preloaded: z.array(z.string()),
   movable: z.boolean(),
@@ -104,7 +106,16 @@ export const keeper = {
   failoverStandby: request('failover/standby', z.object({ gen: GenName }).strict(), GenInfo),
   vmAdd: request(
     'vm/add',
-    z.object({ vm: VmName, gen: GenName, socket: z.string().optional(), client: z.boolean().optional() }).strict(),
+    z
+      .object({
+        vm: VmName,
+        gen: GenName,
+        socket: z.string().optional(),
+        client: z.boolean().optional(),
+        /** announced (RARP) by an OVS-DPDK generation the VM moves to (keeper handoff.c) */
+        mac: Mac.optional(),
+      })
+      .strict(),
     Session,
   ),
   vmDel: request('vm/del', z.object({ vm: VmName }).strict(), z.object({})),

@@ -113,7 +113,7 @@ export class HostAgent {
     await this.datapath(version).start({ gen, release: version, uplink: this.cfg.uplinks[0], beside: null, vms: this.vms() });
     for (const v of this.vms()) {
       // a frontend that is the server (QEMU server=on): the keeper connects to its socket
-      await k.request(keeper.vmAdd, { vm: v.name, gen, ...(v.frontend_socket ? { socket: v.frontend_socket, client: true } : {}) }).catch((e: Error) => {
+      await k.request(keeper.vmAdd, { vm: v.name, gen, mac: v.mac, ...(v.frontend_socket ? { socket: v.frontend_socket, client: true } : {}) }).catch((e: Error) => {
         if (!/exists/.test(e.message)) throw e;
       });
     }

@@ -505,5 +505,11 @@ time.sleep(5)
     await assert.rejects(k.ctl.request(keeper.handoffStart, { vm: 'v1', gen: 'G' }), /not-connected/);
     await assert.rejects(k.ctl.request(keeper.vmAdd, { vm: 'v1', gen: 'G' }), /exists/);
     await assert.rejects(k.ctl.request(keeper.genDetach, { gen: 'G' }), /busy/);
+    // a VM's MAC that is not one is refused by name, and no VM is added
+    for (const mac of ['02:00:00:00:00', '02:00:00:00:00:zz', '02:00:00:00:00:01:ff', '']) {
+      const r = await k.ctl.sendRaw(JSON.stringify({ id: 9, cmd: 'vm/add', args: { vm: 'v2', gen: 'G', mac } }));
+      assert.ok(!r.ok && r.error.code === 'invalid-args' && r.error.message.includes('mac'), `${mac} -> ${JSON.stringify(r)}`);
+    }
+    assert.deepEqual((await k.ctl.request(keeper.sessionList, {})).sessions.map((s) => s.vm), ['v1']);
   });
 });

@@ -8,8 +8,8 @@ import { keeper } from '../../../protocol/native/keeper.js';
 import { gapsOf, measured } from '../../../protocol/native/probe.js';
 import { touches } from '../../../protocol/measure.js';
 import { explainLoss, switchesOf } from '../../../testing/lossReport.js';
-import { ovsSwitch, Testbed, type OvsHost } from '../../../testing/testbed.js';
-import { ovsAvailable } from './ovs.js';
+import { captureFrames, labVms, ovsSwitch, Testbed, type OvsHost } from '../../../testing/testbed.js';
+import { ovsAvailable, UPLINK_OFPORT } from './ovs.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const links = (h: OvsHost) => h.probe.events.filter((e) => e.event === 'link');
@@ -72,7 +72,8 @@ describe('hitless-keeper in front of stock OVS-DPDK', () => {
     }
     await sleep(1000);
     const { sessions } = await h.k.ctl.request(keeper.sessionList, {});
-    for (const s of sessions) assert.deepEqual([s.serving, s.failovers, s.connects], ['B', 1, 1], JSON.stringify(s));
+    // each announced by B after it took the VM over (a RARP from the VM's MAC)
+    for (const s of sessions) assert.deepEqual([s.serving, s.failovers, s.connects, s.announces], ['B', 1, 1, 1], JSON.stringify(s));
     const rx = (await h.b.ovs.portStats('v1')).rx;
     await sleep(500);
     assert.ok((await h.b.ovs.portStats('v1')).rx > rx + 500, 'v1 forwards through B');
@@ -80,5 +81,23 @@ describe('hitless-keeper in front of stock OVS-DPDK', () => {
     assert.deepEqual(links(h), [], 'no frontend saw its link move');
     assert.equal(sum.totals.dup, 0);
     console.log(`OVS-DPDK failover (kill -9): lost ${sum.totals.lost}, worst gap ${Math.max(...measured(sum).map((f) => f.max_gap_us)) / 1000} ms`);
+  });
+
+  test("a VM moved to an OVS generation is announced on that generation's uplink: a RARP from the VM's MAC (as QEMU sends after a migration), so the fabric learns where the VM is now; a VM that did not move is not announced", async () => {
+    const h = await bed.ovsHost({ vms: 2, pps: 500, durationS: 3600 });
+    const [inside, fabric] = bed.veth();
+    await h.b.ovs.addUplink(inside);
+    await h.b.ovs.ofctl('-O', 'OpenFlow13', 'add-flow', 'br0', `priority=1,actions=output:${UPLINK_OFPORT}`);
+    await sleep(500);
+    const cap = captureFrames(fabric, 0x8035, 3000);
+    await cap.ready;
+    await ovsSwitch(h, 'v1', 'B');
+    const rarps = await cap.frames;
+    const [v1, v2] = labVms(2).map((v) => Buffer.from(v.mac.replaceAll(':', ''), 'hex'));
+    const from = (mac: Buffer) => rarps.filter((f) => f.subarray(6, 12).equals(mac) && f.subarray(0, 6).equals(Buffer.alloc(6, 0xff)));
+    assert.equal(from(v1!).length, 1, `one RARP from v1's MAC on B's uplink: ${rarps.map((f) => f.subarray(0, 14).toString('hex')).join(' ')}`);
+    assert.equal(from(v2!).length, 0, 'v2 did not move');
+    assert.equal((await h.k.ctl.request(keeper.sessionShow, { vm: 'v1' })).announces, 1);
+    await h.probe.stop();
   });
 });

@@ -111,6 +111,7 @@ static const struct ctl_arg vm_add_args[] = {
 	{ "gen", CTL_T_STRING, true },
 	{ "socket", CTL_T_STRING, false },
 	{ "client", CTL_T_BOOL, false },
+	{ "mac", CTL_T_STRING, false },
 	{ NULL },
 };
 
@@ -120,12 +121,19 @@ vm_add(json_t *args, json_t **result, struct ctl_error *err)
 	json_t *sock = json_object_get(args, "socket");
 	bool client = json_is_true(json_object_get(args, "client"));
 	int gi = gen_arg(args, "gen", err);
+	const char *mac = str(args, "mac");
+	uint8_t m[6];
+	char end;
 
 	if (gi < 0)
 		return -1;
 	if (client && sock == NULL)
 		return ctl_fail(err, "invalid-args", "socket: required in client mode");
-	if (kp_vm_add(str(args, "vm"), sock ? json_string_value(sock) : NULL, client, gi, err) != 0)
+	if (mac != NULL && sscanf(mac, "%2hhx:%2hhx:%2hhx:%2hhx:%2hhx:%2hhx%c", &m[0], &m[1], &m[2],
+				  &m[3], &m[4], &m[5], &end) != 6)
+		return ctl_fail(err, "invalid-args", "mac: '%.40s' is not a MAC address (aa:bb:cc:dd:ee:ff)", mac);
+	if (kp_vm_add(str(args, "vm"), sock ? json_string_value(sock) : NULL, client, gi,
+		      mac != NULL ? m : NULL, err) != 0)
 		return -1;
 	*result = kp_vm_json(kp_vm_find(str(args, "vm")), false);
 	return 0;
@@ -260,9 +268,9 @@ static const struct kp_cmd cmds[] = {
 	{ "gen/list", "gen/list: attached generations, pids, liveness", NULL, gen_list },
 	{ "failover/standby", "failover/standby {gen}: where sessions go when their generation dies",
 	  gen_only_args, standby },
-	{ "vm/add", "vm/add {vm, gen, socket?, client?}: a frontend-facing vhost-user socket "
+	{ "vm/add", "vm/add {vm, gen, socket?, client?, mac?}: a frontend-facing vhost-user socket "
 	  "(default <run-dir>/vhost/<vm>.sock; client: connect to socket and reconnect) served by "
-	  "generation gen", vm_add_args, vm_add },
+	  "generation gen; mac: announced by an OVS-DPDK generation the VM moves to", vm_add_args, vm_add },
 	{ "vm/del", "vm/del {vm}: close the VM's session and socket", vm_only_args, vm_del },
 	{ "session/list", "session/list: every VM, its serving generation, counters", NULL,
 	  session_list },

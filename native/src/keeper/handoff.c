@@ -162,6 +162,24 @@ nudge(struct kp_vm *vm)
 	}
 }
 
+/* After a move to a listen-mode (OVS-DPDK) generation: ask it to announce the VM, as QEMU does
+ * after a migration (SEND_RARP: DPDK puts a RARP from the VM's MAC in front of the next frames
+ * it takes from the VM), so the fabric behind the generation's own uplink learns where the VM
+ * is now. hitless-dp announces an arriving VM on its uplink itself. Nothing is read back: the
+ * request carries no need_reply. */
+static void
+announce(struct kp_vm *vm, int gi)
+{
+	struct vu_msg m;
+
+	if (!vm->has_mac || !kp.gens[gi].listen || vm->b[gi].fd < 0)
+		return;
+	vu_msg_u64(&m, VU_SEND_RARP, 0);
+	memcpy(&m.p.u64, vm->mac, sizeof(vm->mac));
+	if (vu_send(vm->b[gi].fd, &m) == 0)
+		vm->announces++;
+}
+
 /* Start the rings on generation gi at the given positions (after KP_RINGS when it lost them).
  * The messages go out back to back and their acks are read afterwards: one wake-up of the
  * backend instead of one per message, inside the break. */
@@ -313,6 +331,7 @@ kp_handoff(struct kp_vm *vm, int to, json_t **result, struct ctl_error *err)
 	t.replayed_ns = hl_now_ns();
 	nudge(vm);
 	t.resumed_ns = hl_now_ns();
+	announce(vm, to);
 
 	for (uint32_t i = 0; i < vm->st.nvrings; i++)
 		if (vm->st.vr[i].started)
@@ -401,6 +420,7 @@ kp_failover(struct kp_vm *vm, const char *cause)
 	t.replayed_ns = hl_now_ns();
 	nudge(vm);
 	t.resumed_ns = hl_now_ns();
+	announce(vm, to);
 	vm->serving = to;
 	vm->home = to;
 	vm->failovers++;

@@ -86,7 +86,10 @@ struct kp_vm {
 	 * reload, a reboot): pre-loaded again once the session is movable and quiet */
 	uint32_t want_preload;
 	uint64_t last_frontend_ns;  /* when the frontend's last request arrived */
-	uint64_t connects, disconnects, handoffs, failovers, refused;
+	uint64_t connects, disconnects, handoffs, failovers, refused, announces;
+	/* the VM's MAC, when given: announced (RARP) by a listen-mode generation it moves to */
+	uint8_t mac[6];
+	bool has_mac;
 	char last_anomaly[300];
 };
 
@@ -140,7 +143,8 @@ int kp_backend_send(struct kp_vm *vm, int gi, struct vu_msg *req);
 int kp_backend_collect(struct kp_vm *vm, int gi, uint32_t request, struct vu_msg *reply);
 
 /* vm.c */
-int kp_vm_add(const char *name, const char *sock, bool client, int gen, struct ctl_error *err);
+int kp_vm_add(const char *name, const char *sock, bool client, int gen, const uint8_t *mac,
+	      struct ctl_error *err);
 int kp_vm_del(const char *name, struct ctl_error *err);
 struct kp_vm *kp_vm_find(const char *name);
 void kp_frontend_attach(struct kp_vm *vm, int fd);

@@ -43,7 +43,8 @@ close_sockets(struct kp_vm *vm)
 /* Add a VM served by generation gen: check the name and socket path (unique among VMs),
  * and in server mode listen on the socket now. In client mode the relay's timer connects. */
 int
-kp_vm_add(const char *name, const char *sock, bool client, int gen, struct ctl_error *err)
+kp_vm_add(const char *name, const char *sock, bool client, int gen, const uint8_t *mac,
+	  struct ctl_error *err)
 {
 	struct kp_vm *vm = NULL;
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
@@ -71,6 +72,10 @@ kp_vm_add(const char *name, const char *sock, bool client, int gen, struct ctl_e
 			return ctl_fail(err, "exists", "socket '%s' is used by vm '%s'", vm->sock,
 					kp.vms[v].name);
 	snprintf(vm->name, sizeof(vm->name), "%s", name);
+	if (mac != NULL) {
+		memcpy(vm->mac, mac, sizeof(vm->mac));
+		vm->has_mac = true;
+	}
 	vm->client = client;
 	vm->home = gen;
 	vm->serving = -1;
@@ -182,7 +187,7 @@ kp_frontend_close(struct kp_vm *vm, const char *why)
 json_t *
 kp_vm_json(const struct kp_vm *vm, bool detail)
 {
-	json_t *o = json_pack("{s:s,s:s,s:s,s:b,s:s?,s:s?,s:I,s:I,s:I,s:I,s:I,s:s}",
+	json_t *o = json_pack("{s:s,s:s,s:s,s:b,s:s?,s:s?,s:I,s:I,s:I,s:I,s:I,s:I,s:s}",
 			      "vm", vm->name, "socket", vm->sock, "mode",
 			      vm->client ? "client" : "server", "connected", vm->ffd >= 0,
 			      "serving", vm->serving >= 0 ? kp.gens[vm->serving].name : NULL,
@@ -192,6 +197,7 @@ kp_vm_json(const struct kp_vm *vm, bool detail)
 			      "handoffs", (json_int_t)vm->handoffs,
 			      "failovers", (json_int_t)vm->failovers,
 			      "refused", (json_int_t)vm->refused,
+			      "announces", (json_int_t)vm->announces,
 			      "last_anomaly", vm->last_anomaly);
 	json_t *pre = json_array();
 	char why[160] = "";

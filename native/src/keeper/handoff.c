@@ -339,8 +339,13 @@ kp_handoff(struct kp_vm *vm, int to, json_t **result, struct ctl_error *err)
 	/* The old connection stays open, stopped (no ring, memory still mapped there): closing
 	 * it would make the old generation's vhost thread unmap guest memory now, in front of
 	 * the next VM's stop. It goes when the old generation is retired or a rollback
-	 * pre-loads that generation afresh. */
+	 * pre-loads that generation afresh. A listen-mode (OVS-DPDK) generation's is closed
+	 * now: its port connects again a second later, a fresh device for the VM's way back.
+	 * Reused instead (RESET_OWNER), DPDK 22.11's device reset clears the flag that keeps
+	 * per-ring statistics, and OVS then reports no counters for the port at all. */
 	vm->b[from].preloaded = false;
+	if (kp.gens[from].listen)
+		kp_bconn_close(vm, from);
 	vm->serving = to;
 	vm->home = to;
 	vm->handoffs++;

@@ -75,6 +75,11 @@ describe('hitless-agent on an OVS-DPDK host', () => {
     await a.client.request(agent.hostStart, { release: '1.0.0' });
     const probe = await probeOn(bed, root, 'ov1', 4);
     await sleep(1000);
+    // an operator's meter and a flow metered by it (frames of an unused ethertype) on the running
+    // generation: carried too, meters before the flows that use them
+    const a0 = Ovs.at(join(root, 'run', `gen-${(await a.client.request(agent.upgradeStatus, {})).active!.gen}`));
+    await a0.ofctl('-O', 'OpenFlow13', 'add-meter', 'br0', 'meter=7,pktps,stats,band=type=drop,rate=1000');
+    await a0.ofctl('-O', 'OpenFlow13', 'add-flow', 'br0', 'priority=2,dl_type=0x88b5,actions=meter:7');
 
     const plan = await a.client.request(agent.upgradePlan, { release: '1.1.0' });
     assert.equal(plan.recommended, 'handoff');
@@ -88,6 +93,8 @@ describe('hitless-agent on an OVS-DPDK host', () => {
     // the OpenFlow state (per-VM fast-failover groups and their flows) carried to B before any switch
     assert.deepEqual(await ob.exportState(), await oa.exportState());
     assert.match((await ob.exportState()).groups, /type=ff/);
+    assert.deepEqual((await ob.exportState()).meters, ['meter=7,pktps,stats,band=type=drop,rate=1000']);
+    assert.match((await ob.exportState()).flows, /dl_type=0x88b5 actions=meter:7/);
 
     const ms = [];
     for (const vm of ['v1', 'v2', 'v3', 'v4']) ms.push((await a.client.request(agent.upgradeSwitch, { vms: [vm] })).vms.find((v) => v.vm === vm)!.measurement!);

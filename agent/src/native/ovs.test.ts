@@ -9,7 +9,7 @@ import { gapsOf, measured } from '../../../protocol/native/probe.js';
 import { touches } from '../../../protocol/measure.js';
 import { explainLoss, switchesOf } from '../../../testing/lossReport.js';
 import { captureFrames, labVms, ovsSwitch, Testbed, type OvsHost } from '../../../testing/testbed.js';
-import { ovsAvailable, UPLINK_OFPORT } from './ovs.js';
+import { meterSpecs, ovsAvailable, UPLINK_OFPORT } from './ovs.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const links = (h: OvsHost) => h.probe.events.filter((e) => e.event === 'link');
@@ -19,6 +19,12 @@ describe('hitless-keeper in front of stock OVS-DPDK', () => {
   after(() => bed.cleanup());
   // scripts/setup.sh installs Debian's openvswitch-switch-dpdk: its absence is a failure here
   test('OVS-DPDK is installed', () => assert.equal(ovsAvailable(), null));
+
+  test("a generation's meters as another one imports them: each dump-meters block one add-meter spec, every band kept", () => {
+    const dump = 'OFPST_METER_CONFIG reply (OF1.3) (xid=0x2):\nmeter=7 pktps stats bands=\ntype=drop rate=500\n\nmeter=1 kbps burst bands=\ntype=drop rate=1000 burst_size=100\ntype=dscp_remark rate=2000 prec_level=1\n';
+    assert.deepEqual(meterSpecs(dump), ['meter=1,kbps,burst,band=type=drop,rate=1000,burst_size=100,band=type=dscp_remark,rate=2000,prec_level=1', 'meter=7,pktps,stats,band=type=drop,rate=500']);
+    assert.deepEqual(meterSpecs('OFPST_METER_CONFIG reply (OF1.3) (xid=0x2):\n'), []);
+  });
 
   test('4 VMs handed A -> B one by one and back under traffic through stock OVS: the frontends see nothing, B forwards with the state copied from A, nothing is duplicated, reordered or left broken, and every receive gap that lost frames is at a switch', async () => {
     const h = await bed.ovsHost({ vms: 4, pps: 2000, durationS: 3600 });

@@ -29,6 +29,36 @@ function persistentPages(): number {
 const STATE_DIR = '/var/tmp/hitless-bench-huge';
 /** the peer link's OpenFlow port number in every generation */
 export const PEER_OFPORT = 100;
+/** A bridge's OpenFlow state as another generation imports it: meters (add-meter specs),
+ * groups and flows (ovs-ofctl's own text, sorted). */
+export interface OpenFlowState {
+  meters: string[];
+  groups: string;
+  flows: string;
+}
+
+/**
+ * ovs-ofctl dump-meters' reply as add-meter specs, sorted. Each meter is a block:
+ *   meter=1 kbps burst bands=
+ *   type=drop rate=1000 burst_size=100
+ * which add-meter takes as meter=1,kbps,burst,band=type=drop,rate=1000,burst_size=100.
+ */
+export function meterSpecs(dump: string): string[] {
+  const specs: string[] = [];
+  let cur: string[] | null = null;
+  for (const raw of dump.split('\n')) {
+    const l = raw.trim();
+    if (l.startsWith('meter=')) {
+      if (cur) specs.push(cur.join(','));
+      cur = l.split(/\s+/).filter((t) => t !== 'bands=');
+    } else if (l.startsWith('type=') && cur) {
+      cur.push(`band=${l.split(/\s+/).join(',')}`);
+    }
+  }
+  if (cur) specs.push(cur.join(','));
+  return specs.sort();
+}
+
 /** The keeper's pace port's socket in a generation's vhost dir (native/src/keeper/pace.c). */
 export const PACE_SOCKET = '.pace.sock';
 /** the uplink's OpenFlow port number in every generation */
@@ -467,17 +497,19 @@ export class Ovs {
 
   /** The bridge's OpenFlow state (groups, then flows), for another generation to import; in a
    * stable order (OVS dumps groups in hash order), so two states compare. */
-  async exportState(): Promise<{ groups: string; flows: string }> {
+  async exportState(): Promise<OpenFlowState> {
     const lines = (out: string, head: string) => `${out.split('\n').filter((l) => l.trim() !== '' && !l.startsWith(head)).map((l) => l.trim()).sort().join('\n')}\n`;
     return {
+      meters: meterSpecs(await this.ofctl('-O', 'OpenFlow13', 'dump-meters', 'br0')),
       groups: lines(await this.ofctl('-O', 'OpenFlow13', 'dump-groups', 'br0'), 'OFPST_GROUP_DESC'),
       flows: lines(await this.ofctl('-O', 'OpenFlow13', 'dump-flows', '--no-stats', '--no-names', 'br0'), 'OFPST_FLOW'),
     };
   }
 
-  /** Another generation's OpenFlow state: its groups first (flows refer to them), then every
-   * flow replaced in one bundle. */
-  async importState(st: { groups: string; flows: string }): Promise<void> {
+  /** Another generation's OpenFlow state: its meters and groups first (flows refer to them),
+   * then every flow replaced in one bundle. */
+  async importState(st: OpenFlowState): Promise<void> {
+    for (const m of st.meters) await this.ofctl('-O', 'OpenFlow13', 'add-meter', 'br0', m);
     const groups = join(this.dir, 'groups.in');
     writeFileSync(groups, st.groups);
     if (st.groups.trim() !== '') await this.ofctl('-O', 'OpenFlow13', 'add-groups', 'br0', groups);

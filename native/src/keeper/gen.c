@@ -105,6 +105,18 @@ kp_gen_find(const char *name)
 	return -1;
 }
 
+/* A listen-mode attach that failed half-way: every socket it opened closed, the slot free. */
+static void
+attach_undo(int gi)
+{
+	for (int v = 0; v < KP_MAX_VMS; v++)
+		if (kp.vms[v].in_use)
+			kp_blisten_close(&kp.vms[v], gi);
+	kp_pace_close(gi);
+	close_heartbeat(kp.gens[gi].hb);
+	memset(&kp.gens[gi], 0, sizeof(kp.gens[gi]));
+}
+
 /* Attach a running generation: its run dir must hold the pid of a live process; its
  * heartbeat is watched from now on. */
 int
@@ -148,20 +160,12 @@ kp_gen_attach(const char *name, const char *run_dir, bool listen, struct ctl_err
 		for (int v = 0; v < KP_MAX_VMS; v++) {
 			if (!kp.vms[v].in_use || (rc = kp_blisten_open(&kp.vms[v], gi)) == 0)
 				continue;
-			for (int w = 0; w < v; w++)
-				if (kp.vms[w].in_use)
-					kp_blisten_close(&kp.vms[w], gi);
-			close_heartbeat(g->hb);
-			memset(g, 0, sizeof(*g));
+			attach_undo(gi);
 			return ctl_fail(err, "socket", "cannot listen for vm '%s' in %s/vhost: %s",
 					kp.vms[v].name, run_dir, strerror(-rc));
 		}
 		if ((rc = kp_pace_open(gi, run_dir)) != 0) {
-			for (int v = 0; v < KP_MAX_VMS; v++)
-				if (kp.vms[v].in_use)
-					kp_blisten_close(&kp.vms[v], gi);
-			close_heartbeat(g->hb);
-			memset(g, 0, sizeof(*g));
+			attach_undo(gi);
 			return ctl_fail(err, "socket", "cannot listen for the pace port at %s/vhost/%s: %s",
 					run_dir, KP_PACE_SOCK, strerror(-rc));
 		}

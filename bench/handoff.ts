@@ -73,10 +73,13 @@ async function main(): Promise<void> {
           // pre-load first (the target maps guest memory), then switch: as an operator's
           // prepare step would, so the break holds only the switch itself
           // (an OVS generation as the agent moves a VM to it: busy-polling through the switch)
-          const { preload: pre, handoff: res } =
-            datapath === 'ovs'
-              ? await ovsSwitch(h as OvsHost, vm, to as 'A' | 'B', 50)
-              : { preload: await h.k.ctl.request(keeper.sessionPreload, { vm, gen: to }), handoff: await sleep(50).then(() => h.k.ctl.request(keeper.handoffStart, { vm, gen: to })) };
+          let pre, res;
+          if (datapath === 'ovs') ({ preload: pre, handoff: res } = await ovsSwitch(h as OvsHost, vm, to as 'A' | 'B', 50));
+          else {
+            pre = await h.k.ctl.request(keeper.sessionPreload, { vm, gen: to });
+            await sleep(50);
+            res = await h.k.ctl.request(keeper.handoffStart, { vm, gen: to });
+          }
           preloadMs.push(pre.took_ns / 1e6);
           windows.push({ vm, start_ns: res.timing.quiesce_ns, end_ns: res.timing.resumed_ns });
           windowUs.push(res.timing.window_ns / 1000);

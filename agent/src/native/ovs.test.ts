@@ -55,12 +55,7 @@ describe('hitless-keeper in front of stock OVS-DPDK', () => {
     const why = explainLoss(sum, h.probe.events, switchesOf(h.k.events));
     const lossy = gapsOf(h.probe.events).filter((g) => g.lost_in_gap > 0);
     const inGaps = lossy.reduce((n, g) => n + g.lost_in_gap, 0);
-    // away from a switch, only frames the frontend could not even queue: its transmit ring full
-    // while OVS did not yet poll it, counted per flow as refused
-    for (const f of measured(sum)) {
-      const away = lossy.filter((g) => g.flow === `${f.src}:${f.dst}` && !switchesOf(h.k.events).some((s) => touches(g, s)));
-      assert.ok(away.reduce((n, g) => n + g.lost_in_gap, 0) <= f.tx_refused, `a loss away from every switch: ${why}`);
-    }
+    for (const g of lossy) assert.ok(switchesOf(h.k.events).some((s) => touches(g, s)), `a loss away from every switch: ${why}`);
     assert.equal(sum.totals.reordered, 0, why);
     for (const f of measured(sum)) assert.ok(!f.gaps.some((g) => g.open === true), `${f.src}->${f.dst} was left broken (lost ${f.lost}): ${why}`);
     const refused = measured(sum).reduce((n, f) => n + f.tx_refused, 0);

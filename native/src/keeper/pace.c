@@ -307,11 +307,12 @@ kp_pace_close(int gi)
 uint64_t
 kp_pace_warm(int gi)
 {
-	struct pace *p = &pc[gi];
 	uint64_t now = hl_now_ns(), wait = 0;
+	struct pace *p;
 
 	if (!pacer_up || gi < 0)
 		return 0;
+	p = &pc[gi];
 	pthread_mutex_lock(&pace_lock);
 	if (p->ready) {
 		if (now >= p->dense_until_ns) {
@@ -331,10 +332,11 @@ kp_pace_warm(int gi)
 void
 kp_pace_settle(int gi)
 {
-	struct pace *p = &pc[gi];
+	struct pace *p;
 
 	if (!pacer_up || gi < 0)
 		return;
+	p = &pc[gi];
 	pthread_mutex_lock(&pace_lock);
 	if (p->ready && p->dense_until_ns > hl_now_ns())
 		p->dense_until_ns = hl_now_ns() + PACE_AFTER_MS * 1000000ull;
@@ -347,10 +349,10 @@ kp_pace_json(int gi)
 	struct pace *p = &pc[gi];
 	json_t *j;
 
-	if (!pacer_up || p->lfd < 0)
+	if (!pacer_up)
 		return json_null();
 	pthread_mutex_lock(&pace_lock);
-	j = json_pack("{s:s,s:I}", "state", p->ready ? "ready" : p->fd >= 0 ? "connecting" : "waiting",
+	j = p->lfd < 0 ? json_null() : json_pack("{s:s,s:I}", "state", p->ready ? "ready" : p->fd >= 0 ? "connecting" : "waiting",
 		      "flips", (json_int_t)p->flips);
 	pthread_mutex_unlock(&pace_lock);
 	return j;

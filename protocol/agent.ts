@@ -69,6 +69,9 @@ export const UpgradeStatus = z.object({
   exposed: Exposed.nullable().default(null),
   /** the host's last generation deaths, newest last */
   failovers: z.array(Failover).default([]),
+  /** VM ports in an OVS-DPDK host's DB that the agent could not put behind the keeper, and
+   * why: they would lose their network with the generation serving them (commit refuses) */
+  unmanaged: z.array(z.object({ port: z.string(), why: z.string() })).default([]),
 });
 export type UpgradeStatus = z.infer<typeof UpgradeStatus>;
 

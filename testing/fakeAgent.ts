@@ -45,6 +45,7 @@ export class FakeAgent implements AgentLink {
       standby: null,
       exposed: null,
       failovers: [],
+      unmanaged: [],
     };
   }
 

@@ -67,6 +67,20 @@ async function main(): Promise<void> {
   });
   const beat = setInterval(pushHealth, 2000);
   beat.unref();
+  // an OVS-DPDK host's VMs as the cloud plugs and unplugs them in its DB (discover.ts): looked
+  // for every 2 s between operations (each operation that depends on them looks first)
+  let lookFailed = '';
+  const look = setInterval(() => {
+    if (host.working || !host.onOvs()) return;
+    void host.serial(() => host.discover()).then(
+      () => (lookFailed = ''),
+      (e: Error) => {
+        if (e.message !== lookFailed) console.error(`hitless-agent: looking for VMs in the OVS DB: ${e.message}`);
+        lookFailed = e.message;
+      },
+    );
+  }, 2000);
+  look.unref();
   // per-VM rates for the console's live view, every second
   const meter = new TrafficMeter(host);
   const rates = setInterval(() => {

@@ -138,6 +138,8 @@ class OvsDpdkGens implements Datapath {
     private readonly root: string,
     private readonly cfg: AgentConfig,
     private readonly sup: Supervisor,
+    /** the host's VMs, as listed and as found (discover.ts) */
+    private readonly vms: () => VmEntry[],
   ) {}
 
   /** A new generation's OVS (started by start()). */
@@ -161,8 +163,9 @@ class OvsDpdkGens implements Datapath {
     return Ovs.at(this.sup.genDir(gen));
   }
 
-  /** Each VM's OpenFlow port: its place in the host's VM list, equal in every generation, so
-   * the carried flows and groups mean the same VMs. */
+  /** A VM's OpenFlow port in a first generation: its place in the host's VM list. A later
+   * generation copies the running one's port, number included, so that the carried flows and
+   * groups mean the same VMs. */
   private static ofport(vms: VmEntry[], vm: string): number {
     return vms.findIndex((v) => v.name === vm) + 1;
   }
@@ -175,7 +178,14 @@ class OvsDpdkGens implements Datapath {
       await k.request(keeper.genAttach, { gen: s.gen, run_dir: this.sup.genDir(s.gen), backend: 'listen' });
       // the keeper's pace port: its vhost event thread kept awake through each switch
       await o.addPace(join(this.sup.genDir(s.gen), 'vhost', PACE_SOCKET));
-      for (const v of s.vms) await o.addVhostClient(v.name, join(this.sup.genDir(s.gen), 'vhost', `${v.name}.sock`), OvsDpdkGens.ofport(s.vms, v.name));
+      // each VM's port like the running generation's (its number, the cloud's ids and settings)
+      const running = new Map(s.beside ? (await this.ovs(s.beside).vhostPorts()).map((p) => [p.name, p]) : []);
+      for (const v of s.vms) {
+        const sock = join(this.sup.genDir(s.gen), 'vhost', `${v.name}.sock`);
+        const like = running.get(v.name);
+        if (like) await o.addVhostLike(like, sock);
+        else await o.addVhostClient(v.name, sock, OvsDpdkGens.ofport(s.vms, v.name));
+      }
       // its own uplink (lab: a veth end into the fabric; production: a VF), in its namespace
       if (s.uplink) await o.addUplink(s.uplink);
       if (s.beside) {
@@ -215,7 +225,8 @@ class OvsDpdkGens implements Datapath {
     const out = new Map<string, VmCounters>();
     if (!this.sup.genAlive(gen)) throw new Error(`generation ${gen} is not running`);
     const o = this.ovs(gen);
-    for (const v of this.cfg.vms.filter((x) => !vm || x.name === vm)) {
+    const ports = new Set((await o.vhostPorts()).map((p) => p.name));
+    for (const v of this.vms().filter((x) => (!vm || x.name === vm) && ports.has(x.name))) {
       // OVS counts at its port: what it received came from the VM
       const p = await o.portStats(v.name);
       out.set(v.name, { rx: p.rx, tx: p.tx, drops: p.drops, first_ns: null, last_ns: null });
@@ -243,6 +254,6 @@ class OvsDpdkGens implements Datapath {
 }
 
 /** The datapath that runs a release's generations. */
-export function datapathOf(root: string, cfg: AgentConfig, sup: Supervisor, kind: DatapathKind): Datapath {
-  return kind === 'ovs-dpdk' ? new OvsDpdkGens(root, cfg, sup) : new HitlessDpGens(root, sup);
+export function datapathOf(root: string, cfg: AgentConfig, sup: Supervisor, kind: DatapathKind, vms: () => VmEntry[]): Datapath {
+  return kind === 'ovs-dpdk' ? new OvsDpdkGens(root, cfg, sup, vms) : new HitlessDpGens(root, sup);
 }

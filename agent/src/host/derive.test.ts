@@ -46,3 +46,17 @@ test('a rollback interrupted inside its own swap back: the swap is settled first
   const s = derive(stamp([...swapPrepared.slice(0, 3), { type: 'swap', to: 'target' }, { type: 'swap-failed', to: 'target', error: 'loop-busy' }]));
   assert.deepEqual([s.pending, s.error, s.state], [null, 'stage swap: loop-busy', 'switching']);
 });
+
+test("VMs found in an OVS DB are the host's until gone, and finding one mid-switch leaves the switch under way", () => {
+  const d = derive(stamp([
+    { type: 'start', gen: 'g1', release: '1.0.0' },
+    { type: 'vm-found', vm: 'vhu1', mac: '02:00:00:00:00:01', frontend_socket: '/var/lib/vhost/vhu1', gen: 'g1' },
+    { type: 'vm-found', vm: 'vhu2', mac: '02:00:00:00:00:02', frontend_socket: '/var/lib/vhost/vhu2', gen: 'g1' },
+    { type: 'prepare', gen: 'g2', release: '1.1.0', approve: 'each', mode: 'handoff' },
+    { type: 'prepared' },
+    { type: 'switch', vm: 'vhu1', to: 'g2' },
+    { type: 'vm-gone', vm: 'vhu2', why: "its port left g1's OVS DB" },
+  ]));
+  assert.deepEqual([...d.found.values()], [{ name: 'vhu1', mac: '02:00:00:00:00:01', frontend_socket: '/var/lib/vhost/vhu1' }]);
+  assert.deepEqual([d.state, d.pending?.type], ['switching', 'switch']);
+});

@@ -1,7 +1,7 @@
 // The host's upgrade state, replayed from its journal (upgrade.ts appends, this reads), and the
 // agent's failure type. Pure: no I/O.
 import type { Budget, Measurement } from '../../../protocol/measure.js';
-import type { UpgradeMode } from '../../../protocol/files.js';
+import type { UpgradeMode, VmEntry } from '../../../protocol/files.js';
 import type { Exposed, Failover, UpgradeState, UpgradeStatus } from '../../../protocol/agent.js';
 import type { Stamped } from './journal.js';
 
@@ -41,10 +41,12 @@ export interface Derived {
   exposed: Exposed | null;
   /** every generation death the journal holds, newest last */
   failovers: Failover[];
+  /** VMs found in an OVS-DPDK host's DB and not gone since (discover.ts), in the order found */
+  found: Map<string, VmEntry>;
 }
 
 export function derive(entries: readonly Stamped[]): Derived {
-  const d: Derived = { active: null, target: null, state: 'idle', mode: 'handoff', core: null, approve: 'each', budget: null, moved: new Map(), swapped: false, pending: null, lastOutcome: null, error: null, exposed: null, failovers: [] };
+  const d: Derived = { active: null, target: null, state: 'idle', mode: 'handoff', core: null, approve: 'each', budget: null, moved: new Map(), swapped: false, pending: null, lastOutcome: null, error: null, exposed: null, failovers: [], found: new Map() };
   // a commit or an abort/rollback runs switches or swaps of its own: once one of those ends,
   // the outer step is still what is under way
   let outer: Stamped | null = null;
@@ -178,6 +180,12 @@ export function derive(entries: readonly Stamped[]): Derived {
         d.pending = outer;
         break;
       }
+      case 'vm-found':
+        d.found.set(e.vm, { name: e.vm, mac: e.mac, ...(e.frontend_socket ? { frontend_socket: e.frontend_socket } : {}) });
+        break;
+      case 'vm-gone':
+        d.found.delete(e.vm);
+        break;
       case 'restore-failed': {
         const f = [...d.failovers].reverse().find((x) => x.gen === e.replaces);
         if (f) f.restore_error = e.error;

@@ -57,6 +57,12 @@ export const Entry = z.discriminatedUnion('type', [
     outage_ms: z.number().nullable(),
   }),
   z.object({ type: z.literal('restore-failed'), replaces: z.string(), error: z.string() }),
+  // a VM found on an OVS-DPDK host (discover.ts): its port in the active generation's DB, now
+  // behind the keeper; one of the host's VMs from here on, like those its config lists
+  z.object({ type: z.literal('vm-found'), vm: z.string(), mac: z.string(), frontend_socket: z.string().optional(), gen: z.string() }),
+  // a found VM's port left the active generation's DB (the VM was deleted or moved away), or
+  // it could not be put behind the keeper: why says which
+  z.object({ type: z.literal('vm-gone'), vm: z.string(), why: z.string() }),
 ]);
 export type Entry = z.infer<typeof Entry>;
 /** An entry as appended (defaults filled in by the schema). */

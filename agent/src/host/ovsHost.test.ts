@@ -3,18 +3,38 @@
 // hugepages) behind the keeper, driven by the same upgrade state machine as hitless-dp. Real
 // agent on stdio, keeper, Debian's ovs-vswitchd and probe VMs.
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, readlinkSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { agent } from '../../../protocol/agent.js';
 import { gapsOf, measured } from '../../../protocol/native/probe.js';
 import { Ovs, ovsAvailable } from '../native/ovs.js';
-import { agentsOn, hostRoot, OVS_VSWITCHD, probeOn } from '../../../testing/agentHost.js';
-import { Testbed } from '../../../testing/testbed.js';
+import { agentsOn, frontendSocket, hostRoot, OVS_VSWITCHD, probeOn } from '../../../testing/agentHost.js';
+import { labVms, Testbed } from '../../../testing/testbed.js';
+import { ovsLink } from './discover.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const NR = '/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages';
 const hugepages = () => Number(readFileSync(NR, 'utf8').trim());
+
+/** What the cloud's tooling runs on an OVS host (os-vif's ovs-vsctl, a controller's ovs-ofctl),
+ * pointed at the host's OVS by OVS_RUNDIR=<root>/run/ovs, as Hitless documents it. */
+function cloud(root: string, cmd: 'ovs-vsctl' | 'ovs-ofctl', ...args: string[]): string {
+  return execFileSync(cmd, args, { env: { ...process.env, OVS_RUNDIR: ovsLink(root) }, encoding: 'utf8' });
+}
+
+/** Nova plugging a VM whose QEMU is the vhost-user server (server=on), then its controller
+ * giving it the host's L2 flows (as splitL2 does for the listed VMs). */
+function plug(root: string, vm: { name: string; mac: string }): number {
+  cloud(root, 'ovs-vsctl', 'add-port', 'br0', vm.name, '--', 'set', 'Interface', vm.name, 'type=dpdkvhostuserclient',
+    `options:vhost-server-path=${frontendSocket(root, vm.name)}`, `external_ids:attached-mac=${vm.mac}`, `external_ids:iface-id=${vm.name}-uuid`);
+  const port = cloud(root, 'ovs-vsctl', 'get', 'Interface', vm.name, 'ofport').trim();
+  cloud(root, 'ovs-ofctl', '-O', 'OpenFlow13', 'add-group', 'br0', `group_id=${port},type=ff,bucket=watch_port:${port},output:${port},bucket=watch_port:100,output:100`);
+  cloud(root, 'ovs-ofctl', '-O', 'OpenFlow13', 'add-flow', 'br0', `priority=20,in_port=100,dl_dst=${vm.mac},actions=output:${port}`);
+  cloud(root, 'ovs-ofctl', '-O', 'OpenFlow13', 'add-flow', 'br0', `priority=10,dl_dst=${vm.mac},actions=group:${port}`);
+  return Number(port);
+}
 
 describe('hitless-agent on an OVS-DPDK host', () => {
   const bed = new Testbed('ovsagent');
@@ -123,6 +143,100 @@ describe('hitless-agent on an OVS-DPDK host', () => {
     assert.equal(hugepages() - baseline, Number(JSON.parse(readFileSync(join(root, 'run', `gen-${B}`, 'hugepages.json'), 'utf8')).pages));
     const lossy = gapsOf(probe.events).filter((g) => g.lost_in_gap > 0);
     console.log(`agent on OVS-DPDK: 6 handoffs, lost ${sum.totals.lost} of ${sum.totals.offered}; ${lossy.length} lossy receive gaps; keeper windows ${ms.map((m) => Math.round(m.window_us)).join(', ')} us`);
+  });
+
+  test("VMs are found in the OVS DB, not listed: one plugged before the upgrade and one plugged during it are put behind the keeper and move like the others, one unplugged is let go everywhere, and a port that cannot be taken is named and holds the commit back", async () => {
+    const root = hostRoot(bed, 'of1', 2, false, { ovs: true });
+    const a = spawnAgent(root);
+    await a.client.request(agent.hostStart, { release: '1.0.0' });
+    const probe = await probeOn(bed, root, 'of1', 2);
+    // four VMs the config does not list, their QEMU-like frontends the vhost-user servers (a
+    // probe is up once each of its VMs is: each is awaited after its VMs are plugged)
+    const [v3, v4, v5, v6] = labVms(6).slice(2) as { name: string; mac: string }[];
+    mkdirSync(join(root, 'vms'));
+    const lateProbe = (name: string, vms: { name: string; mac: string }[], flows: { src: string; dst: string; pps: number }[]) =>
+      bed.probe({ name, vms: vms.map((v) => ({ ...v, socket: frontendSocket(root, v.name), server: true })), flows, durationS: 3600, ctlPath: join(root, 'run', `${name}.sock`) });
+    const lateA = lateProbe('of1a', [v3!, v4!], [{ src: 'v3', dst: 'v4', pps: 2000 }, { src: 'v4', dst: 'v3', pps: 2000 }]);
+    const status = () => a.client.request(agent.upgradeStatus, {});
+    const until = async (what: string, ok: (s: Awaited<ReturnType<typeof status>>) => boolean) => {
+      const deadline = Date.now() + 20000;
+      for (;;) {
+        const s = await status();
+        if (ok(s)) return s;
+        assert.ok(Date.now() < deadline, `${what}: ${JSON.stringify({ vms: s.vms, unmanaged: s.unmanaged })} ${a.stderr().slice(-1000)}`);
+        await sleep(200);
+      }
+    };
+    let st = await status();
+    const A = st.active!.gen;
+    assert.equal(readlinkSync(ovsLink(root)), join(root, 'run', `gen-${A}`), '<root>/run/ovs leads to the active generation');
+    const late5 = lateProbe('of1b', [v5!], []);
+    const v3port = plug(root, v3!);
+    for (const v of [v4!, v5!]) plug(root, v);
+    const [pa, p5] = [await lateA, await late5];
+    // a port without the VM's MAC: not taken, and said so
+    cloud(root, 'ovs-vsctl', 'add-port', 'br0', 'nomac', '--', 'set', 'Interface', 'nomac', 'type=dpdkvhostuserclient', `options:vhost-server-path=${frontendSocket(root, 'nomac')}`);
+    // (status carries the last complete look's unmanaged ports: one taken meanwhile may still be named)
+    st = await until('v3, v4 and v5 found and connected, only nomac left out', (s) => ['v3', 'v4', 'v5'].every((vm) => s.vms.some((v) => v.vm === vm && v.connected && v.serving === A)) && s.unmanaged.length === 1 && s.unmanaged[0]!.port === 'nomac');
+    assert.deepEqual(st.unmanaged, [{ port: 'nomac', why: "it has no external_ids:attached-mac (the VM's MAC, announced after every move)" }]);
+    const oa = Ovs.at(join(root, 'run', `gen-${A}`));
+    const p3 = (await oa.vhostPorts()).find((p) => p.name === 'v3')!;
+    assert.deepEqual([p3.path, p3.ofport, p3.external_ids['iface-id']], [join(root, 'run', `gen-${A}`, 'vhost', 'v3.sock'), v3port, 'v3-uuid'], "v3's port leads to the keeper now, its number and the cloud's ids unchanged");
+
+    st = await a.client.request(agent.upgradePrepare, { release: '1.1.0' });
+    const B = st.target!.gen;
+    const ob = Ovs.at(join(root, 'run', `gen-${B}`));
+    assert.deepEqual((await ob.vhostPorts()).map((p) => p.name).sort(), ['v1', 'v2', 'v3', 'v4', 'v5'], 'the target serves every VM found, and not the port that was not taken');
+    assert.deepEqual(await ob.exportState(), await oa.exportState(), "the controller's flows for the VMs found carried");
+    assert.equal((await ob.vhostPorts()).find((p) => p.name === 'v3')!.external_ids['iface-id'], 'v3-uuid', "the cloud's ids on v3's port carried (OVN binds a port by its iface-id)");
+
+    // during the upgrade: v6 plugged (into A, where <root>/run/ovs still leads), v5 unplugged
+    const late6 = lateProbe('of1c', [v6!], []);
+    plug(root, v6!);
+    const p6 = await late6;
+    st = await until('v6 found', (s) => s.vms.some((v) => v.vm === 'v6' && v.connected && v.serving === A));
+    cloud(root, 'ovs-vsctl', 'del-port', 'br0', 'v5');
+    st = await until('v5 let go', (s) => !s.vms.some((v) => v.vm === 'v5'));
+    assert.deepEqual((await ob.vhostPorts()).map((p) => p.name).sort(), ['v1', 'v2', 'v3', 'v4', 'v6'], 'v6 plugged into the target too, v5 gone from it');
+    assert.deepEqual(await ob.exportState(), await oa.exportState(), "v6's group and flows carried to the target");
+    await sleep(1000);
+    const linkEvents = () => [...pa.events, ...p6.events].filter((e) => e.event === 'link').length;
+    const links = linkEvents();
+
+    await a.client.request(agent.upgradeSwitch, { vms: ['v1', 'v2', 'v3', 'v4'] });
+    await assert.rejects(a.client.request(agent.upgradeCommit, {}), /not every VM is on .* yet: v6; and .*serves ports that are not behind the keeper.*: nomac /);
+    await a.client.request(agent.upgradeSwitch, { vms: ['v6'] });
+    await assert.rejects(a.client.request(agent.upgradeCommit, {}), /ports that are not behind the keeper, which its stop would cut off: nomac \(it has no external_ids:attached-mac/);
+    cloud(root, 'ovs-vsctl', 'del-port', 'br0', 'nomac');
+    st = await a.client.request(agent.upgradeCommit, {});
+    assert.deepEqual([st.state, st.active?.gen, st.unmanaged], ['idle', B, []]);
+    assert.deepEqual(st.vms.map((v) => [v.vm, v.connected, v.serving]), ['v1', 'v2', 'v3', 'v4', 'v6'].map((vm) => [vm, true, B]));
+    assert.equal(readlinkSync(ovsLink(root)), ob.dir, '<root>/run/ovs leads to the new active generation');
+    const rx = (await ob.portStats('v4')).rx;
+    await sleep(500);
+    assert.ok((await ob.portStats('v4')).rx > rx + 300, "v4's frames go through B");
+    const journal = readFileSync(join(root, 'var', 'journal.jsonl'), 'utf8');
+    assert.match(journal, /"type":"vm-gone","vm":"v5","why":"its port left [^"]+'s OVS DB"/);
+
+    assert.equal(linkEvents(), links, 'the found VMs saw no link event once they were taken');
+
+    // Nova plugs v3 again (a hard reboot: its port deleted and added back, leading to QEMU's
+    // socket) in one transaction: taken again, on the generation that now serves it
+    cloud(root, 'ovs-vsctl', 'del-port', 'br0', 'v3', '--', 'add-port', 'br0', 'v3', '--', 'set', 'Interface', 'v3', 'type=dpdkvhostuserclient',
+      `options:vhost-server-path=${frontendSocket(root, 'v3')}`, `external_ids:attached-mac=${v3!.mac}`, 'external_ids:iface-id=v3-uuid');
+    const keeperV3 = join(ob.dir, 'vhost', 'v3.sock');
+    for (let t = Date.now(); (await ob.vhostPorts()).find((p) => p.name === 'v3')?.path !== keeperV3; await sleep(200))
+      assert.ok(Date.now() - t < 20000, "v3's port was not led back to the keeper");
+    st = await until('v3 connected again', (s) => s.vms.some((v) => v.vm === 'v3' && v.connected && v.serving === B));
+    const rx3 = (await ob.portStats('v3')).rx;
+    await sleep(1500);
+    assert.ok((await ob.portStats('v3')).rx > rx3 + 300, "v3's frames go through B again");
+
+    const [sum, lateSum] = [await probe.stop(), await pa.stop()];
+    await p5.stop();
+    await p6.stop();
+    assert.deepEqual(probe.events.filter((e) => e.event === 'link'), [], 'the listed VMs saw no link event');
+    assert.equal(sum.totals.dup + lateSum.totals.dup, 0);
   });
 
   test("kill -9 of the serving ovs-vswitchd mid-upgrade: every VM fails over to the standby without a link event, the agent restores an OVS-DPDK standby on its own, and the dead one's ovsdb-server, namespace and hugepages are cleaned up", async () => {

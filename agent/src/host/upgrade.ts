@@ -18,6 +18,7 @@ import { dp } from '../../../protocol/native/dp.js';
 import { keeper } from '../../../protocol/native/keeper.js';
 import { ConfigInventory, listReleases, stagePath, type VmInventory } from './config.js';
 import { datapathOf, kindOf, type Datapath } from './datapath.js';
+import { discover, linkActive, type Discovery, type Unmanaged } from './discover.js';
 import { AgentFailure, derive, type Approve, type Derived, type GenRef } from './derive.js';
 import { Journal } from './journal.js';
 import { planModes, prepareSwap, swapStage } from './stageSwap.js';
@@ -35,6 +36,8 @@ export class HostAgent {
   private readonly lock: HostLock;
   private chain: Promise<unknown> = Promise.resolve();
   private busy = 0;
+  /** VM ports of an OVS-DPDK host the last discovery could not take (discover.ts) */
+  private unmanaged: Unmanaged[] = [];
 
   constructor(
     readonly root: string,
@@ -74,8 +77,28 @@ export class HostAgent {
     return p;
   }
 
+  /** The host's VMs: those its config lists, then those found in its OVS DB (discover.ts). */
   vms(): VmEntry[] {
-    return this.inventory.list();
+    const listed = this.inventory.list();
+    return [...listed, ...[...this.d.found.values()].filter((v) => !listed.some((x) => x.name === v.name))];
+  }
+
+  /** Whether the active generation is OVS-DPDK's (whose DB the VMs are found in). */
+  onOvs(): boolean {
+    const a = this.d.active;
+    return a !== null && kindOf(this.root, a.release) === 'ovs-dpdk';
+  }
+
+  /** Take the VMs plugged into (or unplugged from) an OVS-DPDK host's DB since the last look;
+   * run inside serial(). */
+  async discover(): Promise<Discovery> {
+    const r = await discover(this);
+    this.unmanaged = r.unmanaged;
+    if (r.found.length > 0 || r.gone.length > 0) {
+      console.error(`hitless-agent: ${[...r.found.map((v) => `${v} found`), ...r.gone.map((v) => `${v} gone`)].join(', ')}`);
+      this.notify(await this.status());
+    }
+    return r;
   }
 
   /** Handle generation deaths from now on (failover.ts): record them, restore a standby. */
@@ -117,11 +140,12 @@ export class HostAgent {
         if (!/exists/.test(e.message)) throw e;
       });
     }
+    await this.discover();
   }
 
   /** The datapath kind that runs a release's generations (datapath.ts). */
   datapath(release: string): Datapath {
-    return datapathOf(this.root, this.cfg, this.sup, kindOf(this.root, release));
+    return datapathOf(this.root, this.cfg, this.sup, kindOf(this.root, release), () => this.vms());
   }
 
   /** The release generation gen was started from (the journal's last word on it). */
@@ -132,7 +156,7 @@ export class HostAgent {
 
   private datapathOfGen(gen: string): Datapath {
     const r = this.releaseOf(gen);
-    return r ? this.datapath(r) : datapathOf(this.root, this.cfg, this.sup, 'hitless-dp');
+    return r ? this.datapath(r) : datapathOf(this.root, this.cfg, this.sup, 'hitless-dp', () => this.vms());
   }
 
   /** What is wrong on this host right now: dead processes, VMs without their frontend. */
@@ -144,6 +168,7 @@ export class HostAgent {
     if (!this.sup.genAlive(d.active.gen)) problems.push(`active generation ${d.active.gen} is not running`);
     if (d.target && d.mode !== 'swap' && d.state !== 'preparing' && !this.sup.genAlive(d.target.gen)) problems.push(`target generation ${d.target.gen} is not running`);
     if (d.exposed) problems.push(`exposed: ${d.exposed.why}; no standby runs yet`);
+    for (const u of this.unmanaged) problems.push(`port ${u.port} is not behind the keeper: ${u.why}`);
     if (problems.length === 0) {
       const s = await this.status();
       for (const v of s.vms) if (!v.connected) problems.push(`${v.vm}: no frontend connected`);
@@ -181,6 +206,7 @@ export class HostAgent {
       standby,
       exposed: d.exposed,
       failovers: d.failovers.slice(-10),
+      unmanaged: this.unmanaged,
     };
   }
 
@@ -198,7 +224,10 @@ export class HostAgent {
   /** Get ready to move to version: by handoff (start the target generation beside the active
    * one and pre-load every session on it) or by swap (check the target's stage). */
   async prepare(version: string, approve: Approve, choice: ModeChoice = 'handoff', budget: Budget | null = null): Promise<void> {
-    const d = this.need(['idle'], 'upgrade/prepare');
+    this.need(['idle'], 'upgrade/prepare');
+    // the target is started with every VM plugged until now
+    await this.discover();
+    const d = this.d;
     if (!d.active || !this.sup.genAlive(d.active.gen)) throw new AgentFailure('invalid-state', 'no active generation runs on this host (host/start first)');
     this.release(version);
     const plan = await this.plan(version);
@@ -316,7 +345,9 @@ export class HostAgent {
   }
 
   async switchVms(vms: string[]): Promise<Measurement[]> {
-    const d = this.need(['switching'], 'upgrade/switch');
+    this.need(['switching'], 'upgrade/switch');
+    await this.discover();
+    const d = this.d;
     if (d.mode === 'swap') {
       const all = this.vms().map((v) => v.name);
       const missing = all.filter((vm) => !vms.includes(vm));
@@ -347,8 +378,11 @@ export class HostAgent {
       }
       return;
     }
-    for (const v of this.vms()) {
-      if (this.d.moved.has(v.name)) continue;
+    // one at a time, looking again before each: a VM plugged meanwhile is moved too
+    for (;;) {
+      await this.discover();
+      const v = this.vms().find((x) => !this.d.moved.has(x.name));
+      if (!v) break;
       const m = await this.move(v.name, d.target!, d.active!);
       if (m.within_budget === false) {
         this.journal.append({ type: 'switch-failed', vm: v.name, to: d.target!.gen, error: `over budget: ${judge(m, d.approve.auto)}; stopped here` });
@@ -406,9 +440,14 @@ export class HostAgent {
       this.notify(await this.status());
       return;
     }
+    await this.discover();
     const s = await this.status();
     const left = s.vms.filter((v) => v.connected && v.serving !== d.target!.gen).map((v) => v.vm);
-    if (left.length > 0) throw new AgentFailure('invalid-state', `not every VM is on ${d.target!.gen} yet: ${left.join(', ')}`);
+    const blocks = [
+      ...(left.length > 0 ? [`not every VM is on ${d.target!.gen} yet: ${left.join(', ')}`] : []),
+      ...(this.unmanaged.length > 0 ? [`${d.active!.gen} serves ports that are not behind the keeper, which its stop would cut off: ${this.unmanaged.map((u) => `${u.port} (${u.why})`).join('; ')}`] : []),
+    ];
+    if (blocks.length > 0) throw new AgentFailure('invalid-state', blocks.join('; and '));
     this.journal.append({ type: 'commit' });
     await this.finishCommit(d);
   }
@@ -419,9 +458,12 @@ export class HostAgent {
       return;
     }
     const k = await this.sup.keeper();
+    // the cloud's tooling plugs VMs into the target's DB from now on (discover.ts)
+    if (kindOf(this.root, d.target!.release) === 'ovs-dpdk') linkActive(this.root, this.sup.genDir(d.target!.gen));
     await k.request(keeper.genDetach, { gen: d.active!.gen }).catch(() => undefined);
     await this.retire(d.active!.gen, d.target!.gen);
     this.journal.append({ type: 'committed' });
+    await this.discover();
     this.notify(await this.status());
   }
 

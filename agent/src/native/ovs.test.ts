@@ -9,7 +9,7 @@ import { gapsOf, measured } from '../../../protocol/native/probe.js';
 import { touches } from '../../../protocol/measure.js';
 import { explainLoss, switchesOf } from '../../../testing/lossReport.js';
 import { captureFrames, labVms, ovsSwitch, Testbed, type OvsHost } from '../../../testing/testbed.js';
-import { meterSpecs, ovsAvailable, UPLINK_OFPORT } from './ovs.js';
+import { meterSpecs, ovsAvailable, parseVhostPorts, UPLINK_OFPORT } from './ovs.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const links = (h: OvsHost) => h.probe.events.filter((e) => e.event === 'link');
@@ -24,6 +24,23 @@ describe('hitless-keeper in front of stock OVS-DPDK', () => {
     const dump = 'OFPST_METER_CONFIG reply (OF1.3) (xid=0x2):\nmeter=7 pktps stats bands=\ntype=drop rate=500\n\nmeter=1 kbps burst bands=\ntype=drop rate=1000 burst_size=100\ntype=dscp_remark rate=2000 prec_level=1\n';
     assert.deepEqual(meterSpecs(dump), ['meter=1,kbps,burst,band=type=drop,rate=1000,burst_size=100,band=type=dscp_remark,rate=2000,prec_level=1', 'meter=7,pktps,stats,band=type=drop,rate=500']);
     assert.deepEqual(meterSpecs('OFPST_METER_CONFIG reply (OF1.3) (xid=0x2):\n'), []);
+  });
+
+  test("a VM port as ovs-vsctl's JSON has it: its number, its socket, its MAC and OVS's error, each absent when the DB has none", () => {
+    const json = JSON.stringify({
+      headings: ['name', 'ofport', 'options', 'external_ids', 'other_config', 'mtu_request', 'error'],
+      data: [
+        ['vhu1', 3, ['map', [['vhost-server-path', '/var/lib/vhost_sockets/vhu1'], ['n_rxq_desc', '1024']]], ['map', [['attached-mac', 'fa:16:3e:00:00:01'], ['iface-id', 'x']]], ['map', []], 9000, ['set', []]],
+        ['bad', -1, ['map', []], ['map', []], ['map', []], ['set', []], 'could not open network device bad (No such device)'],
+        ['new', ['set', []], ['map', [['vhost-server-path', '/s']]], ['map', []], ['map', [['pmd-rxq-affinity', '0:1']]], ['set', []], ['set', []]],
+      ],
+    });
+    const none = { options: {}, external_ids: {}, other_config: {}, mtu_request: null };
+    assert.deepEqual(parseVhostPorts(json), [
+      { name: 'vhu1', ofport: 3, path: '/var/lib/vhost_sockets/vhu1', mac: 'fa:16:3e:00:00:01', error: null, options: { 'vhost-server-path': '/var/lib/vhost_sockets/vhu1', n_rxq_desc: '1024' }, external_ids: { 'attached-mac': 'fa:16:3e:00:00:01', 'iface-id': 'x' }, other_config: {}, mtu_request: 9000 },
+      { name: 'bad', ofport: null, path: null, mac: null, error: 'could not open network device bad (No such device)', ...none },
+      { name: 'new', ofport: null, path: '/s', mac: null, error: null, ...none, options: { 'vhost-server-path': '/s' }, other_config: { 'pmd-rxq-affinity': '0:1' } },
+    ]);
   });
 
   test('4 VMs handed A -> B one by one and back under traffic through stock OVS: the frontends see nothing, B forwards with the state copied from A, nothing is duplicated, reordered or left broken, and every receive gap that lost frames is at a switch', async () => {

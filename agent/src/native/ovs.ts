@@ -16,6 +16,7 @@ const VSWITCHD = '/usr/lib/openvswitch-switch-dpdk/ovs-vswitchd-dpdk';
 const SCHEMA = '/usr/share/openvswitch/vswitch.ovsschema';
 const NR = '/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages';
 const SURPLUS = '/sys/kernel/mm/hugepages/hugepages-2048kB/surplus_hugepages';
+const COMPACT = '/proc/sys/vm/compact_memory';
 
 /**
  * The persistent pool. nr_hugepages reads back every page, surplus ones too (pages still in use
@@ -57,6 +58,56 @@ export function meterSpecs(dump: string): string[] {
   }
   if (cur) specs.push(cur.join(','));
   return specs.sort();
+}
+
+/** A dpdkvhostuserclient port as the DB holds it. */
+export interface VhostPort {
+  name: string;
+  /** null: OVS has not numbered it (yet), or refused it (error says why) */
+  ofport: number | null;
+  /** options:vhost-server-path */
+  path: string | null;
+  /** external_ids:attached-mac */
+  mac: string | null;
+  /** the Interface's error column: why OVS could not set the port up */
+  error: string | null;
+  /** the Interface's settings, kept when the port is pointed elsewhere (Ovs.repoint) */
+  options: Record<string, string>;
+  external_ids: Record<string, string>;
+  other_config: Record<string, string>;
+  mtu_request: number | null;
+}
+
+/** `ovs-vsctl --format=json --columns=<VHOST_COLUMNS> find Interface ...` as VhostPorts. OVSDB's JSON: a map is ["map", [[k, v], ...]], an empty optional ["set", []]. */
+export function parseVhostPorts(json: string): VhostPort[] {
+  const t = JSON.parse(json) as { headings: string[]; data: unknown[][] };
+  const col = (row: unknown[], name: string) => row[t.headings.indexOf(name)];
+  const map = (v: unknown): Map<string, string> => new Map(Array.isArray(v) && v[0] === 'map' ? (v[1] as [string, string][]) : []);
+  const scalar = <T>(v: unknown, kind: string): T | null => (typeof v === kind ? (v as T) : null);
+  return t.data.map((row) => {
+    const ofport = scalar<number>(col(row, 'ofport'), 'number');
+    const options = map(col(row, 'options'));
+    const ids = map(col(row, 'external_ids'));
+    return {
+      name: String(col(row, 'name')),
+      ofport: ofport !== null && ofport > 0 ? ofport : null,
+      path: options.get('vhost-server-path') ?? null,
+      mac: ids.get('attached-mac') ?? null,
+      error: scalar<string>(col(row, 'error'), 'string'),
+      options: Object.fromEntries(options),
+      external_ids: Object.fromEntries(ids),
+      other_config: Object.fromEntries(map(col(row, 'other_config'))),
+      mtu_request: scalar<number>(col(row, 'mtu_request'), 'number'),
+    };
+  });
+}
+
+/** The Interface columns parseVhostPorts reads. */
+export const VHOST_COLUMNS = 'name,ofport,options,external_ids,other_config,mtu_request,error';
+
+/** A dump's lines that say something (not its header), sorted. */
+function lines(dump: string): string[] {
+  return dump.split('\n').filter((l) => l.trim() !== '').sort();
 }
 
 /** The keeper's pace port's socket in a generation's vhost dir (native/src/keeper/pace.c). */
@@ -133,7 +184,14 @@ export class Hugepages {
       Hugepages.live.add(this);
     }
     writeFileSync(NR, String(before + pages));
-    const got = persistentPages();
+    let got = persistentPages();
+    if (got < before + pages && existsSync(COMPACT)) {
+      // free memory cut into pieces smaller than 2 MB (a long-running host's page cache): the
+      // kernel puts it together again, then the rest is asked for once more
+      writeFileSync(COMPACT, '1');
+      writeFileSync(NR, String(before + pages));
+      got = persistentPages();
+    }
     if (got < before + pages) {
       // give back what was had, not more
       writeFileSync(this.record, JSON.stringify({ dir: this.dir, mount: this.mount, pages: Math.max(0, got - before) }));
@@ -506,14 +564,73 @@ export class Ovs {
     };
   }
 
-  /** Another generation's OpenFlow state: its meters and groups first (flows refer to them),
-   * then every flow replaced in one bundle. */
+  /**
+   * Another generation's OpenFlow state, taken in: meters and groups first (flows refer to
+   * them), each added when missing here and modified when it differs, then every flow replaced
+   * in one bundle. On a fresh bridge that is a copy; on one already carrying the state (a VM
+   * plugged mid-upgrade) only what changed moves, and flows that stay are not touched.
+   */
   async importState(st: OpenFlowState): Promise<void> {
-    for (const m of st.meters) await this.ofctl('-O', 'OpenFlow13', 'add-meter', 'br0', m);
-    const groups = join(this.dir, 'groups.in');
-    writeFileSync(groups, st.groups);
-    if (st.groups.trim() !== '') await this.ofctl('-O', 'OpenFlow13', 'add-groups', 'br0', groups);
+    const mine = await this.exportState();
+    const byId = (specs: string[], key: string) => new Map(specs.map((x) => [new RegExp(`${key}=(\\d+)`).exec(x)?.[1] ?? x, x]));
+    const myMeters = byId(mine.meters, 'meter');
+    for (const [id, m] of byId(st.meters, 'meter')) {
+      if (!myMeters.has(id)) await this.ofctl('-O', 'OpenFlow13', 'add-meter', 'br0', m);
+      else if (myMeters.get(id) !== m) await this.ofctl('-O', 'OpenFlow13', 'mod-meter', 'br0', m);
+    }
+    const myGroups = byId(lines(mine.groups), 'group_id');
+    const theirs = [...byId(lines(st.groups), 'group_id')];
+    for (const [verb, pick] of [
+      ['add-groups', (id: string) => !myGroups.has(id)],
+      ['mod-groups', (id: string, g: string) => myGroups.has(id) && myGroups.get(id) !== g],
+    ] as const) {
+      const todo = theirs.filter(([id, g]) => pick(id, g)).map(([, g]) => g);
+      if (todo.length === 0) continue;
+      const file = join(this.dir, 'groups.in');
+      writeFileSync(file, `${todo.join('\n')}\n`);
+      await this.ofctl('-O', 'OpenFlow13', verb, 'br0', file);
+    }
     await this.replaceFlows(st.flows);
+  }
+
+  /**
+   * The bridge's VM ports as the DB holds them (the cloud's tooling adds them there: Nova/os-vif
+   * writes name, type dpdkvhostuserclient, options:vhost-server-path and
+   * external_ids:attached-mac); the keeper's pace port is not one.
+   */
+  async vhostPorts(): Promise<VhostPort[]> {
+    const out = await this.vsctl('--format=json', `--columns=${VHOST_COLUMNS}`, 'find', 'Interface', 'type=dpdkvhostuserclient');
+    // by name: the DB's order is its hash order
+    return parseVhostPorts(out).filter((p) => !p.name.startsWith('.')).sort((x, y) => (x.name < y.name ? -1 : x.name > y.name ? 1 : 0));
+  }
+
+  /**
+   * A VM's port like p, connecting to socket: same name, OpenFlow number, options,
+   * external_ids (OVN binds a port by its iface-id), other_config and MTU. For the same VM's
+   * port in another generation, and to point a port elsewhere (repoint).
+   */
+  async addVhostLike(p: VhostPort, socket: string): Promise<void> {
+    const q = (v: string) => JSON.stringify(v);
+    const col = (name: string, m: Record<string, string>) => Object.entries(m).map(([k, v]) => `${name}:${k}=${q(v)}`);
+    await this.vsctl(
+      'add-port', 'br0', p.name, '--', 'set', 'Interface', p.name, 'type=dpdkvhostuserclient',
+      ...col('options', { ...p.options, 'vhost-server-path': socket }),
+      ...col('external_ids', p.external_ids),
+      ...col('other_config', p.other_config),
+      ...(p.ofport !== null ? [`ofport_request=${p.ofport}`] : []),
+      ...(p.mtu_request !== null ? [`mtu_request=${p.mtu_request}`] : []),
+    );
+  }
+
+  /**
+   * Point a VM's port at another socket. OVS 3.1 reads vhost-server-path only when it creates
+   * the port (once its vhost client is registered, a new path is ignored), so the port is
+   * deleted and added again like it was (addVhostLike). Its flows and groups stay (OVS keeps
+   * flows that name a port that goes).
+   */
+  async repoint(p: VhostPort, socket: string): Promise<void> {
+    await this.vsctl('del-port', 'br0', p.name);
+    await this.addVhostLike(p, socket);
   }
 
   /** One flow per VM MAC to its port: the FDB lookup hitless-dp does, as OpenFlow. */

@@ -230,6 +230,8 @@ export class CampaignRun {
             this.changed();
           },
           vm: (vm, step, m, decision) => {
+            // a VM the host found after the plan was made joins its host's list
+            if (!vmOf(vm)) h.vms.push({ vm, state: 'pending', measurement: null, decision: null });
             const v = vmOf(vm);
             if (!v || (step === 'moved' && v.state === 'moved' && v.measurement?.t_ns === m?.t_ns)) return;
             v.state = step;

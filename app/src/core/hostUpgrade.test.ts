@@ -35,6 +35,18 @@ test('each VM moves only on its approval, then the host is committed', async () 
   assert.deepEqual(steps.filter(([, s]) => s === 'moved').map(([vm]) => vm), ['v1', 'v2']);
 });
 
+test('a VM the host finds during the upgrade (plugged into its OVS DB) is asked for and moved too before the commit', async () => {
+  const a = new FakeAgent('h1', ['v1', 'v2']);
+  const { h, asked, steps } = hooks((vms) => {
+    if (vms[0] === 'v1') a.st.vms.push({ vm: 'vhu9', serving: '1.0.0-1', connected: true, moved: false, measurement: null });
+    return yes;
+  });
+  const r = await upgradeHost(a, plan(), h);
+  assert.deepEqual(r, { outcome: 'committed', release: '1.1.0' });
+  assert.deepEqual(asked, [['v1'], ['v2'], ['vhu9']]);
+  assert.deepEqual(steps.filter(([, s]) => s === 'moved').map(([vm]) => vm), ['v1', 'v2', 'vhu9']);
+});
+
 test('a denied VM stays, the others move, and the host is held, not committed; a resume does not ask again', async () => {
   const a = new FakeAgent('h1', ['v1', 'v2', 'v3']);
   const { h, asked } = hooks((vms) => (vms[0] === 'v2' ? no : yes));

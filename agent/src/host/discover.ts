@@ -33,6 +33,10 @@ export interface Discovery {
   unmanaged: Unmanaged[];
 }
 
+/** Ports that could not be taken, by name: not tried again (each try costs the VM a
+ * reconnect) until the port changes. */
+export type Refused = Map<string, { port: string; why: string }>;
+
 /** <root>/run/ovs: the active OVS-DPDK generation's run dir, whichever generation that is. */
 export function ovsLink(root: string): string {
   return join(root, 'run', 'ovs');
@@ -65,35 +69,63 @@ function unfit(p: VhostPort, keeperSocket: string): string | null {
   return null;
 }
 
-export async function discover(h: HostAgent): Promise<Discovery> {
-  const out: Discovery = { found: [], gone: [], unmanaged: [] };
+/** What identifies a plugging of a port: a port plugged again differently is tried again. */
+const plugKey = (p: VhostPort) => JSON.stringify([p.path, p.mac, p.ofport]);
+
+/** The active OVS-DPDK generation's VM ports, or null when the active generation is not one. */
+export async function activePorts(h: HostAgent): Promise<{ gen: string; ovs: Ovs; ports: VhostPort[] } | null> {
   const d = h.d;
-  if (!d.active || kindOf(h.root, d.active.release) !== 'ovs-dpdk' || !h.sup.genAlive(d.active.gen)) return out;
-  const activeDir = h.sup.genDir(d.active.gen);
-  if (!existsSync(join(activeDir, 'ovs.json'))) return out;
-  linkActive(h.root, activeDir);
-  const A = Ovs.at(activeDir);
+  if (!d.active || kindOf(h.root, d.active.release) !== 'ovs-dpdk' || !h.sup.genAlive(d.active.gen)) return null;
+  const dir = h.sup.genDir(d.active.gen);
+  if (!existsSync(join(dir, 'ovs.json'))) return null;
+  const ovs = Ovs.at(dir);
+  return { gen: d.active.gen, ovs, ports: await ovs.vhostPorts() };
+}
+
+export async function discover(h: HostAgent, refused: Refused): Promise<Discovery> {
+  const out: Discovery = { found: [], gone: [], unmanaged: [] };
+  const act = await activePorts(h);
+  if (!act) return out;
+  const d = h.d;
+  const { gen, ovs: A, ports } = act;
+  linkActive(h.root, A.dir);
   const T =
     d.target && d.mode === 'handoff' && h.sup.genAlive(d.target.gen) && existsSync(join(h.sup.genDir(d.target.gen), 'ovs.json')) ? { gen: d.target.gen, ovs: Ovs.at(h.sup.genDir(d.target.gen)) } : null;
-  const socket = (gen: string, vm: string) => join(h.sup.genDir(gen), 'vhost', `${vm}.sock`);
+  const socket = (g: string, vm: string) => join(h.sup.genDir(g), 'vhost', `${vm}.sock`);
   const k = await h.sup.keeper();
   const sessions = new Set((await k.request(keeper.sessionList, {})).sessions.map((s) => s.vm));
   const known = new Set(h.vms().map((v) => v.name));
-  const ports = await A.vhostPorts();
+  const inDb = new Set(ports.map((p) => p.name));
+  for (const name of refused.keys()) if (!inDb.has(name)) refused.delete(name);
+
+  // a found VM plugged again differently (another socket or MAC): let go, then found anew below
+  for (const p of ports) {
+    const v = d.found.get(p.name);
+    if (!v || p.path === socket(gen, p.name) || (p.path === v.frontend_socket && p.mac?.toLowerCase() === v.mac)) continue;
+    h.journal.append({ type: 'vm-gone', vm: p.name, why: 'the cloud plugged it again with another socket or MAC' });
+    await k.request(keeper.vmDel, { vm: p.name }).catch(() => undefined);
+    sessions.delete(p.name);
+    known.delete(p.name);
+  }
 
   for (const p of ports) {
     if (known.has(p.name)) continue;
-    const why = unfit(p, socket(d.active.gen, p.name));
+    const before = refused.get(p.name);
+    if (before?.port === plugKey(p)) {
+      out.unmanaged.push({ port: p.name, why: before.why });
+      continue;
+    }
+    const why = unfit(p, socket(gen, p.name));
     if (why) {
       out.unmanaged.push({ port: p.name, why });
       continue;
     }
     const mac = Mac.parse(p.mac);
-    h.journal.append({ type: 'vm-found', vm: p.name, mac, frontend_socket: p.path!, gen: d.active.gen });
+    h.journal.append({ type: 'vm-found', vm: p.name, mac, frontend_socket: p.path!, gen });
     try {
       // OVS lets go of the VM's socket first: a frontend that is the server takes one client
-      await A.repoint(p, socket(d.active.gen, p.name));
-      await k.request(keeper.vmAdd, { vm: p.name, gen: d.active.gen, mac, socket: p.path!, client: true });
+      await A.repoint(p, socket(gen, p.name));
+      await k.request(keeper.vmAdd, { vm: p.name, gen, mac, socket: p.path!, client: true });
       sessions.add(p.name);
       out.found.push(p.name);
     } catch (e) {
@@ -102,37 +134,43 @@ export async function discover(h: HostAgent): Promise<Discovery> {
       await k.request(keeper.vmDel, { vm: p.name }).catch(() => undefined);
       const why = `it could not be put behind the keeper: ${(e as Error).message}`;
       h.journal.append({ type: 'vm-gone', vm: p.name, why });
+      refused.set(p.name, { port: plugKey(p), why });
       out.unmanaged.push({ port: p.name, why });
     }
   }
 
   // found VMs whose port left the DB: deleted by the cloud, let go everywhere
-  const inDb = new Set(ports.map((p) => p.name));
   for (const vm of h.d.found.keys()) {
     if (inDb.has(vm)) continue;
-    h.journal.append({ type: 'vm-gone', vm, why: `its port left ${d.active.gen}'s OVS DB` });
+    h.journal.append({ type: 'vm-gone', vm, why: `its port left ${gen}'s OVS DB` });
     await k.request(keeper.vmDel, { vm }).catch(() => undefined);
     if (T) await T.ovs.vsctl('--if-exists', 'del-port', 'br0', vm);
     sessions.delete(vm);
     out.gone.push(vm);
   }
+  // sessions of VMs that are no longer the host's (an agent stopped right after letting one go)
+  const vms = h.vms();
+  for (const s of sessions) if (!vms.some((v) => v.name === s)) await k.request(keeper.vmDel, { vm: s }).catch(() => undefined);
 
-  // a found VM plugged again by the cloud (deleted and added back between two looks: its port
-  // leads to its own socket again), or one the keeper does not hold (an agent stopped half-way
-  // through taking it): taken again
+  // a found VM plugged again by the cloud the same way (deleted and added back between two
+  // looks: its port leads to its own socket again), or one the keeper does not hold (an agent
+  // stopped half-way through taking it): taken again
   for (const v of h.d.found.values()) {
     const p = ports.find((x) => x.name === v.name);
-    if (!p || !v.frontend_socket) continue;
-    if (p.path !== socket(d.active.gen, v.name)) await A.repoint(p, socket(d.active.gen, v.name));
-    if (!sessions.has(v.name)) await k.request(keeper.vmAdd, { vm: v.name, gen: d.active.gen, mac: v.mac, socket: v.frontend_socket, client: true });
+    if (!p || !v.frontend_socket || out.found.includes(v.name)) continue;
+    if (p.path !== socket(gen, v.name)) await A.repoint(p, socket(gen, v.name));
+    if (!sessions.has(v.name)) await k.request(keeper.vmAdd, { vm: v.name, gen, mac: v.mac, socket: v.frontend_socket, client: true });
   }
 
-  // the target of an upgrade under way serves every VM the active one does, with its flows
+  // the target of an upgrade under way serves every VM the active one does (its port copied),
+  // none it does not, with the active one's meters, groups and flows (the controller's changes
+  // to them during the upgrade included)
   if (T) {
-    const there = new Set((await T.ovs.vhostPorts()).map((p) => p.name));
-    const missing = ports.filter((p) => !there.has(p.name) && h.vms().some((v) => v.name === p.name));
-    for (const p of missing) await T.ovs.addVhostLike(p, socket(T.gen, p.name));
-    if (missing.length > 0) await T.ovs.importState(await A.exportState());
+    const there = (await T.ovs.vhostPorts()).map((p) => p.name);
+    for (const name of there) if (!vms.some((v) => v.name === name)) await T.ovs.vsctl('--if-exists', 'del-port', 'br0', name);
+    for (const p of ports) if (!there.includes(p.name) && vms.some((v) => v.name === p.name)) await T.ovs.addVhostLike(p, socket(T.gen, p.name));
+    const st = await A.exportState();
+    if (JSON.stringify(await T.ovs.exportState()) !== JSON.stringify(st)) await T.ovs.importState(st);
   }
   return out;
 }

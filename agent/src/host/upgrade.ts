@@ -18,7 +18,7 @@ import { dp } from '../../../protocol/native/dp.js';
 import { keeper } from '../../../protocol/native/keeper.js';
 import { ConfigInventory, listReleases, stagePath, type VmInventory } from './config.js';
 import { datapathOf, kindOf, type Datapath } from './datapath.js';
-import { discover, linkActive, type Discovery, type Unmanaged } from './discover.js';
+import { activePorts, discover, linkActive, type Discovery, type Refused, type Unmanaged } from './discover.js';
 import { AgentFailure, derive, type Approve, type Derived, type GenRef } from './derive.js';
 import { Journal } from './journal.js';
 import { planModes, prepareSwap, swapStage } from './stageSwap.js';
@@ -38,6 +38,8 @@ export class HostAgent {
   private busy = 0;
   /** VM ports of an OVS-DPDK host the last discovery could not take (discover.ts) */
   private unmanaged: Unmanaged[] = [];
+  /** ports whose taking failed, not tried again until they change */
+  private readonly refused: Refused = new Map();
 
   constructor(
     readonly root: string,
@@ -92,7 +94,7 @@ export class HostAgent {
   /** Take the VMs plugged into (or unplugged from) an OVS-DPDK host's DB since the last look;
    * run inside serial(). */
   async discover(): Promise<Discovery> {
-    const r = await discover(this);
+    const r = await discover(this, this.refused);
     this.unmanaged = r.unmanaged;
     if (r.found.length > 0 || r.gone.length > 0) {
       console.error(`hitless-agent: ${[...r.found.map((v) => `${v} found`), ...r.gone.map((v) => `${v} gone`)].join(', ')}`);
@@ -448,6 +450,16 @@ export class HostAgent {
       ...(this.unmanaged.length > 0 ? [`${d.active!.gen} serves ports that are not behind the keeper, which its stop would cut off: ${this.unmanaged.map((u) => `${u.port} (${u.why})`).join('; ')}`] : []),
     ];
     if (blocks.length > 0) throw new AgentFailure('invalid-state', blocks.join('; and '));
+    // from here the cloud plugs VMs into the target's DB; one plugged into the active one since
+    // the look above would be cut off with it: the commit waits for it to be taken
+    if (kindOf(this.root, d.target!.release) === 'ovs-dpdk') {
+      linkActive(this.root, this.sup.genDir(d.target!.gen));
+      const late = ((await activePorts(this))?.ports ?? []).filter((p) => !this.vms().some((v) => v.name === p.name)).map((p) => p.name);
+      if (late.length > 0) {
+        linkActive(this.root, this.sup.genDir(d.active!.gen));
+        throw new AgentFailure('invalid-state', `${late.join(', ')} plugged into ${d.active!.gen} during the commit: not committed; commit again once taken`);
+      }
+    }
     this.journal.append({ type: 'commit' });
     await this.finishCommit(d);
   }

@@ -35,11 +35,21 @@ describe('hitless-keeper in front of stock OVS-DPDK', () => {
         ['new', ['set', []], ['map', [['vhost-server-path', '/s']]], ['map', []], ['map', [['pmd-rxq-affinity', '0:1']]], ['set', []], ['set', []]],
       ],
     });
-    const none = { options: {}, external_ids: {}, other_config: {}, mtu_request: null };
-    assert.deepEqual(parseVhostPorts(json), [
-      { name: 'vhu1', ofport: 3, path: '/var/lib/vhost_sockets/vhu1', mac: 'fa:16:3e:00:00:01', error: null, options: { 'vhost-server-path': '/var/lib/vhost_sockets/vhu1', n_rxq_desc: '1024' }, external_ids: { 'attached-mac': 'fa:16:3e:00:00:01', 'iface-id': 'x' }, other_config: {}, mtu_request: 9000 },
-      { name: 'bad', ofport: null, path: null, mac: null, error: 'could not open network device bad (No such device)', ...none },
-      { name: 'new', ofport: null, path: '/s', mac: null, error: null, ...none, options: { 'vhost-server-path': '/s' }, other_config: { 'pmd-rxq-affinity': '0:1' } },
+    const ports = JSON.stringify({
+      headings: ['name', 'tag', 'trunks', 'vlan_mode', 'external_ids', 'other_config'],
+      data: [
+        ['vhu1', 7, ['set', []], ['set', []], ['map', [['neutron', 'y']]], ['map', []]],
+        ['bad', ['set', []], 5, 'trunk', ['map', []], ['map', []]],
+        ['new', ['set', []], ['set', [5, 6]], ['set', []], ['map', []], ['map', [['priority-tags', 'true']]]],
+      ],
+    });
+    const bare = { tag: null, trunks: [], vlan_mode: null, external_ids: {}, other_config: {} };
+    const none = { options: {}, external_ids: {}, other_config: {}, mtu_request: null, port: bare };
+    assert.deepEqual(parseVhostPorts(json).map((p) => p.port), [bare, bare, bare], 'no Port rows read: no settings');
+    assert.deepEqual(parseVhostPorts(json, ports), [
+      { name: 'vhu1', ofport: 3, path: '/var/lib/vhost_sockets/vhu1', mac: 'fa:16:3e:00:00:01', error: null, options: { 'vhost-server-path': '/var/lib/vhost_sockets/vhu1', n_rxq_desc: '1024' }, external_ids: { 'attached-mac': 'fa:16:3e:00:00:01', 'iface-id': 'x' }, other_config: {}, mtu_request: 9000, port: { ...bare, tag: 7, external_ids: { neutron: 'y' } } },
+      { name: 'bad', ofport: null, path: null, mac: null, error: 'could not open network device bad (No such device)', ...none, port: { ...bare, trunks: [5], vlan_mode: 'trunk' } },
+      { name: 'new', ofport: null, path: '/s', mac: null, error: null, ...none, options: { 'vhost-server-path': '/s' }, other_config: { 'pmd-rxq-affinity': '0:1' }, port: { ...bare, trunks: [5, 6], other_config: { 'priority-tags': 'true' } } },
     ]);
   });
 

@@ -76,15 +76,44 @@ export interface VhostPort {
   external_ids: Record<string, string>;
   other_config: Record<string, string>;
   mtu_request: number | null;
+  /** its Port row's settings (a VLAN tag a Neutron agent set, the cloud's ids) */
+  port: PortSettings;
+}
+
+export interface PortSettings {
+  tag: number | null;
+  trunks: number[];
+  vlan_mode: string | null;
+  external_ids: Record<string, string>;
+  other_config: Record<string, string>;
 }
 
 /** `ovs-vsctl --format=json --columns=<VHOST_COLUMNS> find Interface ...` as VhostPorts. OVSDB's JSON: a map is ["map", [[k, v], ...]], an empty optional ["set", []]. */
-export function parseVhostPorts(json: string): VhostPort[] {
-  const t = JSON.parse(json) as { headings: string[]; data: unknown[][] };
-  const col = (row: unknown[], name: string) => row[t.headings.indexOf(name)];
+export function parseVhostPorts(json: string, portsJson?: string): VhostPort[] {
+  const table = (j: string) => {
+    const t = JSON.parse(j) as { headings: string[]; data: unknown[][] };
+    return { rows: t.data, col: (row: unknown[], name: string) => row[t.headings.indexOf(name)] };
+  };
   const map = (v: unknown): Map<string, string> => new Map(Array.isArray(v) && v[0] === 'map' ? (v[1] as [string, string][]) : []);
   const scalar = <T>(v: unknown, kind: string): T | null => (typeof v === kind ? (v as T) : null);
-  return t.data.map((row) => {
+  const settings = new Map<string, PortSettings>();
+  if (portsJson) {
+    const pt = table(portsJson);
+    for (const row of pt.rows) {
+      const trunks = pt.col(row, 'trunks');
+      settings.set(String(pt.col(row, 'name')), {
+        tag: scalar<number>(pt.col(row, 'tag'), 'number'),
+        // a set of one is printed as its element
+        trunks: typeof trunks === 'number' ? [trunks] : Array.isArray(trunks) && trunks[0] === 'set' ? (trunks[1] as number[]) : [],
+        vlan_mode: scalar<string>(pt.col(row, 'vlan_mode'), 'string'),
+        external_ids: Object.fromEntries(map(pt.col(row, 'external_ids'))),
+        other_config: Object.fromEntries(map(pt.col(row, 'other_config'))),
+      });
+    }
+  }
+  const t = table(json);
+  const col = t.col;
+  return t.rows.map((row) => {
     const ofport = scalar<number>(col(row, 'ofport'), 'number');
     const options = map(col(row, 'options'));
     const ids = map(col(row, 'external_ids'));
@@ -98,12 +127,14 @@ export function parseVhostPorts(json: string): VhostPort[] {
       external_ids: Object.fromEntries(ids),
       other_config: Object.fromEntries(map(col(row, 'other_config'))),
       mtu_request: scalar<number>(col(row, 'mtu_request'), 'number'),
+      port: settings.get(String(col(row, 'name'))) ?? { tag: null, trunks: [], vlan_mode: null, external_ids: {}, other_config: {} },
     };
   });
 }
 
-/** The Interface columns parseVhostPorts reads. */
+/** The Interface and Port columns parseVhostPorts reads. */
 export const VHOST_COLUMNS = 'name,ofport,options,external_ids,other_config,mtu_request,error';
+export const PORT_COLUMNS = 'name,tag,trunks,vlan_mode,external_ids,other_config';
 
 /** A dump's lines that say something (not its header), sorted. */
 function lines(dump: string): string[] {
@@ -580,16 +611,14 @@ export class Ovs {
     }
     const myGroups = byId(lines(mine.groups), 'group_id');
     const theirs = [...byId(lines(st.groups), 'group_id')];
-    for (const [verb, pick] of [
-      ['add-groups', (id: string) => !myGroups.has(id)],
-      ['mod-groups', (id: string, g: string) => myGroups.has(id) && myGroups.get(id) !== g],
-    ] as const) {
-      const todo = theirs.filter(([id, g]) => pick(id, g)).map(([, g]) => g);
-      if (todo.length === 0) continue;
+    const added = theirs.filter(([id]) => !myGroups.has(id)).map(([, g]) => g);
+    if (added.length > 0) {
       const file = join(this.dir, 'groups.in');
-      writeFileSync(file, `${todo.join('\n')}\n`);
-      await this.ofctl('-O', 'OpenFlow13', verb, 'br0', file);
+      writeFileSync(file, `${added.join('\n')}\n`);
+      await this.ofctl('-O', 'OpenFlow13', 'add-groups', 'br0', file);
     }
+    // (ovs-ofctl 3.1 modifies groups one at a time: it has no mod-groups)
+    for (const [id, g] of theirs) if (myGroups.has(id) && myGroups.get(id) !== g) await this.ofctl('-O', 'OpenFlow13', 'mod-group', 'br0', g);
     await this.replaceFlows(st.flows);
   }
 
@@ -600,18 +629,27 @@ export class Ovs {
    */
   async vhostPorts(): Promise<VhostPort[]> {
     const out = await this.vsctl('--format=json', `--columns=${VHOST_COLUMNS}`, 'find', 'Interface', 'type=dpdkvhostuserclient');
+    const ports = await this.vsctl('--format=json', `--columns=${PORT_COLUMNS}`, 'list', 'Port');
     // by name: the DB's order is its hash order
-    return parseVhostPorts(out).filter((p) => !p.name.startsWith('.')).sort((x, y) => (x.name < y.name ? -1 : x.name > y.name ? 1 : 0));
+    return parseVhostPorts(out, ports).filter((p) => !p.name.startsWith('.')).sort((x, y) => (x.name < y.name ? -1 : x.name > y.name ? 1 : 0));
   }
 
   /**
    * A VM's port like p, connecting to socket: same name, OpenFlow number, options,
-   * external_ids (OVN binds a port by its iface-id), other_config and MTU. For the same VM's
+   * external_ids (OVN binds a port by its iface-id), other_config and MTU, and its Port row's
+   * VLAN tag, trunks, VLAN mode, external_ids and other_config. For the same VM's
    * port in another generation, and to point a port elsewhere (repoint).
    */
   async addVhostLike(p: VhostPort, socket: string): Promise<void> {
     const q = (v: string) => JSON.stringify(v);
-    const col = (name: string, m: Record<string, string>) => Object.entries(m).map(([k, v]) => `${name}:${k}=${q(v)}`);
+    const col = (name: string, m: Record<string, string>) => Object.entries(m).map(([k, v]) => `${name}:${q(k)}=${q(v)}`);
+    const port = [
+      ...col('external_ids', p.port.external_ids),
+      ...col('other_config', p.port.other_config),
+      ...(p.port.tag !== null ? [`tag=${p.port.tag}`] : []),
+      ...(p.port.trunks.length > 0 ? [`trunks=${p.port.trunks.join(',')}`] : []),
+      ...(p.port.vlan_mode !== null ? [`vlan_mode=${p.port.vlan_mode}`] : []),
+    ];
     await this.vsctl(
       'add-port', 'br0', p.name, '--', 'set', 'Interface', p.name, 'type=dpdkvhostuserclient',
       ...col('options', { ...p.options, 'vhost-server-path': socket }),
@@ -619,6 +657,7 @@ export class Ovs {
       ...col('other_config', p.other_config),
       ...(p.ofport !== null ? [`ofport_request=${p.ofport}`] : []),
       ...(p.mtu_request !== null ? [`mtu_request=${p.mtu_request}`] : []),
+      ...(port.length > 0 ? ['--', 'set', 'Port', p.name, ...port] : []),
     );
   }
 
@@ -629,7 +668,7 @@ export class Ovs {
    * flows that name a port that goes).
    */
   async repoint(p: VhostPort, socket: string): Promise<void> {
-    await this.vsctl('del-port', 'br0', p.name);
+    await this.vsctl('--if-exists', 'del-port', 'br0', p.name);
     await this.addVhostLike(p, socket);
   }
 

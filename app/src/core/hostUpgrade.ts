@@ -130,8 +130,13 @@ export async function upgradeHost(link: AgentLink, plan: HostUpgradePlan, h: Dri
     // the next VM from the agent's latest word each time: one the host has found since (an
     // OVS-DPDK host's VMs come and go with its DB) is asked for too
     for (;;) {
-      const v = st.vms.find((x) => !x.moved && !denied.has(x.vm));
-      if (!v) break;
+      let v = st.vms.find((x) => !x.moved && !denied.has(x.vm));
+      if (!v) {
+        // once more before the commit: the host may have found one since the last switch
+        st = await link.request(agent.upgradeStatus, {});
+        v = st.vms.find((x) => !x.moved && !denied.has(x.vm));
+        if (!v) break;
+      }
       await h.gate();
       h.vm(v.vm, 'awaiting-approval', null);
       const previous = st.vms.filter((x) => x.moved && x.measurement).at(-1)?.measurement ?? null;

@@ -68,18 +68,19 @@ async function main(): Promise<void> {
   const beat = setInterval(pushHealth, 2000);
   beat.unref();
   // an OVS-DPDK host's VMs as the cloud plugs and unplugs them in its DB (discover.ts): looked
-  // for every 2 s between operations (each operation that depends on them looks first)
+  // for every 5 s between operations (each operation that depends on them looks first). Until
+  // a VM is taken OVS serves it directly, so a longer interval delays only its one reconnect.
   let lookFailed = '';
   const look = setInterval(() => {
     if (host.working || !host.onOvs()) return;
-    void host.serial(() => host.discover()).then(
+    void host.serial(() => host.discover(true)).then(
       () => (lookFailed = ''),
       (e: Error) => {
         if (e.message !== lookFailed) console.error(`hitless-agent: looking for VMs in the OVS DB: ${e.message}`);
         lookFailed = e.message;
       },
     );
-  }, 2000);
+  }, 5000);
   look.unref();
   // per-VM rates for the console's live view, every second
   const meter = new TrafficMeter(host);

@@ -217,18 +217,18 @@ describe('hitless-agent on an OVS-DPDK host', () => {
     st = await until('v5 let go', (s) => !s.vms.some((v) => v.vm === 'v5'));
     // (the target follows within the same look, after the journal says so)
     for (const deadline = Date.now() + 20000; ; await sleep(200)) {
-      const [names, sb, sa] = [(await ob.vhostPorts()).map((p) => p.name), await ob.exportState(), await oa.exportState()];
-      if (names.join() === 'v1,v2,v3,v4,v6' && JSON.stringify(sb) === JSON.stringify(sa)) break;
-      if (Date.now() < deadline) continue;
-      assert.deepEqual(names, ['v1', 'v2', 'v3', 'v4', 'v6'], 'v6 plugged into the target too, v5 gone from it');
-      assert.deepEqual(sb, sa, "v6's group and flows, and the controller's changes, carried to the target");
+      const names = (await ob.vhostPorts()).map((p) => p.name);
+      if (names.join() === 'v1,v2,v3,v4,v6') break;
+      if (Date.now() > deadline) assert.deepEqual(names, ['v1', 'v2', 'v3', 'v4', 'v6'], 'v6 plugged into the target too, v5 gone from it');
     }
-    assert.match((await ob.exportState()).groups, /group_id=77,type=indirect/);
     await sleep(1000);
     const linkEvents = () => [...pa.events, ...p6.events].filter((e) => e.event === 'link').length;
     const links = linkEvents();
 
     await a.client.request(agent.upgradeSwitch, { vms: ['v1', 'v2', 'v3', 'v4'] });
+    // the look before a switch brought the target's OpenFlow state level with the running one's
+    assert.deepEqual(await ob.exportState(), await oa.exportState(), "v6's group and flows, and the controller's changes, carried to the target");
+    assert.match((await ob.exportState()).groups, /group_id=77,type=indirect/);
     await assert.rejects(a.client.request(agent.upgradeCommit, {}), /not every VM is on .* yet: v6; and .*serves ports that are not behind the keeper.*: lp \(it could not be put .*\); nomac \(/);
     await a.client.request(agent.upgradeSwitch, { vms: ['v6'] });
     await assert.rejects(a.client.request(agent.upgradeCommit, {}), /ports that are not behind the keeper, which its stop would cut off: lp \(.*\); nomac \(it has no external_ids:attached-mac/);

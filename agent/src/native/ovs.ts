@@ -628,10 +628,10 @@ export class Ovs {
    * external_ids:attached-mac); the keeper's pace port is not one.
    */
   async vhostPorts(): Promise<VhostPort[]> {
-    const out = await this.vsctl('--format=json', `--columns=${VHOST_COLUMNS}`, 'find', 'Interface', 'type=dpdkvhostuserclient');
-    const ports = await this.vsctl('--format=json', `--columns=${PORT_COLUMNS}`, 'list', 'Port');
+    // both tables in one run (one JSON table per line)
+    const [out, ports] = (await this.vsctl('--format=json', '--', `--columns=${VHOST_COLUMNS}`, 'find', 'Interface', 'type=dpdkvhostuserclient', '--', `--columns=${PORT_COLUMNS}`, 'list', 'Port')).trim().split('\n');
     // by name: the DB's order is its hash order
-    return parseVhostPorts(out, ports).filter((p) => !p.name.startsWith('.')).sort((x, y) => (x.name < y.name ? -1 : x.name > y.name ? 1 : 0));
+    return parseVhostPorts(out!, ports).filter((p) => !p.name.startsWith('.')).sort((x, y) => (x.name < y.name ? -1 : x.name > y.name ? 1 : 0));
   }
 
   /**

@@ -136,9 +136,9 @@ export function parseVhostPorts(json: string, portsJson?: string): VhostPort[] {
 export const VHOST_COLUMNS = 'name,ofport,options,external_ids,other_config,mtu_request,error';
 export const PORT_COLUMNS = 'name,tag,trunks,vlan_mode,external_ids,other_config';
 
-/** A dump's lines that say something (not its header), sorted. */
-function lines(dump: string): string[] {
-  return dump.split('\n').filter((l) => l.trim() !== '').sort();
+/** A dump's lines that say something (trimmed, not its header), sorted: two dumps compare. */
+function lines(dump: string, head = '\0'): string[] {
+  return dump.split('\n').map((l) => l.trim()).filter((l) => l !== '' && !l.startsWith(head)).sort();
 }
 
 /** The keeper's pace port's socket in a generation's vhost dir (native/src/keeper/pace.c). */
@@ -587,11 +587,11 @@ export class Ovs {
   /** The bridge's OpenFlow state (groups, then flows), for another generation to import; in a
    * stable order (OVS dumps groups in hash order), so two states compare. */
   async exportState(): Promise<OpenFlowState> {
-    const lines = (out: string, head: string) => `${out.split('\n').filter((l) => l.trim() !== '' && !l.startsWith(head)).map((l) => l.trim()).sort().join('\n')}\n`;
+    const text = (out: string, head: string) => `${lines(out, head).join('\n')}\n`;
     return {
       meters: meterSpecs(await this.ofctl('-O', 'OpenFlow13', 'dump-meters', 'br0')),
-      groups: lines(await this.ofctl('-O', 'OpenFlow13', 'dump-groups', 'br0'), 'OFPST_GROUP_DESC'),
-      flows: lines(await this.ofctl('-O', 'OpenFlow13', 'dump-flows', '--no-stats', '--no-names', 'br0'), 'OFPST_FLOW'),
+      groups: text(await this.ofctl('-O', 'OpenFlow13', 'dump-groups', 'br0'), 'OFPST_GROUP_DESC'),
+      flows: text(await this.ofctl('-O', 'OpenFlow13', 'dump-flows', '--no-stats', '--no-names', 'br0'), 'OFPST_FLOW'),
     };
   }
 

@@ -3,7 +3,7 @@ SHELL := /bin/bash
 BUILD := native/build
 RELEASE ?= 0.1.0-dev
 
-.PHONY: all setup build native ts app test test-native test-integration test-e2e demo demo-cli demo-host bench bench-peers clean
+.PHONY: all setup build native ts app package test test-native test-integration test-e2e demo demo-cli demo-host bench bench-peers clean
 
 all: build
 
@@ -25,11 +25,16 @@ app: setup
 
 build: native ts app
 
+# what an operator installs, in dist/: the host package (the agent as one executable, the
+# keeper), the signed datapath releases and the allowed-signers line of their key (README)
+package: build
+	@node --import tsx scripts/package.ts
+
 test-native: native
 	meson test -C $(BUILD) --print-errorlogs
 	native/fuzz/run.sh 20
 
-test-integration: build
+test-integration: build package
 	node --import tsx --test --test-concurrency=1 --test-force-exit --test-timeout=900000 $$(find protocol testing agent app lab bench -name '*.test.ts' -not -path '*/node_modules/*' | sort)
 
 # the console end to end: Playwright drives the renderer in Chromium against a lab fleet

@@ -29,6 +29,10 @@ const HitlessDpManifest = z
     dpdk: z.string().min(1),
     fwd: z.object({ abi: int, layout: int }).strict(),
     modes: z.array(UpgradeMode).min(1),
+    /** a signed release (DESIGN.md §13): the manifest's format version and the sha256 of every
+     * other file of the release, by its path in the release; release.json.sig signs this file */
+    format: z.literal(1).optional(),
+    files: z.record(z.string().regex(/^[0-9a-f]{64}$/, 'a sha256 in hex')).optional(),
   })
   .strict();
 
@@ -41,6 +45,10 @@ const OvsDpdkManifest = z
     ovs: z.string().min(1),
     dpdk: z.string().min(1),
     modes: z.array(z.literal('handoff')).min(1),
+    /** a signed release (DESIGN.md §13): the manifest's format version and the sha256 of every
+     * other file of the release, by its path in the release; release.json.sig signs this file */
+    format: z.literal(1).optional(),
+    files: z.record(z.string().regex(/^[0-9a-f]{64}$/, 'a sha256 in hex')).optional(),
   })
   .strict();
 
@@ -78,6 +86,12 @@ export const AgentConfig = z
     restore_standby: z.boolean().default(true),
     /** a lab probe's control socket: its traffic witnesses every switch's measurement */
     probe_ctl: absPath.optional(),
+    /** the keys releases must be signed with (allowed-signers format); every release is verified
+     * against them before a generation starts from it (agent/src/host/release.ts) */
+    release_signers: absPath.default('/etc/hitless/release-signers'),
+    /** start generations from releases without a signature too (a lab or a developer's host,
+     * whose releases come from build trees); a signed release is verified all the same */
+    unsigned_releases: z.boolean().default(false),
   })
   .strict();
 export type AgentConfig = z.infer<typeof AgentConfig>;

@@ -71,6 +71,8 @@ export function hostRoot(bed: Testbed, name: string, vms: number, manifests = fa
       host: name,
       vms: labVms(vms).map((v) => ({ name: v.name, mac: v.mac, ...(extra.frontendServers ? { frontend_socket: frontendSocket(root, v.name) } : {}) })),
       probe_ctl: join(root, 'run', 'probe.sock'),
+      // releases from this build tree: unsigned (signed releases: agent/src/host/release.test.ts)
+      unsigned_releases: true,
       ...(extra.restoreStandby === false ? { restore_standby: false } : {}),
     }),
   );

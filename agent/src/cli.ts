@@ -11,13 +11,21 @@ import { ProbeWitness } from './host/probeWitness.js';
 import { HostAgent } from './host/upgrade.js';
 import type { FailoverWatch } from './host/failover.js';
 import { events } from '../../protocol/agent.js';
+import { AGENT_VERSION } from './host/server.js';
+import { releaseCommand } from './releaseCli.js';
 
 function usage(): never {
-  console.error('usage: hitless-agent --stdio --root DIR');
+  console.error('usage: hitless-agent --stdio --root DIR\n       hitless-agent --version\n       hitless-agent release verify|install ...');
   process.exit(2);
 }
 
 async function main(): Promise<void> {
+  const argv = process.argv.slice(2);
+  if (argv[0] === '--version') {
+    console.log(`hitless-agent ${AGENT_VERSION} (node ${process.version})`);
+    return;
+  }
+  if (argv[0] === 'release') process.exit(await releaseCommand(argv.slice(1)));
   let values;
   try {
     ({ values } = parseArgs({ options: { stdio: { type: 'boolean' }, root: { type: 'string' }, help: { type: 'boolean' } }, strict: true }));

@@ -14,7 +14,7 @@ export const RELEASES = ['1.0.0', '1.1.0'] as const;
 const FWD_LAYOUT: Record<(typeof RELEASES)[number], number> = { '1.0.0': 1, '1.1.0': 2 };
 export const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 
-const TARGETS = {
+export const TARGETS = {
   'hitless-dp': 'src/dp/hitless-dp',
   'hitless-fwd-l2.so': 'src/fwd/hitless-fwd-l2.so',
   'hitless-keeper': 'src/keeper/hitless-keeper',
@@ -117,7 +117,8 @@ export async function installHost(spec: LabSpec, paths: LabPaths, buildRoot: str
   const newest = buildDir(buildRoot, RELEASES[RELEASES.length - 1]!);
   for (const f of ['hitless-keeper', 'hitless-probe'] as const) install(join(newest, TARGETS[f]), join(root, 'bin', f), 0o755);
   installText(join(root, 'bin', 'hitless-agent'), agentWrapper(root), 0o755);
-  const config = AgentConfig.parse({ host: name, vms: hostVms(i, spec.vms), uplinks: [...UPLINKS], probe_ctl: join(root, 'run', 'probe.sock') });
+  // unsigned_releases: the lab's releases come from its build trees, not from make package's signed tars
+  const config = AgentConfig.parse({ host: name, vms: hostVms(i, spec.vms), uplinks: [...UPLINKS], probe_ctl: join(root, 'run', 'probe.sock'), unsigned_releases: true });
   installText(join(root, 'etc', 'agent.json'), `${JSON.stringify(config, null, 2)}\n`, 0o644);
 }
 

@@ -11,6 +11,8 @@
 // prepare loads and checks the target's stage beside the running one (lib/load), the one switch
 // replaces the stage under every VM at once (lib/swap), rollback puts the old one back
 // (lib/rollback), commit only records it. No generation is started or stopped.
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import type { ModeChoice, UpgradePlan, UpgradeState, UpgradeStatus } from '../../../protocol/agent.js';
 import type { AgentConfig, UpgradeMode, VmEntry } from '../../../protocol/files.js';
 import { figures, judge, type Budget, type MeasuredParts, type Measurement } from '../../../protocol/measure.js';
@@ -21,6 +23,7 @@ import { datapathOf, kindOf, type Datapath } from './datapath.js';
 import { activePorts, discover, linkActive, type Discovery, type Refused, type Unmanaged } from './discover.js';
 import { AgentFailure, derive, type Approve, type Derived, type GenRef } from './derive.js';
 import { Journal } from './journal.js';
+import { ReleaseRefused, SIGNATURE, verifyReleaseDir } from './release.js';
 import { planModes, prepareSwap, swapStage } from './stageSwap.js';
 import { alive, Supervisor } from './supervisor.js';
 import { FailoverWatch, restore } from './failover.js';
@@ -121,6 +124,17 @@ export class HostAgent {
     return version;
   }
 
+  /** Before a generation starts from a release: what runs is what was signed (release.ts),
+   * checked again here and not only at install, as files under releases/ may have changed
+   * since. A release without a signature runs only where the config allows unsigned ones. */
+  async trusted(version: string): Promise<void> {
+    const dir = join(this.root, 'releases', version);
+    if (this.cfg.unsigned_releases && !existsSync(join(dir, SIGNATURE))) return;
+    await verifyReleaseDir(dir, this.cfg.release_signers).catch((e: Error) => {
+      throw e instanceof ReleaseRefused ? new AgentFailure('unknown-release', `release ${version} is refused: ${e.message}; nothing was started from it`) : e;
+    });
+  }
+
   nextGen(release: string): string {
     return `${release}-${this.journal.seq + 1}`.slice(0, 32);
   }
@@ -133,6 +147,7 @@ export class HostAgent {
       return;
     }
     this.release(version);
+    await this.trusted(version);
     const gen = this.nextGen(version);
     this.journal.append({ type: 'start', gen, release: version });
     const k = await this.sup.keeper();
@@ -267,6 +282,7 @@ export class HostAgent {
    * a replacement after a death (failover.ts; with nothing beside it when none runs).
    */
   async startBeside(gen: string, release: string, beside: string | null, uplink: string | undefined): Promise<void> {
+    await this.trusted(release);
     const k = await this.sup.keeper();
     await this.datapath(release).start({ gen, release, uplink, beside, vms: this.vms() });
     await k.request(keeper.failoverStandby, { gen });

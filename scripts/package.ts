@@ -8,7 +8,7 @@
 // The signing key is $HITLESS_SIGNING_KEY (an SSH private key; principal $HITLESS_SIGNER); without
 // one, a development key is made once under build/keys/ and says so.
 import { execFileSync } from 'node:child_process';
-import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, realpathSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, realpathSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -128,8 +128,9 @@ function writeFile(path: string, text: string, mode = 0o644): void {
 }
 
 /** The host package: a plain binary package built with dpkg-deb (no debhelper needed). */
-function hostDeb(opts: { agent: string; keeper: string; dp: string; signers: string; dist: string; work: string }): string {
-  const v = AGENT_VERSION;
+function hostDeb(opts: { agent: string; keeper: string; dp: string; signers: string; dist: string; work: string; dev: boolean }): string {
+  // a package whose signers file trusts the development key says so in its version
+  const v = opts.dev ? `${AGENT_VERSION}~dev` : AGENT_VERSION;
   const root = join(opts.work, 'deb');
   rmSync(root, { recursive: true, force: true });
   const put = (src: string, dst: string, mode: number) => {
@@ -153,7 +154,7 @@ function hostDeb(opts: { agent: string; keeper: string; dp: string; signers: str
   sh('gzip', ['-9n', '-f', join(doc, 'changelog')]);
   // the agent is Node (zlib inside, as every Node binary has): one executable is the point
   writeFile(join(root, 'usr/share/lintian/overrides/hitless-host'), '# the agent is a Node single-executable application: Node links its own zlib\nhitless-host: embedded-library zlib [usr/bin/hitless-agent]\n# Node is built as a non-PIE executable\nhitless-host: hardening-no-pie [usr/bin/hitless-agent]\n');
-  const deps = [...new Set([...libPackages(opts.keeper), ...libPackages(opts.dp), 'openssh-client', 'sudo'])].sort();
+  const deps = [...new Set([...libPackages(opts.agent), ...libPackages(opts.keeper), ...libPackages(opts.dp), 'openssh-client', 'sudo', 'adduser'])].sort();
   const size = Math.ceil(Number(sh('du', ['-sk', '--exclude=DEBIAN', root]).split(/\s/)[0]));
   writeFile(
     join(root, 'DEBIAN/control'),
@@ -180,28 +181,52 @@ function hostDeb(opts: { agent: string; keeper: string; dp: string; signers: str
   return deb;
 }
 
+/** The key releases are signed with: $HITLESS_SIGNING_KEY (principal $HITLESS_SIGNER), or the
+ * development key under build/keys/, made once (dev: true). */
+export function signingKey(): { key: SigningKey; dev: boolean } {
+  if (process.env.HITLESS_SIGNING_KEY) return { key: { key: process.env.HITLESS_SIGNING_KEY, principal: process.env.HITLESS_SIGNER ?? 'release' }, dev: false };
+  return { key: makeKey(join(repo, 'build/keys/hitless-release-dev'), 'hitless-dev'), dev: true };
+}
+
+/** The datapath releases built under buildRoot (lab/src/install.ts builds them), signed into
+ * dist/hitless-release-<r>.tar, with dist/release-signers: what make package ships and what the
+ * lab installs its hosts from. Returns each release's tar. */
+export async function packReleases(buildRoot: string, key: SigningKey): Promise<Record<string, string>> {
+  const { buildDir, RELEASES, TARGETS } = await import('../lab/src/install.js');
+  const prev = process.umask(0o022);
+  try {
+    mkdirSync(DIST, { recursive: true });
+    writeFileSync(join(DIST, 'release-signers'), signersLine(key));
+    const tars: Record<string, string> = {};
+    for (const r of RELEASES) {
+      const b = buildDir(buildRoot, r);
+      const manifest = JSON.parse(readFileSync(join(b, TARGETS['release.json']), 'utf8')) as object;
+      tars[r] = join(DIST, `hitless-release-${r}.tar`);
+      packRelease({ manifest, files: { 'bin/hitless-dp': join(b, TARGETS['hitless-dp']), 'bin/hitless-fwd-l2.so': join(b, TARGETS['hitless-fwd-l2.so']) }, key, out: tars[r] });
+    }
+    return tars;
+  } finally {
+    process.umask(prev);
+  }
+}
+
+export const DIST = join(repo, 'dist');
+
 async function main(): Promise<void> {
+  process.umask(0o022); // what the package's files and directories are made with, whoever builds it
   const { buildReleases, buildDir, RELEASES, TARGETS } = await import('../lab/src/install.js');
   const { DEFAULT_BUILD_DIR } = await import('../lab/src/lab.js');
-  const dist = join(repo, 'dist');
+  const dist = DIST;
   const work = join(repo, 'build/package');
   mkdirSync(dist, { recursive: true });
-  const key: SigningKey = process.env.HITLESS_SIGNING_KEY
-    ? { key: process.env.HITLESS_SIGNING_KEY, principal: process.env.HITLESS_SIGNER ?? 'release' }
-    : makeKey(join(repo, 'build/keys/hitless-release-dev'), 'hitless-dev');
-  if (!process.env.HITLESS_SIGNING_KEY) console.error(`package: signing with the development key ${key.key} (set HITLESS_SIGNING_KEY for real releases)`);
-  writeFileSync(join(dist, 'release-signers'), signersLine(key));
+  for (const f of readdirSync(dist)) if (/^hitless-host_.*\.deb$/.test(f)) rmSync(join(dist, f));
+  const { key, dev } = signingKey();
+  if (dev) console.error(`package: signing with the development key ${key.key} (set HITLESS_SIGNING_KEY for real releases)`);
   await buildReleases(DEFAULT_BUILD_DIR);
-  for (const r of RELEASES) {
-    const b = buildDir(DEFAULT_BUILD_DIR, r);
-    const manifest = JSON.parse(readFileSync(join(b, TARGETS['release.json']), 'utf8')) as object;
-    const out = join(dist, `hitless-release-${r}.tar`);
-    packRelease({ manifest, files: { 'bin/hitless-dp': join(b, TARGETS['hitless-dp']), 'bin/hitless-fwd-l2.so': join(b, TARGETS['hitless-fwd-l2.so']) }, key, out });
-    console.error(`package: ${out}`);
-  }
+  for (const out of Object.values(await packReleases(DEFAULT_BUILD_DIR, key))) console.error(`package: ${out}`);
   const newest = buildDir(DEFAULT_BUILD_DIR, RELEASES[RELEASES.length - 1]!);
   const agent = await agentExecutable(join(work, 'agent'));
-  const deb = hostDeb({ agent, keeper: join(newest, TARGETS['hitless-keeper']), dp: join(newest, TARGETS['hitless-dp']), signers: join(dist, 'release-signers'), dist, work });
+  const deb = hostDeb({ agent, keeper: join(newest, TARGETS['hitless-keeper']), dp: join(newest, TARGETS['hitless-dp']), signers: join(dist, 'release-signers'), dist, work, dev });
   console.error(`package: ${deb}`);
 }
 

@@ -59,7 +59,7 @@ describe('make package: the host package and the signed releases', () => {
       const bad = Buffer.from(good);
       bad[bad.length >> 1] = bad[bad.length >> 1]! ^ 0x01;
       writeFileSync(dpBin, bad);
-      await assert.rejects(c.request(rpc.hostStart, { release: '1.1.0' }), /release 1\.1\.0 is refused: bin\/hitless-dp: its sha256 differs from the signed manifest's.*nothing was started from it/);
+      await assert.rejects(c.request(rpc.hostStart, { release: '1.1.0' }), /release 1\.1\.0 is refused: bin\/hitless-dp: its sha256 differs from the signed manifest's/);
       assert.deepEqual((await c.request(rpc.genList, {})).gens, []);
       // put back as signed, it starts
       writeFileSync(dpBin, good);

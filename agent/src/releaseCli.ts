@@ -1,7 +1,9 @@
 // hitless-agent release verify TAR | release install TAR --root DIR  [--signers FILE]
+// (install's signers default to the host's: <root>/etc/agent.json release_signers)
 // What an operator (or the console, over SSH) runs to check a release and to install it.
 // Exit 0: done; 1: the release is refused (the message says why; nothing installed); 2: usage.
 import { parseArgs } from 'node:util';
+import { loadConfig } from './host/config.js';
 import { HOST_SIGNERS, installReleaseTar, ReleaseRefused, verifyReleaseTar } from './host/release.js';
 
 const USAGE = 'usage: hitless-agent release verify TAR [--signers FILE]\n       hitless-agent release install TAR --root DIR [--signers FILE]';
@@ -16,7 +18,16 @@ export async function releaseCommand(argv: string[]): Promise<number> {
   }
   const [verb, tar, ...rest] = parsed.positionals;
   const { root, json } = parsed.values;
-  const signers = parsed.values.signers ?? HOST_SIGNERS;
+  // installing into a host root: by default the signers that host's agent checks at every start
+  let signers = parsed.values.signers ?? HOST_SIGNERS;
+  if (!parsed.values.signers && root !== undefined) {
+    try {
+      signers = loadConfig(root).release_signers;
+    } catch (e) {
+      console.error(`hitless-agent: ${(e as Error).message}`);
+      return 2;
+    }
+  }
   if (!tar || rest.length || (verb !== 'verify' && verb !== 'install') || (verb === 'install') !== (root !== undefined)) {
     console.error(USAGE);
     return 2;

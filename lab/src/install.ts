@@ -1,9 +1,12 @@
 // What each lab host has installed: two releases of the datapath built from native/ with distinct
-// version stamps, the keeper and the probe, the agent wrapper and the agent's config.
+// version stamps, signed into dist/ and installed from there as an operator does (release.ts),
+// the keeper and the probe, the agent wrapper and the agent's config.
 import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { listReleases } from '../../agent/src/host/config.js';
+import { installReleaseTar, ReleaseRefused } from '../../agent/src/host/release.js';
+import { DIST } from '../../scripts/package.js';
 import { AgentConfig, type ReleaseManifest } from '../../protocol/files.js';
 import { hostKind, hostVms, type LabPaths, type LabSpec, UPLINKS } from './fleet.js';
 import { LabError, run, tryRun } from './sys.js';
@@ -100,26 +103,44 @@ async function installOvsRelease(root: string, r: string): Promise<void> {
 
 /** Host i's root: releases/<r>/ (bin/ and release.json, of the host's datapath kind), bin/
  * (keeper, probe, agent), etc/agent.json. */
-export async function installHost(spec: LabSpec, paths: LabPaths, buildRoot: string, i: number): Promise<void> {
+export async function installHost(spec: LabSpec, paths: LabPaths, buildRoot: string, i: number, tars: Record<string, string>): Promise<void> {
   const name = `h${i}`;
   const root = paths.host(name).root;
+  const signers = join(root, 'etc', 'release-signers');
+  installText(signers, readFileSync(join(DIST, 'release-signers'), 'utf8'), 0o644);
   for (const r of RELEASES) {
-    if (hostKind(spec, i) === 'ovs-dpdk') {
-      await installOvsRelease(root, r);
-      continue;
-    }
-    for (const f of ['hitless-dp', 'hitless-fwd-l2.so'] as const) {
-      install(join(buildDir(buildRoot, r), TARGETS[f]), join(root, 'releases', r, 'bin', f), 0o755);
-    }
-    install(join(buildDir(buildRoot, r), TARGETS['release.json']), join(root, 'releases', r, 'release.json'), 0o644);
+    if (hostKind(spec, i) === 'ovs-dpdk') await installOvsRelease(root, r);
+    else await installSigned(root, r, tars[r]!, signers);
   }
   // The keeper and the probe are per host, not per generation: the newest release provides them.
   const newest = buildDir(buildRoot, RELEASES[RELEASES.length - 1]!);
   for (const f of ['hitless-keeper', 'hitless-probe'] as const) install(join(newest, TARGETS[f]), join(root, 'bin', f), 0o755);
   installText(join(root, 'bin', 'hitless-agent'), agentWrapper(root), 0o755);
-  // unsigned_releases: the lab's releases come from its build trees, not from make package's signed tars
-  const config = AgentConfig.parse({ host: name, vms: hostVms(i, spec.vms), uplinks: [...UPLINKS], probe_ctl: join(root, 'run', 'probe.sock'), unsigned_releases: true });
+  // a hitless-dp host runs signed releases only; the lab's OVS-DPDK releases are links to
+  // Debian's ovs-vswitchd, not signed tars
+  const config = AgentConfig.parse({
+    host: name,
+    vms: hostVms(i, spec.vms),
+    uplinks: [...UPLINKS],
+    probe_ctl: join(root, 'run', 'probe.sock'),
+    release_signers: signers,
+    unsigned_releases: hostKind(spec, i) === 'ovs-dpdk',
+  });
   installText(join(root, 'etc', 'agent.json'), `${JSON.stringify(config, null, 2)}\n`, 0o644);
+}
+
+/** A datapath release as an operator installs one: its signed tar from dist/, verified and
+ * unpacked by the agent's own install (release.ts). A release rebuilt since its last install
+ * replaces the installed one (a generation running from it keeps its open files). */
+async function installSigned(root: string, r: string, tar: string, signers: string): Promise<void> {
+  mkdirSync(join(root, 'releases'), { recursive: true });
+  try {
+    await installReleaseTar(tar, root, signers);
+  } catch (e) {
+    if (!(e instanceof ReleaseRefused && /is installed already/.test(e.message))) throw new LabError(`${tar}: ${(e as Error).message}`);
+    rmSync(join(root, 'releases', r), { recursive: true, force: true });
+    await installReleaseTar(tar, root, signers);
+  }
 }
 
 /** The releases a host root holds with a runnable datapath (as its agent judges them). */

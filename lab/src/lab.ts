@@ -7,6 +7,7 @@ import { Fleet } from '../../protocol/files.js';
 import { bridgeName, hostLayout, hostVms, isGuest, labPaths, LabState, type LabSpec } from './fleet.js';
 import { guestsUnavailable } from './guest.js';
 import { Ovs, ovsAvailable } from '../../agent/src/native/ovs.js';
+import { packReleases, signingKey } from '../../scripts/package.js';
 import { buildReleases, installedReleases, installHost } from './install.js';
 import { labResources, networkDown, networkUp } from './net.js';
 import { runningSshd, SSHD, sshUp } from './ssh.js';
@@ -77,6 +78,8 @@ export async function up({ dir, buildDir, spec, pps = DEFAULT_PPS }: UpOptions):
   }
   log(`building releases in ${buildDir}`);
   await buildReleases(buildDir);
+  // signed into dist/ as make package does, and installed from there
+  const tars = await packReleases(buildDir, signingKey().key);
 
   const paths = labPaths(dir);
   mkdirSync(dir, { recursive: true });
@@ -85,7 +88,7 @@ export async function up({ dir, buildDir, spec, pps = DEFAULT_PPS }: UpOptions):
   await networkUp(spec);
   log('sshd per host');
   await sshUp(spec, paths);
-  for (let i = 1; i <= spec.hosts; i++) await installHost(spec, paths, buildDir, i);
+  for (let i = 1; i <= spec.hosts; i++) await installHost(spec, paths, buildDir, i, tars);
 
   const fleet = Fleet.parse({
     dir,

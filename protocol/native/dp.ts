@@ -72,6 +72,8 @@ export const ExtPort = z.object({
   drop_tx: z.number().int(),
   drop_no_dest: z.number().int(),
   announces: z.number().int(),
+  /** frames the port's socket caught before it was bound to its interface, discarded at start */
+  stale: z.number().int().default(0),
   /** the peer link: the keeper found the generation at its other end dead (nothing goes in) */
   fenced: z.boolean().default(false),
 });

@@ -2,14 +2,14 @@
 // allows. Real ssh-keygen signatures, real tar archives, the datapath binaries of native/build.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, linkSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { makeKey, packRelease, signersLine } from '../../../scripts/package.js';
 import { listReleases } from './config.js';
-import { installReleaseTar, verifyReleaseTar } from './release.js';
+import { installReleaseTar, ReleaseRefused, verifyReleaseTar } from './release.js';
 
 const repo = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
 const dir = mkdtempSync(join(tmpdir(), 'hl-release-'));
@@ -21,15 +21,16 @@ const theirs = makeKey(join(dir, 'keys/theirs'), 'someone-else');
 const signers = join(dir, 'release-signers');
 writeFileSync(signers, signersLine(ours));
 
-/** A copy of a release tar with its members changed by edit (run in the unpacked copy). */
-function altered(tar: string, name: string, edit: (d: string) => void): string {
+/** A copy of a release tar with its members changed by edit (run in the unpacked copy);
+ * names: GNU tar --transform expressions for member names (kept verbatim, -P). */
+function altered(tar: string, name: string, edit: (d: string) => void, names: string[] = []): string {
   const d = join(dir, `${name}.d`);
   rmSync(d, { recursive: true, force: true });
   mkdirSync(d);
   execFileSync('tar', ['-xf', tar, '-C', d]);
   edit(d);
   const out = join(dir, `${name}.tar`);
-  execFileSync('tar', ['-cf', out, '-C', d, ...readdirSync(d)]);
+  execFileSync('tar', ['-P', ...names.map((t) => `--transform=${t}`), '-cf', out, '-C', d, ...readdirSync(d)]);
   return out;
 }
 
@@ -37,7 +38,8 @@ const refusal = async (p: Promise<unknown>) => {
   try {
     await p;
   } catch (e) {
-    return (e as Error).message;
+    assert.ok(e instanceof ReleaseRefused, `refused, not failed: ${(e as Error).stack}`);
+    return e.message;
   }
   assert.fail('accepted');
 };
@@ -64,7 +66,7 @@ describe('signed releases', () => {
     assert.deepEqual(readdirSync(join(root, 'releases')), [manifest.release], 'no staging directory left behind');
   });
 
-  test('refused, each with its own reason, and nothing installed: a flipped byte, no signature, an unknown signer, a changed manifest, an unknown format, an extra file, a link', async () => {
+  test('refused, each with its own reason, and nothing installed: a flipped byte, no signature, an unknown signer, a changed manifest, an unknown format, an extra file, a symbolic or hard link, a path out of the release', async () => {
     const flipped = altered(good, 'flipped', (d) => {
       const f = join(d, 'bin/hitless-dp');
       const b = readFileSync(f);
@@ -90,6 +92,11 @@ describe('signed releases', () => {
     });
     const extra = altered(good, 'extra', (d) => writeFileSync(join(d, 'bin/helper.sh'), '#!/bin/sh\n'));
     const linked = altered(good, 'linked', (d) => symlinkSync('/etc/passwd', join(d, 'bin/passwd')));
+    const hardLinked = altered(good, 'hard-linked', (d) => linkSync(join(d, 'bin/hitless-dp'), join(d, 'bin/hitless-dp2')));
+    const evil = (d: string) => writeFileSync(join(d, 'evil'), 'x');
+    const climbing = altered(good, 'climbing', evil, ['s,^evil$,../evil,']);
+    const absolute = altered(good, 'absolute', evil, [`s,^evil$,${dir}/evil,`]);
+    const inherited = altered(good, 'inherited', (d) => writeFileSync(join(d, 'constructor'), 'x'));
     const otherUse = altered(good, 'other-use', (d) => {
       rmSync(join(d, 'release.json.sig'));
       execFileSync('ssh-keygen', ['-q', '-Y', 'sign', '-f', ours.key, '-n', 'file', join(d, 'release.json')]);
@@ -104,6 +111,10 @@ describe('signed releases', () => {
       [futureV2, /format version 2 is unknown \(this agent reads 1\)/],
       [extra, /^bin\/helper\.sh is not in the signed manifest/],
       [linked, /member bin\/passwd is not a file or directory/],
+      [hardLinked, /member bin\/hitless-dp2 is not a file or directory/],
+      [climbing, /member "\.\.\/evil" has a name a release cannot have/],
+      [absolute, /member "\/.*\/evil" has a name a release cannot have/],
+      [inherited, /^constructor is not in the signed manifest/],
       [otherUse, /does not match its signature .*hitless-release/],
     ];
     for (const [tar, why] of cases) {
@@ -111,6 +122,7 @@ describe('signed releases', () => {
       assert.match(await refusal(installReleaseTar(tar, root, signers)), why, tar);
       assert.deepEqual(readdirSync(join(root, 'releases')), [], `${tar}: nothing installed, no staging left`);
     }
+    assert.ok(!existsSync(join(dir, '..', 'evil')) && !existsSync(join(dir, 'evil')), 'nothing written outside the release');
     // a host with no signers file trusts nothing
     assert.match(await refusal(verifyReleaseTar(good, join(dir, 'absent'))), /no allowed signers at .*absent/);
     assert.match(await refusal(verifyReleaseTar(join(dir, 'missing.tar'), signers)), /missing\.tar: no such file/);

@@ -57,36 +57,48 @@ function filesUnder(dir: string, rel = ''): string[] {
   return out;
 }
 
-/** Who signed release.json, checked against the allowed signers: the signature must be made by
- * an allowed key, over these very bytes, for this namespace. */
-async function checkSignature(dir: string, signers: string): Promise<string> {
+/** Who signed release.json (the bytes given), checked against the allowed signers: the signature
+ * must be made by an allowed key, over these very bytes, for this namespace. */
+async function checkSignature(dir: string, manifest: Buffer, signers: string): Promise<string> {
   const sig = join(dir, SIGNATURE);
   if (!existsSync(sig)) throw new ReleaseRefused(`unsigned: it has no ${SIGNATURE}`);
   if (!existsSync(signers)) throw new ReleaseRefused(`no allowed signers at ${signers}: no release can be trusted on this host`);
   const found = await run('ssh-keygen', ['-Y', 'find-principals', '-s', sig, '-f', signers]);
-  const principal = found.stdout.split('\n')[0]?.trim();
-  if (found.code !== 0 || !principal) {
-    if (/Couldn't parse signature|not a signature|invalid format/i.test(found.stderr))
-      throw new ReleaseRefused(`${SIGNATURE} is not an SSH signature (${found.stderr.trim().split('\n').at(-1)})`);
-    throw new ReleaseRefused(`signed by a key that is not in ${signers}`);
+  const principals = found.stdout.split('\n').map((l) => l.trim()).filter(Boolean);
+  const said = found.stderr.trim().split('\n').at(-1) ?? '';
+  if (found.code !== 0 || principals.length === 0) {
+    if (/Couldn't parse signature|not a signature|invalid format/i.test(found.stderr)) throw new ReleaseRefused(`${SIGNATURE} is not an SSH signature (${said})`);
+    throw new ReleaseRefused(`signed by a key that is not in ${signers}${said ? ` (ssh-keygen: ${said})` : ''}`);
   }
-  const v = await run('ssh-keygen', ['-Y', 'verify', '-f', signers, '-I', principal, '-n', RELEASE_NAMESPACE, '-s', sig], readFileSync(join(dir, MANIFEST)));
-  if (v.code !== 0) throw new ReleaseRefused(`${MANIFEST} does not match its signature by ${principal} (changed after signing, or signed for another use than ${RELEASE_NAMESPACE})`);
-  return principal;
+  // the same key may be listed under several names: any one allowed for this namespace will do
+  let last = '';
+  for (const principal of principals) {
+    const v = await run('ssh-keygen', ['-Y', 'verify', '-f', signers, '-I', principal, '-n', RELEASE_NAMESPACE, '-s', sig], manifest);
+    if (v.code === 0) return principal;
+    last = v.stderr.trim().split('\n').at(-1) ?? '';
+  }
+  throw new ReleaseRefused(`${MANIFEST} does not match its signature by ${principals.join(', ')} (changed after signing, or signed for another use than ${RELEASE_NAMESPACE}${last ? `; ssh-keygen: ${last}` : ''})`);
 }
 
 /** Verify an unpacked release: format, signature, then every file against the signed digests. */
 export async function verifyReleaseDir(dir: string, signers: string): Promise<VerifiedRelease> {
+  // the release directory itself: a real directory nobody but its owner may write to (a link
+  // or a group-writable directory would let its files change between this check and their use)
+  const st = lstatSync(dir, { throwIfNoEntry: false });
+  if (!st?.isDirectory()) throw new ReleaseRefused(`${dir}: not a directory`);
+  if (st.mode & 0o022) throw new ReleaseRefused(`${dir}: writable by others than its owner (mode ${(st.mode & 0o777).toString(8)})`);
+  let bytes: Buffer;
   let raw: unknown;
   try {
-    raw = JSON.parse(readFileSync(join(dir, MANIFEST), 'utf8'));
+    bytes = readFileSync(join(dir, MANIFEST)); // read once: these bytes are verified and parsed
+    raw = JSON.parse(bytes.toString('utf8'));
   } catch (e) {
     throw new ReleaseRefused(`${MANIFEST}: ${(e as Error).message}`);
   }
   const format = (raw as { format?: unknown } | null)?.format;
   if (format === undefined) throw new ReleaseRefused(`${MANIFEST} has no format version: not a signed release`);
   if (format !== RELEASE_FORMAT) throw new ReleaseRefused(`${MANIFEST}: format version ${JSON.stringify(format)} is unknown (this agent reads ${RELEASE_FORMAT})`);
-  const signer = await checkSignature(dir, signers);
+  const signer = await checkSignature(dir, bytes, signers);
   const m = ReleaseManifest.safeParse(raw);
   if (!m.success) {
     const i = m.error.issues[0]!;
@@ -95,7 +107,7 @@ export async function verifyReleaseDir(dir: string, signers: string): Promise<Ve
   const listed = m.data.files ?? {};
   if (Object.keys(listed).length === 0) throw new ReleaseRefused(`${MANIFEST} lists no files`);
   const present = filesUnder(dir).filter((f) => f !== MANIFEST && f !== SIGNATURE);
-  for (const f of present) if (!(f in listed)) throw new ReleaseRefused(`${f} is not in the signed manifest`);
+  for (const f of present) if (!Object.hasOwn(listed, f)) throw new ReleaseRefused(`${f} is not in the signed manifest`);
   for (const [f, digest] of Object.entries(listed)) {
     if (!present.includes(f)) throw new ReleaseRefused(`${f} is listed in the signed manifest but missing`);
     if (sha256File(join(dir, f)) !== digest) throw new ReleaseRefused(`${f}: its sha256 differs from the signed manifest's (changed after signing)`);
@@ -151,6 +163,10 @@ export async function installReleaseTar(tar: string, root: string, signers: stri
     if (existsSync(dest)) {
       const same = existsSync(join(dest, MANIFEST)) && readFileSync(join(dest, MANIFEST)).equals(readFileSync(join(dir, MANIFEST)));
       if (!same) throw new ReleaseRefused(`release ${v.manifest.release} is installed already, with other contents: remove it first (it must not be the one running)`);
+      // the same manifest: the installed files must still be what it signs
+      await verifyReleaseDir(dest, signers).catch((e: Error) => {
+        throw new ReleaseRefused(`release ${v.manifest.release} is installed already, but its installed copy fails the check (${e.message}): remove it first`);
+      });
       return { ...v, installed: false };
     }
     renameSync(dir, dest);

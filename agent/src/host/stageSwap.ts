@@ -25,6 +25,7 @@ export interface SwapHost {
   readonly d: Derived;
   vms(): { name: string; mac: string }[];
   release(version: string): string;
+  trusted(version: string): Promise<void>;
   status(): Promise<UpgradeStatus>;
   notify(s: UpgradeStatus, m?: Measurement): void;
   drops(vm: string, gens: string[]): Promise<number>;
@@ -47,10 +48,15 @@ export async function planModes(h: SwapHost, version: string): Promise<UpgradePl
     const lib = await ctl.request(dp.libInfo, {});
     stage = { layout: lib.stage.layout, abi: lib.abi };
     fdbEntries = (await ctl.request(dp.genInfo, {})).fdb_entries;
-    // the datapath's own word on the target's stage (loads, ABI, a conversion of the layout)
-    stageRefusal = await ctl.request(dp.libCheck, { path: stagePath(h.root, version) }).then(
-      () => null,
-      (e: Error) => (e instanceof CtlError && e.code === 'already-running' ? null : e.message),
+    // the datapath's own word on the target's stage (loads, ABI, a conversion of the layout);
+    // a stage is code: it is opened only from a release that passes the signature check
+    stageRefusal = await h.trusted(version).then(
+      () =>
+        ctl.request(dp.libCheck, { path: stagePath(h.root, version) }).then(
+          () => null,
+          (e: Error) => (e instanceof CtlError && e.code === 'already-running' ? null : e.message),
+        ),
+      (e: Error) => e.message,
     );
   } catch {
     /* an OVS-DPDK generation, or an older datapath without lib/info: swap is judged unavailable */
@@ -73,6 +79,7 @@ export async function planModes(h: SwapHost, version: string): Promise<UpgradePl
 /** Swap mode's prepare: the running datapath opens and checks the target's stage now (lib/load),
  * so the swap later only switches. */
 export async function prepareSwap(h: SwapHost, version: string, approve: Approve, active: GenRef, budget: Budget | null): Promise<void> {
+  await h.trusted(version);
   h.journal.append({ type: 'prepare', gen: active.gen, release: version, approve, mode: 'swap', budget });
   h.notify(await h.status());
   try {
@@ -97,6 +104,7 @@ export async function swapStage(h: SwapHost, to: 'target' | 'active'): Promise<M
   const gen = d.active!.gen;
   const ctl = await h.sup.gen(gen);
   const vms = h.vms().map((v) => v.name);
+  if (to === 'target') await h.trusted(d.target!.release);
   h.journal.append({ type: 'swap', to });
   const watch = (await h.witness?.begin(vms)) ?? null;
   const before = await Promise.all(vms.map((vm) => h.drops(vm, [gen])));

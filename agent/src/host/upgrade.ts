@@ -131,7 +131,7 @@ export class HostAgent {
     const dir = join(this.root, 'releases', version);
     if (this.cfg.unsigned_releases && !existsSync(join(dir, SIGNATURE))) return;
     await verifyReleaseDir(dir, this.cfg.release_signers).catch((e: Error) => {
-      throw e instanceof ReleaseRefused ? new AgentFailure('unknown-release', `release ${version} is refused: ${e.message}; nothing was started from it`) : e;
+      throw e instanceof ReleaseRefused ? new AgentFailure('unknown-release', `release ${version} is refused: ${e.message}`) : e;
     });
   }
 

@@ -100,6 +100,7 @@ struct dp_vm {
 struct dp_ext_stats {
 	uint64_t rx_pkts, rx_bytes, tx_pkts, tx_bytes, drop_tx, drop_no_dest;
 	uint64_t announces;
+	uint64_t stale; /* caught before the port was its own, discarded at start (uplink.c) */
 } __rte_cache_aligned;
 
 /* An external port: the uplink towards the fabric, or the peer link to the host's other

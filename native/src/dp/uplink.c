@@ -48,10 +48,31 @@ ext_init(struct dp_ext *e, const char *name, const char *args, uint16_t nq)
 	return 0;
 }
 
+/*
+ * What the port received before it was this generation's: DPDK 22.11's af_packet opens its
+ * socket for every protocol, which binds it to every interface of the namespace until its
+ * bind() to ours, so its ring starts with frames from the other generation's uplink (and its
+ * own outgoing ones). Forwarded, a frame for a VM the other generation serves went over the
+ * peer link and reached the VM a second time. A new generation serves no VM yet: nothing it
+ * received before its loop starts is its to forward.
+ */
+static void
+discard_stale(struct dp_ext *e)
+{
+	struct rte_mbuf *m[DP_BURST];
+	uint16_t n;
+
+	for (int i = 0; i < 4096 / DP_BURST && (n = rte_eth_rx_burst((uint16_t)e->port, 0, m, DP_BURST)) > 0; i++) {
+		e->st.stale += n;
+		rte_pktmbuf_free_bulk(m, n);
+	}
+}
+
 int
 dp_uplink_init(const char *iface)
 {
 	char name[64], args[160];
+	int rc;
 
 	snprintf(name, sizeof(name), "net_af_packet_%s", iface);
 	/* the kernel's receive ring is what rides out a loop that is not scheduled: 4096 frames
@@ -61,7 +82,10 @@ dp_uplink_init(const char *iface)
 	snprintf(args, sizeof(args), "iface=%s,qpairs=1,blocksz=4096,framesz=2048,framecnt=4096",
 		 iface);
 	snprintf(dp.up.spec, sizeof(dp.up.spec), "%s", iface);
-	return ext_init(&dp.up, name, args, 1);
+	rc = ext_init(&dp.up, name, args, 1);
+	if (rc == 0)
+		discard_stale(&dp.up);
+	return rc;
 }
 
 /* The peer link between the two generations of a host: a memif pair over a Unix socket, the
@@ -114,7 +138,7 @@ dp_ext_json(const struct dp_ext *e)
 	if (e->port < 0)
 		return NULL;
 	rte_eth_link_get_nowait((uint16_t)e->port, &link);
-	return json_pack("{s:s,s:b,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:b}", "spec", e->spec, "link_up",
+	return json_pack("{s:s,s:b,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:b}", "spec", e->spec, "link_up",
 			 link.link_status == RTE_ETH_LINK_UP,
 			 "rx_pkts", (json_int_t)__atomic_load_n(&e->st.rx_pkts, __ATOMIC_RELAXED),
 			 "rx_bytes", (json_int_t)__atomic_load_n(&e->st.rx_bytes, __ATOMIC_RELAXED),
@@ -124,6 +148,7 @@ dp_ext_json(const struct dp_ext *e)
 			 "drop_no_dest",
 			 (json_int_t)__atomic_load_n(&e->st.drop_no_dest, __ATOMIC_RELAXED),
 			 "announces", (json_int_t)__atomic_load_n(&e->st.announces, __ATOMIC_RELAXED),
+			 "stale", (json_int_t)__atomic_load_n(&e->st.stale, __ATOMIC_RELAXED),
 			 "fenced", e == &dp.peer && __atomic_load_n(&dp.hb->peer_fenced, __ATOMIC_ACQUIRE) != 0);
 }
 

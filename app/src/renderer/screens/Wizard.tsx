@@ -11,7 +11,7 @@ import { api, type ApprovalMode, type CampaignSpec, type Plan } from '../../../.
 import { commonReleases, fmtBreak, orDash } from '../format.js';
 import { navigate, useAction, useReportQueryError } from '../hooks.js';
 import { fleetKeys, upsertCampaign } from '../queries.js';
-import { routeHref } from '../route.js';
+import { parseRoute, routeHref } from '../route.js';
 import { BudgetText, Empty, Field } from '../ui.js';
 
 const modes: { mode: ApprovalMode; label: string; hint: string }[] = [
@@ -146,7 +146,9 @@ export function Wizard() {
   const doPreview = useAction(api.campaignPreview, (plan, params) => setPreview({ key: JSON.stringify(params), plan }));
   const start = useAction(api.campaignStart, (c) => {
     upsertCampaign(qc, c);
-    navigate(routeHref('campaign', c.id));
+    // to the new campaign, unless the operator went elsewhere while it started (its hosts are
+    // asked for their plans first: that can take a moment, and a click meanwhile wins)
+    if (parseRoute(location.hash).screen === 'wizard') navigate(routeHref('campaign', c.id));
   });
   const canStart = preview !== null && !stale && preview.plan.blockers.length === 0 && !start.isPending;
 

@@ -2,7 +2,7 @@
 // object (method name + zod schemas + types, protocol/rpc.ts) that the agent, the CLI and the
 // console import. Pure: no node, electron or DOM imports, so the renderer can use it too.
 import { z } from 'zod';
-import { Budget, Measurement } from './measure.js';
+import { Budget, Measurement, UpgradeLoss } from './measure.js';
 import { DatapathKind, ReleaseManifest, UpgradeMode } from './files.js';
 import { Name, Version } from './names.js';
 import { notification, request } from './rpc.js';
@@ -72,6 +72,9 @@ export const UpgradeStatus = z.object({
   /** VM ports in an OVS-DPDK host's DB that the agent could not put behind the keeper, and
    * why: they would lose their network with the generation serving them (commit refuses) */
   unmanaged: z.array(z.object({ port: z.string(), why: z.string() })).default([]),
+  /** what the VMs lost over the last finished upgrade, prepare to commit or rollback (null:
+   * none finished since the last prepare, or no witness counted it) */
+  loss: UpgradeLoss.nullable().default(null),
 });
 export type UpgradeStatus = z.infer<typeof UpgradeStatus>;
 

@@ -6,7 +6,7 @@
 import { z } from 'zod';
 import { Exposed, Failover, GenRef, ModeChoice, ModeOption, UpgradeState } from './agent.js';
 import { UpgradeMode } from './files.js';
-import { Budget, Measurement } from './measure.js';
+import { Budget, Measurement, UpgradeLoss } from './measure.js';
 import { HostName, Name as VmName, Version } from './names.js';
 import { byMethod, notification, request, type AnyRequest, type Notification } from './rpc.js';
 
@@ -174,6 +174,9 @@ export const CampaignHost = z.object({
   mode: UpgradeMode.default('handoff'),
   vms: z.array(CampaignVm),
   error: z.string().nullable(),
+  /** what the host's VMs lost over its upgrade, switch windows or not (its agent's witness;
+   * null: not finished, or not counted) */
+  loss: UpgradeLoss.nullable().default(null),
 });
 export type CampaignHost = z.infer<typeof CampaignHost>;
 
@@ -274,12 +277,27 @@ export const ReportSummary = z.object({
   started: z.string(),
   finished: z.string().nullable(),
   budget: Budget,
-  hosts: z.array(z.object({ host: z.string(), wave: z.string(), before: z.string().nullable(), after: z.string().nullable(), state: z.string(), error: z.string().nullable() })),
+  hosts: z.array(
+    z.object({
+      host: z.string(),
+      wave: z.string(),
+      before: z.string().nullable(),
+      after: z.string().nullable(),
+      state: z.string(),
+      error: z.string().nullable(),
+      /** frames its VMs lost over its upgrade (prepare to commit or rollback), switch windows or not; null: not counted */
+      lost: int.nullable().default(null),
+      /** of those, what none of its rows counts (protocol/measure lostOutside) */
+      lost_outside: int.nullable().default(null),
+    }),
+  ),
   vms: int,
   moved: int,
   denied: int,
-  /** the sum of the rows' lost */
+  /** the rows' lost plus what the hosts lost outside them (hosts[].lost_outside) */
   lost: int,
+  /** of lost, what no row counts: lost during the hosts' upgrades outside every switch */
+  lost_outside: int.default(0),
   /** rows whose lost is the datapath's drop count (no traffic witness on their host) */
   lost_from_datapath: int,
   over_budget: int,

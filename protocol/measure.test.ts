@@ -2,7 +2,7 @@
 // export, CLI line and benchmark comes from these functions, so they are tested here alone.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { attribute, figures, headline, histogram, judge, Measurement, percentiles, round, type Direction, type MeasuredParts, type Witness } from './measure.js';
+import { attribute, figures, headline, histogram, judge, lostOutside, Measurement, percentiles, round, type Direction, type MeasuredParts, type UpgradeLoss, type Witness } from './measure.js';
 import { gapsOf, type ProbeEvent } from './native/probe.js';
 
 const gap = (src: string, rx: string, start: number, us: number): ProbeEvent => ({
@@ -86,6 +86,21 @@ test('the headline is computed from the rows alone: its lost is their sum, even 
   assert.equal(h.over_budget, 2);
   assert.deepEqual(h.break_ms, { n: 3, p50: 0.8, p99: 260, max: 260 });
   assert.deepEqual(headline([]).break_ms, { n: 0, p50: null, p99: null, max: null });
+});
+
+test('what a host lost outside its switches is in the headline: lost is the rows\' sum plus each host\'s span less its rows', () => {
+  const span = (lost: number): UpgradeLoss => ({ source: 'lab probe', vms: 2, lost, seconds: 9, outcome: 'committed' });
+  const h1 = [row({ vm: 'h1-v1', witness: witness(dir({ lost: 2 })) }), row({ vm: 'h1-v2', witness: witness(dir()) })];
+  const h2 = [row({ vm: 'h2-v1', witness: witness(dir({ lost: 1 })) })];
+  // h1's VMs lost 7 over its upgrade, its switches 2: 5 lost between them; h2 was not counted
+  const outside = [lostOutside(span(7), h1), lostOutside(null, h2)];
+  assert.deepEqual(outside, [5, null]);
+  const h = headline([...h1, ...h2], outside);
+  assert.equal(h.lost, 2 + 1 + 5);
+  assert.equal(h.lost_outside, 5);
+  // a span settled later than a row (a late frame landed) never makes the rows' loss negative
+  assert.equal(lostOutside(span(1), h1), 0);
+  assert.equal(headline(h1).lost_outside, 0);
 });
 
 test('background gaps: each gap counted once over every row that saw it', () => {

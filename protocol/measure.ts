@@ -246,6 +246,32 @@ export function attribute(gaps: readonly GapEvent[], windows: readonly EventWind
   return { event_gap_ms: eventGap, below_threshold: below, background_gap_ms: gaps.filter((_, i) => !used.has(i)).map((g) => g.gap_us / 1000) };
 }
 
+// ------------------------------------------------------------------------------ a host's upgrade
+
+/** What a host's VMs lost over its whole upgrade — from prepare to the end of its commit or
+ * rollback, in switch windows or not — as its traffic witness counted it. Its switches' rows
+ * count only what was lost in their windows; the rest is lost all the same (a datapath loop
+ * stalled between switches, a prepare that disturbed the active generation) and is in the
+ * headline too (lostOutside). */
+export const UpgradeLoss = z.object({
+  source: z.string(),
+  /** VMs the witness saw */
+  vms: int,
+  lost: int,
+  /** prepare -> end (s) */
+  seconds: z.number(),
+  outcome: z.enum(['committed', 'rolled-back', 'aborted']),
+});
+export type UpgradeLoss = z.infer<typeof UpgradeLoss>;
+
+/** Frames a host lost outside the rows shown for it: its upgrade's loss less what those rows
+ * count (never negative: a row may count a frame that the whole span, settled later, saw
+ * arrive after all). null: nobody counted the span (no witness, or the upgrade is under way). */
+export function lostOutside(span: UpgradeLoss | null, rows: readonly Pick<Row, 'lost'>[]): number | null {
+  if (!span) return null;
+  return Math.max(0, span.lost - rows.reduce((n, r) => n + (r.lost ?? 0), 0));
+}
+
 // ------------------------------------------------------------------------------ a campaign's rows
 
 export interface Row {
@@ -258,8 +284,11 @@ export interface Row {
 export interface Headline {
   /** rows with a measurement */
   measured: number;
-  /** the sum of the rows' lost: never a figure the rows do not show */
+  /** the rows' lost plus what the hosts lost outside them (lostOutside): never a figure the
+   * rows and the hosts' lines do not show */
   lost: number;
+  /** of lost, what no row counts: frames lost during the hosts' upgrades outside every switch */
+  lost_outside: number;
   /** rows whose lost comes from the datapath's counters (no witness) */
   lost_from_datapath: number;
   break_ms: Percentiles;
@@ -269,14 +298,17 @@ export interface Headline {
 }
 
 /** The headline of a set of rows (a campaign, a CLI run, a benchmark): computed from the rows
- * and nothing else, so it cannot disagree with them. */
-export function headline(rows: readonly (Row & { lost_basis?: string | null })[]): Headline {
+ * and, per host, what it lost outside them (lostOutside), and nothing else, so it cannot
+ * disagree with them. */
+export function headline(rows: readonly (Row & { lost_basis?: string | null })[], outside: readonly (number | null)[] = []): Headline {
   const measured = rows.filter((r) => r.break_ms !== null);
   const bg = new Map<string, number>();
   for (const r of rows) for (const g of r.witness?.background.gaps ?? []) bg.set(`${g.flow}@${g.start_ns}`, g.ms);
+  const lostOut = outside.reduce<number>((n, x) => n + (x ?? 0), 0);
   return {
     measured: measured.length,
-    lost: rows.reduce((n, r) => n + (r.lost ?? 0), 0),
+    lost: rows.reduce((n, r) => n + (r.lost ?? 0), 0) + lostOut,
+    lost_outside: lostOut,
     lost_from_datapath: rows.filter((r) => r.lost_basis === 'datapath').length,
     break_ms: roundedPercentiles(measured.map((r) => r.break_ms!)),
     over_budget: rows.filter((r) => r.within_budget === false).length,

@@ -46,6 +46,7 @@ export class FakeAgent implements AgentLink {
       exposed: null,
       failovers: [],
       unmanaged: [],
+      loss: null,
     };
   }
 

@@ -60,3 +60,12 @@ test("VMs found in an OVS DB are the host's until gone, and finding one mid-swit
   assert.deepEqual([...d.found.values()], [{ name: 'vhu1', mac: '02:00:00:00:00:01', frontend_socket: '/var/lib/vhost/vhu1' }]);
   assert.deepEqual([d.state, d.pending?.type], ['switching', 'switch']);
 });
+
+test("an upgrade's loss is the last finished upgrade's until the next prepare, and leaves the state alone", () => {
+  const loss = { source: 'lab probe', vms: 2, lost: 3, seconds: 4.5, outcome: 'committed' as const };
+  const done: NewEntry[] = [...swapPrepared, { type: 'commit' }, { type: 'committed' }, { type: 'loss', loss }];
+  const d = derive(stamp(done));
+  assert.deepEqual([d.state, d.pending, d.loss], ['idle', null, loss]);
+  // a new upgrade has not lost anything counted yet
+  assert.equal(derive(stamp([...done, { type: 'prepare', gen: 'g2', release: '1.2.0', approve: 'each', mode: 'handoff' }])).loss, null);
+});

@@ -1,6 +1,6 @@
 // The host's upgrade state, replayed from its journal (upgrade.ts appends, this reads), and the
 // agent's failure type. Pure: no I/O.
-import type { Budget, Measurement } from '../../../protocol/measure.js';
+import type { Budget, Measurement, UpgradeLoss } from '../../../protocol/measure.js';
 import type { UpgradeMode, VmEntry } from '../../../protocol/files.js';
 import type { Exposed, Failover, UpgradeState, UpgradeStatus } from '../../../protocol/agent.js';
 import type { Stamped } from './journal.js';
@@ -43,10 +43,12 @@ export interface Derived {
   failovers: Failover[];
   /** VMs found in an OVS-DPDK host's DB and not gone since (discover.ts), in the order found */
   found: Map<string, VmEntry>;
+  /** what the VMs lost over the last finished upgrade (null since a prepare) */
+  loss: UpgradeLoss | null;
 }
 
 export function derive(entries: readonly Stamped[]): Derived {
-  const d: Derived = { active: null, target: null, state: 'idle', mode: 'handoff', core: null, approve: 'each', budget: null, moved: new Map(), swapped: false, pending: null, lastOutcome: null, error: null, exposed: null, failovers: [], found: new Map() };
+  const d: Derived = { active: null, target: null, state: 'idle', mode: 'handoff', core: null, approve: 'each', budget: null, moved: new Map(), swapped: false, pending: null, lastOutcome: null, error: null, exposed: null, failovers: [], found: new Map(), loss: null };
   // a commit or an abort/rollback runs switches or swaps of its own: once one of those ends,
   // the outer step is still what is under way
   let outer: Stamped | null = null;
@@ -65,8 +67,12 @@ export function derive(entries: readonly Stamped[]): Derived {
         d.state = 'preparing';
         d.moved = new Map();
         d.error = null;
+        d.loss = null;
         d.pending = e;
         outer = null;
+        break;
+      case 'loss':
+        d.loss = e.loss;
         break;
       case 'prepared':
         d.state = 'switching';

@@ -4,7 +4,7 @@
 import { closeSync, fstatSync, fsyncSync, mkdirSync, openSync, readFileSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { z } from 'zod';
-import { Budget, Measurement } from '../../../protocol/measure.js';
+import { Budget, Measurement, UpgradeLoss } from '../../../protocol/measure.js';
 import { UpgradeMode } from '../../../protocol/files.js';
 
 const Gen = { gen: z.string(), release: z.string() };
@@ -33,6 +33,8 @@ export const Entry = z.discriminatedUnion('type', [
   z.object({ type: z.literal('abort'), outcome: z.enum(['rolled-back', 'aborted']) }),
   z.object({ type: z.literal('aborted'), outcome: z.enum(['rolled-back', 'aborted']) }),
   z.object({ type: z.literal('failed'), error: z.string() }),
+  // what the VMs lost over the upgrade that just ended, switch windows or not (the witness's count)
+  z.object({ type: z.literal('loss'), loss: UpgradeLoss }),
   // a generation died: where the keeper left each VM (serving null: its frontend was let go,
   // no generation could take it), and the frames that were inside the dead process
   z.object({

@@ -8,7 +8,7 @@ import type { Direction, SeenGap, Witness } from '../../../protocol/measure.js';
 import { touches } from '../../../protocol/measure.js';
 import { probe, ProbeEvent, type ProbeSummary } from '../../../protocol/native/probe.js';
 import { CtlClient } from '../native/ctlClient.js';
-import type { SwitchWindow, TrafficWitness, WitnessSession } from './witness.js';
+import type { LossSpan, SwitchWindow, TrafficWitness, WitnessSession } from './witness.js';
 
 const SOURCE = 'lab probe';
 /** how far back background gaps are kept and reported */
@@ -127,16 +127,7 @@ export class ProbeWitness implements TrafficWitness {
       end: async (w) => {
         await sleep(SETTLE_MS);
         if (cancelled) return new Map();
-        // a frame overtaken during the switch reads as missing until it lands: look again
-        // until the missing counts stop moving
-        let after = await this.sample(ctl);
-        for (let i = 0; i < RELOOKS; i++) {
-          await sleep(RELOOK_MS);
-          const again = await this.sample(ctl);
-          const same = [...again].every(([k, f]) => after.get(k)?.missing === f.missing);
-          after = again;
-          if (same) break;
-        }
+        const after = await this.settled(ctl);
         this.windows.push(w);
         return new Map(vms.flatMap((vm) => {
           const v = this.view(vm, vms, before, after, w);
@@ -146,9 +137,46 @@ export class ProbeWitness implements TrafficWitness {
     };
   }
 
-  /** One VM's view: towards it (flows it receives), and from it (flows to receivers outside this
-   * switch: a local receiver's missing count, a remote one's ring refusals at the sender). */
-  private view(vm: string, moving: readonly string[], before: Map<string, FlowCount>, after: Map<string, FlowCount>, w: SwitchWindow): Witness | null {
+  async span(vms: readonly string[]): Promise<LossSpan | null> {
+    const ctl = await this.connect();
+    if (!ctl) return null;
+    const before = await this.sample(ctl).catch(() => null);
+    if (!before) return null;
+    return {
+      end: async () => {
+        await sleep(SETTLE_MS);
+        const after = await this.settled(ctl);
+        let lost = 0;
+        let seen = 0;
+        for (const vm of vms) {
+          const f = this.flowsOf(vm, vms, before, after);
+          if (!f) continue;
+          seen++;
+          lost += [...f.rx, ...f.tx].reduce((n, x) => n + x.lost, 0);
+        }
+        return { source: SOURCE, vms: seen, lost };
+      },
+    };
+  }
+
+  /** A frame overtaken during a switch reads as missing until it lands: look again until the
+   * missing counts stop moving. */
+  private async settled(ctl: CtlClient): Promise<Map<string, FlowCount>> {
+    let after = await this.sample(ctl);
+    for (let i = 0; i < RELOOKS; i++) {
+      await sleep(RELOOK_MS);
+      const again = await this.sample(ctl);
+      const same = [...again].every(([k, f]) => after.get(k)?.missing === f.missing);
+      after = again;
+      if (same) break;
+    }
+    return after;
+  }
+
+  /** A VM's flows between two samples: towards it (flows it receives), and from it (flows to
+   * receivers outside moving: a local receiver's missing count, a remote one's ring refusals
+   * at the sender), each with what it lost and what arrived late. null: the witness sees none. */
+  private flowsOf(vm: string, moving: readonly string[], before: Map<string, FlowCount>, after: Map<string, FlowCount>) {
     const delta = (key: string, f: FlowCount) => {
       const b = before.get(key);
       return {
@@ -156,19 +184,26 @@ export class ProbeWitness implements TrafficWitness {
         late: Math.max(0, f.late - (b?.late ?? 0)),
       };
     };
-    const rxFlows = [...after].filter(([, f]) => f.local && f.dst === vm);
-    const txFlows = [...after].filter(([, f]) => f.src === vm && !(f.local && moving.includes(f.dst)));
-    if (rxFlows.length === 0 && txFlows.length === 0) return null;
+    const rx = [...after].filter(([, f]) => f.local && f.dst === vm);
+    const tx = [...after].filter(([, f]) => f.src === vm && !(f.local && moving.includes(f.dst)));
+    if (rx.length === 0 && tx.length === 0) return null;
+    return { rx: rx.map(([k, f]) => ({ f, ...delta(k, f) })), tx: tx.map(([k, f]) => ({ f, ...delta(k, f) })) };
+  }
+
+  /** One VM's view of a switch: its flows (flowsOf), the largest gaps touching the window, and
+   * the gaps before it that touched no switch. */
+  private view(vm: string, moving: readonly string[], before: Map<string, FlowCount>, after: Map<string, FlowCount>, w: SwitchWindow): Witness | null {
+    const flows = this.flowsOf(vm, moving, before, after);
+    if (!flows) return null;
     const worst = (pred: (g: Gap) => boolean): number | null => {
       const hit = this.gaps.filter((g) => pred(g) && touches(g, w)).map((g) => g.ms);
       return hit.length ? Math.max(...hit) : null;
     };
-    const direction = (flows: [string, FlowCount][], gap: number | null): Direction | null => {
-      if (flows.length === 0) return null;
-      const d = flows.map(([k, f]) => delta(k, f));
-      return { flows: flows.length, lost: d.reduce((n, x) => n + x.lost, 0), delayed: d.reduce((n, x) => n + x.late, 0), gap_ms: gap, offered_pps: flows.reduce((n, [, f]) => n + f.pps, 0) };
+    const direction = (d: { f: FlowCount; lost: number; late: number }[], gap: number | null): Direction | null => {
+      if (d.length === 0) return null;
+      return { flows: d.length, lost: d.reduce((n, x) => n + x.lost, 0), delayed: d.reduce((n, x) => n + x.late, 0), gap_ms: gap, offered_pps: d.reduce((n, x) => n + x.f.pps, 0) };
     };
-    const localTx = new Set(txFlows.filter(([, f]) => f.local).map(([, f]) => f.dst));
+    const localTx = new Set(flows.tx.filter((x) => x.f.local).map((x) => x.f.dst));
     const background: SeenGap[] = this.gaps
       .filter((g) => (g.rx === vm || g.src === vm) && g.end_ns < w.start_ns && g.start_ns >= w.start_ns - BACKGROUND_NS && !this.windows.some((x) => touches(g, x)))
       .slice(-64)
@@ -176,8 +211,8 @@ export class ProbeWitness implements TrafficWitness {
     return {
       source: SOURCE,
       threshold_ms: this.thresholdMs,
-      rx: direction(rxFlows, worst((g) => g.rx === vm)),
-      tx: direction(txFlows, localTx.size ? worst((g) => g.src === vm && g.rx !== undefined && localTx.has(g.rx)) : null),
+      rx: direction(flows.rx, worst((g) => g.rx === vm)),
+      tx: direction(flows.tx, localTx.size ? worst((g) => g.src === vm && g.rx !== undefined && localTx.has(g.rx)) : null),
       background: { seconds: Math.min(BACKGROUND_NS, Math.max(0, w.start_ns - this.since)) / 1e9, gaps: background },
     };
   }

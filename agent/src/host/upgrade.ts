@@ -28,7 +28,7 @@ import { planModes, prepareSwap, swapStage } from './stageSwap.js';
 import { alive, Supervisor } from './supervisor.js';
 import { FailoverWatch, restore } from './failover.js';
 import { HostLock } from './hostLock.js';
-import type { TrafficWitness } from './witness.js';
+import type { LossSpan, TrafficWitness } from './witness.js';
 
 export { AgentFailure };
 
@@ -43,6 +43,8 @@ export class HostAgent {
   private unmanaged: Unmanaged[] = [];
   /** ports whose taking failed, not tried again until they change */
   private readonly refused: Refused = new Map();
+  /** the witness counting what the VMs lose over the upgrade under way (DESIGN.md §10) */
+  private span: { loss: LossSpan; seq: number; t0: number } | null = null;
 
   constructor(
     readonly root: string,
@@ -225,6 +227,7 @@ export class HostAgent {
       exposed: d.exposed,
       failovers: d.failovers.slice(-10),
       unmanaged: this.unmanaged,
+      loss: d.loss,
     };
   }
 
@@ -253,7 +256,11 @@ export class HostAgent {
     const option = plan.modes.find((m) => m.mode === mode)!;
     if (!option.available) throw new AgentFailure('invalid-state', `${mode} cannot take ${this.cfg.host} to ${version}: ${option.reason}`);
     const judged = budget ?? (approve === 'each' ? null : approve.auto);
-    if (mode === 'swap') return prepareSwap(this, version, approve, d.active, judged);
+    await this.openSpan();
+    if (mode === 'swap') return prepareSwap(this, version, approve, d.active, judged).catch(async (e: unknown) => {
+      await this.closeSpan('aborted');
+      throw e;
+    });
     const gen = this.nextGen(version);
     this.journal.append({ type: 'prepare', gen, release: version, approve, mode, budget: judged });
     this.notify(await this.status());
@@ -269,11 +276,29 @@ export class HostAgent {
       await this.retire(gen, d.active.gen).catch(() => undefined);
       const why = (e as Error).message;
       this.journal.append({ type: 'prepare-failed', error: why });
+      await this.closeSpan('aborted');
       this.notify(await this.status());
       throw new AgentFailure('failed', `${this.cfg.host}: ${version} (generation ${gen}) could not be started beside ${d.active.gen}: ${why}; the host stays on ${d.active.release}, its VMs untouched`);
     }
     this.journal.append({ type: 'prepared' });
     this.notify(await this.status());
+  }
+
+  /** Start counting what the VMs lose from here to the upgrade's end (the witness's span). */
+  private async openSpan(): Promise<void> {
+    this.span = null;
+    const loss = await this.witness?.span(this.vms().map((v) => v.name)).catch(() => null);
+    if (loss) this.span = { loss, seq: this.journal.seq, t0: performance.now() };
+  }
+
+  /** The upgrade ended: journal what the VMs lost over it, when a witness counted it from its
+   * prepare (an agent restarted meanwhile did not: its status says so by having none). */
+  private async closeSpan(outcome: 'committed' | 'rolled-back' | 'aborted'): Promise<void> {
+    const s = this.span;
+    this.span = null;
+    if (!s || !this.journal.entries().some((e) => e.type === 'prepare' && e.seq > s.seq)) return;
+    const r = await s.loss.end().catch(() => null);
+    if (r) this.journal.append({ type: 'loss', loss: { ...r, seconds: Math.round(performance.now() - s.t0) / 1000, outcome } });
   }
 
   /**
@@ -446,6 +471,7 @@ export class HostAgent {
       await this.retire(d.target.gen, d.active?.gen ?? null);
     }
     this.journal.append({ type: 'aborted', outcome });
+    await this.closeSpan(outcome);
     this.notify(await this.status());
   }
 
@@ -456,6 +482,7 @@ export class HostAgent {
       if (!d.swapped) throw new AgentFailure('invalid-state', `${d.target!.release}'s stage has not been swapped in yet (upgrade/switch)`);
       this.journal.append({ type: 'commit' });
       this.journal.append({ type: 'committed' });
+      await this.closeSpan('committed');
       this.notify(await this.status());
       return;
     }
@@ -492,6 +519,7 @@ export class HostAgent {
     await k.request(keeper.genDetach, { gen: d.active!.gen }).catch(() => undefined);
     await this.retire(d.active!.gen, d.target!.gen);
     this.journal.append({ type: 'committed' });
+    await this.closeSpan('committed');
     await this.discover();
     this.notify(await this.status());
   }

@@ -18,8 +18,26 @@ export interface WitnessSession {
   cancel(): void;
 }
 
+/** What a set of VMs lost over a stretch of time, switch windows or not (DESIGN.md §10: an
+ * upgrade's loss is not only what its switches lost). */
+export interface SpanLoss {
+  source: string;
+  /** of the VMs asked about, those the witness sees */
+  vms: number;
+  /** frames lost on their flows (each flow counted once: at its receiver when that is one of
+   * the witness's VMs, else as refusals at its sender) */
+  lost: number;
+}
+
+export interface LossSpan {
+  end(): Promise<SpanLoss>;
+}
+
 export interface TrafficWitness {
   /** Start watching a switch that moves these VMs together; null when the witness is away. */
   begin(vms: readonly string[]): Promise<WitnessSession | null>;
+  /** Start counting what these VMs lose until end() (a host's upgrade, prepare to its end);
+   * null when the witness is away. */
+  span(vms: readonly string[]): Promise<LossSpan | null>;
   close(): void;
 }

@@ -79,6 +79,9 @@ describe('hitless CLI on a lab fleet', () => {
     assert.equal(out.vms, 8);
     assert.equal(out.upgraded, 8);
     assert.equal(out.lost, 0, r.stderr);
+    // every host's whole upgrade was counted by its witness, not only its switches
+    assert.deepEqual(out.outcomes.map((o: { lost: number | null }) => o.lost), [0, 0], r.stderr);
+    assert.equal(out.lost_outside, 0);
     assert.ok(out.gap_ms.max >= out.gap_ms.p50 && out.wall_ms > 0);
     const st = lastJson((await hitless(['status', '--json'])).stdout);
     for (const h of st.hosts) {

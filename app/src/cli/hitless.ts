@@ -199,11 +199,13 @@ class Cli {
       vms: s.vms,
       upgraded: s.moved,
       lost: s.lost,
+      /** of lost, what no switch counts (lost during the hosts' upgrades between switches) */
+      lost_outside: s.lost_outside,
       gap_ms: { p50: s.break_ms.p50, p99: s.break_ms.p99, max: s.break_ms.max },
       over_budget: s.over_budget,
       background_gap_ms: s.background_gap_ms,
       wall_ms: Math.round(wallMs),
-      outcomes: c.hosts.map((h) => ({ host: h.host, outcome: outcome(h.state), error: h.error })),
+      outcomes: c.hosts.map((h) => ({ host: h.host, outcome: outcome(h.state), error: h.error, lost: s.hosts.find((x) => x.host === h.host)?.lost ?? null })),
       report: join(resolve(this.v.state!), 'campaigns', `${c.id}.json`),
       error: c.error,
     };
@@ -314,7 +316,7 @@ async function run(cli: Cli, cmd: string, v: Values): Promise<number> {
   const end = await cli.follow(c.id);
   const r = await cli.result(end, performance.now() - t0);
   console.error(`report: ${r.report} (hitless report --campaign ${r.campaign} --format html|csv|json)`);
-  print(v, r, `${r.campaign}: ${r.state}; ${r.upgraded} of ${r.vms} VMs moved; lost ${r.lost}; break p50 ${r.gap_ms.p50 ?? '-'} ms, p99 ${r.gap_ms.p99 ?? '-'} ms, max ${r.gap_ms.max ?? '-'} ms${r.error ? `; ${r.error}` : ''}`);
+  print(v, r, `${r.campaign}: ${r.state}; ${r.upgraded} of ${r.vms} VMs moved; lost ${r.lost}${r.lost_outside ? ` (${r.lost_outside} outside every switch window)` : ''}; break p50 ${r.gap_ms.p50 ?? '-'} ms, p99 ${r.gap_ms.p99 ?? '-'} ms, max ${r.gap_ms.max ?? '-'} ms${r.error ? `; ${r.error}` : ''}`);
   return end.state === 'done' && end.hosts.every((h) => h.state === 'committed' || h.state === 'skipped') ? 0 : 1;
 }
 

@@ -25,13 +25,15 @@ const campaign: Campaign = {
   hosts: [
     {
       host: 'h1', wave: 0, state: 'failed', paused: false, from: '1.0.0', to: '1.1.0', mode: 'handoff', error: 'h1-v3: over budget',
+      // its VMs lost 5 more frames over the upgrade than its two switches did
+      loss: { source: 'lab probe', vms: 2, lost: 2087 + 5, seconds: 12.5, outcome: 'aborted' },
       vms: [
         { vm: 'h1-v1', state: 'moved', measurement: m('h1-v1', { witness: witness(0, null, [3.2]) }), decision: { decision: 'approve', reason: '=HYPERLINK("x")', by: 'ana', at: 't' } },
         // the issue-12 case: nothing dropped in the datapath, 2087 frames missing at the VM
         { vm: 'h1-v3', state: 'failed', measurement: m('h1-v3', { witness: witness(2087, 260, [4.1]) }), decision: null },
       ],
     },
-    { host: 'h2', wave: 0, state: 'pending', paused: false, from: '1.0.0', to: '1.1.0', mode: 'handoff', error: null, vms: [{ vm: 'h2-v1', state: 'moved', measurement: m('h2-v1', { dropped: 3 }), decision: null }, { vm: 'h2-v2', state: 'pending', measurement: null, decision: null }] },
+    { host: 'h2', wave: 0, state: 'pending', paused: false, from: '1.0.0', to: '1.1.0', mode: 'handoff', error: null, loss: null, vms: [{ vm: 'h2-v1', state: 'moved', measurement: m('h2-v1', { dropped: 3 }), decision: null }, { vm: 'h2-v2', state: 'pending', measurement: null, decision: null }] },
   ],
   started: '2026-12-01T00:00:00Z',
   finished: null,
@@ -40,10 +42,12 @@ const campaign: Campaign = {
   decisions: [],
 };
 
-test('the headline is the rows\' own: lost is the sum of every row\'s lost, from the witness where there is one', () => {
+test('the headline is the rows\' own: lost is every row\'s lost, from the witness where there is one, plus what each host lost outside its rows', () => {
   const r = buildReport(campaign);
-  assert.equal(r.summary.lost, 2087 + 3);
-  assert.equal(r.summary.lost, r.vms.reduce((n, v) => n + (v.lost ?? 0), 0));
+  assert.equal(r.summary.lost, 2087 + 3 + 5);
+  assert.equal(r.summary.lost_outside, 5);
+  assert.equal(r.summary.lost, r.vms.reduce((n, v) => n + (v.lost ?? 0), 0) + r.summary.hosts.reduce((n, h) => n + (h.lost_outside ?? 0), 0));
+  assert.deepEqual(r.summary.hosts.map((h) => [h.host, h.lost, h.lost_outside]), [['h1', 2092, 5], ['h2', null, null]]);
   assert.equal(r.summary.lost_from_datapath, 1);
   assert.deepEqual(r.summary.break_ms, { n: 3, p50: 0.7, p99: 260, max: 260 });
   assert.equal(r.summary.over_budget, 2);
@@ -63,7 +67,8 @@ test('JSON, CSV and HTML show the same rows and figures', () => {
     for (const k of ['lost', 'break_ms', 'dropped', 'window_us', 'within_budget'] as const) assert.equal(col(r, k), String(v[k] ?? ''), `${v.vm} ${k}`);
   }
   const html = renderHtml(campaign);
-  assert.match(html, /frames lost 2090 \(1 of them counted by the datapath/);
+  assert.match(html, /frames lost 2095, 5 of them outside every switch window; 1 VM counted by the datapath alone/);
+  assert.match(html, /<td>h1<\/td>(<td>[^<]*<\/td>){4}<td>h1-v3: over budget<\/td><td>2092<\/td><td>5<\/td>/);
   assert.match(html, /p50 0\.7 ms, p99 260 ms, max 260 ms/);
   assert.match(html, /Background receive gaps of the same run \(no switch near\): 2, p99 4\.1 ms, max 4\.1 ms/);
   for (const v of json.vms.filter((x) => x.lost !== null)) assert.match(html, new RegExp(`<td>${v.vm}</td>.*?<td>${v.lost}</td>`));

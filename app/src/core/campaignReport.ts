@@ -6,7 +6,7 @@
 // CSV (safe to open in a spreadsheet) or a self-contained HTML page (no script: it prints to PDF
 // as is). Pure: no I/O.
 import type { Campaign, Report, ReportSummary, ReportVm } from '../../../protocol/console.js';
-import { headline, histogram, round } from '../../../protocol/measure.js';
+import { headline, histogram, lostOutside, round } from '../../../protocol/measure.js';
 
 /** Every VM of the campaign as a row: its switch's figures exactly as the agent measured and judged them. */
 export function vmLines(c: Campaign): ReportVm[] {
@@ -42,9 +42,10 @@ export function vmLines(c: Campaign): ReportVm[] {
 }
 
 export function summarize(c: Campaign): ReportSummary {
-  const ms = c.hosts.flatMap((h) => h.vms.flatMap((v) => (v.measurement ? [v.measurement] : [])));
+  const rowsOf = (h: Campaign['hosts'][number]) => h.vms.flatMap((v) => (v.measurement ? [v.measurement] : []));
+  const outside = c.hosts.map((h) => lostOutside(h.loss, rowsOf(h)));
   const lines = vmLines(c);
-  const hl = headline(ms);
+  const hl = headline(c.hosts.flatMap(rowsOf), outside);
   return {
     campaign: c.id,
     release: c.plan.spec.release,
@@ -52,11 +53,21 @@ export function summarize(c: Campaign): ReportSummary {
     started: c.started,
     finished: c.finished,
     budget: c.plan.spec.budget,
-    hosts: c.hosts.map((h) => ({ host: h.host, wave: c.plan.waves[h.wave]?.name ?? String(h.wave), before: h.from, after: h.state === 'committed' || h.state === 'skipped' ? h.to : h.from, state: h.state, error: h.error })),
+    hosts: c.hosts.map((h, i) => ({
+      host: h.host,
+      wave: c.plan.waves[h.wave]?.name ?? String(h.wave),
+      before: h.from,
+      after: h.state === 'committed' || h.state === 'skipped' ? h.to : h.from,
+      state: h.state,
+      error: h.error,
+      lost: h.loss?.lost ?? null,
+      lost_outside: outside[i]!,
+    })),
     vms: lines.length,
     moved: lines.filter((l) => l.state === 'moved').length,
     denied: lines.filter((l) => l.state === 'denied').length,
     lost: hl.lost,
+    lost_outside: hl.lost_outside,
     lost_from_datapath: hl.lost_from_datapath,
     over_budget: hl.over_budget,
     break_ms: hl.break_ms,
@@ -108,14 +119,17 @@ export function renderHtml(c: Campaign): string {
     .join('');
   const bx = 40 + (s.budget.max_gap_ms / top) * W;
   const row = (cells: unknown[]) => `<tr>${cells.map((x) => `<td>${esc(x)}</td>`).join('')}</tr>`;
-  const basis = s.lost_from_datapath ? ` (${s.lost_from_datapath} of them counted by the datapath: no traffic witness on their host)` : '';
+  const basis = [
+    ...(s.lost_outside ? [`${s.lost_outside} of them outside every switch window`] : []),
+    ...(s.lost_from_datapath ? [`${s.lost_from_datapath} VM${s.lost_from_datapath === 1 ? '' : 's'} counted by the datapath alone: no traffic witness on their host`] : []),
+  ].join('; ');
   return `<!doctype html><html><head><meta charset="utf-8"><title>Hitless campaign ${esc(c.id)}: upgrade to ${esc(s.release)}</title>
 <style>body{font:13px system-ui,sans-serif;margin:24px;color:#111}table{border-collapse:collapse;margin:8px 0 16px}td,th{border:1px solid #bbb;padding:3px 7px;text-align:left}th{background:#eee}.bad{color:#c0392b;font-weight:bold}</style></head><body>
 <h1>Campaign ${esc(c.id)}: upgrade to ${esc(s.release)}</h1>
-<p>State <b>${esc(s.state)}</b>; started ${esc(s.started)}${s.finished ? `, finished ${esc(s.finished)}` : ''}. ${s.moved} of ${s.vms} VMs moved, ${s.denied} denied; frames lost ${s.lost}${esc(basis)}; ${s.over_budget} over budget.
+<p>State <b>${esc(s.state)}</b>; started ${esc(s.started)}${s.finished ? `, finished ${esc(s.finished)}` : ''}. ${s.moved} of ${s.vms} VMs moved, ${s.denied} denied; frames lost ${s.lost}${basis ? `, ${esc(basis)}` : ''}; ${s.over_budget} over budget.
 Break per VM: p50 ${ms(s.break_ms.p50)}, p99 ${ms(s.break_ms.p99)}, max ${ms(s.break_ms.max)}; budget ${s.budget.max_gap_ms} ms and ${s.budget.max_lost} lost frames per VM.
 Background receive gaps of the same run (no switch near): ${s.background_gap_ms.n}, p99 ${ms(s.background_gap_ms.p99)}, max ${ms(s.background_gap_ms.max)}.${c.error ? ` <span class="bad">${esc(c.error)}</span>` : ''}</p>
-<h2>Hosts</h2><table><tr><th>host</th><th>wave</th><th>before</th><th>after</th><th>state</th><th>problem</th></tr>${s.hosts.map((x) => row([x.host, x.wave, x.before, x.after, x.state, x.error])).join('')}</table>
+<h2>Hosts</h2><table><tr><th>host</th><th>wave</th><th>before</th><th>after</th><th>state</th><th>problem</th><th>lost over the upgrade</th><th>of which outside every switch</th></tr>${s.hosts.map((x) => row([x.host, x.wave, x.before, x.after, x.state, x.error, x.lost ?? 'not counted', x.lost_outside ?? ''])).join('')}</table>
 <h2>Break time per VM (histogram, ms)</h2>
 <svg width="${W + 60}" height="${H + 24}"><line x1="40" y1="${H}" x2="${W + 40}" y2="${H}" stroke="#333"/>${bars}<line x1="${bx.toFixed(1)}" x2="${bx.toFixed(1)}" y1="0" y2="${H}" stroke="#c0392b" stroke-dasharray="4"/><text x="${(bx + 4).toFixed(1)}" y="12" font-size="11" fill="#c0392b">budget ${s.budget.max_gap_ms} ms</text></svg>
 <h2>Every VM</h2><table><tr>${COLS.map((k) => `<th>${k}</th>`).join('')}</tr>${lines.map((l) => `<tr${l.within_budget === false ? ' class="bad"' : ''}>${COLS.map((k) => `<td>${esc(l[k])}</td>`).join('')}</tr>`).join('')}</table>

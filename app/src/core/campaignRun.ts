@@ -69,7 +69,7 @@ export class CampaignRun {
       wave: 0,
       waves_paused: [],
       hosts: plan.waves.flatMap((w) =>
-        w.hosts.map((h) => ({ host: h.host, wave: w.index, state: 'pending' as const, paused: false, from: h.from, to: plan.spec.release, mode: h.mode, vms: h.vms.map((vm) => ({ vm, state: 'pending' as const, measurement: null, decision: null })), error: null })),
+        w.hosts.map((h) => ({ host: h.host, wave: w.index, state: 'pending' as const, paused: false, from: h.from, to: plan.spec.release, mode: h.mode, vms: h.vms.map((vm) => ({ vm, state: 'pending' as const, measurement: null, decision: null })), error: null, loss: null })),
       ),
       started: new Date().toISOString(),
       finished: null,
@@ -253,6 +253,7 @@ export class CampaignRun {
         return this.changed();
       case 'committed':
         h.state = 'committed';
+        h.loss = r.loss;
         this.deps.audit('campaign/host-committed', { campaign: this.c.id, host: h.host, release: r.release });
         return this.changed();
       case 'held':
@@ -380,7 +381,7 @@ export class CampaignRun {
       try {
         const conn = this.deps.conn(h.host);
         const st = await conn.request(agent.upgradeStatus, {});
-        if (st.state !== 'idle') await conn.request(agent.upgradeAbort, {});
+        if (st.state !== 'idle') h.loss = (await conn.request(agent.upgradeAbort, {})).loss;
         h.state = 'aborted';
         for (const v of h.vms) if (v.state === 'moved') v.state = 'rolled-back';
         for (const v of h.vms) if (v.state === 'awaiting-approval' || v.state === 'switching') v.state = 'pending';

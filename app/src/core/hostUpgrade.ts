@@ -8,7 +8,7 @@
 import type { z } from 'zod';
 import { agent, type ModeChoice, type UpgradeStatus } from '../../../protocol/agent.js';
 import type { Decision } from '../../../protocol/console.js';
-import { judge, type Budget, type Measurement } from '../../../protocol/measure.js';
+import { judge, type Budget, type Measurement, type UpgradeLoss } from '../../../protocol/measure.js';
 import type { Request } from '../../../protocol/rpc.js';
 
 /** What the driver needs of a host's agent connection (HostConn). */
@@ -47,7 +47,7 @@ export interface DriverHooks {
 }
 
 export type HostResult =
-  | { outcome: 'committed'; release: string | null }
+  | { outcome: 'committed'; release: string | null; loss: UpgradeLoss | null }
   | { outcome: 'skipped' }
   | { outcome: 'held'; denied: string[] }
   | { outcome: 'stopped' }
@@ -163,5 +163,5 @@ export async function upgradeHost(link: AgentLink, plan: HostUpgradePlan, h: Dri
   if (!moved(st)) return { outcome: 'failed', error: `not every VM moved: ${st.vms.filter((v) => !v.moved).map((v) => v.vm).join(', ')}` };
   await h.gate();
   st = await link.request(agent.upgradeCommit, {});
-  return { outcome: 'committed', release: st.active?.release ?? null };
+  return { outcome: 'committed', release: st.active?.release ?? null, loss: st.loss };
 }

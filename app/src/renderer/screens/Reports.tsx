@@ -95,6 +95,7 @@ function ReportBody({ c, r }: { c: Campaign; r: Report }) {
             <th>frames lost</th>
             <td data-testid="report-lost" className={s.lost > 0 ? 'bad' : 'good'} title={s.lost_from_datapath ? `${s.lost_from_datapath} VMs counted by the datapath (no traffic witness)` : 'counted by the traffic witness'}>
               {fmtFrames(s.lost)}
+              {s.lost_outside > 0 && <span data-testid="report-lost-outside"> ({fmtFrames(s.lost_outside)} outside every switch window)</span>}
             </td>
           </tr>
           <tr>
@@ -136,6 +137,8 @@ function ReportBody({ c, r }: { c: Campaign; r: Report }) {
             <th>after</th>
             <th>state</th>
             <th>VMs moved</th>
+            <th title="what its VMs lost from its prepare to its commit or rollback, by the traffic witness">lost over the upgrade</th>
+            <th title="of those, what none of its VMs' switches counts">outside the switches</th>
             <th>error</th>
           </tr>
         </thead>
@@ -154,6 +157,10 @@ function ReportBody({ c, r }: { c: Campaign; r: Report }) {
                 <td className="num">
                   {vms.filter((v) => v.state === 'moved').length} / {vms.length}
                 </td>
+                <td className="num" data-testid="report-host-lost" title={h.lost === null ? 'not counted: no traffic witness, or the upgrade has not ended' : undefined}>
+                  {h.lost === null ? '—' : fmtFrames(h.lost)}
+                </td>
+                <td className={`num ${h.lost_outside ? 'bad' : ''}`}>{h.lost_outside === null ? '—' : fmtFrames(h.lost_outside)}</td>
                 <td className={h.error ? 'bad' : 'muted'}>{orDash(h.error)}</td>
               </tr>
             );

@@ -128,7 +128,7 @@ function writeFile(path: string, text: string, mode = 0o644): void {
 }
 
 /** The host package: a plain binary package built with dpkg-deb (no debhelper needed). */
-function hostDeb(opts: { agent: string; keeper: string; dp: string; signers: string; dist: string; work: string; dev: boolean }): string {
+function hostDeb(opts: { agent: string; keeper: string; hold: string; dp: string; signers: string; dist: string; work: string; dev: boolean }): string {
   // a package whose signers file trusts the development key says so in its version
   const v = opts.dev ? `${AGENT_VERSION}~dev` : AGENT_VERSION;
   const root = join(opts.work, 'deb');
@@ -140,21 +140,22 @@ function hostDeb(opts: { agent: string; keeper: string; dp: string; signers: str
   };
   put(opts.agent, 'usr/bin/hitless-agent', 0o755);
   put(opts.keeper, 'usr/lib/hitless/hitless-keeper', 0o755);
-  sh('strip', ['--strip-unneeded', join(root, 'usr/lib/hitless/hitless-keeper')]);
+  put(opts.hold, 'usr/lib/hitless/hitless-hold', 0o755);
+  for (const f of ['hitless-keeper', 'hitless-hold']) sh('strip', ['--strip-unneeded', join(root, 'usr/lib/hitless', f)]);
   writeFile(join(root, 'etc/hitless/release-signers'), readFileSync(opts.signers, 'utf8'));
   // operators in group hitless run the agent as root over SSH, and nothing else
   writeFile(join(root, 'etc/sudoers.d/hitless'), '# hitless-host: members of group hitless may run the Hitless agent as root (the console connects as them)\n%hitless ALL=(root) NOPASSWD: /usr/bin/hitless-agent --stdio --root /var/lib/hitless\n', 0o440);
   // the agent's root: bin/ (the keeper), releases/ (installed by hitless-agent release install)
   mkdirSync(join(root, 'var/lib/hitless/bin'), { recursive: true });
   mkdirSync(join(root, 'var/lib/hitless/releases'), { recursive: true });
-  symlinkSync('/usr/lib/hitless/hitless-keeper', join(root, 'var/lib/hitless/bin/hitless-keeper'));
+  for (const f of ['hitless-keeper', 'hitless-hold']) symlinkSync(`/usr/lib/hitless/${f}`, join(root, 'var/lib/hitless/bin', f));
   const doc = join(root, 'usr/share/doc/hitless-host');
   writeFile(join(doc, 'copyright'), 'Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/\nUpstream-Name: hitless\n\nFiles: *\nCopyright: 2026 Hitless\nLicense: Apache-2.0\n On Debian systems the full text of the Apache License 2.0 is in\n /usr/share/common-licenses/Apache-2.0.\n');
   writeFile(join(doc, 'changelog'), `hitless-host (${v}) unstable; urgency=medium\n\n  * Release ${v}.\n\n -- Hitless <packages@hitless.example>  Thu, 03 Dec 2026 00:00:00 +0000\n`);
   sh('gzip', ['-9n', '-f', join(doc, 'changelog')]);
   // the agent is Node (zlib inside, as every Node binary has): one executable is the point
   writeFile(join(root, 'usr/share/lintian/overrides/hitless-host'), '# the agent is a Node single-executable application: Node links its own zlib\nhitless-host: embedded-library zlib [usr/bin/hitless-agent]\n# Node is built as a non-PIE executable\nhitless-host: hardening-no-pie [usr/bin/hitless-agent]\n');
-  const deps = [...new Set([...libPackages(opts.agent), ...libPackages(opts.keeper), ...libPackages(opts.dp), 'openssh-client', 'sudo', 'adduser'])].sort();
+  const deps = [...new Set([...libPackages(opts.agent), ...libPackages(opts.keeper), ...libPackages(opts.hold), ...libPackages(opts.dp), 'openssh-client', 'sudo', 'adduser'])].sort();
   const size = Math.ceil(Number(sh('du', ['-sk', '--exclude=DEBIAN', root]).split(/\s/)[0]));
   writeFile(
     join(root, 'DEBIAN/control'),
@@ -226,7 +227,7 @@ async function main(): Promise<void> {
   for (const out of Object.values(await packReleases(DEFAULT_BUILD_DIR, key))) console.error(`package: ${out}`);
   const newest = buildDir(DEFAULT_BUILD_DIR, RELEASES[RELEASES.length - 1]!);
   const agent = await agentExecutable(join(work, 'agent'));
-  const deb = hostDeb({ agent, keeper: join(newest, TARGETS['hitless-keeper']), dp: join(newest, TARGETS['hitless-dp']), signers: join(dist, 'release-signers'), dist, work, dev });
+  const deb = hostDeb({ agent, keeper: join(newest, TARGETS['hitless-keeper']), hold: join(newest, TARGETS['hitless-hold']), dp: join(newest, TARGETS['hitless-dp']), signers: join(dist, 'release-signers'), dist, work, dev });
   console.error(`package: ${deb}`);
 }
 

@@ -64,6 +64,7 @@ export function hostRoot(bed: Testbed, name: string, vms: number, manifests = fa
   }
   mkdirSync(join(root, 'bin'), { recursive: true });
   symlinkSync(nativeBin('hitless-keeper'), join(root, 'bin', 'hitless-keeper'));
+  symlinkSync(nativeBin('hitless-hold'), join(root, 'bin', 'hitless-hold'));
   mkdirSync(join(root, 'etc'), { recursive: true });
   writeFileSync(
     join(root, 'etc', 'agent.json'),

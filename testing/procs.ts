@@ -16,10 +16,10 @@ import { ProbeEvent, ProbeSummary } from '../protocol/native/probe.js';
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 
 /** Where the native binaries are: $HITLESS_BIN_DIR (installed) or the meson build tree. */
-export function nativeBin(name: 'hitless-dp' | 'hitless-probe' | 'hitless-keeper' | 'hitless-fwd-l2.so'): string {
+export function nativeBin(name: 'hitless-dp' | 'hitless-probe' | 'hitless-keeper' | 'hitless-hold' | 'hitless-fwd-l2.so'): string {
   const dir = process.env.HITLESS_BIN_DIR;
   if (dir) return join(dir, name);
-  const sub = { 'hitless-fwd-l2.so': 'fwd', 'hitless-dp': 'dp', 'hitless-probe': 'probe', 'hitless-keeper': 'keeper' }[name];
+  const sub = { 'hitless-fwd-l2.so': 'fwd', 'hitless-dp': 'dp', 'hitless-probe': 'probe', 'hitless-keeper': 'keeper', 'hitless-hold': 'hold' }[name];
   return join(repoRoot, 'native/build/src', sub, name);
 }
 

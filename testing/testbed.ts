@@ -6,9 +6,9 @@ import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { keeper } from '../protocol/native/keeper.js';
 import type { DpOptions } from '../agent/src/native/launch.js';
-import { DpProcess, KeeperProcess, ProbeProcess, type ProbeOptions, type ProbeVm } from './procs.js';
+import { DpProcess, KeeperProcess, nativeBin, ProbeProcess, type ProbeOptions, type ProbeVm } from './procs.js';
 import { QemuGuest, type GuestOptions } from '../lab/src/guest.js';
-import { Ovs, PACE_SOCKET } from '../agent/src/native/ovs.js';
+import { heldSwitch, Ovs, PACE_SOCKET } from '../agent/src/native/ovs.js';
 
 export interface GuestHost {
   a: DpProcess;
@@ -49,23 +49,17 @@ export interface OvsHost {
 }
 
 /**
- * Move a VM of an OVS host the way the agent does (HostAgent's move, Datapath.switching): the
- * target busy-polls from before the pre-load until 50 ms after the switch (the agent: until
- * the VM's frames arrive there; polling the port's counters here would load the shared cores
- * the measurement runs on), the keeper pre-loads, then hands off. Returns the keeper's answers.
+ * Move a VM of an OVS host the way the agent does (HostAgent's move, OvsDpdkGens.switchVm): the
+ * keeper pre-loads, then the VM's frames are held at the target through the keeper's handoff
+ * (heldSwitch). Returns the keeper's answers.
  */
 export async function ovsSwitch(h: OvsHost, vm: string, to: 'A' | 'B', settleMs = 0) {
-  const target = (to === 'A' ? h.a : h.b).ovs;
-  await target.busyPoll(true);
-  try {
-    const preload = await h.k.ctl.request(keeper.sessionPreload, { vm, gen: to });
-    if (settleMs > 0) await new Promise((r) => setTimeout(r, settleMs));
-    const handoff = await h.k.ctl.request(keeper.handoffStart, { vm, gen: to });
-    await new Promise((r) => setTimeout(r, 50));
-    return { preload, handoff };
-  } finally {
-    await target.busyPoll(false);
-  }
+  const [from, target] = to === 'A' ? [h.b, h.a] : [h.a, h.b];
+  const preload = await h.k.ctl.request(keeper.sessionPreload, { vm, gen: to });
+  if (settleMs > 0) await new Promise((r) => setTimeout(r, settleMs));
+  const mac = labVms(h.vms.length)[h.vms.indexOf(vm)]!.mac;
+  const handoff = await heldSwitch(from.ovs, target.ovs, { name: vm, mac }, () => h.k.ctl.request(keeper.handoffStart, { vm, gen: to }));
+  return { preload, handoff };
 }
 
 export class Testbed {
@@ -206,7 +200,7 @@ export class Testbed {
     const runDir = join(this.dir, `o${this.seqNo++}`);
     mkdirSync(runDir, { recursive: true });
     const id = `${basename(this.dir).slice(-6)}${gen}${this.seqNo}`;
-    const ovs = new Ovs(runDir, { pmdCore: 1, mainCore: null, memMb: 256, filePrefix: `hl-ovs-${id}`, pmdMaxSleepUs: Number(process.env.HL_MAXSLEEP ?? 1000), netns: `hlo-${id}` });
+    const ovs = new Ovs(runDir, { pmdCore: 1, mainCore: null, memMb: 256, filePrefix: `hl-ovs-${id}`, pmdMaxSleepUs: Number(process.env.HL_MAXSLEEP ?? 1000), netns: `hlo-${id}`, hold: nativeBin('hitless-hold') });
     this.ovses.push(ovs);
     await ovs.start();
     return { gen, ovs, runDir };
@@ -231,6 +225,8 @@ export class Testbed {
     const pvms: ProbeVm[] = [];
     for (const v of vms) pvms.push({ ...v, socket: (await k.ctl.request(keeper.vmAdd, { vm: v.name, gen: 'A', mac: v.mac })).socket });
     for (const g of [a, b]) for (const [i, v] of vms.entries()) await g.ovs.addVhostClient(v.name, join(g.runDir, 'vhost', `${v.name}.sock`), i + 1);
+    // each its hold port, as the agent's generations have (a VM's frames held through its switch)
+    for (const g of [a, b]) await g.ovs.addHold(`hlh${this.seqNo++}`);
     // the peer link (a veth pair between the two generations' namespaces), and A's forwarding
     // state (fast-failover groups over it) carried to B
     await a.ovs.peerPair(`hlp${this.seqNo++}`);

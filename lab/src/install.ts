@@ -21,6 +21,7 @@ export const TARGETS = {
   'hitless-dp': 'src/dp/hitless-dp',
   'hitless-fwd-l2.so': 'src/fwd/hitless-fwd-l2.so',
   'hitless-keeper': 'src/keeper/hitless-keeper',
+  'hitless-hold': 'src/hold/hitless-hold',
   'hitless-probe': 'src/probe/hitless-probe',
   'release.json': 'release.json',
 } as const;
@@ -112,9 +113,9 @@ export async function installHost(spec: LabSpec, paths: LabPaths, buildRoot: str
     if (hostKind(spec, i) === 'ovs-dpdk') await installOvsRelease(root, r);
     else await installSigned(root, r, tars[r]!, signers);
   }
-  // The keeper and the probe are per host, not per generation: the newest release provides them.
+  // The keeper, the hold port's process and the probe are per host, not per generation: the newest release provides them.
   const newest = buildDir(buildRoot, RELEASES[RELEASES.length - 1]!);
-  for (const f of ['hitless-keeper', 'hitless-probe'] as const) install(join(newest, TARGETS[f]), join(root, 'bin', f), 0o755);
+  for (const f of ['hitless-keeper', 'hitless-hold', 'hitless-probe'] as const) install(join(newest, TARGETS[f]), join(root, 'bin', f), 0o755);
   installText(join(root, 'bin', 'hitless-agent'), agentWrapper(root), 0o755);
   // a hitless-dp host runs signed releases only; the lab's OVS-DPDK releases are links to
   // Debian's ovs-vswitchd, not signed tars

@@ -16,7 +16,7 @@ import type { AgentConfig, DatapathKind, VmEntry } from '../../../protocol/files
 import { dp } from '../../../protocol/native/dp.js';
 import { keeper } from '../../../protocol/native/keeper.js';
 import { CtlError } from '../native/ctlClient.js';
-import { Ovs, PACE_SOCKET, PEER_OFPORT, UPLINK_OFPORT } from '../native/ovs.js';
+import { heldSwitch, Ovs, PACE_SOCKET, PEER_OFPORT, UPLINK_OFPORT } from '../native/ovs.js';
 import { readManifest } from './config.js';
 import type { Supervisor } from './supervisor.js';
 
@@ -50,9 +50,12 @@ export interface Datapath {
   uplink(gen: string): Promise<string | null>;
   /** Stop gen (serving no VM any more, or dead); `stays` drops its link to it first. */
   stop(gen: string, stays: string | null): Promise<void>;
-  /** A VM is about to be switched to gen (on), or has been (off): what the kind needs to take
-   * it at once. */
-  switching(gen: string, on: boolean): Promise<void>;
+  /** A VM's switch from one generation to another: the keeper's handoff, and what the kind
+   * does around it so that the VM's frames are neither lost nor sent twice. */
+  switchVm<T>(vm: VmEntry, from: string, to: string, handoff: () => Promise<T>): Promise<T>;
+  /** gen serves its VMs alone from now on (the other generation is gone or going): whatever a
+   * switch left in it for the other is undone. */
+  alone(gen: string): Promise<void>;
 }
 
 /** Unique per host root (several lab hosts share one machine's /var/run/dpdk and netns names). */
@@ -128,8 +131,13 @@ class HitlessDpGens implements Datapath {
     await this.sup.stopGen(gen);
   }
 
-  /** hitless-dp polls a VM's rings as soon as they are enabled. */
-  async switching(): Promise<void> {}
+  /** hitless-dp polls a VM's rings as soon as they are enabled, and its peer link carries the
+   * VM's frames from the old generation (dp.c): the keeper's handoff is all there is. */
+  switchVm<T>(_vm: VmEntry, _from: string, _to: string, handoff: () => Promise<T>): Promise<T> {
+    return handoff();
+  }
+
+  async alone(): Promise<void> {}
 }
 
 class OvsDpdkGens implements Datapath {
@@ -155,6 +163,7 @@ class OvsDpdkGens implements Datapath {
       netns: `hlo-${tag}-${gen}`,
       persistent: true,
       vswitchd: join(this.root, 'releases', release, 'bin', 'ovs-vswitchd'),
+      hold: join(this.root, 'bin', 'hitless-hold'),
     });
   }
 
@@ -186,6 +195,8 @@ class OvsDpdkGens implements Datapath {
         if (like) await o.addVhostLike(like, sock);
         else await o.addVhostClient(v.name, sock, OvsDpdkGens.ofport(s.vms, v.name));
       }
+      // its hold port, for the VMs it takes (switchVm)
+      await o.addHold(OvsDpdkGens.linkName(this.root, `hold:${s.gen}`));
       // its own uplink (lab: a veth end into the fabric; production: a VF), in its namespace
       if (s.uplink) await o.addUplink(s.uplink);
       if (s.beside) {
@@ -238,15 +249,29 @@ class OvsDpdkGens implements Datapath {
     return this.ovs(gen).uplink();
   }
 
-  /** The PMD of a generation about to take a VM busy-polls through the switch (Ovs.busyPoll). */
-  async switching(gen: string, on: boolean): Promise<void> {
-    if (this.sup.genAlive(gen)) await this.ovs(gen).busyPoll(on);
+  /** A VM's switch between two OVS generations: its frames held at the target through the
+   * keeper's handoff (heldSwitch); a generation that is gone or has no hold port (one started
+   * before them) is switched by the handoff alone, and what is sent to a stopped port is lost. */
+  async switchVm<T>(vm: VmEntry, from: string, to: string, handoff: () => Promise<T>): Promise<T> {
+    const [x, y] = [this.ovs(from), this.ovs(to)];
+    if (this.sup.genAlive(from) && this.sup.genAlive(to) && x.hasHold() && y.hasHold()) return heldSwitch(x, y, vm, handoff);
+    await y.busyPoll(true);
+    try {
+      return await handoff();
+    } finally {
+      await y.busyPoll(false).catch(() => undefined);
+    }
+  }
+
+  async alone(gen: string): Promise<void> {
+    if (this.sup.genAlive(gen) && existsSync(join(this.sup.genDir(gen), 'ovs.json'))) await this.ovs(gen).unsteer();
   }
 
   async stop(gen: string, stays: string | null): Promise<void> {
     // its end of the peer link goes back to the one that stays, parked for the next generation:
     // the ports of the one that stays do not change
     const other = stays && existsSync(join(this.sup.genDir(stays), 'ovs.json')) ? this.ovs(stays) : null;
+    if (stays) await this.alone(stays).catch(() => undefined);
     // one whose start failed early has no ovs.json (and was cleaned up by start)
     if (existsSync(join(this.sup.genDir(gen), 'ovs.json'))) this.ovs(gen).stopSync(undefined, other);
     else await this.sup.stopGen(gen);

@@ -130,6 +130,9 @@ export async function handleDeath(h: FailoverHost, death: Death, moved: { vm: st
     lost_inside: death.lost_inside,
   });
   h.notify(await h.status());
+  // the survivor delivers to every VM it now serves: nothing of a switch towards the dead one stays
+  const d = h.d;
+  for (const g of [d.active, d.target]) if (g && g.gen !== death.gen && h.sup.genAlive(g.gen)) await h.datapath(g.release).alone(g.gen).catch(() => undefined);
   if (h.cfg.restore_standby) await restore(h, death.gen, seenAt);
 }
 

@@ -127,7 +127,7 @@ export class ProbeWitness implements TrafficWitness {
       end: async (w) => {
         await sleep(SETTLE_MS);
         if (cancelled) return new Map();
-        const after = await this.settled(ctl);
+        const after = await this.settled();
         this.windows.push(w);
         return new Map(vms.flatMap((vm) => {
           const v = this.view(vm, vms, before, after, w);
@@ -145,7 +145,7 @@ export class ProbeWitness implements TrafficWitness {
     return {
       end: async () => {
         await sleep(SETTLE_MS);
-        const after = await this.settled(ctl);
+        const after = await this.settled();
         let lost = 0;
         let seen = 0;
         for (const vm of vms) {
@@ -160,8 +160,11 @@ export class ProbeWitness implements TrafficWitness {
   }
 
   /** A frame overtaken during a switch reads as missing until it lands: look again until the
-   * missing counts stop moving. */
-  private async settled(ctl: CtlClient): Promise<Map<string, FlowCount>> {
+   * missing counts stop moving. On the connection of the moment (the counts are the probe's
+   * own, cumulative: one made since the first look counts the same). */
+  private async settled(): Promise<Map<string, FlowCount>> {
+    const ctl = await this.connect();
+    if (!ctl) throw new Error('the probe is gone');
     let after = await this.sample(ctl);
     for (let i = 0; i < RELOOKS; i++) {
       await sleep(RELOOK_MS);

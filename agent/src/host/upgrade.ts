@@ -324,13 +324,12 @@ export class HostAgent {
     const dropsBefore = await this.drops(vm, [from.gen, to.gen]);
     let r;
     const target = this.datapathOfGen(to.gen);
+    const entry = this.vms().find((v) => v.name === vm)!;
     try {
-      await target.switching(to.gen, true);
       await k.request(keeper.sessionPreload, { vm, gen: to.gen }).catch(() => undefined);
-      r = await k.request(keeper.handoffStart, { vm, gen: to.gen });
+      r = await target.switchVm(entry, from.gen, to.gen, () => k.request(keeper.handoffStart, { vm, gen: to.gen }));
     } catch (e) {
       watch?.cancel();
-      await target.switching(to.gen, false).catch(() => undefined);
       this.journal.append({ type: 'switch-failed', vm, to: to.gen, error: (e as Error).message });
       throw new AgentFailure('failed', `${vm}: ${(e as Error).message}`);
     }
@@ -348,8 +347,6 @@ export class HostAgent {
       anomalies: r.anomalies,
       witness: (await watch?.end({ start_ns: r.timing.quiesce_ns, end_ns: r.timing.resumed_ns }).catch(() => null))?.get(vm) ?? null,
     };
-    // the VM's frames have flowed on the target (passiveGap waited for them): it may sleep again
-    await target.switching(to.gen, false).catch(() => undefined);
     const m: Measurement = { ...parts, ...figures(parts, this.d.budget) };
     this.journal.append({ type: 'switched', vm, to: to.gen, measurement: m });
     this.notify(await this.status(), m);

@@ -7,10 +7,12 @@
 // a peer too. OVS 3.1 always passes DPDK --in-memory, which DPDK refuses with --no-huge, so
 // 2 MB hugepages are reserved in a private hugetlbfs mount and given back when it stops — also
 // on SIGINT/SIGTERM, and a later start clears what a killed run left.
-import { execFile, execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { execFile, execFileSync, spawn } from 'node:child_process';
+import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
+import { hold } from '../../../protocol/native/hold.js';
 import { alive, readPid } from '../host/supervisor.js';
+import { CtlClient } from './ctlClient.js';
 
 const VSWITCHD = '/usr/lib/openvswitch-switch-dpdk/ovs-vswitchd-dpdk';
 const SCHEMA = '/usr/share/openvswitch/vswitch.ovsschema';
@@ -145,6 +147,13 @@ function lines(dump: string, head = '\0'): string[] {
 export const PACE_SOCKET = '.pace.sock';
 /** the uplink's OpenFlow port number in every generation */
 export const UPLINK_OFPORT = 200;
+/** The hold port (addHold): frames of a VM whose rings are between two generations. */
+export const HOLD_OFPORT = 300;
+const HOLD_RING_FRAMES = 4096;
+/** The cookie of the flows Hitless adds around a switch (steer): never carried to another
+ * generation, never compared with the controller's. */
+export const SWITCH_COOKIE = '0x486c64';
+const switchFlow = (line: string) => line.includes(`cookie=${SWITCH_COOKIE}`);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 export function ovsAvailable(vswitchd = VSWITCHD): string | null {
@@ -317,6 +326,8 @@ export interface OvsOptions {
   netns?: string;
   /** the ovs-vswitchd binary (a release's own; Debian's DPDK build by default) */
   vswitchd?: string;
+  /** hitless-hold, for the generation's hold port (addHold) */
+  hold?: string;
   /** a generation that outlives the process starting it keeps its hugepage record in its
    * run dir (Hugepages): given back by stop, from any process */
   persistent?: boolean;
@@ -497,6 +508,102 @@ export class Ovs {
     }
   }
 
+  /**
+   * The generation's hold port, HOLD_OFPORT: one end of a veth pair in its namespace, polled by
+   * DPDK's af_packet PMD; hitless-hold holds the other end (native/src/hold). Added with the
+   * generation's other ports before its uplink (a port added later would reload the PMD of a
+   * generation that serves VMs; an af_packet port opened while the uplink is in the namespace
+   * would catch the uplink's frames before its bind). Frames that come back from it go nowhere
+   * but where a switch sends them (steer).
+   */
+  async addHold(name: string): Promise<void> {
+    const ns = this.opts.netns;
+    if (!ns || !this.opts.hold) throw new Error('a hold port needs the generation in a namespace of its own and hitless-hold');
+    const [port, held] = [`${name}a`, `${name}b`];
+    await this.run('ip', ['-n', ns, 'link', 'add', port, 'type', 'veth', 'peer', 'name', held]);
+    await this.quietLink(port);
+    await this.quietLink(held);
+    const log = openSync(join(this.dir, 'hold.log'), 'a');
+    const child = spawn('ip', ['netns', 'exec', ns, this.opts.hold, '--iface', held, '--ctl', this.holdSocket(), '--pidfile', join(this.dir, 'hold.pid')], { detached: true, stdio: ['ignore', log, log] });
+    closeSync(log);
+    let exited: number | null = null;
+    child.once('exit', (code) => (exited = code ?? -1));
+    child.unref();
+    for (let i = 0; ; i++) {
+      if (exited !== null) throw new Error(`hitless-hold exited during start-up (code ${exited}); see ${join(this.dir, 'hold.log')}`);
+      if (existsSync(this.holdSocket()) && (await this.holdCtl().then((c) => (c.close(), true)).catch(() => false))) break;
+      if (i > 200) throw new Error(`hitless-hold: no control socket after 10 s; see ${join(this.dir, 'hold.log')}`);
+      await sleep(50);
+    }
+    // a kernel ring of 4096 frames (DPDK's default is 512): the released backlog comes in at up
+    // to 160 kpps (native/src/hold), and a PMD that stalls a few ms on a busy host would see the
+    // kernel drop what its ring cannot take, where no OVS counter shows it
+    await this.vsctl('add-port', 'br0', 'hold', '--', 'set', 'Interface', 'hold', 'type=dpdk', `options:dpdk-devargs=net_af_packet_hold,iface=${port},framecnt=${HOLD_RING_FRAMES}`, `ofport_request=${HOLD_OFPORT}`);
+  }
+
+  private holdSocket(): string {
+    return join(this.dir, 'hold.sock');
+  }
+
+  private holdCtl(): Promise<CtlClient> {
+    return CtlClient.connect(this.holdSocket(), 1000);
+  }
+
+  /** Whether this generation has a hold port (one started before hold ports existed has not). */
+  hasHold(): boolean {
+    return existsSync(this.holdSocket());
+  }
+
+  /** hitless-hold: hold, or release (returns the frames it sent back). */
+  async holdFrames(on: boolean): Promise<number> {
+    const c = await this.holdCtl();
+    try {
+      return on ? (await c.request(hold.holdStart, {}), 0) : (await c.request(hold.holdRelease, {})).released;
+    } finally {
+      c.close();
+    }
+  }
+
+  /**
+   * Where this generation sends a VM's frames during its switch (DESIGN.md §12), as flows of
+   * its own (SWITCH_COOKIE) above the controller's, from every port:
+   *   'peer'  the VM is leaving: to the other generation, which holds or delivers them;
+   *   'hold'  the VM is arriving: to the hold port until its rings run here; what comes back
+   *           from the hold port goes to the VM's port;
+   *   'port'  the VM has arrived: to its port;
+   *   null    the switch is over: the controller's flows alone again.
+   * Returns once the datapath forwards by them.
+   */
+  async steer(vm: { mac: string; ofport: number }, to: 'peer' | 'hold' | 'port' | null): Promise<void> {
+    const mac = vm.mac.toLowerCase();
+    const out = to === null ? null : { peer: PEER_OFPORT, hold: HOLD_OFPORT, port: vm.ofport }[to];
+    // what was there for the VM goes in the same bundle: the datapath never sees a mix
+    const flows = [
+      `delete cookie=${SWITCH_COOKIE}/-1,dl_dst=${mac}`,
+      ...(to === 'hold' ? [`add cookie=${SWITCH_COOKIE},priority=65001,in_port=${HOLD_OFPORT},dl_dst=${mac},actions=output:${vm.ofport}`] : []),
+      ...(out !== null ? [`add cookie=${SWITCH_COOKIE},priority=65000,dl_dst=${mac},actions=output:${out}`] : []),
+    ];
+    const file = join(this.dir, 'steer.in');
+    writeFileSync(file, `${flows.join('\n')}\n`);
+    await this.ofctl('-O', 'OpenFlow14', '--bundle', 'add-flows', 'br0', file);
+    // in force on return: the datapath's cached flows are dropped, so its next frames are
+    // translated by the new ones (revalidator/wait waits for the next timed cycle, up to
+    // max-revalidator: 500 ms, while the flow mod's own revalidation has often ended already)
+    await this.appctl('revalidator/purge');
+  }
+
+  /** Every flow steer added, gone (the generation serves its VMs alone now). */
+  async unsteer(): Promise<void> {
+    await this.ofctl('del-flows', 'br0', `cookie=${SWITCH_COOKIE}/-1`);
+  }
+
+  /** Whether OVS sees a port live (a vhost port: its device running here), as a fast-failover
+   * group's bucket watching it does. */
+  async live(port: string): Promise<boolean> {
+    const out = await this.ofctl('-O', 'OpenFlow13', 'dump-ports-desc', 'br0', port);
+    return /state:[^\n]*\bLIVE\b/.test(out);
+  }
+
   /** The peer link's port gone (the generation beyond it is stopping), if there is one. */
   async delPeer(): Promise<void> {
     await this.vsctl('--if-exists', 'del-port', 'br0', 'peer');
@@ -591,7 +698,7 @@ export class Ovs {
     return {
       meters: meterSpecs(await this.ofctl('-O', 'OpenFlow13', 'dump-meters', 'br0')),
       groups: text(await this.ofctl('-O', 'OpenFlow13', 'dump-groups', 'br0'), 'OFPST_GROUP_DESC'),
-      flows: text(await this.ofctl('-O', 'OpenFlow13', 'dump-flows', '--no-stats', '--no-names', 'br0'), 'OFPST_FLOW'),
+      flows: text(await this.ofctl('-O', 'OpenFlow13', 'dump-flows', '--no-stats', '--no-names', 'br0'), 'OFPST_FLOW').split('\n').filter((l) => !switchFlow(l)).join('\n'),
     };
   }
 
@@ -619,7 +726,9 @@ export class Ovs {
     }
     // (ovs-ofctl 3.1 modifies groups one at a time: it has no mod-groups)
     for (const [id, g] of theirs) if (myGroups.has(id) && myGroups.get(id) !== g) await this.ofctl('-O', 'OpenFlow13', 'mod-group', 'br0', g);
-    await this.replaceFlows(st.flows);
+    // the flows of a switch under way here stay as they are
+    const ours = lines(await this.ofctl('-O', 'OpenFlow13', 'dump-flows', '--no-stats', '--no-names', 'br0'), 'OFPST_FLOW').filter(switchFlow);
+    await this.replaceFlows([...st.flows.split('\n').filter((l) => l.trim() !== ''), ...ours].map((l) => `${l}\n`).join(''));
   }
 
   /**
@@ -733,7 +842,7 @@ export class Ovs {
    * peer link to `peerTo` (the generation that stays: parked there for the next one); safe to
    * call twice. */
   stopSync(uplinkTo: string = String(process.pid), peerTo: Ovs | null = null): void {
-    for (const f of ['vswitchd.pid', 'ovsdb.pid']) {
+    for (const f of ['vswitchd.pid', 'ovsdb.pid', 'hold.pid']) {
       const p = readPid(join(this.dir, f));
       if (!alive(p)) continue;
       kill(p!, 'SIGTERM');
@@ -765,5 +874,54 @@ export class Ovs {
         /* already gone */
       }
     }
+  }
+}
+
+/**
+ * A VM's switch between two OVS generations, X to Y. Stock OVS drops what it sends to a vhost
+ * port whose rings it has stopped (X, from the keeper's GET_VRING_BASE on) or not yet started
+ * (Y, until the keeper's handoff ends), and X goes on sending to the VM's port until its
+ * fast-failover group sees the port down (5-35 ms here). So around the handoff:
+ *   1. Y's PMD busy-polls (it sees the VM's rings enabled within a millisecond), and Y's
+ *      hold port holds (hitless-hold: nothing read, nothing lost);
+ *   2. Y sends the VM's frames to its hold port; X sends them over the peer link to Y; each
+ *      in force before the next step (steer);
+ *   3. the keeper's handoff: the VM's rings stop on X and start on Y;
+ *   4. once Y's main thread has reconfigured the VM's port for the device now running there
+ *      (OVS drops what it sends to the port until then: the port is live), the hold port
+ *      releases: the held frames, oldest first, go into the VM's ring on Y; Y then sends the
+ *      VM's frames to its port.
+ * The switch's flows stay until the generation serves its VMs alone (unsteer, from
+ * Datapath.alone: the other generation stopped or died). Taking them away earlier, once the ports' states agree, lost
+ * frames here: the fast-failover groups' view of a port lags what ovs-ofctl shows.
+ * A handoff that fails leaves the VM on X: X delivers again and what Y held goes back to X.
+ */
+export async function heldSwitch<T>(x: Ovs, y: Ovs, vm: { name: string; mac: string }, handoff: () => Promise<T>): Promise<T> {
+  const ofport = (await y.vhostPorts()).find((p) => p.name === vm.name)?.ofport;
+  if (ofport === undefined || ofport === null) throw new Error(`${vm.name} has no port in ${y.dir}`);
+  const v = { mac: vm.mac, ofport };
+  await y.busyPoll(true);
+  try {
+    let r: T;
+    try {
+      await y.holdFrames(true);
+      await y.steer(v, 'hold');
+      await x.steer(v, 'peer');
+      r = await handoff();
+    } catch (e) {
+      await x.steer(v, null).catch(() => undefined);
+      await y.steer(v, 'peer').catch(() => undefined);
+      await y.holdFrames(false).catch(() => undefined);
+      await y.steer(v, null).catch(() => undefined);
+      throw e;
+    }
+    // OVS delivers to the port once its main thread has reconfigured it for the new device
+    // (until then it drops what it sends there): the held frames wait for that
+    for (let i = 0; i < 200 && !(await y.live(vm.name).catch(() => false)); i++) await new Promise((res) => setTimeout(res, 5));
+    await y.holdFrames(false);
+    await y.steer(v, 'port');
+    return r;
+  } finally {
+    await y.busyPoll(false).catch(() => undefined);
   }
 }

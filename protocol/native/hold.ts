@@ -14,6 +14,6 @@ export const hold = {
   statsShow: request(
     'stats/show',
     z.object({}).strict(),
-    z.object({ holding: z.boolean(), holds: count, released: count, reflected: count, send_errors: count, dropped: count }),
+    z.object({ holding: z.boolean(), holds: count, released: count, reflected: count, send_errors: count, ignored: count, dropped: count }),
   ),
 } as const;

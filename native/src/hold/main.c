@@ -54,7 +54,7 @@ static struct {
 	/* bumped by the loop each time it has acted on a request */
 	uint64_t served, asked;
 	uint64_t last_released;
-	_Atomic uint64_t held_total, reflected, send_errors, holds;
+	_Atomic uint64_t held_total, reflected, send_errors, holds, ignored;
 } h = { .sock = -1, .wake = -1, .lock = PTHREAD_MUTEX_INITIALIZER, .done = PTHREAD_COND_INITIALIZER };
 
 static volatile sig_atomic_t g_quit;
@@ -88,26 +88,33 @@ static uint64_t
 reflect_all(bool paced)
 {
 	static unsigned char buf[FRAME_MAX];
-	uint64_t n = 0, until = hl_now_ns() + MAX_TURN_NS;
+	uint64_t n = 0, seen = 0, until = hl_now_ns() + MAX_TURN_NS;
 
 	for (;;) {
+		ssize_t len;
+
 		/* a stream that never lets up (frames sent back to the hold port again) does not keep
 		 * the loop from its control requests */
-		if (n % BATCH == 0 && n > 0) {
+		if (seen > 0 && seen % BATCH == 0) {
 			if (hl_now_ns() > until)
 				break;
 			if (paced)
 				hl_sleep_ns(PACE_NS);
 		}
-		ssize_t len = recv(h.sock, buf, sizeof(buf), MSG_DONTWAIT);
-
+		len = recv(h.sock, buf, sizeof(buf), MSG_DONTWAIT);
 		if (len < 0) {
 			if (errno == EINTR)
 				continue;
 			break; /* EAGAIN: nothing more waits */
 		}
-		if (len == 0)
+		seen++;
+		/* only a moving VM's own frames are sent here; a flood or a multicast that a
+		 * controller's pipeline put out of every port goes no further (sent back, it would
+		 * go round the generations for ever) */
+		if (len < 14 || (buf[0] & 1)) {
+			atomic_fetch_add(&h.ignored, 1);
 			continue;
+		}
 		if (send(h.sock, buf, (size_t)len, 0) != len)
 			atomic_fetch_add(&h.send_errors, 1);
 		n++;
@@ -164,10 +171,11 @@ cmd_stats(struct ctl_call *call, json_t *args, json_t **result, struct ctl_error
 	pthread_mutex_lock(&h.lock);
 	holding = h.cur == MODE_HOLD;
 	pthread_mutex_unlock(&h.lock);
-	*result = json_pack("{s:b,s:I,s:I,s:I,s:I,s:I}", "holding", holding, "holds",
+	*result = json_pack("{s:b,s:I,s:I,s:I,s:I,s:I,s:I}", "holding", holding, "holds",
 			    (json_int_t)atomic_load(&h.holds), "released", (json_int_t)atomic_load(&h.held_total),
 			    "reflected", (json_int_t)atomic_load(&h.reflected), "send_errors",
-			    (json_int_t)atomic_load(&h.send_errors), "dropped", (json_int_t)st.tp_drops);
+			    (json_int_t)atomic_load(&h.send_errors), "ignored", (json_int_t)atomic_load(&h.ignored),
+			    "dropped", (json_int_t)st.tp_drops);
 	return 0;
 }
 
@@ -175,7 +183,7 @@ static const struct ctl_arg no_args[] = { { NULL } };
 static const struct ctl_command cmds[] = {
 	{ "hold/start", "stop reading: frames from the hold port wait, in order", no_args, cmd_hold },
 	{ "hold/release", "send every held frame back, oldest first; then reflect as they come", no_args, cmd_release },
-	{ "stats/show", "holding or not; frames released, reflected, refused by a full buffer", no_args, cmd_stats },
+	{ "stats/show", "holding or not; frames released, reflected, ignored (multicast), refused by a full buffer", no_args, cmd_stats },
 };
 
 static int

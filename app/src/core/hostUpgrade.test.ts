@@ -29,7 +29,7 @@ test('each VM moves only on its approval, then the host is committed', async () 
   const a = new FakeAgent('h1', ['v1', 'v2']);
   const { h, asked, steps } = hooks();
   const r = await upgradeHost(a, plan(), h);
-  assert.deepEqual(r, { outcome: 'committed', release: '1.1.0' });
+  assert.deepEqual(r, { outcome: 'committed', release: '1.1.0', loss: null });
   assert.deepEqual(asked, [['v1'], ['v2']]);
   assert.deepEqual(a.calls.filter((c) => c.startsWith('upgrade/') && c !== 'upgrade/status'), ['upgrade/prepare', 'upgrade/switch', 'upgrade/switch', 'upgrade/commit']);
   assert.deepEqual(steps.filter(([, s]) => s === 'moved').map(([vm]) => vm), ['v1', 'v2']);
@@ -42,7 +42,7 @@ test('a VM the host finds during the upgrade (plugged into its OVS DB) is asked 
     return yes;
   });
   const r = await upgradeHost(a, plan(), h);
-  assert.deepEqual(r, { outcome: 'committed', release: '1.1.0' });
+  assert.deepEqual(r, { outcome: 'committed', release: '1.1.0', loss: null });
   assert.deepEqual(asked, [['v1'], ['v2'], ['vhu9']]);
   assert.deepEqual(steps.filter(([, s]) => s === 'moved').map(([vm]) => vm), ['v1', 'v2', 'vhu9']);
 });
@@ -76,7 +76,7 @@ test('a switch the agent judges over budget stops the host there, uncommitted, a
 test('auto mode: the agent moves every VM on its own; the driver waits on its pushed state, commits within budget, stops over it', async () => {
   const a = new FakeAgent('h1', ['v1', 'v2', 'v3']);
   const { h, asked } = hooks(() => assert.fail('auto mode asks nobody'));
-  assert.deepEqual(await upgradeHost(a, plan({ approval: 'auto' }), h), { outcome: 'committed', release: '1.1.0' });
+  assert.deepEqual(await upgradeHost(a, plan({ approval: 'auto' }), h), { outcome: 'committed', release: '1.1.0', loss: null });
   assert.deepEqual(asked, []);
   assert.equal(a.calls.filter((c) => c === 'upgrade/status').length, 1, 'no polling: one status at the start, then pushes');
   const b = new FakeAgent('h2', ['v1', 'v2', 'v3'], { v2: { lost: 1 } });

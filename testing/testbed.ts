@@ -1,6 +1,7 @@
 // Test bed for integration tests and benchmarks: temporary run dirs, veth pairs for uplinks,
 // and cleanup of every process and link a test started, even when it fails.
 import { execFileSync, spawn } from 'node:child_process';
+import type { z } from 'zod';
 import { mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
@@ -50,16 +51,23 @@ export interface OvsHost {
 
 /**
  * Move a VM of an OVS host the way the agent does (HostAgent's move, OvsDpdkGens.switchVm): the
- * keeper pre-loads, then the VM's frames are held at the target through the keeper's handoff
- * (heldSwitch). Returns the keeper's answers.
+ * keeper pre-loads (and the target is woken) once the target busy-polls, then the VM's frames
+ * are held at the target through the keeper's handoff (heldSwitch). Returns the keeper's
+ * answers. settleMs: at least this long between the pre-load and the switch.
  */
 export async function ovsSwitch(h: OvsHost, vm: string, to: 'A' | 'B', settleMs = 0) {
   const [from, target] = to === 'A' ? [h.b, h.a] : [h.a, h.b];
-  const preload = await h.k.ctl.request(keeper.sessionPreload, { vm, gen: to });
-  if (settleMs > 0) await new Promise((r) => setTimeout(r, settleMs));
   const mac = labVms(h.vms.length)[h.vms.indexOf(vm)]!.mac;
-  const handoff = await heldSwitch(from.ovs, target.ovs, { name: vm, mac }, () => h.k.ctl.request(keeper.handoffStart, { vm, gen: to }));
-  return { preload, handoff };
+  let preload: z.output<typeof keeper.sessionPreload.result> | undefined;
+  const handoff = await heldSwitch(from.ovs, target.ovs, { name: vm, mac }, {
+    ready: async () => {
+      preload = await h.k.ctl.request(keeper.sessionPreload, { vm, gen: to });
+      const wait = Math.max(settleMs, preload.ready_in_ns / 1e6);
+      if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+    },
+    handoff: () => h.k.ctl.request(keeper.handoffStart, { vm, gen: to }),
+  });
+  return { preload: preload!, handoff };
 }
 
 export class Testbed {

@@ -124,7 +124,9 @@ export const keeper = {
   sessionPreload: request(
     'session/preload',
     z.object({ vm: VmName, gen: GenName }).strict(),
-    z.object({ vm: z.string(), gen: z.string(), took_ns: int }),
+    // ready_in_ns: a handoff to gen sent sooner waits the rest of it (an OVS generation's
+    // vhost event thread being woken up, keeper pace.c); 0 when it would not wait
+    z.object({ vm: z.string(), gen: z.string(), took_ns: int, ready_in_ns: int }),
   ),
   handoffStart: request('handoff/start', z.object({ vm: VmName, gen: GenName }).strict(), HandoffResult),
   debugHandoffPause: request('debug/handoff-pause', z.object({ ms: int.min(0).max(10000) }).strict(), z.object({ ms: int })),

@@ -19,11 +19,17 @@ export const Gap = z
   .passthrough();
 export type Gap = z.infer<typeof Gap>;
 
+export const Late = z.object({ flow: z.string(), src: z.string(), rx_vm: z.string(), sent_ns: int, at_ns: int, seq: int, behind: int }).passthrough();
+export type Late = z.infer<typeof Late>;
+
 export const ProbeEvent = z.discriminatedUnion('event', [
   z.object({ event: z.literal('start'), data: z.object({ t_ns: int }).passthrough() }),
   z.object({ event: z.literal('stop'), data: z.object({ t_ns: int }).passthrough() }),
   z.object({ event: z.literal('gap'), data: Gap }),
   z.object({ event: z.literal('link'), data: z.object({ vm: z.string(), up: z.boolean(), t_ns: int }).passthrough() }),
+  // the first of a run of frames that came behind a later one of their flow (reordered):
+  // sent_ns by its sender, at_ns here, behind: how many later frames came before it
+  z.object({ event: z.literal('late'), data: Late }),
 ]);
 export type ProbeEvent = z.infer<typeof ProbeEvent>;
 
@@ -112,4 +118,9 @@ export const probe = {
 /** The receive gaps among a probe's events (what protocol/measure.ts attributes). */
 export function gapsOf(events: readonly ProbeEvent[]): Gap[] {
   return events.flatMap((e) => (e.event === 'gap' ? [e.data] : []));
+}
+
+/** The runs of reordered frames, each as its first frame. */
+export function latesOf(events: readonly ProbeEvent[]): Late[] {
+  return events.flatMap((e) => (e.event === 'late' ? [e.data] : []));
 }

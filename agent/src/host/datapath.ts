@@ -52,10 +52,18 @@ export interface Datapath {
   stop(gen: string, stays: string | null): Promise<void>;
   /** A VM's switch from one generation to another: the keeper's handoff, and what the kind
    * does around it so that the VM's frames are neither lost nor sent twice. */
-  switchVm<T>(vm: VmEntry, from: string, to: string, handoff: () => Promise<T>): Promise<T>;
+  switchVm<T>(vm: VmEntry, from: string, to: string, steps: SwitchSteps<T>): Promise<T>;
   /** gen serves its VMs alone from now on (the other generation is gone or going): whatever a
    * switch left in it for the other is undone. */
   alone(gen: string): Promise<void>;
+}
+
+/** The keeper's part of a switch: ready (the VM pre-loaded on the target, and any wait the
+ * target needs before a handoff over), then the handoff. The kind runs ready before anything
+ * that starts the VM's break. */
+export interface SwitchSteps<T> {
+  ready: () => Promise<void>;
+  handoff: () => Promise<T>;
 }
 
 /** Unique per host root (several lab hosts share one machine's /var/run/dpdk and netns names). */
@@ -133,8 +141,9 @@ class HitlessDpGens implements Datapath {
 
   /** hitless-dp polls a VM's rings as soon as they are enabled, and its peer link carries the
    * VM's frames from the old generation (dp.c): the keeper's handoff is all there is. */
-  switchVm<T>(_vm: VmEntry, _from: string, _to: string, handoff: () => Promise<T>): Promise<T> {
-    return handoff();
+  async switchVm<T>(_vm: VmEntry, _from: string, _to: string, steps: SwitchSteps<T>): Promise<T> {
+    await steps.ready();
+    return steps.handoff();
   }
 
   async alone(): Promise<void> {}
@@ -252,12 +261,13 @@ class OvsDpdkGens implements Datapath {
   /** A VM's switch between two OVS generations: its frames held at the target through the
    * keeper's handoff (heldSwitch); a generation that is gone or has no hold port (one started
    * before them) is switched by the handoff alone, and what is sent to a stopped port is lost. */
-  async switchVm<T>(vm: VmEntry, from: string, to: string, handoff: () => Promise<T>): Promise<T> {
+  async switchVm<T>(vm: VmEntry, from: string, to: string, steps: SwitchSteps<T>): Promise<T> {
     const [x, y] = [this.ovs(from), this.ovs(to)];
-    if (this.sup.genAlive(from) && this.sup.genAlive(to) && x.hasHold() && y.hasHold()) return heldSwitch(x, y, vm, handoff);
+    if (this.sup.genAlive(from) && this.sup.genAlive(to) && x.hasHold() && y.hasHold()) return heldSwitch(x, y, vm, steps);
     await y.busyPoll(true);
     try {
-      return await handoff();
+      await steps.ready();
+      return await steps.handoff();
     } finally {
       await y.busyPoll(false).catch(() => undefined);
     }

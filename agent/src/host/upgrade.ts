@@ -326,8 +326,14 @@ export class HostAgent {
     const target = this.datapathOfGen(to.gen);
     const entry = this.vms().find((v) => v.name === vm)!;
     try {
-      await k.request(keeper.sessionPreload, { vm, gen: to.gen }).catch(() => undefined);
-      r = await target.switchVm(entry, from.gen, to.gen, () => k.request(keeper.handoffStart, { vm, gen: to.gen }));
+      r = await target.switchVm(entry, from.gen, to.gen, {
+        // a handoff sent before the target is ready would wait inside the VM's break
+        ready: async () => {
+          const pre = await k.request(keeper.sessionPreload, { vm, gen: to.gen }).catch(() => null);
+          if (pre && pre.ready_in_ns > 0) await new Promise((res) => setTimeout(res, pre.ready_in_ns / 1e6));
+        },
+        handoff: () => k.request(keeper.handoffStart, { vm, gen: to.gen }),
+      });
     } catch (e) {
       watch?.cancel();
       this.journal.append({ type: 'switch-failed', vm, to: to.gen, error: (e as Error).message });

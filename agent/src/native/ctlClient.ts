@@ -52,7 +52,7 @@ export class CtlClient {
   private constructor(private readonly sock: Socket, readonly path: string) {
     sock.setEncoding('utf8');
     sock.on('data', (chunk: string) => this.onData(chunk));
-    sock.on('error', (e) => this.fail(e));
+    sock.on('error', (e) => this.fail(new Error(`control socket ${path}: ${e.message}`)));
     sock.on('close', () => this.fail(new Error(`control socket ${path} closed`)));
   }
 
@@ -95,6 +95,11 @@ export class CtlClient {
 
   close(): void {
     this.sock.destroy();
+  }
+
+  /** The connection is gone (closed, or the server went). */
+  isClosed(): boolean {
+    return this.closed !== null;
   }
 
   private send(line: string): Promise<CtlReply> {

@@ -13,6 +13,8 @@ import { dirname, join } from 'node:path';
 import { hold } from '../../../protocol/native/hold.js';
 import { alive, readPid } from '../host/supervisor.js';
 import { CtlClient } from './ctlClient.js';
+import { OpenFlow, type FlowMod } from './openflow.js';
+import { Unixctl } from './unixctl.js';
 
 const VSWITCHD = '/usr/lib/openvswitch-switch-dpdk/ovs-vswitchd-dpdk';
 const SCHEMA = '/usr/share/openvswitch/vswitch.ovsschema';
@@ -333,6 +335,11 @@ export interface OvsOptions {
   persistent?: boolean;
 }
 
+interface Control {
+  of: OpenFlow;
+  ctl: Unixctl;
+}
+
 export class Ovs {
   private readonly env: NodeJS.ProcessEnv;
   private readonly huge: Hugepages;
@@ -475,7 +482,7 @@ export class Ovs {
     writeFileSync(join(this.dir, 'peer'), iface);
     await this.vsctl(
       'add-port', 'br0', 'peer', '--', 'set', 'Interface', 'peer', 'type=dpdk',
-      `options:dpdk-devargs=net_af_packet_peer,iface=${iface}`,
+      `options:dpdk-devargs=net_af_packet_peer,iface=${iface},framecnt=${HOLD_RING_FRAMES}`,
       `ofport_request=${ofport}`,
     );
   }
@@ -510,7 +517,10 @@ export class Ovs {
 
   /**
    * The generation's hold port, HOLD_OFPORT: one end of a veth pair in its namespace, polled by
-   * DPDK's af_packet PMD; hitless-hold holds the other end (native/src/hold). Added with the
+   * DPDK's af_packet PMD; hitless-hold holds the other end (native/src/hold). (A tap device
+   * opened by OVS, DPDK's net_tap, would skip the kernel's backlog queue that a veth passes
+   * frames through; but its PMD reads with a system call per queue per loop, and at 50 kpps the
+   * PMD of this 2-core machine fell behind and lost 220 000 frames in a run.) Added with the
    * generation's other ports before its uplink (a port added later would reload the PMD of a
    * generation that serves VMs; an af_packet port opened while the uplink is in the namespace
    * would catch the uplink's frames before its bind). Frames that come back from it go nowhere
@@ -536,8 +546,8 @@ export class Ovs {
       await sleep(50);
     }
     // a kernel ring of 4096 frames (DPDK's default is 512): the released backlog comes in at up
-    // to 160 kpps (native/src/hold), and a PMD that stalls a few ms on a busy host would see the
-    // kernel drop what its ring cannot take, where no OVS counter shows it
+    // to 64 kpps (native/src/hold), and a PMD that stalls a few ms on a busy host would see the
+    // kernel drop what its ring cannot take
     await this.vsctl('add-port', 'br0', 'hold', '--', 'set', 'Interface', 'hold', 'type=dpdk', `options:dpdk-devargs=net_af_packet_hold,iface=${port},framecnt=${HOLD_RING_FRAMES}`, `ofport_request=${HOLD_OFPORT}`);
   }
 
@@ -556,12 +566,8 @@ export class Ovs {
 
   /** hitless-hold: hold, or release (returns the frames it sent back). */
   async holdFrames(on: boolean): Promise<number> {
-    const c = await this.holdCtl();
-    try {
-      return on ? (await c.request(hold.holdStart, {}), 0) : (await c.request(hold.holdRelease, {})).released;
-    } finally {
-      c.close();
-    }
+    const c = await this.holdControl();
+    return on ? (await c.request(hold.holdStart, {}), 0) : (await c.request(hold.holdRelease, {})).released;
   }
 
   /**
@@ -575,21 +581,19 @@ export class Ovs {
    * Returns once the datapath forwards by them.
    */
   async steer(vm: { mac: string; ofport: number }, to: 'peer' | 'hold' | 'port' | null): Promise<void> {
-    const mac = vm.mac.toLowerCase();
     const out = to === null ? null : { peer: PEER_OFPORT, hold: HOLD_OFPORT, port: vm.ofport }[to];
+    const cookie = BigInt(SWITCH_COOKIE);
     // what was there for the VM goes in the same bundle: the datapath never sees a mix
-    const flows = [
-      `delete cookie=${SWITCH_COOKIE}/-1,dl_dst=${mac}`,
-      ...(to === 'hold' ? [`add cookie=${SWITCH_COOKIE},priority=65001,in_port=${HOLD_OFPORT},dl_dst=${mac},actions=output:${vm.ofport}`] : []),
-      ...(out !== null ? [`add cookie=${SWITCH_COOKIE},priority=65000,dl_dst=${mac},actions=output:${out}`] : []),
+    const mods: FlowMod[] = [
+      { command: 'delete', cookie, ethDst: vm.mac },
+      ...(to === 'hold' ? [{ command: 'add', cookie, priority: 65001, inPort: HOLD_OFPORT, ethDst: vm.mac, output: vm.ofport } as const] : []),
+      ...(out !== null ? [{ command: 'add', cookie, priority: 65000, ethDst: vm.mac, output: out } as const] : []),
     ];
-    const file = join(this.dir, 'steer.in');
-    writeFileSync(file, `${flows.join('\n')}\n`);
-    await this.ofctl('-O', 'OpenFlow14', '--bundle', 'add-flows', 'br0', file);
+    await this.withControl((c) => c.of.bundle(mods));
     // in force on return: the datapath's cached flows are dropped, so its next frames are
     // translated by the new ones (revalidator/wait waits for the next timed cycle, up to
     // max-revalidator: 500 ms, while the flow mod's own revalidation has often ended already)
-    await this.appctl('revalidator/purge');
+    await this.withControl((c) => c.ctl.call('revalidator/purge'));
   }
 
   /** Every flow steer added, gone (the generation serves its VMs alone now). */
@@ -600,8 +604,80 @@ export class Ovs {
   /** Whether OVS sees a port live (a vhost port: its device running here), as a fast-failover
    * group's bucket watching it does. */
   async live(port: string): Promise<boolean> {
-    const out = await this.ofctl('-O', 'OpenFlow13', 'dump-ports-desc', 'br0', port);
-    return /state:[^\n]*\bLIVE\b/.test(out);
+    const p = (await this.withControl((c) => c.of.ports())).find((d) => d.name === port);
+    if (!p) throw new Error(`${port}: no such port in ${this.dir}`);
+    return p.live;
+  }
+
+  /**
+   * The connections a switch talks to this generation over (openflow.ts, unixctl.ts), made at
+   * the first call and kept until disconnect(): a switch's flow changes and polls cost a round
+   * trip each, not a process or a connection each.
+   */
+  async control(): Promise<Control> {
+    if (this.conn && !this.conn.of.closed && !this.conn.ctl.closed) return this.conn;
+    this.disconnect();
+    const of = await OpenFlow.connect(join(this.dir, 'br0.mgmt'));
+    const ctl = await Unixctl.connect(this.ctl()).catch((e: unknown) => {
+      of.close();
+      throw e;
+    });
+    this.conn = { of, ctl };
+    return this.conn;
+  }
+
+  /**
+   * One request over the kept connections; if ovs-vswitchd closed them meanwhile (the source
+   * generation's management connection was closed under one switch in ten of the agent's
+   * discovery test, cause not found), made again and the request sent once more: every request a switch makes is one it can repeat (a bundle that replaces
+   * the VM's flows whole, a purge, a read).
+   */
+  async withControl<R>(fn: (c: Control) => Promise<R>): Promise<R> {
+    const c = await this.control();
+    try {
+      return await fn(c);
+    } catch (e) {
+      if (!c.of.closed && !c.ctl.closed) throw e;
+      return fn(await this.control());
+    }
+  }
+
+  /** The connection to this generation's hitless-hold, kept as control()'s are (only the
+   * generation a VM moves to talks to its hold port). */
+  async holdControl(): Promise<CtlClient> {
+    if (this.holdConn && !this.holdConn.isClosed()) return this.holdConn;
+    this.holdConn = await this.holdCtl();
+    return this.holdConn;
+  }
+
+  private conn: Control | null = null;
+  private holdConn: CtlClient | null = null;
+
+  /** The switch's connections closed (the next call makes them again). */
+  disconnect(): void {
+    this.conn?.of.close();
+    this.conn?.ctl.close();
+    this.holdConn?.close();
+    this.conn = null;
+    this.holdConn = null;
+  }
+
+  /**
+   * Every frame `from` has sent this generation over the peer link so far has been read here
+   * (and, in the same turn of the PMD loop, forwarded) or dropped by the kernel for want of
+   * room in this end's ring (OVS counts those as the port's rx_dropped), or 100 ms have passed.
+   * A switch waits for this between the target's holding the VM's frames and the source's
+   * sending them to the target: frames the target sent before its hold, still on their way,
+   * would otherwise reach the source after its steer and go back to the target's hold, behind
+   * frames held after them. Returns whether they were all read.
+   */
+  async drained(from: Ovs): Promise<boolean> {
+    const sent = (await from.withControl((c) => c.of.portStats(PEER_OFPORT))).tx;
+    for (const until = Date.now() + 100; Date.now() < until; await sleep(0.5)) {
+      const st = await this.withControl((c) => c.of.portStats(PEER_OFPORT));
+      if (st.rx + st.rxDropped >= sent) return true;
+    }
+    return false;
   }
 
   /** The peer link's port gone (the generation beyond it is stopping), if there is one. */
@@ -882,32 +958,45 @@ export class Ovs {
  * port whose rings it has stopped (X, from the keeper's GET_VRING_BASE on) or not yet started
  * (Y, until the keeper's handoff ends), and X goes on sending to the VM's port until its
  * fast-failover group sees the port down (5-35 ms here). So around the handoff:
- *   1. Y's PMD busy-polls (it sees the VM's rings enabled within a millisecond), and Y's
- *      hold port holds (hitless-hold: nothing read, nothing lost);
- *   2. Y sends the VM's frames to its hold port; X sends them over the peer link to Y; each
- *      in force before the next step (steer);
+ *   0. outside the VM's break: Y's PMD busy-polls (it sees the VM's rings enabled within a
+ *      millisecond), the connections the steps use are opened (Ovs.control: one round trip per
+ *      step, not a process), and steps.ready (the keeper pre-loads the VM on Y and Y's vhost
+ *      event thread is awake: a handoff sent earlier would wait for it inside the break);
+ *   1. Y's hold port holds (hitless-hold: nothing read, nothing lost) and Y sends the VM's
+ *      frames to it; X has read every frame Y sent it before that (drained: such a frame would
+ *      otherwise come back into Y's hold behind newer ones);
+ *   2. X sends the VM's frames over the peer link to Y; each change in force before the next
+ *      step (steer);
  *   3. the keeper's handoff: the VM's rings stop on X and start on Y;
  *   4. once Y's main thread has reconfigured the VM's port for the device now running there
  *      (OVS drops what it sends to the port until then: the port is live), the hold port
  *      releases: the held frames, oldest first, go into the VM's ring on Y; Y then sends the
- *      VM's frames to its port.
+ *      VM's frames to its port. A frame still on the hold port's path then (in the kernel's
+ *      queue, in hitless-hold, in Y's hold-port ring) can be overtaken by one sent directly:
+ *      reordered, not lost; no order of steps closes that window with stock OVS.
  * The switch's flows stay until the generation serves its VMs alone (unsteer, from
- * Datapath.alone: the other generation stopped or died). Taking them away earlier, once the ports' states agree, lost
- * frames here: the fast-failover groups' view of a port lags what ovs-ofctl shows.
+ * Datapath.alone: the other generation stopped or died). Taking them away earlier, once the
+ * ports' states agree, lost frames here: the fast-failover groups' view of a port lags what
+ * OpenFlow shows.
  * A handoff that fails leaves the VM on X: X delivers again and what Y held goes back to X.
  */
-export async function heldSwitch<T>(x: Ovs, y: Ovs, vm: { name: string; mac: string }, handoff: () => Promise<T>): Promise<T> {
+export async function heldSwitch<T>(x: Ovs, y: Ovs, vm: { name: string; mac: string }, steps: { ready: () => Promise<void>; handoff: () => Promise<T> }): Promise<T> {
   const ofport = (await y.vhostPorts()).find((p) => p.name === vm.name)?.ofport;
   if (ofport === undefined || ofport === null) throw new Error(`${vm.name} has no port in ${y.dir}`);
   const v = { mac: vm.mac, ofport };
   await y.busyPoll(true);
   try {
+    await x.control();
+    await y.control();
+    await y.holdControl();
+    await steps.ready();
     let r: T;
     try {
       await y.holdFrames(true);
       await y.steer(v, 'hold');
+      await x.drained(y);
       await x.steer(v, 'peer');
-      r = await handoff();
+      r = await steps.handoff();
     } catch (e) {
       await x.steer(v, null).catch(() => undefined);
       await y.steer(v, 'peer').catch(() => undefined);
@@ -917,11 +1006,13 @@ export async function heldSwitch<T>(x: Ovs, y: Ovs, vm: { name: string; mac: str
     }
     // OVS delivers to the port once its main thread has reconfigured it for the new device
     // (until then it drops what it sends there): the held frames wait for that
-    for (let i = 0; i < 200 && !(await y.live(vm.name).catch(() => false)); i++) await new Promise((res) => setTimeout(res, 5));
+    for (const until = Date.now() + 1000; Date.now() < until && !(await y.live(vm.name).catch(() => false)); ) await new Promise((res) => setTimeout(res, 1));
     await y.holdFrames(false);
     await y.steer(v, 'port');
     return r;
   } finally {
+    x.disconnect();
+    y.disconnect();
     await y.busyPoll(false).catch(() => undefined);
   }
 }

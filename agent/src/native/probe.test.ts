@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { after, describe, test } from 'node:test';
 import { dp } from '../../../protocol/native/dp.js';
-import { measured } from '../../../protocol/native/probe.js';
+import { latesOf, measured } from '../../../protocol/native/probe.js';
 import { nativeBin } from '../../../testing/procs.js';
 import { macBytes, sendFrames, labVms, Testbed, vmMac } from '../../../testing/testbed.js';
 
@@ -54,6 +54,9 @@ describe('hitless-probe measurement', () => {
     assert.equal(f.received, 7);
     assert.equal(f.dup, 1);
     assert.equal(f.reordered, 1);
+    // the reordered frame as an event: which, from whom, how far behind
+    const late = latesOf(probe.events);
+    assert.deepEqual(late.map((l) => [l.seq, l.behind, l.rx_vm, l.src]), [[3, 1, 'v1', sender.toUpperCase()]], JSON.stringify(late));
     assert.equal(f.offered, 7, 'offered inferred from the highest sequence number');
     assert.equal(f.lost, 1);
     assert.equal((await gen.ctl.request(dp.statsShow, { vm: 'v1' })).vms.v1!.tx_pkts, sum.vms.v1!.rx);

@@ -42,7 +42,7 @@
 #define PACE_PERIOD_US 800u             /* one flip per period near a switch */
 #define PACE_SPARSE_US 4000u            /* and per this while the thread is waking up */
 #define PACE_WAKE_MS 70u                /* the event thread's longest sleep (64 ms) and margin */
-#define PACE_LINGER_MS 100u             /* pacing held after a warm-up with no switch yet */
+#define PACE_LINGER_MS 200u             /* pacing held after a warm-up with no switch yet */
 #define PACE_AFTER_MS 15u               /* and after a switch, for the VM's enable to be applied */
 #define VIRTIO_F_VERSION_1 32
 
@@ -316,9 +316,15 @@ kp_pace_warm(int gi)
 	pthread_mutex_lock(&pace_lock);
 	if (p->ready) {
 		if (now >= p->dense_until_ns) {
-			/* the thread may be in its longest sleep: events from now, dense once it is up */
+			/* the thread may be asleep: events from now, dense once it is up. Its sleeps
+			 * double from 1 ms after the last event it found, so one idle for d ms looks
+			 * again within about d ms (64 ms at most) */
+			uint64_t idle = now - p->last_flip_ns, up = (PACE_WAKE_MS - 2) * 1000000ull;
+
+			if (idle + 2000000ull < up)
+				up = idle + 2000000ull;
 			flip(p);
-			p->dense_from_ns = now + (PACE_WAKE_MS - 2) * 1000000ull;
+			p->dense_from_ns = now + up;
 		}
 		if (p->dense_until_ns < p->dense_from_ns + PACE_LINGER_MS * 1000000ull)
 			p->dense_until_ns = p->dense_from_ns + PACE_LINGER_MS * 1000000ull;

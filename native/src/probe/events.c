@@ -67,6 +67,17 @@ event_data(struct probe_ctx *ctx, const struct probe_event *ev, const char **nam
 	case PROBE_EV_GAP:
 		*name = "gap";
 		return probe_gap_json(ctx, &ctx->rx[ev->rx_idx], &ev->gap, false);
+	case PROBE_EV_LATE: {
+		char src[RTE_ETHER_ADDR_FMT_SIZE + HL_NAME_MAX], flow[128];
+		const struct probe_rx *e = &ctx->rx[ev->rx_idx];
+
+		*name = "late";
+		probe_rx_names(ctx, e, src, sizeof(src), flow, sizeof(flow));
+		return json_pack("{s:s,s:s,s:s,s:I,s:I,s:I,s:I}", "flow", flow, "src", src, "rx_vm",
+				 ctx->vms[e->vm].name, "sent_ns", (json_int_t)ev->gap.start_ns,
+				 "at_ns", (json_int_t)ev->gap.end_ns, "seq", (json_int_t)ev->gap.seq_after,
+				 "behind", (json_int_t)(ev->gap.seq_before - ev->gap.seq_after));
+	}
 	}
 	*name = "unknown";
 	return json_object();

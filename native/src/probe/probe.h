@@ -101,6 +101,7 @@ struct probe_rx {
 	struct rte_ether_addr src;
 	int flow;              /* local flow index when this is its intended receiver, else -1 */
 	bool resumed;          /* its flow was paused and resumed: the next gap is not a break */
+	bool in_late;          /* the last arrival was late: a run of late frames has one event */
 	uint64_t received, dup, reordered;
 	uint64_t missing;      /* sequence numbers below max_seq that have not arrived (yet) */
 	uint64_t late;         /* arrivals that filled a missing number: delayed, not lost */
@@ -121,7 +122,7 @@ struct probe_cfg {
 
 enum probe_stop_reason { PROBE_STOP_NONE, PROBE_STOP_DURATION, PROBE_STOP_SIGNAL, PROBE_STOP_CTL };
 
-enum probe_ev_type { PROBE_EV_START, PROBE_EV_STOP, PROBE_EV_LINK, PROBE_EV_GAP };
+enum probe_ev_type { PROBE_EV_START, PROBE_EV_STOP, PROBE_EV_LINK, PROBE_EV_GAP, PROBE_EV_LATE };
 
 /* Fixed-size record passed from the loop to the writer thread through an rte_ring. */
 struct probe_event {

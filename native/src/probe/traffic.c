@@ -295,6 +295,21 @@ record_gap(struct probe_ctx *ctx, struct probe_rx *e, int idx, uint64_t now, uin
  * Sequence accounting for lost vs delayed: a jump past max_seq leaves the numbers skipped
  * missing; a frame that arrives behind max_seq (not a duplicate) fills one of them and is
  * late. What is missing when the flow ends is lost (RFC 6201 frame loss, exactly). */
+/* The first of a run of late frames (arrivals behind max_seq) as an event: when it was sent,
+ * when it came, how far behind; the rest of the run only counts (reordered, late). */
+static void
+late_event(struct probe_ctx *ctx, struct probe_rx *e, int idx, uint64_t seq, uint64_t tx_ns,
+	   uint64_t now)
+{
+	struct probe_event ev = { .type = PROBE_EV_LATE, .rx_idx = idx };
+
+	if (e->in_late)
+		return;
+	e->in_late = true;
+	ev.gap = (struct probe_gap){ tx_ns, now, e->max_seq, seq, tx_ns, tx_ns };
+	probe_event_push(ctx, &ev);
+}
+
 /* A frame behind max_seq arrived that was missing: one fewer missing, one more late. */
 static inline void
 fill_missing(struct probe_rx *e)
@@ -326,6 +341,7 @@ rx_account(struct probe_ctx *ctx, struct probe_rx *e, int idx, uint64_t seq, uin
 		record_gap(ctx, e, idx, now, seq, tx_ns);
 	if (seq > e->max_seq) {
 		uint64_t d = seq - e->max_seq;
+		e->in_late = false;
 		PROBE_ADD(e->missing, d - 1);
 		if (d >= PROBE_DUP_WINDOW)
 			memset(e->window, 0, sizeof(e->window));
@@ -338,11 +354,13 @@ rx_account(struct probe_ctx *ctx, struct probe_rx *e, int idx, uint64_t seq, uin
 	} else if (e->max_seq - seq >= PROBE_DUP_WINDOW) {
 		PROBE_ADD(e->reordered, 1);
 		fill_missing(e);
+		late_event(ctx, e, idx, seq, tx_ns, now);
 	} else if (win_test_set(e, seq)) {
 		PROBE_ADD(e->dup, 1);
 	} else {
 		PROBE_ADD(e->reordered, 1);
 		fill_missing(e);
+		late_event(ctx, e, idx, seq, tx_ns, now);
 	}
 out:
 	PROBE_SET(e->last_ns, now);

@@ -259,11 +259,14 @@ class OvsDpdkGens implements Datapath {
   }
 
   /** A VM's switch between two OVS generations: its frames held at the target through the
-   * keeper's handoff (heldSwitch); a generation that is gone or has no hold port (one started
-   * before them) is switched by the handoff alone, and what is sent to a stopped port is lost. */
+   * keeper's handoff (heldSwitch); to a target that has no hold port (one started before them)
+   * or whose hitless-hold is not running, the VM is switched by the handoff alone, and what is
+   * sent to a stopped port is lost. */
   async switchVm<T>(vm: VmEntry, from: string, to: string, steps: SwitchSteps<T>): Promise<T> {
     const [x, y] = [this.ovs(from), this.ovs(to)];
-    if (this.sup.genAlive(from) && this.sup.genAlive(to) && x.hasHold() && y.hasHold()) return heldSwitch(x, y, vm, steps);
+    // only the target holds (the source steers to it over the peer link)
+    if (this.sup.genAlive(from) && this.sup.genAlive(to) && y.hasHold()) return heldSwitch(x, y, vm, steps);
+    if (existsSync(join(this.sup.genDir(to), 'hold.sock'))) process.stderr.write(`hitless-agent: ${to}'s hitless-hold is not running: ${vm.name} switches without its frames held\n`);
     await y.busyPoll(true);
     try {
       await steps.ready();

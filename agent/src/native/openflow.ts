@@ -147,11 +147,12 @@ export class OpenFlow {
     // the bridge's hello names its highest version; a bridge without 1.4 closes or errs
     const hello = new Promise<void>((resolve, reject) => of.waiting.set(0, { done: (t) => t === T.HELLO, resolve, reject, what: 'hello' }));
     sock.write(header(T.HELLO, 8, 0));
-    await of.barrier(hello, timeoutMs);
+    await of.within(hello, timeoutMs);
     return of;
   }
 
-  private async barrier(p: Promise<void>, timeoutMs: number): Promise<void> {
+  /** p, or a rejection once timeoutMs have passed. */
+  private async within(p: Promise<void>, timeoutMs: number): Promise<void> {
     let timer: NodeJS.Timeout | undefined;
     const late = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`OpenFlow ${this.path}: no reply after ${timeoutMs} ms`)), timeoutMs)));
     try {
@@ -167,7 +168,7 @@ export class OpenFlow {
     const xid = this.xid++;
     const p = new Promise<void>((resolve, reject) => this.waiting.set(xid, { done, resolve, reject, what }));
     this.sock.write(msg(xid));
-    return this.barrier(p, timeoutMs).finally(() => this.waiting.delete(xid));
+    return this.within(p, timeoutMs).finally(() => this.waiting.delete(xid));
   }
 
   /**

@@ -340,6 +340,12 @@ interface Control {
   ctl: Unixctl;
 }
 
+/** A flow mod as ovs-ofctl's add-flows file has it (withControl's fallback for steer). */
+function modText(m: FlowMod): string {
+  const match = [`cookie=0x${m.cookie.toString(16)}${m.command === 'delete' ? '/-1' : ''}`, ...(m.priority !== undefined && m.command === 'add' ? [`priority=${m.priority}`] : []), ...(m.inPort !== undefined ? [`in_port=${m.inPort}`] : []), ...(m.ethDst !== undefined ? [`dl_dst=${m.ethDst.toLowerCase()}`] : [])].join(',');
+  return m.command === 'delete' ? `delete ${match}` : `add ${match},actions=output:${m.output}`;
+}
+
 export class Ovs {
   private readonly env: NodeJS.ProcessEnv;
   private readonly huge: Hugepages;
@@ -559,9 +565,10 @@ export class Ovs {
     return CtlClient.connect(this.holdSocket(), 1000);
   }
 
-  /** Whether this generation has a hold port (one started before hold ports existed has not). */
+  /** Whether this generation's hold port can hold: it has one (one started before hold ports
+   * existed has not) and its hitless-hold runs (a dead one leaves its socket file behind). */
   hasHold(): boolean {
-    return existsSync(this.holdSocket());
+    return existsSync(this.holdSocket()) && alive(readPid(join(this.dir, 'hold.pid')));
   }
 
   /** hitless-hold: hold, or release (returns the frames it sent back). */
@@ -589,11 +596,18 @@ export class Ovs {
       ...(to === 'hold' ? [{ command: 'add', cookie, priority: 65001, inPort: HOLD_OFPORT, ethDst: vm.mac, output: vm.ofport } as const] : []),
       ...(out !== null ? [{ command: 'add', cookie, priority: 65000, ethDst: vm.mac, output: out } as const] : []),
     ];
-    await this.withControl((c) => c.of.bundle(mods));
+    await this.withControl(
+      (c) => c.of.bundle(mods),
+      async () => {
+        const file = join(this.dir, 'steer.in');
+        writeFileSync(file, `${mods.map(modText).join('\n')}\n`);
+        await this.ofctl('-O', 'OpenFlow14', '--bundle', 'add-flows', 'br0', file);
+      },
+    );
     // in force on return: the datapath's cached flows are dropped, so its next frames are
     // translated by the new ones (revalidator/wait waits for the next timed cycle, up to
     // max-revalidator: 500 ms, while the flow mod's own revalidation has often ended already)
-    await this.withControl((c) => c.ctl.call('revalidator/purge'));
+    await this.withControl((c) => c.ctl.call('revalidator/purge'), () => this.appctl('revalidator/purge'));
   }
 
   /** Every flow steer added, gone (the generation serves its VMs alone now). */
@@ -604,9 +618,12 @@ export class Ovs {
   /** Whether OVS sees a port live (a vhost port: its device running here), as a fast-failover
    * group's bucket watching it does. */
   async live(port: string): Promise<boolean> {
-    const p = (await this.withControl((c) => c.of.ports())).find((d) => d.name === port);
-    if (!p) throw new Error(`${port}: no such port in ${this.dir}`);
-    return p.live;
+    const p = await this.withControl(
+      async (c) => (c.of.ports()).then((ps) => ps.find((d) => d.name === port)?.live),
+      async () => /state:[^\n]*\bLIVE\b/.test(await this.ofctl('-O', 'OpenFlow13', 'dump-ports-desc', 'br0', port)),
+    );
+    if (p === undefined) throw new Error(`${port}: no such port in ${this.dir}`);
+    return p;
   }
 
   /**
@@ -627,18 +644,28 @@ export class Ovs {
   }
 
   /**
-   * One request over the kept connections; if ovs-vswitchd closed them meanwhile (the source
-   * generation's management connection was closed under one switch in ten of the agent's
-   * discovery test, cause not found), made again and the request sent once more: every request a switch makes is one it can repeat (a bundle that replaces
+   * One request over the kept connections; if ovs-vswitchd closed them meanwhile (a
+   * generation's management connection was closed under a switch in about every other run of
+   * the agent's discovery test, cause not found), made again and the request sent once more,
+   * and if closed again, fallback (the step as a process: ovs-ofctl, ovs-appctl): every request a switch makes is one it can repeat (a bundle that replaces
    * the VM's flows whole, a purge, a read).
    */
-  async withControl<R>(fn: (c: Control) => Promise<R>): Promise<R> {
-    const c = await this.control();
+  async withControl<R>(fn: (c: Control) => Promise<R>, fallback: () => Promise<R>): Promise<R> {
+    let c: Control | null = null;
     try {
+      c = await this.control();
       return await fn(c);
     } catch (e) {
-      if (!c.of.closed && !c.ctl.closed) throw e;
-      return fn(await this.control());
+      if (c && !c.of.closed && !c.ctl.closed) throw e;
+    }
+    try {
+      return await fn(await this.control());
+    } catch (e) {
+      const conn = this.conn;
+      if (conn && !conn.of.closed && !conn.ctl.closed) throw e;
+      // closed again: this step the way it was done before there were kept connections
+      process.stderr.write(`hitless-agent: ${this.dir}: ${(e as Error).message}; this step by ovs-ofctl/ovs-appctl\n`);
+      return fallback();
     }
   }
 
@@ -672,9 +699,13 @@ export class Ovs {
    * frames held after them. Returns whether they were all read.
    */
   async drained(from: Ovs): Promise<boolean> {
-    const sent = (await from.withControl((c) => c.of.portStats(PEER_OFPORT))).tx;
+    // without the connections (withControl's fallback) the wait is skipped
+    const none = async () => null;
+    const sent = (await from.withControl((c) => c.of.portStats(PEER_OFPORT), none))?.tx;
+    if (sent === undefined) return false;
     for (const until = Date.now() + 100; Date.now() < until; await sleep(0.5)) {
-      const st = await this.withControl((c) => c.of.portStats(PEER_OFPORT));
+      const st = await this.withControl((c) => c.of.portStats(PEER_OFPORT), none);
+      if (!st) return false;
       if (st.rx + st.rxDropped >= sent) return true;
     }
     return false;
@@ -986,8 +1017,10 @@ export async function heldSwitch<T>(x: Ovs, y: Ovs, vm: { name: string; mac: str
   const v = { mac: vm.mac, ofport };
   await y.busyPoll(true);
   try {
-    await x.control();
-    await y.control();
+    // connected before the break where they can be (a refused connection is not fatal: each
+    // step falls back to a process, withControl)
+    await x.control().catch(() => undefined);
+    await y.control().catch(() => undefined);
     await y.holdControl();
     await steps.ready();
     let r: T;

@@ -51,3 +51,25 @@ hl_tight_timer_slack(void)
 {
 	prctl(PR_SET_TIMERSLACK, 1000UL, 0, 0, 0);
 }
+
+volatile sig_atomic_t hl_quit;
+
+static void
+on_quit(int sig)
+{
+	(void)sig;
+	hl_quit = 1;
+}
+
+void
+hl_catch_quit(void)
+{
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_quit;
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	sa.sa_handler = SIG_IGN;
+	sigaction(SIGPIPE, &sa, NULL);
+}

@@ -4,6 +4,7 @@
 #ifndef HITLESS_UTIL_H
 #define HITLESS_UTIL_H
 
+#include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <time.h>
@@ -33,5 +34,13 @@ void hl_sleep_ns(uint64_t ns);
 
 /* Make short nanosleeps short: the default 50 us timer slack would stretch every nap. */
 void hl_tight_timer_slack(void);
+
+/* Set by SIGTERM and SIGINT once hl_catch_quit() ran; the program's loops look at it and shut
+ * down (the handler does nothing else). */
+extern volatile sig_atomic_t hl_quit;
+
+/* SIGTERM and SIGINT set hl_quit, without SA_RESTART (a blocking call returns EINTR and the
+ * loop sees the flag); SIGPIPE is ignored (a peer gone shows as EPIPE, not a dead process). */
+void hl_catch_quit(void);
 
 #endif

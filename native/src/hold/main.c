@@ -57,15 +57,6 @@ static struct {
 	_Atomic uint64_t held_total, reflected, send_errors, holds, ignored;
 } h = { .sock = -1, .wake = -1, .lock = PTHREAD_MUTEX_INITIALIZER, .done = PTHREAD_COND_INITIALIZER };
 
-static volatile sig_atomic_t g_quit;
-
-static void
-on_signal(int sig)
-{
-	(void)sig;
-	g_quit = 1;
-}
-
 static void
 usage(FILE *f)
 {
@@ -137,7 +128,7 @@ ask(enum mode m)
 	if (write(h.wake, &one, sizeof(one)) < 0) {
 		/* the eventfd cannot overflow at one write per request */
 	}
-	while (h.served < ticket && !g_quit)
+	while (h.served < ticket && !hl_quit)
 		pthread_cond_wait(&h.done, &h.lock);
 	released = h.last_released;
 	pthread_mutex_unlock(&h.lock);
@@ -248,9 +239,7 @@ main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
-	signal(SIGTERM, on_signal);
-	signal(SIGINT, on_signal);
-	signal(SIGPIPE, SIG_IGN);
+	hl_catch_quit();
 	h.sock = open_iface(iface, (int)buffer_mb);
 	if (h.sock < 0) {
 		fprintf(stderr, "hitless-hold: %s: %s\n", iface, strerror(-h.sock));
@@ -280,7 +269,7 @@ main(int argc, char **argv)
 	printf("{\"event\":\"ready\",\"pid\":%d,\"iface\":\"%s\",\"ctl\":\"%s\"}\n", (int)getpid(), iface, ctl_path);
 	fflush(stdout);
 
-	while (!g_quit) {
+	while (!hl_quit) {
 		struct pollfd p[2] = { { .fd = h.wake, .events = POLLIN }, { .fd = h.sock, .events = POLLIN } };
 		enum mode cur;
 		uint64_t n;

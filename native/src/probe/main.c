@@ -23,15 +23,6 @@
 
 #define LINK_POLL_NS (10 * 1000000ull)
 
-static volatile sig_atomic_t g_quit;
-
-static void
-on_signal(int sig)
-{
-	(void)sig;
-	g_quit = 1;
-}
-
 static void
 push_simple(struct probe_ctx *ctx, uint32_t type, uint32_t reason, uint64_t now)
 {
@@ -48,7 +39,7 @@ push_simple(struct probe_ctx *ctx, uint32_t type, uint32_t reason, uint64_t now)
 static uint32_t
 stop_reason(struct probe_ctx *ctx, uint64_t now, uint64_t end_at)
 {
-	if (g_quit)
+	if (hl_quit)
 		return PROBE_STOP_SIGNAL;
 	if (__atomic_load_n(&ctx->stop_reason, __ATOMIC_ACQUIRE) == PROBE_STOP_CTL)
 		return PROBE_STOP_CTL;
@@ -141,7 +132,6 @@ int
 main(int argc, char **argv)
 {
 	struct probe_ctx *ctx = calloc(1, sizeof(*ctx));
-	struct sigaction sa;
 	json_t *summary;
 	const char *why;
 	char *s;
@@ -163,14 +153,9 @@ main(int argc, char **argv)
 	if (rte_eal_init(dd, argv) < 0)
 		rte_exit(1, "hitless-probe: EAL init failed: %s\n", rte_strerror(rte_errno));
 	ctx->run_id = (uint16_t)(1024 + rte_rand() % (65536 - 1024));
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = on_signal;
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
-	/* virtio_user writes to the vhost-user socket without MSG_NOSIGNAL: a dead backend
-	 * must show up as a link event, not kill the probe */
-	sa.sa_handler = SIG_IGN;
-	sigaction(SIGPIPE, &sa, NULL);
+	/* SIGPIPE ignored: virtio_user writes to the vhost-user socket without MSG_NOSIGNAL, and a
+	 * dead backend must show up as a link event, not kill the probe */
+	hl_catch_quit();
 	hl_tight_timer_slack();
 
 	rc = probe_traffic_init(ctx);
@@ -191,7 +176,7 @@ main(int argc, char **argv)
 		why = "cannot set up the VM ports";
 		goto fail;
 	}
-	rc = probe_links_wait(ctx, &g_quit);
+	rc = probe_links_wait(ctx, &hl_quit);
 	if (rc == -ETIMEDOUT) {
 		why = "not every VM link came up";
 		goto fail;

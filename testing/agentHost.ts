@@ -2,7 +2,7 @@
 // on stdio (as SSH runs it), probe VMs as the host's frontends, and the clean-up of what the
 // agents started (keepers and generations run detached from them).
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { appendFileSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { AgentClient } from '../agent/src/client/agentClient.js';
@@ -91,7 +91,7 @@ export interface Agent {
 export function startAgent(root: string): Agent {
   const proc = spawn(process.execPath, ['--import', 'tsx', join(repo, 'agent/src/cli.ts'), '--stdio', '--root', root], { stdio: ['pipe', 'pipe', 'pipe'] });
   let err = '';
-  proc.stderr!.setEncoding('utf8').on('data', (d: string) => (err += d));
+  proc.stderr!.setEncoding('utf8').on('data', (d: string) => ((err += d), appendFileSync(join(root, 'agent.stderr'), d)));
   const client = new AgentClient(proc.stdout!, proc.stdin!);
   const measurements: Measurement[] = [];
   client.on(events.measurement, (p) => measurements.push(p.measurement));

@@ -92,13 +92,21 @@ async function main(): Promise<void> {
   look.unref();
   // per-VM rates for the console's live view, every second
   const meter = new TrafficMeter(host);
+  // (a sample still running when the next is due, on a host short of CPU, is not joined by
+  // another: they would pile up and take more of what is short)
+  let sampling = false;
   const rates = setInterval(() => {
-    void meter.sample().then(
-      (vms) => {
-        if (vms.length) void conn?.sendNotification(events.traffic.method, { host: cfg.host, t_ms: Date.now(), vms }).catch(() => undefined);
-      },
-      () => undefined,
-    );
+    if (sampling) return;
+    sampling = true;
+    void meter
+      .sample()
+      .then(
+        (vms) => {
+          if (vms.length) void conn?.sendNotification(events.traffic.method, { host: cfg.host, t_ms: Date.now(), vms }).catch(() => undefined);
+        },
+        () => undefined,
+      )
+      .finally(() => (sampling = false));
   }, 1000);
   rates.unref();
   // generation deaths: recorded, and a standby restored, while this agent runs

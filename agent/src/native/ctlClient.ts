@@ -93,6 +93,12 @@ export class CtlClient {
     await this.request(ctl.eventsSubscribe, {});
   }
 
+  /** Kept open without keeping the process alive (a connection kept between uses). */
+  unref(): this {
+    this.sock.unref();
+    return this;
+  }
+
   close(): void {
     this.sock.destroy();
   }

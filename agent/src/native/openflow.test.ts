@@ -2,7 +2,7 @@
 // port descriptions it reads; the same messages against a real ovs-vswitchd are in ovs.test.ts.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { flowMod, portDescs } from './openflow.js';
+import { flowMod, portCounters, portDescs } from './openflow.js';
 import { objectEnd } from './unixctl.js';
 
 test("a switch's flow mods: an add matching in_port and eth_dst with an output, and a delete of every flow of a cookie and MAC", () => {
@@ -47,6 +47,27 @@ test("the ports' descriptions a port-desc reply carries: each name and whether O
   const short = port(3, 'v1', 4);
   short.writeUInt16BE(200, 4);
   assert.throws(() => portDescs(short), /a port description of 200 bytes/);
+});
+
+test("every port's counters a port-stats reply carries, by port number, with properties after them skipped", () => {
+  const entry = (no: number, c: [number, number, number, number], props = 0) => {
+    const b = Buffer.alloc(112 + props);
+    b.writeUInt16BE(b.length, 0);
+    b.writeUInt32BE(no, 4);
+    b.writeBigUInt64BE(BigInt(c[0]), 16);
+    b.writeBigUInt64BE(BigInt(c[1]), 24);
+    b.writeBigUInt64BE(7n, 32); // bytes: not counters of frames
+    b.writeBigUInt64BE(BigInt(c[2]), 48);
+    b.writeBigUInt64BE(BigInt(c[3]), 56);
+    return b;
+  };
+  const m = portCounters(Buffer.concat([entry(3, [10, 20, 1, 2], 40), entry(300, [0, 5, 0, 0])]));
+  assert.deepEqual([...m], [
+    [3, { rx: 10n, tx: 20n, rxDropped: 1n, txDropped: 2n }],
+    [300, { rx: 0n, tx: 5n, rxDropped: 0n, txDropped: 0n }],
+  ]);
+  const cut = entry(3, [1, 1, 1, 1]).subarray(0, 100);
+  assert.throws(() => portCounters(cut), /port stats of 112 bytes at 0 of 100/);
 });
 
 test("where a unixctl reply ends: the first whole JSON object, braces inside strings not counted", () => {

@@ -11,6 +11,7 @@ const VERSION = 0x05; // OpenFlow 1.4
 const T = { HELLO: 0, ERROR: 1, ECHO_REQUEST: 2, ECHO_REPLY: 3, FLOW_MOD: 14, MULTIPART_REQUEST: 18, MULTIPART_REPLY: 19, BARRIER_REQUEST: 20, BARRIER_REPLY: 21, BUNDLE_CONTROL: 33, BUNDLE_ADD: 34 } as const;
 const BUNDLE = { OPEN: 0, OPEN_REPLY: 1, COMMIT: 4, COMMIT_REPLY: 5, DISCARD: 6, DISCARD_REPLY: 7, ATOMIC: 1, ORDERED: 2 } as const;
 const MP_PORT_STATS = 4;
+const OFPP_ANY = 0xffffffff;
 const MP_PORT_DESC = 13;
 const PORT_STATE_LIVE = 4;
 const ANY = 0xffffffff;
@@ -108,6 +109,26 @@ export function portDescs(body: Buffer): { no: number; name: string; live: boole
     const raw = body.subarray(o + 16, o + 32);
     const end = raw.indexOf(0);
     out.push({ no: body.readUInt32BE(o), name: raw.subarray(0, end < 0 ? 16 : end).toString('latin1'), live: (body.readUInt32BE(o + 36) & PORT_STATE_LIVE) !== 0 });
+    o += len;
+  }
+  return out;
+}
+
+export interface PortCounters {
+  rx: bigint;
+  tx: bigint;
+  rxDropped: bigint;
+  txDropped: bigint;
+}
+
+/** The entries of an OF1.4 port-stats reply body (ofp_port_stats: length, pad, port_no,
+ * duration, then rx/tx packets, rx/tx bytes, rx/tx dropped, ...), by port number. */
+export function portCounters(body: Buffer): Map<number, PortCounters> {
+  const out = new Map<number, PortCounters>();
+  for (let o = 0; o + 2 <= body.length; ) {
+    const len = body.readUInt16BE(o);
+    if (len < 80 || o + len > body.length) throw new Error(`port stats of ${len} bytes at ${o} of ${body.length}`);
+    out.set(body.readUInt32BE(o + 4), { rx: body.readBigUInt64BE(o + 16), tx: body.readBigUInt64BE(o + 24), rxDropped: body.readBigUInt64BE(o + 48), txDropped: body.readBigUInt64BE(o + 56) });
     o += len;
   }
   return out;
@@ -239,8 +260,19 @@ export class OpenFlow {
   }
 
   /** A port's frame counters as OVS keeps them (OFPMP_PORT_STATS). */
-  async portStats(port: number): Promise<{ rx: bigint; tx: bigint; rxDropped: bigint }> {
-    let got: { rx: bigint; tx: bigint; rxDropped: bigint } | null = null;
+  async portStats(port: number): Promise<PortCounters> {
+    const got = (await this.stats(port)).get(port);
+    if (!got) throw new Error(`${this.path}: no port ${port}`);
+    return got;
+  }
+
+  /** Every port's frame counters, by OpenFlow port number, in one request. */
+  allPortStats(): Promise<Map<number, PortCounters>> {
+    return this.stats(OFPP_ANY);
+  }
+
+  private async stats(port: number): Promise<Map<number, PortCounters>> {
+    const parts: Buffer[] = [];
     await this.request(
       (xid) => {
         const b = header(T.MULTIPART_REQUEST, 24, xid);
@@ -248,17 +280,20 @@ export class OpenFlow {
         b.writeUInt32BE(port, 16);
         return b;
       },
-      `port ${port} stats`,
+      `port ${port === OFPP_ANY ? 'any' : port} stats`,
       (t, body) => {
         if (t !== T.MULTIPART_REPLY) return false;
-        // ofp_port_stats (1.4): length, pad, port_no, duration, rx_packets, tx_packets,
-        // rx_bytes, tx_bytes, rx_dropped, ...
-        if (body.length >= 8 + 56 && body.readUInt32BE(8 + 4) === port) got = { rx: body.readBigUInt64BE(8 + 16), tx: body.readBigUInt64BE(8 + 24), rxDropped: body.readBigUInt64BE(8 + 48) };
+        parts.push(body.subarray(8));
         return (body.readUInt16BE(2) & 1) === 0;
       },
     );
-    if (!got) throw new Error(`${this.path}: no port ${port}`);
-    return got;
+    return portCounters(Buffer.concat(parts));
+  }
+
+  /** Kept open without keeping the process alive (a connection kept between uses). */
+  unref(): this {
+    this.sock.unref();
+    return this;
   }
 
   close(): void {

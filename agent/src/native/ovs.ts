@@ -340,6 +340,14 @@ interface Control {
   ctl: Unixctl;
 }
 
+interface KeptConnections {
+  conn: Control | null;
+  hold: CtlClient | null;
+}
+
+/** Each generation's kept connections, by its directory (Ovs.control). */
+const keptConnections = new Map<string, KeptConnections>();
+
 /** A flow mod as ovs-ofctl's add-flows file has it (withControl's fallback for steer). */
 function modText(m: FlowMod): string {
   const match = [`cookie=0x${m.cookie.toString(16)}${m.command === 'delete' ? '/-1' : ''}`, ...(m.priority !== undefined && m.command === 'add' ? [`priority=${m.priority}`] : []), ...(m.inPort !== undefined ? [`in_port=${m.inPort}`] : []), ...(m.ethDst !== undefined ? [`dl_dst=${m.ethDst.toLowerCase()}`] : [])].join(',');
@@ -547,7 +555,7 @@ export class Ovs {
     child.unref();
     for (let i = 0; ; i++) {
       if (exited !== null) throw new Error(`hitless-hold exited during start-up (code ${exited}); see ${join(this.dir, 'hold.log')}`);
-      if (existsSync(this.holdSocket()) && (await this.holdCtl().then((c) => (c.close(), true)).catch(() => false))) break;
+      if (existsSync(this.holdSocket()) && (await CtlClient.connect(this.holdSocket(), 1000).then((c) => (c.close(), true)).catch(() => false))) break;
       if (i > 200) throw new Error(`hitless-hold: no control socket after 10 s; see ${join(this.dir, 'hold.log')}`);
       await sleep(50);
     }
@@ -559,10 +567,6 @@ export class Ovs {
 
   private holdSocket(): string {
     return join(this.dir, 'hold.sock');
-  }
-
-  private holdCtl(): Promise<CtlClient> {
-    return CtlClient.connect(this.holdSocket(), 1000);
   }
 
   /** Whether this generation's hold port can hold: it has one (one started before hold ports
@@ -627,28 +631,32 @@ export class Ovs {
   }
 
   /**
-   * The connections a switch talks to this generation over (openflow.ts, unixctl.ts), made at
-   * the first call and kept until disconnect(): a switch's flow changes and polls cost a round
-   * trip each, not a process or a connection each.
+   * The connections the agent talks to this generation over (openflow.ts, unixctl.ts, and its
+   * hitless-hold's control socket), made at the first call and kept, for this generation's
+   * directory, by every Ovs of it until disconnect() or stopSync(): a switch's steps, and the
+   * counters read every second, cost a round trip each, not a process or a connection each.
    */
   async control(): Promise<Control> {
-    if (this.conn && !this.conn.of.closed && !this.conn.ctl.closed) return this.conn;
-    this.disconnect();
-    const of = await OpenFlow.connect(join(this.dir, 'br0.mgmt'));
+    const k = this.kept();
+    if (k.conn && !k.conn.of.closed && !k.conn.ctl.closed) return k.conn;
+    k.conn?.of.close();
+    k.conn?.ctl.close();
+    k.conn = null;
+    const of = (await OpenFlow.connect(join(this.dir, 'br0.mgmt'))).unref();
     const ctl = await Unixctl.connect(this.ctl()).catch((e: unknown) => {
       of.close();
       throw e;
     });
-    this.conn = { of, ctl };
-    return this.conn;
+    k.conn = { of, ctl: ctl.unref() };
+    return k.conn;
   }
 
   /**
-   * One request over the kept connections; if ovs-vswitchd closed them meanwhile (a
-   * generation's management connection was closed under a switch in about every other run of
-   * the agent's discovery test, cause not found), made again and the request sent once more,
-   * and if closed again, fallback (the step as a process: ovs-ofctl, ovs-appctl): every request a switch makes is one it can repeat (a bundle that replaces
-   * the VM's flows whole, a purge, a read).
+   * One request over the kept connections; if they were closed meanwhile (ovs-vswitchd closes
+   * a management connection that leaves its echo requests unanswered: an agent starved of CPU
+   * for seconds), made again and the request sent once more, and if closed again, fallback
+   * (the step as a process: ovs-ofctl, ovs-appctl): every request made this way is one that can
+   * be repeated (a bundle that replaces the VM's flows whole, a purge, a read).
    */
   async withControl<R>(fn: (c: Control) => Promise<R>, fallback: () => Promise<R>): Promise<R> {
     let c: Control | null = null;
@@ -659,10 +667,10 @@ export class Ovs {
       if (c && !c.of.closed && !c.ctl.closed) throw e;
     }
     try {
-      return await fn(await this.control());
+      c = await this.control();
+      return await fn(c);
     } catch (e) {
-      const conn = this.conn;
-      if (conn && !conn.of.closed && !conn.ctl.closed) throw e;
+      if (c && !c.of.closed && !c.ctl.closed) throw e;
       // closed again: this step the way it was done before there were kept connections
       process.stderr.write(`hitless-agent: ${this.dir}: ${(e as Error).message}; this step by ovs-ofctl/ovs-appctl\n`);
       return fallback();
@@ -672,21 +680,26 @@ export class Ovs {
   /** The connection to this generation's hitless-hold, kept as control()'s are (only the
    * generation a VM moves to talks to its hold port). */
   async holdControl(): Promise<CtlClient> {
-    if (this.holdConn && !this.holdConn.isClosed()) return this.holdConn;
-    this.holdConn = await this.holdCtl();
-    return this.holdConn;
+    const k = this.kept();
+    if (k.hold && !k.hold.isClosed()) return k.hold;
+    k.hold?.close();
+    k.hold = (await CtlClient.connect(this.holdSocket(), 5000)).unref();
+    return k.hold;
   }
 
-  private conn: Control | null = null;
-  private holdConn: CtlClient | null = null;
+  private kept(): KeptConnections {
+    let k = keptConnections.get(this.dir);
+    if (!k) keptConnections.set(this.dir, (k = { conn: null, hold: null }));
+    return k;
+  }
 
-  /** The switch's connections closed (the next call makes them again). */
+  /** This generation's kept connections closed (a later call makes them again). */
   disconnect(): void {
-    this.conn?.of.close();
-    this.conn?.ctl.close();
-    this.holdConn?.close();
-    this.conn = null;
-    this.holdConn = null;
+    const k = keptConnections.get(this.dir);
+    keptConnections.delete(this.dir);
+    k?.conn?.of.close();
+    k?.conn?.ctl.close();
+    k?.hold?.close();
   }
 
   /**
@@ -906,6 +919,28 @@ export class Ovs {
     return { rx: n(m[1]), tx: n(m[3]), drops: n(m[2]) + n(m[4]) };
   }
 
+  /** The counters of these ports (those the bridge has), as portStats has them, in two requests
+   * over the kept connection. */
+  async portsStats(names: string[]): Promise<Map<string, { rx: number; tx: number; drops: number }>> {
+    return this.withControl(
+      async (c) => {
+        const [descs, stats] = await Promise.all([c.of.ports(), c.of.allPortStats()]);
+        const out = new Map<string, { rx: number; tx: number; drops: number }>();
+        for (const d of descs) {
+          const st = stats.get(d.no);
+          if (st && names.includes(d.name)) out.set(d.name, { rx: Number(st.rx), tx: Number(st.tx), drops: Number(st.rxDropped + st.txDropped) });
+        }
+        return out;
+      },
+      async () => {
+        const have = new Set((await this.vhostPorts()).map((p) => p.name));
+        const out = new Map<string, { rx: number; tx: number; drops: number }>();
+        for (const n of names.filter((x) => have.has(x))) out.set(n, await this.portStats(n));
+        return out;
+      },
+    );
+  }
+
   /** One unixctl command to ovs-vswitchd (ovs-appctl). */
   appctl(...args: string[]): Promise<string> {
     return this.run('ovs-appctl', ['-t', this.ctl(), ...args]);
@@ -949,6 +984,7 @@ export class Ovs {
    * peer link to `peerTo` (the generation that stays: parked there for the next one); safe to
    * call twice. */
   stopSync(uplinkTo: string = String(process.pid), peerTo: Ovs | null = null): void {
+    this.disconnect();
     for (const f of ['vswitchd.pid', 'ovsdb.pid', 'hold.pid']) {
       const p = readPid(join(this.dir, f));
       if (!alive(p)) continue;
@@ -1044,8 +1080,6 @@ export async function heldSwitch<T>(x: Ovs, y: Ovs, vm: { name: string; mac: str
     await y.steer(v, 'port');
     return r;
   } finally {
-    x.disconnect();
-    y.disconnect();
     await y.busyPoll(false).catch(() => undefined);
   }
 }

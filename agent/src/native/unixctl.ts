@@ -64,6 +64,12 @@ export class Unixctl {
     return this.gone !== null;
   }
 
+  /** Kept open without keeping the process alive (a connection kept between uses). */
+  unref(): this {
+    this.sock.unref();
+    return this;
+  }
+
   close(): void {
     this.sock.destroy();
     this.fail(new Error(`unixctl ${this.path} closed`));

@@ -15,6 +15,7 @@
 // frontends (exact), the keeper's control-plane window (quiesce -> resume, measured inside the
 // keeper), and the receive gap charged to each handoff beside the background gaps of the same
 // run (scheduler noise on 2 shared cores).
+import { HELD_STEPS, type HeldStep } from '../agent/src/native/ovs.js';
 import { keeper } from '../protocol/native/keeper.js';
 import { ovsSwitch, Testbed, type OvsHost } from '../testing/testbed.js';
 import { attribute, type EventWindow } from '../protocol/measure.js';
@@ -39,6 +40,8 @@ async function main(): Promise<void> {
   const windows: EventWindow[] = [];
   const windowUs: number[] = [];
   const preloadMs: number[] = [];
+  // an OVS switch's break, step by step (heldSwitch): how long each step took, from the end of the one before
+  const stepMs = Object.fromEntries(HELD_STEPS.slice(1).map((s) => [s, [] as number[]])) as Record<Exclude<HeldStep, 'begin'>, number[]>;
   const stopUs: number[] = []; // old generation stops the rings (GET_VRING_BASE, incl. its drain)
   const startUs: number[] = []; // new generation gets positions, enable, status (acked)
   try {
@@ -74,7 +77,11 @@ async function main(): Promise<void> {
           // prepare step would, so the break holds only the switch itself
           // (an OVS generation as the agent moves a VM to it: busy-polling through the switch)
           let pre, res;
-          if (datapath === 'ovs') ({ preload: pre, handoff: res } = await ovsSwitch(h as OvsHost, vm, to as 'A' | 'B', 50));
+          if (datapath === 'ovs') {
+            const at = new Map<HeldStep, number>();
+            ({ preload: pre, handoff: res } = await ovsSwitch(h as OvsHost, vm, to as 'A' | 'B', 50, (s) => at.set(s, performance.now())));
+            HELD_STEPS.forEach((s, i) => i > 0 && stepMs[s as Exclude<HeldStep, 'begin'>].push(at.get(s)! - at.get(HELD_STEPS[i - 1]!)!));
+          }
           else {
             pre = await h.k.ctl.request(keeper.sessionPreload, { vm, gen: to });
             await sleep(50);
@@ -101,6 +108,13 @@ async function main(): Promise<void> {
       pps_total: perVm * nVms,
       handoffs: windows.length,
       lost: sum.totals.lost,
+      // where they went: never sent (the VM's transmit ring was full: no generation read it for
+      // longer than the ring lasts), or sent and not received (in a generation, a link, a ring)
+      lost_parts: {
+        refused_by_sender_ring: Object.values(sum.vms).reduce((n, v) => n + v.tx_refused, 0),
+        after_sending: sum.totals.lost - Object.values(sum.vms).reduce((n, v) => n + v.tx_refused, 0),
+      },
+      rx_nombuf: Object.values(sum.vms).reduce((n, v) => n + v.rx_nombuf, 0),
       dup: sum.totals.dup,
       reordered: sum.totals.reordered,
       ...(split ? { split: true, gap_rate_per_s: { same_generation: sameRate, split: splitRate }, gap_rate_window_ms: QUIET_MS } : {}),
@@ -113,6 +127,7 @@ async function main(): Promise<void> {
       gap_threshold_ms: GAP_US / 1000,
       background_gap_ms: bg,
       preload_ms: pct(preloadMs),
+      ...(datapath === 'ovs' ? { steps_ms: Object.fromEntries(Object.entries(stepMs).map(([k, v]) => [k, pct(v)])) } : {}),
       offered: sum.totals.offered,
       seconds: r2(sum.duration_s),
     };
@@ -126,12 +141,19 @@ async function main(): Promise<void> {
           ]
         : []),
       `- lost ${result.lost}, duplicated ${result.dup}, reordered ${result.reordered}, link events at the frontends ${linkEvents} (of ${result.offered} frames offered)`,
+      `  of the lost: ${result.lost_parts.refused_by_sender_ring} refused by the sending VM's full transmit ring, ${result.lost_parts.after_sending} lost after leaving it; receive buffers the VMs could not post: ${result.rx_nombuf}`,
       `- control-plane window (quiesce -> resume): p50 ${result.window_us.p50} us, p99 ${result.window_us.p99} us, max ${result.window_us.max} us`,
       `  of which the old generation stopping the rings (GET_VRING_BASE incl. its drain): p50 ${result.window_parts_us.stop_old.p50} us, ` +
         `p99 ${result.window_parts_us.stop_old.p99} us; the new one starting them: p50 ${result.window_parts_us.start_new.p50} us, p99 ${result.window_parts_us.start_new.p99} us`,
       `- receive gap charged to a handoff: p50 ${result.gap_ms.p50} ms, p99 ${result.gap_ms.p99} ms, max ${result.gap_ms.max} ms ` +
         `(${a.below_threshold} of ${windows.length} handoffs left no gap over ${GAP_US / 1000} ms; they count as ${GAP_US / 1000} ms)`,
       `- pre-load (before each switch, outside the break): p50 ${result.preload_ms.p50} ms, max ${result.preload_ms.max} ms`,
+      ...(result.steps_ms
+        ? [
+            `- the switch's steps (each from the end of the one before; the VM receives nothing from 'steered' until the release has begun):`,
+            ...Object.entries(result.steps_ms).map(([k, v]) => `  - ${k}: p50 ${v.p50} ms, p99 ${v.p99} ms, max ${v.max} ms`),
+          ]
+        : []),
       `- background gaps of the same run (no handoff near): ${bg.count}, p99 ${bg.p99 ?? '-'} ms, max ${bg.max ?? '-'} ms`,
     ], result);
   } finally {

@@ -9,7 +9,7 @@ import { keeper } from '../protocol/native/keeper.js';
 import type { DpOptions } from '../agent/src/native/launch.js';
 import { DpProcess, KeeperProcess, nativeBin, ProbeProcess, type ProbeOptions, type ProbeVm } from './procs.js';
 import { QemuGuest, type GuestOptions } from '../lab/src/guest.js';
-import { heldSwitch, Ovs, PACE_SOCKET } from '../agent/src/native/ovs.js';
+import { heldSwitch, type HeldStep, Ovs, PACE_SOCKET } from '../agent/src/native/ovs.js';
 
 export interface GuestHost {
   a: DpProcess;
@@ -55,7 +55,7 @@ export interface OvsHost {
  * are held at the target through the keeper's handoff (heldSwitch). Returns the keeper's
  * answers. settleMs: at least this long between the pre-load and the switch.
  */
-export async function ovsSwitch(h: OvsHost, vm: string, to: 'A' | 'B', settleMs = 0) {
+export async function ovsSwitch(h: OvsHost, vm: string, to: 'A' | 'B', settleMs = 0, mark?: (step: HeldStep) => void) {
   const [from, target] = to === 'A' ? [h.b, h.a] : [h.a, h.b];
   const mac = labVms(h.vms.length)[h.vms.indexOf(vm)]!.mac;
   let preload: z.output<typeof keeper.sessionPreload.result> | undefined;
@@ -66,6 +66,7 @@ export async function ovsSwitch(h: OvsHost, vm: string, to: 'A' | 'B', settleMs 
       if (wait > 0) await new Promise((r) => setTimeout(r, wait));
     },
     handoff: () => h.k.ctl.request(keeper.handoffStart, { vm, gen: to }),
+    mark,
   });
   return { preload: preload!, handoff };
 }

@@ -1047,7 +1047,17 @@ export class Ovs {
  * OpenFlow shows.
  * A handoff that fails leaves the VM on X: X delivers again and what Y held goes back to X.
  */
-export async function heldSwitch<T>(x: Ovs, y: Ovs, vm: { name: string; mac: string }, steps: { ready: () => Promise<void>; handoff: () => Promise<T> }): Promise<T> {
+/** The steps of a held switch's break, in order (heldSwitch's mark). */
+export const HELD_STEPS = ['begin', 'held', 'drained', 'steered', 'handed-off', 'live', 'released', 'direct'] as const;
+export type HeldStep = (typeof HELD_STEPS)[number];
+
+export async function heldSwitch<T>(
+  x: Ovs,
+  y: Ovs,
+  vm: { name: string; mac: string },
+  steps: { ready: () => Promise<void>; handoff: () => Promise<T>; /** told as each step of the break ends (benchmarks time them) */ mark?: (step: HeldStep) => void },
+): Promise<T> {
+  const mark = steps.mark ?? (() => undefined);
   const ofport = (await y.vhostPorts()).find((p) => p.name === vm.name)?.ofport;
   if (ofport === undefined || ofport === null) throw new Error(`${vm.name} has no port in ${y.dir}`);
   const v = { mac: vm.mac, ofport };
@@ -1061,11 +1071,16 @@ export async function heldSwitch<T>(x: Ovs, y: Ovs, vm: { name: string; mac: str
     await steps.ready();
     let r: T;
     try {
+      mark('begin');
       await y.holdFrames(true);
       await y.steer(v, 'hold');
+      mark('held');
       await x.drained(y);
+      mark('drained');
       await x.steer(v, 'peer');
+      mark('steered');
       r = await steps.handoff();
+      mark('handed-off');
     } catch (e) {
       await x.steer(v, null).catch(() => undefined);
       await y.steer(v, 'peer').catch(() => undefined);
@@ -1076,8 +1091,11 @@ export async function heldSwitch<T>(x: Ovs, y: Ovs, vm: { name: string; mac: str
     // OVS delivers to the port once its main thread has reconfigured it for the new device
     // (until then it drops what it sends there): the held frames wait for that
     for (const until = Date.now() + 1000; Date.now() < until && !(await y.live(vm.name).catch(() => false)); ) await new Promise((res) => setTimeout(res, 1));
+    mark('live');
     await y.holdFrames(false);
+    mark('released');
     await y.steer(v, 'port');
+    mark('direct');
     return r;
   } finally {
     await y.busyPoll(false).catch(() => undefined);

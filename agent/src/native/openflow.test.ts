@@ -49,7 +49,7 @@ test("the ports' descriptions a port-desc reply carries: each name and whether O
   assert.throws(() => portDescs(short), /a port description of 200 bytes/);
 });
 
-test("every port's counters a port-stats reply carries, by port number, with properties after them skipped", () => {
+test("every port's counters a port-stats reply carries, by port number, with properties after them skipped and a counter the port lacks read as 0", () => {
   const entry = (no: number, c: [number, number, number, number], props = 0) => {
     const b = Buffer.alloc(112 + props);
     b.writeUInt16BE(b.length, 0);
@@ -66,6 +66,10 @@ test("every port's counters a port-stats reply carries, by port number, with pro
     [3, { rx: 10n, tx: 20n, rxDropped: 1n, txDropped: 2n }],
     [300, { rx: 0n, tx: 5n, rxDropped: 0n, txDropped: 0n }],
   ]);
+  // a vhost port whose device is not running: every counter all ones ("?" to ovs-ofctl)
+  const stopped = entry(4, [0, 0, 0, 0]);
+  for (const at of [16, 24, 48, 56]) stopped.writeBigUInt64BE(0xffffffffffffffffn, at);
+  assert.deepEqual(portCounters(stopped).get(4), { rx: 0n, tx: 0n, rxDropped: 0n, txDropped: 0n });
   const cut = entry(3, [1, 1, 1, 1]).subarray(0, 100);
   assert.throws(() => portCounters(cut), /port stats of 112 bytes at 0 of 100/);
 });

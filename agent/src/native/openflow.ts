@@ -122,13 +122,22 @@ export interface PortCounters {
 }
 
 /** The entries of an OF1.4 port-stats reply body (ofp_port_stats: length, pad, port_no,
- * duration, then rx/tx packets, rx/tx bytes, rx/tx dropped, ...), by port number. */
+ * duration, then rx/tx packets, rx/tx bytes, rx/tx dropped, ...), by port number; a counter the
+ * port does not have reads 0. */
+const NO_COUNTER = 0xffffffffffffffffn;
+
 export function portCounters(body: Buffer): Map<number, PortCounters> {
   const out = new Map<number, PortCounters>();
   for (let o = 0; o + 2 <= body.length; ) {
     const len = body.readUInt16BE(o);
     if (len < 80 || o + len > body.length) throw new Error(`port stats of ${len} bytes at ${o} of ${body.length}`);
-    out.set(body.readUInt32BE(o + 4), { rx: body.readBigUInt64BE(o + 16), tx: body.readBigUInt64BE(o + 24), rxDropped: body.readBigUInt64BE(o + 48), txDropped: body.readBigUInt64BE(o + 56) });
+    // all ones: a counter the port does not have (a vhost port whose device is not running
+    // here), which ovs-ofctl shows as "?": nothing counted
+    const n = (at: number) => {
+      const v = body.readBigUInt64BE(o + at);
+      return v === NO_COUNTER ? 0n : v;
+    };
+    out.set(body.readUInt32BE(o + 4), { rx: n(16), tx: n(24), rxDropped: n(48), txDropped: n(56) });
     o += len;
   }
   return out;

@@ -96,6 +96,20 @@ export const GenInfo = z.object({
   role: z.enum(['active', 'target', 'stale']),
 });
 
+/** A release tar the console uploaded, as the host's agent verified and installed it. */
+export const ReleaseInstalled = z
+  .object({
+    release: Version,
+    kind: DatapathKind,
+    /** the allowed-signers principal whose key signed it (the host's release-signers) */
+    signer: z.string(),
+    files: int,
+    /** false: the same release was installed already (and still verifies) */
+    installed: z.boolean(),
+  })
+  .strict();
+export type ReleaseInstalled = z.infer<typeof ReleaseInstalled>;
+
 export const ReleaseInfo = z.object({
   version: z.string(),
   path: z.string(),
@@ -138,6 +152,9 @@ export const agent = {
   hostStart: request('host/start', z.object({ release: Version }).strict(), HostInfo),
   vmList: request('vm/list', z.object({}).strict(), z.object({ vms: z.array(VmInfo) })),
   releaseList: request('release/list', z.object({}).strict(), z.object({ releases: z.array(ReleaseInfo) })),
+  /** Verify a signed release tar already on the host (uploaded over SFTP) against the host's
+   * release-signers and install it; refused (Refused, naming why) leaves nothing installed. */
+  releaseInstall: request('release/install', z.object({ tar: z.string().startsWith('/', 'an absolute path').max(4096) }).strict(), ReleaseInstalled),
   genList: request('gen/list', z.object({}).strict(), z.object({ gens: z.array(GenInfo) })),
   upgradePlan: request('upgrade/plan', z.object({ release: Version }).strict(), UpgradePlan),
   upgradePrepare: request(
@@ -186,4 +203,6 @@ export const AgentError = {
   UnknownRelease: -32002,
   UnknownVm: -32003,
   Failed: -32004,
+  /** a release that is unsigned, tampered, from an unknown signer or of an unknown format */
+  Refused: -32005,
 } as const;

@@ -5,7 +5,9 @@ import { createMessageConnection, ErrorCodes, ResponseError, StreamMessageReader
 import type { z } from 'zod';
 import { agent, AgentError, events } from '../../../protocol/agent.js';
 import { type Request } from '../../../protocol/rpc.js';
+import { existsSync, statSync } from 'node:fs';
 import { listReleases } from './config.js';
+import { installReleaseTar, ReleaseRefused } from './release.js';
 import { kindOf } from './datapath.js';
 import { alive } from './supervisor.js';
 import { AgentFailure, HostAgent } from './upgrade.js';
@@ -61,6 +63,18 @@ export function serve(host: HostAgent, input: NodeJS.ReadableStream, output: Nod
     return { vms: host.vms().map((v) => ({ vm: v.name, mac: v.mac, serving: s.vms.find((x) => x.vm === v.name)?.serving ?? null, connected: s.vms.find((x) => x.vm === v.name)?.connected ?? false })) };
   });
   on(agent.releaseList, async () => ({ releases: listReleases(host.root) }));
+  on(agent.releaseInstall, (p) =>
+    host.serial(async () => {
+      if (!existsSync(p.tar) || !statSync(p.tar).isFile()) throw new ResponseError(AgentError.Refused, `${p.tar}: not a file on ${host.cfg.host}`);
+      try {
+        const v = await installReleaseTar(p.tar, host.root, host.cfg.release_signers);
+        return { release: v.manifest.release, kind: v.manifest.kind, signer: v.signer, files: Object.keys(v.manifest.files ?? {}).length, installed: v.installed };
+      } catch (e) {
+        if (e instanceof ReleaseRefused) throw new ResponseError(AgentError.Refused, `${p.tar}: refused: ${e.message} (nothing installed)`);
+        throw e;
+      }
+    }),
+  );
   on(agent.genList, async () => {
     const d = host.d;
     const gens = [d.active && { ...d.active, role: 'active' as const }, d.target && { ...d.target, role: 'target' as const }].filter((g) => g !== null);

@@ -2,13 +2,14 @@
 // across hosts) upgraded through the hitless CLI over SSH with pinned host keys.
 import assert from 'node:assert/strict';
 import { execFile, execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { CtlClient } from '../../../agent/src/native/ctlClient.js';
 import { measured, probe } from '../../../protocol/native/probe.js';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { packRelease, signingKey } from '../../../scripts/package.js';
 
 const repo = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
 const dir = mkdtempSync(join(tmpdir(), 'hl-e2e-'));
@@ -161,6 +162,58 @@ describe('hitless CLI on a lab fleet', () => {
       for (const v of h.vms) assert.match(v.serving, /^1\.0\.0-/);
     }
     assert.match(await hitless(['upgrade', '--hosts', 'all', '--to', '1.1.0', '--mode', 'sideways']).then((x) => x.stderr), /--mode: handoff, swap or auto, not 'sideways'/);
+  });
+
+  test("upload-release: a signed release goes to each host over its SSH connection (SFTP) and the host's agent installs it after checking it; a tampered copy is refused by the host, naming the file, with nothing installed; no copy is left on a host either way", async () => {
+    const f = JSON.parse(readFileSync(fleet, 'utf8')) as { hosts: { name: string; root: string }[] };
+    // release 1.2.0: 1.1.0's files, signed with the key make package signed dist/ with (the
+    // lab's hosts trust it: their release-signers is dist/release-signers)
+    const x = join(dir, 'r110');
+    mkdirSync(x);
+    execFileSync('tar', ['-xf', join(repo, 'dist', 'hitless-release-1.1.0.tar'), '-C', x]);
+    const { files: _files, format: _format, ...m110 } = JSON.parse(readFileSync(join(x, 'release.json'), 'utf8')) as Record<string, unknown>;
+    const good = join(dir, 'hitless-release-1.2.0.tar');
+    packRelease({ manifest: { ...m110, release: '1.2.0' }, files: { 'bin/hitless-dp': join(x, 'bin/hitless-dp'), 'bin/hitless-fwd-l2.so': join(x, 'bin/hitless-fwd-l2.so') }, key: signingKey().key, out: good });
+    // the same with one byte of hitless-dp changed after signing
+    const bad = join(dir, 'tampered', 'hitless-release-1.2.0.tar');
+    mkdirSync(dirname(bad));
+    const b = readFileSync(good);
+    const at = b.indexOf(Buffer.from('\x7fELF')) + 4096;
+    b[at] = b[at]! ^ 0x01;
+    writeFileSync(bad, b);
+    const uploads = () => readdirSync('/tmp').filter((n) => n.startsWith('hitless-upload-'));
+    const left = uploads();
+    const installed = (root: string) => existsSync(join(root, 'releases', '1.2.0'));
+
+    let r = await hitless(['upload-release', '--hosts', 'h1', '--tar', bad, '--yes', '--json']);
+    assert.equal(r.code, 1, r.stderr);
+    const refused = lastJson(r.stdout).hosts[0];
+    assert.equal(refused.installed, false);
+    assert.match(refused.error, /refused: bin\/hitless-dp: its sha256 differs from the signed manifest.*nothing installed/);
+    assert.match(r.stderr, /release 1\.2\.0 \(hitless-dp\) from hitless-release-1\.2\.0\.tar: \d+ bytes, sha256 [0-9a-f]{64}/, 'the preview says what is sent before it is');
+    assert.equal(installed(f.hosts[0]!.root), false);
+    assert.deepEqual(uploads(), left, 'the refused copy was removed from the host');
+
+    r = await hitless(['upload-release', '--hosts', 'all', '--tar', good, '--json']);
+    assert.equal(r.code, 2, 'no terminal to confirm on, and no --yes: nothing is sent');
+    assert.match(r.stderr, /--yes is needed/);
+
+    r = await hitless(['upload-release', '--hosts', 'all', '--tar', good, '--yes', '--json']);
+    assert.equal(r.code, 0, r.stderr);
+    const out = lastJson(r.stdout);
+    assert.deepEqual(out.hosts.map((h: { host: string; release: string; installed: boolean; error: string | null }) => [h.host, h.release, h.installed, h.error]), f.hosts.map((h) => [h.name, '1.2.0', true, null]));
+    assert.match(r.stderr, /h1: [^\n]*: 100% of \d+ bytes sent/);
+    for (const h of f.hosts) assert.ok(installed(h.root), `${h.name} has release 1.2.0`);
+    assert.deepEqual(uploads(), left);
+    // again: the host has it already (and it still verifies)
+    r = await hitless(['upload-release', '--hosts', 'h2', '--tar', good, '--yes', '--json']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(lastJson(r.stdout).hosts[0].installed, false);
+    // each upload is in the console's audit log, with what was sent
+    const audit = readFileSync(join(dir, 'state', 'audit.jsonl'), 'utf8').split('\n').filter((l) => l.includes('"release/upload"'));
+    assert.equal(audit.length, 4);
+    assert.match(audit[0]!, /"host":"h1".*"error":".*refused/);
+    assert.match(audit[1]!, new RegExp(`"sha256":"${out.sha256}"`));
   });
 
   test('bad arguments and a changed host key are refused with a clear message', async () => {

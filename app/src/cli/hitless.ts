@@ -8,6 +8,7 @@
 //   hitless resume   [--campaign ID] [--json]
 //   hitless rollback --hosts LIST [--reason TEXT]
 //   hitless report   [--campaign ID] [--format json|csv|html]
+//   hitless upload-release --hosts LIST --tar FILE [--yes] [--json]
 // Progress goes to stderr; with --json the last stdout line is one object.
 import { existsSync } from 'node:fs';
 import { homedir, userInfo } from 'node:os';
@@ -19,9 +20,10 @@ import { api, pushes } from '../../../protocol/console.js';
 import { Version } from '../../../protocol/names.js';
 import type { z } from 'zod';
 import { ConsoleCore } from '../core/console.js';
+import { type LocalRelease, readLocalRelease, uploadPreview } from '../core/releaseUpload.js';
 import { answers, fmtUs, hostChanges, measurementLine, parseAnswer, question, table } from './terminal.js';
 
-const USAGE = `usage: hitless hosts|status|plan|upgrade|resume|rollback|report [options]
+const USAGE = `usage: hitless hosts|status|plan|upgrade|resume|rollback|report|upload-release [options]
   --state DIR         console state: fleet, campaigns, audit log (default $HITLESS_STATE or ~/.local/state/hitless)
   --fleet FILE        import the hosts of a fleet file first (default /var/tmp/hitless-lab/fleet.json when it exists)
   --hosts LIST        all, or host names separated by commas
@@ -38,6 +40,9 @@ const USAGE = `usage: hitless hosts|status|plan|upgrade|resume|rollback|report [
   --campaign ID       resume, report: the campaign (default the latest)
   --reason TEXT       rollback: why (kept in the audit log)
   --format F          report: json, csv or html (default html)
+  --tar FILE          upload-release: a signed release tar (make package writes them to dist/);
+                      each host's agent verifies it against that host's release-signers
+  --yes               upload-release: no confirmation question after the preview
   --operator NAME     who is acting (default the login name)
   --json              print the result as one JSON object on the last stdout line
 answers to an approval: y [reason] (approve), n [reason] (deny), q (stop here; every host stays
@@ -67,10 +72,12 @@ function args() {
       format: { type: 'string', default: 'html' },
       operator: { type: 'string', default: process.env.HITLESS_OPERATOR ?? userInfo().username },
       json: { type: 'boolean', default: false },
+      tar: { type: 'string' },
+      yes: { type: 'boolean', default: false },
     },
     strict: true,
   });
-  if (!['hosts', 'status', 'plan', 'upgrade', 'resume', 'rollback', 'report'].includes(cmd ?? '')) throw new Usage(cmd ? `unknown command ${cmd}` : 'a command is needed');
+  if (!['hosts', 'status', 'plan', 'upgrade', 'resume', 'rollback', 'report', 'upload-release'].includes(cmd ?? '')) throw new Usage(cmd ? `unknown command ${cmd}` : 'a command is needed');
   return { cmd: cmd!, values };
 }
 
@@ -248,6 +255,10 @@ async function run(cli: Cli, cmd: string, v: Values): Promise<number> {
     return 0;
   }
   if (cmd === 'upgrade') cli.spec([]); // bad arguments are refused before anything connects
+  // what is to be sent is read before anything connects: a wrong file is said at once
+  const local = cmd === 'upload-release' ? await readLocalRelease(v.tar ?? (() => {
+    throw new Usage('--tar is required');
+  })()) : null;
   await cli.importFleet();
   if (cmd === 'resume') {
     const runs = [...cli.core.runs.values()].map((r) => r.c).sort((a, b) => b.started.localeCompare(a.started));
@@ -286,6 +297,7 @@ async function run(cli: Cli, cmd: string, v: Values): Promise<number> {
     ].join('\n'));
     return plan.blockers.length ? 1 : 0;
   }
+  if (cmd === 'upload-release') return uploadReleases(cli, rows, local!, v);
   if (cmd === 'rollback') {
     let ok = true;
     for (const r of rows) {
@@ -318,6 +330,45 @@ async function run(cli: Cli, cmd: string, v: Values): Promise<number> {
   console.error(`report: ${r.report} (hitless report --campaign ${r.campaign} --format html|csv|json)`);
   print(v, r, `${r.campaign}: ${r.state}; ${r.upgraded} of ${r.vms} VMs moved; lost ${r.lost}${r.lost_outside ? ` (${r.lost_outside} outside every switch window)` : ''}; break p50 ${r.gap_ms.p50 ?? '-'} ms, p99 ${r.gap_ms.p99 ?? '-'} ms, max ${r.gap_ms.max ?? '-'} ms${r.error ? `; ${r.error}` : ''}`);
   return end.state === 'done' && end.hosts.every((h) => h.state === 'committed' || h.state === 'skipped') ? 0 : 1;
+}
+
+/** upload-release: the preview, a confirmation, then each host in turn with its progress. */
+async function uploadReleases(cli: Cli, rows: HostRow[], local: LocalRelease, v: Values): Promise<number> {
+  const names = rows.map((r) => r.name);
+  console.error(uploadPreview(local, names).join('\n'));
+  if (!v.yes) {
+    if (!process.stdin.isTTY) throw new Usage('--yes is needed when there is no terminal to confirm on');
+    const a = await answers()(`upload to ${names.length} host${names.length === 1 ? '' : 's'}? [y/N] `);
+    if (!/^y(es)?$/i.test(a?.trim() ?? '')) {
+      console.error('hitless: nothing uploaded');
+      return 1;
+    }
+  }
+  const out = [];
+  for (const r of rows) {
+    if (r.conn !== 'connected') {
+      out.push({ host: r.name, release: local.release, installed: false, signer: null, error: `unreachable: ${r.problem}` });
+      continue;
+    }
+    let shown = -1;
+    try {
+      const res = await cli.core.uploadRelease(r.name, local, resolve(v.tar!), (sent, total) => {
+        const pct = Math.floor((sent / total) * 4) * 25;
+        if (pct > shown) console.error(`${r.name}: ${local.file}: ${(shown = pct)}% of ${total} bytes sent`);
+      });
+      const files = `${res.kind}, ${res.files} files`;
+      console.error(`${r.name}: release ${res.release} (${files}) signed by ${res.signer}: ${res.installed ? 'installed' : 'already installed'}`);
+      out.push({ host: r.name, release: res.release, installed: res.installed, signer: res.signer, error: null });
+    } catch (e) {
+      console.error(`${r.name}: ${(e as Error).message}`);
+      out.push({ host: r.name, release: local.release, installed: false, signer: null, error: (e as Error).message });
+    }
+  }
+  // the version check after: each host's agent lists the release now
+  const rowsAfter = cli.core.rows();
+  for (const o of out) if (!o.error && !rowsAfter.find((x) => x.name === o.host)?.releases.includes(local.release)) o.error = `the agent does not list release ${local.release} after installing it`;
+  print(v, { sha256: local.sha256, hosts: out }, table([['host', 'release', 'result'], ...out.map((o) => [o.host, o.release, o.error ?? (o.installed ? 'installed' : 'already installed')])]));
+  return out.every((o) => !o.error) ? 0 : 1;
 }
 
 main().then(

@@ -7,7 +7,7 @@
 import { mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { z } from 'zod';
-import { agent, type UpgradePlan } from '../../../protocol/agent.js';
+import { agent, type ReleaseInstalled, type UpgradePlan } from '../../../protocol/agent.js';
 import { api, Campaign, pushes, requestByMethod, type Approval, type Backend, type CampaignSpec, type Decision, type HostRow } from '../../../protocol/console.js';
 import { describeZodError, type Request } from '../../../protocol/rpc.js';
 import { AuditLog } from './audit.js';
@@ -16,6 +16,7 @@ import { CampaignRun } from './campaignRun.js';
 import { fromAnsible, fromLabFleet, fromSshConfig, FleetStore } from './fleet.js';
 import { HostConn, Limiter } from './hostConn.js';
 import { planCampaign } from './plan.js';
+import { type LocalRelease, uploadRelease } from './releaseUpload.js';
 import { previewRollback, runRollback, type RollbackDeps } from './rollback.js';
 
 export interface CoreOptions {
@@ -153,6 +154,26 @@ export class ConsoleCore implements Backend {
         ? { filename: 'hitless-audit.json', mime: 'application/json', content: this.audit.exportJson(), base64: false }
         : { filename: 'hitless-audit.csv', mime: 'text/csv', content: this.audit.exportCsv(), base64: false };
     });
+  }
+
+  /**
+   * A signed release uploaded to a connected host and installed by its agent (releaseUpload.ts),
+   * recorded in the audit log whatever the outcome; the host's row then lists it. For the CLI:
+   * not on the API the renderer calls (a local path is the operator's to give).
+   */
+  async uploadRelease(host: string, local: LocalRelease, tar: string, progress?: (sent: number, total: number) => void): Promise<ReleaseInstalled> {
+    const conn = this.conns.get(host);
+    if (!conn) throw new Error(`no host ${host} in the fleet`);
+    const what = { host, file: local.file, sha256: local.sha256, release: local.release };
+    try {
+      const r = await uploadRelease(conn, tar, progress);
+      this.record('release/upload', { ...what, installed: r.installed, signer: r.signer });
+      await conn.refresh(false).catch(() => undefined);
+      return r;
+    } catch (e) {
+      this.record('release/upload', { ...what, error: (e as Error).message });
+      throw e;
+    }
   }
 
   private record(action: string, detail: Record<string, unknown>): void {

@@ -4,8 +4,10 @@
 // operator and remember an accepted key), keys from IdentityFile or ssh-agent, keepalive on,
 // ProxyJump through one jump host. The agent runs on an exec channel (`hitless-agent --stdio`)
 // and speaks JSON-RPC over it: no port is opened on the host.
+import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { Client, type ConnectConfig } from 'ssh2';
+import { basename } from 'node:path';
+import { Client, type ConnectConfig, type SFTPWrapper } from 'ssh2';
 import { AgentClient } from '../../../../agent/src/client/agentClient.js';
 import { fingerprint, keyType, rememberHostKey, verifyHostKey } from './knownHosts.js';
 import { resolveHost, type SshTarget } from './sshConfig.js';
@@ -26,6 +28,12 @@ export class HostKeyError extends Error {
 export interface AgentSession {
   target: SshTarget;
   agent: AgentClient;
+  /**
+   * Copy a local file to the host over SFTP on this connection, into a directory of its own
+   * (under /tmp, mode 0700, named at random) for the agent to take from there. remove() deletes
+   * the copy and its directory.
+   */
+  upload(local: string, progress?: (sent: number, total: number) => void): Promise<{ path: string; remove: () => Promise<void> }>;
   close(): void;
   /** Resolves when the SSH connection ends (closed, dropped, keepalive timeout). */
   closed: Promise<void>;
@@ -95,6 +103,27 @@ function connect(t: SshTarget, opts: SessionOptions, sock?: NodeJS.ReadableStrea
   });
 }
 
+async function upload(ssh: Client, local: string, progress?: (sent: number, total: number) => void): Promise<{ path: string; remove: () => Promise<void> }> {
+  const sftp = await new Promise<SFTPWrapper>((res, rej) => ssh.sftp((e, s) => (e ? rej(e) : res(s))));
+  const call = (f: (cb: (e?: Error | null) => void) => void) => new Promise<void>((res, rej) => f((e) => (e ? rej(e) : res())));
+  const dir = `/tmp/hitless-upload-${randomBytes(8).toString('hex')}`;
+  const path = `${dir}/${basename(local)}`;
+  const remove = async () => {
+    await call((cb) => sftp.unlink(path, cb)).catch(() => undefined);
+    await call((cb) => sftp.rmdir(dir, cb)).catch(() => undefined);
+    sftp.end();
+  };
+  try {
+    // made, not found: a directory someone else made under that name fails here
+    await call((cb) => sftp.mkdir(dir, { mode: 0o700 }, cb));
+    await call((cb) => sftp.fastPut(local, path, { mode: 0o600, step: (sent, _chunk, total) => progress?.(sent, total) }, cb));
+  } catch (e) {
+    await remove();
+    throw new Error(`uploading ${basename(local)} to ${path}: ${(e as Error).message}`);
+  }
+  return { path, remove };
+}
+
 /** Open an SSH session to alias and start the agent on it. */
 export async function openAgentSession(alias: string, agentCommand: string, opts: SessionOptions = {}): Promise<AgentSession> {
   return openAgentSessionTo(resolveHost(alias, opts.sshConfig), agentCommand, opts);
@@ -120,6 +149,7 @@ export async function openAgentSessionTo(target: SshTarget, agentCommand: string
     target,
     agent,
     closed,
+    upload: (local, progress) => upload(ssh, local, progress),
     close() {
       agent.dispose();
       channel.end();

@@ -70,6 +70,26 @@ test('fleet: both lab hosts are reachable over SSH, on 1.0.0 with their VMs', as
   await page.screenshot({ path: join(shots, 'fleet.png'), fullPage: true });
 });
 
+test("a host's releases: one from the console's library previewed (what is copied, what runs), uploaded over SSH and installed by the host's agent, which lists it", async () => {
+  await nav('fleet');
+  await page.getByTestId('host-link-h1').click();
+  await page.getByTestId('host-releases-open').click();
+  await expect(page.getByTestId('host-releases')).toHaveText('1.0.0, 1.1.0');
+  await expect(page.getByTestId('release-file')).toContainText('1.2.0 (hitless-dp)');
+  await page.getByTestId('release-preview').click();
+  const lines = page.getByTestId('release-preview-lines');
+  await expect(lines).toContainText(/release 1\.2\.0 \(hitless-dp\) from hitless-release-1\.2\.0\.tar: \d+ bytes, sha256 [0-9a-f]{64}/);
+  await expect(lines).toContainText("checks the signature against the host's release-signers");
+  await page.getByTestId('release-upload-go').click();
+  await expect(page.getByTestId('release-upload-ok')).toHaveText(/^release 1\.2\.0 signed by \S+: installed$/, { timeout: 30_000 });
+  await expect(page.getByTestId('host-releases')).toHaveText('1.0.0, 1.1.0, 1.2.0');
+  await page.screenshot({ path: join(shots, 'release-upload.png'), fullPage: true });
+  // the host's own word, not the console's
+  const listed = await fromAgent('h1', (a) => a.request(agent.releaseList, {}));
+  expect(listed.releases.map((r) => r.version)).toEqual(['1.0.0', '1.1.0', '1.2.0']);
+  await page.getByTestId('release-close').click();
+});
+
 test('campaign: preview shows the canary then the next wave, with the budget; start', async () => {
   await nav('wizard');
   await page.getByTestId('wiz-host-h1').check();

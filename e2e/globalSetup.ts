@@ -3,7 +3,8 @@
 import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { base, fleetFile, labDir, PREFIX, repo, stateDir, SUBNET, urlFile, VMS } from './lab.js';
+import { packRelease, signingKey } from '../scripts/package.js';
+import { base, fleetFile, labDir, libraryDir, PREFIX, repo, stateDir, SUBNET, urlFile, VMS } from './lab.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -14,7 +15,15 @@ export default async function globalSetup(): Promise<() => Promise<void>> {
   mkdirSync(join(repo, 'e2e/results'), { recursive: true });
   execFileSync('node', ['--import', 'tsx', 'scripts/build-app.ts'], { cwd: repo, stdio: 'inherit' });
   lab('up', '--hosts', '2', '--vms', String(VMS), '--subnet', String(SUBNET));
-  const proc = spawn(join(repo, 'app/bin/hitless-console'), ['--state', stateDir, '--fleet', fleetFile, '--known-hosts', join(stateDir, 'known_hosts'), '--ssh-config', '/dev/null', '--operator', 'e2e-operator', '--url-file', urlFile], {
+  // the console's release library: a release 1.2.0 no host has (1.1.0's files, signed with the
+  // key make package signs dist/ with, which the lab's hosts trust)
+  const x = join(base, 'r110');
+  mkdirSync(x, { recursive: true });
+  execFileSync('tar', ['-xf', join(repo, 'dist', 'hitless-release-1.1.0.tar'), '-C', x]);
+  const { files: _f, format: _v, ...m } = JSON.parse(readFileSync(join(x, 'release.json'), 'utf8')) as Record<string, unknown>;
+  mkdirSync(libraryDir, { recursive: true });
+  packRelease({ manifest: { ...m, release: '1.2.0' }, files: { 'bin/hitless-dp': join(x, 'bin/hitless-dp'), 'bin/hitless-fwd-l2.so': join(x, 'bin/hitless-fwd-l2.so') }, key: signingKey().key, out: join(libraryDir, 'hitless-release-1.2.0.tar') });
+  const proc = spawn(join(repo, 'app/bin/hitless-console'), ['--state', stateDir, '--fleet', fleetFile, '--known-hosts', join(stateDir, 'known_hosts'), '--ssh-config', '/dev/null', '--operator', 'e2e-operator', '--url-file', urlFile, '--releases', libraryDir], {
     stdio: ['ignore', 'inherit', 'inherit'],
   });
   for (let i = 0; i < 200 && !existsSync(urlFile); i++) await sleep(100);

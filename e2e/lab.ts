@@ -9,6 +9,8 @@ export const base = process.env.HITLESS_E2E_DIR ?? '/var/tmp/hitless-e2e';
 export const labDir = join(base, 'lab');
 export const stateDir = join(base, 'console');
 export const urlFile = join(base, 'console.url');
+/** the console's release library (--releases): what it offers to upload to hosts */
+export const libraryDir = join(base, 'releases');
 export const PREFIX = 'hlp';
 export const SUBNET = 204;
 export const VMS = 3;

@@ -363,6 +363,19 @@ export type TrafficSample = z.infer<typeof TrafficSample>;
 
 export const Session = z.object({ operator: z.string(), may_approve: z.boolean(), transport: z.enum(['electron', 'browser']), version: z.string() });
 
+/** A release tar in the console's release library (the packages it carries for hosts: dist/,
+ * or the desktop app's resources), as its release.json says (the host verifies it). */
+export const LibraryRelease = z.object({ file: z.string(), bytes: int, sha256: z.string(), release: z.string(), kind: z.string() });
+export type LibraryRelease = z.infer<typeof LibraryRelease>;
+/** A file of the library, by name only: the renderer never names a path. */
+const LibraryFile = z.string().regex(/^[A-Za-z0-9_][A-Za-z0-9_.+-]{0,200}\.tar$/, 'a release tar of the library, by file name');
+const UploadTo = z.object({ hosts: z.array(HostName).min(1).max(1000), file: LibraryFile }).strict();
+export const UploadResult = z.object({
+  sha256: z.string(),
+  hosts: z.array(z.object({ host: z.string(), release: z.string(), installed: z.boolean(), signer: z.string().nullable(), error: z.string().nullable() })),
+});
+export type UploadResult = z.infer<typeof UploadResult>;
+
 // ---------------------------------------------------------------- the API
 
 export const api = {
@@ -393,6 +406,12 @@ export const api = {
 
   approvalList: request('approval/list', Empty, z.object({ approvals: z.array(Approval) })),
   approvalDecide: request('approval/decide', z.object({ id: Id, decision: z.enum(['approve', 'deny']), reason: Reason }).strict(), Ok),
+
+  releaseLibrary: request('release/library', Empty, z.object({ dir: z.string().nullable(), releases: z.array(LibraryRelease) })),
+  /** what an upload of that release to those hosts copies and runs, before anything is sent */
+  releasePreview: request('release/preview', UploadTo, z.object({ lines: z.array(z.string()) })),
+  /** upload (SFTP over each host's connection) and install (the host's agent verifies it) */
+  releaseUpload: request('release/upload', UploadTo, UploadResult),
 
   rollbackPreview: request('rollback/preview', RollbackScope, RollbackPlan),
   rollbackRun: request('rollback/run', z.object({ scope: RollbackScope, reason: Reason }).strict(), RollbackResult),

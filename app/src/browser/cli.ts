@@ -18,6 +18,8 @@ const USAGE = `usage: hitless-console [options]
   --known-hosts FILE known_hosts for hosts added by address (default ~/.ssh/known_hosts)
   --operator NAME    who is at the console (default: the login name)
   --approvers LIST   operators allowed to approve switchovers, comma separated (default: all)
+  --releases DIR     the release tars offered for upload to hosts (default: the repository's dist/,
+                     which make package writes)
   --port N           port on 127.0.0.1 (default: a free one)
   --url-file FILE    also write the URL (with its token) to FILE, mode 0600
   --open             open the console in Chromium`;
@@ -33,6 +35,7 @@ async function main(): Promise<void> {
         'known-hosts': { type: 'string', default: join(homedir(), '.ssh', 'known_hosts') },
         operator: { type: 'string', default: process.env.HITLESS_OPERATOR ?? userInfo().username },
         approvers: { type: 'string' },
+        releases: { type: 'string' },
         port: { type: 'string', default: '0' },
         'url-file': { type: 'string' },
         open: { type: 'boolean', default: false },
@@ -60,6 +63,7 @@ async function main(): Promise<void> {
     transport: 'browser',
     pdf: chromium ? chromiumPdf(chromium) : null,
     secrets: null,
+    releaseLibrary: resolve(values.releases ?? join(dirname(fileURLToPath(import.meta.url)), '../../../dist')),
   });
   if (values.fleet) {
     const r = (await core.handle('fleet/import', { from: 'fleet-file', path: resolve(values.fleet) })) as { added: string[] };

@@ -16,7 +16,7 @@ import { CampaignRun } from './campaignRun.js';
 import { fromAnsible, fromLabFleet, fromSshConfig, FleetStore } from './fleet.js';
 import { HostConn, Limiter } from './hostConn.js';
 import { planCampaign } from './plan.js';
-import { type LocalRelease, uploadRelease } from './releaseUpload.js';
+import { libraryReleases, type LocalRelease, uploadPreview, uploadRelease } from './releaseUpload.js';
 import { previewRollback, runRollback, type RollbackDeps } from './rollback.js';
 
 export interface CoreOptions {
@@ -34,6 +34,9 @@ export interface CoreOptions {
   secrets: SecretStore | null;
   /** connect every host of the fleet at start (default); the CLI connects only the hosts it acts on */
   connectAll?: boolean;
+  /** the release tars the console offers to upload to hosts (dist/, or the desktop app's
+   * resources); null or absent: none */
+  releaseLibrary?: string | null;
 }
 
 export interface SecretStore {
@@ -134,6 +137,21 @@ export class ConsoleCore implements Backend {
     this.on(api.campaignControl, async (p) => this.control(p));
     this.on(api.approvalList, async () => ({ approvals: this.pending() }));
     this.on(api.approvalDecide, async (p) => this.decide(p.id, p.decision, p.reason));
+    this.on(api.releaseLibrary, async () => ({ dir: this.opts.releaseLibrary ?? null, releases: await libraryReleases(this.opts.releaseLibrary ?? null) }));
+    this.on(api.releasePreview, async (p) => ({ lines: uploadPreview(await this.libraryRelease(p.file), p.hosts) }));
+    this.on(api.releaseUpload, async (p) => {
+      const local = await this.libraryRelease(p.file);
+      const hosts = [];
+      for (const host of p.hosts) {
+        try {
+          const r = await this.uploadRelease(host, local, join(this.opts.releaseLibrary!, p.file));
+          hosts.push({ host, release: r.release, installed: r.installed, signer: r.signer, error: null });
+        } catch (e) {
+          hosts.push({ host, release: local.release, installed: false, signer: null, error: (e as Error).message });
+        }
+      }
+      return { sha256: local.sha256, hosts };
+    });
     this.on(api.rollbackPreview, async (p) => previewRollback(p, this.rollbackDeps()));
     this.on(api.rollbackRun, async (p) => this.rollback(p.scope, p.reason));
     this.on(api.reportGet, async (p) => {
@@ -156,10 +174,19 @@ export class ConsoleCore implements Backend {
     });
   }
 
+  /** A release of the library, by its file name (the API's renderer side names no path). */
+  private async libraryRelease(file: string): Promise<LocalRelease> {
+    const dir = this.opts.releaseLibrary;
+    if (!dir) throw new Error('this console has no release library (dist/, or the desktop app\'s resources)');
+    const r = (await libraryReleases(dir)).find((x) => x.file === file);
+    if (!r) throw new Error(`${file}: no such release tar in ${dir}`);
+    return r;
+  }
+
   /**
    * A signed release uploaded to a connected host and installed by its agent (releaseUpload.ts),
-   * recorded in the audit log whatever the outcome; the host's row then lists it. For the CLI:
-   * not on the API the renderer calls (a local path is the operator's to give).
+   * recorded in the audit log whatever the outcome; the host's row then lists it. tar: a file of
+   * the release library (release/upload), or the path the CLI's operator gave.
    */
   async uploadRelease(host: string, local: LocalRelease, tar: string, progress?: (sent: number, total: number) => void): Promise<ReleaseInstalled> {
     const conn = this.conns.get(host);

@@ -2,23 +2,19 @@
 // own SSH connection (SFTP, into a private directory), and the host's agent verifies it against
 // the host's release-signers and installs it; the copy is removed either way. The console reads
 // the tar's manifest only to show what it is about to send: the host is the one that decides.
-// Not on the console API the renderer calls: a local path is the operator's (the CLI's) to give.
+// The renderer names a release of the console's library by file name only; a path is the CLI's
+// operator's to give.
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { createReadStream, statSync } from 'node:fs';
-import { basename } from 'node:path';
+import { createReadStream, readdirSync, statSync } from 'node:fs';
+import { basename, join } from 'node:path';
 import { agent, type ReleaseInstalled } from '../../../protocol/agent.js';
+import type { LibraryRelease } from '../../../protocol/console.js';
 import { ReleaseManifest } from '../../../protocol/files.js';
 import type { HostConn } from './hostConn.js';
 
-export interface LocalRelease {
-  file: string;
-  bytes: number;
-  sha256: string;
-  /** as the tar's release.json says (unverified here) */
-  release: string;
-  kind: string;
-}
+/** A release tar on this machine, as its release.json says (unverified here). */
+export type LocalRelease = LibraryRelease;
 
 /** What the tar says it is, its size and digest: for the preview, before anything is sent. */
 export async function readLocalRelease(tar: string): Promise<LocalRelease> {
@@ -41,6 +37,20 @@ export async function readLocalRelease(tar: string): Promise<LocalRelease> {
   const h = createHash('sha256');
   for await (const chunk of createReadStream(tar)) h.update(chunk as Buffer);
   return { file: basename(tar), bytes: st.size, sha256: h.digest('hex'), release: m.release, kind: m.kind };
+}
+
+/** The release tars of the console's library (unreadable ones left out), by file name. */
+export async function libraryReleases(dir: string | null): Promise<LocalRelease[]> {
+  if (!dir) return [];
+  let names: string[];
+  try {
+    names = readdirSync(dir).filter((n) => n.endsWith('.tar')).sort();
+  } catch {
+    return [];
+  }
+  const out = [];
+  for (const n of names) out.push(await readLocalRelease(join(dir, n)).catch(() => null));
+  return out.filter((r) => r !== null);
 }
 
 /** The preview's lines: what will be copied where, and what will run on each host. */

@@ -46,6 +46,8 @@ async function main(): Promise<void> {
     transport: 'electron',
     pdf: printPdf,
     secrets: new SafeSecrets(join(app.getPath('userData'), 'secrets.json')),
+    // the host package and signed releases the desktop package carries (electron-builder.yml)
+    releaseLibrary: app.isPackaged ? join(process.resourcesPath, 'host') : join(app.getAppPath(), 'dist'),
   });
   const fleet = arg('fleet');
   if (fleet) await core.handle('fleet/import', { from: 'fleet-file', path: fleet }).catch((e: Error) => console.error(`hitless: ${e.message}`));

@@ -19,6 +19,12 @@ export const fleetKeys = {
     }),
 };
 
+export const releaseKeys = {
+  all: ['releases'] as const,
+  /** the console's release library (the tars it can upload to hosts) */
+  library: () => queryOptions({ queryKey: [...releaseKeys.all, 'library'] as const, queryFn: () => client.call(api.releaseLibrary, {}) }),
+};
+
 export const campaignKeys = {
   all: ['campaigns'] as const,
   list: () =>

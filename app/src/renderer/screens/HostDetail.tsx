@@ -1,6 +1,7 @@
 // One host: its datapath generations (active, target), every VM with the generation serving it
 // and its last measured switch, health problems, and the live charts of its VMs; and the
-// passphrase of its identity file (host/passphrase, kept by the core in the OS keyring).
+// passphrase of its identity file (host/passphrase, kept by the core in the OS keyring); and its
+// releases, with an upload of one from the console's library (release/upload).
 import { useQuery, useQueryClient } from '@tanstack/react-query';
 import { useState, type FormEvent } from 'react';
 import { api, type HostRow } from '../../../../protocol/console.js';
@@ -8,7 +9,7 @@ import { client } from '../client.js';
 import { clearError, messageOf, reportError } from '../errors.js';
 import { fmtDateTime, fmtFrames, fmtMs, fmtPps, orDash } from '../format.js';
 import { useReportQueryError } from '../hooks.js';
-import { campaignKeys, fleetKeys, upsertHost } from '../queries.js';
+import { campaignKeys, fleetKeys, releaseKeys, upsertHost } from '../queries.js';
 import { routeHref } from '../route.js';
 import { Empty, GapVsBudget, StateTag } from '../ui.js';
 import { budgetForHost, LiveCharts } from './Live.js';
@@ -91,11 +92,94 @@ function PassphraseForm({ host, onDone }: { host: string; onDone: () => void }) 
   );
 }
 
+/** Upload a release of the console's library to this host: the releases it has, a release to
+ * send, the preview of what is copied and run, then the host agent's verdict. */
+function ReleaseUpload({ h, onDone }: { h: HostRow; onDone: () => void }) {
+  const qc = useQueryClient();
+  const library = useQuery(releaseKeys.library());
+  useReportQueryError(library, 'release/library');
+  const [file, setFile] = useState('');
+  const [preview, setPreview] = useState<string[] | null>(null);
+  const [busy, setBusy] = useState(false);
+  const [result, setResult] = useState<{ ok: boolean; text: string } | null>(null);
+  const releases = library.data?.releases ?? [];
+  const chosen = file || releases[0]?.file || '';
+  const fail = (method: string) => (err: unknown) => {
+    const text = messageOf(err);
+    reportError(method, text);
+    setResult({ ok: false, text });
+  };
+  const showPreview = () => {
+    setResult(null);
+    clearError();
+    client.call(api.releasePreview, { hosts: [h.name], file: chosen }).then((p) => setPreview(p.lines), fail('release/preview'));
+  };
+  const upload = () => {
+    setBusy(true);
+    setResult(null);
+    clearError();
+    client
+      .call(api.releaseUpload, { hosts: [h.name], file: chosen })
+      .then((r) => {
+        const x = r.hosts[0]!;
+        setResult(x.error ? { ok: false, text: x.error } : { ok: true, text: `release ${x.release} signed by ${x.signer}: ${x.installed ? 'installed' : 'already installed'}` });
+        setPreview(null);
+        void qc.invalidateQueries({ queryKey: fleetKeys.all });
+      }, fail('release/upload'))
+      .finally(() => setBusy(false));
+  };
+  return (
+    <div className="panel" data-testid="release-upload">
+      <div className="form-row">
+        <span>
+          installed on {h.name}: <span className="mono" data-testid="host-releases">{h.releases.join(', ') || '—'}</span>
+        </span>
+        {releases.length === 0 ? (
+          <span className="muted">{library.isPending ? 'loading…' : `no release tars in the console's library${library.data?.dir ? ` (${library.data.dir})` : ''}`}</span>
+        ) : (
+          <>
+            <label className="field">
+              <span className="field-label">Release to upload</span>
+              <select data-testid="release-file" value={chosen} disabled={busy} onChange={(e) => (setFile(e.target.value), setPreview(null))}>
+                {releases.map((r) => (
+                  <option key={r.file} value={r.file}>
+                    {r.release} ({r.kind}) — {r.file}
+                  </option>
+                ))}
+              </select>
+            </label>
+            <button type="button" className="small" data-testid="release-preview" disabled={busy || h.conn !== 'connected'} onClick={showPreview}>
+              Preview
+            </button>
+          </>
+        )}
+        <button type="button" className="small" data-testid="release-close" onClick={onDone}>
+          Close
+        </button>
+      </div>
+      {preview ? (
+        <div data-testid="release-preview-lines">
+          <pre className="mono small-text">{preview.join('\n')}</pre>
+          <button type="button" className="primary small" data-testid="release-upload-go" disabled={busy} onClick={upload}>
+            {busy ? 'Uploading…' : `Upload to ${h.name} and install`}
+          </button>
+        </div>
+      ) : null}
+      {result ? (
+        <div className={result.ok ? 'good' : 'bad'} data-testid={result.ok ? 'release-upload-ok' : 'release-upload-error'} role={result.ok ? 'status' : 'alert'}>
+          {result.text}
+        </div>
+      ) : null}
+    </div>
+  );
+}
+
 export function HostDetail({ name }: { name: string }) {
   const fleet = useQuery(fleetKeys.list());
   const campaigns = useQuery(campaignKeys.list());
   useReportQueryError(fleet, 'fleet/list');
   const [passphrase, setPassphrase] = useState(false);
+  const [releases, setReleases] = useState(false);
   const h = fleet.data?.find((x) => x.name === name);
   if (!h)
     return (
@@ -123,8 +207,12 @@ export function HostDetail({ name }: { name: string }) {
         <button type="button" className="small" data-testid="host-passphrase" aria-expanded={passphrase} onClick={() => setPassphrase(!passphrase)}>
           Passphrase
         </button>
+        <button type="button" className="small" data-testid="host-releases-open" aria-expanded={releases} onClick={() => setReleases(!releases)}>
+          Releases
+        </button>
       </div>
       {passphrase ? <PassphraseForm key={h.name} host={h.name} onDone={() => setPassphrase(false)} /> : null}
+      {releases ? <ReleaseUpload key={h.name} h={h} onDone={() => setReleases(false)} /> : null}
       {h.exposed ? (
         <div className="bad panel" data-testid="host-exposed">
           Exposed since {fmtDateTime(h.exposed.since)}: {h.exposed.why}. No standby runs: a further crash takes the VMs&apos; links down until a generation is back.

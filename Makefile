@@ -39,7 +39,7 @@ test-integration: build package
 
 # the console end to end: Playwright drives the renderer in Chromium against a lab fleet
 # (screenshots in e2e/results/); the Electron shell test runs where an Electron binary exists
-test-e2e: build
+test-e2e: build package
 	node_modules/.bin/playwright test
 
 test: test-native test-integration test-e2e
@@ -48,7 +48,7 @@ test: test-native test-integration test-e2e
 # the fourth VM of each host a QEMU guest with Linux virtio-net, measured through the guest),
 # then the console on it: the desktop app where Electron is installed, otherwise browser mode
 # (opened in Chromium when there is a display; the URL is printed either way). Ctrl-C stops it.
-demo: build
+demo: build package
 	lab/lab down
 	lab/lab up --hosts 2 --vms 4 --vm-kind mixed
 	@scripts/console.sh /var/tmp/hitless-lab/fleet.json
@@ -56,7 +56,7 @@ demo: build
 # the same fleet upgraded 1.0.0 -> 1.1.0 by the hitless CLI over SSH, within a 10 ms budget; its
 # VMs are probe VMs: a round trip through a TCG guest on 2 shared cores has gaps of 5-45 ms of
 # its own (the guest's scheduling, not the switch), over such a budget (make demo has guests)
-demo-cli: build
+demo-cli: build package
 	lab/lab down
 	lab/lab up --hosts 2 --vms 4 --vm-kind probe
 	app/bin/hitless upgrade --hosts all --to 1.1.0 --approve auto --budget-gap-ms 10 --budget-lost 0
@@ -64,7 +64,7 @@ demo-cli: build
 	@echo "report: results/campaign-latest.html (and results/campaign-*.json); the lab stays up: lab/lab status, lab/lab down"
 
 # one host, in detail: per-VM handoff, rollback, commit, with the break-time table
-demo-host: build
+demo-host: build package
 	node --import tsx scripts/demo.ts
 
 bench: build

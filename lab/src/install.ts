@@ -1,8 +1,9 @@
 // What each lab host has installed: two releases of the datapath built from native/ with distinct
 // version stamps, signed into dist/ and installed from there as an operator does (release.ts),
-// the keeper and the probe, the agent wrapper and the agent's config.
-import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
+// the keeper, hold and agent from the host package in dist/ (unpacked as an operator's host has
+// it), the probe, the agent wrapper and the agent's config.
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { basename, dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { listReleases } from '../../agent/src/host/config.js';
 import { installReleaseTar, ReleaseRefused } from '../../agent/src/host/release.js';
@@ -81,9 +82,54 @@ function installText(dst: string, text: string, mode: number): void {
   renameSync(`${dst}.tmp`, dst);
 }
 
-/** The agent as a host runs it. tsx is given by path: a bare `tsx` resolves from the cwd. */
-function agentWrapper(root: string): string {
-  return `#!/bin/sh\n# Written by lab up: this lab host's agent, on this host's root.\nexec ${join(repoRoot, 'agent/bin/hitless-agent')} --root ${root} "$@"\n`;
+/** The agent as a host runs it: the host package's executable, on this host's root. */
+function agentWrapper(root: string, pkg: string): string {
+  return `#!/bin/sh\n# Written by lab up: this lab host's agent (from ${basename(hostPackage())}), on this host's root.\nexec ${join(pkg, 'usr/bin/hitless-agent')} --root ${root} "$@"\n`;
+}
+
+/** The host package make package wrote (dist/hitless-host_<v>_amd64.deb): exactly one. */
+export function hostPackage(): string {
+  const debs = existsSync(DIST) ? readdirSync(DIST).filter((f) => /^hitless-host_.*_amd64\.deb$/.test(f)) : [];
+  if (debs.length !== 1) throw new LabError(`${DIST}: ${debs.length ? `${debs.length} host packages` : 'no host package'}; run make package`);
+  return join(DIST, debs[0]!);
+}
+
+/** The newest source file the agent executable is built from (tests left out). */
+function newestAgentSource(): { path: string; mtimeMs: number } {
+  let best = { path: '', mtimeMs: 0 };
+  const walk = (d: string) => {
+    for (const e of readdirSync(d, { withFileTypes: true })) {
+      const p = join(d, e.name);
+      if (e.isDirectory()) walk(p);
+      else if (e.name.endsWith('.ts') && !e.name.endsWith('.test.ts')) {
+        const m = statSync(p).mtimeMs;
+        if (m > best.mtimeMs) best = { path: p, mtimeMs: m };
+      }
+    }
+  };
+  for (const d of ['agent/src', 'protocol']) walk(join(repoRoot, d));
+  return best;
+}
+
+/**
+ * The host package unpacked as an operator's host has it (dpkg -x into <lab dir>/pkg, again only
+ * when the package changed): the lab's hosts run its agent, keeper and hold, not the
+ * repository's. A package older than the agent's sources is refused: a lab would otherwise run
+ * an agent without the change being tested.
+ */
+export async function unpackHostPackage(dir: string): Promise<string> {
+  const deb = hostPackage();
+  const src = newestAgentSource();
+  if (statSync(deb).mtimeMs < src.mtimeMs) throw new LabError(`${deb} is older than ${relative(repoRoot, src.path)}: run make package`);
+  const pkg = join(dir, 'pkg');
+  const stamp = join(pkg, '.from');
+  const from = `${deb} ${statSync(deb).mtimeMs}\n`;
+  if (existsSync(stamp) && readFileSync(stamp, 'utf8') === from) return pkg;
+  rmSync(pkg, { recursive: true, force: true });
+  mkdirSync(pkg, { recursive: true });
+  await run('dpkg', ['-x', deb, pkg]);
+  writeFileSync(stamp, from);
+  return pkg;
 }
 
 /** Debian's DPDK build of ovs-vswitchd (openvswitch-switch-dpdk): the lab's OVS-DPDK releases. */
@@ -103,8 +149,9 @@ async function installOvsRelease(root: string, r: string): Promise<void> {
 }
 
 /** Host i's root: releases/<r>/ (bin/ and release.json, of the host's datapath kind), bin/
- * (keeper, probe, agent), etc/agent.json. */
-export async function installHost(spec: LabSpec, paths: LabPaths, buildRoot: string, i: number, tars: Record<string, string>): Promise<void> {
+ * (keeper, hold and agent from the host package unpacked in pkg; the probe, a lab tool, from the
+ * newest build), etc/agent.json. */
+export async function installHost(spec: LabSpec, paths: LabPaths, buildRoot: string, i: number, tars: Record<string, string>, pkg: string): Promise<void> {
   const name = `h${i}`;
   const root = paths.host(name).root;
   const signers = join(root, 'etc', 'release-signers');
@@ -113,10 +160,10 @@ export async function installHost(spec: LabSpec, paths: LabPaths, buildRoot: str
     if (hostKind(spec, i) === 'ovs-dpdk') await installOvsRelease(root, r);
     else await installSigned(root, r, tars[r]!, signers);
   }
-  // The keeper, the hold port's process and the probe are per host, not per generation: the newest release provides them.
-  const newest = buildDir(buildRoot, RELEASES[RELEASES.length - 1]!);
-  for (const f of ['hitless-keeper', 'hitless-hold', 'hitless-probe'] as const) install(join(newest, TARGETS[f]), join(root, 'bin', f), 0o755);
-  installText(join(root, 'bin', 'hitless-agent'), agentWrapper(root), 0o755);
+  // the keeper and the hold port's process are per host, not per generation: the host package's
+  for (const f of ['hitless-keeper', 'hitless-hold'] as const) install(join(pkg, 'usr/lib/hitless', f), join(root, 'bin', f), 0o755);
+  install(join(buildDir(buildRoot, RELEASES[RELEASES.length - 1]!), TARGETS['hitless-probe']), join(root, 'bin', 'hitless-probe'), 0o755);
+  installText(join(root, 'bin', 'hitless-agent'), agentWrapper(root, pkg), 0o755);
   // a hitless-dp host runs signed releases only; the lab's OVS-DPDK releases are links to
   // Debian's ovs-vswitchd, not signed tars
   const config = AgentConfig.parse({

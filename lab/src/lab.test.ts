@@ -2,7 +2,7 @@
 // releases built with meson. Uses its own names (prefix hlt, 198.18.200.0/24) and directory, so
 // a developer's lab (prefix hl) is left alone. Needs root.
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
+import { execFile, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { after, before, test } from 'node:test';
@@ -149,7 +149,10 @@ test('up: each host answers SSH with its pinned key, inside its own namespace, w
     for (const bin of ['hitless-keeper', 'hitless-probe', 'hitless-agent']) {
       assert.ok(statSync(`${h.root}/bin/${bin}`).mode & 0o100, `${bin} executable`);
     }
-    assert.ok(readFileSync(h.agent, 'utf8').includes(`agent/bin/hitless-agent --root ${h.root} "$@"`));
+    // the host package's agent, as an operator's host runs it: not the repository's
+    assert.ok(readFileSync(h.agent, 'utf8').includes(`/pkg/usr/bin/hitless-agent --root ${h.root} "$@"`));
+    const version = spawnSync(h.agent, ['--version'], { env: { PATH: '/usr/bin:/bin' }, encoding: 'utf8' });
+    assert.match(version.stdout, /^hitless-agent \d+\.\d+\.\d+ \(node v24\./, version.stderr);
     const agent = AgentConfig.parse(JSON.parse(readFileSync(`${h.root}/etc/agent.json`, 'utf8')));
     assert.deepEqual(agent.vms, h.vms);
     assert.deepEqual(agent.vms.map((v) => v.mac), [`02:00:00:0${k + 1}:00:01`, `02:00:00:0${k + 1}:00:02`]);

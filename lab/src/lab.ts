@@ -8,7 +8,7 @@ import { bridgeName, hostLayout, hostVms, isGuest, labPaths, LabState, type LabS
 import { guestsUnavailable } from './guest.js';
 import { Ovs, ovsAvailable } from '../../agent/src/native/ovs.js';
 import { packReleases, signingKey } from '../../scripts/package.js';
-import { buildReleases, installedReleases, installHost } from './install.js';
+import { buildReleases, installedReleases, installHost, unpackHostPackage } from './install.js';
 import { labResources, networkDown, networkUp } from './net.js';
 import { runningSshd, SSHD, sshUp } from './ssh.js';
 import { DEFAULT_PPS, filePrefixOf, removeDpdkDirs, runStatus, startGuests, startHost, startProbe, type GuestOf, type RunStatus } from './run.js';
@@ -88,7 +88,8 @@ export async function up({ dir, buildDir, spec, pps = DEFAULT_PPS }: UpOptions):
   await networkUp(spec);
   log('sshd per host');
   await sshUp(spec, paths);
-  for (let i = 1; i <= spec.hosts; i++) await installHost(spec, paths, buildDir, i, tars);
+  const pkg = await unpackHostPackage(dir);
+  for (let i = 1; i <= spec.hosts; i++) await installHost(spec, paths, buildDir, i, tars, pkg);
 
   const fleet = Fleet.parse({
     dir,

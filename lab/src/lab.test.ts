@@ -151,7 +151,8 @@ test('up: each host answers SSH with its pinned key, inside its own namespace, w
     }
     // the host package's agent, as an operator's host runs it: not the repository's
     assert.ok(readFileSync(h.agent, 'utf8').includes(`/pkg/usr/bin/hitless-agent --root ${h.root} "$@"`));
-    const version = spawnSync(h.agent, ['--version'], { env: { PATH: '/usr/bin:/bin' }, encoding: 'utf8' });
+    const exe = /exec (\S+) --root/.exec(readFileSync(h.agent, 'utf8'))![1]!;
+    const version = spawnSync(exe, ['--version'], { env: { PATH: '/usr/bin:/bin' }, encoding: 'utf8' });
     assert.match(version.stdout, /^hitless-agent \d+\.\d+\.\d+ \(node v24\./, version.stderr);
     const agent = AgentConfig.parse(JSON.parse(readFileSync(`${h.root}/etc/agent.json`, 'utf8')));
     assert.deepEqual(agent.vms, h.vms);

@@ -56,6 +56,8 @@ export interface Datapath {
   /** gen serves its VMs alone from now on (the other generation is gone or going): whatever a
    * switch left in it for the other is undone. */
   alone(gen: string): Promise<void>;
+  /** What is wrong with a running gen beyond its own process (health): a part a switch needs. */
+  problems(gen: string): string[];
 }
 
 /** The keeper's part of a switch: ready (the VM pre-loaded on the target, and any wait the
@@ -147,6 +149,10 @@ class HitlessDpGens implements Datapath {
   }
 
   async alone(): Promise<void> {}
+
+  problems(): string[] {
+    return [];
+  }
 }
 
 class OvsDpdkGens implements Datapath {
@@ -274,6 +280,12 @@ class OvsDpdkGens implements Datapath {
 
   async alone(gen: string): Promise<void> {
     if (this.sup.genAlive(gen) && existsSync(join(this.sup.genDir(gen), 'ovs.json'))) await this.ovs(gen).unsteer();
+  }
+
+  problems(gen: string): string[] {
+    // (a generation started before hold ports existed has no hold socket: nothing missing)
+    if (!existsSync(join(this.sup.genDir(gen), 'hold.sock')) || this.ovs(gen).hasHold()) return [];
+    return [`generation ${gen}: its hitless-hold is not running: a VM moved to it would switch without its frames held, and what is sent to the VM meanwhile would be lost`];
   }
 
   async stop(gen: string, stays: string | null): Promise<void> {

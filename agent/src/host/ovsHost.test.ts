@@ -7,7 +7,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, readlinkSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { after, describe, test } from 'node:test';
-import { agent } from '../../../protocol/agent.js';
+import { agent, events } from '../../../protocol/agent.js';
 import { gapsOf, measured, probe as probeCmds } from '../../../protocol/native/probe.js';
 import { Ovs, ovsAvailable } from '../native/ovs.js';
 import { agentsOn, frontendSocket, hostRoot, OVS_VSWITCHD, probeOn } from '../../../testing/agentHost.js';
@@ -56,7 +56,7 @@ describe('hitless-agent on an OVS-DPDK host', () => {
     assert.match(releases.find((r) => r.version === '1.1.0')!.manifest_error!, /unknown datapath kind "vpp"/);
   });
 
-  test('a release whose ovs-vswitchd fails to start: prepare says why, the host stays on 1.0.0 with its VMs forwarding and nothing of the target left; with a working binary the next prepare succeeds', async () => {
+  test("a release whose ovs-vswitchd fails to start: prepare says why, the host stays on 1.0.0 with its VMs forwarding and nothing of the target left; with a working binary the next prepare succeeds, and its hitless-hold's death shows in the host's health", async () => {
     const root = hostRoot(bed, 'ob1', 2, false, { ovs: true });
     const a = spawnAgent(root);
     await a.client.request(agent.hostStart, { release: '1.0.0' });
@@ -81,6 +81,12 @@ describe('hitless-agent on an OVS-DPDK host', () => {
     symlinkSync(OVS_VSWITCHD, bin);
     const ok = await a.client.request(agent.upgradePrepare, { release: '1.1.0' });
     assert.deepEqual([ok.state, ok.target?.release, ok.error], ['switching', '1.1.0', null]);
+    // the target's hitless-hold gone: the host's health says so (a switch to it would not hold)
+    const problems: string[][] = [];
+    a.client.on(events.health, (p) => problems.push(p.problems));
+    process.kill(Number(readFileSync(join(root, 'run', `gen-${ok.target!.gen}`, 'hold.pid'), 'utf8').trim()), 'SIGKILL');
+    for (const t = Date.now(); !problems.some((p) => p.some((x) => /hitless-hold is not running/.test(x))); await sleep(200)) assert.ok(Date.now() - t < 6000, `no health event named the dead hitless-hold: ${JSON.stringify(problems.slice(-2))}`);
+    assert.ok(problems.at(-1)!.includes(`generation ${ok.target!.gen}: its hitless-hold is not running: a VM moved to it would switch without its frames held, and what is sent to the VM meanwhile would be lost`));
     await a.client.request(agent.upgradeAbort, {});
     const sum = await probe.stop();
     assert.deepEqual(probe.events.filter((e) => e.event === 'link'), [], 'no frontend saw its link move');

@@ -188,6 +188,7 @@ export class HostAgent {
     if (!this.sup.genAlive(d.active.gen)) problems.push(`active generation ${d.active.gen} is not running`);
     if (d.target && d.mode !== 'swap' && d.state !== 'preparing' && !this.sup.genAlive(d.target.gen)) problems.push(`target generation ${d.target.gen} is not running`);
     if (d.exposed) problems.push(`exposed: ${d.exposed.why}; no standby runs yet`);
+    for (const g of [d.active, d.target]) if (g && this.sup.genAlive(g.gen)) problems.push(...this.datapathOfGen(g.gen).problems(g.gen));
     for (const u of this.unmanaged) problems.push(`port ${u.port} is not behind the keeper: ${u.why}`);
     if (problems.length === 0) {
       const s = await this.status();

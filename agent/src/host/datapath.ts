@@ -268,7 +268,7 @@ class OvsDpdkGens implements Datapath {
     const [x, y] = [this.ovs(from), this.ovs(to)];
     // only the target holds (the source steers to it over the peer link)
     if (this.sup.genAlive(from) && this.sup.genAlive(to) && y.hasHold()) return heldSwitch(x, y, vm, steps);
-    if (existsSync(join(this.sup.genDir(to), 'hold.sock'))) process.stderr.write(`hitless-agent: ${to}'s hitless-hold is not running: ${vm.name} switches without its frames held\n`);
+    for (const p of this.problems(to)) process.stderr.write(`hitless-agent: ${vm.name} switches anyway: ${p}\n`);
     await y.busyPoll(true);
     try {
       await steps.ready();

@@ -1,11 +1,11 @@
 // The agent's JSON-RPC 2.0 endpoint over a stream pair (stdio under SSH). One wiring table
 // lists every method; params are checked against the protocol's schema and a bad field is
 // answered with JSON-RPC's InvalidParams naming it. Logs go to stderr; stdout is protocol only.
+import { existsSync, statSync } from 'node:fs';
 import { createMessageConnection, ErrorCodes, ResponseError, StreamMessageReader, StreamMessageWriter, type MessageConnection } from 'vscode-jsonrpc/node.js';
 import type { z } from 'zod';
 import { agent, AgentError, events } from '../../../protocol/agent.js';
 import { type Request } from '../../../protocol/rpc.js';
-import { existsSync, statSync } from 'node:fs';
 import { listReleases } from './config.js';
 import { installReleaseTar, ReleaseRefused } from './release.js';
 import { kindOf } from './datapath.js';

@@ -344,31 +344,17 @@ async function uploadReleases(cli: Cli, rows: HostRow[], local: LocalRelease, v:
       return 1;
     }
   }
-  const out = [];
-  for (const r of rows) {
-    if (r.conn !== 'connected') {
-      out.push({ host: r.name, release: local.release, installed: false, signer: null, error: `unreachable: ${r.problem}` });
-      continue;
-    }
-    let shown = -1;
-    try {
-      const res = await cli.core.uploadRelease(r.name, local, resolve(v.tar!), (sent, total) => {
-        const pct = Math.floor((sent / total) * 4) * 25;
-        if (pct > shown) console.error(`${r.name}: ${local.file}: ${(shown = pct)}% of ${total} bytes sent`);
-      });
-      const files = `${res.kind}, ${res.files} files`;
-      console.error(`${r.name}: release ${res.release} (${files}) signed by ${res.signer}: ${res.installed ? 'installed' : 'already installed'}`);
-      out.push({ host: r.name, release: res.release, installed: res.installed, signer: res.signer, error: null });
-    } catch (e) {
-      console.error(`${r.name}: ${(e as Error).message}`);
-      out.push({ host: r.name, release: local.release, installed: false, signer: null, error: (e as Error).message });
-    }
-  }
-  // the version check after: each host's agent lists the release now
-  const rowsAfter = cli.core.rows();
-  for (const o of out) if (!o.error && !rowsAfter.find((x) => x.name === o.host)?.releases.includes(local.release)) o.error = `the agent does not list release ${local.release} after installing it`;
-  print(v, { sha256: local.sha256, hosts: out }, table([['host', 'release', 'result'], ...out.map((o) => [o.host, o.release, o.error ?? (o.installed ? 'installed' : 'already installed')])]));
-  return out.every((o) => !o.error) ? 0 : 1;
+  const shown = new Map<string, number>();
+  const res = await cli.core.uploadRelease(names, local, resolve(v.tar!), (host, sent, total) => {
+    const pct = Math.floor((sent / total) * 4) * 25;
+    if (pct <= (shown.get(host) ?? -1)) return;
+    shown.set(host, pct);
+    console.error(`${host}: ${local.file}: ${pct}% of ${total} bytes sent`);
+  });
+  const result = (o: (typeof res.hosts)[number]) => o.error ?? `release ${o.release} signed by ${o.signer}: ${o.installed ? 'installed' : 'already installed'}`;
+  for (const o of res.hosts) console.error(`${o.host}: ${result(o)}`);
+  print(v, res, table([['host', 'result'], ...res.hosts.map((o) => [o.host, result(o)])]));
+  return res.hosts.every((o) => !o.error) ? 0 : 1;
 }
 
 main().then(

@@ -7,8 +7,8 @@
 import { mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { z } from 'zod';
-import { agent, type ReleaseInstalled, type UpgradePlan } from '../../../protocol/agent.js';
-import { api, Campaign, pushes, requestByMethod, type Approval, type Backend, type CampaignSpec, type Decision, type HostRow } from '../../../protocol/console.js';
+import { agent, type UpgradePlan } from '../../../protocol/agent.js';
+import { api, Campaign, pushes, requestByMethod, type Approval, type Backend, type CampaignSpec, type Decision, type HostRow, type UploadResult } from '../../../protocol/console.js';
 import { describeZodError, type Request } from '../../../protocol/rpc.js';
 import { AuditLog } from './audit.js';
 import { buildReport, renderCsv, renderHtml, renderJson } from './campaignReport.js';
@@ -16,7 +16,7 @@ import { CampaignRun } from './campaignRun.js';
 import { fromAnsible, fromLabFleet, fromSshConfig, FleetStore } from './fleet.js';
 import { HostConn, Limiter } from './hostConn.js';
 import { planCampaign } from './plan.js';
-import { libraryReleases, type LocalRelease, uploadPreview, uploadRelease } from './releaseUpload.js';
+import { libraryFiles, libraryReleases, type LocalRelease, readLocalRelease, uploadPreview, uploadRelease } from './releaseUpload.js';
 import { previewRollback, runRollback, type RollbackDeps } from './rollback.js';
 
 export interface CoreOptions {
@@ -139,19 +139,7 @@ export class ConsoleCore implements Backend {
     this.on(api.approvalDecide, async (p) => this.decide(p.id, p.decision, p.reason));
     this.on(api.releaseLibrary, async () => ({ dir: this.opts.releaseLibrary ?? null, releases: await libraryReleases(this.opts.releaseLibrary ?? null) }));
     this.on(api.releasePreview, async (p) => ({ lines: uploadPreview(await this.libraryRelease(p.file), p.hosts) }));
-    this.on(api.releaseUpload, async (p) => {
-      const local = await this.libraryRelease(p.file);
-      const hosts = [];
-      for (const host of p.hosts) {
-        try {
-          const r = await this.uploadRelease(host, local, join(this.opts.releaseLibrary!, p.file));
-          hosts.push({ host, release: r.release, installed: r.installed, signer: r.signer, error: null });
-        } catch (e) {
-          hosts.push({ host, release: local.release, installed: false, signer: null, error: (e as Error).message });
-        }
-      }
-      return { sha256: local.sha256, hosts };
-    });
+    this.on(api.releaseUpload, async (p) => this.uploadRelease(p.hosts, await this.libraryRelease(p.file), join(this.opts.releaseLibrary!, p.file)));
     this.on(api.rollbackPreview, async (p) => previewRollback(p, this.rollbackDeps()));
     this.on(api.rollbackRun, async (p) => this.rollback(p.scope, p.reason));
     this.on(api.reportGet, async (p) => {
@@ -178,29 +166,35 @@ export class ConsoleCore implements Backend {
   private async libraryRelease(file: string): Promise<LocalRelease> {
     const dir = this.opts.releaseLibrary;
     if (!dir) throw new Error('this console has no release library (dist/, or the desktop app\'s resources)');
-    const r = (await libraryReleases(dir)).find((x) => x.file === file);
-    if (!r) throw new Error(`${file}: no such release tar in ${dir}`);
-    return r;
+    if (!libraryFiles(dir).includes(file)) throw new Error(`${file}: no such release tar in ${dir}`);
+    return readLocalRelease(join(dir, file));
   }
 
   /**
-   * A signed release uploaded to a connected host and installed by its agent (releaseUpload.ts),
-   * recorded in the audit log whatever the outcome; the host's row then lists it. tar: a file of
-   * the release library (release/upload), or the path the CLI's operator gave.
+   * A signed release uploaded to each host in turn and installed by its agent (releaseUpload.ts),
+   * each recorded in the audit log whatever the outcome; afterwards each host's agent must list
+   * it. tar: a file of the release library (release/upload), or the path the CLI's operator
+   * gave. A host that fails is said in its row; the others go on.
    */
-  async uploadRelease(host: string, local: LocalRelease, tar: string, progress?: (sent: number, total: number) => void): Promise<ReleaseInstalled> {
-    const conn = this.conns.get(host);
-    if (!conn) throw new Error(`no host ${host} in the fleet`);
-    const what = { host, file: local.file, sha256: local.sha256, release: local.release };
-    try {
-      const r = await uploadRelease(conn, tar, progress);
-      this.record('release/upload', { ...what, installed: r.installed, signer: r.signer });
-      await conn.refresh(false).catch(() => undefined);
-      return r;
-    } catch (e) {
-      this.record('release/upload', { ...what, error: (e as Error).message });
-      throw e;
+  async uploadRelease(hosts: string[], local: LocalRelease, tar: string, progress?: (host: string, sent: number, total: number) => void): Promise<UploadResult> {
+    const out: UploadResult['hosts'] = [];
+    for (const host of hosts) {
+      const what = { host, file: local.file, sha256: local.sha256, release: local.release };
+      try {
+        const conn = this.conns.get(host);
+        if (!conn) throw new Error(`no host ${host} in the fleet`);
+        const r = await uploadRelease(conn, tar, progress && ((sent, total) => progress(host, sent, total)));
+        this.record('release/upload', { ...what, installed: r.installed, signer: r.signer });
+        // the version check: the host's agent lists it now
+        await conn.refresh(false);
+        if (!conn.row.releases.includes(r.release)) throw new Error(`the agent does not list release ${r.release} after installing it`);
+        out.push({ host, release: r.release, installed: r.installed, signer: r.signer, error: null });
+      } catch (e) {
+        this.record('release/upload', { ...what, error: (e as Error).message });
+        out.push({ host, release: local.release, installed: false, signer: null, error: (e as Error).message });
+      }
     }
+    return { sha256: local.sha256, hosts: out };
   }
 
   private record(action: string, detail: Record<string, unknown>): void {

@@ -39,17 +39,20 @@ export async function readLocalRelease(tar: string): Promise<LocalRelease> {
   return { file: basename(tar), bytes: st.size, sha256: h.digest('hex'), release: m.release, kind: m.kind };
 }
 
-/** The release tars of the console's library (unreadable ones left out), by file name. */
-export async function libraryReleases(dir: string | null): Promise<LocalRelease[]> {
-  if (!dir) return [];
-  let names: string[];
+/** The names of the release tars in the console's library (none when it cannot be read). */
+export function libraryFiles(dir: string): string[] {
   try {
-    names = readdirSync(dir).filter((n) => n.endsWith('.tar')).sort();
+    return readdirSync(dir).filter((n) => n.endsWith('.tar')).sort();
   } catch {
     return [];
   }
+}
+
+/** The release tars of the console's library (unreadable ones left out), by file name. */
+export async function libraryReleases(dir: string | null): Promise<LocalRelease[]> {
+  if (!dir) return [];
   const out = [];
-  for (const n of names) out.push(await readLocalRelease(join(dir, n)).catch(() => null));
+  for (const n of libraryFiles(dir)) out.push(await readLocalRelease(join(dir, n)).catch(() => null));
   return out.filter((r) => r !== null);
 }
 

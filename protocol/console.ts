@@ -21,6 +21,12 @@ const Id = z.string().regex(/^[a-z0-9-]{1,40}$/, 'an id');
 export const HostSource = z.enum(['fleet-file', 'ssh-config', 'ansible', 'manual']);
 
 /** Where a host is and how to reach its agent; persisted in the console's fleet. */
+export const HostPackageTarget = z.discriminatedUnion('method', [
+  z.object({ method: z.literal('dpkg') }).strict(),
+  z.object({ method: z.literal('unpack'), dir: z.string().regex(/^\/[A-Za-z0-9_.\/-]+$/, 'an absolute path (letters, digits, _ . - /)') }).strict(),
+]);
+export type HostPackageTarget = z.infer<typeof HostPackageTarget>;
+
 export const HostEntry = z
   .object({
     name: HostName,
@@ -41,6 +47,10 @@ export const HostEntry = z
     agent_command: z.string().min(1).max(1000),
     /** rack, pair or group from the inventory: two hosts of one group never upgrade at once */
     group: z.string().max(64).nullable(),
+    /** how the host package (the agent, the keeper) is installed on it: dpkg -i (as root, or
+     * through sudo), or unpacked into a directory of its own where hosts share one filesystem
+     * (the lab) */
+    host_package: HostPackageTarget.default({ method: 'dpkg' }),
   })
   .strict();
 export type HostEntry = z.infer<typeof HostEntry>;
@@ -376,6 +386,17 @@ export const UploadResult = z.object({
 });
 export type UploadResult = z.infer<typeof UploadResult>;
 
+/** The host package (hitless-host_<v>_<arch>.deb) of the console's library, as its control file says. */
+export const LibraryPackage = z.object({ file: z.string(), bytes: int, sha256: z.string(), package: z.string(), version: z.string(), architecture: z.string(), depends: z.array(z.string()), installed_kb: int });
+export type LibraryPackage = z.infer<typeof LibraryPackage>;
+const InstallTo = z.object({ hosts: z.array(HostName).min(1).max(1000) }).strict();
+export const InstallResult = z.object({
+  sha256: z.string(),
+  version: z.string(),
+  hosts: z.array(z.object({ host: z.string(), installed: z.boolean(), agent_version: z.string().nullable(), error: z.string().nullable() })),
+});
+export type InstallResult = z.infer<typeof InstallResult>;
+
 // ---------------------------------------------------------------- the API
 
 export const api = {
@@ -412,6 +433,12 @@ export const api = {
   releasePreview: request('release/preview', UploadTo, z.object({ lines: z.array(z.string()) })),
   /** upload (SFTP over each host's connection) and install (the host's agent verifies it) */
   releaseUpload: request('release/upload', UploadTo, UploadResult),
+  /** the host package the console installs (its library's hitless-host deb), if it has one */
+  agentPackage: request('agent/package', Empty, z.object({ dir: z.string().nullable(), package: LibraryPackage.nullable() })),
+  /** what installing it on those hosts checks, copies and runs, before anything is sent */
+  agentPreview: request('agent/preview', InstallTo, z.object({ lines: z.array(z.string()) })),
+  /** install or upgrade the agent: checks, SFTP, dpkg -i, then the new agent's version */
+  agentInstall: request('agent/install', InstallTo, InstallResult),
 
   rollbackPreview: request('rollback/preview', RollbackScope, RollbackPlan),
   rollbackRun: request('rollback/run', z.object({ scope: RollbackScope, reason: Reason }).strict(), RollbackResult),

@@ -102,6 +102,9 @@ export const FleetHost = z.object({
   root: absPath,
   /** the agent's command on the host (started over SSH with --stdio) */
   agent: absPath,
+  /** hosts sharing one filesystem (the lab): the host package is unpacked here (the agent
+   * command runs the agent from it) instead of installed with dpkg */
+  package_dir: absPath.optional(),
   netns: z.string().min(1),
   vms: z.array(VmEntry),
 });

@@ -1,10 +1,12 @@
 // What each lab host has installed: two releases of the datapath built from native/ with distinct
 // version stamps, signed into dist/ and installed from there as an operator does (release.ts),
-// the keeper, hold and agent from the host package in dist/ (unpacked as an operator's host has
-// it), the probe, the agent wrapper and the agent's config.
-import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
-import { basename, dirname, join, relative, resolve } from 'node:path';
+// the keeper, hold and agent from the host package in dist/ (unpacked into the host's own pkg/
+// by the same command the console's Install agent runs on a lab host), the probe, the agent
+// wrapper and the agent's config.
+import { existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { installCommand } from '../../app/src/core/agentInstall.js';
 import { listReleases } from '../../agent/src/host/config.js';
 import { installReleaseTar, ReleaseRefused } from '../../agent/src/host/release.js';
 import { DIST } from '../../scripts/package.js';
@@ -75,6 +77,19 @@ function install(src: string, dst: string, mode: number): void {
   renameSync(`${dst}.tmp`, dst);
 }
 
+/** dst a link to target (replacing a file or another link by rename). */
+function installLink(target: string, dst: string): void {
+  try {
+    if (readlinkSync(dst) === target) return;
+  } catch {
+    /* not a link yet */
+  }
+  mkdirSync(dirname(dst), { recursive: true });
+  rmSync(`${dst}.tmp`, { force: true });
+  symlinkSync(target, `${dst}.tmp`);
+  renameSync(`${dst}.tmp`, dst);
+}
+
 function installText(dst: string, text: string, mode: number): void {
   if (existsSync(dst) && readFileSync(dst, 'utf8') === text) return;
   mkdirSync(dirname(dst), { recursive: true });
@@ -82,9 +97,16 @@ function installText(dst: string, text: string, mode: number): void {
   renameSync(`${dst}.tmp`, dst);
 }
 
-/** The agent as a host runs it: the host package's executable, on this host's root. */
-function agentWrapper(root: string, pkg: string): string {
-  return `#!/bin/sh\n# Written by lab up: this lab host's agent (from ${basename(hostPackage())}), on this host's root.\nexec ${join(pkg, 'usr/bin/hitless-agent')} --root ${root} "$@"\n`;
+/** The agent as a host runs it: the host package's executable (in the host's pkg/, where its
+ * Install agent puts it), on this host's root. */
+function agentWrapper(root: string): string {
+  return `#!/bin/sh\n# Written by lab up: this lab host's agent (the host package's, in ${packageDir(root)}), on this host's root.\nexec ${join(packageDir(root), 'usr/bin/hitless-agent')} --root ${root} "$@"\n`;
+}
+
+/** Where a lab host's host package is unpacked: the lab's hosts share one filesystem, so each
+ * has its own instead of /usr (a link to the current unpacked copy). */
+export function packageDir(root: string): string {
+  return join(root, 'pkg');
 }
 
 /** The host package make package wrote (dist/hitless-host_<v>_amd64.deb): exactly one. */
@@ -112,24 +134,21 @@ function newestAgentSource(): { path: string; mtimeMs: number } {
 }
 
 /**
- * The host package unpacked as an operator's host has it (dpkg -x into <lab dir>/pkg, again only
- * when the package changed): the lab's hosts run its agent, keeper and hold, not the
- * repository's. A package older than the agent's sources is refused: a lab would otherwise run
- * an agent without the change being tested.
+ * The host package installed on a lab host as the console's Install agent does it there
+ * (agentInstall.ts installCommand: dpkg -x into a new directory, the pkg link renamed over),
+ * again only when the package changed. A package older than the agent's sources is refused: a
+ * lab would otherwise run an agent without the change being tested.
  */
-export async function unpackHostPackage(dir: string): Promise<string> {
+async function installHostPackage(root: string): Promise<void> {
   const deb = hostPackage();
   const src = newestAgentSource();
   if (statSync(deb).mtimeMs < src.mtimeMs) throw new LabError(`${deb} is older than ${relative(repoRoot, src.path)}: run make package`);
-  const pkg = join(dir, 'pkg');
-  const stamp = join(pkg, '.from');
+  const stamp = join(root, 'etc', 'host-package');
   const from = `${deb} ${statSync(deb).mtimeMs}\n`;
-  if (existsSync(stamp) && readFileSync(stamp, 'utf8') === from) return pkg;
-  rmSync(pkg, { recursive: true, force: true });
-  mkdirSync(pkg, { recursive: true });
-  await run('dpkg', ['-x', deb, pkg]);
+  if (existsSync(stamp) && existsSync(join(packageDir(root), 'usr/bin/hitless-agent')) && readFileSync(stamp, 'utf8') === from) return;
+  mkdirSync(dirname(stamp), { recursive: true });
+  await run('sh', ['-c', installCommand({ method: 'unpack', dir: packageDir(root) }, deb, true)]);
   writeFileSync(stamp, from);
-  return pkg;
 }
 
 /** Debian's DPDK build of ovs-vswitchd (openvswitch-switch-dpdk): the lab's OVS-DPDK releases. */
@@ -148,10 +167,10 @@ async function installOvsRelease(root: string, r: string): Promise<void> {
   installText(join(root, 'releases', r, 'release.json'), `${JSON.stringify(m)}\n`, 0o644);
 }
 
-/** Host i's root: releases/<r>/ (bin/ and release.json, of the host's datapath kind), bin/
- * (keeper, hold and agent from the host package unpacked in pkg; the probe, a lab tool, from the
- * newest build), etc/agent.json. */
-export async function installHost(spec: LabSpec, paths: LabPaths, buildRoot: string, i: number, tars: Record<string, string>, pkg: string): Promise<void> {
+/** Host i's root: releases/<r>/ (bin/ and release.json, of the host's datapath kind), pkg/ (the
+ * host package), bin/ (keeper, hold and agent: links into pkg/ as the package's
+ * /var/lib/hitless/bin has; the probe, a lab tool, from the newest build), etc/agent.json. */
+export async function installHost(spec: LabSpec, paths: LabPaths, buildRoot: string, i: number, tars: Record<string, string>): Promise<void> {
   const name = `h${i}`;
   const root = paths.host(name).root;
   const signers = join(root, 'etc', 'release-signers');
@@ -160,10 +179,11 @@ export async function installHost(spec: LabSpec, paths: LabPaths, buildRoot: str
     if (hostKind(spec, i) === 'ovs-dpdk') await installOvsRelease(root, r);
     else await installSigned(root, r, tars[r]!, signers);
   }
+  await installHostPackage(root);
   // the keeper and the hold port's process are per host, not per generation: the host package's
-  for (const f of ['hitless-keeper', 'hitless-hold'] as const) install(join(pkg, 'usr/lib/hitless', f), join(root, 'bin', f), 0o755);
+  for (const f of ['hitless-keeper', 'hitless-hold'] as const) installLink(join(packageDir(root), 'usr/lib/hitless', f), join(root, 'bin', f));
   install(join(buildDir(buildRoot, RELEASES[RELEASES.length - 1]!), TARGETS['hitless-probe']), join(root, 'bin', 'hitless-probe'), 0o755);
-  installText(join(root, 'bin', 'hitless-agent'), agentWrapper(root, pkg), 0o755);
+  installText(join(root, 'bin', 'hitless-agent'), agentWrapper(root), 0o755);
   // a hitless-dp host runs signed releases only; the lab's OVS-DPDK releases are links to
   // Debian's ovs-vswitchd, not signed tars
   const config = AgentConfig.parse({

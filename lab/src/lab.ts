@@ -8,7 +8,7 @@ import { bridgeName, hostLayout, hostVms, isGuest, labPaths, LabState, type LabS
 import { guestsUnavailable } from './guest.js';
 import { Ovs, ovsAvailable } from '../../agent/src/native/ovs.js';
 import { packReleases, signingKey } from '../../scripts/package.js';
-import { buildReleases, installedReleases, installHost, unpackHostPackage } from './install.js';
+import { buildReleases, installedReleases, installHost, packageDir } from './install.js';
 import { labResources, networkDown, networkUp } from './net.js';
 import { runningSshd, SSHD, sshUp } from './ssh.js';
 import { DEFAULT_PPS, filePrefixOf, removeDpdkDirs, runStatus, startGuests, startHost, startProbe, type GuestOf, type RunStatus } from './run.js';
@@ -88,8 +88,7 @@ export async function up({ dir, buildDir, spec, pps = DEFAULT_PPS }: UpOptions):
   await networkUp(spec);
   log('sshd per host');
   await sshUp(spec, paths);
-  const pkg = await unpackHostPackage(dir);
-  for (let i = 1; i <= spec.hosts; i++) await installHost(spec, paths, buildDir, i, tars, pkg);
+  for (let i = 1; i <= spec.hosts; i++) await installHost(spec, paths, buildDir, i, tars);
 
   const fleet = Fleet.parse({
     dir,
@@ -101,7 +100,7 @@ export async function up({ dir, buildDir, spec, pps = DEFAULT_PPS }: UpOptions):
     hosts: Array.from({ length: spec.hosts }, (_, k) => {
       const h = hostLayout(spec, k + 1);
       const root = paths.host(h.name).root;
-      return { name: h.name, address: h.address, root, agent: join(root, 'bin/hitless-agent'), netns: h.netns, vms: hostVms(k + 1, spec.vms) };
+      return { name: h.name, address: h.address, root, agent: join(root, 'bin/hitless-agent'), package_dir: packageDir(root), netns: h.netns, vms: hostVms(k + 1, spec.vms) };
     }),
   });
   writeFileSync(paths.fleet, `${JSON.stringify(fleet, null, 2)}\n`);

@@ -6,6 +6,7 @@ import { dirname } from 'node:path';
 import { z } from 'zod';
 import { Budget, Measurement, UpgradeLoss } from '../../../protocol/measure.js';
 import { UpgradeMode } from '../../../protocol/files.js';
+import { SpanBaseline } from './witness.js';
 
 const Gen = { gen: z.string(), release: z.string() };
 export const Entry = z.discriminatedUnion('type', [
@@ -33,6 +34,9 @@ export const Entry = z.discriminatedUnion('type', [
   z.object({ type: z.literal('abort'), outcome: z.enum(['rolled-back', 'aborted']) }),
   z.object({ type: z.literal('aborted'), outcome: z.enum(['rolled-back', 'aborted']) }),
   z.object({ type: z.literal('failed'), error: z.string() }),
+  // the witness's counts as an upgrade starts (before its prepare): whichever agent ends the
+  // upgrade counts what the VMs lost over all of it from here
+  z.object({ type: z.literal('span'), vms: z.array(z.string()), baseline: SpanBaseline }),
   // what the VMs lost over the upgrade that just ended, switch windows or not (the witness's count)
   z.object({ type: z.literal('loss'), loss: UpgradeLoss }),
   // a generation died: where the keeper left each VM (serving null: its frontend was let go,

@@ -8,7 +8,7 @@ import type { Direction, SeenGap, Witness } from '../../../protocol/measure.js';
 import { touches } from '../../../protocol/measure.js';
 import { probe, ProbeEvent, type ProbeSummary } from '../../../protocol/native/probe.js';
 import { CtlClient } from '../native/ctlClient.js';
-import type { LossSpan, SwitchWindow, TrafficWitness, WitnessSession } from './witness.js';
+import type { LossSpan, SwitchWindow, TrafficWitness, WitnessSession, SpanBaseline } from './witness.js';
 
 const SOURCE = 'lab probe';
 /** how far back background gaps are kept and reported */
@@ -142,7 +142,14 @@ export class ProbeWitness implements TrafficWitness {
     if (!ctl) return null;
     const before = await this.sample(ctl).catch(() => null);
     if (!before) return null;
+    const counts = Object.fromEntries([...before].map(([k, f]) => [k, { missing: f.missing, refused: f.refused, late: f.late }]));
+    return this.resumeSpan(vms, { source: SOURCE, counts });
+  }
+
+  resumeSpan(vms: readonly string[], baseline: SpanBaseline): LossSpan {
+    const before = new Map(Object.entries(baseline.counts));
     return {
+      baseline,
       end: async () => {
         await sleep(SETTLE_MS);
         const after = await this.settled();
@@ -179,7 +186,7 @@ export class ProbeWitness implements TrafficWitness {
   /** A VM's flows between two samples: towards it (flows it receives), and from it (flows to
    * receivers outside moving: a local receiver's missing count, a remote one's ring refusals
    * at the sender), each with what it lost and what arrived late. null: the witness sees none. */
-  private flowsOf(vm: string, moving: readonly string[], before: Map<string, FlowCount>, after: Map<string, FlowCount>) {
+  private flowsOf(vm: string, moving: readonly string[], before: Map<string, Pick<FlowCount, 'missing' | 'refused' | 'late'>>, after: Map<string, FlowCount>) {
     const delta = (key: string, f: FlowCount) => {
       const b = before.get(key);
       return {

@@ -285,21 +285,41 @@ export class HostAgent {
     this.notify(await this.status());
   }
 
-  /** Start counting what the VMs lose from here to the upgrade's end (the witness's span). */
+  /** Start counting what the VMs lose from here to the upgrade's end (the witness's span),
+   * journaled so that whichever agent ends the upgrade counts all of it. */
   private async openSpan(): Promise<void> {
     this.span = null;
-    const loss = await this.witness?.span(this.vms().map((v) => v.name)).catch(() => null);
-    if (loss) this.span = { loss, seq: this.journal.seq, t0: performance.now() };
+    const vms = this.vms().map((v) => v.name);
+    const loss = await this.witness?.span(vms).catch(() => null);
+    if (!loss) return;
+    const e = this.journal.append({ type: 'span', vms, baseline: loss.baseline });
+    this.span = { loss, seq: e.seq, t0: Date.parse(e.t) };
+  }
+
+  /** The span of the upgrade under way as the journal has it (opened by an agent before this
+   * one: restarted, or upgraded mid-campaign), or null when none was opened or it was closed. */
+  private journaledSpan(): { loss: LossSpan; seq: number; t0: number } | null {
+    if (!this.witness) return null;
+    const all = this.journal.entries();
+    const open = [...all].reverse().find((e) => e.type === 'span');
+    // closed already, or the span of an earlier upgrade (another prepare since this one's)
+    if (!open || open.type !== 'span' || all.some((e) => e.type === 'loss' && e.seq > open.seq)) return null;
+    if (all.filter((e) => e.type === 'prepare' && e.seq > open.seq).length !== 1) return null;
+    try {
+      return { loss: this.witness.resumeSpan(open.vms, open.baseline), seq: open.seq, t0: Date.parse(open.t) };
+    } catch {
+      return null;
+    }
   }
 
   /** The upgrade ended: journal what the VMs lost over it, when a witness counted it from its
-   * prepare (an agent restarted meanwhile did not: its status says so by having none). */
+   * prepare (this agent or one before it: the span is in the journal). */
   private async closeSpan(outcome: 'committed' | 'rolled-back' | 'aborted'): Promise<void> {
-    const s = this.span;
+    const s = this.span ?? this.journaledSpan();
     this.span = null;
     if (!s || !this.journal.entries().some((e) => e.type === 'prepare' && e.seq > s.seq)) return;
     const r = await s.loss.end().catch(() => null);
-    if (r) this.journal.append({ type: 'loss', loss: { ...r, seconds: Math.round(performance.now() - s.t0) / 1000, outcome } });
+    if (r) this.journal.append({ type: 'loss', loss: { ...r, seconds: Math.round(Date.now() - s.t0) / 1000, outcome } });
   }
 
   /**

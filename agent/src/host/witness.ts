@@ -3,6 +3,7 @@
 // and how long it went without frames (DESIGN.md §10). Optional: a host without one is measured
 // by its datapath's counters alone, and its reports say so. The agent asks it around each switch
 // and nothing else of the agent depends on what it is.
+import { z } from 'zod';
 import type { Witness } from '../../../protocol/measure.js';
 
 /** A switch window in CLOCK_MONOTONIC ns (the clock of the keeper, the generations and the witness). */
@@ -29,7 +30,16 @@ export interface SpanLoss {
   lost: number;
 }
 
+/** A span's start as the journal keeps it: the witness's cumulative counts per flow, from
+ * which a later agent (restarted, upgraded) closes the span its predecessor opened. */
+export const SpanBaseline = z.object({
+  source: z.string(),
+  counts: z.record(z.string(), z.object({ missing: z.number().int().min(0), refused: z.number().int().min(0), late: z.number().int().min(0) })),
+});
+export type SpanBaseline = z.infer<typeof SpanBaseline>;
+
 export interface LossSpan {
+  readonly baseline: SpanBaseline;
   end(): Promise<SpanLoss>;
 }
 
@@ -39,5 +49,7 @@ export interface TrafficWitness {
   /** Start counting what these VMs lose until end() (a host's upgrade, prepare to its end);
    * null when the witness is away. */
   span(vms: readonly string[]): Promise<LossSpan | null>;
+  /** The span a baseline started (one this witness's source made), to end it. */
+  resumeSpan(vms: readonly string[], baseline: SpanBaseline): LossSpan;
   close(): void;
 }

@@ -2,7 +2,7 @@
 // across hosts) upgraded through the hitless CLI over SSH with pinned host keys.
 import assert from 'node:assert/strict';
 import { execFile, execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { CtlClient } from '../../../agent/src/native/ctlClient.js';
 import { measured, probe } from '../../../protocol/native/probe.js';
 import { tmpdir } from 'node:os';
@@ -214,6 +214,56 @@ describe('hitless CLI on a lab fleet', () => {
     assert.equal(audit.length, 4);
     assert.match(audit[0]!, /"host":"h1".*"error":".*refused/);
     assert.match(audit[1]!, new RegExp(`"sha256":"${out.sha256}"`));
+  });
+
+  test("install-agent: the host package goes to a host over SSH and replaces its agent, which answers with the package's version; a package for another architecture or needing a DPDK the host lacks is refused before anything is copied", async () => {
+    const f = JSON.parse(readFileSync(fleet, 'utf8')) as { hosts: { name: string; root: string; package_dir: string }[] };
+    const deb = readdirSync(join(repo, 'dist')).find((n) => /^hitless-host_.*\.deb$/.test(n))!;
+    // the same package, said to be for arm64 and to need a DPDK library no host has
+    const x = join(dir, 'deb-x');
+    execFileSync('dpkg-deb', ['-R', join(repo, 'dist', deb), x]);
+    const control = readFileSync(join(x, 'DEBIAN/control'), 'utf8').replace(/^Architecture: .*$/m, 'Architecture: arm64').replace(/^Depends: /m, 'Depends: librte-nothing99, ');
+    writeFileSync(join(x, 'DEBIAN/control'), control);
+    const other = join(dir, 'hitless-host_0.1.0_arm64.deb');
+    execFileSync('dpkg-deb', ['-Znone', '--root-owner-group', '--build', x, other], { stdio: 'ignore' });
+    const uploads = () => readdirSync('/tmp').filter((n) => n.startsWith('hitless-upload-'));
+    const left = uploads();
+    const h1 = f.hosts[0]!;
+    const before1 = readlinkSync(h1.package_dir);
+
+    let r = await hitless(['install-agent', '--hosts', 'h1', '--deb', other, '--yes', '--json']);
+    assert.equal(r.code, 1, r.stderr);
+    const refused = lastJson(r.stdout).hosts[0];
+    assert.equal(refused.installed, false);
+    assert.match(refused.error, /wrong architecture: hitless-host_0\.1\.0_arm64\.deb is for arm64, h1 is amd64; no DPDK: h1 lacks librte-nothing99 .*: nothing copied/);
+    assert.deepEqual(uploads(), left, 'nothing was copied to the host');
+    assert.equal(readlinkSync(h1.package_dir), before1, "h1's package is untouched");
+
+    r = await hitless(['install-agent', '--hosts', 'h2', '--json']);
+    assert.equal(r.code, 2, 'no terminal to confirm on, and no --yes: nothing is sent');
+    assert.match(r.stderr, /--yes is needed/);
+
+    // the real package, on both: each host's package directory replaced, its agent a new
+    // process of it answering with the package's version
+    const before = f.hosts.map((h) => readlinkSync(h.package_dir));
+    r = await hitless(['install-agent', '--hosts', 'all', '--yes', '--json']);
+    assert.equal(r.code, 0, r.stderr);
+    const out = lastJson(r.stdout);
+    const version = /^hitless-host_([^_]+)_/.exec(deb)![1]!.replace(/[~+-].*$/, '');
+    assert.deepEqual(out.hosts.map((h: { host: string; installed: boolean; agent_version: string; error: string | null }) => [h.host, h.installed, h.agent_version, h.error]), [['h1', true, version, null], ['h2', true, version, null]]);
+    assert.match(r.stderr, /host package hitless-host \S+ \(amd64\) from hitless-host_\S+\.deb: \d+ bytes, sha256 [0-9a-f]{64}/, 'the preview says what is sent before it is');
+    assert.match(r.stderr, /h1: hitless-host_\S+\.deb: 100% of \d+ bytes sent/);
+    f.hosts.forEach((h, i) => {
+      assert.notEqual(readlinkSync(h.package_dir), before[i], `${h.name}: a new package directory`);
+      assert.deepEqual(readdirSync(dirname(h.package_dir)).filter((n) => n.startsWith('pkg')).sort(), ['pkg', readlinkSync(h.package_dir)].sort(), 'the old directory removed');
+    });
+    assert.deepEqual(uploads(), left);
+    // the hosts still serve and upgrade with the new agents
+    r = await hitless(['status', '--hosts', 'all', '--json']);
+    assert.equal(r.code, 0, r.stderr);
+    const audit = readFileSync(join(dir, 'state', 'audit.jsonl'), 'utf8').split('\n').filter((l) => l.includes('"agent/install"'));
+    assert.equal(audit.length, 3);
+    assert.match(audit[0]!, /"host":"h1".*"installed":false.*wrong architecture/);
   });
 
   test('bad arguments and a changed host key are refused with a clear message', async () => {

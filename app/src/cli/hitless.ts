@@ -9,10 +9,12 @@
 //   hitless rollback --hosts LIST [--reason TEXT]
 //   hitless report   [--campaign ID] [--format json|csv|html]
 //   hitless upload-release --hosts LIST --tar FILE [--yes] [--json]
+//   hitless install-agent --hosts LIST [--deb FILE] [--yes] [--json]
 // Progress goes to stderr; with --json the last stdout line is one object.
 import { existsSync } from 'node:fs';
 import { homedir, userInfo } from 'node:os';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { ModeChoice } from '../../../protocol/agent.js';
 import type { Approval, Campaign, CampaignSpec, Export, HostRow, Plan, Report, RollbackResult } from '../../../protocol/console.js';
@@ -20,10 +22,11 @@ import { api, pushes } from '../../../protocol/console.js';
 import { Version } from '../../../protocol/names.js';
 import type { z } from 'zod';
 import { ConsoleCore } from '../core/console.js';
+import { installPreview, libraryPackageFile, type LocalPackage, readLocalPackage } from '../core/agentInstall.js';
 import { type LocalRelease, readLocalRelease, uploadPreview } from '../core/releaseUpload.js';
 import { answers, fmtUs, hostChanges, measurementLine, parseAnswer, question, table } from './terminal.js';
 
-const USAGE = `usage: hitless hosts|status|plan|upgrade|resume|rollback|report|upload-release [options]
+const USAGE = `usage: hitless hosts|status|plan|upgrade|resume|rollback|report|upload-release|install-agent [options]
   --state DIR         console state: fleet, campaigns, audit log (default $HITLESS_STATE or ~/.local/state/hitless)
   --fleet FILE        import the hosts of a fleet file first (default /var/tmp/hitless-lab/fleet.json when it exists)
   --hosts LIST        all, or host names separated by commas
@@ -42,7 +45,9 @@ const USAGE = `usage: hitless hosts|status|plan|upgrade|resume|rollback|report|u
   --format F          report: json, csv or html (default html)
   --tar FILE          upload-release: a signed release tar (make package writes them to dist/);
                       each host's agent verifies it against that host's release-signers
-  --yes               upload-release: no confirmation question after the preview
+  --deb FILE          install-agent: the host package (default: the newest hitless-host deb in
+                      dist/, where make package writes it)
+  --yes               upload-release, install-agent: no confirmation question after the preview
   --operator NAME     who is acting (default the login name)
   --json              print the result as one JSON object on the last stdout line
 answers to an approval: y [reason] (approve), n [reason] (deny), q (stop here; every host stays
@@ -73,11 +78,12 @@ function args() {
       operator: { type: 'string', default: process.env.HITLESS_OPERATOR ?? userInfo().username },
       json: { type: 'boolean', default: false },
       tar: { type: 'string' },
+      deb: { type: 'string' },
       yes: { type: 'boolean', default: false },
     },
     strict: true,
   });
-  if (!['hosts', 'status', 'plan', 'upgrade', 'resume', 'rollback', 'report', 'upload-release'].includes(cmd ?? '')) throw new Usage(cmd ? `unknown command ${cmd}` : 'a command is needed');
+  if (!['hosts', 'status', 'plan', 'upgrade', 'resume', 'rollback', 'report', 'upload-release', 'install-agent'].includes(cmd ?? '')) throw new Usage(cmd ? `unknown command ${cmd}` : 'a command is needed');
   return { cmd: cmd!, values };
 }
 
@@ -259,6 +265,7 @@ async function run(cli: Cli, cmd: string, v: Values): Promise<number> {
   const local = cmd === 'upload-release' ? await readLocalRelease(v.tar ?? (() => {
     throw new Usage('--tar is required');
   })()) : null;
+  const pkg = cmd === 'install-agent' ? await hostPackage(v) : null;
   await cli.importFleet();
   if (cmd === 'resume') {
     const runs = [...cli.core.runs.values()].map((r) => r.c).sort((a, b) => b.started.localeCompare(a.started));
@@ -298,6 +305,7 @@ async function run(cli: Cli, cmd: string, v: Values): Promise<number> {
     return plan.blockers.length ? 1 : 0;
   }
   if (cmd === 'upload-release') return uploadReleases(cli, rows, local!, v);
+  if (cmd === 'install-agent') return installAgents(cli, rows, pkg!, v);
   if (cmd === 'rollback') {
     let ok = true;
     for (const r of rows) {
@@ -332,26 +340,55 @@ async function run(cli: Cli, cmd: string, v: Values): Promise<number> {
   return end.state === 'done' && end.hosts.every((h) => h.state === 'committed' || h.state === 'skipped') ? 0 : 1;
 }
 
+/** After a preview: the operator's yes (--yes, or y on the terminal). */
+async function confirmed(v: Values, question: string, nothing: string): Promise<boolean> {
+  if (v.yes) return true;
+  if (!process.stdin.isTTY) throw new Usage('--yes is needed when there is no terminal to confirm on');
+  const a = await answers()(`${question} [y/N] `);
+  if (/^y(es)?$/i.test(a?.trim() ?? '')) return true;
+  console.error(`hitless: ${nothing}`);
+  return false;
+}
+
+/** Progress of a copy to hosts, by quarters. */
+function copyProgress(file: string): (host: string, sent: number, total: number) => void {
+  const shown = new Map<string, number>();
+  return (host, sent, total) => {
+    const pct = Math.floor((sent / total) * 4) * 25;
+    if (pct <= (shown.get(host) ?? -1)) return;
+    shown.set(host, pct);
+    console.error(`${host}: ${file}: ${pct}% of ${total} bytes sent`);
+  };
+}
+
 /** upload-release: the preview, a confirmation, then each host in turn with its progress. */
 async function uploadReleases(cli: Cli, rows: HostRow[], local: LocalRelease, v: Values): Promise<number> {
   const names = rows.map((r) => r.name);
   console.error(uploadPreview(local, names).join('\n'));
-  if (!v.yes) {
-    if (!process.stdin.isTTY) throw new Usage('--yes is needed when there is no terminal to confirm on');
-    const a = await answers()(`upload to ${names.length} host${names.length === 1 ? '' : 's'}? [y/N] `);
-    if (!/^y(es)?$/i.test(a?.trim() ?? '')) {
-      console.error('hitless: nothing uploaded');
-      return 1;
-    }
-  }
-  const shown = new Map<string, number>();
-  const res = await cli.core.uploadRelease(names, local, resolve(v.tar!), (host, sent, total) => {
-    const pct = Math.floor((sent / total) * 4) * 25;
-    if (pct <= (shown.get(host) ?? -1)) return;
-    shown.set(host, pct);
-    console.error(`${host}: ${local.file}: ${pct}% of ${total} bytes sent`);
-  });
+  if (!(await confirmed(v, `upload to ${names.length} host${names.length === 1 ? '' : 's'}?`, 'nothing uploaded'))) return 1;
+  const res = await cli.core.uploadRelease(names, local, resolve(v.tar!), copyProgress(local.file));
   const result = (o: (typeof res.hosts)[number]) => o.error ?? `release ${o.release} signed by ${o.signer}: ${o.installed ? 'installed' : 'already installed'}`;
+  for (const o of res.hosts) console.error(`${o.host}: ${result(o)}`);
+  print(v, res, table([['host', 'result'], ...res.hosts.map((o) => [o.host, result(o)])]));
+  return res.hosts.every((o) => !o.error) ? 0 : 1;
+}
+
+/** The host package install-agent sends: --deb, or the newest one make package wrote. */
+async function hostPackage(v: Values): Promise<{ local: LocalPackage; deb: string }> {
+  const dist = resolve(dirname(fileURLToPath(import.meta.url)), '../../../dist');
+  const deb = v.deb ? resolve(v.deb) : libraryPackageFile(dist);
+  if (!deb) throw new Usage(`--deb: no host package in ${dist} (make package writes one)`);
+  return { local: await readLocalPackage(deb), deb };
+}
+
+/** install-agent: the preview, a confirmation, then each host in turn (checks, copy, dpkg, the
+ * new agent's version). */
+async function installAgents(cli: Cli, rows: HostRow[], p: { local: LocalPackage; deb: string }, v: Values): Promise<number> {
+  const names = rows.map((r) => r.name);
+  console.error(installPreview(p.local, names.map((n) => ({ name: n, target: cli.core.conns.get(n)!.entry.host_package }))).join('\n'));
+  if (!(await confirmed(v, `install ${p.local.package} ${p.local.version} on ${names.length} host${names.length === 1 ? '' : 's'}?`, 'nothing installed'))) return 1;
+  const res = await cli.core.installAgent(names, p.local, p.deb, copyProgress(p.local.file));
+  const result = (o: (typeof res.hosts)[number]) => o.error ?? `installed; the agent answers, version ${o.agent_version}`;
   for (const o of res.hosts) console.error(`${o.host}: ${result(o)}`);
   print(v, res, table([['host', 'result'], ...res.hosts.map((o) => [o.host, result(o)])]));
   return res.hosts.every((o) => !o.error) ? 0 : 1;

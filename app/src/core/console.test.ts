@@ -5,13 +5,14 @@
 // unreachable host blocking a campaign instead of being skipped.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, readlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { agent } from '../../../protocol/agent.js';
-import type { Approval, Campaign, CampaignSpec, Plan, RollbackResult } from '../../../protocol/console.js';
+import type { Approval, Campaign, CampaignSpec, InstallResult, Plan, RollbackResult } from '../../../protocol/console.js';
+import { AGENT_VERSION } from '../../../agent/src/host/server.js';
 import { ConsoleCore } from './console.js';
 
 const repo = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
@@ -31,7 +32,7 @@ async function until<T>(what: string, fn: () => Promise<T | null | undefined | f
 }
 
 function core(): ConsoleCore {
-  return new ConsoleCore({ stateDir: join(dir, 'state'), sshConfig: '/dev/null', knownHosts: join(dir, 'known_hosts'), operator: 'ana', approvers: null, transport: 'browser', pdf: null, secrets: null });
+  return new ConsoleCore({ stateDir: join(dir, 'state'), sshConfig: '/dev/null', knownHosts: join(dir, 'known_hosts'), operator: 'ana', approvers: null, transport: 'browser', pdf: null, secrets: null, releaseLibrary: join(repo, 'dist') });
 }
 
 const spec = (over: Partial<CampaignSpec>): CampaignSpec => ({ hosts: ['h1', 'h2'], release: '1.1.0', canary: 'h1', batch: 1, approval: 'each-vm', budget: { max_gap_ms: 200, max_lost: 0 }, mode: 'handoff', host_modes: {}, ...over });
@@ -128,6 +129,38 @@ describe('console core on a lab fleet', () => {
     const done = await until('campaign done', async () => ((await campaign(start.id)).state === 'done' ? campaign(start.id) : null));
     assert.equal(done.hosts[0]!.state, 'committed');
     assert.equal((await status('h2')).active?.release, '1.1.0');
+  });
+
+  test("the agent upgraded mid-campaign: refused while the campaign drives the host, installed once it is paused; the new agent takes over from the host's journal and the campaign finishes with 0 lost", async () => {
+    // h1 is on 1.1.0: take it back to 1.0.0 VM by VM, and replace its agent after the first VM
+    const start = await call<Campaign>('campaign/start', spec({ hosts: ['h1'], canary: null, release: '1.0.0' }));
+    const a1 = await until('first VM approval', async () => (await approvals()).find((a) => a.vm === 'h1-v1'));
+    await call('approval/decide', { id: a1.id, decision: 'approve', reason: 'go' });
+    await until('second VM approval', async () => (await approvals()).find((a) => a.vm === 'h1-v2'));
+    const pkgDir = join(labDir, 'hosts', 'h1', 'root', 'pkg');
+    const was = readlinkSync(pkgDir);
+    let r = await call<InstallResult>('agent/install', { hosts: ['h1'] });
+    assert.equal(r.hosts[0]!.installed, false);
+    assert.match(r.hosts[0]!.error!, new RegExp(`campaign ${start.id} is running on h1: pause it \\(or the host\\) first`));
+    assert.equal(readlinkSync(pkgDir), was, 'nothing installed');
+    await call('campaign/control', { id: start.id, action: 'pause', scope: { level: 'campaign' } });
+    r = await call<InstallResult>('agent/install', { hosts: ['h1'] });
+    assert.equal(r.hosts[0]!.error, null);
+    assert.equal(r.hosts[0]!.installed, true);
+    assert.equal(r.hosts[0]!.agent_version, AGENT_VERSION);
+    assert.notEqual(readlinkSync(pkgDir), was, 'a new package directory');
+    // the new agent knows where the upgrade stands: one VM moved, one to go
+    const mid = await status('h1');
+    assert.equal(mid.state, 'switching');
+    assert.deepEqual(mid.vms.map((v) => [v.vm, v.moved]), [['h1-v1', true], ['h1-v2', false]]);
+    await call('campaign/control', { id: start.id, action: 'resume', scope: { level: 'campaign' } });
+    const a2 = await until('the second VM asked', async () => (await approvals()).find((a) => a.vm === 'h1-v2'));
+    await call('approval/decide', { id: a2.id, decision: 'approve', reason: 'after the agent upgrade' });
+    const done = await until('campaign done', async () => ((await campaign(start.id)).state === 'done' ? campaign(start.id) : null));
+    assert.equal(done.hosts[0]!.state, 'committed');
+    assert.deepEqual(done.hosts[0]!.vms.map((v) => [v.vm, v.state, v.measurement?.lost]), [['h1-v1', 'moved', 0], ['h1-v2', 'moved', 0]]);
+    assert.equal(done.hosts[0]!.loss?.lost, 0, 'the witness counted the whole upgrade, across both agents');
+    assert.equal((await status('h1')).active?.release, '1.0.0');
   });
 
   test('an unreachable host is shown as such and blocks a campaign that includes it', async () => {

@@ -8,7 +8,7 @@ import { mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from 
 import { join } from 'node:path';
 import type { z } from 'zod';
 import { agent, type UpgradePlan } from '../../../protocol/agent.js';
-import { api, Campaign, pushes, requestByMethod, type Approval, type Backend, type CampaignSpec, type Decision, type HostRow, type UploadResult } from '../../../protocol/console.js';
+import { api, Campaign, pushes, requestByMethod, type Approval, type Backend, type CampaignSpec, type Decision, type HostRow, type InstallResult, type UploadResult } from '../../../protocol/console.js';
 import { describeZodError, type Request } from '../../../protocol/rpc.js';
 import { AuditLog } from './audit.js';
 import { buildReport, renderCsv, renderHtml, renderJson } from './campaignReport.js';
@@ -16,6 +16,7 @@ import { CampaignRun } from './campaignRun.js';
 import { fromAnsible, fromLabFleet, fromSshConfig, FleetStore } from './fleet.js';
 import { HostConn, Limiter } from './hostConn.js';
 import { planCampaign } from './plan.js';
+import { InstallRefused, installOnHost, installPreview, libraryPackageFile, type LocalPackage, readLocalPackage, upstreamVersion } from './agentInstall.js';
 import { libraryFiles, libraryReleases, type LocalRelease, readLocalRelease, uploadPreview, uploadRelease } from './releaseUpload.js';
 import { previewRollback, runRollback, type RollbackDeps } from './rollback.js';
 
@@ -140,6 +141,15 @@ export class ConsoleCore implements Backend {
     this.on(api.releaseLibrary, async () => ({ dir: this.opts.releaseLibrary ?? null, releases: await libraryReleases(this.opts.releaseLibrary ?? null) }));
     this.on(api.releasePreview, async (p) => ({ lines: uploadPreview(await this.libraryRelease(p.file), p.hosts) }));
     this.on(api.releaseUpload, async (p) => this.uploadRelease(p.hosts, await this.libraryRelease(p.file), join(this.opts.releaseLibrary!, p.file)));
+    this.on(api.agentPackage, async () => {
+      const deb = libraryPackageFile(this.opts.releaseLibrary ?? null);
+      return { dir: this.opts.releaseLibrary ?? null, package: deb ? await readLocalPackage(deb) : null };
+    });
+    this.on(api.agentPreview, async (p) => ({ lines: installPreview((await this.libraryPackage()).local, p.hosts.map((h) => ({ name: h, target: this.conn(h).entry.host_package }))) }));
+    this.on(api.agentInstall, async (p) => {
+      const { local, deb } = await this.libraryPackage();
+      return this.installAgent(p.hosts, local, deb);
+    });
     this.on(api.rollbackPreview, async (p) => previewRollback(p, this.rollbackDeps()));
     this.on(api.rollbackRun, async (p) => this.rollback(p.scope, p.reason));
     this.on(api.reportGet, async (p) => {
@@ -195,6 +205,55 @@ export class ConsoleCore implements Backend {
       }
     }
     return { sha256: local.sha256, hosts: out };
+  }
+
+  /** The library's host package (the API's renderer side names no file at all). */
+  private async libraryPackage(): Promise<{ local: LocalPackage; deb: string }> {
+    const deb = libraryPackageFile(this.opts.releaseLibrary ?? null);
+    if (!deb) throw new Error(`this console's library (${this.opts.releaseLibrary ?? 'none'}) has no host package (hitless-host_<v>_<arch>.deb: make package)`);
+    return { local: await readLocalPackage(deb), deb };
+  }
+
+  /** Why the agent of host may not be replaced now, or null. Between steps it may: the campaign
+   * (or the host) paused, the new agent takes over from the host's journal. */
+  private agentBusy(host: string): string | null {
+    for (const r of this.runs.values()) {
+      const h = r.c.hosts.find((x) => x.host === host);
+      if (!h || r.c.state !== 'running' || !r.busy) continue;
+      const paused = h.paused || r.c.waves_paused.includes(h.wave);
+      if (!paused && !['committed', 'held', 'rolled-back', 'failed', 'aborted', 'skipped'].includes(h.state)) return `campaign ${r.c.id} is running on ${host}: pause it (or the host) first; the agent is replaced between steps and the campaign resumes where it stopped`;
+    }
+    return null;
+  }
+
+  /**
+   * The host package installed on each host in turn (agentInstall.ts), then the host's agent
+   * session reconnected: the new agent must answer with the package's version. Each host is in
+   * the audit log whatever the outcome; a host that fails is said in its row, the others go on.
+   */
+  async installAgent(hosts: string[], local: LocalPackage, deb: string, progress?: (host: string, sent: number, total: number) => void): Promise<InstallResult> {
+    const out: InstallResult['hosts'] = [];
+    const want = upstreamVersion(local.version);
+    for (const host of hosts) {
+      const what = { host, file: local.file, sha256: local.sha256, version: local.version };
+      try {
+        const conn = this.conns.get(host);
+        if (!conn) throw new InstallRefused(`no host ${host} in the fleet`);
+        const busy = this.agentBusy(host);
+        if (busy) throw new InstallRefused(busy);
+        await installOnHost(conn, local, deb, progress && ((sent, total) => progress(host, sent, total)));
+        // the version check: a new agent process, on the new executable, answering
+        await conn.reconnect();
+        if (conn.row.conn !== 'connected') throw new Error(`installed, but ${host}'s agent does not answer: ${conn.row.problem ?? conn.row.conn}`);
+        if (conn.row.agent_version !== want) throw new Error(`installed, but ${host}'s agent says version ${conn.row.agent_version}, not ${want}`);
+        this.record('agent/install', { ...what, installed: true, agent_version: conn.row.agent_version });
+        out.push({ host, installed: true, agent_version: conn.row.agent_version, error: null });
+      } catch (e) {
+        this.record('agent/install', { ...what, installed: false, error: (e as Error).message });
+        out.push({ host, installed: false, agent_version: this.conns.get(host)?.row.agent_version ?? null, error: (e as Error).message });
+      }
+    }
+    return { sha256: local.sha256, version: local.version, hosts: out };
   }
 
   private record(action: string, detail: Record<string, unknown>): void {

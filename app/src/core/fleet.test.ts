@@ -71,13 +71,13 @@ test('fleet: an ssh config gives its concrete Host aliases, not patterns', () =>
 
 test('fleet: the store keeps hosts across restarts and refuses a duplicate name', () => {
   const s = new FleetStore(join(dir, 'fleet.json'));
-  s.add({ name: 'h1', source: 'manual', ssh: { host: '198.18.0.1', port: 22, user: 'root', identity: null }, agent_command: 'x --stdio', group: null });
+  s.add({ name: 'h1', source: 'manual', ssh: { host: '198.18.0.1', port: 22, user: 'root', identity: null }, agent_command: 'x --stdio', group: null, host_package: { method: 'dpkg' } });
   assert.throws(() => s.add({ ...s.get('h1')! }), /already in the fleet/);
   const r = s.merge({ hosts: [{ ...s.get('h1')! }, { ...s.get('h1')!, name: 'h2' }], skipped: [] });
   assert.deepEqual(r, { added: ['h2'], updated: [], skipped: [{ name: 'h1', why: 'already in the fleet' }] });
   assert.deepEqual(new FleetStore(join(dir, 'fleet.json')).list().map((h) => h.name), ['h1', 'h2']);
   // a fleet file is the authority for its hosts: a lab rebuilt elsewhere updates them, unless busy
-  const lab = (name: string, config: string) => ({ name, source: 'fleet-file' as const, ssh: { alias: name, config }, agent_command: 'x --stdio', group: null });
+  const lab = (name: string, config: string) => ({ name, source: 'fleet-file' as const, ssh: { alias: name, config }, agent_command: 'x --stdio', group: null, host_package: { method: 'dpkg' as const } });
   assert.deepEqual(s.merge({ hosts: [lab('l1', '/a/ssh_config')], skipped: [] }).added, ['l1']);
   assert.deepEqual(s.merge({ hosts: [lab('l1', '/a/ssh_config')], skipped: [] }).skipped, [{ name: 'l1', why: 'already in the fleet, unchanged' }]);
   assert.deepEqual(s.merge({ hosts: [lab('l1', '/b/ssh_config')], skipped: [] }, () => 'part of campaign c-1, which is running: not updated').skipped, [{ name: 'l1', why: 'part of campaign c-1, which is running: not updated' }]);

@@ -87,7 +87,7 @@ export class FleetStore {
   }
 }
 
-function entry(raw: Omit<HostEntry, 'source'>, source: HostEntry['source'], out: Imported): void {
+function entry(raw: Omit<z.input<typeof HostEntry>, 'source'>, source: HostEntry['source'], out: Imported): void {
   const p = HostEntry.safeParse({ ...raw, source });
   if (p.success) out.hosts.push(p.data);
   else out.skipped.push({ name: raw.name, why: describeZodError(raw.name, p.error) });
@@ -201,7 +201,7 @@ export function fromLabFleet(path: string): Imported {
   const f = FleetFile.safeParse(raw);
   if (!f.success) throw new Error(describeZodError(path, f.error));
   const out: Imported = { hosts: [], skipped: [] };
-  for (const h of f.data.hosts) entry({ name: h.name, ssh: { alias: h.name, config: f.data.ssh_config }, agent_command: `${h.agent} --stdio`, group: null }, 'fleet-file', out);
+  for (const h of f.data.hosts) entry({ name: h.name, ssh: { alias: h.name, config: f.data.ssh_config }, agent_command: `${h.agent} --stdio`, group: null, host_package: h.package_dir ? { method: 'unpack', dir: h.package_dir } : { method: 'dpkg' } }, 'fleet-file', out);
   return out;
 }
 

@@ -11,7 +11,7 @@ import { agent, events, type UpgradeStatus } from '../../../protocol/agent.js';
 import type { HostEntry, HostRow, Mark, TrafficSample } from '../../../protocol/console.js';
 import type { Measurement } from '../../../protocol/measure.js';
 import type { Request } from '../../../protocol/rpc.js';
-import { HostKeyError, openAgentSessionTo, type AgentSession } from './ssh/agentSession.js';
+import { HostKeyError, openAgentSessionTo, openShellTo, type AgentSession, type HostShell, type SessionOptions } from './ssh/agentSession.js';
 import { rememberHostKey } from './ssh/knownHosts.js';
 import { resolveHost, type SshTarget } from './ssh/sshConfig.js';
 
@@ -139,28 +139,21 @@ export class HostConn {
     } catch (e) {
       return this.set({ conn: 'unreachable', problem: (e as Error).message });
     }
+    let s: AgentSession | null = null;
     try {
-      const s = await openAgentSessionTo(target, this.entry.agent_command, {
-        sshConfig: 'alias' in this.entry.ssh ? (this.entry.ssh.config ?? this.opts.sshConfig) : this.opts.sshConfig,
-        keepaliveMs: this.opts.keepaliveMs,
-        timeoutMs: this.opts.timeoutMs,
-        ...(this.opts.passphrase(this.entry.name) ? { passphrase: this.opts.passphrase(this.entry.name)! } : {}),
-        // never hold a handshake open for a person: record the key and ask in the fleet table
-        decideUnknown: async (t, type, fp, key) => {
-          this.pendingKey = { target: t, key, fp };
-          this.row.pending_key = { type, fingerprint: fp };
-          return false;
-        },
-      });
+      s = await openAgentSessionTo(target, this.entry.agent_command, this.sessionOptions(true));
       this.session = s;
       this.backoffMs = 1000;
       this.subscribe(s);
-      await this.refresh(true);
+      await this.refresh(true).catch(async (e: Error) => {
+        throw new Error(await agentFailure(s!, this.entry, e));
+      });
       this.set({ conn: 'connected', problem: null, pending_key: null });
       this.refresher = setInterval(() => void this.refresh(false).catch(() => undefined), 5000);
-      void s.closed.then(() => this.dropped());
+      const mine = s;
+      void s.closed.then(() => this.dropped(mine));
     } catch (e) {
-      this.session?.close();
+      s?.close();
       this.session = null;
       if (e instanceof HostKeyError && e.kind === 'unknown' && this.pendingKey) {
         return this.set({ conn: 'hostkey-unknown', problem: `unknown host key ${this.pendingKey.fp}: accept it only if it is this host's key` });
@@ -179,7 +172,52 @@ export class HostConn {
     this.retry = setTimeout(() => void this.connect(), wait);
   }
 
-  private dropped(): void {
+  /** SSH options of this host's connections: the agent's, and a plain one (installing the agent). */
+  private sessionOptions(ask: boolean): SessionOptions {
+    const pass = this.opts.passphrase(this.entry.name);
+    return {
+      sshConfig: 'alias' in this.entry.ssh ? (this.entry.ssh.config ?? this.opts.sshConfig) : this.opts.sshConfig,
+      keepaliveMs: this.opts.keepaliveMs,
+      timeoutMs: this.opts.timeoutMs,
+      ...(pass ? { passphrase: pass } : {}),
+      // never hold a handshake open for a person: record the key and ask in the fleet table
+      ...(ask
+        ? {
+            decideUnknown: async (t: SshTarget, type: string, fp: string, key: Buffer) => {
+              this.pendingKey = { target: t, key, fp };
+              this.row.pending_key = { type, fingerprint: fp };
+              return false;
+            },
+          }
+        : {}),
+    };
+  }
+
+  /** A plain SSH connection to this host (no agent on it), host key checked as the agent's is;
+   * an unknown key is refused here: the operator decides on it in the fleet table first. */
+  async shell(): Promise<HostShell> {
+    return this.opts.limiter.run(() => openShellTo(this.target(), this.sessionOptions(false)));
+  }
+
+  /** Close the agent's session and connect again (a new agent process: after installing one). */
+  async reconnect(): Promise<void> {
+    const s = this.session;
+    if (s) {
+      if (this.refresher) clearInterval(this.refresher);
+      this.refresher = null;
+      this.session = null;
+      for (const w of [...this.waiters]) w.fail(new Error(`${this.entry.name}: its agent is being replaced; the host keeps its state (resume when it is back)`));
+      s.close();
+      await s.closed;
+    }
+    if (this.retry) clearTimeout(this.retry);
+    this.retry = null;
+    this.backoffMs = 1000;
+    await this.connect();
+  }
+
+  private dropped(s: AgentSession): void {
+    if (this.session !== s) return; // replaced on purpose (reconnect)
     if (this.refresher) clearInterval(this.refresher);
     this.refresher = null;
     this.session = null;
@@ -316,3 +354,13 @@ export class HostConn {
   }
 }
 
+
+/** Why a host's agent did not answer, in words an operator acts on: a command that is not there
+ * (exit 127) is an agent not installed yet. */
+async function agentFailure(s: AgentSession, entry: HostEntry, e: Error): Promise<string> {
+  const end = await Promise.race([s.exited, new Promise<null>((r) => setTimeout(() => r(null), 2000))]);
+  if (!end) return e.message;
+  const said = end.stderr.split('\n').filter(Boolean).slice(-1)[0] ?? '';
+  if (end.code === 127) return `the agent is not installed on ${entry.name} (${entry.agent_command}: not found${said ? `: ${said}` : ''}); Install agent puts it there`;
+  return `the agent on ${entry.name} exited (code ${end.code ?? 'none'})${said ? `: ${said}` : ''}`;
+}

@@ -23,6 +23,8 @@ export const releaseKeys = {
   all: ['releases'] as const,
   /** the console's release library (the tars it can upload to hosts) */
   library: () => queryOptions({ queryKey: [...releaseKeys.all, 'library'] as const, queryFn: () => client.call(api.releaseLibrary, {}) }),
+  /** the host package of the console's library (what Install agent puts on a host) */
+  hostPackage: () => queryOptions({ queryKey: [...releaseKeys.all, 'host-package'] as const, queryFn: () => client.call(api.agentPackage, {}) }),
 };
 
 export const campaignKeys = {

@@ -34,6 +34,8 @@ export interface AgentSession {
    * the copy and its directory.
    */
   upload(local: string, progress?: (sent: number, total: number) => void): Promise<{ path: string; remove: () => Promise<void> }>;
+  /** Resolves when the agent's command has ended: its exit code (127: not found) and the end of its stderr. */
+  exited: Promise<{ code: number | null; stderr: string }>;
   close(): void;
   /** Resolves when the SSH connection ends (closed, dropped, keepalive timeout). */
   closed: Promise<void>;
@@ -124,6 +126,29 @@ async function upload(ssh: Client, local: string, progress?: (sent: number, tota
   return { path, remove };
 }
 
+/** An SSH connection to target (through its ProxyJump host when it has one), host keys checked. */
+async function dial(target: SshTarget, opts: SessionOptions): Promise<{ ssh: Client; end(): void }> {
+  let jump: Client | null = null;
+  let sock: NodeJS.ReadableStream | undefined;
+  if (target.proxyJump) {
+    jump = await connect(resolveHost(target.proxyJump, opts.sshConfig), opts);
+    sock = await new Promise((res, rej) => jump!.forwardOut('127.0.0.1', 0, target.host, target.port, (e, s) => (e ? rej(e) : res(s))));
+  }
+  try {
+    const ssh = await connect(target, opts, sock);
+    return {
+      ssh,
+      end() {
+        ssh.end();
+        jump?.end();
+      },
+    };
+  } catch (e) {
+    jump?.end();
+    throw e;
+  }
+}
+
 /** Open an SSH session to alias and start the agent on it. */
 export async function openAgentSession(alias: string, agentCommand: string, opts: SessionOptions = {}): Promise<AgentSession> {
   return openAgentSessionTo(resolveHost(alias, opts.sshConfig), agentCommand, opts);
@@ -131,31 +156,79 @@ export async function openAgentSession(alias: string, agentCommand: string, opts
 
 /** Open an SSH session to an already resolved target (a host added by address) and start the agent. */
 export async function openAgentSessionTo(target: SshTarget, agentCommand: string, opts: SessionOptions = {}): Promise<AgentSession> {
-  let jump: Client | null = null;
-  let sock: NodeJS.ReadableStream | undefined;
-  if (target.proxyJump) {
-    jump = await connect(resolveHost(target.proxyJump, opts.sshConfig), opts);
-    sock = await new Promise((res, rej) => jump!.forwardOut('127.0.0.1', 0, target.host, target.port, (e, s) => (e ? rej(e) : res(s))));
+  const conn = await dial(target, opts);
+  const { ssh } = conn;
+  let channel: import('ssh2').ClientChannel;
+  try {
+    channel = await new Promise<import('ssh2').ClientChannel>((res, rej) => ssh.exec(agentCommand, (e, ch) => (e ? rej(e) : res(ch))));
+  } catch (e) {
+    conn.end();
+    throw e;
   }
-  const ssh = await connect(target, opts, sock);
-  const channel = await new Promise<import('ssh2').ClientChannel>((res, rej) => ssh.exec(agentCommand, (e, ch) => (e ? rej(e) : res(ch))));
   let stderr = '';
-  channel.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  channel.stderr.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-4096)));
+  const exited = new Promise<{ code: number | null; stderr: string }>((res) => {
+    let code: number | null = null;
+    channel.once('exit', (c: number | null) => (code = c));
+    channel.once('close', () => res({ code, stderr: stderr.trim() }));
+  });
   const agent = new AgentClient(channel, channel);
-  // when the channel or the connection goes, pending requests fail instead of waiting forever
-  channel.once('close', () => agent.dispose());
+  // when the channel or the connection goes, pending requests fail instead of waiting forever;
+  // an agent that ends (killed, crashed, replaced) ends the session: the console reconnects
   const closed = new Promise<void>((res) => ssh.once('close', () => res()));
+  channel.once('close', () => {
+    agent.dispose();
+    conn.end();
+  });
   return {
     target,
     agent,
     closed,
+    exited,
     upload: (local, progress) => upload(ssh, local, progress),
     close() {
       agent.dispose();
       channel.end();
-      ssh.end();
-      jump?.end();
-      void stderr;
+      conn.end();
     },
+  };
+}
+
+/** What a command run over SSH printed, and how it ended. */
+export interface ExecResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** A plain SSH connection to a host (no agent): for installing the agent itself. */
+export interface HostShell {
+  target: SshTarget;
+  /** Run one command (the host's login shell parses it) and collect its output. */
+  exec(command: string): Promise<ExecResult>;
+  upload: AgentSession['upload'];
+  close(): void;
+}
+
+export async function openShellTo(target: SshTarget, opts: SessionOptions = {}): Promise<HostShell> {
+  const conn = await dial(target, opts);
+  const { ssh } = conn;
+  return {
+    target,
+    exec: (command) =>
+      new Promise((resolve, reject) =>
+        ssh.exec(command, (e, ch) => {
+          if (e) return reject(e);
+          let stdout = '';
+          let stderr = '';
+          let code: number | null = null;
+          ch.on('data', (d: Buffer) => (stdout += d.toString()));
+          ch.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+          ch.once('exit', (c: number | null) => (code = c));
+          ch.once('close', () => resolve({ code, stdout, stderr }));
+        }),
+      ),
+    upload: (local, progress) => upload(ssh, local, progress),
+    close: () => conn.end(),
   };
 }

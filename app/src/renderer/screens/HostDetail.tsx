@@ -1,7 +1,8 @@
 // One host: its datapath generations (active, target), every VM with the generation serving it
 // and its last measured switch, health problems, and the live charts of its VMs; and the
 // passphrase of its identity file (host/passphrase, kept by the core in the OS keyring); and its
-// releases, with an upload of one from the console's library (release/upload).
+// releases, with an upload of one from the console's library (release/upload); and Install agent
+// (agent/install: the library's host package, installed or upgraded over SSH).
 import { useQuery, useQueryClient } from '@tanstack/react-query';
 import { useState, type FormEvent } from 'react';
 import { api, type HostRow } from '../../../../protocol/console.js';
@@ -174,12 +175,87 @@ function ReleaseUpload({ h, onDone }: { h: HostRow; onDone: () => void }) {
   );
 }
 
+/** Install or upgrade the host package (agent, keeper) on this host: the package the console
+ * carries, the preview of what is checked, copied and run, then the new agent's version. Works
+ * on a host whose agent is not there yet: it needs SSH only. */
+function AgentInstall({ h, onDone }: { h: HostRow; onDone: () => void }) {
+  const qc = useQueryClient();
+  const pkg = useQuery(releaseKeys.hostPackage());
+  useReportQueryError(pkg, 'agent/package');
+  const [preview, setPreview] = useState<string[] | null>(null);
+  const [busy, setBusy] = useState(false);
+  const [result, setResult] = useState<{ ok: boolean; text: string } | null>(null);
+  const p = pkg.data?.package ?? null;
+  const fail = (method: string) => (err: unknown) => {
+    const text = messageOf(err);
+    reportError(method, text);
+    setResult({ ok: false, text });
+  };
+  const showPreview = () => {
+    setResult(null);
+    clearError();
+    client.call(api.agentPreview, { hosts: [h.name] }).then((x) => setPreview(x.lines), fail('agent/preview'));
+  };
+  const install = () => {
+    setBusy(true);
+    setResult(null);
+    clearError();
+    client
+      .call(api.agentInstall, { hosts: [h.name] })
+      .then((r) => {
+        const x = r.hosts[0]!;
+        setResult(x.error ? { ok: false, text: x.error } : { ok: true, text: `${r.version} installed; the agent answers, version ${x.agent_version}` });
+        setPreview(null);
+        void qc.invalidateQueries({ queryKey: fleetKeys.all });
+      }, fail('agent/install'))
+      .finally(() => setBusy(false));
+  };
+  return (
+    <div className="panel" data-testid="agent-install">
+      <div className="form-row">
+        <span>
+          agent on {h.name}: <span className="mono" data-testid="agent-install-current">{h.agent_version ?? 'not answering'}</span>
+        </span>
+        {p ? (
+          <>
+            <span>
+              package: <span className="mono" data-testid="agent-install-package">{p.package} {p.version} ({p.architecture})</span>
+            </span>
+            <button type="button" className="small" data-testid="agent-install-preview" disabled={busy} onClick={showPreview}>
+              Preview
+            </button>
+          </>
+        ) : (
+          <span className="muted">{pkg.isPending ? 'loading…' : `no host package in the console's library${pkg.data?.dir ? ` (${pkg.data.dir})` : ''}`}</span>
+        )}
+        <button type="button" className="small" data-testid="agent-install-close" onClick={onDone}>
+          Close
+        </button>
+      </div>
+      {preview ? (
+        <div data-testid="agent-install-preview-lines">
+          <pre className="mono small-text">{preview.join('\n')}</pre>
+          <button type="button" className="primary small" data-testid="agent-install-go" disabled={busy} onClick={install}>
+            {busy ? 'Installing…' : `Install on ${h.name}`}
+          </button>
+        </div>
+      ) : null}
+      {result ? (
+        <div className={result.ok ? 'good' : 'bad'} data-testid={result.ok ? 'agent-install-ok' : 'agent-install-error'} role={result.ok ? 'status' : 'alert'}>
+          {result.text}
+        </div>
+      ) : null}
+    </div>
+  );
+}
+
 export function HostDetail({ name }: { name: string }) {
   const fleet = useQuery(fleetKeys.list());
   const campaigns = useQuery(campaignKeys.list());
   useReportQueryError(fleet, 'fleet/list');
   const [passphrase, setPassphrase] = useState(false);
   const [releases, setReleases] = useState(false);
+  const [install, setInstall] = useState(false);
   const h = fleet.data?.find((x) => x.name === name);
   if (!h)
     return (
@@ -210,9 +286,13 @@ export function HostDetail({ name }: { name: string }) {
         <button type="button" className="small" data-testid="host-releases-open" aria-expanded={releases} onClick={() => setReleases(!releases)}>
           Releases
         </button>
+        <button type="button" className="small" data-testid="host-agent-install-open" aria-expanded={install} onClick={() => setInstall(!install)}>
+          Install agent
+        </button>
       </div>
       {passphrase ? <PassphraseForm key={h.name} host={h.name} onDone={() => setPassphrase(false)} /> : null}
       {releases ? <ReleaseUpload key={h.name} h={h} onDone={() => setReleases(false)} /> : null}
+      {install ? <AgentInstall key={h.name} h={h} onDone={() => setInstall(false)} /> : null}
       {h.exposed ? (
         <div className="bad panel" data-testid="host-exposed">
           Exposed since {fmtDateTime(h.exposed.since)}: {h.exposed.why}. No standby runs: a further crash takes the VMs&apos; links down until a generation is back.

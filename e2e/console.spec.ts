@@ -2,11 +2,12 @@
 // 1.0.0 active, 1.1.0 installed), through the console's browser mode: a canary campaign with
 // an approval per VM, the live chart moving, a denied VM staying on the old generation, a
 // guided rollback of that host, the report's figures checked against the agents' own record,
-// the audit chain, a second campaign moving h2 by an in-place stage swap, and SSH host keys (a
+// the audit chain, h2's agent removed and put back by Install agent, a second campaign moving h2
+// by an in-place stage swap on that agent, and SSH host keys (a
 // changed key blocks, an unknown one asks).
 import { execFileSync } from 'node:child_process';
-import { appendFileSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { appendFileSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { expect, test, type Page } from '@playwright/test';
 import { agent } from '../protocol/agent.js';
 import type { Report } from '../protocol/console.js';
@@ -249,6 +250,32 @@ test('audit: every approval and denial is recorded with its reason, and the chai
   await expect(page.getByTestId('audit-table')).toContainText('tenant change freeze until Monday');
   await page.getByTestId('audit-verify').click();
   await expect(page.getByTestId('audit-result')).toContainText('intact');
+});
+
+test("Install agent: h2's agent gone (its package removed and its process killed), the console says it is not installed; Install agent puts the host package back over SSH and the agent answers; the next campaign runs on it", async () => {
+  const h2 = fleet.hosts.find((h) => h.name === 'h2')!;
+  // the host has sshd and its datapath (the agent is not on the packet path) but no agent
+  for (const n of readdirSync(dirname(h2.package_dir!))) if (n === 'pkg' || n.startsWith('pkg.')) rmSync(join(dirname(h2.package_dir!), n), { recursive: true, force: true });
+  execFileSync('pkill', ['-f', `${h2.package_dir}/usr/bin/hitless-agent`]);
+  await nav('fleet');
+  await page.getByTestId('host-link-h2').click();
+  await expect(page.getByTestId('host-detail-conn')).toContainText('the agent is not installed on h2', { timeout: 30_000 });
+  await page.getByTestId('host-agent-install-open').click();
+  await expect(page.getByTestId('agent-install-current')).toHaveText(/^not answering/);
+  await expect(page.getByTestId('agent-install-package')).toContainText(/^hitless-host \S+ \(amd64\)$/);
+  await page.getByTestId('agent-install-preview').click();
+  const lines = page.getByTestId('agent-install-preview-lines');
+  await expect(lines).toContainText(/host package hitless-host \S+ \(amd64\) from hitless-host_\S+\.deb: \d+ bytes, sha256 [0-9a-f]{64}/);
+  await expect(lines).toContainText('dpkg --print-architecture is amd64');
+  await expect(lines).toContainText(`dpkg -x into a new directory beside ${h2.package_dir}`);
+  await page.screenshot({ path: join(shots, 'agent-install.png'), fullPage: true });
+  await page.getByTestId('agent-install-go').click();
+  await expect(page.getByTestId('agent-install-ok')).toHaveText(/installed; the agent answers, version \d+\.\d+\.\d+$/, { timeout: 60_000 });
+  await expect(page.getByTestId('host-detail-conn')).toHaveText('connected');
+  // the host's own word: its agent answers over SSH, with h2's VMs still served as before
+  const st = await fromAgent('h2', (a) => a.request(agent.upgradeStatus, {}));
+  expect(st.vms.map((v) => v.connected)).toEqual(vms('h2').map(() => true));
+  await page.getByTestId('agent-install-close').click();
 });
 
 test('swap campaign: the agent chooses an in-place stage swap for h2, predicted in microseconds; one approval moves its VMs at once', async () => {

@@ -1,7 +1,7 @@
 // Brings up a 2-host lab fleet (1.0.0 active, 1.1.0 installed) and the console in browser mode
 // on it, with its own state directory and known_hosts; returns the teardown.
 import { execFileSync, spawn } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { packRelease, signingKey } from '../scripts/package.js';
 import { base, fleetFile, labDir, libraryDir, PREFIX, repo, stateDir, SUBNET, urlFile, VMS } from './lab.js';
@@ -23,6 +23,10 @@ export default async function globalSetup(): Promise<() => Promise<void>> {
   const { files: _f, format: _v, ...m } = JSON.parse(readFileSync(join(x, 'release.json'), 'utf8')) as Record<string, unknown>;
   mkdirSync(libraryDir, { recursive: true });
   packRelease({ manifest: { ...m, release: '1.2.0' }, files: { 'bin/hitless-dp': join(x, 'bin/hitless-dp'), 'bin/hitless-fwd-l2.so': join(x, 'bin/hitless-fwd-l2.so') }, key: signingKey().key, out: join(libraryDir, 'hitless-release-1.2.0.tar') });
+  // and the host package make package wrote (what Install agent puts on a host)
+  const deb = readdirSync(join(repo, 'dist')).find((n) => /^hitless-host_.*\.deb$/.test(n));
+  if (!deb) throw new Error('no host package in dist/: run make package');
+  copyFileSync(join(repo, 'dist', deb), join(libraryDir, deb));
   const proc = spawn(join(repo, 'app/bin/hitless-console'), ['--state', stateDir, '--fleet', fleetFile, '--known-hosts', join(stateDir, 'known_hosts'), '--ssh-config', '/dev/null', '--operator', 'e2e-operator', '--url-file', urlFile, '--releases', libraryDir], {
     stdio: ['ignore', 'inherit', 'inherit'],
   });

@@ -101,7 +101,7 @@ export function installPreview(p: LocalPackage, hosts: { name: string; target: H
   for (const h of hosts) {
     lines.push(
       `${h.name}, over its own SSH connection:`,
-      `  1. checks: dpkg --print-architecture is ${p.architecture}; installed: ${p.depends.join(', ')}; ${h.target.method === 'dpkg' ? 'sudo -n may run dpkg (unless the login is root); ' : ''}free space in /tmp and ${h.target.method === 'dpkg' ? '/usr' : dirname(h.target.dir)} — any failing: nothing is copied`,
+      `  1. checks: dpkg --print-architecture is ${p.architecture}; the ${p.depends.length} packages it depends on are installed (${p.depends.filter((d) => d.startsWith('librte')).length} of them DPDK's); ${h.target.method === 'dpkg' ? 'sudo -n may run dpkg (unless the login is root); ' : ''}free space in /tmp and ${h.target.method === 'dpkg' ? '/usr' : dirname(h.target.dir)} — any failing: nothing is copied`,
       `  2. SFTP: ${p.file} into /tmp/hitless-upload-<random>/ (a directory made for it, mode 0700)`,
       h.target.method === 'dpkg'
         ? `  3. run: [sudo -n] dpkg -i /tmp/hitless-upload-<random>/${p.file} (installs /usr/bin/hitless-agent, the keeper, /etc/hitless/, the hitless group and its sudoers rule)`

@@ -201,6 +201,8 @@ export class HostConn {
 
   /** Close the agent's session and connect again (a new agent process: after installing one). */
   async reconnect(): Promise<void> {
+    // an attempt under way (a retry) started the agent that was there before: let it end first
+    if (this.attempt) await this.attempt;
     const s = this.session;
     if (s) {
       if (this.refresher) clearInterval(this.refresher);

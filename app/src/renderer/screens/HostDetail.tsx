@@ -214,7 +214,7 @@ function AgentInstall({ h, onDone }: { h: HostRow; onDone: () => void }) {
     <div className="panel" data-testid="agent-install">
       <div className="form-row">
         <span>
-          agent on {h.name}: <span className="mono" data-testid="agent-install-current">{h.agent_version ?? 'not answering'}</span>
+          agent on {h.name}: <span className="mono" data-testid="agent-install-current">{h.conn === 'connected' ? h.agent_version : `not answering${h.agent_version ? ` (last seen: ${h.agent_version})` : ''}`}</span>
         </span>
         {p ? (
           <>

@@ -272,6 +272,8 @@ test("Install agent: h2's agent gone (its package removed and its process killed
   await page.getByTestId('agent-install-go').click();
   await expect(page.getByTestId('agent-install-ok')).toHaveText(/installed; the agent answers, version \d+\.\d+\.\d+$/, { timeout: 60_000 });
   await expect(page.getByTestId('host-detail-conn')).toHaveText('connected');
+  // the agent says how it runs the host's processes: no systemd as PID 1 in the lab
+  await expect(page.getByTestId('host-supervisor')).toHaveText(/^processes: detached \(/);
   // the host's own word: its agent answers over SSH, with h2's VMs still served as before
   const st = await fromAgent('h2', (a) => a.request(agent.upgradeStatus, {}));
   expect(st.vms.map((v) => v.connected)).toEqual(vms('h2').map(() => true));

@@ -86,6 +86,9 @@ export const HostInfo = z.object({
   active: GenRef.nullable(),
   keeper: z.object({ pid: int.nullable(), alive: z.boolean() }),
   state: UpgradeState,
+  /** how the keeper and the generations run: systemd units, or detached processes, and why
+   * (null: an agent from before this was reported) */
+  supervisor: z.object({ mode: z.enum(['systemd', 'detached']), why: z.string() }).nullable().default(null),
 });
 
 export const GenInfo = z.object({

@@ -85,6 +85,8 @@ export const HostRow = z.object({
   pending_key: z.object({ type: z.string(), fingerprint: z.string() }).nullable(),
   next_retry_ms: int.nullable(),
   agent_version: z.string().nullable(),
+  /** how the host's keeper and generations run (systemd units or detached processes), as its agent says */
+  supervisor: z.string().nullable(),
   releases: z.array(z.string()),
   active: GenRef.nullable(),
   target: GenRef.nullable(),

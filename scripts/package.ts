@@ -1,7 +1,8 @@
 // make package: what an operator installs, in dist/ (DESIGN.md §13).
 //   hitless-host_<v>_amd64.deb   the agent (one executable: the agent bundled into a Node 24
 //                                single-executable application), hitless-keeper, the allowed
-//                                release signers, an operators' group and its sudoers rule
+//                                release signers, an operators' group and its sudoers rule,
+//                                systemd units, the host's config in /etc/hitless
 //   hitless-release-<r>.tar      a datapath release: bin/ and release.json (with the sha256 of
 //                                every file), signed with an SSH key (release.json.sig)
 //   release-signers              the allowed-signers line of the key that signed them
@@ -145,8 +146,14 @@ function hostDeb(opts: { agent: string; keeper: string; hold: string; dp: string
   writeFile(join(root, 'etc/hitless/release-signers'), readFileSync(opts.signers, 'utf8'));
   // operators in group hitless run the agent as root over SSH, and nothing else
   writeFile(join(root, 'etc/sudoers.d/hitless'), '# hitless-host: members of group hitless may run the Hitless agent as root (the console connects as them)\n%hitless ALL=(root) NOPASSWD: /usr/bin/hitless-agent --stdio --root /var/lib/hitless\n', 0o440);
-  // the agent's root: bin/ (the keeper), releases/ (installed by hitless-agent release install)
+  // the agent's root: bin/ (the keeper), releases/ (installed by hitless-agent release install),
+  // etc/ (its config: /etc/hitless, where an operator looks for it)
   mkdirSync(join(root, 'var/lib/hitless/bin'), { recursive: true });
+  symlinkSync('/etc/hitless', join(root, 'var/lib/hitless/etc'));
+  // where systemd is PID 1 the agent runs the keeper and each generation as these units
+  // (supervisor.ts); elsewhere as detached processes. The agent starts them when it needs them.
+  writeFile(join(root, 'lib/systemd/system/hitless-keeper.service'), UNITS.keeper);
+  writeFile(join(root, 'lib/systemd/system/hitless-gen@.service'), UNITS.gen);
   mkdirSync(join(root, 'var/lib/hitless/releases'), { recursive: true });
   for (const f of ['hitless-keeper', 'hitless-hold']) symlinkSync(`/usr/lib/hitless/${f}`, join(root, 'var/lib/hitless/bin', f));
   const doc = join(root, 'usr/share/doc/hitless-host');
@@ -176,11 +183,80 @@ function hostDeb(opts: { agent: string; keeper: string; hold: string; dp: string
     ].join('\n'),
   );
   writeFile(join(root, 'DEBIAN/conffiles'), '/etc/hitless/release-signers\n/etc/sudoers.d/hitless\n');
-  writeFile(join(root, 'DEBIAN/postinst'), '#!/bin/sh\nset -e\nif [ "$1" = configure ] && ! getent group hitless >/dev/null; then\n\taddgroup --system hitless\nfi\n', 0o755);
+  writeFile(join(root, 'DEBIAN/postinst'), POSTINST, 0o755);
+  writeFile(join(root, 'DEBIAN/postrm'), POSTRM, 0o755);
   const deb = join(opts.dist, `hitless-host_${v}_amd64.deb`);
   sh('dpkg-deb', ['--root-owner-group', '-Zxz', '--build', root, deb]);
   return deb;
 }
+
+/** The host package's systemd units: the keeper as a service, each datapath generation an
+ * instance of a template that runs what the agent wrote for it (the verified release's binary
+ * and its arguments; supervisor.ts). Logs go to journald. */
+export const UNITS = {
+  keeper: `[Unit]
+Description=Hitless keeper: holds the VMs' vhost-user sessions across datapath upgrades
+Documentation=https://hitless.example/docs/host
+After=network.target
+
+[Service]
+Type=simple
+ExecStart=/usr/lib/hitless/hitless-keeper --run-dir /var/lib/hitless/run/keeper
+# a crashed keeper comes back; its VMs' frontends reconnect to it
+Restart=on-failure
+RestartSec=1
+# the VMs' sockets and the generations' shared memory
+LimitNOFILE=65536
+LimitMEMLOCK=infinity
+
+[Install]
+WantedBy=multi-user.target
+`,
+  gen: `[Unit]
+Description=Hitless datapath generation %i
+Documentation=https://hitless.example/docs/host
+After=hitless-keeper.service
+
+[Service]
+Type=simple
+# written by hitless-agent before it starts the unit: exec of the release's hitless-dp
+ExecStart=/bin/sh /var/lib/hitless/run/gen-%i/exec
+# a generation that dies is the keeper's to fail over, not systemd's to restart
+Restart=no
+TimeoutStopSec=10
+LimitNOFILE=65536
+LimitMEMLOCK=infinity
+`,
+};
+
+/** postinst: the operators' group, the host's config when it has none (its name, no VMs yet:
+ * an OVS-DPDK host finds its VMs in OVS's DB), and systemd told about the units. */
+const POSTINST = `#!/bin/sh
+set -e
+if [ "$1" = configure ]; then
+	if ! getent group hitless >/dev/null; then
+		addgroup --system hitless
+	fi
+	if [ ! -e /etc/hitless/agent.json ]; then
+		name=$(hostname -s | tr -c 'A-Za-z0-9_.\\n-' '-')
+		printf '{\\n  "host": "%s",\\n  "vms": []\\n}\\n' "$name" >/etc/hitless/agent.json
+	fi
+	if [ -d /run/systemd/system ]; then
+		systemctl --system daemon-reload >/dev/null || true
+	fi
+fi
+`;
+
+/** postrm: the config postinst wrote goes on purge; systemd forgets the units on removal. */
+const POSTRM = `#!/bin/sh
+set -e
+if [ "$1" = purge ]; then
+	rm -f /etc/hitless/agent.json
+fi
+if [ -d /run/systemd/system ] && [ "$1" = remove ]; then
+	systemctl --system daemon-reload >/dev/null || true
+fi
+`;
 
 /** The key releases are signed with: $HITLESS_SIGNING_KEY (principal $HITLESS_SIGNER), or the
  * development key under build/keys/, made once (dev: true). */

@@ -3,7 +3,7 @@
 // over --stdio and checking the release tars with the signers file the package installs.
 import assert from 'node:assert/strict';
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { after, describe, test } from 'node:test';
@@ -52,6 +52,10 @@ describe('make package: the host package and the signed releases', () => {
       assert.equal(info.root, host);
       assert.deepEqual(info.releases, ['1.1.0']);
       assert.equal(info.state, 'idle');
+      // it says how it runs the keeper and the generations: here (no systemd as PID 1, or a root
+      // that is not the units' /var/lib/hitless) detached processes
+      assert.equal(info.supervisor?.mode, 'detached');
+      assert.match(info.supervisor!.why, /^(systemd is not PID 1 on this host|the agent's root is \S+; the host package's units serve \/var\/lib\/hitless)$/);
       // what runs is verified again before it runs: one byte of the installed hitless-dp changed
       // after install, and no generation starts from it
       const dpBin = join(host, 'releases/1.1.0/bin/hitless-dp');
@@ -91,6 +95,28 @@ describe('make package: the host package and the signed releases', () => {
     const bad = spawnSync(agent, ['release', 'verify', copy, '--signers', signers], bare);
     assert.equal(bad.status, 1);
     assert.match(bad.stderr, /refused: bin\/hitless-dp: its sha256 differs from the signed manifest/);
+  });
+
+  test('its systemd units verify (systemd-analyze, against the package unpacked beside a copy of the stock units and /bin/sh); its maintainer scripts parse; its config lives in /etc/hitless', () => {
+    const sa = join(scratch, 'sa');
+    execFileSync('dpkg', ['-x', deb, sa]);
+    // what the units name beyond the package: the shell, and the targets of a default dependency chain
+    mkdirSync(join(sa, 'bin'), { recursive: true });
+    copyFileSync('/usr/bin/dash', join(sa, 'bin/sh'));
+    execFileSync('sh', ['-c', `cp -rn /lib/systemd/system/. ${join(sa, 'lib/systemd/system')}/`]);
+    const units = ['hitless-keeper.service', 'hitless-gen@.service'].map((u) => join(sa, 'lib/systemd/system', u));
+    const v = spawnSync('systemd-analyze', ['verify', `--root=${sa}`, ...units], { encoding: 'utf8' });
+    assert.equal(v.status, 0, v.stderr);
+    assert.equal(v.stderr.trim(), '', 'no warning either (a setting systemd cannot parse is only warned about)');
+    assert.match(readFileSync(units[0]!, 'utf8'), /^ExecStart=\/usr\/lib\/hitless\/hitless-keeper --run-dir \/var\/lib\/hitless\/run\/keeper$/m);
+    assert.match(readFileSync(units[1]!, 'utf8'), /^ExecStart=\/bin\/sh \/var\/lib\/hitless\/run\/gen-%i\/exec$/m);
+    const ctl = join(scratch, 'control');
+    execFileSync('dpkg-deb', ['-e', deb, ctl]);
+    for (const f of ['postinst', 'postrm']) {
+      const n = spawnSync('sh', ['-n', join(ctl, f)], { encoding: 'utf8' });
+      assert.equal(n.status, 0, `${f}: ${n.stderr}`);
+    }
+    assert.equal(readlinkSync(join(root, 'var/lib/hitless/etc')), '/etc/hitless', "the agent's root reads its config from /etc/hitless");
   });
 
   test('the package passes lintian with no error, its sudoers rule parses, it depends on what its binaries load', () => {

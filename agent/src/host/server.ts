@@ -52,6 +52,7 @@ export function serve(host: HostAgent, input: NodeJS.ReadableStream, output: Nod
       active: d.active ? { ...d.active, kind: kindOf(host.root, d.active.release) } : null,
       keeper: { pid: kpid, alive: alive(kpid) },
       state: d.state,
+      supervisor: host.sup.supervision,
     };
   };
 

@@ -1,13 +1,19 @@
-// Supervising the host's native processes: the keeper and the datapath generations run
-// detached (their own session, stdout/stderr to log files, pidfiles, control sockets), so they
-// keep forwarding when the agent dies; a new agent re-attaches to them from their run dirs.
-import { spawn } from 'node:child_process';
+// Supervising the host's native processes: the keeper and the datapath generations outlive the
+// agent (every agent is one SSH session's), so they keep forwarding when it ends; a new agent
+// re-attaches to them from their run dirs (pidfiles the processes write, control sockets).
+// Where systemd is PID 1 and the host package's units are installed, they run as its units
+// (hitless-keeper.service, hitless-gen@<gen>.service: journald logs, the keeper restarted on a
+// crash, nothing tied to the SSH session's cgroup); elsewhere (containers, these lab machines)
+// as detached processes (their own session, stdout/stderr to log files). The agent says which.
+// OVS-DPDK generations (ovs.ts) run detached either way.
+import { execFile, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, openSync, closeSync, readFileSync, statSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, mkdirSync, openSync, closeSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import { CtlClient } from '../native/ctlClient.js';
 import { dpArgs, FANOUT_ATTEMPTS, fanoutClash } from '../native/launch.js';
 import type { AgentConfig } from '../../../protocol/files.js';
+import { shellWord } from '../../../protocol/shell.js';
 import { stagePath } from './config.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -33,13 +39,39 @@ export function readPid(path: string): number | null {
   }
 }
 
+/** The root the host package's units serve (their ExecStart paths name it). */
+export const PACKAGE_ROOT = '/var/lib/hitless';
+const UNIT_DIRS = ['/etc/systemd/system', '/lib/systemd/system', '/usr/lib/systemd/system'];
+export const KEEPER_UNIT = 'hitless-keeper.service';
+export const genUnit = (gen: string) => `hitless-gen@${gen}.service`;
+
+export interface Supervision {
+  mode: 'systemd' | 'detached';
+  why: string;
+}
+
+/** How this host's processes are run (sd_booted's test: /run/systemd/system exists). */
+export function supervision(root: string, where: { runDir: string; unitDirs: readonly string[] } = { runDir: '/run/systemd/system', unitDirs: UNIT_DIRS }): Supervision {
+  if (!existsSync(where.runDir)) return { mode: 'detached', why: 'systemd is not PID 1 on this host' };
+  if (resolve(root) !== PACKAGE_ROOT) return { mode: 'detached', why: `the agent's root is ${root}; the host package's units serve ${PACKAGE_ROOT}` };
+  const has = (unit: string) => where.unitDirs.some((d) => existsSync(join(d, unit)));
+  if (!has(KEEPER_UNIT) || !has('hitless-gen@.service')) return { mode: 'detached', why: `systemd is PID 1 but ${KEEPER_UNIT} and hitless-gen@.service are not installed` };
+  return { mode: 'systemd', why: `systemd units: ${KEEPER_UNIT}, hitless-gen@<gen>.service (logs: journalctl -u 'hitless-*')` };
+}
+
+const systemctl = (...args: string[]) =>
+  new Promise<{ code: number; out: string }>((res) => execFile('systemctl', args, { encoding: 'utf8' }, (e, out, err) => res({ code: e ? Number((e as { code?: unknown }).code ?? 1) || 1 : 0, out: `${out}${err}`.trim() })));
+
 export class Supervisor {
   private readonly ctls = new Map<string, CtlClient>();
+  readonly supervision: Supervision;
 
   constructor(
     readonly root: string,
     private readonly cfg: AgentConfig,
-  ) {}
+  ) {
+    this.supervision = supervision(root);
+  }
 
   get keeperDir(): string {
     return join(this.root, 'run', 'keeper');
@@ -61,18 +93,31 @@ export class Supervisor {
     return alive(this.genPid(gen));
   }
 
-  /** Start a detached process logging to logPath and wait until its control socket answers. */
-  private async launch(bin: string, args: string[], logPath: string, ctlPath: string, what: string): Promise<CtlClient> {
-    const log = openSync(logPath, 'a');
-    const child = spawn(bin, args, { detached: true, stdio: ['ignore', log, log] });
-    closeSync(log);
-    let exited: number | null = null;
-    child.once('exit', (code) => (exited = code ?? -1));
-    child.unref();
+  /** Start a process (a systemd unit when unit is given and the host runs them, else detached
+   * logging to logPath) and wait until its control socket answers. */
+  private async launch(bin: string, args: string[], logPath: string, ctlPath: string, what: string, unit: string | null): Promise<CtlClient> {
+    let exited: () => Promise<string | null>;
+    let kill: () => void;
+    if (unit && this.supervision.mode === 'systemd') {
+      const r = await systemctl('start', unit);
+      if (r.code !== 0) throw new Error(`${what}: systemctl start ${unit} failed: ${r.out}`);
+      exited = async () => ((await systemctl('is-failed', '--quiet', unit)).code === 0 ? `${unit} failed; see journalctl -u ${unit}` : null);
+      kill = () => void systemctl('stop', unit);
+    } else {
+      const log = openSync(logPath, 'a');
+      const child = spawn(bin, args, { detached: true, stdio: ['ignore', log, log] });
+      closeSync(log);
+      let code: number | null = null;
+      child.once('exit', (c) => (code = c ?? -1));
+      child.unref();
+      exited = async () => (code !== null ? `exited during start-up (code ${code}); see ${logPath}` : null);
+      kill = () => child.kill('SIGKILL');
+    }
     // a DPDK start-up takes about a second here, and much longer on a loaded host (memory
     // initialised page by page, every driver plugin loaded): wait as long as that can take
     for (let i = 0; i < START_TIMEOUT_MS / 50; i++) {
-      if (exited !== null) throw new Error(`${what} exited during start-up (code ${exited}); see ${logPath}`);
+      const why = await exited();
+      if (why !== null) throw new Error(`${what} ${why}`);
       if (existsSync(ctlPath)) {
         try {
           return await CtlClient.connect(ctlPath, 1000);
@@ -82,8 +127,8 @@ export class Supervisor {
       }
       await sleep(50);
     }
-    child.kill('SIGKILL');
-    throw new Error(`${what}: no control socket after ${START_TIMEOUT_MS / 1000} s; see ${logPath}`);
+    kill();
+    throw new Error(`${what}: no control socket after ${START_TIMEOUT_MS / 1000} s; see ${unit && this.supervision.mode === 'systemd' ? `journalctl -u ${unit}` : logPath}`);
   }
 
   /** The keeper's control client, starting the keeper when none runs. */
@@ -95,7 +140,7 @@ export class Supervisor {
     let ctl: CtlClient;
     if (alive(this.keeperPid())) ctl = await CtlClient.connect(ctlPath);
     else
-      ctl = await this.launch(join(this.root, 'bin', 'hitless-keeper'), ['--run-dir', this.keeperDir], join(this.root, 'run', 'keeper.log'), ctlPath, 'hitless-keeper');
+      ctl = await this.launch(join(this.root, 'bin', 'hitless-keeper'), ['--run-dir', this.keeperDir], join(this.root, 'run', 'keeper.log'), ctlPath, 'hitless-keeper', KEEPER_UNIT);
     this.ctls.set('keeper', ctl);
     return ctl;
   }
@@ -120,7 +165,10 @@ export class Supervisor {
     for (let attempt = 1; ; attempt++) {
       const logStart = existsSync(log) ? statSync(log).size : 0;
       try {
-        const ctl = await this.launch(join(this.root, 'releases', release, 'bin', 'hitless-dp'), args, log, join(dir, 'ctl.sock'), `hitless-dp ${gen}`);
+        const bin = join(this.root, 'releases', release, 'bin', 'hitless-dp');
+        // the unit runs what the agent writes here: the verified release's binary, these arguments
+        if (this.supervision.mode === 'systemd') writeFileSync(join(dir, 'exec'), `#!/bin/sh\n# ${genUnit(gen)} runs this; written by hitless-agent\nexec ${[bin, ...args].map(shellWord).join(' ')}\n`, { mode: 0o644 });
+        const ctl = await this.launch(bin, args, log, join(dir, 'ctl.sock'), `hitless-dp ${gen}`, genUnit(gen));
         this.ctls.set(gen, ctl);
         return ctl;
       } catch (e) {
@@ -150,6 +198,8 @@ export class Supervisor {
     process.kill(pid!, 'SIGTERM');
     for (let i = 0; i < 200 && alive(pid); i++) await sleep(50);
     if (alive(pid)) process.kill(pid!, 'SIGKILL');
+    // a unit whose process was signalled ends "failed": not a failure an operator should see
+    if (this.supervision.mode === 'systemd') await systemctl('reset-failed', genUnit(gen));
   }
 
   close(): void {

@@ -13,6 +13,7 @@ import { createHash } from 'node:crypto';
 import { createReadStream, readdirSync, statSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import type { HostPackageTarget, LibraryPackage } from '../../../protocol/console.js';
+import { shellWord } from '../../../protocol/shell.js';
 import type { HostConn } from './hostConn.js';
 import type { ExecResult, HostShell } from './ssh/agentSession.js';
 
@@ -74,9 +75,7 @@ export function upstreamVersion(v: string): string {
   return v.replace(/^\d+:/, '').replace(/[~+-].*$/, '');
 }
 
-/** A word as the host's shell reads it back unchanged. */
-const q = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
-
+const q = shellWord;
 /** The command that installs the copied package at path (run as the SSH login). */
 export function installCommand(target: HostPackageTarget, path: string, root: boolean): string {
   if (target.method === 'dpkg') return `${root ? '' : 'sudo -n '}dpkg -i ${q(path)}`;

@@ -82,6 +82,7 @@ export class HostConn {
       pending_key: null,
       next_retry_ms: null,
       agent_version: null,
+      supervisor: null,
       releases: [],
       active: null,
       target: null,
@@ -331,6 +332,7 @@ export class HostConn {
     if (!s) return;
     const info = await s.agent.request(agent.hostInfo, {});
     this.row.agent_version = info.agent_version;
+    this.row.supervisor = info.supervisor ? `${info.supervisor.mode} (${info.supervisor.why})` : null;
     this.row.releases = info.releases;
     this.applyStatus(await s.agent.request(agent.upgradeStatus, {}));
     if (full) {

@@ -7,7 +7,7 @@ import { planCampaign } from './plan.js';
 function row(name: string, over: Partial<HostRow> = {}): HostRow {
   return {
     name, source: 'manual', address: `root@${name}:22`, group: null, conn: 'connected', problem: null, pending_key: null, next_retry_ms: null,
-    agent_version: '0.1.0', releases: ['1.0.0', '1.1.0'], active: { gen: '1.0.0-1', release: '1.0.0' }, target: null, state: 'idle', mode: 'handoff', error: null,
+    agent_version: '0.1.0', supervisor: null, releases: ['1.0.0', '1.1.0'], active: { gen: '1.0.0-1', release: '1.0.0' }, target: null, state: 'idle', mode: 'handoff', error: null,
     health: { ok: true, problems: [] }, standby: null, exposed: null, failovers: [], vms: [{ vm: `${name}-vm1`, serving: '1.0.0-1', release: '1.0.0', connected: true, moved: false, last: null, rx_pps: null, tx_pps: null }],
     last_break_ms: null, campaign: null, ...over,
   };

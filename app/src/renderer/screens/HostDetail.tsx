@@ -334,6 +334,9 @@ export function HostDetail({ name }: { name: string }) {
             </tbody>
           </table>
           <div className="muted small-text">installed releases: {h.releases.join(', ') || '—'}</div>
+          <div className="muted small-text" data-testid="host-supervisor">
+            processes: {h.supervisor ?? '—'}
+          </div>
         </div>
         <div>
           <h3>Health</h3>

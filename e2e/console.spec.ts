@@ -75,15 +75,16 @@ test("a host's releases: one from the console's library previewed (what is copie
   await nav('fleet');
   await page.getByTestId('host-link-h1').click();
   await page.getByTestId('host-releases-open').click();
-  await expect(page.getByTestId('host-releases')).toHaveText('1.0.0, 1.1.0');
+  await expect(page.getByTestId('release-current-h1')).toHaveText('installed: 1.0.0, 1.1.0');
   await expect(page.getByTestId('release-file')).toContainText('1.2.0 (hitless-dp)');
   await page.getByTestId('release-preview').click();
   const lines = page.getByTestId('release-preview-lines');
   await expect(lines).toContainText(/release 1\.2\.0 \(hitless-dp\) from hitless-release-1\.2\.0\.tar: \d+ bytes, sha256 [0-9a-f]{64}/);
   await expect(lines).toContainText("checks the signature against the host's release-signers");
-  await page.getByTestId('release-upload-go').click();
-  await expect(page.getByTestId('release-upload-ok')).toHaveText(/^release 1\.2\.0 signed by \S+: installed$/, { timeout: 30_000 });
-  await expect(page.getByTestId('host-releases')).toHaveText('1.0.0, 1.1.0, 1.2.0');
+  await page.getByTestId('release-go').click();
+  await expect(page.getByTestId('release-ok-h1')).toHaveText(/^release 1\.2\.0 signed by \S+: installed$/, { timeout: 30_000 });
+  await expect(page.getByTestId('release-progress-h1')).toHaveText(/^100% of \d+\.\d MB sent$/);
+  await expect(page.getByTestId('release-current-h1')).toHaveText('installed: 1.0.0, 1.1.0, 1.2.0');
   await page.screenshot({ path: join(shots, 'release-upload.png'), fullPage: true });
   // the host's own word, not the console's
   const listed = await fromAgent('h1', (a) => a.request(agent.releaseList, {}));
@@ -252,17 +253,18 @@ test('audit: every approval and denial is recorded with its reason, and the chai
   await expect(page.getByTestId('audit-result')).toContainText('intact');
 });
 
-test("Install agent: h2's agent gone (its package removed and its process killed), the console says it is not installed; Install agent puts the host package back over SSH and the agent answers; the next campaign runs on it", async () => {
+test("Install agent: h2's agent gone (its package removed and its process killed), the console says it is not installed; selected in the fleet table, Install agent puts the host package back over SSH with its progress, and the agent answers; the next campaign runs on it", async () => {
   const h2 = fleet.hosts.find((h) => h.name === 'h2')!;
   // the host has sshd and its datapath (the agent is not on the packet path) but no agent
   for (const n of readdirSync(dirname(h2.package_dir!))) if (n === 'pkg' || n.startsWith('pkg.')) rmSync(join(dirname(h2.package_dir!), n), { recursive: true, force: true });
   execFileSync('pkill', ['-f', `${h2.package_dir}/usr/bin/hitless-agent`]);
   await nav('fleet');
-  await page.getByTestId('host-link-h2').click();
-  await expect(page.getByTestId('host-detail-conn')).toContainText('the agent is not installed on h2', { timeout: 30_000 });
-  await page.getByTestId('host-agent-install-open').click();
-  await expect(page.getByTestId('agent-install-current')).toHaveText(/^not answering/);
-  await expect(page.getByTestId('agent-install-package')).toContainText(/^hitless-host \S+ \(amd64\)$/);
+  await expect(page.getByTestId('host-conn-h2')).toContainText('the agent is not installed on h2', { timeout: 30_000 });
+  await page.getByTestId('host-select-h2').check();
+  await expect(page.getByTestId('fleet-install-agent')).toHaveText('Install agent (1)');
+  await page.getByTestId('fleet-install-agent').click();
+  await expect(page.getByTestId('agent-install-current-h2')).toHaveText(/^agent not answering/);
+  await expect(page.getByTestId('agent-package')).toHaveText(/^hitless-host \S+ \(amd64\)$/);
   await page.getByTestId('agent-install-preview').click();
   const lines = page.getByTestId('agent-install-preview-lines');
   await expect(lines).toContainText(/host package hitless-host \S+ \(amd64\) from hitless-host_\S+\.deb: \d+ bytes, sha256 [0-9a-f]{64}/);
@@ -270,14 +272,17 @@ test("Install agent: h2's agent gone (its package removed and its process killed
   await expect(lines).toContainText(`dpkg -x into a new directory beside ${h2.package_dir}`);
   await page.screenshot({ path: join(shots, 'agent-install.png'), fullPage: true });
   await page.getByTestId('agent-install-go').click();
-  await expect(page.getByTestId('agent-install-ok')).toHaveText(/installed; the agent answers, version \d+\.\d+\.\d+$/, { timeout: 60_000 });
-  await expect(page.getByTestId('host-detail-conn')).toHaveText('connected');
+  await expect(page.getByTestId('agent-install-ok-h2')).toHaveText(/installed; the agent answers, version \d+\.\d+\.\d+$/, { timeout: 60_000 });
+  await expect(page.getByTestId('agent-install-progress-h2')).toHaveText(/^100% of \d+\.\d MB sent$/);
+  await expect(page.getByTestId('host-conn-h2')).toHaveText('connected');
+  await page.getByTestId('agent-install-close').click();
+  await page.getByTestId('host-select-h2').uncheck();
   // the agent says how it runs the host's processes: no systemd as PID 1 in the lab
+  await page.getByTestId('host-link-h2').click();
   await expect(page.getByTestId('host-supervisor')).toHaveText(/^processes: detached \(/);
   // the host's own word: its agent answers over SSH, with h2's VMs still served as before
   const st = await fromAgent('h2', (a) => a.request(agent.upgradeStatus, {}));
   expect(st.vms.map((v) => v.connected)).toEqual(vms('h2').map(() => true));
-  await page.getByTestId('agent-install-close').click();
 });
 
 test('swap campaign: the agent chooses an in-place stage swap for h2, predicted in microseconds; one approval moves its VMs at once', async () => {

@@ -388,6 +388,10 @@ export const UploadResult = z.object({
 });
 export type UploadResult = z.infer<typeof UploadResult>;
 
+/** A copy to a host in progress, as the console pushes it. */
+export const Transfer = z.object({ op: z.enum(['agent/install', 'release/upload']), host: z.string(), file: z.string(), sent: int, total: int });
+export type Transfer = z.infer<typeof Transfer>;
+
 /** The host package (hitless-host_<v>_<arch>.deb) of the console's library, as its control file says. */
 export const LibraryPackage = z.object({ file: z.string(), bytes: int, sha256: z.string(), package: z.string(), version: z.string(), architecture: z.string(), depends: z.array(z.string()), installed_kb: int });
 export type LibraryPackage = z.infer<typeof LibraryPackage>;
@@ -460,6 +464,8 @@ export const pushes = {
   approvals: notification('push/approvals', z.object({ approvals: z.array(Approval) })),
   traffic: notification('push/traffic', z.object({ host: z.string(), samples: z.array(TrafficSample) })),
   measurement: notification('push/measurement', z.object({ host: z.string(), campaign: z.string().nullable(), at: z.number(), measurement: Measurement })),
+  /** a copy to a host under way (agent/install, release/upload): bytes sent of the file's */
+  transfer: notification('push/transfer', Transfer),
 } as const;
 
 export type ApiMethods = typeof api;

@@ -8,7 +8,7 @@ import { mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from 
 import { join } from 'node:path';
 import type { z } from 'zod';
 import { agent, type UpgradePlan } from '../../../protocol/agent.js';
-import { api, Campaign, pushes, requestByMethod, type Approval, type Backend, type CampaignSpec, type Decision, type HostRow, type InstallResult, type UploadResult } from '../../../protocol/console.js';
+import { api, Campaign, pushes, requestByMethod, type Approval, type Backend, type CampaignSpec, type Decision, type HostRow, type InstallResult, type Transfer, type UploadResult } from '../../../protocol/console.js';
 import { describeZodError, type Request } from '../../../protocol/rpc.js';
 import { AuditLog } from './audit.js';
 import { buildReport, renderCsv, renderHtml, renderJson } from './campaignReport.js';
@@ -140,7 +140,7 @@ export class ConsoleCore implements Backend {
     this.on(api.approvalDecide, async (p) => this.decide(p.id, p.decision, p.reason));
     this.on(api.releaseLibrary, async () => ({ dir: this.opts.releaseLibrary ?? null, releases: await libraryReleases(this.opts.releaseLibrary ?? null) }));
     this.on(api.releasePreview, async (p) => ({ lines: uploadPreview(await this.libraryRelease(p.file), p.hosts) }));
-    this.on(api.releaseUpload, async (p) => this.uploadRelease(p.hosts, await this.libraryRelease(p.file), join(this.opts.releaseLibrary!, p.file)));
+    this.on(api.releaseUpload, async (p) => this.uploadRelease(p.hosts, await this.libraryRelease(p.file), join(this.opts.releaseLibrary!, p.file), this.transferPush('release/upload', p.file)));
     this.on(api.agentPackage, async () => {
       const deb = libraryPackageFile(this.opts.releaseLibrary ?? null);
       return { dir: this.opts.releaseLibrary ?? null, package: deb ? await readLocalPackage(deb) : null };
@@ -148,7 +148,7 @@ export class ConsoleCore implements Backend {
     this.on(api.agentPreview, async (p) => ({ lines: installPreview((await this.libraryPackage()).local, p.hosts.map((h) => ({ name: h, target: this.conn(h).entry.host_package }))) }));
     this.on(api.agentInstall, async (p) => {
       const { local, deb } = await this.libraryPackage();
-      return this.installAgent(p.hosts, local, deb);
+      return this.installAgent(p.hosts, local, deb, this.transferPush('agent/install', local.file));
     });
     this.on(api.rollbackPreview, async (p) => previewRollback(p, this.rollbackDeps()));
     this.on(api.rollbackRun, async (p) => this.rollback(p.scope, p.reason));
@@ -205,6 +205,17 @@ export class ConsoleCore implements Backend {
       }
     }
     return { sha256: local.sha256, hosts: out };
+  }
+
+  /** Progress of copies to hosts, pushed to the renderer at most once per whole 5% (and at the end). */
+  private transferPush(op: Transfer['op'], file: string): (host: string, sent: number, total: number) => void {
+    const last = new Map<string, number>();
+    return (host, sent, total) => {
+      const step = total > 0 ? Math.floor((sent / total) * 20) : 20;
+      if (step === last.get(host)) return;
+      last.set(host, step);
+      this.push(pushes.transfer, { op, host, file, sent, total });
+    };
   }
 
   /** The library's host package (the API's renderer side names no file at all). */

@@ -5,7 +5,7 @@ import { pushes } from '../../../protocol/console.js';
 import type { ChartBuffer } from './chartBuffer.js';
 import type { ConsoleClient } from './client.js';
 import { reportError } from './errors.js';
-import { approvalKeys, fleetKeys, upsertCampaign } from './queries.js';
+import { approvalKeys, fleetKeys, recordTransfer, upsertCampaign } from './queries.js';
 
 export function wirePushes(client: ConsoleClient, qc: QueryClient, buffer: ChartBuffer): void {
   client.on(pushes.fleet, (p) => qc.setQueryData(fleetKeys.list().queryKey, p.hosts));
@@ -13,6 +13,7 @@ export function wirePushes(client: ConsoleClient, qc: QueryClient, buffer: Chart
   client.on(pushes.approvals, (p) => qc.setQueryData(approvalKeys.list().queryKey, p.approvals));
   client.on(pushes.traffic, (p) => buffer.addSamples(p.host, p.samples));
   client.on(pushes.measurement, (p) => buffer.addMeasurement(p.host, p.measurement, p.at));
+  client.on(pushes.transfer, (t) => recordTransfer(qc, t));
   client.onProblem((what, msg) => reportError(what, msg));
   let wasLost = false;
   client.onState((s) => {

@@ -2,7 +2,7 @@
 // and the staleTime together. Data the core pushes (fleet, campaigns, approvals) is fetched once
 // and then kept fresh by pushes.ts through setQueryData, hence staleTime Infinity.
 import { queryOptions, type QueryClient } from '@tanstack/react-query';
-import { api, type Campaign, type HostRow } from '../../../protocol/console.js';
+import { api, type Campaign, type HostRow, type Transfer } from '../../../protocol/console.js';
 import { client } from './client.js';
 
 export const sessionKeys = {
@@ -26,6 +26,16 @@ export const releaseKeys = {
   /** the host package of the console's library (what Install agent puts on a host) */
   hostPackage: () => queryOptions({ queryKey: [...releaseKeys.all, 'host-package'] as const, queryFn: () => client.call(api.agentPackage, {}) }),
 };
+
+/** Copies to hosts under way or done this session (push/transfer), by op and host. */
+export const transferKeys = {
+  all: () => queryOptions({ queryKey: ['transfers'] as const, queryFn: async (): Promise<Record<string, Transfer>> => ({}), staleTime: Infinity }),
+};
+export const transferKey = (op: Transfer['op'], host: string) => `${op} ${host}`;
+
+export function recordTransfer(qc: QueryClient, t: Transfer): void {
+  qc.setQueryData(transferKeys.all().queryKey, (old) => ({ ...(old ?? {}), [transferKey(t.op, t.host)]: t }));
+}
 
 export const campaignKeys = {
   all: ['campaigns'] as const,

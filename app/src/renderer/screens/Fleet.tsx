@@ -1,6 +1,7 @@
 // Fleet: every host in one sortable, filterable table, with its connection in words (and what
 // the operator can do about it: accept or reject an unknown host key, retry now), its releases,
-// upgrade state, VMs, health and last measured break.
+// upgrade state, VMs, health and last measured break; hosts selected in it get a release or the
+// agent installed together (HostPackages.tsx).
 import { useQuery, useQueryClient } from '@tanstack/react-query';
 import { useState } from 'react';
 import { api, type HostRow } from '../../../../protocol/console.js';
@@ -11,6 +12,7 @@ import { routeHref } from '../route.js';
 import type { Column } from '../tableSort.js';
 import { ConfirmButton, Empty, StateTag, useTable } from '../ui.js';
 import { AddHostForm, ImportForm } from './FleetForms.js';
+import { AgentInstall, ReleaseUpload } from './HostPackages.js';
 
 const connWords: Record<HostRow['conn'], string> = {
   connected: 'connected',
@@ -91,12 +93,15 @@ function ConnCell({ h, snapshotAt }: { h: HostRow; snapshotAt: number }) {
   );
 }
 
-function HostTr({ h, snapshotAt }: { h: HostRow; snapshotAt: number }) {
+function HostTr({ h, snapshotAt, selected, onSelect }: { h: HostRow; snapshotAt: number; selected: boolean; onSelect: (on: boolean) => void }) {
   const qc = useQueryClient();
   const remove = useAction(api.fleetRemove, (_r, p) => removeHost(qc, p.name));
   const health = h.health;
   return (
     <tr data-testid={`host-row-${h.name}`} className={h.conn === 'connected' ? undefined : 'row-problem'}>
+      <td>
+        <input type="checkbox" aria-label={`select ${h.name}`} data-testid={`host-select-${h.name}`} checked={selected} onChange={(e) => onSelect(e.target.checked)} />
+      </td>
       <td>
         <a href={routeHref('host', h.name)} data-testid={`host-link-${h.name}`}>
           {h.name}
@@ -156,7 +161,17 @@ export function Fleet() {
   useReportQueryError(q, 'fleet/list');
   const t = useTable(q.data ?? [], columns, { key: 'name', dir: 'asc' });
   const [form, setForm] = useState<'none' | 'add' | 'import'>('none');
+  const [selected, setSelected] = useState<ReadonlySet<string>>(new Set());
+  const [packages, setPackages] = useState<'none' | 'agent' | 'release'>('none');
   const hosts = q.data ?? [];
+  const chosen = hosts.filter((h) => selected.has(h.name));
+  const select = (names: string[], on: boolean) =>
+    setSelected((old) => {
+      const next = new Set(old);
+      for (const n of names) if (on) next.add(n);
+      else next.delete(n);
+      return next;
+    });
   const down = hosts.filter((h) => h.conn !== 'connected').length;
   return (
     <section>
@@ -174,6 +189,12 @@ export function Fleet() {
           {t.rows.length} of {t.total} hosts{down ? `, ${down} not connected` : ''}
         </span>
         <span className="spacer" />
+        <button type="button" data-testid="fleet-install-agent" disabled={chosen.length === 0} onClick={() => setPackages(packages === 'agent' ? 'none' : 'agent')}>
+          Install agent{chosen.length ? ` (${chosen.length})` : ''}
+        </button>
+        <button type="button" data-testid="fleet-upload-release" disabled={chosen.length === 0} onClick={() => setPackages(packages === 'release' ? 'none' : 'release')}>
+          Upload release{chosen.length ? ` (${chosen.length})` : ''}
+        </button>
         <button type="button" data-testid="fleet-add" onClick={() => setForm(form === 'add' ? 'none' : 'add')}>
           Add host
         </button>
@@ -183,12 +204,23 @@ export function Fleet() {
       </div>
       {form === 'add' ? <AddHostForm onDone={() => setForm('none')} /> : null}
       {form === 'import' ? <ImportForm /> : null}
+      {packages === 'agent' && chosen.length ? <AgentInstall hosts={chosen} onDone={() => setPackages('none')} /> : null}
+      {packages === 'release' && chosen.length ? <ReleaseUpload hosts={chosen} onDone={() => setPackages('none')} /> : null}
       {q.isPending ? (
         <Empty>loading the fleet…</Empty>
       ) : (
         <table className="grid" data-testid="fleet-table">
           <thead>
             <tr>
+              <th>
+                <input
+                  type="checkbox"
+                  aria-label="select every host shown"
+                  data-testid="fleet-select-all"
+                  checked={t.rows.length > 0 && t.rows.every((h) => selected.has(h.name))}
+                  onChange={(e) => select(t.rows.map((h) => h.name), e.target.checked)}
+                />
+              </th>
               {t.th('name', 'Host')}
               {t.th('address', 'Address')}
               {t.th('group', 'Group')}
@@ -205,11 +237,11 @@ export function Fleet() {
           </thead>
           <tbody>
             {t.rows.map((h) => (
-              <HostTr key={h.name} h={h} snapshotAt={q.dataUpdatedAt} />
+              <HostTr key={h.name} h={h} snapshotAt={q.dataUpdatedAt} selected={selected.has(h.name)} onSelect={(on) => select([h.name], on)} />
             ))}
             {t.rows.length === 0 ? (
               <tr>
-                <td colSpan={12} className="muted">
+                <td colSpan={13} className="muted">
                   {t.total === 0 ? 'no hosts yet: add one or import an ssh config, Ansible inventory or fleet file' : 'no host matches the filter'}
                 </td>
               </tr>

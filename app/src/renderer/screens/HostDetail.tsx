@@ -1,8 +1,7 @@
 // One host: its datapath generations (active, target), every VM with the generation serving it
 // and its last measured switch, health problems, and the live charts of its VMs; and the
-// passphrase of its identity file (host/passphrase, kept by the core in the OS keyring); and its
-// releases, with an upload of one from the console's library (release/upload); and Install agent
-// (agent/install: the library's host package, installed or upgraded over SSH).
+// passphrase of its identity file (host/passphrase, kept by the core in the OS keyring); and the
+// host's packages: Upload release and Install agent (HostPackages.tsx).
 import { useQuery, useQueryClient } from '@tanstack/react-query';
 import { useState, type FormEvent } from 'react';
 import { api, type HostRow } from '../../../../protocol/console.js';
@@ -10,9 +9,10 @@ import { client } from '../client.js';
 import { clearError, messageOf, reportError } from '../errors.js';
 import { fmtDateTime, fmtFrames, fmtMs, fmtPps, orDash } from '../format.js';
 import { useReportQueryError } from '../hooks.js';
-import { campaignKeys, fleetKeys, releaseKeys, upsertHost } from '../queries.js';
+import { campaignKeys, fleetKeys, upsertHost } from '../queries.js';
 import { routeHref } from '../route.js';
 import { Empty, GapVsBudget, StateTag } from '../ui.js';
+import { AgentInstall, ReleaseUpload } from './HostPackages.js';
 import { budgetForHost, LiveCharts } from './Live.js';
 
 /** The release a VM's serving generation runs (the row's own release, else the host's
@@ -93,162 +93,6 @@ function PassphraseForm({ host, onDone }: { host: string; onDone: () => void }) 
   );
 }
 
-/** Upload a release of the console's library to this host: the releases it has, a release to
- * send, the preview of what is copied and run, then the host agent's verdict. */
-function ReleaseUpload({ h, onDone }: { h: HostRow; onDone: () => void }) {
-  const qc = useQueryClient();
-  const library = useQuery(releaseKeys.library());
-  useReportQueryError(library, 'release/library');
-  const [file, setFile] = useState('');
-  const [preview, setPreview] = useState<string[] | null>(null);
-  const [busy, setBusy] = useState(false);
-  const [result, setResult] = useState<{ ok: boolean; text: string } | null>(null);
-  const releases = library.data?.releases ?? [];
-  const chosen = file || releases[0]?.file || '';
-  const fail = (method: string) => (err: unknown) => {
-    const text = messageOf(err);
-    reportError(method, text);
-    setResult({ ok: false, text });
-  };
-  const showPreview = () => {
-    setResult(null);
-    clearError();
-    client.call(api.releasePreview, { hosts: [h.name], file: chosen }).then((p) => setPreview(p.lines), fail('release/preview'));
-  };
-  const upload = () => {
-    setBusy(true);
-    setResult(null);
-    clearError();
-    client
-      .call(api.releaseUpload, { hosts: [h.name], file: chosen })
-      .then((r) => {
-        const x = r.hosts[0]!;
-        setResult(x.error ? { ok: false, text: x.error } : { ok: true, text: `release ${x.release} signed by ${x.signer}: ${x.installed ? 'installed' : 'already installed'}` });
-        setPreview(null);
-        void qc.invalidateQueries({ queryKey: fleetKeys.all });
-      }, fail('release/upload'))
-      .finally(() => setBusy(false));
-  };
-  return (
-    <div className="panel" data-testid="release-upload">
-      <div className="form-row">
-        <span>
-          installed on {h.name}: <span className="mono" data-testid="host-releases">{h.releases.join(', ') || '—'}</span>
-        </span>
-        {releases.length === 0 ? (
-          <span className="muted">{library.isPending ? 'loading…' : `no release tars in the console's library${library.data?.dir ? ` (${library.data.dir})` : ''}`}</span>
-        ) : (
-          <>
-            <label className="field">
-              <span className="field-label">Release to upload</span>
-              <select data-testid="release-file" value={chosen} disabled={busy} onChange={(e) => (setFile(e.target.value), setPreview(null))}>
-                {releases.map((r) => (
-                  <option key={r.file} value={r.file}>
-                    {r.release} ({r.kind}) — {r.file}
-                  </option>
-                ))}
-              </select>
-            </label>
-            <button type="button" className="small" data-testid="release-preview" disabled={busy || h.conn !== 'connected'} onClick={showPreview}>
-              Preview
-            </button>
-          </>
-        )}
-        <button type="button" className="small" data-testid="release-close" onClick={onDone}>
-          Close
-        </button>
-      </div>
-      {preview ? (
-        <div data-testid="release-preview-lines">
-          <pre className="mono small-text">{preview.join('\n')}</pre>
-          <button type="button" className="primary small" data-testid="release-upload-go" disabled={busy} onClick={upload}>
-            {busy ? 'Uploading…' : `Upload to ${h.name} and install`}
-          </button>
-        </div>
-      ) : null}
-      {result ? (
-        <div className={result.ok ? 'good' : 'bad'} data-testid={result.ok ? 'release-upload-ok' : 'release-upload-error'} role={result.ok ? 'status' : 'alert'}>
-          {result.text}
-        </div>
-      ) : null}
-    </div>
-  );
-}
-
-/** Install or upgrade the host package (agent, keeper) on this host: the package the console
- * carries, the preview of what is checked, copied and run, then the new agent's version. Works
- * on a host whose agent is not there yet: it needs SSH only. */
-function AgentInstall({ h, onDone }: { h: HostRow; onDone: () => void }) {
-  const qc = useQueryClient();
-  const pkg = useQuery(releaseKeys.hostPackage());
-  useReportQueryError(pkg, 'agent/package');
-  const [preview, setPreview] = useState<string[] | null>(null);
-  const [busy, setBusy] = useState(false);
-  const [result, setResult] = useState<{ ok: boolean; text: string } | null>(null);
-  const p = pkg.data?.package ?? null;
-  const fail = (method: string) => (err: unknown) => {
-    const text = messageOf(err);
-    reportError(method, text);
-    setResult({ ok: false, text });
-  };
-  const showPreview = () => {
-    setResult(null);
-    clearError();
-    client.call(api.agentPreview, { hosts: [h.name] }).then((x) => setPreview(x.lines), fail('agent/preview'));
-  };
-  const install = () => {
-    setBusy(true);
-    setResult(null);
-    clearError();
-    client
-      .call(api.agentInstall, { hosts: [h.name] })
-      .then((r) => {
-        const x = r.hosts[0]!;
-        setResult(x.error ? { ok: false, text: x.error } : { ok: true, text: `${r.version} installed; the agent answers, version ${x.agent_version}` });
-        setPreview(null);
-        void qc.invalidateQueries({ queryKey: fleetKeys.all });
-      }, fail('agent/install'))
-      .finally(() => setBusy(false));
-  };
-  return (
-    <div className="panel" data-testid="agent-install">
-      <div className="form-row">
-        <span>
-          agent on {h.name}: <span className="mono" data-testid="agent-install-current">{h.conn === 'connected' ? h.agent_version : `not answering${h.agent_version ? ` (last seen: ${h.agent_version})` : ''}`}</span>
-        </span>
-        {p ? (
-          <>
-            <span>
-              package: <span className="mono" data-testid="agent-install-package">{p.package} {p.version} ({p.architecture})</span>
-            </span>
-            <button type="button" className="small" data-testid="agent-install-preview" disabled={busy} onClick={showPreview}>
-              Preview
-            </button>
-          </>
-        ) : (
-          <span className="muted">{pkg.isPending ? 'loading…' : `no host package in the console's library${pkg.data?.dir ? ` (${pkg.data.dir})` : ''}`}</span>
-        )}
-        <button type="button" className="small" data-testid="agent-install-close" onClick={onDone}>
-          Close
-        </button>
-      </div>
-      {preview ? (
-        <div data-testid="agent-install-preview-lines">
-          <pre className="mono small-text">{preview.join('\n')}</pre>
-          <button type="button" className="primary small" data-testid="agent-install-go" disabled={busy} onClick={install}>
-            {busy ? 'Installing…' : `Install on ${h.name}`}
-          </button>
-        </div>
-      ) : null}
-      {result ? (
-        <div className={result.ok ? 'good' : 'bad'} data-testid={result.ok ? 'agent-install-ok' : 'agent-install-error'} role={result.ok ? 'status' : 'alert'}>
-          {result.text}
-        </div>
-      ) : null}
-    </div>
-  );
-}
-
 export function HostDetail({ name }: { name: string }) {
   const fleet = useQuery(fleetKeys.list());
   const campaigns = useQuery(campaignKeys.list());
@@ -291,8 +135,8 @@ export function HostDetail({ name }: { name: string }) {
         </button>
       </div>
       {passphrase ? <PassphraseForm key={h.name} host={h.name} onDone={() => setPassphrase(false)} /> : null}
-      {releases ? <ReleaseUpload key={h.name} h={h} onDone={() => setReleases(false)} /> : null}
-      {install ? <AgentInstall key={h.name} h={h} onDone={() => setInstall(false)} /> : null}
+      {releases ? <ReleaseUpload key={h.name} hosts={[h]} onDone={() => setReleases(false)} /> : null}
+      {install ? <AgentInstall key={h.name} hosts={[h]} onDone={() => setInstall(false)} /> : null}
       {h.exposed ? (
         <div className="bad panel" data-testid="host-exposed">
           Exposed since {fmtDateTime(h.exposed.since)}: {h.exposed.why}. No standby runs: a further crash takes the VMs&apos; links down until a generation is back.

@@ -9,12 +9,12 @@
 // The agent is not on the packet path and every agent process is one SSH session's: a new one
 // takes over from the host's journal when the console reconnects, mid-campaign or not.
 import { execFile } from 'node:child_process';
-import { createHash } from 'node:crypto';
-import { createReadStream, readdirSync, statSync } from 'node:fs';
+import { readdirSync, statSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import type { HostPackageTarget, LibraryPackage } from '../../../protocol/console.js';
 import { shellWord } from '../../../protocol/shell.js';
 import type { HostConn } from './hostConn.js';
+import { fileToSend } from './releaseUpload.js';
 import type { ExecResult, HostShell } from './ssh/agentSession.js';
 
 export type LocalPackage = LibraryPackage;
@@ -27,27 +27,22 @@ const run = (cmd: string, args: string[]) =>
 
 /** A host package on this machine, as its control file says (read with dpkg-deb). */
 export async function readLocalPackage(deb: string): Promise<LocalPackage> {
-  let st;
-  try {
-    st = statSync(deb);
-  } catch {
-    throw new Error(`${deb}: no such file`);
-  }
-  if (!st.isFile()) throw new Error(`${deb}: not a file`);
+  const file = await fileToSend(deb);
   let text: string;
   try {
     text = await run('dpkg-deb', ['-f', deb, 'Package', 'Version', 'Architecture', 'Depends', 'Installed-Size']);
   } catch (e) {
     throw new Error(`${deb}: not a Debian package (${(e as Error).message.split('\n')[0]})`);
   }
-  const f = Object.fromEntries(text.split('\n').flatMap((l) => (/^([\w-]+): (.*)$/.exec(l) ? [[/^([\w-]+): /.exec(l)![1]!, l.slice(l.indexOf(': ') + 2)]] : [])));
+  const f: Record<string, string> = {};
+  for (const l of text.split('\n')) {
+    const m = /^([\w-]+): (.*)$/.exec(l);
+    if (m) f[m[1]!] = m[2]!;
+  }
   if (f.Package !== 'hitless-host') throw new Error(`${deb}: package ${f.Package ?? '(none)'}, not hitless-host`);
-  const h = createHash('sha256');
-  for await (const chunk of createReadStream(deb)) h.update(chunk as Buffer);
   return {
     file: basename(deb),
-    bytes: st.size,
-    sha256: h.digest('hex'),
+    ...file,
     package: f.Package,
     version: f.Version ?? '',
     architecture: f.Architecture ?? '',

@@ -16,15 +16,24 @@ import type { HostConn } from './hostConn.js';
 /** A release tar on this machine, as its release.json says (unverified here). */
 export type LocalRelease = LibraryRelease;
 
-/** What the tar says it is, its size and digest: for the preview, before anything is sent. */
-export async function readLocalRelease(tar: string): Promise<LocalRelease> {
+/** A file the console is about to send: refused unless it is a regular file; its size and sha256
+ * (what the preview and the audit log show). */
+export async function fileToSend(path: string): Promise<{ bytes: number; sha256: string }> {
   let st;
   try {
-    st = statSync(tar);
+    st = statSync(path);
   } catch {
-    throw new Error(`${tar}: no such file`);
+    throw new Error(`${path}: no such file`);
   }
-  if (!st.isFile()) throw new Error(`${tar}: not a file`);
+  if (!st.isFile()) throw new Error(`${path}: not a file`);
+  const h = createHash('sha256');
+  for await (const chunk of createReadStream(path)) h.update(chunk as Buffer);
+  return { bytes: st.size, sha256: h.digest('hex') };
+}
+
+/** What the tar says it is, its size and digest: for the preview, before anything is sent. */
+export async function readLocalRelease(tar: string): Promise<LocalRelease> {
+  const f = await fileToSend(tar);
   const text = await new Promise<string>((res, rej) =>
     execFile('tar', ['-xOf', tar, 'release.json'], { encoding: 'utf8', maxBuffer: 1 << 20 }, (e, out) => (e ? rej(new Error(`${tar}: not a release tar (no release.json in it)`)) : res(out))),
   );
@@ -34,9 +43,7 @@ export async function readLocalRelease(tar: string): Promise<LocalRelease> {
   } catch (e) {
     throw new Error(`${tar}: its release.json is not a release manifest: ${(e as Error).message.split('\n')[0]}`);
   }
-  const h = createHash('sha256');
-  for await (const chunk of createReadStream(tar)) h.update(chunk as Buffer);
-  return { file: basename(tar), bytes: st.size, sha256: h.digest('hex'), release: m.release, kind: m.kind };
+  return { file: basename(tar), ...f, release: m.release, kind: m.kind };
 }
 
 /** The names of the release tars in the console's library (none when it cannot be read). */

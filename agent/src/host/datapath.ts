@@ -44,6 +44,9 @@ export interface Datapath {
   /** The generation up, serving every VM port, the state of `beside` carried over, attached to
    * the keeper. It takes no VM until the keeper hands it one. */
   start(s: GenStart): Promise<void>;
+  /** Running gen attached to the keeper: at the end of start, and again to a keeper started
+   * after one died (which knows no generation). */
+  attach(gen: string): Promise<void>;
   /** Per-VM counters; throws when the generation does not answer. */
   counters(gen: string, vm?: string): Promise<Map<string, VmCounters>>;
   /** The uplink the generation uses, if any. */
@@ -90,7 +93,7 @@ class HitlessDpGens implements Datapath {
   }
 
   async start(s: GenStart): Promise<void> {
-    const k = await this.sup.keeper();
+    await this.sup.keeper(); // running before the generation it will attach to
     const other = s.beside ? await this.sup.gen(s.beside) : null;
     if (other) {
       // the peer link carries traffic between VMs split across the two generations
@@ -107,7 +110,11 @@ class HitlessDpGens implements Datapath {
         return ctl.request(dp.fdbImport, { entries: learned.map(({ mac, kind, port }) => ({ mac, kind, port })) });
       });
     }
-    await k.request(keeper.genAttach, { gen: s.gen, run_dir: this.sup.genDir(s.gen) });
+    await this.attach(s.gen);
+  }
+
+  async attach(gen: string): Promise<void> {
+    await (await this.sup.keeper()).request(keeper.genAttach, { gen, run_dir: this.sup.genDir(gen) });
   }
 
   async counters(gen: string, vm?: string): Promise<Map<string, VmCounters>> {
@@ -194,12 +201,17 @@ class OvsDpdkGens implements Datapath {
     return vms.findIndex((v) => v.name === vm) + 1;
   }
 
+  /** the keeper listens at the generation's vhost sockets; its dpdkvhostuserclient ports (and
+   * the pace port) connect to them, and again by themselves after a keeper restart */
+  async attach(gen: string): Promise<void> {
+    await (await this.sup.keeper()).request(keeper.genAttach, { gen, run_dir: this.sup.genDir(gen), backend: 'listen' });
+  }
+
   async start(s: GenStart): Promise<void> {
     const o = this.fresh(s.gen, s.release);
     try {
       await o.start({ flowRestoreWait: s.beside !== null });
-      const k = await this.sup.keeper();
-      await k.request(keeper.genAttach, { gen: s.gen, run_dir: this.sup.genDir(s.gen), backend: 'listen' });
+      await this.attach(s.gen);
       // the keeper's pace port: its vhost event thread kept awake through each switch
       await o.addPace(join(this.sup.genDir(s.gen), 'vhost', PACE_SOCKET));
       // each VM's port like the running generation's (its number, the cloud's ids and settings)

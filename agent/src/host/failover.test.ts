@@ -8,6 +8,8 @@ import { after, describe, test } from 'node:test';
 import { agent, events, type UpgradeStatus } from '../../../protocol/agent.js';
 import { measured, probe as probeCmd } from '../../../protocol/native/probe.js';
 import { agentsOn, hostRoot, probeOn, type Agent } from '../../../testing/agentHost.js';
+import { CtlClient } from '../native/ctlClient.js';
+import { Journal } from './journal.js';
 import { Testbed } from '../../../testing/testbed.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -77,6 +79,67 @@ describe('hitless-agent: a generation dies', () => {
     assert.equal(sum.totals.dup, 0);
     assert.deepEqual(probe.events.filter((e) => e.event === 'link'), [], 'no frontend saw its link move');
     console.log(`two crashes: standby back ${f1.restored!.took_ms.toFixed(0)} ms and ${f2.restored!.took_ms.toFixed(0)} ms after each; lost ${sum.totals.lost}, all inside the dead (${f1.lost_inside}+${f2.lost_inside}); worst gap ${Math.max(...measured(sum).map((f) => f.max_gap_us)) / 1000} ms`);
+  });
+
+  test('kill -9 of the keeper mid-upgrade (frontends as vhost-user servers): every frontend sees its link go down and up once, the agent has a keeper again with both generations and every VM where it was, traffic flows again, and the upgrade goes on', async () => {
+    const root = hostRoot(bed, 'k1', 2, false, { frontendServers: true });
+    mkdirSync(join(root, 'vms'), { recursive: true });
+    const a = spawnAgent(root);
+    await a.client.request(agent.hostStart, { release: '1.0.0' });
+    const probe = await probeOn(bed, root, 'k1', 2, true);
+    await sleep(500);
+    let st = await a.client.request(agent.upgradePrepare, { release: '1.1.0' });
+    const [A, B] = [st.active!.gen, st.target!.gen];
+    await a.client.request(agent.upgradeSwitch, { vms: ['v1'] });
+    const standbyBefore = (await a.client.request(agent.upgradeStatus, {})).standby;
+    const keeperPid = () => Number(readFileSync(join(root, 'run', 'keeper', 'keeper.pid'), 'utf8').trim());
+    const before = keeperPid();
+    const t0 = Date.now();
+    process.kill(before, 'SIGKILL');
+    const links = () => probe.events.filter((e) => e.event === 'link');
+    const deadline = Date.now() + 30000;
+    while (links().filter((e) => e.data.up).length < 2) {
+      assert.ok(Date.now() < deadline, `the frontends did not come back: ${JSON.stringify(probe.events.slice(-6))}\n${a.stderr().slice(-2000)}`);
+      await sleep(20);
+    }
+    const backMs = Date.now() - t0;
+    // each frontend: its link down once, then up once
+    for (const vm of ['v1', 'v2']) assert.deepEqual(links().filter((e) => e.data.vm === vm).map((e) => e.data.up), [false, true], `${vm}: ${JSON.stringify(links())}`);
+    const after = keeperPid();
+    assert.notEqual(after, before, 'a new keeper process');
+    const j = Journal.read(join(root, 'var', 'journal.jsonl'));
+    const lost = j.find((e) => e.type === 'keeper-lost');
+    const restored = j.find((e) => e.type === 'keeper-restored');
+    assert.equal(lost?.type === 'keeper-lost' && lost.cause, 'its process is gone');
+    assert.ok(restored?.type === 'keeper-restored');
+    assert.equal(restored.pid, after);
+    assert.deepEqual(restored.down, []);
+    // the sessions where they were: v1 on the target, v2 on the active; the standby as before
+    st = await a.client.request(agent.upgradeStatus, {});
+    assert.deepEqual(st.vms.map((v) => [v.vm, v.serving, v.connected]), [['v1', B, true], ['v2', A, true]]);
+    assert.equal(st.standby, standbyBefore);
+    // traffic flows again on every flow
+    const received = async () => {
+      const c = await CtlClient.connect(join(root, 'run', 'probe.sock'));
+      try {
+        return measured(await c.request(probeCmd.statsShow, {})).map((f) => f.received);
+      } finally {
+        c.close();
+      }
+    };
+    const r0 = await received();
+    await sleep(500);
+    const r1 = await received();
+    r1.forEach((n, i) => assert.ok(n > r0[i]! + 100, `flow ${i} flows again: ${r0[i]} -> ${n}`));
+    // the upgrade goes on: v2 switched over without a frontend event, then the host back
+    const flaps = links().length;
+    await a.client.request(agent.upgradeSwitch, { vms: ['v2'] });
+    st = await a.client.request(agent.upgradeAbort, {});
+    assert.deepEqual([st.state, st.active?.gen], ['idle', A]);
+    assert.ok(st.vms.every((v) => v.serving === A && v.connected));
+    assert.equal(links().length, flaps, 'switches after the keeper came back flap no link');
+    probe.kill();
+    console.log(`keeper kill -9: frontends back ${backMs} ms after the kill (agent: keeper again after ${restored.took_ms.toFixed(0)} ms, every frontend after ${restored.outage_ms?.toFixed(0)} ms of its work)`);
   });
 
   test('with standby restoration off: the host stays exposed after a failover, and a second kill -9 takes the frontends\' links down, never a silent blackhole', async () => {

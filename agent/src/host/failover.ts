@@ -5,10 +5,17 @@
 // had: a replacement generation of the dead one's release, joined to the peer link of the one
 // serving, with every session pre-loaded on it and designated the keeper's standby. Until it
 // runs, the host is *exposed*: a further crash has nowhere to go.
+// When the keeper itself dies the sessions go with it (DESIGN.md §14: nothing keeps the VMs'
+// sockets open): every frontend sees its link go down. The generations keep running; the agent
+// starts a keeper again, attaches them, adds every VM back on the generation serving it and
+// names the standby. A frontend that is the vhost-user server (QEMU server=on, virtio_user
+// server=1) is connected again by the keeper at once; a client frontend comes back when it
+// reconnects itself (QEMU's reconnect=; DPDK's virtio_user client does not).
 import { keeper, KeeperEvent } from '../../../protocol/native/keeper.js';
 import type { AgentConfig } from '../../../protocol/files.js';
 import type { UpgradeStatus } from '../../../protocol/agent.js';
 import type { CtlClient, CtlEvent } from '../native/ctlClient.js';
+import type { VmEntry } from '../../../protocol/files.js';
 import type { Derived, GenRef } from './derive.js';
 import type { Journal } from './journal.js';
 import { alive, type Supervisor } from './supervisor.js';
@@ -24,7 +31,7 @@ export interface FailoverHost {
   readonly sup: Supervisor;
   readonly journal: Journal;
   readonly d: Derived;
-  vms(): { name: string; mac: string }[];
+  vms(): VmEntry[];
   status(): Promise<UpgradeStatus>;
   notify(s: UpgradeStatus): void;
   serial<T>(fn: () => Promise<T>): Promise<T>;
@@ -64,6 +71,10 @@ export class FailoverWatch {
     if (k === this.subscribed) return;
     this.subscribed = k;
     await k.subscribe((e) => this.onEvent(e));
+    // the keeper gone (its connection ends with it): look at once, not at the next tick
+    void k.ended.then(() => {
+      if (this.timer) setTimeout(() => void this.check().catch(() => undefined), 20).unref();
+    });
   }
 
   stop(): void {
@@ -89,8 +100,10 @@ export class FailoverWatch {
     if (this.checking) return;
     this.checking = true;
     await this.h.serial(async () => {
-      await this.subscribe();
       const d = this.h.d;
+      const lost = await keeperLost(this.h);
+      if (lost) await restoreKeeper(this.h, lost);
+      await this.subscribe();
       for (const g of [d.active, d.target]) {
         if (!g || this.h.sup.genAlive(g.gen) || d.failovers.some((f) => f.gen === g.gen)) {
           if (g) this.suspects.delete(g.gen);
@@ -107,6 +120,74 @@ export class FailoverWatch {
       }
     }).finally(() => (this.checking = false));
   }
+}
+
+/** Why the keeper no longer holds the host's sessions, or null when it does (or has nothing to
+ * hold: no generation running). */
+export async function keeperLost(h: FailoverHost): Promise<string | null> {
+  const active = h.d.active;
+  if (!active || !h.sup.genAlive(active.gen)) return null;
+  if (!alive(h.sup.keeperPid())) return 'its process is gone';
+  const k = await h.sup.keeper();
+  const { gens } = await k.request(keeper.genList, {});
+  return gens.some((g) => g.gen === active.gen) ? null : `it runs (pid ${h.sup.keeperPid()}) but knows no generation: it was restarted`;
+}
+
+/** The generation a keeper names its standby: of two running, the one last started beside the
+ * other (a prepare's target, or a replacement restored after a death); none with one. */
+function standbyOf(h: FailoverHost, running: GenRef[]): string | null {
+  if (running.length < 2) return null;
+  for (const e of [...h.journal.entries()].reverse()) {
+    const gen = e.type === 'prepare' || e.type === 'restored' ? e.gen : null;
+    if (gen && running.some((g) => g.gen === gen)) return gen;
+  }
+  return null;
+}
+
+/** A keeper again, holding what the dead one held (see the top of this file). */
+export async function restoreKeeper(h: FailoverHost, cause: string): Promise<void> {
+  const t0 = process.hrtime.bigint();
+  const since = () => Number(process.hrtime.bigint() - t0) / 1e6;
+  console.error(`hitless-agent: the keeper is lost (${cause}): starting it again`);
+  h.journal.append({ type: 'keeper-lost', cause });
+  h.notify(await h.status());
+  const d = h.d;
+  const k = await h.sup.keeper();
+  const running = [d.active, d.target].filter((g): g is GenRef => g !== null && h.sup.genAlive(g.gen));
+  const attached = new Set((await k.request(keeper.genList, {})).gens.map((g) => g.gen));
+  for (const g of running) if (!attached.has(g.gen)) await h.datapath(g.release).attach(g.gen);
+  const held = new Set((await k.request(keeper.sessionList, {})).sessions.map((s) => s.vm));
+  for (const v of h.vms()) {
+    if (held.has(v.name)) continue;
+    const onTarget = d.target !== null && d.moved.has(v.name) && running.some((g) => g.gen === d.target!.gen);
+    const gen = onTarget ? d.target!.gen : (running.find((g) => g.gen === d.active?.gen) ?? running[0])!.gen;
+    await k.request(keeper.vmAdd, { vm: v.name, gen, mac: v.mac, ...(v.frontend_socket ? { socket: v.frontend_socket, client: true } : {}) });
+  }
+  const standby = standbyOf(h, running);
+  if (standby) await k.request(keeper.failoverStandby, { gen: standby });
+  const took = since();
+  // the frontends connect again (a server frontend: the keeper connects to it)
+  let outage: number | null = null;
+  let down: string[] = [];
+  const deadline = Date.now() + RECONNECT_WAIT_MS;
+  for (;;) {
+    const { sessions } = await k.request(keeper.sessionList, {});
+    down = h.vms().map((v) => v.name).filter((vm) => !sessions.find((s) => s.vm === vm)?.connected);
+    if (down.length === 0) {
+      outage = since();
+      break;
+    }
+    if (Date.now() > deadline) break;
+    await sleep(20);
+  }
+  // the standby ready to take each session at once again
+  if (standby) {
+    const { sessions } = await k.request(keeper.sessionList, {});
+    for (const s of sessions) if (s.connected && s.movable && s.serving !== standby) await k.request(keeper.sessionPreload, { vm: s.vm, gen: standby }).catch(() => undefined);
+  }
+  h.journal.append({ type: 'keeper-restored', pid: h.sup.keeperPid(), took_ms: took, outage_ms: outage, down });
+  console.error(`hitless-agent: keeper running again (pid ${h.sup.keeperPid()}) after ${took.toFixed(0)} ms; ${down.length ? `frontends not back: ${down.join(', ')}` : `every frontend back after ${outage!.toFixed(0)} ms`}`);
+  h.notify(await h.status());
 }
 
 function parseEvent(raw: CtlEvent): KeeperEvent | null {

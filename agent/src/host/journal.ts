@@ -63,6 +63,12 @@ export const Entry = z.discriminatedUnion('type', [
     outage_ms: z.number().nullable(),
   }),
   z.object({ type: z.literal('restore-failed'), replaces: z.string(), error: z.string() }),
+  // the keeper died (or came back empty: systemd restarted it) while generations run: its
+  // sessions went with it, and the frontends saw their links go down
+  z.object({ type: z.literal('keeper-lost'), cause: z.string() }),
+  // a keeper running again with the generations attached and every VM added back; down: the
+  // VMs whose frontends had not connected again when the agent stopped waiting
+  z.object({ type: z.literal('keeper-restored'), pid: z.number().int().nullable(), took_ms: z.number(), outage_ms: z.number().nullable(), down: z.array(z.string()) }),
   // a VM found on an OVS-DPDK host (discover.ts): its port in the active generation's DB, now
   // behind the keeper; one of the host's VMs from here on, like those its config lists
   z.object({ type: z.literal('vm-found'), vm: z.string(), mac: z.string(), frontend_socket: z.string().optional(), gen: z.string() }),

@@ -66,13 +66,18 @@ describe('hitless-agent on an OVS-DPDK host', () => {
     const bin = join(root, 'releases', '1.1.0', 'bin', 'ovs-vswitchd');
     rmSync(bin);
     writeFileSync(bin, '#!/bin/sh\necho "ovs-vswitchd: a broken build" >&2\nexit 1\n', { mode: 0o755 });
-    await assert.rejects(a.client.request(agent.upgradePrepare, { release: '1.1.0' }), /ob1: 1\.1\.0 \(generation 1\.1\.0-2\) could not be started beside 1\.0\.0-1: .*a broken build.*; the host stays on 1\.0\.0, its VMs untouched/);
+    let failed = '';
+    await assert.rejects(a.client.request(agent.upgradePrepare, { release: '1.1.0' }), (e: Error) => {
+      assert.match(e.message, /ob1: 1\.1\.0 \(generation 1\.1\.0-\d+\) could not be started beside 1\.0\.0-1: .*a broken build.*; the host stays on 1\.0\.0, its VMs untouched/);
+      failed = /generation (1\.1\.0-\d+)/.exec(e.message)![1]!;
+      return true;
+    });
     const st = await a.client.request(agent.upgradeStatus, {});
     assert.deepEqual([st.state, st.active?.gen, st.target, st.last_outcome], ['idle', '1.0.0-1', null, 'aborted']);
     assert.match(st.error ?? '', /prepare of 1\.1\.0: .*a broken build/);
     assert.ok(st.vms.every((v) => v.connected && v.serving === '1.0.0-1'), JSON.stringify(st.vms));
     assert.equal(hugepages(), before, "the target's hugepages were given back");
-    assert.equal(existsSync(`/run/netns/${Ovs.at(join(root, 'run', 'gen-1.1.0-2')).netns}`), false, "the target's namespace is gone");
+    assert.equal(existsSync(`/run/netns/${Ovs.at(join(root, 'run', `gen-${failed}`)).netns}`), false, "the target's namespace is gone");
     const rx = (await Ovs.at(join(root, 'run', 'gen-1.0.0-1')).portStats('v1')).rx;
     await sleep(500);
     assert.ok((await Ovs.at(join(root, 'run', 'gen-1.0.0-1')).portStats('v1')).rx > rx + 500, 'v1 still forwards through 1.0.0');

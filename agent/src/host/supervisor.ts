@@ -64,6 +64,7 @@ const systemctl = (...args: string[]) =>
 
 export class Supervisor {
   private readonly ctls = new Map<string, CtlClient>();
+  private keeperCtlPid: number | null = null;
   readonly supervision: Supervision;
 
   constructor(
@@ -134,7 +135,9 @@ export class Supervisor {
   /** The keeper's control client, starting the keeper when none runs. */
   async keeper(): Promise<CtlClient> {
     const cached = this.ctls.get('keeper');
-    if (cached && alive(this.keeperPid())) return cached;
+    // the client of this very keeper process (one restarted under the same pidfile is another)
+    if (cached && this.keeperCtlPid === this.keeperPid() && alive(this.keeperPid())) return cached;
+    cached?.close();
     mkdirSync(this.keeperDir, { recursive: true });
     const ctlPath = join(this.keeperDir, 'ctl.sock');
     let ctl: CtlClient;
@@ -142,6 +145,7 @@ export class Supervisor {
     else
       ctl = await this.launch(join(this.root, 'bin', 'hitless-keeper'), ['--run-dir', this.keeperDir], join(this.root, 'run', 'keeper.log'), ctlPath, 'hitless-keeper', KEEPER_UNIT);
     this.ctls.set('keeper', ctl);
+    this.keeperCtlPid = this.keeperPid();
     return ctl;
   }
 

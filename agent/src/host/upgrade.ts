@@ -26,7 +26,7 @@ import { Journal } from './journal.js';
 import { ReleaseRefused, SIGNATURE, verifyReleaseDir } from './release.js';
 import { planModes, prepareSwap, swapStage } from './stageSwap.js';
 import { alive, Supervisor } from './supervisor.js';
-import { FailoverWatch, restore } from './failover.js';
+import { FailoverWatch, keeperLost, restore, restoreKeeper } from './failover.js';
 import { HostLock } from './hostLock.js';
 import type { LossSpan, TrafficWitness } from './witness.js';
 
@@ -145,7 +145,9 @@ export class HostAgent {
   async start(version: string): Promise<void> {
     const d = this.d;
     if (d.active && this.sup.genAlive(d.active.gen)) {
-      await this.sup.keeper();
+      // running: with a keeper that holds its sessions (one lost is started and given them back)
+      const lost = await keeperLost(this);
+      if (lost) await restoreKeeper(this, lost);
       return;
     }
     this.release(version);

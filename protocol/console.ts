@@ -23,7 +23,16 @@ export const HostSource = z.enum(['fleet-file', 'ssh-config', 'ansible', 'manual
 /** Where a host is and how to reach its agent; persisted in the console's fleet. */
 export const HostPackageTarget = z.discriminatedUnion('method', [
   z.object({ method: z.literal('dpkg') }).strict(),
-  z.object({ method: z.literal('unpack'), dir: z.string().regex(/^\/[A-Za-z0-9_.\/-]+$/, 'an absolute path (letters, digits, _ . - /)') }).strict(),
+  z
+    .object({
+      method: z.literal('unpack'),
+      dir: z
+        .string()
+        .max(200)
+        .regex(/^(\/[A-Za-z0-9_.-]+)+$/, 'an absolute path of letters, digits, _ . - (no trailing /)')
+        .refine((d) => !d.split('/').some((x) => x === '.' || x === '..'), 'no . or .. in the path'),
+    })
+    .strict(),
 ]);
 export type HostPackageTarget = z.infer<typeof HostPackageTarget>;
 

@@ -237,7 +237,9 @@ if [ "$1" = configure ]; then
 	if ! getent group hitless >/dev/null; then
 		addgroup --system hitless
 	fi
-	if [ ! -e /etc/hitless/agent.json ]; then
+	if [ -d /var/lib/hitless/etc ] && [ ! -L /var/lib/hitless/etc ]; then
+		echo "hitless-host: /var/lib/hitless/etc is a directory from an earlier install: the agent reads its config there, not in /etc/hitless (move agent.json to /etc/hitless and remove the directory)" >&2
+	elif [ ! -e /etc/hitless/agent.json ]; then
 		name=$(hostname -s | tr -c 'A-Za-z0-9_.\\n-' '-')
 		printf '{\\n  "host": "%s",\\n  "vms": []\\n}\\n' "$name" >/etc/hitless/agent.json
 	fi

@@ -130,7 +130,14 @@ export async function keeperLost(h: FailoverHost): Promise<string | null> {
   if (!alive(h.sup.keeperPid())) return 'its process is gone';
   const k = await h.sup.keeper();
   const { gens } = await k.request(keeper.genList, {});
-  return gens.some((g) => g.gen === active.gen) ? null : `it runs (pid ${h.sup.keeperPid()}) but knows no generation: it was restarted`;
+  if (!gens.some((g) => g.gen === active.gen)) return `it runs (pid ${h.sup.keeperPid()}) but knows no generation: it was restarted`;
+  return restoreOpen(h) ? 'a restore of it did not finish' : null;
+}
+
+/** The journal's last word on the keeper is that it was lost (a restore failed part way). */
+function restoreOpen(h: FailoverHost): boolean {
+  const last = [...h.journal.entries()].reverse().find((e) => e.type === 'keeper-lost' || e.type === 'keeper-restored');
+  return last?.type === 'keeper-lost';
 }
 
 /** The generation a keeper names its standby: of two running, the one last started beside the
@@ -149,7 +156,8 @@ export async function restoreKeeper(h: FailoverHost, cause: string): Promise<voi
   const t0 = process.hrtime.bigint();
   const since = () => Number(process.hrtime.bigint() - t0) / 1e6;
   console.error(`hitless-agent: the keeper is lost (${cause}): starting it again`);
-  h.journal.append({ type: 'keeper-lost', cause });
+  // once per loss: a restore that failed part way is taken up again from where it stopped
+  if (!restoreOpen(h)) h.journal.append({ type: 'keeper-lost', cause });
   h.notify(await h.status());
   const d = h.d;
   const k = await h.sup.keeper();
@@ -161,7 +169,9 @@ export async function restoreKeeper(h: FailoverHost, cause: string): Promise<voi
     if (held.has(v.name)) continue;
     const onTarget = d.target !== null && d.moved.has(v.name) && running.some((g) => g.gen === d.target!.gen);
     const gen = onTarget ? d.target!.gen : (running.find((g) => g.gen === d.active?.gen) ?? running[0])!.gen;
-    await k.request(keeper.vmAdd, { vm: v.name, gen, mac: v.mac, ...(v.frontend_socket ? { socket: v.frontend_socket, client: true } : {}) });
+    await k.request(keeper.vmAdd, { vm: v.name, gen, mac: v.mac, ...(v.frontend_socket ? { socket: v.frontend_socket, client: true } : {}) }).catch((e: Error) => {
+      if (!/exists/.test(e.message)) throw e;
+    });
   }
   const standby = standbyOf(h, running);
   if (standby) await k.request(keeper.failoverStandby, { gen: standby });

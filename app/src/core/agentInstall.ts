@@ -73,7 +73,8 @@ export function upstreamVersion(v: string): string {
 const q = shellWord;
 /** The command that installs the copied package at path (run as the SSH login). */
 export function installCommand(target: HostPackageTarget, path: string, root: boolean): string {
-  if (target.method === 'dpkg') return `${root ? '' : 'sudo -n '}dpkg -i ${q(path)}`;
+  // an operator's edited conffile (release-signers, the sudoers rule) is kept, never asked about
+  if (target.method === 'dpkg') return `${root ? '' : 'sudo -n '}dpkg --force-confdef --force-confold -i ${q(path)} </dev/null`;
   // a new directory beside the old, then the link renamed over: an agent starting meanwhile
   // finds the old package or the new, never half of one; older directories are removed after
   const d = target.dir;
@@ -98,7 +99,7 @@ export function installPreview(p: LocalPackage, hosts: { name: string; target: H
       `  1. checks: dpkg --print-architecture is ${p.architecture}; the ${p.depends.length} packages it depends on are installed (${p.depends.filter((d) => d.startsWith('librte')).length} of them DPDK's); ${h.target.method === 'dpkg' ? 'sudo -n may run dpkg (unless the login is root); ' : ''}free space in /tmp and ${h.target.method === 'dpkg' ? '/usr' : dirname(h.target.dir)} — any failing: nothing is copied`,
       `  2. SFTP: ${p.file} into /tmp/hitless-upload-<random>/ (a directory made for it, mode 0700)`,
       h.target.method === 'dpkg'
-        ? `  3. run: [sudo -n] dpkg -i /tmp/hitless-upload-<random>/${p.file} (installs /usr/bin/hitless-agent, the keeper, /etc/hitless/, the hitless group and its sudoers rule)`
+        ? `  3. run: [sudo -n] dpkg --force-confdef --force-confold -i /tmp/hitless-upload-<random>/${p.file} (keeps conffiles the operator edited; installs /usr/bin/hitless-agent, the keeper, /etc/hitless/, the hitless group and its sudoers rule)`
         : `  3. run: dpkg -x into a new directory beside ${h.target.dir}, then ${h.target.dir} (a link) renamed over to it (this host shares its filesystem with others)`,
       `  4. SFTP: the copy and its directory removed`,
       `  5. the agent's session reconnected: the new agent takes over from the host's journal and must say version ${upstreamVersion(p.version)}`,

@@ -47,6 +47,8 @@ export interface SecretStore {
 }
 
 export const CONSOLE_VERSION = '0.1.0';
+/** how long an installed agent waits for a step of the old one to end before it takes over */
+const AGENT_IDLE_WAIT_MS = 120_000;
 
 type Handler = (p: unknown) => Promise<unknown>;
 
@@ -60,6 +62,8 @@ export class ConsoleCore implements Backend {
   private readonly limiter: Limiter;
   private fleetTimer: NodeJS.Timeout | null = null;
   private readonly handlers = new Map<string, Handler>();
+  /** hosts an agent install is copying or installing to */
+  private readonly installing = new Set<string>();
 
   constructor(readonly opts: CoreOptions) {
     mkdirSync(join(opts.stateDir, 'campaigns'), { recursive: true });
@@ -228,6 +232,8 @@ export class ConsoleCore implements Backend {
   /** Why the agent of host may not be replaced now, or null. Between steps it may: the campaign
    * (or the host) paused, the new agent takes over from the host's journal. */
   private agentBusy(host: string): string | null {
+    if (this.installing.has(host)) return `an install on ${host} is under way`;
+    if (this.conns.get(host)?.busy) return `a step on ${host} is under way through its agent: wait for it to end`;
     for (const r of this.runs.values()) {
       const h = r.c.hosts.find((x) => x.host === host);
       if (!h || r.c.state !== 'running' || !r.busy) continue;
@@ -252,8 +258,18 @@ export class ConsoleCore implements Backend {
         if (!conn) throw new InstallRefused(`no host ${host} in the fleet`);
         const busy = this.agentBusy(host);
         if (busy) throw new InstallRefused(busy);
-        await installOnHost(conn, local, deb, progress && ((sent, total) => progress(host, sent, total)));
-        // the version check: a new agent process, on the new executable, answering
+        this.installing.add(host);
+        try {
+          await installOnHost(conn, local, deb, progress && ((sent, total) => progress(host, sent, total)));
+        } finally {
+          this.installing.delete(host);
+        }
+        // the version check: a new agent process, on the new executable, answering; not while
+        // a step runs (a campaign resumed during the copy): the old agent finishes it first
+        for (const end = Date.now() + AGENT_IDLE_WAIT_MS; this.agentBusy(host); ) {
+          if (Date.now() > end) throw new Error(`installed, but ${host}'s agent stayed busy (${this.agentBusy(host)}): the new one starts when the console reconnects to it`);
+          await new Promise((r) => setTimeout(r, 100));
+        }
         await conn.reconnect();
         if (conn.row.conn !== 'connected') throw new Error(`installed, but ${host}'s agent does not answer: ${conn.row.problem ?? conn.row.conn}`);
         if (conn.row.agent_version !== want) throw new Error(`installed, but ${host}'s agent says version ${conn.row.agent_version}, not ${want}`);

@@ -64,6 +64,7 @@ export class HostConn {
   private pendingKey: { target: SshTarget; key: Buffer; fp: string } | null = null;
   private closed = false;
   private attempt: Promise<void> | null = null;
+  private inflight = 0;
   /** drivers waiting for a pushed status (hostUpgrade.ts until) */
   private readonly waiters = new Set<{ check(st: UpgradeStatus): void; fail(e: Error): void }>();
 
@@ -144,11 +145,12 @@ export class HostConn {
     try {
       s = await openAgentSessionTo(target, this.entry.agent_command, this.sessionOptions(true));
       this.session = s;
-      this.backoffMs = 1000;
       this.subscribe(s);
       await this.refresh(true).catch(async (e: Error) => {
         throw new Error(await agentFailure(s!, this.entry, e));
       });
+      // reset only once the agent answered: a host without one is retried ever less often
+      this.backoffMs = 1000;
       this.set({ conn: 'connected', problem: null, pending_key: null });
       this.refresher = setInterval(() => void this.refresh(false).catch(() => undefined), 5000);
       const mine = s;
@@ -346,7 +348,18 @@ export class HostConn {
   async request<P extends z.ZodTypeAny, R extends z.ZodTypeAny>(req: Request<P, R>, params: z.input<P>): Promise<z.output<R>> {
     const s = this.session;
     if (!s) throw new Error(`${this.entry.name} is not connected (${this.row.conn}${this.row.problem ? `: ${this.row.problem}` : ''})`);
-    return s.agent.request(req, params);
+    this.inflight++;
+    try {
+      return await s.agent.request(req, params);
+    } finally {
+      this.inflight--;
+    }
+  }
+
+  /** A step is under way through this connection: a request to the agent, or a driver waiting
+   * for the status it pushes (the agent must not be replaced now). */
+  get busy(): boolean {
+    return this.inflight > 0 || this.waiters.size > 0;
   }
 
   close(): void {

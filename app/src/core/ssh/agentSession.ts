@@ -130,11 +130,11 @@ async function upload(ssh: Client, local: string, progress?: (sent: number, tota
 async function dial(target: SshTarget, opts: SessionOptions): Promise<{ ssh: Client; end(): void }> {
   let jump: Client | null = null;
   let sock: NodeJS.ReadableStream | undefined;
-  if (target.proxyJump) {
-    jump = await connect(resolveHost(target.proxyJump, opts.sshConfig), opts);
-    sock = await new Promise((res, rej) => jump!.forwardOut('127.0.0.1', 0, target.host, target.port, (e, s) => (e ? rej(e) : res(s))));
-  }
   try {
+    if (target.proxyJump) {
+      jump = await connect(resolveHost(target.proxyJump, opts.sshConfig), opts);
+      sock = await new Promise((res, rej) => jump!.forwardOut('127.0.0.1', 0, target.host, target.port, (e, s) => (e ? rej(e) : res(s))));
+    }
     const ssh = await connect(target, opts, sock);
     return {
       ssh,
@@ -226,6 +226,7 @@ export async function openShellTo(target: SshTarget, opts: SessionOptions = {}):
           ch.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
           ch.once('exit', (c: number | null) => (code = c));
           ch.once('close', () => resolve({ code, stdout, stderr }));
+          ch.end(); // nothing to read: a command that asks gets end of input, never a hang
         }),
       ),
     upload: (local, progress) => upload(ssh, local, progress),

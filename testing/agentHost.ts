@@ -63,6 +63,8 @@ export function hostRoot(bed: Testbed, name: string, vms: number, manifests = fa
     }
   }
   mkdirSync(join(root, 'bin'), { recursive: true });
+  // where frontends that are the vhost-user servers listen (frontendSocket)
+  if (extra.frontendServers) mkdirSync(join(root, 'vms'), { recursive: true });
   symlinkSync(nativeBin('hitless-keeper'), join(root, 'bin', 'hitless-keeper'));
   symlinkSync(nativeBin('hitless-hold'), join(root, 'bin', 'hitless-hold'));
   mkdirSync(join(root, 'etc'), { recursive: true });

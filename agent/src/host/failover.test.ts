@@ -2,7 +2,7 @@
 // the sessions at once, the agent records the death, reports the host exposed and restores a
 // standby on its own (failover.ts). Real agent on stdio, keeper, generations and probe VMs.
 import assert from 'node:assert/strict';
-import { mkdirSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { agent, events, type UpgradeStatus } from '../../../protocol/agent.js';
@@ -83,7 +83,6 @@ describe('hitless-agent: a generation dies', () => {
 
   test('kill -9 of the keeper mid-upgrade (frontends as vhost-user servers): every frontend sees its link go down and up once, the agent has a keeper again with both generations and every VM where it was, traffic flows again, and the upgrade goes on', async () => {
     const root = hostRoot(bed, 'k1', 2, false, { frontendServers: true });
-    mkdirSync(join(root, 'vms'), { recursive: true });
     const a = spawnAgent(root);
     await a.client.request(agent.hostStart, { release: '1.0.0' });
     const probe = await probeOn(bed, root, 'k1', 2, true);
@@ -176,7 +175,6 @@ describe('hitless-agent: a generation dies', () => {
 
   test('kill -9 of the only generation (idle host, frontends as vhost-user servers): links go down, the agent restarts the release, the keeper reconnects the frontends; the outage is measured', async () => {
     const root = hostRoot(bed, 'f3', 2, false, { frontendServers: true });
-    mkdirSync(join(root, 'vms'), { recursive: true });
     const a = spawnAgent(root);
     await a.client.request(agent.hostStart, { release: '1.0.0' });
     const probe = await probeOn(bed, root, 'f3', 2, true);

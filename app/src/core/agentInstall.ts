@@ -70,23 +70,22 @@ export function upstreamVersion(v: string): string {
   return v.replace(/^\d+:/, '').replace(/[~+-].*$/, '');
 }
 
-const q = shellWord;
 /** The command that installs the copied package at path (run as the SSH login). */
 export function installCommand(target: HostPackageTarget, path: string, root: boolean): string {
   // an operator's edited conffile (release-signers, the sudoers rule) is kept, never asked about
-  if (target.method === 'dpkg') return `${root ? '' : 'sudo -n '}dpkg --force-confdef --force-confold -i ${q(path)} </dev/null`;
+  if (target.method === 'dpkg') return `${root ? '' : 'sudo -n '}dpkg --force-confdef --force-confold -i ${shellWord(path)} </dev/null`;
   // a new directory beside the old, then the link renamed over: an agent starting meanwhile
   // finds the old package or the new, never half of one; older directories are removed after
   const d = target.dir;
   return [
     'set -e',
-    `new=${q(d)}.$(date +%s%N)`,
+    `new=${shellWord(d)}.$(date +%s%N)`,
     `mkdir -p "$new"`,
-    `dpkg -x ${q(path)} "$new"`,
-    `if [ -d ${q(d)} ] && [ ! -L ${q(d)} ]; then rm -rf ${q(d)}; fi`,
-    `ln -sfn "$(basename "$new")" ${q(`${d}.link`)}`,
-    `mv -Tf ${q(`${d}.link`)} ${q(d)}`,
-    `for o in ${q(d)}.*; do [ "$o" = "$new" ] || rm -rf "$o"; done`,
+    `dpkg -x ${shellWord(path)} "$new"`,
+    `if [ -d ${shellWord(d)} ] && [ ! -L ${shellWord(d)} ]; then rm -rf ${shellWord(d)}; fi`,
+    `ln -sfn "$(basename "$new")" ${shellWord(`${d}.link`)}`,
+    `mv -Tf ${shellWord(`${d}.link`)} ${shellWord(d)}`,
+    `for o in ${shellWord(d)}.*; do [ "$o" = "$new" ] || rm -rf "$o"; done`,
   ].join('; ');
 }
 
@@ -127,10 +126,10 @@ async function hostFacts(sh: HostShell, p: LocalPackage, target: HostPackageTarg
     'echo "user $(id -un)"',
     target.method === 'dpkg' ? 'if [ "$(id -u)" != 0 ]; then if sudo -n -l /usr/bin/dpkg -i /tmp/x >/dev/null 2>&1; then echo "sudo yes"; else echo "sudo no"; fi; fi' : 'true',
     'echo "tmp_kb $(df -Pk /tmp | awk \'NR==2{print $4}\')"',
-    `echo "dest_kb $(df -Pk ${q(dest)} 2>/dev/null | awk 'NR==2{print $4}')"`,
-    `dpkg-query -W -f='ok \${Package} \${db:Status-Abbrev}\\n' ${p.depends.map(q).join(' ')} 2>/dev/null || true`,
+    `echo "dest_kb $(df -Pk ${shellWord(dest)} 2>/dev/null | awk 'NR==2{print $4}')"`,
+    `dpkg-query -W -f='ok \${Package} \${db:Status-Abbrev}\\n' ${p.depends.map(shellWord).join(' ')} 2>/dev/null || true`,
   ].join('\n');
-  const r = await sh.exec(`sh -c ${q(script)}`);
+  const r = await sh.exec(`sh -c ${shellWord(script)}`);
   if (r.code !== 0) throw new Error(`checking the host: ${r.stderr.trim() || `exit ${r.code}`}`);
   const v = (k: string) => new RegExp(`^${k} (.*)$`, 'm').exec(r.stdout)?.[1]?.trim() ?? '';
   const ok = new Set([...r.stdout.matchAll(/^ok (\S+) ii/gm)].map((m) => m[1]!));

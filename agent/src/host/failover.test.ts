@@ -106,7 +106,13 @@ describe('hitless-agent: a generation dies', () => {
     for (const vm of ['v1', 'v2']) assert.deepEqual(links().filter((e) => e.data.vm === vm).map((e) => e.data.up), [false, true], `${vm}: ${JSON.stringify(links())}`);
     const after = keeperPid();
     assert.notEqual(after, before, 'a new keeper process');
-    const j = Journal.read(join(root, 'var', 'journal.jsonl'));
+    // the agent journals the restore once the frontends are back and the standby is pre-loaded
+    const journal = () => Journal.read(join(root, 'var', 'journal.jsonl'));
+    while (!journal().some((e) => e.type === 'keeper-restored')) {
+      assert.ok(Date.now() < deadline, `no keeper-restored in the journal\n${a.stderr().slice(-2000)}`);
+      await sleep(20);
+    }
+    const j = journal();
     const lost = j.find((e) => e.type === 'keeper-lost');
     const restored = j.find((e) => e.type === 'keeper-restored');
     assert.equal(lost?.type === 'keeper-lost' && lost.cause, 'its process is gone');

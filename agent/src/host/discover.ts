@@ -33,9 +33,11 @@ export interface Discovery {
   unmanaged: Unmanaged[];
 }
 
-/** Ports that could not be taken, by name: not tried again (each try costs the VM a
- * reconnect) until the port changes. */
-export type Refused = Map<string, { port: string; why: string }>;
+/** Ports that could not be taken, by name, with the Interface row they were put back as: not
+ * tried again (each try costs the VM a reconnect) until the cloud plugs the port again (a new
+ * row, even alike). Not by what the row says: OVS numbers a port after the cloud's
+ * transaction, so a look can see one row unnumbered and then numbered. */
+export type Refused = Map<string, { row: string; why: string }>;
 
 /** <root>/run/ovs: the active OVS-DPDK generation's run dir, whichever generation that is. */
 export function ovsLink(root: string): string {
@@ -68,9 +70,6 @@ function unfit(p: VhostPort, keeperSocket: string): string | null {
   if (!existsSync(p.path)) return `nothing listens at its vhost-server-path ${p.path} (is the VM running?)`;
   return null;
 }
-
-/** What identifies a plugging of a port: a port plugged again differently is tried again. */
-const plugKey = (p: VhostPort) => JSON.stringify([p.path, p.mac, p.ofport]);
 
 /** The active OVS-DPDK generation's VM ports, or null when the active generation is not one. */
 export async function activePorts(h: HostAgent): Promise<{ gen: string; ovs: Ovs; ports: VhostPort[] } | null> {
@@ -111,7 +110,7 @@ export async function discover(h: HostAgent, refused: Refused, light = false): P
   for (const p of ports) {
     if (known.has(p.name)) continue;
     const before = refused.get(p.name);
-    if (before?.port === plugKey(p)) {
+    if (before && before.row === p.row) {
       out.unmanaged.push({ port: p.name, why: before.why });
       continue;
     }
@@ -134,7 +133,8 @@ export async function discover(h: HostAgent, refused: Refused, light = false): P
       await k.request(keeper.vmDel, { vm: p.name }).catch(() => undefined);
       const why = `it could not be put behind the keeper: ${(e as Error).message}`;
       h.journal.append({ type: 'vm-gone', vm: p.name, why });
-      refused.set(p.name, { port: plugKey(p), why });
+      const back = (await A.vhostPorts()).find((x) => x.name === p.name);
+      if (back) refused.set(p.name, { row: back.row, why });
       out.unmanaged.push({ port: p.name, why });
     }
   }

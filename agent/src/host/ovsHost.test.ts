@@ -225,6 +225,12 @@ describe('hitless-agent on an OVS-DPDK host', () => {
     await sleep(4500);
     const tries = readFileSync(join(root, 'var', 'journal.jsonl'), 'utf8').split('\n').filter((l) => l.includes('"vm":"lp"'));
     assert.deepEqual(tries.map((l) => (JSON.parse(l) as { type: string }).type), ['vm-found', 'vm-gone'], 'lp was tried once, not again at every look');
+    // the cloud plugs lp again alike (deleted and added in one transaction): tried once more
+    cloud(root, 'ovs-vsctl', 'del-port', 'br0', 'lp', '--', 'add-port', 'br0', 'lp', '--', 'set', 'Interface', 'lp', 'type=dpdkvhostuserclient', `options:vhost-server-path=${longSock}`, 'external_ids:attached-mac=02:00:00:00:00:77');
+    const lpTries = () => readFileSync(join(root, 'var', 'journal.jsonl'), 'utf8').split('\n').filter((l) => l.includes('"vm":"lp"')).length;
+    for (const t = Date.now(); lpTries() < 4; await sleep(200)) assert.ok(Date.now() - t < 20000, 'lp plugged again was not tried again');
+    await sleep(5500);
+    assert.equal(lpTries(), 4, 'lp plugged again was tried once more, and only once');
     const p3 = (await oa.vhostPorts()).find((p) => p.name === 'v3')!;
     assert.deepEqual([p3.path, p3.ofport, p3.external_ids['iface-id'], p3.port.tag, p3.port.external_ids.neutron], [join(root, 'run', `gen-${A}`, 'vhost', 'v3.sock'), v3port, 'v3-uuid', 7, 'x'], "v3's port leads to the keeper now, its number, VLAN tag and the cloud's ids unchanged");
 

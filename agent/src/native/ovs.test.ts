@@ -25,13 +25,13 @@ describe('hitless-keeper in front of stock OVS-DPDK', () => {
     assert.deepEqual(meterSpecs('OFPST_METER_CONFIG reply (OF1.3) (xid=0x2):\n'), []);
   });
 
-  test("a VM port as ovs-vsctl's JSON has it: its number, its socket, its MAC and OVS's error, each absent when the DB has none", () => {
+  test("a VM port as ovs-vsctl's JSON has it: its row, its number, its socket, its MAC and OVS's error, each absent when the DB has none", () => {
     const json = JSON.stringify({
-      headings: ['name', 'ofport', 'options', 'external_ids', 'other_config', 'mtu_request', 'error'],
+      headings: ['_uuid', 'name', 'ofport', 'options', 'external_ids', 'other_config', 'mtu_request', 'error'],
       data: [
-        ['vhu1', 3, ['map', [['vhost-server-path', '/var/lib/vhost_sockets/vhu1'], ['n_rxq_desc', '1024']]], ['map', [['attached-mac', 'fa:16:3e:00:00:01'], ['iface-id', 'x']]], ['map', []], 9000, ['set', []]],
-        ['bad', -1, ['map', []], ['map', []], ['map', []], ['set', []], 'could not open network device bad (No such device)'],
-        ['new', ['set', []], ['map', [['vhost-server-path', '/s']]], ['map', []], ['map', [['pmd-rxq-affinity', '0:1']]], ['set', []], ['set', []]],
+        [['uuid', '1f0e4c9a-0000-4000-8000-000000000001'], 'vhu1', 3, ['map', [['vhost-server-path', '/var/lib/vhost_sockets/vhu1'], ['n_rxq_desc', '1024']]], ['map', [['attached-mac', 'fa:16:3e:00:00:01'], ['iface-id', 'x']]], ['map', []], 9000, ['set', []]],
+        [['uuid', '1f0e4c9a-0000-4000-8000-000000000002'], 'bad', -1, ['map', []], ['map', []], ['map', []], ['set', []], 'could not open network device bad (No such device)'],
+        [['uuid', '1f0e4c9a-0000-4000-8000-000000000003'], 'new', ['set', []], ['map', [['vhost-server-path', '/s']]], ['map', []], ['map', [['pmd-rxq-affinity', '0:1']]], ['set', []], ['set', []]],
       ],
     });
     const ports = JSON.stringify({
@@ -46,9 +46,9 @@ describe('hitless-keeper in front of stock OVS-DPDK', () => {
     const none = { options: {}, external_ids: {}, other_config: {}, mtu_request: null, port: bare };
     assert.deepEqual(parseVhostPorts(json).map((p) => p.port), [bare, bare, bare], 'no Port rows read: no settings');
     assert.deepEqual(parseVhostPorts(json, ports), [
-      { name: 'vhu1', ofport: 3, path: '/var/lib/vhost_sockets/vhu1', mac: 'fa:16:3e:00:00:01', error: null, options: { 'vhost-server-path': '/var/lib/vhost_sockets/vhu1', n_rxq_desc: '1024' }, external_ids: { 'attached-mac': 'fa:16:3e:00:00:01', 'iface-id': 'x' }, other_config: {}, mtu_request: 9000, port: { ...bare, tag: 7, external_ids: { neutron: 'y' } } },
-      { name: 'bad', ofport: null, path: null, mac: null, error: 'could not open network device bad (No such device)', ...none, port: { ...bare, trunks: [5], vlan_mode: 'trunk' } },
-      { name: 'new', ofport: null, path: '/s', mac: null, error: null, ...none, options: { 'vhost-server-path': '/s' }, other_config: { 'pmd-rxq-affinity': '0:1' }, port: { ...bare, trunks: [5, 6], other_config: { 'priority-tags': 'true' } } },
+      { name: 'vhu1', row: '1f0e4c9a-0000-4000-8000-000000000001', ofport: 3, path: '/var/lib/vhost_sockets/vhu1', mac: 'fa:16:3e:00:00:01', error: null, options: { 'vhost-server-path': '/var/lib/vhost_sockets/vhu1', n_rxq_desc: '1024' }, external_ids: { 'attached-mac': 'fa:16:3e:00:00:01', 'iface-id': 'x' }, other_config: {}, mtu_request: 9000, port: { ...bare, tag: 7, external_ids: { neutron: 'y' } } },
+      { name: 'bad', row: '1f0e4c9a-0000-4000-8000-000000000002', ofport: null, path: null, mac: null, error: 'could not open network device bad (No such device)', ...none, port: { ...bare, trunks: [5], vlan_mode: 'trunk' } },
+      { name: 'new', row: '1f0e4c9a-0000-4000-8000-000000000003', ofport: null, path: '/s', mac: null, error: null, ...none, options: { 'vhost-server-path': '/s' }, other_config: { 'pmd-rxq-affinity': '0:1' }, port: { ...bare, trunks: [5, 6], other_config: { 'priority-tags': 'true' } } },
     ]);
   });
 

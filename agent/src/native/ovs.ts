@@ -67,6 +67,8 @@ export function meterSpecs(dump: string): string[] {
 /** A dpdkvhostuserclient port as the DB holds it. */
 export interface VhostPort {
   name: string;
+  /** the Interface row's _uuid: a port deleted and plugged again (even alike) is another row */
+  row: string;
   /** null: OVS has not numbered it (yet), or refused it (error says why) */
   ofport: number | null;
   /** options:vhost-server-path */
@@ -121,8 +123,10 @@ export function parseVhostPorts(json: string, portsJson?: string): VhostPort[] {
     const ofport = scalar<number>(col(row, 'ofport'), 'number');
     const options = map(col(row, 'options'));
     const ids = map(col(row, 'external_ids'));
+    const id = col(row, '_uuid');
     return {
       name: String(col(row, 'name')),
+      row: Array.isArray(id) && id[0] === 'uuid' ? String(id[1]) : '',
       ofport: ofport !== null && ofport > 0 ? ofport : null,
       path: options.get('vhost-server-path') ?? null,
       mac: ids.get('attached-mac') ?? null,
@@ -137,7 +141,7 @@ export function parseVhostPorts(json: string, portsJson?: string): VhostPort[] {
 }
 
 /** The Interface and Port columns parseVhostPorts reads. */
-export const VHOST_COLUMNS = 'name,ofport,options,external_ids,other_config,mtu_request,error';
+export const VHOST_COLUMNS = '_uuid,name,ofport,options,external_ids,other_config,mtu_request,error';
 export const PORT_COLUMNS = 'name,tag,trunks,vlan_mode,external_ids,other_config';
 
 /** A dump's lines that say something (trimmed, not its header), sorted: two dumps compare. */

@@ -2,7 +2,7 @@
 // (hitless-dp, with the agent's own command line), keepers and probe VMs (hitless-probe), each
 // a child of this process with its control client and stderr.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
@@ -16,10 +16,11 @@ import { ProbeEvent, ProbeSummary } from '../protocol/native/probe.js';
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 
 /** Where the native binaries are: $HITLESS_BIN_DIR (installed) or the meson build tree. */
-export function nativeBin(name: 'hitless-dp' | 'hitless-probe' | 'hitless-keeper' | 'hitless-hold' | 'hitless-fwd-l2.so'): string {
+export function nativeBin(name: 'hitless-dp' | 'hitless-probe' | 'hitless-keeper' | 'hitless-keeper-format-next' | 'hitless-hold' | 'hitless-fwd-l2.so'): string {
   const dir = process.env.HITLESS_BIN_DIR;
-  if (dir) return join(dir, name);
-  const sub = { 'hitless-fwd-l2.so': 'fwd', 'hitless-dp': 'dp', 'hitless-probe': 'probe', 'hitless-keeper': 'keeper', 'hitless-hold': 'hold' }[name];
+  // (the keeper of another state format is built for the tests only: never installed)
+  if (dir && name !== 'hitless-keeper-format-next') return join(dir, name);
+  const sub = { 'hitless-fwd-l2.so': 'fwd', 'hitless-dp': 'dp', 'hitless-probe': 'probe', 'hitless-keeper': 'keeper', 'hitless-keeper-format-next': 'keeper', 'hitless-hold': 'hold' }[name];
   return join(repoRoot, 'native/build/src', sub, name);
 }
 
@@ -183,6 +184,52 @@ export class KeeperProcess extends DaemonProcess {
 
   vhostSocket(vm: string): string {
     return join(this.opts.runDir, 'vhost', `${vm}.sock`);
+  }
+
+  /** The keeper's pid: the one started, or the one a keeper/upgrade handed over to. */
+  pid(): number {
+    return this.successor ?? this.child.pid!;
+  }
+
+  private successor: number | null = null;
+
+  private async follow(): Promise<void> {
+    this.d.ctl = await CtlClient.connect(join(this.opts.runDir, 'ctl.sock'));
+    await this.d.ctl.subscribe((e) => {
+      const ev = KeeperEvent.safeParse(e);
+      if (ev.success) this.events.push(ev.data);
+    });
+  }
+
+  /** keeper/upgrade to bin; then this object follows the new keeper (its control socket, its
+   * events). The old one's exit is awaited. */
+  async upgrade(bin: string): Promise<z.infer<typeof keeper.keeperUpgrade.result>> {
+    const old = this.pid();
+    const r = await this.ctl.request(keeper.keeperUpgrade, { binary: bin });
+    this.ctl.close();
+    for (const t = Date.now(); existsSync(`/proc/${old}/status`) && !/^State:\s+Z/m.test(readFileSync(`/proc/${old}/status`, 'utf8')); await new Promise((res) => setTimeout(res, 5)))
+      if (Date.now() - t > 5000) throw new Error(`keeper ${old} still runs 5 s after it handed over to ${r.pid}`);
+    this.successor = r.pid;
+    await this.follow();
+    return r;
+  }
+
+  override async stop(): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
+    if (this.successor === null) return super.stop();
+    this.ctl.close();
+    const pid = this.successor;
+    const gone = () => !existsSync(`/proc/${pid}`);
+    try {
+      process.kill(pid, 'SIGTERM');
+    } catch {
+      return { code: null, signal: null };
+    }
+    for (const t = Date.now(); !gone(); await new Promise((res) => setTimeout(res, 20)))
+      if (Date.now() - t > 10000) {
+        process.kill(pid, 'SIGKILL');
+        break;
+      }
+    return { code: null, signal: 'SIGTERM' };
   }
 
   async attach(gen: DpProcess): Promise<void> {

@@ -129,6 +129,18 @@ export const keeper = {
     z.object({ vm: z.string(), gen: z.string(), took_ns: int, ready_in_ns: int }),
   ),
   handoffStart: request('handoff/start', z.object({ vm: VmName, gen: GenName }).strict(), HandoffResult),
+  keeperInfo: request(
+    'keeper/info',
+    z.object({}).strict(),
+    z.object({ version: z.string(), pid: int, state_format: int, fds: int, vms: int, sessions: int }),
+  ),
+  /** hand every session to a new keeper binary (native/src/keeper/upgrade.c): on success this
+   * connection closes and the new keeper (pid) serves the same control socket */
+  keeperUpgrade: request(
+    'keeper/upgrade',
+    z.object({ binary: z.string().min(1) }).strict(),
+    z.object({ pid: int, old_pid: int, version: z.string(), pause_us: int, vms: int, sessions: int, fds: int, state_bytes: int }),
+  ),
   debugHandoffPause: request('debug/handoff-pause', z.object({ ms: int.min(0).max(10000) }).strict(), z.object({ ms: int })),
   listCommands: ctl.listCommands,
 } as const;

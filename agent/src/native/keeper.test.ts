@@ -2,7 +2,8 @@
 // generations (joined by their memif peer link) with hitless-probe VMs as stock frontends.
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
-import { readdirSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { dp } from '../../../protocol/native/dp.js';
@@ -11,6 +12,7 @@ import { keeper } from '../../../protocol/native/keeper.js';
 import { measured, probe as probeCmd, type ProbeSummary } from '../../../protocol/native/probe.js';
 import { datapathDrops, explainLoss, switchesOf } from '../../../testing/lossReport.js';
 import { Testbed, labVms, type UpgradeHost } from '../../../testing/testbed.js';
+import { nativeBin } from '../../../testing/procs.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -511,5 +513,90 @@ time.sleep(5)
       assert.ok(!r.ok && r.error.code === 'invalid-args' && r.error.message.includes('mac'), `${mac} -> ${JSON.stringify(r)}`);
     }
     assert.deepEqual((await k.ctl.request(keeper.sessionList, {})).sessions.map((s) => s.vm), ['v1']);
+  });
+});
+
+describe('hitless-keeper upgrade (keeper/upgrade: the keeper replaced under live sessions)', () => {
+  const bed = new Testbed('kupg');
+  after(() => bed.cleanup());
+
+  const sessionsOf = async (h: UpgradeHost) =>
+    (await h.k.ctl.request(keeper.sessionList, {})).sessions.map((s) => ({ vm: s.vm, serving: s.serving, home: s.home, connected: s.connected, connects: s.connects, handoffs: s.handoffs, preloaded: s.preloaded }));
+
+  test('10 keeper upgrades under traffic, 4 VMs with two moved to B and a standby pre-loaded: 0 lost, no frontend link event, the fds as before; handoffs, rollbacks and a failover work after', async () => {
+    const h = await bed.upgradeHost({ vms: 4, pps: 2000, durationS: 3600, gapUs: 2000 });
+    await sleep(500);
+    for (const vm of ['v1', 'v2']) await h.k.ctl.request(keeper.handoffStart, { vm, gen: 'B' });
+    await h.k.ctl.request(keeper.sessionPreload, { vm: 'v3', gen: 'B' });
+    const before = await sessionsOf(h);
+    assert.deepEqual(before.find((s) => s.vm === 'v3')!.preloaded, ['B']);
+    const info0 = await h.k.ctl.request(keeper.keeperInfo, {});
+    const pauses: number[] = [];
+    for (let i = 1; i <= 10; i++) {
+      const r = await h.k.upgrade(nativeBin('hitless-keeper'));
+      assert.notEqual(r.pid, r.old_pid);
+      assert.deepEqual([r.vms, r.sessions], [4, 4]);
+      pauses.push(r.pause_us);
+      const info = await h.k.ctl.request(keeper.keeperInfo, {});
+      assert.equal(info.pid, r.pid, 'the control socket is served by the new keeper');
+      assert.equal(info.fds, info0.fds, `upgrade ${i}: the new keeper holds as many fds as the first did (${info.fds} vs ${info0.fds})`);
+      await sleep(200);
+    }
+    assert.deepEqual(await sessionsOf(h), before, 'every session where it was: serving generation, pre-loaded standby, never reconnected');
+    // later moves: the pre-loaded v3 to B, v1 back to A (a rollback)
+    const r3 = await h.k.ctl.request(keeper.handoffStart, { vm: 'v3', gen: 'B' });
+    assert.deepEqual([r3.from, r3.to], ['A', 'B']);
+    for (const vm of ['v1', 'v2', 'v3']) {
+      const r = await h.k.ctl.request(keeper.handoffStart, { vm, gen: 'A' });
+      assert.deepEqual([r.from, r.to], ['B', 'A'], `${vm} rolled back`);
+    }
+    await sleep(500);
+    // and a failover: A (serving every VM again) dies, its sessions go to the standby B
+    h.a.child.kill('SIGKILL');
+    for (const t = Date.now(); !h.k.events.some((e) => e.event === 'gen/dead'); await sleep(20)) assert.ok(Date.now() - t < 20000, 'A was not found dead');
+    const dead = h.k.events.find((e) => e.event === 'gen/dead')!;
+    assert.ok(dead.event === 'gen/dead' && dead.data.moved === 4, JSON.stringify(dead));
+    await sleep(500);
+    for (const s of await sessionsOf(h)) assert.deepEqual([s.vm, s.serving, s.connected, s.connects], [s.vm, 'B', true, 1]);
+    const sum = await h.probe.stop();
+    assert.equal(sum.totals.lost, dead.data.lost_inside, `lost ${sum.totals.lost}, inside the dead generation ${dead.data.lost_inside}: ${explainLoss(sum, h.probe.events, switchesOf(h.k.events))}`);
+    assert.equal(sum.totals.dup, 0);
+    assert.deepEqual(linkEvents(h), [], 'no frontend saw its link move');
+    const sorted = [...pauses].sort((x, y) => x - y);
+    console.log(`keeper upgrades: control pause p50 ${sorted[4]} us, max ${sorted[9]} us; frames lost 0 outside the killed generation (${dead.data.lost_inside} inside it)`);
+  });
+
+  test('a new keeper that cannot take over is refused with the reason, and the running keeper keeps every session, its pid and its fds: missing, not executable, exits at once, another state format, killed while taking over', async () => {
+    const h = await bed.upgradeHost({ vms: 2, pps: 2000, durationS: 3600, gapUs: 2000 });
+    await sleep(300);
+    await h.k.ctl.request(keeper.handoffStart, { vm: 'v1', gen: 'B' });
+    const before = await sessionsOf(h);
+    const info0 = await h.k.ctl.request(keeper.keeperInfo, {});
+    const dir = mkdtempSync(join(tmpdir(), 'hl-kbad-'));
+    const script = (name: string, body: string, mode = 0o755) => {
+      writeFileSync(join(dir, name), `#!/bin/sh\n${body}\n`, { mode });
+      return join(dir, name);
+    };
+    const cases: [string, RegExp][] = [
+      [join(dir, 'missing'), /no-binary|No such file/],
+      [script('noexec', 'exit 0', 0o644), /not an executable file/],
+      [script('exits', 'exit 1'), /did not take over: it exited before it was ready \(exit status 1\)/],
+      [nativeBin('hitless-keeper-format-next'), /did not take over: the running keeper wrote state format 1; this keeper \(.*\) reads format 2/],
+      [script('killed', 'kill -9 $$'), /did not take over: it exited before it was ready \(signal 9\)/],
+      ['relative/keeper', /absolute path/],
+    ];
+    for (const [bin, why] of cases) {
+      await assert.rejects(h.k.ctl.request(keeper.keeperUpgrade, { binary: bin }), why, bin);
+      const info = await h.k.ctl.request(keeper.keeperInfo, {});
+      assert.deepEqual([info.pid, info.fds], [info0.pid, info0.fds], `${bin}: the same keeper, no fd leaked`);
+      assert.deepEqual(await sessionsOf(h), before, `${bin}: every session as it was`);
+    }
+    // and it still moves sessions
+    await h.k.ctl.request(keeper.handoffStart, { vm: 'v2', gen: 'B' });
+    await sleep(300);
+    const sum = await h.probe.stop();
+    assert.equal(sum.totals.lost, 0, explainLoss(sum, h.probe.events, switchesOf(h.k.events)));
+    assert.deepEqual(linkEvents(h), []);
+    rmSync(dir, { recursive: true, force: true });
   });
 });

@@ -87,7 +87,16 @@ struct ctl_server;
 
 /* Binds path (replacing a stale socket file), registers the built-in commands. */
 struct ctl_server *ctl_server_new(const char *path, size_t max_line);
+/* The same on a socket already listening at path (kept across exec by the process this one
+ * replaces): nothing is bound or removed. */
+struct ctl_server *ctl_server_adopt(const char *path, int lfd, size_t max_line);
 struct ctl_registry *ctl_server_registry(struct ctl_server *srv);
+/* The listening socket (to hand to a process that takes over). */
+int ctl_server_listen_fd(const struct ctl_server *srv);
+/* From a handler: another process serves path from now on. This server stops accepting, sends
+ * the reply in hand, leaves the rest of its clients' input unanswered and closes them (they
+ * connect again, to the new server), and its thread ends; ctl_server_free removes nothing. */
+void ctl_server_hand_over(struct ctl_server *srv);
 /* Run fn(arg) first thing in the server thread (e.g. to register it with a runtime whose
  * libraries need a thread id). Call before ctl_server_start(). */
 void ctl_server_on_thread_start(struct ctl_server *srv, void (*fn)(void *), void *arg);

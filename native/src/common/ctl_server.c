@@ -41,6 +41,9 @@ struct ctl_server {
 	void (*thread_init)(void *);
 	void *thread_init_arg;
 	bool running;
+	/* ctl_server_hand_over: another process serves the socket now; this one answers the
+	 * request in hand, then closes its clients and stops */
+	volatile bool handed_over;
 	pthread_mutex_t lock; /* clients[] (changed only by the server thread) and writes */
 	struct ctl_client *clients[CTL_MAX_CLIENTS];
 };
@@ -60,6 +63,12 @@ subscribe(struct ctl_call *call, json_t *args, json_t **result, struct ctl_error
 
 struct ctl_server *
 ctl_server_new(const char *path, size_t max_line)
+{
+	return ctl_server_adopt(path, -1, max_line);
+}
+
+struct ctl_server *
+ctl_server_adopt(const char *path, int lfd, size_t max_line)
 {
 	struct ctl_server *srv;
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
@@ -91,13 +100,21 @@ ctl_server_new(const char *path, size_t max_line)
 		     subscribe, srv);
 
 	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
-	srv->lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-	if (srv->lfd < 0)
-		goto fail;
-	unlink(path);
-	if (bind(srv->lfd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(srv->lfd, 16) < 0)
-		goto fail;
-	chmod(path, 0600);
+	if (lfd >= 0) {
+		/* a socket another process of this program listened on (it stays bound to path) */
+		srv->lfd = lfd;
+		if (fcntl(lfd, F_SETFD, FD_CLOEXEC) != 0 ||
+		    fcntl(lfd, F_SETFL, fcntl(lfd, F_GETFL) | O_NONBLOCK) != 0)
+			goto fail;
+	} else {
+		srv->lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+		if (srv->lfd < 0)
+			goto fail;
+		unlink(path);
+		if (bind(srv->lfd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(srv->lfd, 16) < 0)
+			goto fail;
+		chmod(path, 0600);
+	}
 	srv->efd = epoll_create1(EPOLL_CLOEXEC);
 	srv->wakefd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (srv->efd < 0 || srv->wakefd < 0)
@@ -112,6 +129,8 @@ ctl_server_new(const char *path, size_t max_line)
 fail:
 	{
 		int e = errno;
+		if (lfd >= 0) /* not ours to close or remove */
+			srv->lfd = -1;
 		ctl_server_free(srv);
 		errno = e;
 	}
@@ -122,6 +141,21 @@ struct ctl_registry *
 ctl_server_registry(struct ctl_server *srv)
 {
 	return srv->reg;
+}
+
+int
+ctl_server_listen_fd(const struct ctl_server *srv)
+{
+	return srv->lfd;
+}
+
+void
+ctl_server_hand_over(struct ctl_server *srv)
+{
+	srv->handed_over = true;
+	epoll_ctl(srv->efd, EPOLL_CTL_DEL, srv->lfd, NULL);
+	close(srv->lfd); /* the socket file is the new server's: not removed */
+	srv->lfd = -1;
 }
 
 /* Write all of buf, waiting at most timeout_ms in total for the peer to drain. */
@@ -233,6 +267,8 @@ process_lines(struct ctl_server *srv, struct ctl_client *c)
 	for (size_t i = 0; i < c->len; i++) {
 		if (c->buf[i] != '\n')
 			continue;
+		if (srv->handed_over) /* the rest is for the server that took over */
+			break;
 		if (c->skipping)
 			c->skipping = false;
 		else if (i > start)
@@ -262,7 +298,7 @@ server_thread(void *arg)
 
 	if (srv->thread_init != NULL)
 		srv->thread_init(srv->thread_init_arg);
-	while (srv->running) {
+	while (srv->running && !srv->handed_over) {
 		int n = epoll_wait(srv->efd, evs, 16, -1);
 		for (int i = 0; i < n; i++) {
 			struct ctl_client *c = evs[i].data.ptr;
@@ -284,7 +320,16 @@ server_thread(void *arg)
 				c->len += (size_t)r;
 				process_lines(srv, c);
 			}
+			if (srv->handed_over)
+				break;
 		}
+	}
+	if (srv->handed_over) { /* its clients connect again, to the server that took over */
+		pthread_mutex_lock(&srv->lock);
+		for (int slot = 0; slot < CTL_MAX_CLIENTS; slot++)
+			if (srv->clients[slot])
+				drop_client(srv, slot);
+		pthread_mutex_unlock(&srv->lock);
 	}
 	return NULL;
 }

@@ -2,11 +2,16 @@
  * hitless-keeper's control commands, each registered once with usage and argument table. Every
  * handler runs under kp.lock, so it never interleaves with a relayed frontend request.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "keeper.h"
+
+#ifndef HITLESS_RELEASE
+#define HITLESS_RELEASE "0.0.0"
+#endif
 
 /* A command body; every one runs under kp.lock (see locked()). */
 typedef int (*kp_cmd_fn)(json_t *args, json_t **result, struct ctl_error *err);
@@ -260,6 +265,48 @@ pause_next(json_t *args, json_t **result, struct ctl_error *err)
 	return 0;
 }
 
+static const struct ctl_arg upgrade_args[] = {
+	{ "binary", CTL_T_STRING, true },
+	{ NULL },
+};
+
+static int
+upgrade(json_t *args, json_t **result, struct ctl_error *err)
+{
+	return kp_upgrade(str(args, "binary"), result, err);
+}
+
+/* How many fds this process holds (/proc/self/fd, less the one reading it). */
+static int
+open_fds(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *e;
+	int n = 0;
+
+	if (d == NULL)
+		return -1;
+	while ((e = readdir(d)) != NULL)
+		n += e->d_name[0] != '.';
+	closedir(d);
+	return n - 1;
+}
+
+static int
+keeper_info(json_t *args, json_t **result, struct ctl_error *err)
+{
+	int vms = 0, sessions = 0;
+
+	for (int v = 0; v < KP_MAX_VMS; v++) {
+		vms += kp.vms[v].in_use;
+		sessions += kp.vms[v].in_use && kp.vms[v].ffd >= 0;
+	}
+	*result = json_pack("{s:s,s:i,s:i,s:i,s:i,s:i}", "version", HITLESS_RELEASE, "pid",
+			    (int)getpid(), "state_format", kp_state_format(), "fds", open_fds(),
+			    "vms", vms, "sessions", sessions);
+	return 0;
+}
+
 /* The keeper's commands, one line each; registered through one locking trampoline. */
 static const struct kp_cmd cmds[] = {
 	{ "gen/attach", "gen/attach {gen, run_dir}: a running hitless-dp generation (its dp.pid, "
@@ -283,6 +330,11 @@ static const struct kp_cmd cmds[] = {
 	{ "handoff/start", "handoff/start {vm, gen}: move the live session to gen (rollback: back to "
 	  "the old one); replies with the control-plane window and ring positions", handoff_args,
 	  handoff, handoff_before },
+	{ "keeper/info", "keeper/info: this keeper's version, pid, state format (keeper/upgrade) and "
+	  "open fds", NULL, keeper_info },
+	{ "keeper/upgrade", "keeper/upgrade {binary}: hand every session, socket and generation to a "
+	  "new keeper binary, which takes over under the same control socket (this one exits once it "
+	  "says it is ready; if it does not, this one keeps serving)", upgrade_args, upgrade },
 	{ "debug/handoff-pause", "debug/handoff-pause {ms}: the next handoff waits ms after stopping "
 	  "the old rings, before starting the new ones (fault injection)", pause_args, pause_next },
 };

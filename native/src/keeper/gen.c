@@ -173,6 +173,26 @@ kp_gen_attach(const char *name, const char *run_dir, bool listen, struct ctl_err
 	return 0;
 }
 
+int
+kp_gen_adopt(int gi, const char *name, const char *run_dir, pid_t pid, bool listen, bool dead)
+{
+	struct kp_gen *g = &kp.gens[gi < 0 || gi >= KP_MAX_GENS ? 0 : gi];
+
+	if (gi < 0 || gi >= KP_MAX_GENS || g->in_use || !hl_valid_name(name) ||
+	    strlen(run_dir) >= sizeof(g->run_dir) || run_dir[0] != '/' || pid <= 1)
+		return -1;
+	memset(g, 0, sizeof(*g));
+	snprintf(g->name, sizeof(g->name), "%s", name);
+	snprintf(g->run_dir, sizeof(g->run_dir), "%s", run_dir);
+	g->pid = pid;
+	g->listen = listen;
+	g->dead = dead;
+	/* the page the generation bumps, mapped again (a dead one's is not watched any more) */
+	g->hb = dead ? NULL : open_heartbeat(run_dir, pid);
+	g->in_use = true;
+	return 0;
+}
+
 /* Forget a generation that serves no VM (and is no VM's home without a frontend): its
  * connections (stopped sessions left after handoffs) are closed. */
 int

@@ -17,6 +17,8 @@
  *   handoff.c   moving a session: pre-load, handoff, failover
  *   vm.c        VMs: add/del, frontend attach/close
  *   backend.c   a VM's connections to generations: connect, close, requests and replies
+ *   upgrade.c   keeper/upgrade: the state and fds handed to a new keeper binary, and taken
+ *               over by it (--take-over)
  *   pace.c      the pacer thread: keeps a stock OVS-DPDK generation's vhost event thread awake
  *               through a switch (its own lock; never kp.lock)
  *   evloop.c    the epoll set and watch timer every socket is added to
@@ -101,6 +103,9 @@ struct keeper {
 	int standby;                /* failover target generation, -1 none */
 	uint32_t debug_pause_ms;    /* fault injection: pause inside the next handoff */
 	volatile bool quit;
+	/* keeper/upgrade succeeded: the new keeper (pid successor) serves; this one only exits */
+	volatile bool handed_over;
+	pid_t successor;
 	struct ctl_server *ctl;
 	struct kp_gen gens[KP_MAX_GENS];
 	struct kp_vm vms[KP_MAX_VMS];
@@ -180,6 +185,25 @@ uint64_t kp_pace_warm(int gi);
 void kp_pace_settle(int gi);
 json_t *kp_pace_json(int gi);
 void kp_pace_stop(void);
+
+/* pace.c, across a keeper upgrade (upgrade.c): the pacer stopped while the state is written
+ * (and started again when the upgrade fails); a generation's pace port as state, with its fds
+ * passed to keep(); the same taken over by the new keeper (0, or -1: not as written). */
+void kp_pace_freeze(void);
+void kp_pace_thaw(void);
+json_t *kp_pace_save(int gi, int (*keep)(void *arg, int fd), void *arg);
+int kp_pace_adopt(int gi, json_t *state);
+
+/* gen.c: a generation as the old keeper had it (upgrade.c). 0 or -1. */
+int kp_gen_adopt(int gi, const char *name, const char *run_dir, pid_t pid, bool listen, bool dead);
+
+/* upgrade.c */
+int kp_state_format(void);
+/* keeper/upgrade {binary}: under kp.lock. 0 (handed over: kp.handed_over) or -1. */
+int kp_upgrade(const char *binary, json_t **result, struct ctl_error *err);
+/* The new keeper: take the state from state_fd (closed); ctl_fd: the control socket's
+ * listening fd. 0, or -1 with err saying why (nothing of the sockets touched). */
+int kp_take_over(int state_fd, int *ctl_fd, char *err, size_t errlen);
 
 /* relay.c */
 void kp_relay_run(void);

@@ -3,9 +3,11 @@
  * between datapath generations. main() parses options, opens the control socket, and runs the
  * relay loop until SIGTERM/SIGINT.
  */
+#define _GNU_SOURCE
 #include <errno.h>
 #include <getopt.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +21,8 @@
 #endif
 
 struct keeper kp = { .standby = -1, .watch_us = 1000, .stall_us = 2000 };
+/* --take-over STATE:READY (keeper/upgrade, upgrade.c): -1 when started afresh */
+static int state_fd = -1, ready_fd = -1;
 
 static void
 on_signal(int sig)
@@ -35,7 +39,9 @@ usage(FILE *f)
 		"       hitless-keeper --version\n"
 		"  --run-dir DIR   control socket DIR/ctl.sock, VM sockets DIR/vhost/<vm>.sock\n"
 		"  --watch-us N    how often generation heartbeats are checked (default 1000)\n"
-		"  --stall-us N    heartbeat age that triggers the exit check (default 2000)\n");
+		"  --stall-us N    heartbeat age that triggers the exit check (default 2000)\n"
+		"  --take-over S:R started by a running keeper's keeper/upgrade: its state in fd S,\n"
+		"                  'ready PID VERSION' or 'refused: why' to fd R\n");
 }
 
 static int
@@ -45,6 +51,7 @@ parse_args(int argc, char **argv)
 		{ "run-dir", required_argument, NULL, 'r' },
 		{ "watch-us", required_argument, NULL, 'w' },
 		{ "stall-us", required_argument, NULL, 's' },
+		{ "take-over", required_argument, NULL, 't' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -68,6 +75,13 @@ parse_args(int argc, char **argv)
 			if (hl_parse_u32("hitless-keeper", "--stall-us", optarg, 100, 10000000, &kp.stall_us) != 0)
 				return -1;
 			break;
+		case 't':
+			if (sscanf(optarg, "%d:%d", &state_fd, &ready_fd) != 2 || state_fd < 3 ||
+			    ready_fd < 3 || state_fd == ready_fd) {
+				fprintf(stderr, "hitless-keeper: --take-over: two fds, STATE:READY\n");
+				return -1;
+			}
+			break;
 		case 'h':
 			usage(stdout);
 			exit(0);
@@ -84,6 +98,22 @@ parse_args(int argc, char **argv)
 		return -1;
 	}
 	return 0;
+}
+
+/* Start-up failed: a keeper taking over tells the running one why (it then keeps serving). */
+__attribute__((format(printf, 1, 2))) static int
+refuse(const char *fmt, ...)
+{
+	va_list ap;
+
+	if (ready_fd < 0)
+		return 1;
+	va_start(ap, fmt);
+	dprintf(ready_fd, "refused: ");
+	vdprintf(ready_fd, fmt, ap);
+	dprintf(ready_fd, "\n");
+	va_end(ap);
+	return 3;
 }
 
 int
@@ -114,35 +144,60 @@ main(int argc, char **argv)
 	}
 	if ((rc = kp_ev_init()) != 0) {
 		fprintf(stderr, "hitless-keeper: event loop: %s\n", strerror(-rc));
-		return 1;
+		return refuse("event loop: %s", strerror(-rc));
 	}
-	/* the pid file exists before the control socket does: whoever sees the socket finds it */
+	if (state_fd >= 0) {
+		/* nothing here may remove or close what the running keeper still serves with */
+		char why[400];
+		int cfd = -1;
+
+		if (kp_take_over(state_fd, &cfd, why, sizeof(why)) != 0)
+			return refuse("%s", why);
+		snprintf(path, sizeof(path), "%s/ctl.sock", kp.run_dir);
+		kp.ctl = ctl_server_adopt(path, cfd, 0);
+	} else {
+		snprintf(path, sizeof(path), "%s/ctl.sock", kp.run_dir);
+		kp.ctl = ctl_server_new(path, 0);
+	}
+	if (kp.ctl == NULL) {
+		fprintf(stderr, "hitless-keeper: control socket %s: %s\n", path, strerror(errno));
+		return refuse("control socket %s: %s", path, strerror(errno));
+	}
+	if ((rc = kp_ctl_register(ctl_server_registry(kp.ctl))) != 0) {
+		fprintf(stderr, "hitless-keeper: control command %s not registered: %s\n",
+			ctl_registry_refused(ctl_server_registry(kp.ctl)), strerror(-rc));
+		return refuse("control command %s not registered", ctl_registry_refused(ctl_server_registry(kp.ctl)));
+	}
+	/* the pid file names this process before anyone is told it serves */
 	snprintf(path, sizeof(path), "%s/keeper.pid", kp.run_dir);
 	if ((f = fopen(path, "w")) != NULL) {
 		fprintf(f, "%d\n", (int)getpid());
 		fclose(f);
 	}
-	snprintf(path, sizeof(path), "%s/ctl.sock", kp.run_dir);
-	kp.ctl = ctl_server_new(path, 0);
-	if (kp.ctl == NULL) {
-		fprintf(stderr, "hitless-keeper: control socket %s: %s\n", path, strerror(errno));
-		return 1;
-	}
-	if ((rc = kp_ctl_register(ctl_server_registry(kp.ctl))) != 0) {
-		fprintf(stderr, "hitless-keeper: control command %s not registered: %s\n",
-			ctl_registry_refused(ctl_server_registry(kp.ctl)), strerror(-rc));
-		return 1;
+	if (ready_fd >= 0) {
+		/* the old keeper hands over on this line, and exits */
+		dprintf(ready_fd, "ready %d %s\n", (int)getpid(), HITLESS_RELEASE);
+		close(ready_fd);
+		ready_fd = -1;
 	}
 	if (ctl_server_start(kp.ctl) != 0) {
 		fprintf(stderr, "hitless-keeper: cannot start the control thread\n");
 		return 1;
 	}
-	snprintf(path, sizeof(path), "%s/keeper.pid", kp.run_dir);
-	printf("{\"event\":\"ready\",\"version\":\"%s\",\"pid\":%d,\"ctl\":\"%s/ctl.sock\"}\n",
-	       HITLESS_RELEASE, (int)getpid(), kp.run_dir);
+	kp_pace_thaw();
+	printf("{\"event\":\"ready\",\"version\":\"%s\",\"pid\":%d,\"ctl\":\"%s/ctl.sock\"%s}\n",
+	       HITLESS_RELEASE, (int)getpid(), kp.run_dir, state_fd >= 0 ? ",\"took_over\":true" : "");
 	fflush(stdout);
 
 	kp_relay_run();
+	if (kp.handed_over) {
+		/* the new keeper serves every socket: remove nothing, close nothing it needs (they
+		 * are its as well); the control thread answers keeper/upgrade and ends */
+		ctl_server_free(kp.ctl);
+		fprintf(stderr, "hitless-keeper: handed over to pid %d\n", (int)kp.successor);
+		fflush(stderr);
+		_exit(0);
+	}
 	kp_pace_stop();
 
 	ctl_server_free(kp.ctl);

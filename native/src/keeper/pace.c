@@ -63,7 +63,8 @@ static struct pace pc[KP_MAX_GENS];
 static pthread_mutex_t pace_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t pace_cond;
 static pthread_t pacer;
-static bool pacer_up;
+static bool pacer_up, slots_up;
+static volatile bool frozen; /* a keeper upgrade writes the state: the pacer is stopped */
 
 static void
 conn_close(struct pace *p)
@@ -201,7 +202,7 @@ pace_main(void *arg)
 {
 	(void)arg;
 	pthread_mutex_lock(&pace_lock);
-	while (!kp.quit) {
+	while (!kp.quit && !frozen) {
 		uint64_t now = hl_now_ns(), next = now + 50000000ull; /* look for connections */
 		struct timespec ts;
 
@@ -236,23 +237,104 @@ pace_main(void *arg)
 	return NULL;
 }
 
-static int
-start_pacer(void)
+static void
+init_slots(void)
 {
 	pthread_condattr_t ca;
 
-	if (pacer_up)
-		return 0;
+	if (slots_up)
+		return;
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_init(&pace_cond, &ca);
 	pthread_condattr_destroy(&ca);
 	for (int gi = 0; gi < KP_MAX_GENS; gi++)
 		pc[gi] = (struct pace){ .lfd = -1, .fd = -1, .mfd = -1, .kick = { -1, -1 }, .call = { -1, -1 } };
+	slots_up = true;
+}
+
+static int
+start_pacer(void)
+{
+	init_slots();
+	if (pacer_up || frozen)
+		return 0;
 	if (pthread_create(&pacer, NULL, pace_main, NULL) != 0)
 		return -EAGAIN;
 	pacer_up = true;
 	return 0;
+}
+
+static void
+join_pacer(void)
+{
+	pthread_mutex_lock(&pace_lock);
+	pthread_cond_signal(&pace_cond);
+	pthread_mutex_unlock(&pace_lock);
+	pthread_join(pacer, NULL);
+	pacer_up = false;
+}
+
+void
+kp_pace_freeze(void)
+{
+	frozen = true;
+	if (pacer_up)
+		join_pacer();
+}
+
+/* After a failed upgrade (the old keeper carries on), and in the new keeper once it is ready:
+ * the pacer runs when any generation is paced. */
+void
+kp_pace_thaw(void)
+{
+	frozen = false;
+	for (int gi = 0; slots_up && gi < KP_MAX_GENS; gi++)
+		if (pc[gi].lfd >= 0) {
+			start_pacer();
+			break;
+		}
+}
+
+json_t *
+kp_pace_save(int gi, int (*keep)(void *arg, int fd), void *arg)
+{
+	struct pace *p = &pc[gi];
+
+	if (!slots_up || p->lfd < 0)
+		return json_null();
+	return json_pack("{s:s,s:i,s:i,s:b,s:b,s:i,s:[i,i],s:[i,i],s:I}", "path", p->path,
+			 "lfd", keep(arg, p->lfd), "fd", keep(arg, p->fd), "ready", p->ready, "on", p->on,
+			 "mfd", keep(arg, p->mfd), "kick", keep(arg, p->kick[0]), keep(arg, p->kick[1]),
+			 "call", keep(arg, p->call[0]), keep(arg, p->call[1]), "flips", (json_int_t)p->flips);
+}
+
+int
+kp_pace_adopt(int gi, json_t *state)
+{
+	struct pace *p = &pc[gi];
+	const char *path;
+	json_int_t flips;
+	int ready, on;
+
+	init_slots();
+	if (json_is_null(state))
+		return 0;
+	if (json_unpack_ex(state, NULL, JSON_STRICT, "{s:s,s:i,s:i,s:b,s:b,s:i,s:[i,i],s:[i,i],s:I}",
+			   "path", &path, "lfd", &p->lfd, "fd", &p->fd, "ready", &ready, "on", &on,
+			   "mfd", &p->mfd, "kick", &p->kick[0], &p->kick[1], "call", &p->call[0],
+			   &p->call[1], "flips", &flips) != 0 || strlen(path) >= sizeof(p->path))
+		return -1;
+	snprintf(p->path, sizeof(p->path), "%s", path);
+	p->ready = ready;
+	p->on = on;
+	p->flips = (uint64_t)flips;
+	p->dense_from_ns = p->dense_until_ns = p->last_flip_ns = 0;
+	int fds[] = { p->lfd, p->fd, p->mfd, p->kick[0], p->kick[1], p->call[0], p->call[1] };
+	for (size_t i = 0; i < sizeof(fds) / sizeof(fds[0]); i++)
+		if (fds[i] >= 0 && fcntl(fds[i], F_SETFD, FD_CLOEXEC) != 0)
+			return -1;
+	return p->lfd >= 0 ? 0 : -1;
 }
 
 int
@@ -292,7 +374,7 @@ kp_pace_close(int gi)
 {
 	struct pace *p = &pc[gi];
 
-	if (!pacer_up)
+	if (!slots_up)
 		return;
 	pthread_mutex_lock(&pace_lock);
 	if (p->lfd >= 0) {
@@ -310,7 +392,7 @@ kp_pace_warm(int gi)
 	uint64_t now = hl_now_ns(), wait = 0;
 	struct pace *p;
 
-	if (!pacer_up || gi < 0)
+	if (!slots_up || gi < 0)
 		return 0;
 	p = &pc[gi];
 	pthread_mutex_lock(&pace_lock);
@@ -340,7 +422,7 @@ kp_pace_settle(int gi)
 {
 	struct pace *p;
 
-	if (!pacer_up || gi < 0)
+	if (!slots_up || gi < 0)
 		return;
 	p = &pc[gi];
 	pthread_mutex_lock(&pace_lock);
@@ -355,7 +437,7 @@ kp_pace_json(int gi)
 	struct pace *p = &pc[gi];
 	json_t *j;
 
-	if (!pacer_up)
+	if (!slots_up)
 		return json_null();
 	pthread_mutex_lock(&pace_lock);
 	j = p->lfd < 0 ? json_null() : json_pack("{s:s,s:I}", "state", p->ready ? "ready" : p->fd >= 0 ? "connecting" : "waiting",
@@ -367,13 +449,10 @@ kp_pace_json(int gi)
 void
 kp_pace_stop(void)
 {
-	if (!pacer_up)
+	if (!slots_up)
 		return;
-	pthread_mutex_lock(&pace_lock);
-	pthread_cond_signal(&pace_cond);
-	pthread_mutex_unlock(&pace_lock);
-	pthread_join(pacer, NULL);
+	if (pacer_up)
+		join_pacer();
 	for (int gi = 0; gi < KP_MAX_GENS; gi++)
 		kp_pace_close(gi);
-	pacer_up = false;
 }

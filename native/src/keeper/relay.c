@@ -241,6 +241,10 @@ kp_relay_run(void)
 		int n = kp_ev_wait(evs, 32, 100);
 
 		pthread_mutex_lock(&kp.lock);
+		if (kp.handed_over) { /* another keeper serves these sockets now: touch none */
+			pthread_mutex_unlock(&kp.lock);
+			return;
+		}
 		for (int i = 0; i < n; i++) {
 			struct kp_vm *vm = &kp.vms[evs[i].vm];
 			int gi = evs[i].gen;

@@ -148,6 +148,28 @@ export type UpgradePlan = z.infer<typeof UpgradePlan>;
 export const ModeChoice = z.enum(['auto', 'handoff', 'swap']);
 export type ModeChoice = z.infer<typeof ModeChoice>;
 
+/** The host's keeper: the one running (null: none) and the one the host package installed;
+ * due: they differ (keeper/upgrade hands the sessions to the installed one). */
+export const KeeperVersions = z.object({
+  running: z.object({ pid: int, version: z.string(), state_format: int, sessions: int }).nullable(),
+  installed: z.string().nullable(),
+  due: z.boolean(),
+});
+export type KeeperVersions = z.infer<typeof KeeperVersions>;
+
+/** A keeper upgrade done: pause_us is how long the VMs' control messages waited (null when an
+ * agent that stopped during it found it done). */
+export const KeeperUpgraded = z.object({
+  from_pid: int,
+  pid: int,
+  from_version: z.string(),
+  version: z.string(),
+  pause_us: int.nullable(),
+  sessions: int,
+  vms: int,
+});
+export type KeeperUpgraded = z.infer<typeof KeeperUpgraded>;
+
 export const VmInfo = z.object({ vm: z.string(), mac: z.string(), serving: z.string().nullable(), connected: z.boolean() });
 
 export const agent = {
@@ -179,6 +201,8 @@ export const agent = {
   upgradeCommit: request('upgrade/commit', z.object({}).strict(), UpgradeStatus),
   upgradeAbort: request('upgrade/abort', z.object({}).strict(), UpgradeStatus),
   upgradeStatus: request('upgrade/status', z.object({}).strict(), UpgradeStatus),
+  keeperVersions: request('keeper/versions', z.object({}).strict(), KeeperVersions),
+  keeperUpgrade: request('keeper/upgrade', z.object({}).strict(), KeeperUpgraded),
   /** every switch the journal holds, oldest first: the host's own record of measured breaks */
   upgradeHistory: request(
     'upgrade/history',

@@ -147,6 +147,48 @@ describe('hitless-agent: a generation dies', () => {
     console.log(`keeper kill -9: frontends back ${backMs} ms after the kill (agent: keeper again after ${restored.took_ms.toFixed(0)} ms, every frontend after ${restored.outage_ms?.toFixed(0)} ms of its work)`);
   });
 
+  test('keeper/upgrade mid-upgrade through the agent: the installed keeper takes every session over with no frontend event, the journal says so and the upgrade goes on; an agent stopped during one finds out from the keeper how it went', async () => {
+    const root = hostRoot(bed, 'k2', 2, false, { frontendServers: true });
+    const a = spawnAgent(root);
+    await a.client.request(agent.hostStart, { release: '1.0.0' });
+    const probe = await probeOn(bed, root, 'k2', 2, true);
+    await sleep(500);
+    let st = await a.client.request(agent.upgradePrepare, { release: '1.1.0' });
+    const [A, B] = [st.active!.gen, st.target!.gen];
+    await a.client.request(agent.upgradeSwitch, { vms: ['v1'] });
+    const v0 = await a.client.request(agent.keeperVersions, {});
+    assert.ok(v0.running && v0.installed, JSON.stringify(v0));
+    assert.deepEqual([v0.running.version, v0.due], [v0.installed, false], 'the keeper running is the one installed');
+    const up = await a.client.request(agent.keeperUpgrade, {});
+    assert.notEqual(up.pid, up.from_pid);
+    assert.deepEqual([up.sessions, up.vms, up.version], [2, 2, v0.installed]);
+    assert.equal((await a.client.request(agent.keeperVersions, {})).running?.pid, up.pid, 'the agent talks to the new keeper');
+    const journal = () => Journal.read(join(root, 'var', 'journal.jsonl'));
+    const entries = journal().filter((e) => e.type.startsWith('keeper-upgrade'));
+    assert.deepEqual(entries.map((e) => e.type), ['keeper-upgrade', 'keeper-upgraded']);
+    assert.ok(entries[1]!.type === 'keeper-upgraded' && entries[1]!.pid === up.pid && !entries[1]!.recovered);
+    st = await a.client.request(agent.upgradeStatus, {});
+    assert.deepEqual(st.vms.map((v) => [v.vm, v.serving, v.connected]), [['v1', B, true], ['v2', A, true]]);
+    // the upgrade goes on: v2 switched, then the host rolled back to A
+    await a.client.request(agent.upgradeSwitch, { vms: ['v2'] });
+    st = await a.client.request(agent.upgradeAbort, {});
+    assert.deepEqual([st.state, st.active?.gen], ['idle', A]);
+    assert.ok(st.vms.every((v) => v.serving === A && v.connected));
+    assert.deepEqual(probe.events.filter((e) => e.event === 'link'), [], 'no frontend saw its link move');
+    // an agent stopped between asking and hearing: the next one asks the keeper that runs
+    a.proc.kill('SIGKILL');
+    await new Promise((r) => a.proc.once('exit', r));
+    new Journal(join(root, 'var', 'journal.jsonl')).append({ type: 'keeper-upgrade', from_pid: up.from_pid, from_version: up.from_version, to_version: up.version, binary: join(root, 'bin', 'hitless-keeper') });
+    const a2 = spawnAgent(root);
+    await a2.client.request(agent.hostInfo, {});
+    const lastOf = () => journal().filter((e) => e.type.startsWith('keeper-upgrade')).at(-1);
+    for (const t = Date.now(); lastOf()?.type === 'keeper-upgrade'; await sleep(50)) assert.ok(Date.now() - t < 20000, `the new agent did not settle the keeper upgrade\n${a2.stderr().slice(-1000)}`);
+    const last = lastOf();
+    assert.ok(last?.type === 'keeper-upgraded' && last.recovered && last.pid === up.pid && last.pause_us === null, JSON.stringify(last));
+    probe.kill();
+    console.log(`keeper upgrade through the agent: control paused ${((up.pause_us ?? 0) / 1000).toFixed(1)} ms, ${up.sessions} sessions kept`);
+  });
+
   test('with standby restoration off: the host stays exposed after a failover, and a second kill -9 takes the frontends\' links down, never a silent blackhole', async () => {
     const root = hostRoot(bed, 'f2', 2, false, { restoreStandby: false });
     const a = spawnAgent(root);

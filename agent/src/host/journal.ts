@@ -7,6 +7,7 @@ import { z } from 'zod';
 import { Budget, Measurement, UpgradeLoss } from '../../../protocol/measure.js';
 import { UpgradeMode } from '../../../protocol/files.js';
 import { SpanBaseline } from './witness.js';
+import { KeeperUpgraded } from '../../../protocol/agent.js';
 
 const Gen = { gen: z.string(), release: z.string() };
 export const Entry = z.discriminatedUnion('type', [
@@ -68,6 +69,11 @@ export const Entry = z.discriminatedUnion('type', [
   z.object({ type: z.literal('keeper-lost'), cause: z.string() }),
   // a keeper running again with the generations attached and every VM added back; down: the
   // VMs whose frontends had not connected again when the agent stopped waiting
+  // the keeper replaced under its sessions by the installed binary (keeperUpgrade.ts); pause_us
+  // null: recovered after the agent stopped during it
+  z.object({ type: z.literal('keeper-upgrade'), from_pid: z.number().int(), from_version: z.string(), to_version: z.string(), binary: z.string() }),
+  z.object({ type: z.literal('keeper-upgraded'), ...KeeperUpgraded.shape, recovered: z.boolean() }),
+  z.object({ type: z.literal('keeper-upgrade-failed'), error: z.string() }),
   z.object({ type: z.literal('keeper-restored'), pid: z.number().int().nullable(), took_ms: z.number(), outage_ms: z.number().nullable(), down: z.array(z.string()) }),
   // a VM found on an OVS-DPDK host (discover.ts): its port in the active generation's DB, now
   // behind the keeper; one of the host's VMs from here on, like those its config lists

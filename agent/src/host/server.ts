@@ -11,6 +11,7 @@ import { installReleaseTar, ReleaseRefused } from './release.js';
 import { kindOf } from './datapath.js';
 import { alive } from './supervisor.js';
 import { AgentFailure, HostAgent } from './upgrade.js';
+import { keeperVersions, upgradeKeeper } from './keeperUpgrade.js';
 
 const codes: Record<AgentFailure['code'], number> = {
   'invalid-state': AgentError.InvalidState,
@@ -94,6 +95,8 @@ export function serve(host: HostAgent, input: NodeJS.ReadableStream, output: Nod
   on(agent.upgradeCommit, () => host.serial(async () => (await host.commit(), host.status())));
   on(agent.upgradeAbort, () => host.serial(async () => (await host.abort(), host.status())));
   on(agent.upgradeStatus, () => host.status());
+  on(agent.keeperVersions, () => keeperVersions(host));
+  on(agent.keeperUpgrade, () => host.serial(() => upgradeKeeper(host)));
   on(agent.upgradeHistory, async (p) => ({
     switches: host.journal
       .entries()

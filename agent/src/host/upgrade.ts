@@ -27,6 +27,7 @@ import { ReleaseRefused, SIGNATURE, verifyReleaseDir } from './release.js';
 import { planModes, prepareSwap, swapStage } from './stageSwap.js';
 import { alive, Supervisor } from './supervisor.js';
 import { FailoverWatch, keeperLost, restore, restoreKeeper } from './failover.js';
+import { recoverKeeperUpgrade } from './keeperUpgrade.js';
 import { HostLock } from './hostLock.js';
 import type { LossSpan, TrafficWitness } from './witness.js';
 
@@ -111,6 +112,7 @@ export class HostAgent {
 
   /** Handle generation deaths from now on (failover.ts): record them, restore a standby. */
   async watch(): Promise<FailoverWatch> {
+    await this.serial(() => recoverKeeperUpgrade(this));
     const w = new FailoverWatch(this);
     await w.start();
     // one that died while no agent ran

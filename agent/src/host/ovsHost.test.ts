@@ -101,7 +101,7 @@ describe('hitless-agent on an OVS-DPDK host', () => {
     console.log(`agent on OVS-DPDK, a failed prepare, a prepare and an abort: lost ${sum.totals.lost} of ${sum.totals.offered}`);
   });
 
-  test('4 VMs upgraded one by one from one OVS-DPDK generation to another, one rolled back and moved again, then committed: 0 frames lost (held through each switch), the frontends see nothing, the new generation forwards with the flows carried over, nothing is duplicated or left broken, and the old generation gives its hugepages back', async () => {
+  test('4 VMs upgraded one by one from one OVS-DPDK generation to another, one rolled back, the keeper replaced, and that VM moved again, then committed: 0 frames lost (held through each switch), the frontends see nothing, the new generation forwards with the flows carried over, nothing is duplicated or left broken, and the old generation gives its hugepages back', async () => {
     const baseline = hugepages();
     const root = hostRoot(bed, 'ov1', 4, false, { ovs: true });
     const a = spawnAgent(root);
@@ -151,7 +151,12 @@ describe('hitless-agent on an OVS-DPDK host', () => {
     await a.client.request(agent.upgradeRollback, { vms: ['v4'] });
     st = await a.client.request(agent.upgradeStatus, {});
     assert.equal(st.vms.find((v) => v.vm === 'v4')!.serving, A);
-    await a.client.request(agent.upgradeSwitch, { vms: ['v4'] });
+    // the keeper replaced mid-upgrade: OVS's ports into it (and its pace ports) carried over,
+    // so the next switch, to B, is held and paced as before
+    const ku = await a.client.request(agent.keeperUpgrade, {});
+    assert.deepEqual([ku.sessions, ku.vms], [4, 4]);
+    const m4 = (await a.client.request(agent.upgradeSwitch, { vms: ['v4'] })).vms.find((v) => v.vm === 'v4')!.measurement!;
+    assert.deepEqual([m4.from, m4.to, m4.lost_basis, m4.lost, m4.dropped], [A, B, 'witness', 0, 0], 'the switch after the keeper upgrade lost nothing');
     await sleep(500);
     st = await a.client.request(agent.upgradeCommit, {});
     assert.deepEqual([st.state, st.active?.gen, st.active?.kind, st.target], ['idle', B, 'ovs-dpdk', null]);

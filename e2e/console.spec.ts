@@ -285,6 +285,24 @@ test("Install agent: h2's agent gone (its package removed and its process killed
   expect(st.vms.map((v) => v.connected)).toEqual(vms('h2').map(() => true));
 });
 
+test("h2's keeper replaced from its host page: the running keeper and the installed one are shown; confirmed, the installed keeper takes every session over (a new pid), the VMs stay connected, and the swap campaign below runs on it", async () => {
+  await nav('fleet');
+  await page.getByTestId('host-link-h2').click();
+  const before = await fromAgent('h2', (a) => a.request(agent.keeperVersions, {}));
+  expect(before.running).not.toBeNull();
+  await expect(page.getByTestId('host-keeper-running')).toHaveText(`${before.running!.version} (pid ${before.running!.pid}, ${vms('h2').length} sessions)`);
+  await expect(page.getByTestId('host-keeper-installed')).toHaveText(before.installed!);
+  await page.getByTestId('host-keeper-upgrade').click();
+  await expect(page.getByTestId('host-keeper-confirm')).toContainText('the VMs keep forwarding');
+  await page.getByTestId('host-keeper-go').click();
+  await expect(page.getByTestId('host-keeper-result')).toHaveText(new RegExp(`^keeper \\S+ \\(pid ${before.running!.pid}\\) handed ${vms('h2').length} sessions to \\S+ \\(pid \\d+\\); the VMs' control messages waited \\d+\\.\\d ms$`), { timeout: 60_000 });
+  const after = await fromAgent('h2', (a) => a.request(agent.keeperVersions, {}));
+  expect(after.running!.pid).not.toBe(before.running!.pid);
+  await expect(page.getByTestId('host-keeper-running')).toContainText(`pid ${after.running!.pid}`);
+  const st = await fromAgent('h2', (a) => a.request(agent.upgradeStatus, {}));
+  expect(st.vms.map((v) => v.connected)).toEqual(vms('h2').map(() => true));
+});
+
 test('swap campaign: the agent chooses an in-place stage swap for h2, predicted in microseconds; one approval moves its VMs at once', async () => {
   await nav('wizard');
   await page.getByTestId('wiz-host-h2').check();

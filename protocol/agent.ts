@@ -154,6 +154,9 @@ export const KeeperVersions = z.object({
   running: z.object({ pid: int, version: z.string(), state_format: int, sessions: int }).nullable(),
   installed: z.string().nullable(),
   due: z.boolean(),
+  /** the expected control pause of replacing it (us), and what that figure rests on */
+  predicted_pause_us: z.number(),
+  basis: z.string(),
 });
 export type KeeperVersions = z.infer<typeof KeeperVersions>;
 

@@ -4,7 +4,7 @@
 // bridge) and browser mode's WebSocket. Pure: no node, electron or DOM imports; the renderer,
 // the core and the Electron main process all import it.
 import { z } from 'zod';
-import { Exposed, Failover, GenRef, ModeChoice, ModeOption, UpgradeState } from './agent.js';
+import { Exposed, Failover, GenRef, KeeperUpgraded, KeeperVersions, ModeChoice, ModeOption, UpgradeState } from './agent.js';
 import { UpgradeMode } from './files.js';
 import { Budget, Measurement, UpgradeLoss } from './measure.js';
 import { HostName, Name as VmName, Version } from './names.js';
@@ -106,6 +106,8 @@ export const HostRow = z.object({
   health: z.object({ ok: z.boolean(), problems: z.array(z.string()) }).nullable(),
   /** the keeper's standby generation (where sessions go if theirs dies), if any */
   standby: z.string().nullable().default(null),
+  /** the keeper running and the one installed (null: an agent without keeper/versions) */
+  keeper: KeeperVersions.nullable().default(null),
   /** a generation died and no replacement runs yet: a further crash takes the VMs' links down */
   exposed: Exposed.nullable().default(null),
   /** the host's last generation deaths (the agent's journal), newest last */
@@ -141,6 +143,10 @@ export const CampaignSpec = z
   .strict();
 export type CampaignSpec = z.infer<typeof CampaignSpec>;
 
+/** A host's keeper replaced before its VMs move (its host package installed a new one): asked
+ * once for the host, like a swap */
+export const KeeperStep = z.object({ from: z.string(), to: z.string(), predicted_pause_us: z.number(), basis: z.string() });
+export type KeeperStep = z.infer<typeof KeeperStep>;
 export const PlanHost = z.object({
   host: z.string(),
   group: z.string().nullable(),
@@ -155,6 +161,8 @@ export const PlanHost = z.object({
   recommended: UpgradeMode.nullable().default(null),
   /** expected break per VM (us) in the chosen mode, null when unknown */
   predicted_break_us: z.number().nullable().default(null),
+  /** its keeper is due for replacement: replaced first (null: not due) */
+  keeper: KeeperStep.nullable().default(null),
 });
 export const PlanWave = z.object({ index: int, name: z.string(), hosts: z.array(PlanHost) });
 export type PlanWave = z.infer<typeof PlanWave>;
@@ -198,11 +206,13 @@ export const CampaignHost = z.object({
   /** what the host's VMs lost over its upgrade, switch windows or not (its agent's witness;
    * null: not finished, or not counted) */
   loss: UpgradeLoss.nullable().default(null),
+  /** its keeper replaced before its VMs moved (null: not due, denied, or not yet) */
+  keeper: KeeperUpgraded.nullable().default(null),
 });
 export type CampaignHost = z.infer<typeof CampaignHost>;
 
 /** One operator decision in a campaign: a VM's switch, or a whole wave (each-wave mode). */
-export const CampaignDecision = Decision.extend({ kind: z.enum(['vm', 'host', 'wave']), wave: int, wave_name: z.string(), host: z.string().nullable(), vm: z.string().nullable() });
+export const CampaignDecision = Decision.extend({ kind: z.enum(['vm', 'host', 'wave', 'keeper']), wave: int, wave_name: z.string(), host: z.string().nullable(), vm: z.string().nullable() });
 export type CampaignDecision = z.infer<typeof CampaignDecision>;
 
 export const CampaignState = z.enum(['running', 'paused', 'done', 'stopped', 'aborted', 'failed', 'interrupted']);
@@ -225,8 +235,9 @@ export type Campaign = z.infer<typeof Campaign>;
 export const Approval = z.object({
   id: z.string(),
   campaign: z.string(),
-  /** vm: one VM's handoff; host: a stage swap moving all of a host's VMs at once; wave */
-  kind: z.enum(['vm', 'host', 'wave']),
+  /** vm: one VM's handoff; host: a stage swap moving all of a host's VMs at once; wave; keeper:
+   * the host's keeper replaced before its VMs move */
+  kind: z.enum(['vm', 'host', 'wave', 'keeper']),
   host: z.string().nullable(),
   vm: z.string().nullable(),
   wave: int,
@@ -242,6 +253,8 @@ export const Approval = z.object({
   mode: UpgradeMode.default('handoff'),
   /** the plan's expected break per VM (us), null when unknown */
   predicted_break_us: z.number().nullable().default(null),
+  /** kind keeper: which keeper replaces which, and its expected control pause */
+  keeper: KeeperStep.nullable().default(null),
 });
 export type Approval = z.infer<typeof Approval>;
 
@@ -454,6 +467,9 @@ export const api = {
   agentPreview: request('agent/preview', InstallTo, z.object({ lines: z.array(z.string()) })),
   /** install or upgrade the agent: checks, SFTP, dpkg -i, then the new agent's version */
   agentInstall: request('agent/install', InstallTo, InstallResult),
+
+  /** the host's keeper replaced under its sessions by the installed binary (agent keeper/upgrade) */
+  keeperUpgrade: request('keeper/upgrade', z.object({ host: HostName }).strict(), KeeperUpgraded.extend({ host: z.string() })),
 
   rollbackPreview: request('rollback/preview', RollbackScope, RollbackPlan),
   rollbackRun: request('rollback/run', z.object({ scope: RollbackScope, reason: Reason }).strict(), RollbackResult),

@@ -1,6 +1,7 @@
 // An in-memory agent for the fast unit tests of the host-upgrade driver and the campaign engine
 // (hostUpgrade.test.ts, campaignRun.test.ts): the agent protocol's state machine reduced to what
-// the driver relies on — status, prepare, switch, run (with pushed state), commit, abort — with
+// the driver relies on — status, prepare, switch, run (with pushed state), commit, abort, the
+// keeper's versions and upgrade — with
 // each VM's switch measured as the test says and judged by protocol/measure.ts, as the real agent
 // does. The real agent, keeper and datapaths are exercised by the integration tests.
 import type { z } from 'zod';
@@ -23,6 +24,10 @@ export class FakeAgent implements AgentLink {
   private t = 0;
   /** when set, the connection drops at the next request of this method */
   dropAt: string | null = null;
+  /** the host's keeper: the version running (its pid) and the one installed */
+  keeper = { running: '0.1.0', pid: 100, installed: '0.1.0' };
+  /** when set, keeper/upgrade fails with it (the running keeper keeps every session) */
+  keeperRefuses: string | null = null;
 
   constructor(
     readonly host: string,
@@ -99,6 +104,15 @@ export class FakeAgent implements AgentLink {
     await new Promise((r) => setImmediate(r));
     const p = req.params.parse(params) as Record<string, unknown>;
     const st = this.st;
+    const k = this.keeper;
+    if (req.method === agent.keeperVersions.method)
+      return { running: { pid: k.pid, version: k.running, state_format: 1, sessions: st.vms.length }, installed: k.installed, due: k.running !== k.installed, predicted_pause_us: 22_760, basis: 'bench/run keeper-upgrade (control pause p50)' } as z.output<R>;
+    if (req.method === agent.keeperUpgrade.method) {
+      if (this.keeperRefuses) throw new Error(`the keeper was not upgraded: ${this.keeperRefuses}`);
+      const from = { ...k };
+      Object.assign(k, { running: k.installed, pid: k.pid + 1 });
+      return { from_pid: from.pid, pid: k.pid, from_version: from.running, version: k.running, pause_us: 23_000, sessions: st.vms.length, vms: st.vms.length } as z.output<R>;
+    }
     switch (req.method) {
       case agent.upgradeStatus.method:
         break;

@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import { keeper } from '../../../protocol/native/keeper.js';
 import type { KeeperVersions, KeeperUpgraded } from '../../../protocol/agent.js';
 import { AgentFailure } from './derive.js';
+import { predictKeeperPause } from './modes.js';
 import { alive, KEEPER_UNIT } from './supervisor.js';
 import type { FailoverHost } from './failover.js';
 
@@ -37,10 +38,12 @@ export async function keeperVersions(h: FailoverHost): Promise<KeeperVersions> {
   const installed = await installedKeeper(h.sup.root);
   const pid = h.sup.keeperPid();
   const running = alive(pid) ? await (await h.sup.keeper()).request(keeper.keeperInfo, {}).catch(() => null) : null;
+  const own = h.journal.entries().flatMap((e) => (e.type === 'keeper-upgraded' && e.pause_us !== null ? [e.pause_us] : []));
   return {
     running: running ? { pid: running.pid, version: running.version, state_format: running.state_format, sessions: running.sessions } : null,
     installed: installed?.version ?? null,
     due: running !== null && installed !== null && running.version !== installed.version,
+    ...predictKeeperPause(own),
   };
 }
 

@@ -9,9 +9,9 @@ import type { ReleaseManifest, UpgradeMode } from '../../../protocol/files.js';
  * Figures of the benchmarks on the 2-core lab machine (bench/results/), used until a host has
  * switched often enough to predict from its own journal: handoff's receive gap p50
  * (bench/run handoff, and --datapath ovs for OVS-DPDK generations), swap's loop window for an unchanged layout and per FDB entry converted
- * (bench/run swap).
+ * (bench/run swap), and a keeper upgrade's control pause p50 (bench/run keeper-upgrade).
  */
-export const BENCH = { handoffGapUs: 580, swapWindowUs: 1, swapPerEntryUs: 0.07, ovsHandoffGapUs: 246_800 } as const;
+export const BENCH = { handoffGapUs: 580, swapWindowUs: 1, swapPerEntryUs: 0.07, ovsHandoffGapUs: 246_800, keeperPauseUs: 22_760 } as const;
 const OWN_HISTORY_MIN = 3;
 
 export interface ReleaseFacts {
@@ -112,4 +112,12 @@ export function judgeModes(f: ModeFacts): { modes: ModeOption[]; recommended: Up
     approvals: 'per-host',
   };
   return { modes: [handoff, swap], recommended: swap.available ? 'swap' : 'handoff' };
+}
+
+/** A keeper upgrade's control pause (how long the VMs' control messages wait), expected: the
+ * median of this host's own keeper upgrades once it has had a few, else the benchmark's. */
+export function predictKeeperPause(own: readonly number[]): { predicted_pause_us: number; basis: string } {
+  return own.length >= OWN_HISTORY_MIN
+    ? { predicted_pause_us: median([...own]), basis: `median pause of ${own.length} keeper upgrades on this host` }
+    : { predicted_pause_us: BENCH.keeperPauseUs, basis: 'bench/run keeper-upgrade (control pause p50)' };
 }

@@ -216,7 +216,7 @@ describe('hitless CLI on a lab fleet', () => {
     assert.match(audit[1]!, new RegExp(`"sha256":"${out.sha256}"`));
   });
 
-  test("install-agent: the host package goes to a host over SSH and replaces its agent, which answers with the package's version; a package for another architecture or needing a DPDK the host lacks is refused before anything is copied", async () => {
+  test("install-agent: the host package goes to a host over SSH and replaces its agent, which answers with the package's version; a package for another architecture or needing a DPDK the host lacks is refused before anything is copied; upgrade-keeper then hands h1's sessions to the installed keeper", async () => {
     const f = JSON.parse(readFileSync(fleet, 'utf8')) as { hosts: { name: string; root: string; package_dir: string }[] };
     const deb = readdirSync(join(repo, 'dist')).find((n) => /^hitless-host_.*\.deb$/.test(n))!;
     // the same package, said to be for arm64 and to need a DPDK library no host has
@@ -264,6 +264,20 @@ describe('hitless CLI on a lab fleet', () => {
     const audit = readFileSync(join(dir, 'state', 'audit.jsonl'), 'utf8').split('\n').filter((l) => l.includes('"agent/install"'));
     assert.equal(audit.length, 3);
     assert.match(audit[0]!, /"host":"h1".*"installed":false.*wrong architecture/);
+
+    // the installed package's keeper takes h1's sessions over from the running one
+    r = await hitless(['upgrade-keeper', '--hosts', 'h1', '--json']);
+    assert.equal(r.code, 2, 'no terminal to confirm on, and no --yes: nothing is replaced');
+    r = await hitless(['upgrade-keeper', '--hosts', 'h1', '--yes', '--json']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, /h1: keeper \S+ \(pid \d+, \d+ sessions\) -> the installed \S+/, 'what is replaced is said before it is');
+    const k = lastJson(r.stdout).hosts[0];
+    assert.deepEqual([k.host, k.upgraded, k.error], ['h1', true, null]);
+    assert.notEqual(k.pid, k.from_pid, 'a new keeper process');
+    assert.ok(k.sessions > 0 && k.pause_ms > 0, JSON.stringify(k));
+    assert.match(readFileSync(join(dir, 'state', 'audit.jsonl'), 'utf8'), /"keeper\/upgrade".*"host":"h1".*"upgraded":true/);
+    r = await hitless(['status', '--hosts', 'h1', '--json']);
+    assert.ok(lastJson(r.stdout).hosts[0].vms.every((x: { connected: boolean }) => x.connected), 'every VM still connected');
   });
 
   test('bad arguments and a changed host key are refused with a clear message', async () => {

@@ -10,6 +10,7 @@
 //   hitless report   [--campaign ID] [--format json|csv|html]
 //   hitless upload-release --hosts LIST --tar FILE [--yes] [--json]
 //   hitless install-agent --hosts LIST [--deb FILE] [--yes] [--json]
+//   hitless upgrade-keeper --hosts LIST [--yes] [--json]
 // Progress goes to stderr; with --json the last stdout line is one object.
 import { existsSync } from 'node:fs';
 import { homedir, userInfo } from 'node:os';
@@ -26,7 +27,7 @@ import { installPreview, libraryPackageFile, type LocalPackage, readLocalPackage
 import { type LocalRelease, readLocalRelease, uploadPreview } from '../core/releaseUpload.js';
 import { answers, fmtUs, hostChanges, measurementLine, parseAnswer, question, table } from './terminal.js';
 
-const USAGE = `usage: hitless hosts|status|plan|upgrade|resume|rollback|report|upload-release|install-agent [options]
+const USAGE = `usage: hitless hosts|status|plan|upgrade|resume|rollback|report|upload-release|install-agent|upgrade-keeper [options]
   --state DIR         console state: fleet, campaigns, audit log (default $HITLESS_STATE or ~/.local/state/hitless)
   --fleet FILE        import the hosts of a fleet file first (default /var/tmp/hitless-lab/fleet.json when it exists)
   --hosts LIST        all, or host names separated by commas
@@ -83,7 +84,7 @@ function args() {
     },
     strict: true,
   });
-  if (!['hosts', 'status', 'plan', 'upgrade', 'resume', 'rollback', 'report', 'upload-release', 'install-agent'].includes(cmd ?? '')) throw new Usage(cmd ? `unknown command ${cmd}` : 'a command is needed');
+  if (!['hosts', 'status', 'plan', 'upgrade', 'resume', 'rollback', 'report', 'upload-release', 'install-agent', 'upgrade-keeper'].includes(cmd ?? '')) throw new Usage(cmd ? `unknown command ${cmd}` : 'a command is needed');
   return { cmd: cmd!, values };
 }
 
@@ -306,6 +307,7 @@ async function run(cli: Cli, cmd: string, v: Values): Promise<number> {
   }
   if (cmd === 'upload-release') return uploadReleases(cli, rows, local!, v);
   if (cmd === 'install-agent') return installAgents(cli, rows, pkg!, v);
+  if (cmd === 'upgrade-keeper') return upgradeKeepers(cli, rows, v);
   if (cmd === 'rollback') {
     let ok = true;
     for (const r of rows) {
@@ -392,6 +394,28 @@ async function installAgents(cli: Cli, rows: HostRow[], p: { local: LocalPackage
   for (const o of res.hosts) console.error(`${o.host}: ${result(o)}`);
   print(v, res, table([['host', 'result'], ...res.hosts.map((o) => [o.host, result(o)])]));
   return res.hosts.every((o) => !o.error) ? 0 : 1;
+}
+
+/** Each host's keeper replaced under its sessions by the one its host package installed. */
+async function upgradeKeepers(cli: Cli, rows: HostRow[], v: Values): Promise<number> {
+  for (const r of rows) {
+    const k = r.keeper;
+    console.error(`${r.name}: ${!k ? 'its agent cannot say (an agent from before keeper upgrades)' : !k.running ? 'no keeper runs' : `keeper ${k.running.version} (pid ${k.running.pid}, ${k.running.sessions} sessions) -> the installed ${k.installed ?? '(none)'}${k.due ? '' : ' (the same version: replaced all the same)'}`}`);
+  }
+  if (!(await confirmed(v, `replace the keeper on ${rows.length} host${rows.length === 1 ? '' : 's'}? (its VMs keep forwarding; their control messages wait for the pause)`, 'no keeper replaced'))) return 1;
+  const out: { host: string; upgraded: boolean; from_version: string | null; version: string | null; from_pid: number | null; pid: number | null; pause_ms: number | null; sessions: number | null; error: string | null }[] = [];
+  for (const r of rows) {
+    try {
+      const u = await cli.call(api.keeperUpgrade, { host: r.name });
+      out.push({ host: r.name, upgraded: true, from_version: u.from_version, version: u.version, from_pid: u.from_pid, pid: u.pid, pause_ms: u.pause_us === null ? null : u.pause_us / 1000, sessions: u.sessions, error: null });
+    } catch (e) {
+      out.push({ host: r.name, upgraded: false, from_version: null, version: null, from_pid: null, pid: null, pause_ms: null, sessions: null, error: (e as Error).message });
+    }
+  }
+  const said = (o: (typeof out)[number]) => o.error ?? `keeper ${o.from_version} (pid ${o.from_pid}) handed ${o.sessions} sessions to ${o.version} (pid ${o.pid}); control paused ${o.pause_ms} ms`;
+  for (const o of out) console.error(`${o.host}: ${said(o)}`);
+  print(v, { hosts: out }, table([['host', 'result'], ...out.map((o) => [o.host, said(o)])]));
+  return out.every((o) => o.upgraded) ? 0 : 1;
 }
 
 main().then(

@@ -27,13 +27,14 @@ const campaign: Campaign = {
       host: 'h1', wave: 0, state: 'failed', paused: false, from: '1.0.0', to: '1.1.0', mode: 'handoff', error: 'h1-v3: over budget',
       // its VMs lost 5 more frames over the upgrade than its two switches did
       loss: { source: 'lab probe', vms: 2, lost: 2087 + 5, seconds: 12.5, outcome: 'aborted' },
+      keeper: null,
       vms: [
         { vm: 'h1-v1', state: 'moved', measurement: m('h1-v1', { witness: witness(0, null, [3.2]) }), decision: { decision: 'approve', reason: '=HYPERLINK("x")', by: 'ana', at: 't' } },
         // the issue-12 case: nothing dropped in the datapath, 2087 frames missing at the VM
         { vm: 'h1-v3', state: 'failed', measurement: m('h1-v3', { witness: witness(2087, 260, [4.1]) }), decision: null },
       ],
     },
-    { host: 'h2', wave: 0, state: 'pending', paused: false, from: '1.0.0', to: '1.1.0', mode: 'handoff', error: null, loss: null, vms: [{ vm: 'h2-v1', state: 'moved', measurement: m('h2-v1', { dropped: 3 }), decision: null }, { vm: 'h2-v2', state: 'pending', measurement: null, decision: null }] },
+    { host: 'h2', wave: 0, state: 'pending', paused: false, from: '1.0.0', to: '1.1.0', mode: 'handoff', error: null, loss: null, keeper: null, vms: [{ vm: 'h2-v1', state: 'moved', measurement: m('h2-v1', { dropped: 3 }), decision: null }, { vm: 'h2-v2', state: 'pending', measurement: null, decision: null }] },
   ],
   started: '2026-12-01T00:00:00Z',
   finished: null,

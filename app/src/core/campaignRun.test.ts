@@ -9,20 +9,28 @@ import { CampaignRun } from './campaignRun.js';
 const spec = (over: Partial<CampaignSpec> = {}): CampaignSpec => ({ hosts: ['h1', 'h2'], release: '1.1.0', canary: 'h1', batch: 1, approval: 'each-vm', budget: { max_gap_ms: 5, max_lost: 0 }, mode: 'handoff', host_modes: {}, ...over });
 const planOf = (s: CampaignSpec, vms: Record<string, string[]>): Plan => ({
   spec: s,
-  waves: s.hosts.map((h, i) => ({ index: i, name: i === 0 && s.canary ? 'canary' : `wave ${i}`, hosts: [{ host: h, group: null, from: '1.0.0', core: '1.0.0', vms: vms[h]!, mode: 'handoff' as const, options: [], recommended: null, predicted_break_us: null }] })),
+  waves: s.hosts.map((h, i) => ({ index: i, name: i === 0 && s.canary ? 'canary' : `wave ${i}`, hosts: [{ host: h, group: null, from: '1.0.0', core: '1.0.0', vms: vms[h]!, mode: 'handoff' as const, options: [], recommended: null, predicted_break_us: null, keeper: null }] })),
   blockers: [],
   notes: [],
 });
 
-function bed(s: CampaignSpec, scripts: Record<string, Record<string, VmScript>> = {}) {
+const keeperStep = { from: '0.1.0', to: '0.2.0', predicted_pause_us: 22_760, basis: 'bench/run keeper-upgrade (control pause p50)' };
+
+/** keepers: hosts whose host package installed keeper 0.2.0 beside the running 0.1.0 */
+function bed(s: CampaignSpec, scripts: Record<string, Record<string, VmScript>> = {}, keepers: string[] = []) {
   const vms = { h1: ['h1-v1', 'h1-v2'], h2: ['h2-v1', 'h2-v2'] };
   const agents = new Map(Object.entries(vms).map(([h, v]) => [h, new FakeAgent(h, v, scripts[h] ?? {})]));
+  const plan = planOf(s, vms);
+  for (const h of keepers) {
+    agents.get(h)!.keeper.installed = '0.2.0';
+    plan.waves.flatMap((w) => w.hosts).find((x) => x.host === h)!.keeper = keeperStep;
+  }
   // pending approvals, as the console keeps them until decided or cancelled; next() hands them out in order
   const pending = new Set<{ a: Approval; resolve: (d: Decision | null) => void }>();
   const fresh: { a: Approval; resolve: (d: Decision | null) => void }[] = [];
   const audit: string[] = [];
   let waiting: (() => void) | null = null;
-  const run = new CampaignRun(planOf(s, vms), {
+  const run = new CampaignRun(plan, {
     conn: (h) => agents.get(h)!,
     ask: (a) =>
       new Promise((resolve) => {
@@ -143,4 +151,48 @@ test('an agent whose connection drops mid-host fails that host with the reason; 
   assert.equal(b.run.c.state, 'failed');
   assert.match(b.run.c.hosts[0]!.error!, /connection to its agent dropped/);
   assert.equal(b.run.c.hosts[1]!.state, 'pending');
+});
+
+test("hosts whose keeper is due: each keeper is replaced first, asked once for its host with the expected pause; one denied stays as it is and its VMs move all the same", async () => {
+  const b = bed(spec(), {}, ['h1', 'h2']);
+  b.run.start();
+  let x = await b.next();
+  assert.deepEqual([x.a.kind, x.a.host, x.a.vm, x.a.keeper], ['keeper', 'h1', null, keeperStep]);
+  assert.equal(b.agents.get('h1')!.calls.includes('upgrade/prepare'), false, 'nothing prepared before the keeper step');
+  x.resolve(b.decide('approve', 'new keeper'));
+  for (const vm of ['h1-v1', 'h1-v2']) {
+    x = await b.next();
+    assert.deepEqual([x.a.kind, x.a.vm], ['vm', vm]);
+    x.resolve(b.decide('approve'));
+  }
+  x = await b.next();
+  assert.deepEqual([x.a.kind, x.a.host], ['keeper', 'h2']);
+  x.resolve(b.decide('deny', 'not on h2 today'));
+  for (const vm of ['h2-v1', 'h2-v2']) {
+    x = await b.next();
+    assert.deepEqual([x.a.kind, x.a.vm], ['vm', vm]);
+    x.resolve(b.decide('approve'));
+  }
+  await b.run.settled();
+  const c = b.run.c;
+  assert.deepEqual(states(c), [['h1', 'committed'], ['h2', 'committed']]);
+  assert.deepEqual([c.hosts[0]!.keeper?.from_version, c.hosts[0]!.keeper?.version], ['0.1.0', '0.2.0']);
+  assert.equal(c.hosts[1]!.keeper, null);
+  assert.deepEqual([b.agents.get('h1')!.keeper.running, b.agents.get('h2')!.keeper.running], ['0.2.0', '0.1.0']);
+  assert.deepEqual(c.decisions.filter((d) => d.kind === 'keeper').map((d) => [d.host, d.decision, d.reason]), [['h1', 'approve', 'new keeper'], ['h2', 'deny', 'not on h2 today']]);
+  assert.equal(b.audit.filter((a) => a === 'campaign/keeper-upgraded').length, 1);
+  const h1 = b.agents.get('h1')!.calls.filter((m) => m.startsWith('keeper/') || m === 'upgrade/prepare');
+  assert.deepEqual(h1, ['keeper/versions', 'keeper/upgrade', 'upgrade/prepare'], 'the keeper replaced, then the host prepared');
+});
+
+test('a keeper that cannot take over fails its host before anything is prepared, saying why; the campaign stops there', async () => {
+  const b = bed(spec({ approval: 'auto' }), {}, ['h1']);
+  b.agents.get('h1')!.keeperRefuses = '/usr/lib/hitless/hitless-keeper did not take over: it exited before it was ready (exit status 1); this keeper keeps every session';
+  b.run.start();
+  await b.run.settled();
+  const c = b.run.c;
+  assert.deepEqual(states(c), [['h1', 'failed'], ['h2', 'pending']]);
+  assert.match(c.hosts[0]!.error!, /the keeper was not upgraded: .*this keeper keeps every session/);
+  assert.equal(b.agents.get('h1')!.calls.includes('upgrade/prepare'), false);
+  assert.equal(c.state, 'failed');
 });

@@ -11,7 +11,7 @@
 // Nothing here polls: pauses wait on a signal, moves on the agents' pushed state.
 import { randomUUID } from 'node:crypto';
 import { agent } from '../../../protocol/agent.js';
-import type { Approval, Campaign, CampaignHost, ControlScope, Decision, Plan } from '../../../protocol/console.js';
+import type { Approval, Campaign, CampaignHost, ControlScope, Decision, KeeperStep, Plan } from '../../../protocol/console.js';
 import { headline, type Measurement } from '../../../protocol/measure.js';
 import type { z } from 'zod';
 import { upgradeHost, type AgentLink, type HostResult } from './hostUpgrade.js';
@@ -69,7 +69,7 @@ export class CampaignRun {
       wave: 0,
       waves_paused: [],
       hosts: plan.waves.flatMap((w) =>
-        w.hosts.map((h) => ({ host: h.host, wave: w.index, state: 'pending' as const, paused: false, from: h.from, to: plan.spec.release, mode: h.mode, vms: h.vms.map((vm) => ({ vm, state: 'pending' as const, measurement: null, decision: null })), error: null, loss: null })),
+        w.hosts.map((h) => ({ host: h.host, wave: w.index, state: 'pending' as const, paused: false, from: h.from, to: plan.spec.release, mode: h.mode, vms: h.vms.map((vm) => ({ vm, state: 'pending' as const, measurement: null, decision: null })), error: null, loss: null, keeper: null })),
       ),
       started: new Date().toISOString(),
       finished: null,
@@ -186,6 +186,7 @@ export class CampaignRun {
       moves: w.hosts.map((h) => ({ host: h.host, vms: h.vms })),
       mode: w.hosts.every((h) => h.mode === 'swap') ? 'swap' : 'handoff',
       predicted_break_us: Math.max(0, ...w.hosts.map((h) => h.predicted_break_us ?? 0)) || null,
+      keeper: null,
     });
     if (!d) throw new Aborted();
     this.c.decisions.push({ ...d, kind: 'wave', wave, wave_name: w.name, host: null, vm: null });
@@ -216,11 +217,20 @@ export class CampaignRun {
           approval: spec.approval === 'each-vm' ? 'each' : 'auto',
           budget: spec.budget,
           denied: h.vms.filter((v) => v.state === 'denied').map((v) => v.vm),
+          // (once replaced, not again on resume; the driver also asks the agent whether it is still due)
+          keeper: h.keeper ? null : (this.c.plan.waves.flatMap((w) => w.hosts).find((x) => x.host === h.host)?.keeper ?? null),
         },
         {
           signal: this.ctl.signal,
           gate: () => this.gate(h, h.wave),
           ask: (vms, previous) => this.askOnHost(h, vms.length === 1 && h.mode !== 'swap' ? vms[0]! : null, previous),
+          askKeeper: (step) => this.askOnHost(h, null, null, step),
+          keeper: (k) => {
+            if (!k) return;
+            h.keeper = k;
+            this.deps.audit('campaign/keeper-upgraded', { campaign: this.c.id, host: h.host, from_version: k.from_version, version: k.version, pause_us: k.pause_us, sessions: k.sessions });
+            this.changed();
+          },
           preparing: () => {
             h.state = 'preparing';
             this.changed();
@@ -271,11 +281,12 @@ export class CampaignRun {
   }
 
   /** Ask the operator about moves on host h: one VM's handoff (vm), or all its VMs at once by
-   * stage swap (vm null); the decision is recorded with the campaign. */
-  private async askOnHost(h: CampaignHost, vm: string | null, previous: Measurement | null): Promise<Decision | null> {
+   * stage swap (vm null), or the host's keeper replaced first (keeper); the decision is
+   * recorded with the campaign. */
+  private async askOnHost(h: CampaignHost, vm: string | null, previous: Measurement | null, keeper: KeeperStep | null = null): Promise<Decision | null> {
     const spec = this.c.plan.spec;
     const waveName = this.c.plan.waves[h.wave]!.name;
-    const kind = vm === null ? 'host' : 'vm';
+    const kind = keeper ? 'keeper' : vm === null ? 'host' : 'vm';
     const d = await this.deps.ask({
       id: `a-${randomUUID().slice(0, 8)}`,
       campaign: this.c.id,
@@ -291,7 +302,8 @@ export class CampaignRun {
       previous,
       moves: [{ host: h.host, vms: vm === null ? h.vms.map((v) => v.vm) : [vm] }],
       mode: h.mode,
-      predicted_break_us: this.c.plan.waves.flatMap((w) => w.hosts).find((x) => x.host === h.host)?.predicted_break_us ?? null,
+      predicted_break_us: keeper ? null : (this.c.plan.waves.flatMap((w) => w.hosts).find((x) => x.host === h.host)?.predicted_break_us ?? null),
+      keeper,
     });
     if (!d) {
       if ((h.state as string) === 'aborted') throw new HostAborted();

@@ -7,7 +7,7 @@
 import { mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { z } from 'zod';
-import { agent, type UpgradePlan } from '../../../protocol/agent.js';
+import { agent, type KeeperUpgraded, type UpgradePlan } from '../../../protocol/agent.js';
 import { api, Campaign, pushes, requestByMethod, type Approval, type Backend, type CampaignSpec, type Decision, type HostRow, type InstallResult, type Transfer, type UploadResult } from '../../../protocol/console.js';
 import { describeZodError, type Request } from '../../../protocol/rpc.js';
 import { AuditLog } from './audit.js';
@@ -154,6 +154,7 @@ export class ConsoleCore implements Backend {
       const { local, deb } = await this.libraryPackage();
       return this.installAgent(p.hosts, local, deb, this.transferPush('agent/install', local.file));
     });
+    this.on(api.keeperUpgrade, async (p) => this.upgradeKeeper(p.host));
     this.on(api.rollbackPreview, async (p) => previewRollback(p, this.rollbackDeps()));
     this.on(api.rollbackRun, async (p) => this.rollback(p.scope, p.reason));
     this.on(api.reportGet, async (p) => {
@@ -174,6 +175,27 @@ export class ConsoleCore implements Backend {
         ? { filename: 'hitless-audit.json', mime: 'application/json', content: this.audit.exportJson(), base64: false }
         : { filename: 'hitless-audit.csv', mime: 'text/csv', content: this.audit.exportCsv(), base64: false };
     });
+  }
+
+  /**
+   * The host's keeper replaced under its live sessions by the binary its host package installed
+   * (agent keeper/upgrade, DESIGN §14): an approver's act, once per host, recorded in the audit
+   * log whatever the outcome. The agent runs it between the steps of an upgrade under way.
+   */
+  async upgradeKeeper(host: string): Promise<KeeperUpgraded & { host: string }> {
+    if (!this.mayApprove()) throw new Error(`keeper/upgrade: ${this.opts.operator} is not one of the approvers (${this.opts.approvers!.join(', ')})`);
+    const conn = this.conns.get(host);
+    if (!conn) throw new Error(`keeper/upgrade: no host ${host} in the fleet`);
+    try {
+      const r = await conn.request(agent.keeperUpgrade, {});
+      this.record('keeper/upgrade', { host, upgraded: true, from_version: r.from_version, version: r.version, from_pid: r.from_pid, pid: r.pid, pause_us: r.pause_us, sessions: r.sessions });
+      await conn.refresh(true).catch(() => undefined);
+      this.push(pushes.fleet, { hosts: this.rows() });
+      return { host, ...r };
+    } catch (e) {
+      this.record('keeper/upgrade', { host, upgraded: false, error: (e as Error).message });
+      throw new Error(`keeper/upgrade: ${host}: ${(e as Error).message}`);
+    }
   }
 
   /** A release of the library, by its file name (the API's renderer side names no path). */

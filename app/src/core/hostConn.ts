@@ -92,6 +92,7 @@ export class HostConn {
       error: null,
       health: null,
       standby: null,
+      keeper: null,
       exposed: null,
       failovers: [],
       vms: [],
@@ -338,6 +339,8 @@ export class HostConn {
     this.row.releases = info.releases;
     this.applyStatus(await s.agent.request(agent.upgradeStatus, {}));
     if (full) {
+      // (an agent from before keeper upgrades has no keeper/versions)
+      this.row.keeper = await s.agent.request(agent.keeperVersions, {}).catch(() => null);
       const h = await s.agent.request(agent.upgradeHistory, { limit: 200 });
       // the journal's time stamps are the agent's wall clock
       for (const x of h.switches) if (x.measurement) this.addMark(x.measurement, Date.parse(x.t), false);

@@ -1,4 +1,5 @@
-// The one host-upgrade driver: takes one host to a release through its agent — prepare, then
+// The one host-upgrade driver: takes one host to a release through its agent — its keeper
+// replaced first when the plan says so (asked once), prepare, then
 // each move behind the approval callback (a VM at a time, or all of a host's VMs at once for a
 // stage swap) or the agent's own auto mode within the budget, then commit — and reports every
 // step. The console's campaigns, its guided rollback (a downgrade of a committed host) and the
@@ -6,8 +7,8 @@
 // again. It waits on the agent's pushed state, never on a timer; the agent judges each switch
 // against the budget and the driver acts on that verdict.
 import type { z } from 'zod';
-import { agent, type ModeChoice, type UpgradeStatus } from '../../../protocol/agent.js';
-import type { Decision } from '../../../protocol/console.js';
+import { agent, type KeeperUpgraded, type ModeChoice, type UpgradeStatus } from '../../../protocol/agent.js';
+import type { Decision, KeeperStep } from '../../../protocol/console.js';
 import { judge, type Budget, type Measurement, type UpgradeLoss } from '../../../protocol/measure.js';
 import type { Request } from '../../../protocol/rpc.js';
 
@@ -29,6 +30,9 @@ export interface HostUpgradePlan {
   budget: Budget | null;
   /** VMs an operator already denied (a resumed campaign does not ask again) */
   denied: readonly string[];
+  /** the plan's keeper step: the host's keeper replaced before it is prepared, if it is still
+   * due then (asked once when approval is each); null: none */
+  keeper: KeeperStep | null;
 }
 
 export type VmStep = 'awaiting-approval' | 'switching' | 'moved' | 'denied' | 'failed';
@@ -40,6 +44,10 @@ export interface DriverHooks {
   /** Ask about moving these VMs (one, or all of a host's at once for a swap): the operator's
    * decision, or null when nobody will answer any more (the campaign is stopping). */
   ask(vms: string[], previous: Measurement | null): Promise<Decision | null>;
+  /** Ask about replacing the host's keeper (plan.keeper): as ask. */
+  askKeeper?(step: KeeperStep): Promise<Decision | null>;
+  /** the keeper step's outcome: replaced (r), or denied (r null) */
+  keeper?(r: KeeperUpgraded | null, decision: Decision | null): void;
   preparing(): void;
   /** the host is prepared (or was already): the mode it moves by */
   switching(st: UpgradeStatus): void;
@@ -61,12 +69,33 @@ function overBudget(st: UpgradeStatus, budget: Budget | null): string | null {
   return over.map((v) => `${v.vm}: ${budget ? judge(v.measurement!, budget) : 'over budget'}`).join('; ');
 }
 
+/** The keeper step, before prepare: the installed keeper takes the running one's sessions over
+ * (agent keeper/upgrade) when it is still due. A keeper that cannot take over fails the host
+ * (the running one keeps every session: the agent says so). */
+async function replaceKeeper(link: AgentLink, plan: HostUpgradePlan, h: DriverHooks): Promise<'stopped' | null> {
+  if (!(await link.request(agent.keeperVersions, {})).due) return null;
+  let d: Decision | null = null;
+  if (plan.approval === 'each') {
+    if (!h.askKeeper) throw new Error('a keeper step needs an operator to ask');
+    d = await h.askKeeper(plan.keeper!);
+    if (!d) return 'stopped';
+    if (d.decision === 'deny') {
+      h.keeper?.(null, d);
+      return null;
+    }
+    await h.gate();
+  }
+  h.keeper?.(await link.request(agent.keeperUpgrade, {}), d);
+  return null;
+}
+
 export async function upgradeHost(link: AgentLink, plan: HostUpgradePlan, h: DriverHooks): Promise<HostResult> {
   const { release } = plan;
   let st = await link.request(agent.upgradeStatus, {});
   if (st.state === 'idle' && st.active?.release === release) return { outcome: 'skipped' };
   if (st.state === 'idle') {
     await h.gate();
+    if (plan.keeper && (await replaceKeeper(link, plan, h)) === 'stopped') return { outcome: 'stopped' };
     h.preparing();
     const approve = plan.approval === 'auto' ? { auto: plan.budget! } : ('each' as const);
     st = await link.request(agent.upgradePrepare, { release, approve, mode: plan.mode, ...(plan.budget ? { budget: plan.budget } : {}) });

@@ -8,7 +8,7 @@ function row(name: string, over: Partial<HostRow> = {}): HostRow {
   return {
     name, source: 'manual', address: `root@${name}:22`, group: null, conn: 'connected', problem: null, pending_key: null, next_retry_ms: null,
     agent_version: '0.1.0', supervisor: null, releases: ['1.0.0', '1.1.0'], active: { gen: '1.0.0-1', release: '1.0.0' }, target: null, state: 'idle', mode: 'handoff', error: null,
-    health: { ok: true, problems: [] }, standby: null, exposed: null, failovers: [], vms: [{ vm: `${name}-vm1`, serving: '1.0.0-1', release: '1.0.0', connected: true, moved: false, last: null, rx_pps: null, tx_pps: null }],
+    health: { ok: true, problems: [] }, standby: null, keeper: null, exposed: null, failovers: [], vms: [{ vm: `${name}-vm1`, serving: '1.0.0-1', release: '1.0.0', connected: true, moved: false, last: null, rx_pps: null, tx_pps: null }],
     last_break_ms: null, campaign: null, ...over,
   };
 }
@@ -19,7 +19,7 @@ test('plan: canary alone first, then batches; two hosts of one rack never share 
   const p = planCampaign(spec(), rows);
   assert.deepEqual(p.blockers, []);
   assert.deepEqual(p.waves.map((w) => [w.name, w.hosts.map((h) => h.host)]), [['canary', ['a']], ['wave 1', ['b', 'd']], ['wave 2', ['c', 'e']]]);
-  assert.deepEqual(p.waves[0]!.hosts[0], { host: 'a', group: 'r1', from: '1.0.0', core: '1.0.0', vms: ['a-vm1'], mode: 'handoff', options: [], recommended: null, predicted_break_us: null });
+  assert.deepEqual(p.waves[0]!.hosts[0], { host: 'a', group: 'r1', from: '1.0.0', core: '1.0.0', vms: ['a-vm1'], mode: 'handoff', options: [], recommended: null, predicted_break_us: null, keeper: null });
   assert.match(p.notes[0]!, /5 VMs on 5 hosts move to 1\.1\.0 in 3 waves.*each VM waits for an operator approval.*10 ms break and 0 lost frames/);
 });
 
@@ -80,4 +80,12 @@ test('plan: each host moves by the mode chosen for it; auto takes the agent\'s r
   p = planCampaign(spec({ hosts: ['a'], canary: null, mode: 'auto' }), rows, new Map());
   assert.match(p.blockers[0]!, /a: its agent did not say which upgrade modes it can use/);
   assert.deepEqual(planCampaign(spec({ hosts: ['a'], canary: null, host_modes: { zz: 'swap' } }), rows, opts).blockers, ["host_modes: zz is not one of the campaign's hosts"]);
+});
+
+test("plan: a host whose host package installed a new keeper has a keeper step first, with its expected pause; one whose keeper is current has none", () => {
+  const due = { running: { pid: 7, version: '0.1.0', state_format: 1, sessions: 1 }, installed: '0.2.0', due: true, predicted_pause_us: 22_760, basis: 'bench/run keeper-upgrade (control pause p50)' };
+  const rows = [row('a', { keeper: due }), row('b', { keeper: { ...due, installed: '0.1.0', due: false } }), row('c')];
+  const p = planCampaign(spec({ hosts: ['a', 'b', 'c'], canary: 'a' }), rows);
+  assert.deepEqual(p.waves.flatMap((w) => w.hosts).map((h) => [h.host, h.keeper]), [['a', { from: '0.1.0', to: '0.2.0', predicted_pause_us: 22_760, basis: 'bench/run keeper-upgrade (control pause p50)' }], ['b', null], ['c', null]]);
+  assert.ok(p.notes.some((n) => /^first on a: the keeper is replaced by the one its host package installed \(a 0\.1\.0 -> 0\.2\.0, control pause ~23 ms; bench\/run keeper-upgrade .*\): the VMs keep forwarding, asked once per host$/.test(n)), p.notes.join('\n'));
 });

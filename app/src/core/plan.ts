@@ -2,10 +2,11 @@
 // canary goes alone first; the rest follow in batches of the chosen size, and two hosts of the
 // same group (rack or pair, from the inventory) are never in one wave. Each host's upgrade mode
 // (handoff or swap) is the operator's choice for it, checked against what its agent judged
-// possible (upgrade/plan, gathered by the caller). Pure: no I/O.
+// possible (upgrade/plan, gathered by the caller). A host whose host package installed a new
+// keeper has it replaced first (a keeper step, asked once per host). Pure: no I/O.
 import type { UpgradeMode } from '../../../protocol/files.js';
 import type { UpgradePlan } from '../../../protocol/agent.js';
-import type { CampaignSpec, HostRow, Plan, PlanWave } from '../../../protocol/console.js';
+import type { CampaignSpec, HostRow, KeeperStep, Plan, PlanWave } from '../../../protocol/console.js';
 
 export function planCampaign(spec: CampaignSpec, rows: readonly HostRow[], options: ReadonlyMap<string, UpgradePlan> = new Map()): Plan {
   const blockers: string[] = [];
@@ -70,7 +71,7 @@ export function planCampaign(spec: CampaignSpec, rows: readonly HostRow[], optio
     const opts = options.get(r.name)?.modes ?? [];
     const predicted = opts.find((m) => m.mode === mode)?.predicted_break_us ?? null;
     const judged = options.get(r.name);
-    return { host: r.name, group: r.group, from: r.active?.release ?? null, core: r.active?.core ?? r.active?.release ?? null, vms: r.vms.map((v) => v.vm), mode, options: opts, recommended: judged?.recommended ?? null, predicted_break_us: predicted };
+    return { host: r.name, group: r.group, from: r.active?.release ?? null, core: r.active?.core ?? r.active?.release ?? null, vms: r.vms.map((v) => v.vm), mode, options: opts, recommended: judged?.recommended ?? null, predicted_break_us: predicted, keeper: keeperStep(r) };
   };
   const canary = movers.find((r) => r.name === spec.canary);
   if (canary) waves.push({ index: 0, name: 'canary', hosts: [planHost(canary)] });
@@ -95,6 +96,11 @@ export function planCampaign(spec: CampaignSpec, rows: readonly HostRow[], optio
       : swaps === movers.length
         ? "each host's VMs at once by an in-place stage swap"
         : `${movers.length - swaps} host${movers.length - swaps === 1 ? '' : 's'} by handoff (one VM at a time), ${swaps} by an in-place stage swap (all of a host's VMs at once)`;
+  const keepers = movers.filter((r) => keeperStep(r) !== null);
+  if (keepers.length)
+    notes.push(
+      `first on ${keepers.map((r) => r.name).join(', ')}: the keeper is replaced by the one its host package installed (${keepers.map((r) => `${r.name} ${keeperStep(r)!.from} -> ${keeperStep(r)!.to}, control pause ~${(keeperStep(r)!.predicted_pause_us / 1000).toFixed(0)} ms`).join('; ')}; ${keeperStep(keepers[0]!)!.basis}): the VMs keep forwarding, ${spec.approval === 'each-vm' ? 'asked once per host' : 'without asking'}`,
+    );
   notes.unshift(
     `${vms} VM${vms === 1 ? '' : 's'} on ${movers.length} host${movers.length === 1 ? '' : 's'} move${vms === 1 ? 's' : ''} to ${spec.release} in ${waves.length} wave${waves.length === 1 ? '' : 's'}, ${how}; ` +
       (spec.approval === 'each-vm'
@@ -107,4 +113,11 @@ export function planCampaign(spec: CampaignSpec, rows: readonly HostRow[], optio
       `; budget: ${spec.budget.max_gap_ms} ms break and ${spec.budget.max_lost} lost frames per VM. A host over budget, failed or unreachable stops the campaign.`,
   );
   return { spec, waves, blockers, notes };
+}
+
+/** The host's keeper step: its keeper is due for replacement (a new one installed). */
+function keeperStep(r: HostRow): KeeperStep | null {
+  const k = r.keeper;
+  if (!k?.due || !k.running || !k.installed) return null;
+  return { from: k.running.version, to: k.installed, predicted_pause_us: k.predicted_pause_us, basis: k.basis };
 }

@@ -94,7 +94,7 @@ async function runStep(conn: HostConn, s: Step, approval: Decision): Promise<voi
   else if (s.action === 'downgrade') {
     const r = await upgradeHost(
       conn,
-      { release: s.to!, mode: 'auto', approval: 'each', budget: null, denied: [] },
+      { release: s.to!, mode: 'auto', approval: 'each', budget: null, denied: [], keeper: null },
       { signal: new AbortController().signal, gate: async () => undefined, ask: async () => approval, preparing: () => undefined, switching: () => undefined, vm: () => undefined },
     );
     if (r.outcome === 'failed') throw new Error(r.error);

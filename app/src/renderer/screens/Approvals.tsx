@@ -12,11 +12,13 @@ import { routeHref } from '../route.js';
 import { BudgetText, LostVsBudget, Empty, GapVsBudget } from '../ui.js';
 import { fmtBreak } from '../format.js';
 
-const rowName = (a: Approval) => (a.kind === 'vm' && a.vm ? a.vm : a.kind === 'host' ? `${a.host ?? ''}: all VMs (swap)` : a.wave_name);
+const rowName = (a: Approval) =>
+  a.kind === 'vm' && a.vm ? a.vm : a.kind === 'host' ? `${a.host ?? ''}: all VMs (swap)` : a.kind === 'keeper' ? `${a.host ?? ''}: keeper ${a.keeper?.to ?? ''}` : a.wave_name;
 /** Row test id: approval-<host>-<vm> for a VM (VM names repeat across hosts), approval-host-<host>
- * for a host's stage swap, approval-wave-<index> for a wave. */
+ * for a host's stage swap, approval-keeper-<host> for its keeper step, approval-wave-<index> for
+ * a wave. */
 const rowTestId = (a: Approval) =>
-  a.kind === 'vm' ? `approval-${a.host ?? ''}-${a.vm ?? ''}` : a.kind === 'host' ? `approval-host-${a.host ?? ''}` : `approval-wave-${a.wave}`;
+  a.kind === 'vm' ? `approval-${a.host ?? ''}-${a.vm ?? ''}` : a.kind === 'host' ? `approval-host-${a.host ?? ''}` : a.kind === 'keeper' ? `approval-keeper-${a.host ?? ''}` : `approval-wave-${a.wave}`;
 
 function ago(iso: string, now: number): string {
   const t = new Date(iso).getTime();
@@ -38,6 +40,11 @@ function Context({ a }: { a: Approval }) {
             Swap the forwarding stage of <a href={routeHref('host', a.host ?? '')}>{a.host}</a> to {a.release}, in place: its {a.moves[0]?.vms.length ?? 0} VMs
             move at once
           </>
+        ) : a.kind === 'keeper' ? (
+          <>
+            Replace the keeper of <a href={routeHref('host', a.host ?? '')}>{a.host}</a> ({a.keeper?.from} by the installed {a.keeper?.to}) before its VMs move to {a.release}: its{' '}
+            {a.moves[0]?.vms.length ?? 0} VMs keep forwarding; their control messages wait for the handover
+          </>
         ) : (
           <>
             Start wave {a.wave + 1} ({a.wave_name}) to {a.release}
@@ -55,7 +62,15 @@ function Context({ a }: { a: Approval }) {
           budget: <BudgetText budget={a.budget} />
         </span>
         <span data-testid="approval-predicted">
-          mode: {a.mode === 'swap' ? 'in-place stage swap' : 'handoff'}, expected break per VM: {fmtBreak(a.predicted_break_us)}
+          {a.kind === 'keeper' && a.keeper ? (
+            <>
+              expected control pause: {fmtBreak(a.keeper.predicted_pause_us)} ({a.keeper.basis}); no frame passes through the keeper
+            </>
+          ) : (
+            <>
+              mode: {a.mode === 'swap' ? 'in-place stage swap' : 'handoff'}, expected break per VM: {fmtBreak(a.predicted_break_us)}
+            </>
+          )}
         </span>
       </div>
       <table className="grid compact">

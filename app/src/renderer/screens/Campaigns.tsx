@@ -53,6 +53,11 @@ function HostBlock({ c, h, onControl, busy }: { c: Campaign; h: CampaignHost; on
         <Controls prefix={`camp-host-${h.host}`} paused={h.paused} disabled={busy || finished(c) || hostDone} onControl={onControl} scope={{ level: 'host', host: h.host }} what={`host ${h.host}`} />
       </div>
       {h.error ? <div className="bad">{h.error}</div> : null}
+      {h.keeper ? (
+        <div className="muted small-text" data-testid={`camp-host-${h.host}-keeper`}>
+          keeper {h.keeper.from_version} replaced by {h.keeper.version} first: {h.keeper.sessions} sessions handed over, control paused {h.keeper.pause_us === null ? '?' : (h.keeper.pause_us / 1000).toFixed(1)} ms
+        </div>
+      ) : null}
       <table className="grid compact">
         <thead>
           <tr>

@@ -12,7 +12,7 @@ import { useReportQueryError } from '../hooks.js';
 import { campaignKeys, fleetKeys, upsertHost } from '../queries.js';
 import { routeHref } from '../route.js';
 import { Empty, GapVsBudget, StateTag } from '../ui.js';
-import { AgentInstall, ReleaseUpload } from './HostPackages.js';
+import { AgentInstall, KeeperUpgrade, ReleaseUpload } from './HostPackages.js';
 import { budgetForHost, LiveCharts } from './Live.js';
 
 /** The release a VM's serving generation runs (the row's own release, else the host's
@@ -181,6 +181,7 @@ export function HostDetail({ name }: { name: string }) {
           <div className="muted small-text" data-testid="host-supervisor">
             processes: {h.supervisor ?? '—'}
           </div>
+          <KeeperUpgrade key={h.name} host={h} />
         </div>
         <div>
           <h3>Health</h3>

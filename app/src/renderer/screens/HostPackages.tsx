@@ -2,7 +2,8 @@
 // Upload release (a signed release tar of the console's library, installed by each host's agent:
 // release/upload) and Install agent (the library's host package, installed or upgraded over
 // SSH: agent/install). Each shows the preview of what is checked, copied and run first, then
-// per host the copy's progress (push/transfer) and the host's verdict.
+// per host the copy's progress (push/transfer) and the host's verdict. And the host's keeper:
+// the installed one taking the running one's sessions over (keeper/upgrade).
 import { useQuery, useQueryClient } from '@tanstack/react-query';
 import { useState, type ReactNode } from 'react';
 import { api, type HostRow, type Transfer } from '../../../../protocol/console.js';
@@ -209,5 +210,67 @@ export function AgentInstall({ hosts, onDone }: { hosts: HostRow[]; onDone: () =
       failure={s.failure}
       onDone={onDone}
     />
+  );
+}
+
+/** The host's keeper: the one running and the one its host package installed, and replacing
+ * the first by the second under the live sessions (keeper/upgrade): asked, then confirmed. */
+export function KeeperUpgrade({ host }: { host: HostRow }) {
+  const qc = useQueryClient();
+  const [asking, setAsking] = useState(false);
+  const [busy, setBusy] = useState(false);
+  const [said, setSaid] = useState<Verdict | null>(null);
+  const k = host.keeper;
+  if (!k) return <div className="muted small-text" data-testid="host-keeper">keeper: {host.conn === 'connected' ? 'its agent cannot say (from before keeper upgrades)' : '—'}</div>;
+  const running = k.running ? `${k.running.version} (pid ${k.running.pid}, ${plural(k.running.sessions, 'session')})` : 'none running';
+  const go = () => {
+    setBusy(true);
+    setSaid(null);
+    clearError();
+    client
+      .call(api.keeperUpgrade, { host: host.name })
+      .then(
+        (r) => {
+          setSaid({ ok: true, text: `keeper ${r.from_version} (pid ${r.from_pid}) handed ${plural(r.sessions, 'session')} to ${r.version} (pid ${r.pid}); the VMs' control messages waited ${r.pause_us === null ? '?' : (r.pause_us / 1000).toFixed(1)} ms` });
+          void qc.invalidateQueries({ queryKey: fleetKeys.all });
+        },
+        (err: unknown) => {
+          const text = messageOf(err);
+          reportError('keeper/upgrade', text);
+          setSaid({ ok: false, text });
+        },
+      )
+      .finally(() => (setBusy(false), setAsking(false)));
+  };
+  return (
+    <div className="small-text" data-testid="host-keeper">
+      <span className="muted">
+        keeper: <span data-testid="host-keeper-running">{running}</span>; installed <span data-testid="host-keeper-installed">{k.installed ?? '—'}</span>
+        {k.due ? <strong className="warn"> · upgrade due</strong> : null}
+      </span>{' '}
+      {k.running && !asking ? (
+        <button type="button" className="small" data-testid="host-keeper-upgrade" disabled={busy} onClick={() => setAsking(true)}>
+          {k.due ? `Upgrade keeper to ${k.installed}` : 'Replace keeper'}
+        </button>
+      ) : null}
+      {asking ? (
+        <div className="panel" data-testid="host-keeper-confirm">
+          <p>
+            The running keeper hands its {plural(k.running?.sessions ?? 0, 'session')} to the installed keeper {k.installed}: the VMs keep forwarding and see no link change; their control messages wait for the handover (tens of ms). A keeper that cannot take over is refused and the running one keeps every session.
+          </p>
+          <button type="button" data-testid="host-keeper-go" disabled={busy} onClick={go}>
+            {busy ? 'Replacing…' : `Replace the keeper on ${host.name}`}
+          </button>{' '}
+          <button type="button" className="small" disabled={busy} onClick={() => setAsking(false)}>
+            Cancel
+          </button>
+        </div>
+      ) : null}
+      {said ? (
+        <div className={said.ok ? 'good' : 'bad'} data-testid="host-keeper-result">
+          {said.text}
+        </div>
+      ) : null}
+    </div>
   );
 }

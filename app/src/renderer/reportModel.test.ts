@@ -23,7 +23,7 @@ const campaign: Campaign = {
   waves_paused: [],
   hosts: [
     {
-      host: 'h1', wave: 0, state: 'committed', paused: false, from: '1.0.0', to: '1.1.0', mode: 'handoff', error: null,
+      host: 'h1', wave: 0, state: 'committed', paused: false, from: '1.0.0', to: '1.1.0', mode: 'handoff', error: null, keeper: null,
       loss: null,
       vms: [
         { vm: 'a', state: 'moved', measurement: m('a', 1), decision: { decision: 'approve', reason: 'canary ok', by: 'ann', at: '2025-01-01T00:00:00Z' } },
@@ -31,7 +31,7 @@ const campaign: Campaign = {
       ],
     },
     {
-      host: 'h2', wave: 1, state: 'switching', paused: false, from: '1.0.0', to: '1.1.0', mode: 'handoff', error: null,
+      host: 'h2', wave: 1, state: 'switching', paused: false, from: '1.0.0', to: '1.1.0', mode: 'handoff', error: null, keeper: null,
       loss: null,
       vms: [
         { vm: 'c', state: 'denied', measurement: null, decision: { decision: 'deny', reason: 'b was over budget', by: 'ann', at: '2025-01-01T00:01:00Z' } },

@@ -39,7 +39,8 @@ export const Failover = z.object({
   moved: z.array(z.object({ vm: z.string(), to: z.string() })),
   /** VMs no generation could take: their frontends saw the link go down */
   down: z.array(z.string()),
-  /** frames that were inside the dead process (taken, not yet let out): the only loss a crash may cost */
+  /** frames the death took: inside the dead process (taken, not yet let out) and in its peer link
+   * (handed in, never taken out by either side): the only loss a crash may cost */
   lost_inside: int.nullable(),
   /** the replacement generation: from the death to it ready as the standby, and to every VM let go connected again */
   restored: z.object({ gen: z.string(), took_ms: z.number(), outage_ms: z.number().nullable() }).nullable(),

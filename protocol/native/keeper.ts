@@ -159,7 +159,7 @@ export const KeeperEvent = z.discriminatedUnion('event', [
     }),
   }),
   z.object({ event: z.literal('failover/failed'), data: z.object({ vm: z.string(), cause: z.string(), code: z.string(), message: z.string() }) }),
-  z.object({ event: z.literal('gen/dead'), data: z.object({ gen: z.string(), cause: z.string(), moved: int, failed: int, /** generations whose peer link to it was fenced */ fenced: int.default(0), /** frames it had taken and not let out: lost inside it (null: it had no heartbeat page) */ lost_inside: int.nullable().default(null), t_ns: int, done_ns: int }) }),
+  z.object({ event: z.literal('gen/dead'), data: z.object({ gen: z.string(), cause: z.string(), moved: int, failed: int, /** generations whose peer link to it was fenced */ fenced: int.default(0), /** the frames its death cost: those it had taken and not let out, and those in its peer link that no side took out (lost_in_link, also given alone); null: it had no heartbeat page */ lost_inside: int.nullable().default(null), lost_in_link: int.nullable().default(null), t_ns: int, done_ns: int }) }),
   z.object({ event: z.literal('session/connected'), data: z.object({ vm: z.string(), gen: z.string(), t_ns: int }) }),
   z.object({ event: z.literal('session/disconnected'), data: z.object({ vm: z.string(), why: z.string(), t_ns: int }) }),
   z.object({ event: z.literal('session/anomaly'), data: z.object({ vm: z.string(), what: z.string(), t_ns: int }) }),

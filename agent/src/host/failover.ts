@@ -116,7 +116,7 @@ export class FailoverWatch {
           continue;
         }
         const t = process.hrtime.bigint();
-        await handleDeath(this.h, { gen: g.gen, cause: 'its process is gone', moved: 0, failed: 0, fenced: 0, lost_inside: null, t_ns: Number(t), done_ns: Number(t) }, [], t);
+        await handleDeath(this.h, { gen: g.gen, cause: 'its process is gone', moved: 0, failed: 0, fenced: 0, lost_inside: null, lost_in_link: null, t_ns: Number(t), done_ns: Number(t) }, [], t);
       }
     }).finally(() => (this.checking = false));
   }

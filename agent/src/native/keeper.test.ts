@@ -297,6 +297,27 @@ describe('hitless-keeper failures', () => {
     console.log(`10 kills: frames lost inside the dead generation per run ${runs.join(' ')}; lost elsewhere 0 in every run`);
   });
 
+  test('kill -9 with the VMs split across the generations (two on each, talking across the peer link), 5 runs: every frame lost is counted by the keeper, inside the dead process or in its peer link', async () => {
+    const runs: string[] = [];
+    for (let run = 1; run <= 5; run++) {
+      const h = await bed.upgradeHost({ vms: 4, pps: 5000, durationS: 3600, gapUs: 2000 });
+      for (const vm of ['v1', 'v2']) await h.k.ctl.request(keeper.handoffStart, { vm, gen: 'B' });
+      for (const vm of ['v3', 'v4']) await h.k.ctl.request(keeper.sessionPreload, { vm, gen: 'B' });
+      await sleep(500);
+      h.a.child.kill('SIGKILL');
+      for (const t = Date.now(); !h.k.events.some((e) => e.event === 'gen/dead'); await sleep(20)) assert.ok(Date.now() - t < 20000, 'A was not found dead');
+      const ev = h.k.events.find((e) => e.event === 'gen/dead')!;
+      assert.ok(ev.event === 'gen/dead' && ev.data.moved === 2, JSON.stringify(ev));
+      await sleep(500);
+      const sum = await h.probe.stop();
+      assert.equal(sum.totals.lost, ev.data.lost_inside, `run ${run}: lost ${sum.totals.lost}, counted by the keeper ${ev.data.lost_inside} (of which in the link ${ev.data.lost_in_link}): ${explainLoss(sum, h.probe.events, switchesOf(h.k.events))}`);
+      assert.equal(sum.totals.dup, 0);
+      runs.push(`${ev.data.lost_inside} (link ${ev.data.lost_in_link})`);
+      await bed.cleanupProcs();
+    }
+    console.log(`split kills: frames lost per run ${runs.join(', ')}; each counted by the keeper`);
+  });
+
   test('after a failover the serving generation is no standby; a second crash with none takes the frontends\' links down, never a silent blackhole', async () => {
     const h = await bed.upgradeHost({ vms: 2, pps: 2000, durationS: 3600 });
     await sleep(500);

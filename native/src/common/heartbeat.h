@@ -12,6 +12,11 @@
  * guest's ring, handed to a port, freed with a drop counted). They are bumped right where that
  * happens, so after a crash in - out is the number of frames that were inside the dead process:
  * the keeper still maps the page and reports it (gen/dead lost_inside).
+ * peer_link names the peer link the generation has now (a hash of its socket path: both ends
+ * write the same; 0: none), and peer_tx / peer_rx count the frames handed into it and taken
+ * out of it since it was attached: when a generation dies, what it had handed into its link
+ * and the survivor never took out (and the other way round) is lost in the link, and the keeper
+ * counts it from the two pages (gen/dead lost_in_link).
  */
 #ifndef HITLESS_HEARTBEAT_H
 #define HITLESS_HEARTBEAT_H
@@ -29,6 +34,20 @@ struct hl_heartbeat {
 	uint32_t pad;
 	uint64_t frames_in;
 	uint64_t frames_out;
+	uint64_t peer_link;
+	uint64_t peer_tx;
+	uint64_t peer_rx;
 };
+
+/* The peer_link of a link by its socket path (FNV-1a; never 0). */
+static inline uint64_t
+hl_peer_link_id(const char *sock)
+{
+	uint64_t h = 0xcbf29ce484222325ull;
+
+	for (const unsigned char *p = (const unsigned char *)sock; *p; p++)
+		h = (h ^ *p) * 0x100000001b3ull;
+	return h ? h : 1;
+}
 
 #endif

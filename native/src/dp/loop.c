@@ -232,6 +232,8 @@ ext_send(struct dp_ext *e, uint16_t queue, struct rte_mbuf **m, uint16_t n)
 	for (int tries = 0; sent < n && tries < 4; tries++)
 		sent += rte_eth_tx_burst((uint16_t)e->live, queue, m + sent, n - sent);
 	e->st.tx_pkts += sent;
+	if (e == &dp.peer)
+		__atomic_fetch_add(&dp.hb->peer_tx, sent, __ATOMIC_RELAXED);
 	dp_frames_out(n);
 	if (sent < n) {
 		e->st.drop_tx += n - sent;
@@ -512,6 +514,8 @@ poll_ext(struct dp_ext *e, uint16_t src, uint64_t now, struct txs *tx)
 		if (n == 0)
 			continue;
 		dp_frames_in(n);
+		if (e == &dp.peer)
+			__atomic_fetch_add(&dp.hb->peer_rx, n, __ATOMIC_RELAXED);
 		total += n;
 		e->st.rx_pkts += n;
 		for (uint16_t i = 0; i < n; i++)
@@ -597,6 +601,7 @@ dp_loop(void *arg)
 	struct txs tx = { .up = { .ext = &dp.up }, .peer = { .ext = &dp.peer },
 			  .ret = { .ext = &dp.peer, .queue = 1 } };
 	uint64_t last_busy_ns = hl_now_ns(), nap_ns = 10000, last_peer_ns = 0;
+	bool peer_drained = false; /* the dead peer's link read once after the fence */
 
 	(void)arg;
 	hl_tight_timer_slack();
@@ -615,6 +620,15 @@ dp_loop(void *arg)
 		ext_refresh(&dp.peer, now);
 		/* the keeper found the other generation dead: nothing more goes into its link */
 		dp.peer_fenced = __atomic_load_n(&dp.hb->peer_fenced, __ATOMIC_ACQUIRE) != 0;
+		if (!dp.peer_fenced) {
+			peer_drained = false;
+		} else if (!peer_drained && dp.peer.live >= 0) {
+			/* what the dead one had handed into the link is still in its ring: taken once
+			 * and delivered, not lost (what stays there is the link's loss, heartbeat.h) */
+			for (int i = 0; i < 64 && poll_ext(&dp.peer, FWD_PORT_PEER, now, &tx) > 0; i++)
+				;
+			peer_drained = true;
+		}
 		if (dp.peer_fenced) {
 			dp.peer.live = -1;
 			dp.peer.link_up = false;

@@ -229,6 +229,9 @@ main(int argc, char **argv)
 		rte_exit(EXIT_FAILURE, "hitless-dp: cannot create FDB or rings\n");
 	if (dp_fwd_load(dp.fwd_path) != 0)
 		rte_exit(EXIT_FAILURE, "hitless-dp: no forwarding stage\n");
+	/* the heartbeat page first: the peer link's counters live there (heartbeat.h) */
+	if ((rc = open_heartbeat()) != 0)
+		rte_exit(EXIT_FAILURE, "hitless-dp: heartbeat page: %s\n", strerror(-rc));
 	if (dp.uplink_iface[0] != '\0' && (rc = dp_uplink_init(dp.uplink_iface)) != 0)
 		rte_exit(EXIT_FAILURE, "hitless-dp: uplink %s: %s\n", dp.uplink_iface,
 			 strerror(rc < 0 ? -rc : rc));
@@ -238,8 +241,6 @@ main(int argc, char **argv)
 
 	/* the pid file and the heartbeat page exist before the control socket does: whoever sees
 	 * the socket (the agent, then the keeper's gen/attach) finds them */
-	if ((rc = open_heartbeat()) != 0)
-		rte_exit(EXIT_FAILURE, "hitless-dp: heartbeat page: %s\n", strerror(-rc));
 	write_pidfile();
 	snprintf(path, sizeof(path), "%s/ctl.sock", dp.run_dir);
 	dp.ctl = ctl_server_new(path, 0);

@@ -313,6 +313,40 @@ kp_fence_peers_of(int gi)
 
 static void gen_died(int gi, const char *cause);
 
+/* Frames lost in the peer link of dead generation gi (heartbeat.h): what it had handed into the
+ * link that the survivor at the other end never took out, and the other way round. Read once
+ * the survivor has been round its loop twice since the fence (it takes what is left in the
+ * link once, then sends nothing more into it), 50 ms at most. -1: no survivor shares its link
+ * (or either has no page). */
+static long long
+lost_in_link(int gi)
+{
+	volatile struct hl_heartbeat *d = kp.gens[gi].hb ? kp.gens[gi].hb->page : NULL;
+	long long lost = -1;
+
+	if (d == NULL || d->peer_link == 0)
+		return -1;
+	for (int gj = 0; gj < KP_MAX_GENS; gj++) {
+		struct kp_gen *s = &kp.gens[gj];
+		volatile struct hl_heartbeat *p;
+		uint64_t beat, until = hl_now_ns() + 50000000ull;
+		long long ab, ba;
+
+		if (gj == gi || !s->in_use || s->dead || s->hb == NULL)
+			continue;
+		p = s->hb->page;
+		if (p->peer_link != d->peer_link)
+			continue;
+		beat = p->beat;
+		while (p->beat < beat + 2 && hl_now_ns() < until)
+			hl_sleep_ns(50000);
+		ab = (long long)__atomic_load_n(&d->peer_tx, __ATOMIC_ACQUIRE) - (long long)__atomic_load_n(&p->peer_rx, __ATOMIC_ACQUIRE);
+		ba = (long long)__atomic_load_n(&p->peer_tx, __ATOMIC_ACQUIRE) - (long long)__atomic_load_n(&d->peer_rx, __ATOMIC_ACQUIRE);
+		lost = (lost < 0 ? 0 : lost) + (ab > 0 ? ab : 0) + (ba > 0 ? ba : 0);
+	}
+	return lost;
+}
+
 /* A generation's connection closed under a session: when the process is gone or exiting, that
  * is its death, handled at once for all its sessions (gen_died: peers fenced, every session
  * failed over, the frames inside it counted, gen/dead). A crash is often seen through its
@@ -365,10 +399,20 @@ gen_died(int gi, const char *cause)
 			kp_bconn_close(vm, gi);
 		}
 	}
-	ctl_emit(kp.ctl, "gen/dead",
-		 json_pack("{s:s,s:s,s:i,s:i,s:i,s:o,s:I,s:I}", "gen", g->name, "cause", cause, "moved",
-			   moved, "failed", failed, "fenced", fenced, "lost_inside", inside,
-			   "t_ns", (json_int_t)t0, "done_ns", (json_int_t)hl_now_ns()));
+	{
+		/* the death's loss: inside the process, and in its peer link (after the moves: the
+		 * survivor takes what the link still holds meanwhile) */
+		uint64_t done = hl_now_ns();
+		long long link = lost_in_link(gi);
+
+		if (link > 0 && json_is_integer(inside))
+			json_integer_set(inside, json_integer_value(inside) + link);
+		ctl_emit(kp.ctl, "gen/dead",
+			 json_pack("{s:s,s:s,s:i,s:i,s:i,s:o,s:o,s:I,s:I}", "gen", g->name, "cause", cause,
+				   "moved", moved, "failed", failed, "fenced", fenced, "lost_inside", inside,
+				   "lost_in_link", link >= 0 ? json_integer(link) : json_null(),
+				   "t_ns", (json_int_t)t0, "done_ns", (json_int_t)done));
+	}
 }
 
 /* Called every watch period: a generation whose heartbeat stopped and whose every thread is

@@ -296,6 +296,7 @@ test("h2's keeper replaced from its host page: the running keeper and the instal
   await expect(page.getByTestId('host-keeper-confirm')).toContainText('the VMs keep forwarding');
   await page.getByTestId('host-keeper-go').click();
   await expect(page.getByTestId('host-keeper-result')).toHaveText(new RegExp(`^keeper \\S+ \\(pid ${before.running!.pid}\\) handed ${vms('h2').length} sessions to \\S+ \\(pid \\d+\\); the VMs' control messages waited \\d+\\.\\d ms$`), { timeout: 60_000 });
+  await page.screenshot({ path: join(shots, 'keeper-upgrade.png'), fullPage: true });
   const after = await fromAgent('h2', (a) => a.request(agent.keeperVersions, {}));
   expect(after.running!.pid).not.toBe(before.running!.pid);
   await expect(page.getByTestId('host-keeper-running')).toContainText(`pid ${after.running!.pid}`);

@@ -229,7 +229,8 @@ ext_send(struct dp_ext *e, uint16_t queue, struct rte_mbuf **m, uint16_t n)
 {
 	uint16_t sent = 0;
 
-	for (int tries = 0; sent < n && tries < 4; tries++)
+	/* (a port cut since the frames were staged sends nothing: they are drops) */
+	for (int tries = 0; e->live >= 0 && sent < n && tries < 4; tries++)
 		sent += rte_eth_tx_burst((uint16_t)e->live, queue, m + sent, n - sent);
 	e->st.tx_pkts += sent;
 	if (e == &dp.peer)
@@ -513,9 +514,11 @@ poll_ext(struct dp_ext *e, uint16_t src, uint64_t now, struct txs *tx)
 		uint16_t n = rte_eth_rx_burst((uint16_t)e->live, q, pkts, DP_BURST);
 		if (n == 0)
 			continue;
-		dp_frames_in(n);
+		/* (taken out of the link before counted in: a death between the two counts the
+		 * frames in the link, never in both) */
 		if (e == &dp.peer)
 			__atomic_fetch_add(&dp.hb->peer_rx, n, __ATOMIC_RELAXED);
+		dp_frames_in(n);
 		total += n;
 		e->st.rx_pkts += n;
 		for (uint16_t i = 0; i < n; i++)
@@ -624,7 +627,9 @@ dp_loop(void *arg)
 			peer_drained = false;
 		} else if (!peer_drained && dp.peer.live >= 0) {
 			/* what the dead one had handed into the link is still in its ring: taken once
-			 * and delivered, not lost (what stays there is the link's loss, heartbeat.h) */
+			 * and delivered, not lost (what stays there is the link's loss, heartbeat.h).
+			 * Its link is down for sending meanwhile: nothing is staged back into it */
+			dp.peer.link_up = false;
 			for (int i = 0; i < 64 && poll_ext(&dp.peer, FWD_PORT_PEER, now, &tx) > 0; i++)
 				;
 			peer_drained = true;

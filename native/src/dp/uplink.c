@@ -131,6 +131,7 @@ peer_detach(void)
 	if (dp.peer.port < 0)
 		return -ENOENT;
 	dp_ext_close(&dp.peer);
+	__atomic_store_n(&dp.hb->peer_link, 0, __ATOMIC_RELEASE);
 	return 0;
 }
 

@@ -316,8 +316,8 @@ static void gen_died(int gi, const char *cause);
 /* Frames lost in the peer link of dead generation gi (heartbeat.h): what it had handed into the
  * link that the survivor at the other end never took out, and the other way round. Read once
  * the survivor has been round its loop twice since the fence (it takes what is left in the
- * link once, then sends nothing more into it), 50 ms at most. -1: no survivor shares its link
- * (or either has no page). */
+ * link once, then sends nothing more into it), 20 ms at most. Signed: it may correct the count
+ * inside the process (see the caller). -1: no survivor shares its link (or either has no page). */
 static long long
 lost_in_link(int gi)
 {
@@ -329,7 +329,7 @@ lost_in_link(int gi)
 	for (int gj = 0; gj < KP_MAX_GENS; gj++) {
 		struct kp_gen *s = &kp.gens[gj];
 		volatile struct hl_heartbeat *p;
-		uint64_t beat, until = hl_now_ns() + 50000000ull;
+		uint64_t beat, until = hl_now_ns() + 20000000ull;
 		long long ab, ba;
 
 		if (gj == gi || !s->in_use || s->dead || s->hb == NULL)
@@ -342,7 +342,9 @@ lost_in_link(int gi)
 			hl_sleep_ns(50000);
 		ab = (long long)__atomic_load_n(&d->peer_tx, __ATOMIC_ACQUIRE) - (long long)__atomic_load_n(&p->peer_rx, __ATOMIC_ACQUIRE);
 		ba = (long long)__atomic_load_n(&p->peer_tx, __ATOMIC_ACQUIRE) - (long long)__atomic_load_n(&d->peer_rx, __ATOMIC_ACQUIRE);
-		lost = (lost < 0 ? 0 : lost) + (ab > 0 ? ab : 0) + (ba > 0 ? ba : 0);
+		/* signed: a frame the dead one counted as taken in but whose link count it had not
+		 * bumped yet (or the other way) is in one count only; the sum is the loss */
+		lost = (lost < 0 ? 0 : lost) + ab + ba;
 	}
 	return lost;
 }
@@ -405,8 +407,10 @@ gen_died(int gi, const char *cause)
 		uint64_t done = hl_now_ns();
 		long long link = lost_in_link(gi);
 
-		if (link > 0 && json_is_integer(inside))
-			json_integer_set(inside, json_integer_value(inside) + link);
+		if (link >= 0 && json_is_integer(inside)) {
+			json_int_t total = json_integer_value(inside) + link;
+			json_integer_set(inside, total > 0 ? total : 0);
+		}
 		ctl_emit(kp.ctl, "gen/dead",
 			 json_pack("{s:s,s:s,s:i,s:i,s:i,s:o,s:o,s:I,s:I}", "gen", g->name, "cause", cause,
 				   "moved", moved, "failed", failed, "fenced", fenced, "lost_inside", inside,

@@ -168,6 +168,13 @@ main(int argc, char **argv)
 			ctl_registry_refused(ctl_server_registry(kp.ctl)), strerror(-rc));
 		return refuse("control command %s not registered", ctl_registry_refused(ctl_server_registry(kp.ctl)));
 	}
+	/* the control thread runs before anyone is told this keeper serves; a command it takes
+	 * meanwhile waits for kp.lock, held until then */
+	pthread_mutex_lock(&kp.lock);
+	if (ctl_server_start(kp.ctl) != 0) {
+		fprintf(stderr, "hitless-keeper: cannot start the control thread\n");
+		return refuse("cannot start the control thread");
+	}
 	/* the pid file names this process before anyone is told it serves */
 	snprintf(path, sizeof(path), "%s/keeper.pid", kp.run_dir);
 	if ((f = fopen(path, "w")) != NULL) {
@@ -180,16 +187,16 @@ main(int argc, char **argv)
 		close(ready_fd);
 		ready_fd = -1;
 	}
-	if (ctl_server_start(kp.ctl) != 0) {
-		fprintf(stderr, "hitless-keeper: cannot start the control thread\n");
-		return 1;
-	}
+	pthread_mutex_unlock(&kp.lock);
 	kp_pace_thaw();
 	printf("{\"event\":\"ready\",\"version\":\"%s\",\"pid\":%d,\"ctl\":\"%s/ctl.sock\"%s}\n",
 	       HITLESS_RELEASE, (int)getpid(), kp.run_dir, state_fd >= 0 ? ",\"took_over\":true" : "");
 	fflush(stdout);
 
 	kp_relay_run();
+	/* (a keeper/upgrade under way when a signal came holds kp.lock until it is decided) */
+	pthread_mutex_lock(&kp.lock);
+	pthread_mutex_unlock(&kp.lock);
 	if (kp.handed_over) {
 		/* the new keeper serves every socket: remove nothing, close nothing it needs (they
 		 * are its as well); the control thread answers keeper/upgrade and ends */

@@ -76,6 +76,17 @@ keep(struct fdlist *fl, int fd)
 	return fd;
 }
 
+/* Append v (a pack that failed is NULL): false once any append failed, and the upgrade is not
+ * attempted with a state that would leave something out. */
+static bool state_ok;
+
+static void
+add(json_t *arr, json_t *v)
+{
+	if (v == NULL || json_array_append_new(arr, v) != 0)
+		state_ok = false;
+}
+
 static int
 keep_cb(void *fl, int fd)
 {
@@ -103,13 +114,13 @@ session_json(const struct kp_state *st, struct fdlist *fl)
 
 	for (uint32_t i = 0; st->mem_set && i < st->mem.nregions; i++) {
 		const struct vu_region *r = &st->mem.regions[i];
-		json_array_append_new(regions, json_pack("[I,I,I,I,i,b]", (json_int_t)r->guest_phys_addr,
+		add(regions, json_pack("[I,I,I,I,i,b]", (json_int_t)r->guest_phys_addr,
 							 (json_int_t)r->memory_size, (json_int_t)r->userspace_addr,
 							 (json_int_t)r->mmap_offset, keep(fl, st->mem_fds[i]),
 							 st->maps[i] != NULL));
 	}
 	for (uint32_t i = 0; i < st->nvrings; i++)
-		json_array_append_new(rings, ring_json(&st->vr[i], fl));
+		add(rings, ring_json(&st->vr[i], fl));
 	return json_pack("{s:b,s:b,s:b,s:b,s:b,s:b,s:b,s:I,s:I,s:I,s:I,s:o,s:o,s:I}",
 			 "features_set", st->features_set, "pf_set", st->pf_set, "owner", st->owner,
 			 "mem_set", st->mem_set, "mtu_set", st->mtu_set, "status_set", st->status_set,
@@ -126,11 +137,11 @@ vm_json(const struct kp_vm *vm, struct fdlist *fl)
 
 	for (int gi = 0; gi < KP_MAX_GENS; gi++) {
 		const struct kp_bconn *c = &vm->b[gi];
-		json_array_append_new(b, json_pack("{s:i,s:I,s:b,s:I,s:I}", "fd", keep(fl, c->fd),
+		add(b, json_pack("{s:i,s:I,s:b,s:I,s:I}", "fd", keep(fl, c->fd),
 						   "epoch", (json_int_t)c->epoch, "preloaded", c->preloaded,
 						   "features", (json_int_t)c->features,
 						   "protocol_features", (json_int_t)c->protocol_features));
-		json_array_append_new(blfd, json_integer(keep(fl, vm->blfd[gi])));
+		add(blfd, json_integer(keep(fl, vm->blfd[gi])));
 	}
 	if (vm->has_mac)
 		mac = json_pack("[i,i,i,i,i,i]", vm->mac[0], vm->mac[1], vm->mac[2], vm->mac[3],
@@ -155,14 +166,14 @@ state_json(struct fdlist *fl)
 	for (int gi = 0; gi < KP_MAX_GENS; gi++) {
 		const struct kp_gen *g = &kp.gens[gi];
 		if (g->in_use)
-			json_array_append_new(gens, json_pack("{s:i,s:s,s:s,s:i,s:b,s:b,s:o}", "slot", gi,
+			add(gens, json_pack("{s:i,s:s,s:s,s:i,s:b,s:b,s:o}", "slot", gi,
 							      "name", g->name, "run_dir", g->run_dir,
 							      "pid", (int)g->pid, "listen", g->listen,
 							      "dead", g->dead, "pace", kp_pace_save(gi, keep_cb, fl)));
 	}
 	for (int v = 0; v < KP_MAX_VMS; v++)
 		if (kp.vms[v].in_use)
-			json_array_append_new(vms, vm_json(&kp.vms[v], fl));
+			add(vms, vm_json(&kp.vms[v], fl));
 	return json_pack("{s:i,s:s,s:i,s:s,s:i,s:i,s:i,s:i,s:i,s:o,s:o}", "format", KP_STATE_FORMAT,
 			 "release", HITLESS_RELEASE, "from_pid", (int)getpid(), "run_dir", kp.run_dir,
 			 "watch_us", (int)kp.watch_us, "stall_us", (int)kp.stall_us,
@@ -252,6 +263,13 @@ kp_upgrade(const char *binary, json_t **result, struct ctl_error *err)
 	char *text;
 	pid_t pid;
 
+	if (kp.quit)
+		return ctl_fail(err, "stopping", "this keeper is stopping");
+	/* a systemd unit's main process that exits takes the unit, and the new keeper, with it */
+	if (getenv("INVOCATION_ID") != NULL)
+		return ctl_fail(err, "unsupported", "this keeper runs as a systemd service, whose "
+				"manager would stop the new keeper when this one exits: not supported yet "
+				"(the keeper keeps running)");
 	if (binary[0] != '/')
 		return ctl_fail(err, "invalid-args", "binary: an absolute path, not '%.200s'", binary);
 	if (stat(binary, &sb) != 0)
@@ -262,11 +280,16 @@ kp_upgrade(const char *binary, json_t **result, struct ctl_error *err)
 				"keeps running)", binary);
 
 	kp_pace_freeze();
+	state_ok = true;
 	state = state_json(&fl);
-	text = state ? json_dumps(state, JSON_COMPACT) : NULL;
+	text = state && state_ok ? json_dumps(state, JSON_COMPACT) : NULL;
 	json_decref(state);
+	if (text == NULL) {
+		snprintf(why, sizeof(why), "this keeper's state could not be written as JSON");
+		goto fail;
+	}
 	memfd = memfd_create("hitless-keeper-state", MFD_CLOEXEC);
-	if (text == NULL || memfd < 0 || write_all(memfd, text, strlen(text)) != 0 ||
+	if (memfd < 0 || write_all(memfd, text, strlen(text)) != 0 ||
 	    lseek(memfd, 0, SEEK_SET) != 0 || pipe2(ready, O_CLOEXEC) != 0) {
 		snprintf(why, sizeof(why), "the state could not be written: %s", strerror(errno));
 		goto fail;
@@ -307,6 +330,17 @@ kp_upgrade(const char *binary, json_t **result, struct ctl_error *err)
 			 WIFSIGNALED(status) ? "signal" : "exit status",
 			 WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
 fail:
+	/* the child may have named itself in keeper.pid before it was refused */
+	{
+		char path[sizeof(kp.run_dir) + 16];
+		FILE *f;
+
+		snprintf(path, sizeof(path), "%s/keeper.pid", kp.run_dir);
+		if ((f = fopen(path, "w")) != NULL) {
+			fprintf(f, "%d\n", (int)getpid());
+			fclose(f);
+		}
+	}
 	if (memfd >= 0)
 		close(memfd);
 	for (int i = 0; i < 2; i++)

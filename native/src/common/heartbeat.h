@@ -16,7 +16,9 @@
  * write the same; 0: none), and peer_tx / peer_rx count the frames handed into it and taken
  * out of it since it was attached: when a generation dies, what it had handed into its link
  * and the survivor never took out (and the other way round) is lost in the link, and the keeper
- * counts it from the two pages (gen/dead lost_in_link).
+ * counts it from the two pages (gen/dead lost_in_link) once the survivor has set
+ * peer_fence_ack: it has taken what it could out of the link and sends nothing more into it,
+ * so its two counts are final.
  */
 #ifndef HITLESS_HEARTBEAT_H
 #define HITLESS_HEARTBEAT_H
@@ -37,6 +39,7 @@ struct hl_heartbeat {
 	uint64_t peer_link;
 	uint64_t peer_tx;
 	uint64_t peer_rx;
+	uint64_t peer_fence_ack;
 };
 
 /* The peer_link of a link by its socket path (FNV-1a; never 0). */

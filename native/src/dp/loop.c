@@ -632,7 +632,11 @@ dp_loop(void *arg)
 			dp.peer.link_up = false;
 			for (int i = 0; i < 64 && poll_ext(&dp.peer, FWD_PORT_PEER, now, &tx) > 0; i++)
 				;
+		}
+		if (dp.peer_fenced && !peer_drained) {
+			/* the link's counts are final from here (nothing more is sent into it) */
 			peer_drained = true;
+			__atomic_store_n(&dp.hb->peer_fence_ack, 1, __ATOMIC_RELEASE);
 		}
 		if (dp.peer_fenced) {
 			dp.peer.live = -1;

@@ -107,6 +107,7 @@ dp_peer_init(const char *sock, bool server)
 	/* this link's counters from zero, before a frame can cross it (heartbeat.h) */
 	__atomic_store_n(&dp.hb->peer_tx, 0, __ATOMIC_RELAXED);
 	__atomic_store_n(&dp.hb->peer_rx, 0, __ATOMIC_RELAXED);
+	__atomic_store_n(&dp.hb->peer_fence_ack, 0, __ATOMIC_RELAXED);
 	__atomic_store_n(&dp.hb->peer_link, hl_peer_link_id(sock), __ATOMIC_RELEASE);
 	return ext_init(&dp.peer, name, args, 2);
 }

@@ -315,8 +315,8 @@ static void gen_died(int gi, const char *cause);
 
 /* Frames lost in the peer link of dead generation gi (heartbeat.h): what it had handed into the
  * link that the survivor at the other end never took out, and the other way round. Read once
- * the survivor has been round its loop twice since the fence (it takes what is left in the
- * link once, then sends nothing more into it), 20 ms at most. Signed: it may correct the count
+ * the survivor acknowledged the fence (it took what was left in the link once, and sends
+ * nothing more into it), 500 ms at most. Signed: it may correct the count
  * inside the process (see the caller). -1: no survivor shares its link (or either has no page). */
 static long long
 lost_in_link(int gi)
@@ -329,7 +329,7 @@ lost_in_link(int gi)
 	for (int gj = 0; gj < KP_MAX_GENS; gj++) {
 		struct kp_gen *s = &kp.gens[gj];
 		volatile struct hl_heartbeat *p;
-		uint64_t beat, until = hl_now_ns() + 20000000ull;
+		uint64_t until = hl_now_ns() + 500000000ull;
 		long long ab, ba;
 
 		if (gj == gi || !s->in_use || s->dead || s->hb == NULL)
@@ -337,9 +337,11 @@ lost_in_link(int gi)
 		p = s->hb->page;
 		if (p->peer_link != d->peer_link)
 			continue;
-		beat = p->beat;
-		while (p->beat < beat + 2 && hl_now_ns() < until)
+		/* its counts are final once it says so (heartbeat.h): a loaded host may take a while */
+		while (!__atomic_load_n(&p->peer_fence_ack, __ATOMIC_ACQUIRE) && hl_now_ns() < until)
 			hl_sleep_ns(50000);
+		if (!__atomic_load_n(&p->peer_fence_ack, __ATOMIC_ACQUIRE))
+			continue; /* not known: not counted (lost_in_link null) */
 		ab = (long long)__atomic_load_n(&d->peer_tx, __ATOMIC_ACQUIRE) - (long long)__atomic_load_n(&p->peer_rx, __ATOMIC_ACQUIRE);
 		ba = (long long)__atomic_load_n(&p->peer_tx, __ATOMIC_ACQUIRE) - (long long)__atomic_load_n(&d->peer_rx, __ATOMIC_ACQUIRE);
 		/* signed: a frame the dead one counted as taken in but whose link count it had not

@@ -1,12 +1,17 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { test } from 'node:test';
+import { after, test } from 'node:test';
 import { AuditLog } from './audit.js';
 
+const dirs: string[] = [];
+after(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
+
 function fresh(): AuditLog {
-  return new AuditLog(join(mkdtempSync(join(tmpdir(), 'hl-audit-')), 'audit.jsonl'));
+  const dir = mkdtempSync(join(tmpdir(), 'hl-audit-'));
+  dirs.push(dir);
+  return new AuditLog(join(dir, 'audit.jsonl'));
 }
 
 test('audit: entries chain, survive a restart, and export as JSON and CSV', () => {

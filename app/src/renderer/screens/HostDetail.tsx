@@ -251,7 +251,7 @@ export function HostDetail({ name }: { name: string }) {
 }
 
 /** The host's generation deaths (its agent's journal): what the keeper did at once, what was
- * lost inside the dead process, and how long until a standby ran again. */
+ * lost at the death (inside the dead process and in its peer link), and how long until a standby ran again. */
 function Failovers({ h }: { h: HostRow }) {
   if (h.failovers.length === 0) return null;
   return (
@@ -264,7 +264,7 @@ function Failovers({ h }: { h: HostRow }) {
             <th>generation died</th>
             <th>sessions moved</th>
             <th>links down</th>
-            <th>lost inside the dead</th>
+            <th title="frames inside the dead process and in its peer link">lost at the death</th>
             <th>standby back</th>
             <th>frontends back</th>
           </tr>

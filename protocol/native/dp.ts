@@ -90,6 +90,17 @@ export const Stats = z.object({
     busy_iterations: z.number().int(),
     idle_sleeps: z.number().int(),
     flood_pkts: z.number().int(),
+    /** times the loop did not come round for threshold_us or more: no ring polled meanwhile;
+     * `long`: the last ones of 10 ms or more, placed, with the CPU time the loop got in them
+     * (ran_us near dur_us: an iteration ran long; near 0: the host gave it no CPU) */
+    stalls: z.object({
+      count: z.number().int(),
+      total_us: z.number().int(),
+      max_us: z.number().int(),
+      max_at_ns: z.number().int(),
+      threshold_us: z.number().int(),
+      long: z.array(z.object({ start_ns: z.number().int(), dur_us: z.number().int(), ran_us: z.number().int() })),
+    }),
   }),
 });
 export type Stats = z.infer<typeof Stats>;

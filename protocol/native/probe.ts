@@ -22,6 +22,11 @@ export type Gap = z.infer<typeof Gap>;
 export const Late = z.object({ flow: z.string(), src: z.string(), rx_vm: z.string(), sent_ns: int, at_ns: int, seq: int, behind: int }).passthrough();
 export type Late = z.infer<typeof Late>;
 
+export const Refusal = z
+  .object({ flow: z.string(), src: z.string(), start_ns: int, end_ns: int, first_seq: int, frames: int, cause: z.enum(['ring_full', 'no_mbufs']) })
+  .passthrough();
+export type Refusal = z.infer<typeof Refusal>;
+
 export const ProbeEvent = z.discriminatedUnion('event', [
   z.object({ event: z.literal('start'), data: z.object({ t_ns: int }).passthrough() }),
   z.object({ event: z.literal('stop'), data: z.object({ t_ns: int }).passthrough() }),
@@ -30,6 +35,9 @@ export const ProbeEvent = z.discriminatedUnion('event', [
   // the first of a run of frames that came behind a later one of their flow (reordered):
   // sent_ns by its sender, at_ns here, behind: how many later frames came before it
   z.object({ event: z.literal('late'), data: Late }),
+  // frames first_seq.. (frames of them) its sender's port refused between start_ns and end_ns:
+  // its transmit ring was full (ring_full) or the probe had no buffer (no_mbufs); counted lost
+  z.object({ event: z.literal('refused'), data: Refusal }),
 ]);
 export type ProbeEvent = z.infer<typeof ProbeEvent>;
 

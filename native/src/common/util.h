@@ -21,6 +21,16 @@ hl_now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
+/* CPU time the calling thread has run, in ns (a system call: not for every iteration). */
+static inline uint64_t
+hl_thread_cpu_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
 /* VM and generation names: 1..32 of [A-Za-z0-9_.-], not starting with '.' or '-'. */
 bool hl_valid_name(const char *s);
 

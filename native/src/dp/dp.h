@@ -119,10 +119,31 @@ struct dp_ext {
 	struct dp_ext_stats st;
 };
 
+/* A time the loop did not come round: from when it was ready for its next iteration (the end
+ * of the last one, or a nap's planned end) to the end of the next one, when that is longer
+ * than DP_STALL_NS. No ring was polled meanwhile, and a guest's transmit ring fills (1024
+ * entries hold ~100 ms at 10 kpps). Either the host gave the loop no CPU (contention, a
+ * stolen vCPU) or an iteration ran long (this program's fault): ran_ns, the CPU time the
+ * loop's thread got over the stall (read about once a millisecond and at the stall's end),
+ * tells them apart. The long ones are kept with their times (CLOCK_MONOTONIC), so a loss can
+ * be placed against them. */
+#define DP_STALL_NS      1000000ull
+#define DP_STALL_KEEP_NS 10000000ull /* kept in the list from this long */
+#define DP_STALLS_KEPT   32
+
+struct dp_stall {
+	uint64_t start_ns, dur_ns, ran_ns;
+};
+
 struct dp_loop_stats {
 	uint64_t iterations, busy_iterations, idle_sleeps, flood_pkts;
 	uint64_t busy_cycles;  /* TSC cycles spent in iterations that moved packets */
 	uint64_t busy_pkts;    /* packets received in those iterations (uplink + VMs) */
+	uint64_t stalls, stall_ns, stall_max_ns, stall_max_at_ns; /* stalls >= DP_STALL_NS */
+	/* stalls >= DP_STALL_KEEP_NS, the last DP_STALLS_KEPT of them: entry i % DP_STALLS_KEPT
+	 * is written before n_kept is raised to i + 1 (release) */
+	struct dp_stall kept[DP_STALLS_KEPT];
+	uint64_t n_kept;
 } __rte_cache_aligned;
 
 /* A loaded forwarding stage. */

@@ -597,6 +597,36 @@ take_swap(void)
 		swap_run(&dp.swap);
 }
 
+/* The loop's CPU clock: its thread's CPU time at wall time wall_ns (CLOCK_MONOTONIC). */
+struct cpu_mark {
+	uint64_t wall_ns, cpu_ns;
+};
+
+/* Count a stall of the loop (dp.h): [ready_ns, end_ns) with nothing polled; the CPU time the
+ * thread got since mark, which is at most a millisecond before ready_ns. */
+static void
+note_stall(uint64_t ready_ns, uint64_t end_ns, const struct cpu_mark *mark, uint64_t cpu_ns)
+{
+	struct dp_loop_stats *ls = &dp.ls;
+	uint64_t d = end_ns - ready_ns;
+	uint64_t ran = RTE_MIN(cpu_ns - mark->cpu_ns, d);
+
+	__atomic_store_n(&ls->stalls, ls->stalls + 1, __ATOMIC_RELAXED);
+	__atomic_store_n(&ls->stall_ns, ls->stall_ns + d, __ATOMIC_RELAXED);
+	if (d > ls->stall_max_ns) {
+		__atomic_store_n(&ls->stall_max_ns, d, __ATOMIC_RELAXED);
+		__atomic_store_n(&ls->stall_max_at_ns, ready_ns, __ATOMIC_RELAXED);
+	}
+	if (d >= DP_STALL_KEEP_NS) {
+		struct dp_stall *k = &ls->kept[ls->n_kept % DP_STALLS_KEPT];
+
+		__atomic_store_n(&k->start_ns, ready_ns, __ATOMIC_RELAXED);
+		__atomic_store_n(&k->dur_ns, d, __ATOMIC_RELAXED);
+		__atomic_store_n(&k->ran_ns, ran, __ATOMIC_RELAXED);
+		__atomic_store_n(&ls->n_kept, ls->n_kept + 1, __ATOMIC_RELEASE);
+	}
+}
+
 int
 dp_loop(void *arg)
 {
@@ -604,6 +634,8 @@ dp_loop(void *arg)
 	struct txs tx = { .up = { .ext = &dp.up }, .peer = { .ext = &dp.peer },
 			  .ret = { .ext = &dp.peer, .queue = 1 } };
 	uint64_t last_busy_ns = hl_now_ns(), nap_ns = 10000, last_peer_ns = 0;
+	uint64_t ready_ns = 0; /* when the loop was ready for this iteration (0: not measured) */
+	struct cpu_mark mark = { 0, 0 };
 	bool peer_drained = false; /* the dead peer's link read once after the fence */
 
 	(void)arg;
@@ -615,6 +647,17 @@ dp_loop(void *arg)
 		uint32_t got = 0, pending, live = 0;
 		uint32_t seen = __atomic_load_n(&dp.wake, __ATOMIC_ACQUIRE);
 
+		/* how long since the loop was ready for this iteration (dp.h): since the last
+		 * one began, or since its nap was to end */
+		if (ready_ns != 0 && now > ready_ns && now - ready_ns >= DP_STALL_NS) {
+			uint64_t cpu = hl_thread_cpu_ns();
+
+			note_stall(ready_ns, now, &mark, cpu);
+			mark = (struct cpu_mark){ now, cpu };
+		} else if (now - mark.wall_ns >= DP_STALL_NS) {
+			mark = (struct cpu_mark){ now, hl_thread_cpu_ns() };
+		}
+		ready_ns = now;
 		__atomic_fetch_add(&dp.epoch, 1, __ATOMIC_ACQ_REL);
 		dp.hb->beat = dp.epoch;
 		dp.ls.iterations++;
@@ -708,10 +751,15 @@ dp_loop(void *arg)
 			/* a generation the other one sends through (its VMs' peers are here, or were)
 			 * forwards for it: it naps, it does not sleep deep, while that traffic lasts */
 			if (live == 0 && now - last_peer_ns > DP_PEER_QUIET_NS &&
-			    !__atomic_load_n(&dp.swap.pending, __ATOMIC_ACQUIRE))
+			    !__atomic_load_n(&dp.swap.pending, __ATOMIC_ACQUIRE)) {
 				deep_sleep(seen, (uint64_t)dp.idle_deep_ms * 1000000ull);
-			else
+				ready_ns = 0; /* woken early or not: its end is not a deadline */
+			} else {
 				hl_sleep_ns(nap_ns);
+				ready_ns = now + nap_ns;
+				/* the nap is not time the loop wanted CPU for */
+				mark = (struct cpu_mark){ ready_ns, hl_thread_cpu_ns() };
+			}
 			nap_ns = RTE_MIN(nap_ns * 2, (uint64_t)dp.idle_max_us * 1000);
 		} else if (dp.yield) {
 			sched_yield();

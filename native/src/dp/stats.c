@@ -53,7 +53,18 @@ dp_stats_json(const struct dp_vm *only)
 		if (__atomic_load_n(&vm->in_use, __ATOMIC_ACQUIRE) && (only == NULL || only == vm))
 			json_object_set_new(vms, vm->name, vm_stats_json(vm));
 	}
-	return json_pack("{s:I,s:o,s:o*,s:o*,s:{s:I,s:I,s:I,s:I,s:I,s:I}}",
+	json_t *kept = json_array();
+	uint64_t n = __atomic_load_n(&dp.ls.n_kept, __ATOMIC_ACQUIRE);
+
+	for (uint64_t i = n > DP_STALLS_KEPT ? n - DP_STALLS_KEPT : 0; i < n; i++) {
+		const struct dp_stall *k = &dp.ls.kept[i % DP_STALLS_KEPT];
+
+		json_array_append_new(kept, json_pack("{s:I,s:I,s:I}", "start_ns",
+						      (json_int_t)RD(k->start_ns), "dur_us",
+						      (json_int_t)(RD(k->dur_ns) / 1000), "ran_us",
+						      (json_int_t)(RD(k->ran_ns) / 1000)));
+	}
+	return json_pack("{s:I,s:o,s:o*,s:o*,s:{s:I,s:I,s:I,s:I,s:I,s:I,s:{s:I,s:I,s:I,s:I,s:I,s:o}}}",
 			 "t_ns", (json_int_t)hl_now_ns(), "vms", vms,
 			 "uplink", dp_ext_json(&dp.up), "peer", dp_ext_json(&dp.peer),
 			 "loop",
@@ -62,7 +73,14 @@ dp_stats_json(const struct dp_vm *only)
 			 "iterations", (json_int_t)RD(dp.ls.iterations),
 			 "busy_iterations", (json_int_t)RD(dp.ls.busy_iterations),
 			 "idle_sleeps", (json_int_t)RD(dp.ls.idle_sleeps),
-			 "flood_pkts", (json_int_t)RD(dp.ls.flood_pkts));
+			 "flood_pkts", (json_int_t)RD(dp.ls.flood_pkts),
+			 "stalls",
+			 "count", (json_int_t)RD(dp.ls.stalls),
+			 "total_us", (json_int_t)(RD(dp.ls.stall_ns) / 1000),
+			 "max_us", (json_int_t)(RD(dp.ls.stall_max_ns) / 1000),
+			 "max_at_ns", (json_int_t)RD(dp.ls.stall_max_at_ns),
+			 "threshold_us", (json_int_t)(DP_STALL_NS / 1000),
+			 "long", kept);
 }
 
 /* gen/info's result: who this generation is and what it runs. */

@@ -78,6 +78,18 @@ event_data(struct probe_ctx *ctx, const struct probe_event *ev, const char **nam
 				 "at_ns", (json_int_t)ev->gap.end_ns, "seq", (json_int_t)ev->gap.seq_after,
 				 "behind", (json_int_t)(ev->gap.seq_before - ev->gap.seq_after));
 	}
+	case PROBE_EV_REFUSED: {
+		const struct probe_flow *f = &ctx->flows[ev->flow];
+
+		/* frames first_seq.. of the flow its sender's port refused (counted lost) */
+		*name = "refused";
+		return json_pack("{s:s,s:s,s:I,s:I,s:I,s:I,s:s}", "flow", f->name, "src",
+				 ctx->vms[f->src].name, "start_ns", (json_int_t)ev->gap.start_ns,
+				 "end_ns", (json_int_t)ev->gap.end_ns, "first_seq",
+				 (json_int_t)ev->gap.seq_before, "frames",
+				 (json_int_t)ev->gap.seq_after, "cause",
+				 ev->reason ? "no_mbufs" : "ring_full");
+	}
 	}
 	*name = "unknown";
 	return json_object();

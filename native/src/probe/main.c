@@ -95,6 +95,7 @@ run_loop(struct probe_ctx *ctx)
 			uint32_t r = stop_reason(ctx, now, end_at);
 			if (r != PROBE_STOP_NONE) {
 				sending = false;
+				probe_tx_refusals_end(ctx);
 				PROBE_SET(ctx->t_stop_send, now);
 				drain_until = now + cfg->drain_ns;
 				push_simple(ctx, PROBE_EV_STOP, r, now);

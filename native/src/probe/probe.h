@@ -82,6 +82,10 @@ struct probe_flow {
 	uint64_t cur_pps;
 	bool cur_paused;
 	uint64_t base_ns, base_seq;
+	/* loop-private: the refusal under way (rate mode), reported as one event when a send
+	 * is taken whole again or sending stops */
+	uint64_t ref_n, ref_first_seq, ref_start_ns, ref_last_ns;
+	bool ref_pool;         /* the pool had no mbufs, rather than the ring no room */
 	/* shared counters */
 	uint64_t next_seq;     /* = offered (rate mode) */
 	uint64_t tx, tx_refused;
@@ -122,13 +126,15 @@ struct probe_cfg {
 
 enum probe_stop_reason { PROBE_STOP_NONE, PROBE_STOP_DURATION, PROBE_STOP_SIGNAL, PROBE_STOP_CTL };
 
-enum probe_ev_type { PROBE_EV_START, PROBE_EV_STOP, PROBE_EV_LINK, PROBE_EV_GAP, PROBE_EV_LATE };
+enum probe_ev_type { PROBE_EV_START, PROBE_EV_STOP, PROBE_EV_LINK, PROBE_EV_GAP, PROBE_EV_LATE,
+		     PROBE_EV_REFUSED };
 
 /* Fixed-size record passed from the loop to the writer thread through an rte_ring. */
 struct probe_event {
 	uint32_t type;
 	uint16_t vm;
 	uint16_t up;
+	uint16_t flow;         /* PROBE_EV_REFUSED: index into flows */
 	int32_t rx_idx;
 	uint32_t reason;
 	uint64_t t_ns;
@@ -178,6 +184,7 @@ int probe_port_reset(struct probe_ctx *ctx, struct probe_vm *vm);
 int probe_traffic_init(struct probe_ctx *ctx);
 void probe_tx_tick(struct probe_ctx *ctx, uint64_t now);
 bool probe_tx_flood(struct probe_ctx *ctx, uint64_t now);
+void probe_tx_refusals_end(struct probe_ctx *ctx);
 void probe_rx_poll(struct probe_ctx *ctx, uint64_t now);
 uint32_t probe_mac_ip(const struct rte_ether_addr *mac);
 

@@ -150,6 +150,53 @@ probe_traffic_init(struct probe_ctx *ctx)
 	return 0;
 }
 
+/* A refusal ended (a send taken whole, or sending stopped): one event with its span. */
+static void
+refusal_end(struct probe_ctx *ctx, struct probe_flow *f)
+{
+	struct probe_event ev;
+
+	if (f->ref_n == 0)
+		return;
+	memset(&ev, 0, sizeof(ev));
+	ev.type = PROBE_EV_REFUSED;
+	ev.flow = (uint16_t)(f - ctx->flows);
+	ev.reason = f->ref_pool;
+	ev.gap.start_ns = f->ref_start_ns;
+	ev.gap.end_ns = f->ref_last_ns;
+	ev.gap.seq_before = f->ref_first_seq;
+	ev.gap.seq_after = f->ref_n;
+	probe_event_push(ctx, &ev);
+	f->ref_n = 0;
+}
+
+/* Rate mode: frames first..first+n-1 of f were refused now (pool: no mbufs). */
+static void
+refused(struct probe_ctx *ctx, struct probe_flow *f, uint64_t first, unsigned n, uint64_t now,
+	bool pool)
+{
+	struct probe_vm *vm = &ctx->vms[f->src];
+
+	PROBE_ADD(f->tx_refused, n);
+	PROBE_ADD(vm->tx_refused, n);
+	if (f->ref_n == 0) {
+		f->ref_first_seq = first;
+		f->ref_start_ns = now;
+		f->ref_pool = false;
+	}
+	f->ref_n += n;
+	f->ref_last_ns = now;
+	f->ref_pool |= pool;
+}
+
+/* Sending stopped: report the refusals still under way. */
+void
+probe_tx_refusals_end(struct probe_ctx *ctx)
+{
+	for (unsigned i = 0; i < ctx->n_flows; i++)
+		refusal_end(ctx, &ctx->flows[i]);
+}
+
 /* Build n frames of flow f and offer them to its VM's port. Rate mode: every built frame is
  * offered and consumes its sequence number, even when the ring (or the pool) refuses it, so
  * the receiver sees it as lost (RFC 6201). Flood mode: a refusal is back-pressure, not loss,
@@ -167,8 +214,7 @@ send_frames(struct probe_ctx *ctx, struct probe_flow *f, unsigned n, uint64_t no
 		PROBE_SET(f->first_tx_ns, now);
 	if (rte_pktmbuf_alloc_bulk(ctx->pool, m, n) != 0) {
 		if (!flood) {
-			PROBE_ADD(f->tx_refused, n);
-			PROBE_ADD(vm->tx_refused, n);
+			refused(ctx, f, seq, n, now, true);
 			PROBE_SET(f->next_seq, seq + n);
 		}
 		return;
@@ -188,8 +234,14 @@ send_frames(struct probe_ctx *ctx, struct probe_flow *f, unsigned n, uint64_t no
 		rte_pktmbuf_free_bulk(m + sent, n - sent);
 	PROBE_ADD(f->tx, sent);
 	PROBE_ADD(vm->tx, sent);
-	PROBE_ADD(f->tx_refused, n - sent);
-	PROBE_ADD(vm->tx_refused, n - sent);
+	if (flood) {
+		PROBE_ADD(f->tx_refused, n - sent);
+		PROBE_ADD(vm->tx_refused, n - sent);
+	} else if (sent < n) {
+		refused(ctx, f, seq + sent, n - sent, now, false);
+	} else {
+		refusal_end(ctx, f);
+	}
 	PROBE_SET(f->next_seq, seq + (flood ? sent : n));
 }
 

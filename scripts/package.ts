@@ -155,6 +155,8 @@ function hostDeb(opts: { agent: string; keeper: string; hold: string; dp: string
   writeFile(join(root, 'lib/systemd/system/hitless-keeper.service'), UNITS.keeper);
   writeFile(join(root, 'lib/systemd/system/hitless-gen@.service'), UNITS.gen);
   mkdirSync(join(root, 'var/lib/hitless/releases'), { recursive: true });
+  // the units' run directories go under run/ (a keeper started by systemctl alone needs it)
+  mkdirSync(join(root, 'var/lib/hitless/run'), { recursive: true });
   for (const f of ['hitless-keeper', 'hitless-hold']) symlinkSync(`/usr/lib/hitless/${f}`, join(root, 'var/lib/hitless/bin', f));
   const doc = join(root, 'usr/share/doc/hitless-host');
   writeFile(join(doc, 'copyright'), 'Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/\nUpstream-Name: hitless\n\nFiles: *\nCopyright: 2026 Hitless\nLicense: Apache-2.0\n On Debian systems the full text of the Apache License 2.0 is in\n /usr/share/common-licenses/Apache-2.0.\n');
@@ -200,7 +202,10 @@ Documentation=https://hitless.example/docs/host
 After=network.target
 
 [Service]
-Type=simple
+# READY=1 once it serves; a keeper upgrade (keeper/upgrade) makes the new keeper the main
+# process (MAINPID=) before the old one exits
+Type=notify
+NotifyAccess=main
 ExecStart=/usr/lib/hitless/hitless-keeper --run-dir /var/lib/hitless/run/keeper
 # a crashed keeper comes back; its VMs' frontends reconnect to it
 Restart=on-failure

@@ -7,9 +7,10 @@ cd "$(dirname "$0")/.."
 APT_PKGS=(dpdk dpdk-dev libdpdk-dev libjansson-dev meson ninja-build pkg-config gcc make
           iproute2 procps python3 socat clang libclang-rt-14-dev openssh-server openssh-client
           chromium fonts-dejavu-core qemu-system-x86 busybox-static cpio
-          openvswitch-switch-dpdk lintian sudo systemd)
+          openvswitch-switch-dpdk lintian sudo systemd libsystemd-dev systemd-container)
 # lintian, sudo, systemd: make test checks the host package (lintian, visudo, systemd-analyze
-# verify of its units; systemd need not be PID 1)
+# verify of its units; systemd need not be PID 1); libsystemd-dev: the keeper's sd_notify;
+# systemd-container: a host where systemd is PID 1 (systemd-nspawn), for the keeper's unit
 # openvswitch-switch-dpdk: stock OVS 3.1 on DPDK 22.11, as a datapath generation behind the
 # keeper (DESIGN §12) and as bench/run peers' peer; its system service is not used
 

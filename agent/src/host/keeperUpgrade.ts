@@ -14,7 +14,7 @@ import { keeper } from '../../../protocol/native/keeper.js';
 import type { KeeperVersions, KeeperUpgraded } from '../../../protocol/agent.js';
 import { AgentFailure } from './derive.js';
 import { predictKeeperPause } from './modes.js';
-import { alive, KEEPER_UNIT } from './supervisor.js';
+import { alive, KEEPER_UNIT, unitMainPid } from './supervisor.js';
 import type { FailoverHost } from './failover.js';
 
 /** The keeper binary the host package installed: its real path and version (--version). */
@@ -51,11 +51,6 @@ export async function keeperVersions(h: FailoverHost): Promise<KeeperVersions> {
 export async function upgradeKeeper(h: FailoverHost): Promise<KeeperUpgraded> {
   const bin = await installedKeeper(h.sup.root);
   if (!bin) throw new AgentFailure('failed', `no keeper binary at ${h.sup.root}/bin/hitless-keeper that runs (--version): install the host package`);
-  // the new keeper is the old one's child, and the old one exits: systemd would take the unit's
-  // main process exiting for the service stopping and stop the new keeper with it (and every
-  // session). Until the unit hands its main pid over (NotifyAccess, MAINPID=), refused there.
-  if (h.sup.supervision.mode === 'systemd')
-    throw new AgentFailure('invalid-state', `this host's keeper runs as ${KEEPER_UNIT}, which would stop the new keeper when the old one exits: a keeper upgrade is not supported under systemd yet (the sessions stay as they are)`);
   const fromPid = h.sup.keeperPid();
   if (!alive(fromPid)) throw new AgentFailure('invalid-state', 'no keeper runs on this host: the installed one starts with the host (host/start)');
   const k = await h.sup.keeper();
@@ -72,6 +67,16 @@ export async function upgradeKeeper(h: FailoverHost): Promise<KeeperUpgraded> {
   // the old keeper exits once it has answered; the supervisor connects to the new one by its pid
   const k2 = await h.sup.keeper();
   const now = await k2.request(keeper.keeperInfo, {});
+  // under systemd the old keeper made the new one the unit's main process before it exited
+  // (MAINPID=): were it not, the unit's next stop or restart would miss the keeper that serves
+  if (h.sup.supervision.mode === 'systemd') {
+    const main = await unitMainPid(KEEPER_UNIT);
+    if (main !== now.pid) {
+      const error = `keeper ${now.version} (pid ${now.pid}) serves every session, but systemd names pid ${main ?? '?'} as ${KEEPER_UNIT}'s main process: see journalctl -u ${KEEPER_UNIT}`;
+      h.journal.append({ type: 'keeper-upgrade-failed', error });
+      throw new AgentFailure('failed', error);
+    }
+  }
   const done: KeeperUpgraded = { from_pid: from.pid, pid: now.pid, from_version: from.version, version: now.version, pause_us: r.pause_us, sessions: r.sessions, vms: r.vms };
   h.journal.append({ type: 'keeper-upgraded', ...done, recovered: false });
   console.error(`hitless-agent: keeper ${from.version} (pid ${from.pid}) handed ${r.sessions} sessions to ${now.version} (pid ${now.pid}); control paused ${(r.pause_us / 1000).toFixed(1)} ms`);

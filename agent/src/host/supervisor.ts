@@ -62,6 +62,12 @@ export function supervision(root: string, where: { runDir: string; unitDirs: rea
 const systemctl = (...args: string[]) =>
   new Promise<{ code: number; out: string }>((res) => execFile('systemctl', args, { encoding: 'utf8' }, (e, out, err) => res({ code: e ? Number((e as { code?: unknown }).code ?? 1) || 1 : 0, out: `${out}${err}`.trim() })));
 
+/** The main process systemd names for a unit (0: none), or null where that cannot be read. */
+export async function unitMainPid(unit: string): Promise<number | null> {
+  const r = await systemctl('show', '--property=MainPID', '--value', unit);
+  return r.code === 0 && /^\d+$/.test(r.out) ? Number(r.out) : null;
+}
+
 export class Supervisor {
   private readonly ctls = new Map<string, CtlClient>();
   private keeperCtlPid: number | null = null;

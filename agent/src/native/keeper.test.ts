@@ -588,7 +588,7 @@ describe('hitless-keeper upgrade (keeper/upgrade: the keeper replaced under live
     console.log(`keeper upgrades: control pause p50 ${sorted[4]} us, max ${sorted[9]} us; frames lost 0 outside the killed generation (${dead.data.lost_inside} inside it)`);
   });
 
-  test('a new keeper that cannot take over is refused with the reason, and the running keeper keeps every session, its pid and its fds: missing, not executable, exits at once, another state format, killed while taking over; a keeper run by systemd refuses to hand over', async () => {
+  test('a new keeper that cannot take over is refused with the reason, and the running keeper keeps every session, its pid and its fds: missing, not executable, exits at once, another state format, killed while taking over; a keeper run by a systemd unit with no notify socket refuses to hand over', async () => {
     const h = await bed.upgradeHost({ vms: 2, pps: 2000, durationS: 3600, gapUs: 2000 });
     await sleep(300);
     await h.k.ctl.request(keeper.handoffStart, { vm: 'v1', gen: 'B' });
@@ -619,8 +619,10 @@ describe('hitless-keeper upgrade (keeper/upgrade: the keeper replaced under live
     const sum = await h.probe.stop();
     assert.equal(sum.totals.lost, 0, explainLoss(sum, h.probe.events, switchesOf(h.k.events)));
     assert.deepEqual(linkEvents(h), []);
-    // a keeper that runs as a systemd service (systemd sets INVOCATION_ID) refuses: its unit
-    // would take the new keeper down with the old one
+    // a keeper that runs as a systemd service (systemd sets INVOCATION_ID) of a unit that gave
+    // it no notify socket (not Type=notify) refuses: it cannot make the new keeper the unit's
+    // main process, and the unit would take the new keeper down with the old one (a Type=notify
+    // unit's keeper upgrades: testing/systemdHost.test.ts)
     const run = join(dir, 'sd');
     const sd = spawn(nativeBin('hitless-keeper'), ['--run-dir', run], { stdio: 'ignore', env: { ...process.env, INVOCATION_ID: '0123456789abcdef0123456789abcdef' } });
     try {
@@ -629,7 +631,7 @@ describe('hitless-keeper upgrade (keeper/upgrade: the keeper replaced under live
         c = await CtlClient.connect(join(run, 'ctl.sock'), 500).catch(() => null);
         assert.ok(c || Date.now() - t < 10000, 'the keeper did not start');
       }
-      await assert.rejects(c.request(keeper.keeperUpgrade, { binary: nativeBin('hitless-keeper') }), /runs as a systemd service.*keeps running/);
+      await assert.rejects(c.request(keeper.keeperUpgrade, { binary: nativeBin('hitless-keeper') }), /runs as a systemd service with no notify socket \(its unit is not Type=notify\).*the keeper keeps running/);
       c.close();
     } finally {
       sd.kill('SIGKILL');

@@ -14,6 +14,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <systemd/sd-daemon.h>
+
 #include "keeper.h"
 
 #ifndef HITLESS_RELEASE
@@ -181,8 +183,12 @@ main(int argc, char **argv)
 		fprintf(f, "%d\n", (int)getpid());
 		fclose(f);
 	}
+	if (state_fd < 0)
+		/* Type=notify under systemd (nothing elsewhere): started and serving */
+		sd_notifyf(0, "READY=1\nSTATUS=serving (keeper %s)", HITLESS_RELEASE);
 	if (ready_fd >= 0) {
-		/* the old keeper hands over on this line, and exits */
+		/* the old keeper hands over on this line, names this one the unit's main process
+		 * (under systemd), and exits */
 		dprintf(ready_fd, "ready %d %s\n", (int)getpid(), HITLESS_RELEASE);
 		close(ready_fd);
 		ready_fd = -1;

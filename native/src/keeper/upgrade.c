@@ -10,7 +10,9 @@
  *      with --take-over STATE:READY. The fd numbers are the same in the new program;
  *   3. the new keeper reads the state, checks every fd it names is open, maps what the old one
  *      mapped, and says "ready PID VERSION" on the READY pipe (or "refused: why", or dies);
- *   4. only on "ready" does the old keeper hand over: it stops accepting control connections,
+ *   4. only on "ready" does the old keeper hand over (under systemd it first makes the new
+ *      keeper the unit's main process, MAINPID=, and waits until systemd has read it): it
+ *      stops accepting control connections,
  *      answers this request, closes its control clients (they connect again to the same path,
  *      served by the new keeper) and exits without touching a socket file. On anything else
  *      (no ready line within KP_UPGRADE_WAIT_MS, a refusal, an exit) the child is killed and
@@ -34,6 +36,8 @@
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+#include <systemd/sd-daemon.h>
 
 #include "keeper.h"
 
@@ -234,6 +238,29 @@ read_line(int fd, char *buf, size_t len, uint64_t deadline)
 	}
 }
 
+/* Under systemd (a notify socket): make the new keeper the unit's main process, and wait
+ * until systemd has read that (a barrier), so this one's exit is not taken for the unit's.
+ * 0, or -errno; nothing to do (0) outside systemd. */
+static int
+become_main(pid_t pid, const char *version)
+{
+	int rc;
+
+	if (getenv("NOTIFY_SOCKET") == NULL)
+		return 0;
+	rc = sd_notifyf(0, "MAINPID=%d\nSTATUS=serving (keeper %s, took over from pid %d)",
+			(int)pid, version, (int)getpid());
+	if (rc <= 0)
+		return rc < 0 ? rc : -ENOTCONN;
+	rc = sd_notify_barrier(0, 5 * 1000000ull);
+	if (rc < 0) {
+		/* not known whether systemd read it: this one stays the main process */
+		sd_notifyf(0, "MAINPID=%d", (int)getpid());
+		sd_notify_barrier(0, 5 * 1000000ull);
+	}
+	return rc;
+}
+
 /* The child between fork and exec: only async-signal-safe calls. The fds the state names (and
  * the state and ready pipe) stay open across exec; everything else is close-on-exec already. */
 static void
@@ -265,11 +292,13 @@ kp_upgrade(const char *binary, json_t **result, struct ctl_error *err)
 
 	if (kp.quit)
 		return ctl_fail(err, "stopping", "this keeper is stopping");
-	/* a systemd unit's main process that exits takes the unit, and the new keeper, with it */
-	if (getenv("INVOCATION_ID") != NULL)
-		return ctl_fail(err, "unsupported", "this keeper runs as a systemd service, whose "
-				"manager would stop the new keeper when this one exits: not supported yet "
-				"(the keeper keeps running)");
+	/* a systemd unit's main process that exits takes the unit, and the new keeper, with it,
+	 * unless it first names the new one the unit's main process: that needs the notify
+	 * socket of a Type=notify unit (the host package's hitless-keeper.service is one) */
+	if (getenv("INVOCATION_ID") != NULL && getenv("NOTIFY_SOCKET") == NULL)
+		return ctl_fail(err, "unsupported", "this keeper runs as a systemd service with no "
+				"notify socket (its unit is not Type=notify): the new keeper could not "
+				"become its main process; the keeper keeps running");
 	if (binary[0] != '/')
 		return ctl_fail(err, "invalid-args", "binary: an absolute path, not '%.200s'", binary);
 	if (stat(binary, &sb) != 0)
@@ -313,9 +342,14 @@ kp_upgrade(const char *binary, json_t **result, struct ctl_error *err)
 		char version[64] = "";
 		int npid = 0;
 
-		if (sscanf(line + 6, "%d %63s", &npid, version) == 2 && npid == pid)
+		if (sscanf(line + 6, "%d %63s", &npid, version) != 2 || npid != pid)
+			snprintf(why, sizeof(why), "it said '%.200s', not 'ready %d VERSION'", line,
+				 (int)pid);
+		else if ((rc = become_main(pid, version)) < 0)
+			snprintf(why, sizeof(why), "systemd did not take it as the unit's main process: "
+				 "%s (killed)", strerror(-rc));
+		else
 			goto handed_over;
-		snprintf(why, sizeof(why), "it said '%.200s', not 'ready %d VERSION'", line, (int)pid);
 	} else if (rc == 1) {
 		snprintf(why, sizeof(why), "%.500s", strncmp(line, "refused: ", 9) == 0 ? line + 9 : line);
 	} else if (rc == -ETIMEDOUT) {

@@ -206,7 +206,11 @@ After=network.target
 # process (MAINPID=) before the old one exits
 Type=notify
 NotifyAccess=main
-ExecStart=/usr/lib/hitless/hitless-keeper --run-dir /var/lib/hitless/run/keeper
+# HITLESS_KEEPER_OPTS=--fdstore in /etc/hitless/keeper.env: the sessions kept in systemd's fd
+# store, so a keeper restarted after a crash takes them back with no frontend reconnecting
+EnvironmentFile=-/etc/hitless/keeper.env
+ExecStart=/usr/lib/hitless/hitless-keeper --run-dir /var/lib/hitless/run/keeper $HITLESS_KEEPER_OPTS
+FileDescriptorStoreMax=16384
 # a crashed keeper comes back; its VMs' frontends reconnect to it
 Restart=on-failure
 RestartSec=1

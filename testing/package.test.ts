@@ -108,7 +108,10 @@ describe('make package: the host package and the signed releases', () => {
     const v = spawnSync('systemd-analyze', ['verify', `--root=${sa}`, ...units], { encoding: 'utf8' });
     assert.equal(v.status, 0, v.stderr);
     assert.equal(v.stderr.trim(), '', 'no warning either (a setting systemd cannot parse is only warned about)');
-    assert.match(readFileSync(units[0]!, 'utf8'), /^ExecStart=\/usr\/lib\/hitless\/hitless-keeper --run-dir \/var\/lib\/hitless\/run\/keeper$/m);
+    assert.match(readFileSync(units[0]!, 'utf8'), /^ExecStart=\/usr\/lib\/hitless\/hitless-keeper --run-dir \/var\/lib\/hitless\/run\/keeper \$HITLESS_KEEPER_OPTS$/m);
+    // the keeper: Type=notify (its upgrade moves the main process), an operator's options file
+    assert.match(readFileSync(units[0]!, 'utf8'), /^Type=notify$/m);
+    assert.match(readFileSync(units[0]!, 'utf8'), /^EnvironmentFile=-\/etc\/hitless\/keeper\.env$/m);
     assert.match(readFileSync(units[1]!, 'utf8'), /^ExecStart=\/bin\/sh \/var\/lib\/hitless\/run\/gen-%i\/exec$/m);
     const ctl = join(scratch, 'control');
     execFileSync('dpkg-deb', ['-e', deb, ctl]);

@@ -115,6 +115,7 @@ export class SystemdHost {
         clearTimeout(timer);
         res({ code: code ?? (sig ? 128 : 1), stdout, stderr });
       });
+      c.stdin!.on('error', () => undefined); // a command that exits before reading its input
       c.stdin!.end(opts.input ?? '');
     });
   }

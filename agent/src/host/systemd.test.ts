@@ -12,6 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { AgentClient } from '../client/agentClient.js';
 import { CtlClient } from '../native/ctlClient.js';
 import { agent } from '../../../protocol/agent.js';
+import { keeper as keeperCmd } from '../../../protocol/native/keeper.js';
 import { measured, probe as probeCmd } from '../../../protocol/native/probe.js';
 import { SystemdHost } from '../../../testing/systemdHost.js';
 import { labVms, Testbed } from '../../../testing/testbed.js';
@@ -141,5 +142,75 @@ describe('the host package where systemd is PID 1', () => {
     await sleep(500);
     const r1 = await received();
     r1.forEach((n, i) => assert.ok(n > r0[i]! + 100, `flow ${i} flows again: ${r0[i]} -> ${n}`));
+  });
+
+  test('with --fdstore (HITLESS_KEEPER_OPTS in /etc/hitless/keeper.env): a keeper killed by SIGKILL comes back from systemd with every session, no frontend sees its link move, no frame is lost, and the agent has nothing to restore; after a keeper upgrade too', async () => {
+    await host.must('sh', ['-c', 'echo HITLESS_KEEPER_OPTS=--fdstore > /etc/hitless/keeper.env']);
+    // turning it on restarts the keeper once: a stop, a flap, the agent restores
+    const restoredBefore = (await journal()).filter((e) => e.type === 'keeper-restored').length;
+    let linksBefore = links().length;
+    const plain = await mainPid();
+    await host.must('systemctl', ['restart', UNIT]);
+    const deadline = Date.now() + 30000;
+    while ((await mainPid()) === plain || (await journal()).filter((e) => e.type === 'keeper-restored').length === restoredBefore || links().slice(linksBefore).filter((e) => e.data.up).length < 2) {
+      assert.ok(Date.now() < deadline, `the agent did not restore the keeper restarted with --fdstore\n${agentErr.slice(-2000)}`);
+      await sleep(50);
+    }
+    assert.match(await host.must('sh', ['-c', `tr '\\0' ' ' < /proc/${await mainPid()}/cmdline`]), /--fdstore/);
+    const killAndWait = async (what: string) => {
+      await sleep(500); // the store written (the keeper looks every 100 ms)
+      const stored = Number(await host.property(UNIT, 'NFileDescriptorStore'));
+      assert.ok(stored > 10, `${what}: ${stored} fds in systemd's store`);
+      // (this test starts the unit more often than systemd's start limit allows in 10 s: its
+      // count cleared, as an operator would after testing a crash)
+      await host.must('systemctl', ['reset-failed', UNIT]);
+      const killed = await mainPid();
+      const restarts = Number(await host.property(UNIT, 'NRestarts'));
+      const lostBefore = (await journal()).filter((e) => e.type === 'keeper-lost').length;
+      assert.equal((await journal()).filter((e) => e.type === 'keeper-restored').length, lostBefore, 'every loss restored so far');
+      const missingBefore = measured(await probeStats()).map((f) => f.missing);
+      linksBefore = links().length;
+      await host.must('systemctl', ['kill', '--signal=SIGKILL', UNIT]);
+      for (; ; await sleep(50)) {
+        const now = await mainPid();
+        if (now !== 0 && now !== killed && (await host.property(UNIT, 'ActiveState')) === 'active') break;
+        assert.ok(Date.now() < deadline, `${what}: systemd did not restart ${UNIT}`);
+      }
+      assert.equal(Number(await host.property(UNIT, 'NRestarts')), restarts + 1, `${what}: ${await host.must('journalctl', ['-u', UNIT, '--no-pager', '-n', '30'])}`);
+      assert.match(await host.property(UNIT, 'StatusText'), /taken back from systemd's fd store/, what);
+      await sleep(1500);
+      assert.deepEqual(links().slice(linksBefore), [], `${what}: no frontend saw its link move`);
+      assert.deepEqual(measured(await probeStats()).map((f) => f.missing), missingBefore, `${what}: no frame missing`);
+      // the agent may have seen the keeper gone for the second before systemd started it
+      // again: if so, its restore found every generation and session already held
+      for (;;) {
+        const k = (await journal()).filter((e) => e.type === 'keeper-lost' || e.type === 'keeper-restored').slice(lostBefore * 2);
+        if (k.length === 0) break;
+        if (k.at(-1)!.type === 'keeper-restored') {
+          assert.deepEqual(k.at(-1)!.down, [], `${what}: ${JSON.stringify(k)}`);
+          break;
+        }
+        assert.ok(Date.now() < deadline, `${what}: the agent's restore did not finish\n${(await host.run('sh', ['-c', `for t in /proc/$(cat ${RUN}/keeper/keeper.pid)/task/*; do echo $t $(cat $t/comm) $(cat $t/wchan) $(cut -d' ' -f1-3 $t/syscall); cat $t/stack 2>/dev/null | head -5; done`])).stdout}\n${agentErr.slice(-1500)}\n${await host.must('journalctl', ['-u', UNIT, '--no-pager', '-n', '25'])}\nkeeper sessions: ${await CtlClient.connect(join(run, 'keeper', 'ctl.sock'), 2000).then(async (c) => { try { return JSON.stringify(await Promise.race([c.request(keeperCmd.sessionList, {}), sleep(2000).then(() => 'no answer in 2 s')])); } finally { c.close(); } }, (e: Error) => e.message)}`);
+        await sleep(50);
+      }
+      const st = await client.request(agent.upgradeStatus, {});
+      assert.ok(st.vms.every((v) => v.connected), JSON.stringify(st.vms));
+      const r0 = await received();
+      await sleep(300);
+      (await received()).forEach((n, i) => assert.ok(n > r0[i]! + 100, `${what}: flow ${i} flows`));
+    };
+    await killAndWait('the first kill');
+    // mid-upgrade: a switch under the restored keeper, then a keeper upgrade hands the store on
+    let st = await client.request(agent.upgradePrepare, { release: '1.1.0' });
+    const B = st.target!.gen;
+    await client.request(agent.upgradeSwitch, { vms: ['v1'] });
+    const up = await client.request(agent.keeperUpgrade, {});
+    assert.equal(await mainPid(), up.pid);
+    await killAndWait('a kill after a keeper upgrade');
+    st = await client.request(agent.upgradeStatus, {});
+    assert.equal(st.vms.find((v) => v.vm === 'v1')?.serving, B, 'v1 still where the switch put it');
+    await client.request(agent.upgradeSwitch, { vms: ['v2'] });
+    st = await client.request(agent.upgradeCommit, {});
+    assert.deepEqual([st.state, st.active?.gen], ['idle', B]);
   });
 });

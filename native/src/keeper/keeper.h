@@ -199,11 +199,33 @@ int kp_gen_adopt(int gi, const char *name, const char *run_dir, pid_t pid, bool 
 
 /* upgrade.c */
 int kp_state_format(void);
+/* The fds a state names (kept across exec, or stored with systemd). */
+struct kp_fdlist {
+	int n, cap;
+	int *fd;
+};
+/* The keeper's state as JSON text (malloc'd; NULL if it could not be written whole), every fd
+ * it names added to fl. Under kp.lock. */
+char *kp_state_text(struct kp_fdlist *fl);
 /* keeper/upgrade {binary}: under kp.lock. 0 (handed over: kp.handed_over) or -1. */
 int kp_upgrade(const char *binary, json_t **result, struct ctl_error *err);
 /* The new keeper: take the state from state_fd (closed); ctl_fd: the control socket's
  * listening fd. 0, or -1 with err saying why (nothing of the sockets touched). */
 int kp_take_over(int state_fd, int *ctl_fd, char *err, size_t errlen);
+
+/* fdstore.c: systemd's fd store (--fdstore). start: 0, or -1 with err (no notify socket).
+ * sync: under kp.lock, after a change (force) or now and then; the state and its fds stored as
+ * they are now. restore: at start-up, before any fd is opened: the stored fds put back at
+ * their numbers; 1 with *state_fd to take over, 0 (nothing stored), -1 with err (the store is
+ * emptied). forget: the store emptied (a take-over of it failed). */
+#define KP_FDSTORE_ENV "HITLESS_KEEPER_FDSTORE" /* the store's names, to an upgrade's new keeper */
+int kp_fdstore_start(char *err, size_t errlen);
+/* What is stored under which name, for KP_FDSTORE_ENV (malloc'd). */
+char *kp_fdstore_names(void);
+bool kp_fdstore_enabled(void);
+void kp_fdstore_sync(bool force);
+int kp_fdstore_restore(int *state_fd, char *err, size_t errlen);
+void kp_fdstore_forget(void);
 
 /* relay.c */
 void kp_relay_run(void);

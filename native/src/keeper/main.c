@@ -25,6 +25,9 @@
 struct keeper kp = { .standby = -1, .watch_us = 1000, .stall_us = 2000 };
 /* --take-over STATE:READY (keeper/upgrade, upgrade.c): -1 when started afresh */
 static int state_fd = -1, ready_fd = -1;
+/* --fdstore: the state and its fds kept in systemd's fd store (fdstore.c); restored: this
+ * keeper took its sessions from there (systemd started it again after a crash) */
+static bool fdstore, restored;
 
 static void
 on_signal(int sig)
@@ -42,6 +45,8 @@ usage(FILE *f)
 		"  --run-dir DIR   control socket DIR/ctl.sock, VM sockets DIR/vhost/<vm>.sock\n"
 		"  --watch-us N    how often generation heartbeats are checked (default 1000)\n"
 		"  --stall-us N    heartbeat age that triggers the exit check (default 2000)\n"
+		"  --fdstore       keep the sessions in systemd's fd store, and take them back from\n"
+		"                  it when started again (a Type=notify unit with FileDescriptorStoreMax=)\n"
 		"  --take-over S:R started by a running keeper's keeper/upgrade: its state in fd S,\n"
 		"                  'ready PID VERSION' or 'refused: why' to fd R\n");
 }
@@ -54,6 +59,7 @@ parse_args(int argc, char **argv)
 		{ "watch-us", required_argument, NULL, 'w' },
 		{ "stall-us", required_argument, NULL, 's' },
 		{ "take-over", required_argument, NULL, 't' },
+		{ "fdstore", no_argument, NULL, 'F' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -83,6 +89,9 @@ parse_args(int argc, char **argv)
 				fprintf(stderr, "hitless-keeper: --take-over: two fds, STATE:READY\n");
 				return -1;
 			}
+			break;
+		case 'F':
+			fdstore = true;
 			break;
 		case 'h':
 			usage(stdout);
@@ -137,6 +146,22 @@ main(int argc, char **argv)
 	signal(SIGINT, on_signal);
 	signal(SIGPIPE, SIG_IGN);
 	pthread_mutex_init(&kp.lock, NULL);
+	if (fdstore) {
+		char why[300];
+
+		if (kp_fdstore_start(why, sizeof(why)) != 0) {
+			fprintf(stderr, "hitless-keeper: %s\n", why);
+			return refuse("%s", why);
+		}
+		/* before this process opens any fd: the stored ones go back to their numbers */
+		if (state_fd < 0) {
+			rc = kp_fdstore_restore(&state_fd, why, sizeof(why));
+			if (rc < 0)
+				fprintf(stderr, "hitless-keeper: systemd's fd store not taken (%s): starting "
+					"with no session\n", why);
+			restored = rc > 0;
+		}
+	}
 
 	snprintf(path, sizeof(path), "%s/vhost", kp.run_dir);
 	if ((mkdir(kp.run_dir, 0750) != 0 && errno != EEXIST) ||
@@ -153,8 +178,15 @@ main(int argc, char **argv)
 		char why[400];
 		int cfd = -1;
 
-		if (kp_take_over(state_fd, &cfd, why, sizeof(why)) != 0)
+		if (kp_take_over(state_fd, &cfd, why, sizeof(why)) != 0) {
+			if (restored) {
+				/* not met again: systemd's next start of this keeper is an empty one */
+				fprintf(stderr, "hitless-keeper: the sessions in systemd's fd store cannot "
+					"be taken back: %s\n", why);
+				kp_fdstore_forget();
+			}
 			return refuse("%s", why);
+		}
 		snprintf(path, sizeof(path), "%s/ctl.sock", kp.run_dir);
 		kp.ctl = ctl_server_adopt(path, cfd, 0);
 	} else {
@@ -183,9 +215,12 @@ main(int argc, char **argv)
 		fprintf(f, "%d\n", (int)getpid());
 		fclose(f);
 	}
-	if (state_fd < 0)
+	if (ready_fd < 0)
 		/* Type=notify under systemd (nothing elsewhere): started and serving */
-		sd_notifyf(0, "READY=1\nSTATUS=serving (keeper %s)", HITLESS_RELEASE);
+		sd_notifyf(0, "READY=1\nSTATUS=serving (keeper %s%s)", HITLESS_RELEASE,
+			   restored ? ", sessions taken back from systemd's fd store" : "");
+	if (ready_fd < 0)
+		kp_fdstore_sync(true); /* (an upgrade's new keeper: once the old one handed over) */
 	if (ready_fd >= 0) {
 		/* the old keeper hands over on this line, names this one the unit's main process
 		 * (under systemd), and exits */
@@ -196,7 +231,8 @@ main(int argc, char **argv)
 	pthread_mutex_unlock(&kp.lock);
 	kp_pace_thaw();
 	printf("{\"event\":\"ready\",\"version\":\"%s\",\"pid\":%d,\"ctl\":\"%s/ctl.sock\"%s}\n",
-	       HITLESS_RELEASE, (int)getpid(), kp.run_dir, state_fd >= 0 ? ",\"took_over\":true" : "");
+	       HITLESS_RELEASE, (int)getpid(), kp.run_dir,
+	       restored ? ",\"restored\":true" : state_fd >= 0 ? ",\"took_over\":true" : "");
 	fflush(stdout);
 
 	kp_relay_run();

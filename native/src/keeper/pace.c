@@ -296,17 +296,24 @@ kp_pace_thaw(void)
 		}
 }
 
+/* The pace port of generation gi as state. NULL while the pacer is setting a connection up
+ * (a state written now would catch it half done): the caller writes its state later. */
 json_t *
 kp_pace_save(int gi, int (*keep)(void *arg, int fd), void *arg)
 {
 	struct pace *p = &pc[gi];
+	json_t *j;
 
 	if (!slots_up || p->lfd < 0)
 		return json_null();
-	return json_pack("{s:s,s:i,s:i,s:b,s:b,s:i,s:[i,i],s:[i,i],s:I}", "path", p->path,
+	if (pthread_mutex_trylock(&pace_lock) != 0)
+		return NULL;
+	j = json_pack("{s:s,s:i,s:i,s:b,s:b,s:i,s:[i,i],s:[i,i],s:I}", "path", p->path,
 			 "lfd", keep(arg, p->lfd), "fd", keep(arg, p->fd), "ready", p->ready, "on", p->on,
 			 "mfd", keep(arg, p->mfd), "kick", keep(arg, p->kick[0]), keep(arg, p->kick[1]),
 			 "call", keep(arg, p->call[0]), keep(arg, p->call[1]), "flips", (json_int_t)p->flips);
+	pthread_mutex_unlock(&pace_lock);
+	return j;
 }
 
 int

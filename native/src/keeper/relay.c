@@ -245,6 +245,8 @@ kp_relay_run(void)
 			pthread_mutex_unlock(&kp.lock);
 			return;
 		}
+		bool changed = false;
+
 		for (int i = 0; i < n; i++) {
 			struct kp_vm *vm = &kp.vms[evs[i].vm];
 			int gi = evs[i].gen;
@@ -253,6 +255,7 @@ kp_relay_run(void)
 				on_timer();
 				continue;
 			}
+			changed = true;
 			if (!vm->in_use)
 				continue;
 			if (evs[i].kind == KP_EV_LISTEN)
@@ -266,6 +269,8 @@ kp_relay_run(void)
 			if (kp.vms[v].in_use && kp.vms[v].want_preload)
 				repreload(&kp.vms[v], hl_now_ns());
 		kp_ev_timer(kp_timer_needed());
+		/* systemd's fd store (--fdstore): after a change, and now and then */
+		kp_fdstore_sync(changed);
 		pthread_mutex_unlock(&kp.lock);
 	}
 }

@@ -58,14 +58,9 @@ kp_state_format(void)
 
 /* --- the running keeper: its state out ----------------------------------------------- */
 
-struct fdlist {
-	int n, cap;
-	int *fd;
-};
-
 /* Note fd as one the new keeper keeps (when it is one); returns it for the state. */
 static int
-keep(struct fdlist *fl, int fd)
+keep(struct kp_fdlist *fl, int fd)
 {
 	if (fd < 0)
 		return fd;
@@ -98,7 +93,7 @@ keep_cb(void *fl, int fd)
 }
 
 static json_t *
-ring_json(const struct kp_vring *r, struct fdlist *fl)
+ring_json(const struct kp_vring *r, struct kp_fdlist *fl)
 {
 	return json_pack("{s:b,s:b,s:b,s:b,s:b,s:i,s:i,s:[i,i,I,I,I,I],s:i,s:i,s:i,s:b,s:b,s:b,s:b,s:b}",
 			 "num_set", r->num_set, "addr_set", r->addr_set, "kick_set", r->kick_set,
@@ -112,7 +107,7 @@ ring_json(const struct kp_vring *r, struct fdlist *fl)
 }
 
 static json_t *
-session_json(const struct kp_state *st, struct fdlist *fl)
+session_json(const struct kp_state *st, struct kp_fdlist *fl)
 {
 	json_t *regions = json_array(), *rings = json_array();
 
@@ -135,7 +130,7 @@ session_json(const struct kp_state *st, struct fdlist *fl)
 }
 
 static json_t *
-vm_json(const struct kp_vm *vm, struct fdlist *fl)
+vm_json(const struct kp_vm *vm, struct kp_fdlist *fl)
 {
 	json_t *b = json_array(), *blfd = json_array(), *mac = json_null();
 
@@ -163,7 +158,7 @@ vm_json(const struct kp_vm *vm, struct fdlist *fl)
 }
 
 static json_t *
-state_json(struct fdlist *fl)
+state_json(struct kp_fdlist *fl)
 {
 	json_t *gens = json_array(), *vms = json_array();
 
@@ -183,6 +178,19 @@ state_json(struct fdlist *fl)
 			 "watch_us", (int)kp.watch_us, "stall_us", (int)kp.stall_us,
 			 "standby", kp.standby, "debug_pause_ms", (int)kp.debug_pause_ms,
 			 "ctl_fd", keep(fl, ctl_server_listen_fd(kp.ctl)), "gens", gens, "vms", vms);
+}
+
+char *
+kp_state_text(struct kp_fdlist *fl)
+{
+	json_t *state;
+	char *text;
+
+	state_ok = true;
+	state = state_json(fl);
+	text = state && state_ok ? json_dumps(state, JSON_COMPACT) : NULL;
+	json_decref(state);
+	return text;
 }
 
 /* Write all of s to fd. 0 or -errno. */
@@ -264,7 +272,7 @@ become_main(pid_t pid, const char *version)
 /* The child between fork and exec: only async-signal-safe calls. The fds the state names (and
  * the state and ready pipe) stay open across exec; everything else is close-on-exec already. */
 static void
-child_exec(const char *binary, char *const argv[], const struct fdlist *fl, int memfd, int ready)
+child_exec(const char *binary, char *const argv[], const struct kp_fdlist *fl, int memfd, int ready)
 {
 	static const char msg[] = "refused: the binary could not be executed (execv failed)\n";
 
@@ -282,11 +290,10 @@ int
 kp_upgrade(const char *binary, json_t **result, struct ctl_error *err)
 {
 	uint64_t t0 = hl_now_ns();
-	struct fdlist fl = { 0 };
+	struct kp_fdlist fl = { 0 };
 	struct stat sb;
 	char line[512], spec[32], why[600] = "";
 	int memfd = -1, ready[2] = { -1, -1 }, status = 0, rc, sessions = 0, vms = 0;
-	json_t *state;
 	char *text;
 	pid_t pid;
 
@@ -309,10 +316,7 @@ kp_upgrade(const char *binary, json_t **result, struct ctl_error *err)
 				"keeps running)", binary);
 
 	kp_pace_freeze();
-	state_ok = true;
-	state = state_json(&fl);
-	text = state && state_ok ? json_dumps(state, JSON_COMPACT) : NULL;
-	json_decref(state);
+	text = kp_state_text(&fl);
 	if (text == NULL) {
 		snprintf(why, sizeof(why), "this keeper's state could not be written as JSON");
 		goto fail;
@@ -325,11 +329,19 @@ kp_upgrade(const char *binary, json_t **result, struct ctl_error *err)
 	}
 	snprintf(spec, sizeof(spec), "%d:%d", memfd, ready[1]);
 	{
-		char *const argv[] = { (char *)binary, "--run-dir", kp.run_dir, "--take-over", spec, NULL };
+		char *const argv[] = { (char *)binary, "--run-dir", kp.run_dir, "--take-over", spec,
+				       kp_fdstore_enabled() ? "--fdstore" : NULL, NULL };
+		/* with systemd's fd store: the new keeper goes on with what is stored, and where */
+		char *names = kp_fdstore_enabled() ? kp_fdstore_names() : NULL;
 
+		if (names != NULL)
+			setenv(KP_FDSTORE_ENV, names, 1);
 		pid = fork();
 		if (pid == 0)
 			child_exec(binary, argv, &fl, memfd, ready[1]);
+		if (names != NULL)
+			unsetenv(KP_FDSTORE_ENV);
+		free(names);
 	}
 	if (pid < 0) {
 		snprintf(why, sizeof(why), "fork: %s", strerror(errno));

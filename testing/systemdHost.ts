@@ -36,6 +36,8 @@ export function systemdHostUnavailable(): string | null {
 
 export class SystemdHost {
   private log = '';
+  /** nsenter wrappers of long-running processes inside: killed before the container stops */
+  private readonly spawned = new Set<ChildProcess>();
 
   private constructor(
     readonly name: string,
@@ -129,7 +131,10 @@ export class SystemdHost {
 
   /** A long-running process inside the container, its stdio piped here. */
   spawn(cmd: string, args: readonly string[]): ChildProcess {
-    return spawn('nsenter', [`--target=${this.leader}`, '--all', '--', cmd, ...args], { stdio: ['pipe', 'pipe', 'pipe'], env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', LANG: 'C.UTF-8' } });
+    const c = spawn('nsenter', [`--target=${this.leader}`, '--all', '--', cmd, ...args], { stdio: ['pipe', 'pipe', 'pipe'], env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', LANG: 'C.UTF-8' } });
+    this.spawned.add(c);
+    c.once('exit', () => this.spawned.delete(c));
+    return c;
   }
 
   /** A unit's property, as systemctl show prints its value. */
@@ -140,10 +145,22 @@ export class SystemdHost {
   /** Power the container off (its units stop as on a real shutdown; killed after 30 s), and
    * remove its root. */
   async stop(): Promise<void> {
+    // an nsenter outside does not let the container's init reap what it started inside, and
+    // the init's shutdown waits for that forever: the wrappers go first, their processes are
+    // then the init's to stop and reap
+    for (const c of this.spawned) c.kill('SIGKILL');
     if (this.nspawn.exitCode === null && this.nspawn.signalCode === null) {
       const gone = new Promise((r) => this.nspawn.once('exit', r));
       spawnSync('nsenter', [`--target=${this.leader}`, '--all', '--', 'systemctl', 'poweroff', '--no-block'], { stdio: 'ignore' });
-      const t = setTimeout(() => this.nspawn.kill('SIGKILL'), 30_000);
+      const t = setTimeout(() => {
+        // killing a PID namespace's init kills everything in it
+        try {
+          process.kill(this.leader, 'SIGKILL');
+        } catch {
+          /* gone */
+        }
+        this.nspawn.kill('SIGKILL');
+      }, 30_000);
       await gone;
       clearTimeout(t);
     }

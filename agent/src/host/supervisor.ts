@@ -59,6 +59,8 @@ export function supervision(root: string, where: { runDir: string; unitDirs: rea
   return { mode: 'systemd', why: `systemd units: ${KEEPER_UNIT}, hitless-gen@<gen>.service (logs: journalctl -u 'hitless-*')` };
 }
 
+const SYSTEMD_ENV = ['NOTIFY_SOCKET', 'INVOCATION_ID', 'LISTEN_PID', 'LISTEN_FDS', 'LISTEN_FDNAMES', 'WATCHDOG_PID', 'WATCHDOG_USEC'];
+
 const systemctl = (...args: string[]) =>
   new Promise<{ code: number; out: string }>((res) => execFile('systemctl', args, { encoding: 'utf8' }, (e, out, err) => res({ code: e ? Number((e as { code?: unknown }).code ?? 1) || 1 : 0, out: `${out}${err}`.trim() })));
 
@@ -112,7 +114,10 @@ export class Supervisor {
       kill = () => void systemctl('stop', unit);
     } else {
       const log = openSync(logPath, 'a');
-      const child = spawn(bin, args, { detached: true, stdio: ['ignore', log, log] });
+      // not a systemd unit's process: a notify socket or unit id the agent inherited (an agent
+      // run by a unit) is not the keeper's or the generation's to act on
+      const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !SYSTEMD_ENV.includes(k)));
+      const child = spawn(bin, args, { detached: true, stdio: ['ignore', log, log], env });
       closeSync(log);
       let code: number | null = null;
       child.once('exit', (c) => (code = c ?? -1));

@@ -29,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
@@ -47,6 +48,7 @@ struct stored {
 };
 
 static int note(int num, const char *name);
+static bool same_file(int a, int b);
 
 static bool enabled;
 static struct stored *tab;
@@ -69,6 +71,23 @@ kp_fdstore_start(char *err, size_t errlen)
 		snprintf(err, errlen, "--fdstore: no systemd notify socket (run it as a Type=notify "
 			 "unit with FileDescriptorStoreMax=)");
 		return -1;
+	}
+	/* files are told apart with kcmp() (a seccomp filter may forbid it): without it, a file
+	 * stored again under a new name would be dropped by systemd as one it holds, and then
+	 * removed with its old name */
+	{
+		int e = eventfd(0, EFD_CLOEXEC), d = e >= 0 ? fcntl(e, F_DUPFD_CLOEXEC, 3) : -1;
+		bool ok = d >= 0 && same_file(e, d);
+
+		if (d >= 0)
+			close(d);
+		if (e >= 0)
+			close(e);
+		if (!ok) {
+			snprintf(err, errlen, "--fdstore: kcmp() is not allowed here (%s): files could "
+				 "not be told apart", strerror(errno));
+			return -1;
+		}
 	}
 	enabled = true;
 	/* a keeper upgrade's new keeper: what the old one stored is its (upgrade.c) */
@@ -300,14 +319,16 @@ kp_fdstore_sync(bool force)
 fail:
 	/* the store as it was: what was stored this round taken out again */
 	for (int i = 0; i < nn; i++) {
-		bool old = false;
+		bool old_name = false, old_dup = false;
 
-		for (int j = 0; j < ntab && !old; j++)
-			old = tab[j].dup == nt[i].dup || strcmp(tab[j].name, nt[i].name) == 0;
-		if (!old) {
-			unstore(nt[i].name);
-			close(nt[i].dup);
+		for (int j = 0; j < ntab; j++) {
+			old_name |= strcmp(tab[j].name, nt[i].name) == 0;
+			old_dup |= tab[j].dup == nt[i].dup;
 		}
+		if (!old_name)
+			unstore(nt[i].name);
+		if (!old_dup)
+			close(nt[i].dup);
 	}
 out:
 	free(nt);

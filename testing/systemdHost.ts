@@ -7,7 +7,7 @@
 // No machined or D-Bus here: nspawn keeps its own cgroup (--keep-unit), commands run inside
 // through nsenter into the container's namespaces.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 
 const BOOT_TIMEOUT_MS = 60_000;
@@ -214,6 +214,12 @@ function unmount(base: string): void {
     spawnSync('umount', [dir], { stdio: 'ignore' });
     // never a recursive removal: the root, still mounted, would be this machine's whole tree
     if (spawnSync('mountpoint', ['-q', dir]).status !== 0) rmdirQuiet(dir);
+  }
+  // (systemd-nspawn's lock beside the root it booted)
+  try {
+    unlinkSync(join(base, '.#root.lck'));
+  } catch {
+    /* none */
   }
   rmdirQuiet(base);
 }

@@ -654,7 +654,10 @@ dp_loop(void *arg)
 
 			note_stall(ready_ns, now, &mark, cpu);
 			mark = (struct cpu_mark){ now, cpu };
-		} else if (now - mark.wall_ns >= DP_STALL_NS) {
+		} else if (now >= mark.wall_ns + DP_STALL_NS) {
+			/* the CPU clock is a system call: read about once a millisecond, not per
+			 * iteration or nap (a mark up to 1 ms old counts that time as run: a stall
+			 * is then taken for the host's only when it ran less than half of it) */
 			mark = (struct cpu_mark){ now, hl_thread_cpu_ns() };
 		}
 		ready_ns = now;
@@ -757,8 +760,6 @@ dp_loop(void *arg)
 			} else {
 				hl_sleep_ns(nap_ns);
 				ready_ns = now + nap_ns;
-				/* the nap is not time the loop wanted CPU for */
-				mark = (struct cpu_mark){ ready_ns, hl_thread_cpu_ns() };
 			}
 			nap_ns = RTE_MIN(nap_ns * 2, (uint64_t)dp.idle_max_us * 1000);
 		} else if (dp.yield) {

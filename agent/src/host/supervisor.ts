@@ -153,8 +153,17 @@ export class Supervisor {
     const ctlPath = join(this.keeperDir, 'ctl.sock');
     let ctl: CtlClient;
     if (alive(this.keeperPid())) ctl = await CtlClient.connect(ctlPath);
-    else
+    else {
       ctl = await this.launch(join(this.root, 'bin', 'hitless-keeper'), ['--run-dir', this.keeperDir], join(this.root, 'run', 'keeper.log'), ctlPath, 'hitless-keeper', KEEPER_UNIT);
+      // its socket listens a moment before it names itself in keeper.pid: a client recorded
+      // against no pid would be taken for another keeper's at the next call, and closed under
+      // whoever holds it
+      for (let i = 0; i < START_TIMEOUT_MS / 20 && !alive(this.keeperPid()) && !ctl.isClosed(); i++) await sleep(20);
+      if (!alive(this.keeperPid())) {
+        ctl.close();
+        throw new Error(`hitless-keeper answered on ${ctlPath} but named no running process in ${join(this.keeperDir, 'keeper.pid')}; see ${join(this.root, 'run', 'keeper.log')}`);
+      }
+    }
     this.ctls.set('keeper', ctl);
     this.keeperCtlPid = this.keeperPid();
     return ctl;

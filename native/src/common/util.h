@@ -39,6 +39,10 @@ bool hl_valid_name(const char *s);
 int hl_parse_u32(const char *prog, const char *opt, const char *s, uint32_t min, uint32_t max,
 		 uint32_t *out);
 
+/* Name this process in the pid file path: written beside it and renamed over it, so a reader
+ * sees the old pid or the new one, never an empty or half-written file. 0 or -errno. */
+int hl_write_pidfile(const char *path);
+
 /* Sleep for ns nanoseconds (bounded naps in idle loops). */
 void hl_sleep_ns(uint64_t ns);
 

@@ -169,14 +169,11 @@ static void
 write_pidfile(void)
 {
 	char path[sizeof(dp.run_dir) + 16];
-	FILE *f;
+	int rc;
 
 	snprintf(path, sizeof(path), "%s/dp.pid", dp.run_dir);
-	f = fopen(path, "w");
-	if (f != NULL) {
-		fprintf(f, "%d\n", (int)getpid());
-		fclose(f);
-	}
+	if ((rc = hl_write_pidfile(path)) != 0)
+		fprintf(stderr, "hitless-dp: %s: %s\n", path, strerror(-rc));
 }
 
 int

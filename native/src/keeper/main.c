@@ -131,7 +131,6 @@ int
 main(int argc, char **argv)
 {
 	char path[sizeof(kp.run_dir) + 16];
-	FILE *f;
 	int rc;
 
 	if (argc == 2 && strcmp(argv[1], "--version") == 0) {
@@ -211,10 +210,8 @@ main(int argc, char **argv)
 	}
 	/* the pid file names this process before anyone is told it serves */
 	snprintf(path, sizeof(path), "%s/keeper.pid", kp.run_dir);
-	if ((f = fopen(path, "w")) != NULL) {
-		fprintf(f, "%d\n", (int)getpid());
-		fclose(f);
-	}
+	if ((rc = hl_write_pidfile(path)) != 0)
+		fprintf(stderr, "hitless-keeper: %s: %s\n", path, strerror(-rc));
 	if (ready_fd < 0)
 		/* Type=notify under systemd (nothing elsewhere): started and serving */
 		sd_notifyf(0, "READY=1\nSTATUS=serving (keeper %s%s)", HITLESS_RELEASE,

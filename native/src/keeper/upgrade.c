@@ -379,13 +379,9 @@ fail:
 	/* the child may have named itself in keeper.pid before it was refused */
 	{
 		char path[sizeof(kp.run_dir) + 16];
-		FILE *f;
 
 		snprintf(path, sizeof(path), "%s/keeper.pid", kp.run_dir);
-		if ((f = fopen(path, "w")) != NULL) {
-			fprintf(f, "%d\n", (int)getpid());
-			fclose(f);
-		}
+		hl_write_pidfile(path);
 	}
 	if (memfd >= 0)
 		close(memfd);

@@ -6,6 +6,7 @@ import { Budget, Measurement, UpgradeLoss } from './measure.js';
 import { DatapathKind, ReleaseManifest, UpgradeMode } from './files.js';
 import { Name, Version } from './names.js';
 import { notification, request } from './rpc.js';
+import { SignedApproval } from './approval.js';
 
 const int = z.number().int();
 
@@ -195,18 +196,33 @@ export const agent = {
         /** the budget the agent judges each switch against (auto mode: its own budget) */
         budget: Budget.optional(),
         mode: ModeChoice.default('handoff'),
+        /** the console's campaign this upgrade belongs to: approvals must name it */
+        campaign: z.string().min(1).max(100).optional(),
+        /** auto mode on a host with an approvers file: the signed approval of its budget */
+        approval: SignedApproval.optional(),
       })
       .strict(),
     UpgradeStatus,
   ),
-  upgradeSwitch: request('upgrade/switch', z.object({ vms: z.array(Name).min(1) }).strict(), UpgradeStatus),
+  /** Move these VMs (a VM's handoff, or every VM at once by stage swap); on a host with an
+   * approvers file, only with an approval signed for exactly them (else Refused, nothing moves). */
+  upgradeSwitch: request('upgrade/switch', z.object({ vms: z.array(Name).min(1), approval: SignedApproval.optional() }).strict(), UpgradeStatus),
+  /** An operator's signed denial of these VMs' move: journaled, nothing changes. */
+  upgradeDeny: request('upgrade/deny', z.object({ vms: z.array(Name).min(1), approval: SignedApproval }).strict(), UpgradeStatus),
   upgradeRun: request('upgrade/run', z.object({}).strict(), UpgradeStatus),
   upgradeRollback: request('upgrade/rollback', z.object({ vms: z.array(Name).min(1).optional() }).strict(), UpgradeStatus),
   upgradeCommit: request('upgrade/commit', z.object({}).strict(), UpgradeStatus),
   upgradeAbort: request('upgrade/abort', z.object({}).strict(), UpgradeStatus),
   upgradeStatus: request('upgrade/status', z.object({}).strict(), UpgradeStatus),
   keeperVersions: request('keeper/versions', z.object({}).strict(), KeeperVersions),
-  keeperUpgrade: request('keeper/upgrade', z.object({}).strict(), KeeperUpgraded),
+  keeperUpgrade: request('keeper/upgrade', z.object({ approval: SignedApproval.optional() }).strict(), KeeperUpgraded),
+  /** The host's journal as written, line by line (hash-chained, protocol/chain.ts): the audit
+   * record a console verifies. from: the first line to send (1-based). */
+  journalRead: request(
+    'journal/read',
+    z.object({ from: int.min(1).default(1) }).strict(),
+    z.object({ host: z.string(), path: z.string(), lines: z.array(z.string()), approvers: z.boolean() }),
+  ),
   /** every switch the journal holds, oldest first: the host's own record of measured breaks */
   upgradeHistory: request(
     'upgrade/history',
@@ -234,6 +250,7 @@ export const AgentError = {
   UnknownRelease: -32002,
   UnknownVm: -32003,
   Failed: -32004,
-  /** a release that is unsigned, tampered, from an unknown signer or of an unknown format */
+  /** a release that is unsigned, tampered, from an unknown signer or of an unknown format; an
+   * approval the host's approvers file does not vouch for */
   Refused: -32005,
 } as const;

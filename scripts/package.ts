@@ -145,7 +145,7 @@ function hostDeb(opts: { agent: string; keeper: string; hold: string; dp: string
   for (const f of ['hitless-keeper', 'hitless-hold']) sh('strip', ['--strip-unneeded', join(root, 'usr/lib/hitless', f)]);
   writeFile(join(root, 'etc/hitless/release-signers'), readFileSync(opts.signers, 'utf8'));
   // operators in group hitless run the agent as root over SSH, and nothing else
-  writeFile(join(root, 'etc/sudoers.d/hitless'), '# hitless-host: members of group hitless may run the Hitless agent as root (the console connects as them)\n%hitless ALL=(root) NOPASSWD: /usr/bin/hitless-agent --stdio --root /var/lib/hitless\n', 0o440);
+  writeFile(join(root, 'etc/sudoers.d/hitless'), '# hitless-host: members of group hitless may run the Hitless agent as root (the console connects as them)\n%hitless ALL=(root) NOPASSWD: /usr/bin/hitless-agent --stdio --root /var/lib/hitless\n# the agent names the SSH session (who, from where) in every line of the host journal\nDefaults!/usr/bin/hitless-agent env_keep += \"SSH_CONNECTION SSH_CLIENT\"\n', 0o440);
   // the agent's root: bin/ (the keeper), releases/ (installed by hitless-agent release install),
   // etc/ (its config: /etc/hitless, where an operator looks for it)
   mkdirSync(join(root, 'var/lib/hitless/bin'), { recursive: true });

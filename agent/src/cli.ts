@@ -9,6 +9,7 @@ import { notifier, serve } from './host/server.js';
 import { TrafficMeter } from './host/traffic.js';
 import { ProbeWitness } from './host/probeWitness.js';
 import { HostAgent } from './host/upgrade.js';
+import { sessionActor } from './host/journal.js';
 import type { FailoverWatch } from './host/failover.js';
 import { events } from '../../protocol/agent.js';
 import { AGENT_VERSION } from './host/server.js';
@@ -46,7 +47,7 @@ async function main(): Promise<void> {
       (problems) => conn?.sendNotification(events.health.method, { host: cfg.host, ok: problems.length === 0, problems }).catch(() => undefined),
       () => undefined,
     );
-  const host: HostAgent = new HostAgent(values.root, cfg, (s, m) => (notify(s, m), pushHealth()), witness);
+  const host: HostAgent = new HostAgent(values.root, cfg, (s, m) => (notify(s, m), pushHealth()), witness, sessionActor());
   // what recovery cannot finish is reported, and the agent serves anyway: the operator must be
   // able to see the host and act (rollback, abort) rather than find it unreachable
   await host.serial(() => host.recover()).then(

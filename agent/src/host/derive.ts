@@ -7,7 +7,7 @@ import type { Stamped } from './journal.js';
 
 export class AgentFailure extends Error {
   constructor(
-    readonly code: 'invalid-state' | 'unknown-release' | 'unknown-vm' | 'failed',
+    readonly code: 'invalid-state' | 'unknown-release' | 'unknown-vm' | 'failed' | 'refused',
     message: string,
   ) {
     super(message);

@@ -1,9 +1,16 @@
 // The host's upgrade journal: append-only JSON lines, each fsync'd before the agent acts on it,
 // so an agent that dies at any point leaves a record from which the next one resumes or rolls
-// back (upgrade.ts). A torn last line (crash mid-write) is ignored.
-import { closeSync, fstatSync, fsyncSync, mkdirSync, openSync, readFileSync, writeSync } from 'node:fs';
+// back (upgrade.ts). It is also the host's audit record (DESIGN.md §15): every line names the
+// SSH session that wrote it and is hash-chained onto the one before (protocol/chain.ts);
+// approvals carry their signer. A torn last line (a crash mid-write: never acted on) is cut
+// off when the journal is opened.
+import { createHash } from 'node:crypto';
+import { closeSync, fstatSync, fsyncSync, ftruncateSync, mkdirSync, openSync, readFileSync, writeSync } from 'node:fs';
+import { userInfo } from 'node:os';
 import { dirname } from 'node:path';
 import { z } from 'zod';
+import { ApprovalKind } from '../../../protocol/approval.js';
+import { chainLine, GENESIS } from '../../../protocol/chain.js';
 import { Budget, Measurement, UpgradeLoss } from '../../../protocol/measure.js';
 import { UpgradeMode } from '../../../protocol/files.js';
 import { SpanBaseline } from './witness.js';
@@ -19,6 +26,8 @@ export const Entry = z.discriminatedUnion('type', [
     mode: UpgradeMode.default('handoff'),
     /** what each switch of this upgrade is judged against (null: nothing was given) */
     budget: Budget.nullable().default(null),
+    /** the console's campaign it belongs to (null: none was named) */
+    campaign: z.string().nullable().default(null),
   }),
   z.object({ type: z.literal('prepared') }),
   // the target could not be started (it was stopped again): the host stays on its active one
@@ -81,11 +90,35 @@ export const Entry = z.discriminatedUnion('type', [
   // a found VM's port left the active generation's DB (the VM was deleted or moved away), or
   // it could not be put behind the keeper: why says which
   z.object({ type: z.literal('vm-gone'), vm: z.string(), why: z.string() }),
+  // an approval or denial the agent verified against the host's approvers file (approvers.ts),
+  // before acting on it: who signed it, and the signed text itself (anyone can verify it again)
+  z.object({
+    type: z.literal('approval'),
+    decision: z.enum(['approve', 'deny']),
+    kind: ApprovalKind,
+    vms: z.array(z.string()),
+    signer: z.string(),
+    fingerprint: z.string(),
+    payload: z.string(),
+    signature: z.string(),
+  }),
 ]);
 export type Entry = z.infer<typeof Entry>;
 /** An entry as appended (defaults filled in by the schema). */
 export type NewEntry = z.input<typeof Entry>;
-export type Stamped = Entry & { seq: number; t: string };
+/** The SSH session an agent serves (the user it logged in as, and from where). */
+export const Actor = z.object({ user: z.string(), from: z.string().nullable() });
+export type Actor = z.infer<typeof Actor>;
+
+/** This agent's session, as sshd (and sudo, which keeps SSH_CONNECTION by the package's rule)
+ * hands it over: the user who logged in, and the client's address and port. */
+export function sessionActor(env: NodeJS.ProcessEnv = process.env): Actor {
+  const c = env.SSH_CONNECTION?.split(' ') ?? env.SSH_CLIENT?.split(' ');
+  return { user: env.SUDO_USER ?? env.USER ?? env.LOGNAME ?? userInfo().username, from: c && c.length >= 2 ? `${c[0]} port ${c[1]}` : null };
+}
+export type Stamped = Entry & { seq: number; t: string; by?: Actor };
+
+export const sha256hex = (text: string) => createHash('sha256').update(text).digest('hex');
 
 export class Journal {
   private readonly fd: number;
@@ -93,10 +126,34 @@ export class Journal {
   /** bytes of the file read into all: another agent of the host may have appended since */
   private bytes = -1;
 
-  constructor(readonly path: string) {
+  /** the hash of the last line (GENESIS: none chained yet) */
+  private head = GENESIS;
+
+  /** actor: the session on whose behalf this agent writes (null: not known) */
+  constructor(
+    readonly path: string,
+    private readonly actor: Actor | null = null,
+  ) {
     mkdirSync(dirname(path), { recursive: true });
-    this.fd = openSync(path, 'a');
+    this.fd = openSync(path, 'a+');
+    this.cutTornTail();
     this.sync();
+  }
+
+  /** A last line without its newline was never acted on (append fsyncs before the agent acts):
+   * cut it off, so the next line starts on a line of its own. */
+  private cutTornTail(): void {
+    const text = readFileSync(this.path, 'utf8');
+    if (text === '' || text.endsWith('\n')) return;
+    const keep = Buffer.byteLength(text.slice(0, text.lastIndexOf('\n') + 1));
+    console.error(`hitless-agent: ${this.path}: cut a torn last line (${Buffer.byteLength(text) - keep} bytes) left by a crash mid-write`);
+    ftruncateSync(this.fd, keep);
+    fsyncSync(this.fd);
+  }
+
+  /** The journal's lines as written (what an auditor verifies). */
+  lines(): string[] {
+    return readFileSync(this.path, 'utf8').split('\n').filter((l) => l.trim() !== '');
   }
 
   static read(path: string): Stamped[] {
@@ -114,9 +171,10 @@ export class Journal {
     for (const line of text.split('\n')) {
       if (line.trim() === '') continue;
       try {
-        const o = JSON.parse(line) as { seq?: unknown; t?: unknown };
+        const o = JSON.parse(line) as { seq?: unknown; t?: unknown; by?: unknown };
         const e = Entry.safeParse(o);
-        if (e.success && typeof o.seq === 'number' && typeof o.t === 'string') out.push({ ...e.data, seq: o.seq, t: o.t });
+        const by = Actor.safeParse(o.by);
+        if (e.success && typeof o.seq === 'number' && typeof o.t === 'string') out.push({ ...e.data, seq: o.seq, t: o.t, ...(by.success ? { by: by.data } : {}) });
       } catch {
         /* a torn line from a crash mid-write */
       }
@@ -131,6 +189,8 @@ export class Journal {
     const text = readFileSync(this.path, 'utf8');
     this.all = Journal.parse(text);
     this.bytes = Buffer.byteLength(text);
+    const last = text.trimEnd().split('\n').at(-1) ?? '';
+    this.head = /"hash":"([0-9a-f]{64})"\}$/.exec(last)?.[1] ?? GENESIS;
   }
 
   entries(): readonly Stamped[] {
@@ -146,12 +206,13 @@ export class Journal {
   /** Durable before it returns: the caller acts only afterwards. Appends are made under the
    * host's lock (hostLock.ts), so no other agent appends between the read and the write. */
   append(e: NewEntry): Stamped {
-    const s: Stamped = { ...Entry.parse(e), seq: this.seq + 1, t: new Date().toISOString() };
-    const line = `${JSON.stringify(s)}\n`;
-    writeSync(this.fd, line);
+    const s: Stamped = { ...Entry.parse(e), seq: this.seq + 1, t: new Date().toISOString(), ...(this.actor ? { by: this.actor } : {}) };
+    const { line, hash } = chainLine(s, this.head, sha256hex);
+    writeSync(this.fd, `${line}\n`);
     fsyncSync(this.fd);
     this.all.push(s);
-    this.bytes += Buffer.byteLength(line);
+    this.bytes += Buffer.byteLength(line) + 1;
+    this.head = hash;
     return s;
   }
 

@@ -8,6 +8,7 @@ import { agent, AgentError, events } from '../../../protocol/agent.js';
 import { type Request } from '../../../protocol/rpc.js';
 import { listReleases } from './config.js';
 import { installReleaseTar, ReleaseRefused } from './release.js';
+import { approversPath } from './approvers.js';
 import { kindOf } from './datapath.js';
 import { alive } from './supervisor.js';
 import { AgentFailure, HostAgent } from './upgrade.js';
@@ -18,6 +19,7 @@ const codes: Record<AgentFailure['code'], number> = {
   'unknown-release': AgentError.UnknownRelease,
   'unknown-vm': AgentError.UnknownVm,
   failed: AgentError.Failed,
+  refused: AgentError.Refused,
 };
 
 export const AGENT_VERSION = '0.1.0';
@@ -83,8 +85,9 @@ export function serve(host: HostAgent, input: NodeJS.ReadableStream, output: Nod
     return { gens: gens.map((g) => ({ ...g, pid: host.sup.genPid(g.gen), alive: host.sup.genAlive(g.gen) })) };
   });
   on(agent.upgradePlan, (p) => host.plan(p.release));
-  on(agent.upgradePrepare, (p) => host.serial(async () => (await host.prepare(p.release, p.approve, p.mode, p.budget ?? null), host.status())));
-  on(agent.upgradeSwitch, (p) => host.serial(async () => (await host.switchVms(p.vms), host.status())));
+  on(agent.upgradePrepare, (p) => host.serial(async () => (await host.prepare(p.release, p.approve, p.mode, p.budget ?? null, p.campaign ?? null, p.approval), host.status())));
+  on(agent.upgradeSwitch, (p) => host.serial(async () => (await host.switchVms(p.vms, p.approval), host.status())));
+  on(agent.upgradeDeny, (p) => host.serial(async () => (await host.deny(p.vms, p.approval), host.status())));
   on(agent.upgradeRun, async () => {
     // the run goes on even if this connection drops: the reply only says it started
     const started = host.status();
@@ -96,7 +99,13 @@ export function serve(host: HostAgent, input: NodeJS.ReadableStream, output: Nod
   on(agent.upgradeAbort, () => host.serial(async () => (await host.abort(), host.status())));
   on(agent.upgradeStatus, () => host.status());
   on(agent.keeperVersions, () => keeperVersions(host));
-  on(agent.keeperUpgrade, () => host.serial(() => upgradeKeeper(host)));
+  on(agent.keeperUpgrade, (p) =>
+    host.serial(async () => {
+      await host.approval(p.approval, { kinds: ['keeper'], decision: 'approve', vms: [], release: null, campaign: null });
+      return upgradeKeeper(host);
+    }),
+  );
+  on(agent.journalRead, async (p) => ({ host: host.cfg.host, path: host.journal.path, lines: host.journal.lines().slice(p.from - 1), approvers: existsSync(approversPath(host.root)) }));
   on(agent.upgradeHistory, async (p) => ({
     switches: host.journal
       .entries()

@@ -78,9 +78,9 @@ export async function planModes(h: SwapHost, version: string): Promise<UpgradePl
 
 /** Swap mode's prepare: the running datapath opens and checks the target's stage now (lib/load),
  * so the swap later only switches. */
-export async function prepareSwap(h: SwapHost, version: string, approve: Approve, active: GenRef, budget: Budget | null): Promise<void> {
+export async function prepareSwap(h: SwapHost, version: string, approve: Approve, active: GenRef, budget: Budget | null, campaign: string | null): Promise<void> {
   await h.trusted(version);
-  h.journal.append({ type: 'prepare', gen: active.gen, release: version, approve, mode: 'swap', budget });
+  h.journal.append({ type: 'prepare', gen: active.gen, release: version, approve, mode: 'swap', budget, campaign });
   h.notify(await h.status());
   try {
     await (await h.sup.gen(active.gen)).request(dp.libLoad, { path: stagePath(h.root, version) });

@@ -22,7 +22,9 @@ import { ConfigInventory, listReleases, stagePath, type VmInventory } from './co
 import { datapathOf, kindOf, type Datapath } from './datapath.js';
 import { activePorts, discover, linkActive, type Discovery, type Refused, type Unmanaged } from './discover.js';
 import { AgentFailure, derive, type Approve, type Derived, type GenRef } from './derive.js';
-import { Journal } from './journal.js';
+import { Journal, sha256hex, type Actor } from './journal.js';
+import { verifyApproval, type Expect } from './approvers.js';
+import type { SignedApproval } from '../../../protocol/approval.js';
 import { ReleaseRefused, SIGNATURE, verifyReleaseDir } from './release.js';
 import { planModes, prepareSwap, swapStage } from './stageSwap.js';
 import { alive, Supervisor } from './supervisor.js';
@@ -53,9 +55,11 @@ export class HostAgent {
     readonly notify: (s: UpgradeStatus, m?: Measurement) => void = () => undefined,
     /** what sees the VMs' traffic around a switch (the lab probe), if anything */
     readonly witness: TrafficWitness | null = null,
+    /** the SSH session this agent serves: named in every journal line it writes */
+    actor: Actor | null = null,
   ) {
     this.sup = new Supervisor(root, cfg);
-    this.journal = new Journal(`${root}/var/journal.jsonl`);
+    this.journal = new Journal(`${root}/var/journal.jsonl`, actor);
     this.inventory = new ConfigInventory(cfg);
     this.lock = new HostLock(root);
   }
@@ -249,8 +253,10 @@ export class HostAgent {
 
   /** Get ready to move to version: by handoff (start the target generation beside the active
    * one and pre-load every session on it) or by swap (check the target's stage). */
-  async prepare(version: string, approve: Approve, choice: ModeChoice = 'handoff', budget: Budget | null = null): Promise<void> {
+  async prepare(version: string, approve: Approve, choice: ModeChoice = 'handoff', budget: Budget | null = null, campaign: string | null = null, signed?: SignedApproval): Promise<void> {
     this.need(['idle'], 'upgrade/prepare');
+    // auto mode moves every VM without asking again: its budget is what the operator approves
+    if (approve !== 'each') await this.approval(signed, { kinds: ['auto', 'wave'], decision: 'approve', vms: [], release: version, campaign, budget: approve.auto });
     // the target is started with every VM plugged until now
     await this.discover();
     const d = this.d;
@@ -262,12 +268,12 @@ export class HostAgent {
     if (!option.available) throw new AgentFailure('invalid-state', `${mode} cannot take ${this.cfg.host} to ${version}: ${option.reason}`);
     const judged = budget ?? (approve === 'each' ? null : approve.auto);
     await this.openSpan();
-    if (mode === 'swap') return prepareSwap(this, version, approve, d.active, judged).catch(async (e: unknown) => {
+    if (mode === 'swap') return prepareSwap(this, version, approve, d.active, judged, campaign).catch(async (e: unknown) => {
       await this.closeSpan('aborted');
       throw e;
     });
     const gen = this.nextGen(version);
-    this.journal.append({ type: 'prepare', gen, release: version, approve, mode, budget: judged });
+    this.journal.append({ type: 'prepare', gen, release: version, approve, mode, budget: judged, campaign });
     this.notify(await this.status());
     const uplink = this.cfg.uplinks.length === 2 ? this.cfg.uplinks[(this.journal.entries().filter((e) => e.type === 'start' || e.type === 'committed').length) % 2] : this.cfg.uplinks[0];
     const k = await this.sup.keeper();
@@ -416,8 +422,31 @@ export class HostAgent {
     }
   }
 
-  async switchVms(vms: string[]): Promise<Measurement[]> {
-    this.need(['switching'], 'upgrade/switch');
+  /** Verify a signed approval of this request against the host's approvers file (approvers.ts)
+   * and journal it (signer, signed text) before anything is done on it. Without an approvers
+   * file nothing is required. */
+  async approval(signed: SignedApproval | undefined, e: Omit<Expect, 'host' | 'used'>): Promise<void> {
+    const used = (digest: string) => this.journal.entries().find((x) => x.type === 'approval' && sha256hex(x.signature) === digest)?.seq ?? null;
+    const v = await verifyApproval(this.root, signed, { ...e, host: this.cfg.host, used });
+    if (!v) return;
+    this.journal.append({ type: 'approval', decision: v.payload.decision, kind: v.payload.kind, vms: v.payload.vms, signer: v.signer.principal, fingerprint: v.signer.fingerprint, payload: signed!.payload, signature: signed!.signature });
+  }
+
+  /** The campaign the upgrade under way was prepared for (null: none was named). */
+  private campaign(): string | null {
+    for (const e of [...this.journal.entries()].reverse()) if (e.type === 'prepare') return e.campaign;
+    return null;
+  }
+
+  /** An operator's signed denial of these VMs' move: journaled; nothing moves. */
+  async deny(vms: string[], signed: SignedApproval): Promise<void> {
+    const d = this.need(['switching'], 'upgrade/deny');
+    await this.approval(signed, { kinds: ['vm', 'host'], decision: 'deny', vms, release: d.target!.release, campaign: this.campaign() });
+  }
+
+  async switchVms(vms: string[], signed?: SignedApproval): Promise<Measurement[]> {
+    const d0 = this.need(['switching'], 'upgrade/switch');
+    await this.approval(signed, { kinds: d0.mode === 'swap' ? ['host'] : ['vm', 'host'], decision: 'approve', vms, release: d0.target!.release, campaign: this.campaign() });
     await this.discover();
     const d = this.d;
     if (d.mode === 'swap') {

@@ -184,6 +184,8 @@ export const Decision = z.object({
   reason: z.string(),
   by: z.string(),
   at: z.string(),
+  /** sha256 of what the operator was shown (the approval asked): signed with the decision */
+  context: z.string().optional(),
 });
 export type Decision = z.infer<typeof Decision>;
 
@@ -391,6 +393,27 @@ export const AuditEntry = z.object({
 export type AuditEntry = z.infer<typeof AuditEntry>;
 export const AuditVerify = z.object({ ok: z.boolean(), entries: int, broken_at: int.nullable(), reason: z.string().nullable() });
 
+/** A host's journal as this console checked it (protocol/chain.ts): its chain, and whether it
+ * still holds the last head this console saw there (a cut tail does not). */
+export const HostAudit = z.object({
+  host: z.string(),
+  /** lines, of which unchained were written before the chain began, and signed are approvals
+   * or denials the agent verified against its approvers file */
+  entries: int,
+  unchained: int,
+  signed: int,
+  intact: z.boolean(),
+  head: z.object({ seq: int, hash: z.string() }).nullable(),
+  /** the head this console saw there before (null: never looked) */
+  seen: z.object({ seq: int, hash: z.string(), at: z.string() }).nullable(),
+  problem: z.object({ line: int, seq: int.nullable(), text: z.string(), why: z.string() }).nullable(),
+  /** the host verifies signed approvals (it has an approvers file) */
+  approvers: z.boolean(),
+  /** the journal could not be read (the host is not connected, ...) */
+  error: z.string().nullable(),
+});
+export type HostAudit = z.infer<typeof HostAudit>;
+
 /** A rate sample of one VM, for the live chart. t: ms since the epoch. */
 export const TrafficSample = z.object({ vm: z.string(), t: z.number(), rx_pps: z.number(), tx_pps: z.number(), dropped: int });
 export type TrafficSample = z.infer<typeof TrafficSample>;
@@ -480,6 +503,11 @@ export const api = {
   auditList: request('audit/list', z.object({ limit: int.min(1).max(10000).default(500) }).strict(), z.object({ entries: z.array(AuditEntry) })),
   auditVerify: request('audit/verify', Empty, AuditVerify),
   auditExport: request('audit/export', z.object({ format: z.enum(['json', 'csv']) }).strict(), Export),
+  /** Each host's journal (the authoritative audit) fetched from its agent and verified; the
+   * heads seen are remembered, so a tail cut later is caught. hosts: default every host. */
+  auditHosts: request('audit/hosts', z.object({ hosts: z.array(HostName).min(1).optional() }).strict(), z.object({ hosts: z.array(HostAudit) })),
+  /** The hosts' journal lines with each host's verdict, as JSON or CSV (safe against formulas). */
+  auditHostsExport: request('audit/hosts-export', z.object({ hosts: z.array(HostName).min(1).optional(), format: z.enum(['json', 'csv']) }).strict(), Export),
 } as const;
 
 /** What the core pushes: snapshots (about one per second per host), never a per-frame stream. */

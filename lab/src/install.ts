@@ -3,6 +3,7 @@
 // the keeper, hold and agent from the host package in dist/ (unpacked into the host's own pkg/
 // by the same command the console's Install agent runs on a lab host), the probe, the agent
 // wrapper and the agent's config.
+import { APPROVAL_NAMESPACE } from '../../protocol/approval.js';
 import { existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -195,6 +196,10 @@ export async function installHost(spec: LabSpec, paths: LabPaths, buildRoot: str
     unsigned_releases: hostKind(spec, i) === 'ovs-dpdk',
   });
   installText(join(root, 'etc', 'agent.json'), `${JSON.stringify(config, null, 2)}\n`, 0o644);
+  // the lab operator (the client key the fleet logs in with) is the one approver: the agent
+  // acts on no approval it has not signed (approvers.ts)
+  const operator = readFileSync(`${paths.identity}.pub`, 'utf8').trim().split(/\s+/).slice(0, 2).join(' ');
+  installText(join(root, 'etc', 'approvers'), `# who may approve on ${name} (allowed_signers format; see hitless-agent's approvers.ts)\nlab-operator namespaces="${APPROVAL_NAMESPACE}" ${operator} lab operator\n`, 0o644);
 }
 
 /** A datapath release as an operator installs one: its signed tar from dist/, verified and

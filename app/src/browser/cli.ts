@@ -17,7 +17,10 @@ const USAGE = `usage: hitless-console [options]
   --ssh-config FILE  ssh config for host aliases (default ~/.ssh/config)
   --known-hosts FILE known_hosts for hosts added by address (default ~/.ssh/known_hosts)
   --operator NAME    who is at the console (default: the login name)
-  --approvers LIST   operators allowed to approve switchovers, comma separated (default: all)
+  --approvers LIST   operators allowed to approve switchovers, comma separated (default: all);
+                     a host with an approvers file trusts only signatures (--identity)
+  --identity KEY     the SSH key approvals are signed with (default $HITLESS_IDENTITY, else each
+                     host's own identity file)
   --releases DIR     the release tars offered for upload to hosts (default: the repository's dist/,
                      which make package writes)
   --port N           port on 127.0.0.1 (default: a free one)
@@ -35,6 +38,7 @@ async function main(): Promise<void> {
         'known-hosts': { type: 'string', default: join(homedir(), '.ssh', 'known_hosts') },
         operator: { type: 'string', default: process.env.HITLESS_OPERATOR ?? userInfo().username },
         approvers: { type: 'string' },
+        identity: { type: 'string', ...(process.env.HITLESS_IDENTITY ? { default: process.env.HITLESS_IDENTITY } : {}) },
         releases: { type: 'string' },
         port: { type: 'string', default: '0' },
         'url-file': { type: 'string' },
@@ -60,6 +64,7 @@ async function main(): Promise<void> {
     knownHosts: values['known-hosts']!,
     operator: values.operator!,
     approvers: values.approvers ? values.approvers.split(',').map((s) => s.trim()).filter(Boolean) : null,
+    identity: values.identity ? resolve(values.identity) : null,
     transport: 'browser',
     pdf: chromium ? chromiumPdf(chromium) : null,
     secrets: null,

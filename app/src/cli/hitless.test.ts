@@ -280,6 +280,47 @@ describe('hitless CLI on a lab fleet', () => {
     assert.ok(lastJson(r.stdout).hosts[0].vms.every((x: { connected: boolean }) => x.connected), 'every VM still connected');
   });
 
+  test("signed approvals: a key not in the host's approvers file is refused by the agent and nothing moves; the hosts' journals verify, and an edited line or a cut tail is reported", async () => {
+    const f = JSON.parse(readFileSync(fleet, 'utf8')) as { hosts: { name: string; root: string }[] };
+    const h1 = f.hosts.find((h) => h.name === 'h1')!;
+    const status = async () => lastJson((await hitless(['status', '--hosts', 'h1', '--json'])).stdout).hosts[0] as { release: string; vms: { vm: string; serving: string }[] };
+    const before = await status();
+    const to = before.release === '1.1.0' ? '1.0.0' : '1.1.0';
+    execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'stranger', '-f', join(dir, 'stranger')]);
+    const r = await hitless(['upgrade', '--hosts', 'h1', '--to', to, '--approve', 'auto', '--identity', join(dir, 'stranger'), '--json']);
+    assert.notEqual(r.code, 0, r.stdout);
+    assert.match(r.stderr + r.stdout, /approval refused: signed by a key that is not in .*approvers/);
+    const after = await status();
+    assert.equal(after.release, before.release);
+    assert.deepEqual(after.vms.map((v) => v.serving), before.vms.map((v) => v.serving), 'no VM moved');
+
+    let a = await hitless(['audit', 'verify', '--hosts', 'all', '--json']);
+    assert.equal(a.code, 0, a.stderr);
+    const hosts = lastJson(a.stdout).hosts as { host: string; entries: number; signed: number; intact: boolean; approvers: boolean }[];
+    assert.deepEqual(hosts.map((h) => [h.host, h.intact, h.approvers]), [['h1', true, true], ['h2', true, true]]);
+    assert.ok(hosts.every((h) => h.signed > 0 && h.entries > h.signed), JSON.stringify(hosts));
+
+    const journal = join(h1.root, 'var', 'journal.jsonl');
+    const text = readFileSync(journal, 'utf8');
+    const lines = text.trimEnd().split('\n');
+    try {
+      writeFileSync(journal, `${lines.map((l, i) => (i === 1 ? l.replace('"type":"', '"type":"x') : l)).join('\n')}\n`);
+      a = await hitless(['audit', 'verify', '--hosts', 'all', '--json']);
+      assert.equal(a.code, 1);
+      const broken = lastJson(a.stdout).hosts[0] as { intact: boolean; problem: { line: number; why: string } };
+      assert.deepEqual([broken.intact, broken.problem.line], [false, 2]);
+      assert.match(broken.problem.why, /edited/);
+      // the last two lines cut off: the chain itself still holds, the head this console saw does not
+      writeFileSync(journal, `${lines.slice(0, -2).join('\n')}\n`);
+      a = await hitless(['audit', 'verify', '--hosts', 'h1']);
+      assert.equal(a.code, 1);
+      assert.match(a.stdout, /its tail was cut/);
+    } finally {
+      writeFileSync(journal, text);
+    }
+    assert.equal((await hitless(['audit', 'verify', '--hosts', 'all'])).code, 0);
+  });
+
   test('bad arguments and a changed host key are refused with a clear message', async () => {
     let r = await hitless(['upgrade', '--hosts', 'all', '--to', 'latest']);
     assert.equal(r.code, 2);

@@ -11,6 +11,7 @@
 //   hitless upload-release --hosts LIST --tar FILE [--yes] [--json]
 //   hitless install-agent --hosts LIST [--deb FILE] [--yes] [--json]
 //   hitless upgrade-keeper --hosts LIST [--yes] [--json]
+//   hitless audit verify|export --hosts LIST [--format json|csv] [--json]
 // Progress goes to stderr; with --json the last stdout line is one object.
 import { existsSync } from 'node:fs';
 import { homedir, userInfo } from 'node:os';
@@ -18,7 +19,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { ModeChoice } from '../../../protocol/agent.js';
-import type { Approval, Campaign, CampaignSpec, Export, HostRow, Plan, Report, RollbackResult } from '../../../protocol/console.js';
+import type { Approval, Campaign, CampaignSpec, Export, HostAudit, HostRow, Plan, Report, RollbackResult } from '../../../protocol/console.js';
 import { api, pushes } from '../../../protocol/console.js';
 import { Version } from '../../../protocol/names.js';
 import type { z } from 'zod';
@@ -28,6 +29,7 @@ import { type LocalRelease, readLocalRelease, uploadPreview } from '../core/rele
 import { answers, fmtUs, hostChanges, measurementLine, parseAnswer, question, table } from './terminal.js';
 
 const USAGE = `usage: hitless hosts|status|plan|upgrade|resume|rollback|report|upload-release|install-agent|upgrade-keeper [options]
+       hitless audit verify|export --hosts LIST [--format json|csv] [--json]
   --state DIR         console state: fleet, campaigns, audit log (default $HITLESS_STATE or ~/.local/state/hitless)
   --fleet FILE        import the hosts of a fleet file first (default /var/tmp/hitless-lab/fleet.json when it exists)
   --hosts LIST        all, or host names separated by commas
@@ -43,13 +45,16 @@ const USAGE = `usage: hitless hosts|status|plan|upgrade|resume|rollback|report|u
   --budget-lost N     frames a VM may lose (default 0)
   --campaign ID       resume, report: the campaign (default the latest)
   --reason TEXT       rollback: why (kept in the audit log)
-  --format F          report: json, csv or html (default html)
+  --format F          report: json, csv or html (default html); audit export: json or csv
   --tar FILE          upload-release: a signed release tar (make package writes them to dist/);
                       each host's agent verifies it against that host's release-signers
   --deb FILE          install-agent: the host package (default: the newest hitless-host deb in
                       dist/, where make package writes it)
   --yes               upload-release, install-agent: no confirmation question after the preview
   --operator NAME     who is acting (default the login name)
+  --identity KEY      the SSH key approvals are signed with (default $HITLESS_IDENTITY, else each
+                      host's own identity file): a private key file, or the .pub of a key in
+                      ssh-agent. Hosts with an approvers file act only on approvals it signs
   --json              print the result as one JSON object on the last stdout line
 answers to an approval: y [reason] (approve), n [reason] (deny), q (stop here; every host stays
 where it is: hitless resume), a (abort: hosts not committed are moved back)`;
@@ -60,7 +65,7 @@ const FINAL = new Set(['done', 'stopped', 'aborted', 'failed', 'interrupted']);
 
 function args() {
   const [cmd, ...rest] = process.argv.slice(2);
-  const { values } = parseArgs({
+  const { values, positionals } = parseArgs({
     args: rest,
     options: {
       state: { type: 'string', default: process.env.HITLESS_STATE ?? join(process.env.XDG_STATE_HOME ?? join(homedir(), '.local', 'state'), 'hitless') },
@@ -77,15 +82,19 @@ function args() {
       reason: { type: 'string', default: 'rollback from the command line' },
       format: { type: 'string', default: 'html' },
       operator: { type: 'string', default: process.env.HITLESS_OPERATOR ?? userInfo().username },
+      identity: { type: 'string', ...(process.env.HITLESS_IDENTITY ? { default: process.env.HITLESS_IDENTITY } : {}) },
       json: { type: 'boolean', default: false },
       tar: { type: 'string' },
       deb: { type: 'string' },
       yes: { type: 'boolean', default: false },
     },
     strict: true,
+    allowPositionals: true,
   });
-  if (!['hosts', 'status', 'plan', 'upgrade', 'resume', 'rollback', 'report', 'upload-release', 'install-agent', 'upgrade-keeper'].includes(cmd ?? '')) throw new Usage(cmd ? `unknown command ${cmd}` : 'a command is needed');
-  return { cmd: cmd!, values };
+  if (cmd === 'audit' ? positionals.length !== 1 || !['verify', 'export'].includes(positionals[0]!) : positionals.length > 0)
+    throw new Usage(cmd === 'audit' ? 'hitless audit verify|export' : `unexpected argument ${positionals[0]}`);
+  if (!['audit', 'hosts', 'status', 'plan', 'upgrade', 'resume', 'rollback', 'report', 'upload-release', 'install-agent', 'upgrade-keeper'].includes(cmd ?? '')) throw new Usage(cmd ? `unknown command ${cmd}` : 'a command is needed');
+  return { cmd: cmd === 'audit' ? `audit ${positionals[0]}` : cmd!, values };
 }
 
 type Values = ReturnType<typeof args>['values'];
@@ -101,6 +110,7 @@ class Cli {
       knownHosts: join(homedir(), '.ssh', 'known_hosts'),
       operator: v.operator!,
       approvers: null,
+      identity: v.identity ? resolve(v.identity) : null,
       transport: 'browser',
       pdf: null,
       secrets: null,
@@ -226,6 +236,23 @@ class Cli {
   }
 }
 
+/** The hosts' journals verified (the authoritative audit: hostAudit.ts), or exported. */
+async function auditHosts(cli: Cli, rows: HostRow[], cmd: string, v: Values): Promise<number> {
+  const hosts = rows.map((r) => r.name);
+  if (cmd === 'audit export') {
+    const format = v.format === 'html' ? 'json' : v.format;
+    if (format !== 'json' && format !== 'csv') throw new Usage(`--format: json or csv, not '${v.format}'`);
+    process.stdout.write(((await cli.call(api.auditHostsExport, { hosts, format })) as z.infer<typeof Export>).content);
+    return 0;
+  }
+  const r = (await cli.call(api.auditHosts, { hosts })) as { hosts: HostAudit[] };
+  print(v, r, table([
+    ['host', 'entries', 'signed', 'intact', 'head', 'problem'],
+    ...r.hosts.map((h) => [h.host, h.entries, h.signed, h.intact ? 'yes' : 'NO', h.head ? `seq ${h.head.seq} ${h.head.hash.slice(0, 12)}` : '-', h.error ?? (h.problem ? `line ${h.problem.line}${h.problem.seq !== null ? ` (seq ${h.problem.seq})` : ''}: ${h.problem.why}` : h.approvers ? '' : 'no approvers file: approvals are not verified there')]),
+  ]));
+  return r.hosts.every((h) => h.intact) ? 0 : 1;
+}
+
 function print(v: Values, json: unknown, human: string): void {
   if (v.json) console.log(JSON.stringify(json));
   else console.log(human);
@@ -305,6 +332,7 @@ async function run(cli: Cli, cmd: string, v: Values): Promise<number> {
     ].join('\n'));
     return plan.blockers.length ? 1 : 0;
   }
+  if (cmd === 'audit verify' || cmd === 'audit export') return auditHosts(cli, rows, cmd, v);
   if (cmd === 'upload-release') return uploadReleases(cli, rows, local!, v);
   if (cmd === 'install-agent') return installAgents(cli, rows, pkg!, v);
   if (cmd === 'upgrade-keeper') return upgradeKeepers(cli, rows, v);

@@ -28,6 +28,9 @@ test('audit: entries chain, survive a restart, and export as JSON and CSV', () =
   assert.equal(csv.length, 4);
   assert.match(csv[3]!, /"approval\/deny"/);
   assert.match(csv[3]!, /""reason"":""tenant freeze, /); // the detail JSON, its quotes doubled
+  // an operator name a spreadsheet would run as a formula stays text
+  b.append('=HYPERLINK("http://x","y")', 'approval/approve', { vm: 'vm1' });
+  assert.match(b.exportCsv().trim().split('\n')[4]!, /^"4","[^"]+","'=HYPERLINK\(""http/);
 });
 
 test('audit: an edited, removed or reordered line breaks the chain at that line', () => {

@@ -5,6 +5,7 @@ import { createHash } from 'node:crypto';
 import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { AuditEntry } from '../../../protocol/console.js';
+import { csvTable } from './csv.js';
 
 export const GENESIS = '0'.repeat(64);
 
@@ -100,8 +101,7 @@ export class AuditLog {
   }
 
   exportCsv(): string {
-    const q = (v: unknown) => `"${String(v).replace(/"/g, '""')}"`;
     const rows = this.read().map((e) => (e ? [e.seq, e.at, e.actor, e.action, JSON.stringify(e.detail), e.prev, e.hash] : ['?', '', '', 'unreadable line', '', '', '']));
-    return [['seq', 'at', 'actor', 'action', 'detail', 'prev', 'hash'], ...rows].map((r) => r.map(q).join(',')).join('\n') + '\n';
+    return csvTable(['seq', 'at', 'actor', 'action', 'detail', 'prev', 'hash'], rows);
   }
 }

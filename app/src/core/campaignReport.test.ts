@@ -4,7 +4,8 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { Campaign } from '../../../protocol/console.js';
 import { figures, type MeasuredParts, type Measurement, type Witness } from '../../../protocol/measure.js';
-import { buildReport, csvCell, renderCsv, renderHtml, renderJson } from './campaignReport.js';
+import { buildReport, renderCsv, renderHtml, renderJson } from './campaignReport.js';
+import { csvCell } from './csv.js';
 
 const budget = { max_gap_ms: 5, max_lost: 0 };
 const witness = (lost: number, gap_ms: number | null, bg: number[] = []): Witness => ({

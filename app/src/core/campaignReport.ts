@@ -5,6 +5,7 @@
 // these rows and this summary; every figure comes from protocol/measure.ts. Rendered as JSON,
 // CSV (safe to open in a spreadsheet) or a self-contained HTML page (no script: it prints to PDF
 // as is). Pure: no I/O.
+import { csvTable } from './csv.js';
 import type { Campaign, Report, ReportSummary, ReportVm } from '../../../protocol/console.js';
 import { headline, histogram, lostOutside, round } from '../../../protocol/measure.js';
 
@@ -85,16 +86,8 @@ export function renderJson(c: Campaign): string {
 
 const COLS: (keyof ReportVm)[] = ['host', 'vm', 'state', 'mode', 'from', 'to', 'window_us', 'passive_gap_us', 'rx_gap_ms', 'tx_gap_ms', 'break_ms', 'break_basis', 'break_loss_ms', 'lost', 'lost_basis', 'delayed', 'dropped', 'within_budget', 'decision', 'by', 'reason'];
 
-/** A CSV cell: quoted; a text a spreadsheet would run as a formula (= + - @ tab CR first) is
- * prefixed with ' so it stays text. Numbers are written as they are. */
-export function csvCell(v: unknown): string {
-  let s = String(v ?? '');
-  if (typeof v !== 'number' && /^[=+\-@\t\r]/.test(s)) s = `'${s}`;
-  return `"${s.replace(/"/g, '""')}"`;
-}
-
 export function renderCsv(c: Campaign): string {
-  return [COLS.map(csvCell), ...vmLines(c).map((l) => COLS.map((k) => csvCell(l[k])))].map((r) => r.join(',')).join('\n') + '\n';
+  return csvTable(COLS, vmLines(c).map((l) => COLS.map((k) => l[k])));
 }
 
 const esc = (s: unknown) => String(s ?? '').replace(/[&<>"']/g, (ch) => `&#${ch.charCodeAt(0)};`);

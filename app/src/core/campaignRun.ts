@@ -14,6 +14,8 @@ import { agent } from '../../../protocol/agent.js';
 import type { Approval, Campaign, CampaignHost, ControlScope, Decision, KeeperStep, Plan } from '../../../protocol/console.js';
 import { headline, type Measurement } from '../../../protocol/measure.js';
 import type { z } from 'zod';
+import type { SignedApproval } from '../../../protocol/approval.js';
+import { contextDigest, type ApprovalFacts } from './approvalSign.js';
 import { upgradeHost, type AgentLink, type HostResult } from './hostUpgrade.js';
 
 export interface RunDeps {
@@ -24,6 +26,8 @@ export interface RunDeps {
   cancelAsks(campaign: string, host?: string): void;
   changed(c: Campaign): void;
   audit(action: string, detail: Record<string, unknown>): void;
+  /** sign an operator's decision for a host's agent (null: no key to sign with) */
+  sign(host: string, facts: ApprovalFacts): Promise<SignedApproval | null>;
 }
 
 type Scope = z.infer<typeof ControlScope>;
@@ -168,6 +172,16 @@ export class CampaignRun {
     return { host: h.host, vms: ms.length, max_gap_ms: hl.break_ms.max, lost: hl.lost };
   }
 
+  /** What lets a host's agent move its VMs on its own: the wave's approval (each-wave), or the
+   * campaign started in auto mode; null when each VM is asked for. */
+  private autoDecision(wave: number): (Decision & { kind: 'auto' | 'wave' }) | null {
+    const spec = this.c.plan.spec;
+    if (spec.approval === 'each-vm') return null;
+    const w = this.c.decisions.find((d) => d.kind === 'wave' && d.wave === wave);
+    if (w) return { decision: w.decision, reason: w.reason, by: w.by, at: w.at, ...(w.context ? { context: w.context } : {}), kind: 'wave' };
+    return { decision: 'approve', reason: `auto mode within the budget (gap ${spec.budget.max_gap_ms} ms, ${spec.budget.max_lost} lost)`, by: 'campaign start', at: this.c.started, context: contextDigest(this.c.plan), kind: 'auto' };
+  }
+
   private async askWave(wave: number): Promise<Decision> {
     const w = this.c.plan.waves[wave]!;
     const d = await this.deps.ask({
@@ -219,6 +233,11 @@ export class CampaignRun {
           denied: h.vms.filter((v) => v.state === 'denied').map((v) => v.vm),
           // (once replaced, not again on resume; the driver also asks the agent whether it is still due)
           keeper: h.keeper ? null : (this.c.plan.waves.flatMap((w) => w.hosts).find((x) => x.host === h.host)?.keeper ?? null),
+          signing: {
+            campaign: this.c.id,
+            sign: (facts) => this.deps.sign(h.host, facts),
+            auto: this.autoDecision(h.wave),
+          },
         },
         {
           signal: this.ctl.signal,

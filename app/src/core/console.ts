@@ -4,13 +4,16 @@
 // own. Every request is checked against its schema here, whichever transport carried it, and
 // every result against its own before it leaves. State lives in one directory: fleet.json,
 // audit.jsonl, campaigns/*.json.
-import { mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { z } from 'zod';
 import { agent, type KeeperUpgraded, type UpgradePlan } from '../../../protocol/agent.js';
 import { api, Campaign, pushes, requestByMethod, type Approval, type Backend, type CampaignSpec, type Decision, type HostRow, type InstallResult, type Transfer, type UploadResult } from '../../../protocol/console.js';
 import { describeZodError, type Request } from '../../../protocol/rpc.js';
 import { AuditLog } from './audit.js';
+import { exportJournals, HostJournals, type HostJournal } from './hostAudit.js';
+import type { SignedApproval } from '../../../protocol/approval.js';
+import { contextDigest, signApproval, type ApprovalFacts } from './approvalSign.js';
 import { buildReport, renderCsv, renderHtml, renderJson } from './campaignReport.js';
 import { CampaignRun } from './campaignRun.js';
 import { fromAnsible, fromLabFleet, fromSshConfig, FleetStore } from './fleet.js';
@@ -27,6 +30,9 @@ export interface CoreOptions {
   operator: string;
   /** who may approve switchovers; null: every operator */
   approvers: string[] | null;
+  /** the SSH key the operator's decisions are signed with (a private key file, or the .pub of
+   * a key in ssh-agent); null: each host's own SSH identity file, as the console logs in with */
+  identity?: string | null;
   transport: 'electron' | 'browser';
   /** renders a self-contained HTML page to PDF (Electron's printToPDF, or headless Chromium) */
   pdf: ((html: string) => Promise<Buffer>) | null;
@@ -55,6 +61,7 @@ type Handler = (p: unknown) => Promise<unknown>;
 export class ConsoleCore implements Backend {
   readonly fleet: FleetStore;
   readonly audit: AuditLog;
+  readonly journals: HostJournals;
   readonly conns = new Map<string, HostConn>();
   readonly runs = new Map<string, CampaignRun>();
   private readonly asks = new Map<string, { a: Approval; resolve: (d: Decision | null) => void }>();
@@ -69,6 +76,7 @@ export class ConsoleCore implements Backend {
     mkdirSync(join(opts.stateDir, 'campaigns'), { recursive: true });
     this.fleet = new FleetStore(join(opts.stateDir, 'fleet.json'));
     this.audit = new AuditLog(join(opts.stateDir, 'audit.jsonl'));
+    this.journals = new HostJournals(opts.stateDir);
     this.limiter = new Limiter(opts.maxConnecting ?? 8);
     this.loadCampaigns();
     this.wire();
@@ -168,6 +176,16 @@ export class ConsoleCore implements Backend {
       const v = this.audit.verify();
       this.record('audit/verify', { ok: v.ok, entries: v.entries, broken_at: v.broken_at });
       return v;
+    });
+    this.on(api.auditHosts, async (p) => {
+      const hosts = (await this.hostJournals(p.hosts)).map((j) => j.audit);
+      this.record('audit/hosts', { hosts: hosts.map((h) => ({ host: h.host, entries: h.entries, intact: h.intact, why: h.problem?.why ?? h.error })) });
+      return { hosts };
+    });
+    this.on(api.auditHostsExport, async (p) => {
+      this.record('audit/hosts-export', { format: p.format, hosts: p.hosts ?? 'all' });
+      const content = exportJournals(await this.hostJournals(p.hosts), p.format);
+      return { filename: `hitless-host-journals.${p.format}`, mime: p.format === 'json' ? 'application/json' : 'text/csv', content, base64: false };
     });
     this.on(api.auditExport, async (p) => {
       this.record('audit/export', { format: p.format });
@@ -448,7 +466,33 @@ export class ConsoleCore implements Backend {
         this.fleetChanged();
       },
       audit: (action: string, detail: Record<string, unknown>) => this.record(action, detail),
+      sign: (host: string, facts: ApprovalFacts) => this.sign(host, facts),
     };
+  }
+
+  /** The hosts' journals, each fetched from its agent and verified (hostAudit.ts). */
+  private hostJournals(hosts: string[] | undefined): Promise<HostJournal[]> {
+    const names = hosts ?? [...this.conns.keys()];
+    return Promise.all(
+      names.map((h) => {
+        const conn = this.conns.get(h);
+        if (!conn) return this.journals.verify(h, null, `no host ${h} in the fleet`);
+        const row = conn.snapshot();
+        return this.journals.verify(h, row.conn === 'connected' ? conn : null, `not connected (${row.conn}${row.problem ? `: ${row.problem}` : ''})`);
+      }),
+    );
+  }
+
+  /** The operator's decision signed for host's agent (approvalSign.ts) with --identity, else
+   * the identity file the console logs in to that host with; null when there is none. The
+   * signature is audited here too. */
+  private async sign(host: string, facts: ApprovalFacts): Promise<SignedApproval | null> {
+    const conn = this.conns.get(host);
+    const key = this.opts.identity ?? conn?.target().identityFiles.find((f) => existsSync(f)) ?? null;
+    if (!key) return null;
+    const signed = await signApproval(facts, key);
+    this.record('approval/signed', { host, campaign: facts.campaign, kind: facts.kind, vms: facts.vms, decision: facts.decision, key });
+    return signed;
   }
 
   private pending(): Approval[] {
@@ -505,7 +549,7 @@ export class ConsoleCore implements Backend {
     const x = this.asks.get(id);
     if (!x) throw new Error(`approval/decide: id: no pending approval ${id} (already decided, or its campaign was aborted)`);
     this.asks.delete(id);
-    const d: Decision = { decision, reason, by: this.opts.operator, at: new Date().toISOString() };
+    const d: Decision = { decision, reason, by: this.opts.operator, at: new Date().toISOString(), context: contextDigest(x.a) };
     this.record(`approval/${decision}`, { approval: id, campaign: x.a.campaign, kind: x.a.kind, host: x.a.host, vm: x.a.vm, wave: x.a.wave_name, reason });
     x.resolve(d);
     this.push(pushes.approvals, { approvals: this.pending() });
@@ -526,6 +570,7 @@ export class ConsoleCore implements Backend {
         }
         return null;
       },
+      sign: (host, facts) => this.sign(host, facts),
     };
   }
 

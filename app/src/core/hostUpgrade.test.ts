@@ -7,7 +7,7 @@ import { FakeAgent } from '../../../testing/fakeAgent.js';
 import { upgradeHost, type DriverHooks, type HostUpgradePlan, type VmStep } from './hostUpgrade.js';
 
 const budget = { max_gap_ms: 5, max_lost: 0 };
-const plan = (over: Partial<HostUpgradePlan> = {}): HostUpgradePlan => ({ release: '1.1.0', mode: 'handoff', approval: 'each', budget, denied: [], keeper: null, ...over });
+const plan = (over: Partial<HostUpgradePlan> = {}): HostUpgradePlan => ({ release: '1.1.0', mode: 'handoff', approval: 'each', budget, denied: [], keeper: null, signing: null, ...over });
 const yes: Decision = { decision: 'approve', reason: 'ok', by: 'ana', at: '2026-12-01T00:00:00Z' };
 const no: Decision = { ...yes, decision: 'deny', reason: 'freeze' };
 

@@ -11,6 +11,8 @@ import { agent, type KeeperUpgraded, type ModeChoice, type UpgradeStatus } from 
 import type { Decision, KeeperStep } from '../../../protocol/console.js';
 import { judge, type Budget, type Measurement, type UpgradeLoss } from '../../../protocol/measure.js';
 import type { Request } from '../../../protocol/rpc.js';
+import type { ApprovalKind, SignedApproval } from '../../../protocol/approval.js';
+import { contextDigest, type ApprovalFacts } from './approvalSign.js';
 
 /** What the driver needs of a host's agent connection (HostConn). */
 export interface AgentLink {
@@ -33,6 +35,44 @@ export interface HostUpgradePlan {
   /** the plan's keeper step: the host's keeper replaced before it is prepared, if it is still
    * due then (asked once when approval is each); null: none */
   keeper: KeeperStep | null;
+  /** how decisions reach the agent signed (DESIGN.md §15); null: unsigned */
+  signing: Signing | null;
+}
+
+/** Signing the operator's decisions for the host's agent, which verifies them against its
+ * approvers file before it acts. */
+export interface Signing {
+  /** the campaign (or rollback) the approvals belong to; named at prepare too */
+  campaign: string;
+  /** the facts signed with the operator's key (approvalSign.ts); null: no key to sign with (a
+   * host without an approvers file takes the request unsigned; one with it refuses) */
+  sign(facts: ApprovalFacts): Promise<SignedApproval | null>;
+  /** the decision behind the agent's own auto run: the campaign started in auto mode, or its
+   * wave approved (kind wave) */
+  auto: (Decision & { kind: 'auto' | 'wave' }) | null;
+}
+
+/** The signed approval of a step, as the request's approval member (none: nothing to sign). */
+async function approval(plan: HostUpgradePlan, host: string, kind: ApprovalKind, vms: string[], d: Decision | null): Promise<{ approval?: SignedApproval }> {
+  const s = plan.signing;
+  const dec = d ?? s?.auto;
+  if (!s || !dec) return {};
+  const budget = kind === 'auto' || kind === 'wave' ? plan.budget : null;
+  const facts: ApprovalFacts = {
+    campaign: s.campaign,
+    kind: d ? kind : (s.auto?.kind ?? kind),
+    host,
+    vms,
+    release: plan.release,
+    mode: plan.mode,
+    decision: dec.decision,
+    reason: dec.reason,
+    budget,
+    decided: dec.at,
+    context: dec.context ?? contextDigest({ campaign: s.campaign, host, vms, release: plan.release, budget }),
+  };
+  const signed = await s.sign(facts);
+  return signed ? { approval: signed } : {};
 }
 
 export type VmStep = 'awaiting-approval' | 'switching' | 'moved' | 'denied' | 'failed';
@@ -72,7 +112,7 @@ function overBudget(st: UpgradeStatus, budget: Budget | null): string | null {
 /** The keeper step, before prepare: the installed keeper takes the running one's sessions over
  * (agent keeper/upgrade) when it is still due. A keeper that cannot take over fails the host
  * (the running one keeps every session: the agent says so). */
-async function replaceKeeper(link: AgentLink, plan: HostUpgradePlan, h: DriverHooks): Promise<'stopped' | null> {
+async function replaceKeeper(link: AgentLink, plan: HostUpgradePlan, h: DriverHooks, host: string): Promise<'stopped' | null> {
   if (!(await link.request(agent.keeperVersions, {})).due) return null;
   let d: Decision | null = null;
   if (plan.approval === 'each') {
@@ -85,7 +125,7 @@ async function replaceKeeper(link: AgentLink, plan: HostUpgradePlan, h: DriverHo
     }
     await h.gate();
   }
-  h.keeper?.(await link.request(agent.keeperUpgrade, {}), d);
+  h.keeper?.(await link.request(agent.keeperUpgrade, { ...(await approval(plan, host, 'keeper', [], d)) }), d);
   return null;
 }
 
@@ -95,10 +135,11 @@ export async function upgradeHost(link: AgentLink, plan: HostUpgradePlan, h: Dri
   if (st.state === 'idle' && st.active?.release === release) return { outcome: 'skipped' };
   if (st.state === 'idle') {
     await h.gate();
-    if (plan.keeper && (await replaceKeeper(link, plan, h)) === 'stopped') return { outcome: 'stopped' };
+    if (plan.keeper && (await replaceKeeper(link, plan, h, st.host)) === 'stopped') return { outcome: 'stopped' };
     h.preparing();
     const approve = plan.approval === 'auto' ? { auto: plan.budget! } : ('each' as const);
-    st = await link.request(agent.upgradePrepare, { release, approve, mode: plan.mode, ...(plan.budget ? { budget: plan.budget } : {}) });
+    const signed = plan.approval === 'auto' ? await approval(plan, st.host, 'auto', [], null) : {};
+    st = await link.request(agent.upgradePrepare, { release, approve, mode: plan.mode, ...(plan.budget ? { budget: plan.budget } : {}), ...(plan.signing ? { campaign: plan.signing.campaign } : {}), ...signed });
   } else if (st.state !== 'switching' || st.target?.release !== release) {
     return { outcome: 'failed', error: `the host is ${st.state}${st.target ? ` toward ${st.target.release}` : ''}, not on its way to ${release}: finish or roll that upgrade back first` };
   } else if (plan.mode !== 'auto' && st.mode !== plan.mode) {
@@ -115,6 +156,11 @@ export async function upgradeHost(link: AgentLink, plan: HostUpgradePlan, h: Dri
   };
   absorb(st);
   const denied = new Set(plan.denied);
+  /** a denial, signed, goes into the host's journal too (it moves nothing) */
+  const deny = async (vms: string[], kind: 'vm' | 'host', d: Decision) => {
+    const signed = await approval(plan, st.host, kind, vms, d);
+    if (signed.approval) st = await link.request(agent.upgradeDeny, { vms, approval: signed.approval });
+  };
   const verdict = (s: UpgradeStatus): HostResult | null => {
     absorb(s);
     if (s.error) return { outcome: 'failed', error: s.error };
@@ -144,11 +190,12 @@ export async function upgradeHost(link: AgentLink, plan: HostUpgradePlan, h: Dri
       const d = await h.ask(all, null);
       if (!d) return { outcome: 'stopped' };
       if (d.decision === 'deny') {
+        await deny(all, 'host', d);
         for (const vm of all) h.vm(vm, 'denied', null, d), denied.add(vm);
       } else {
         await h.gate();
         for (const vm of all) h.vm(vm, 'switching', null, d);
-        st = await link.request(agent.upgradeSwitch, { vms: all });
+        st = await link.request(agent.upgradeSwitch, { vms: all, ...(await approval(plan, st.host, 'host', all, d)) });
         const v = verdict(st);
         if (v) return v;
         const missing = st.vms.filter((x) => !x.measurement).map((x) => x.vm);
@@ -172,13 +219,14 @@ export async function upgradeHost(link: AgentLink, plan: HostUpgradePlan, h: Dri
       const d = await h.ask([v.vm], previous);
       if (!d) return { outcome: 'stopped' };
       if (d.decision === 'deny') {
+        await deny([v.vm], 'vm', d);
         h.vm(v.vm, 'denied', null, d);
         denied.add(v.vm);
         continue;
       }
       await h.gate();
       h.vm(v.vm, 'switching', null, d);
-      st = await link.request(agent.upgradeSwitch, { vms: [v.vm] });
+      st = await link.request(agent.upgradeSwitch, { vms: [v.vm], ...(await approval(plan, st.host, 'vm', [v.vm], d)) });
       const m = st.vms.find((x) => x.vm === v.vm)?.measurement ?? null;
       if (!m) return { outcome: 'failed', error: `${v.vm}: the agent reports no measurement for its switch` };
       if (m.within_budget === false) {

@@ -10,6 +10,8 @@ import { agent } from '../../../protocol/agent.js';
 import type { Campaign, Decision, RollbackPlan, RollbackResult, RollbackScope } from '../../../protocol/console.js';
 import type { HostConn } from './hostConn.js';
 import { upgradeHost } from './hostUpgrade.js';
+import type { SignedApproval } from '../../../protocol/approval.js';
+import type { ApprovalFacts } from './approvalSign.js';
 
 type Step = RollbackPlan['steps'][number];
 
@@ -18,6 +20,8 @@ export interface RollbackDeps {
   campaign(id: string): Campaign | undefined;
   /** the release a committed host ran before its last campaign, if a campaign moved it */
   previousRelease(host: string): string | null;
+  /** sign the rollback's decision for a host's agent (null: no key to sign with) */
+  sign(host: string, facts: ApprovalFacts): Promise<SignedApproval | null>;
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -88,13 +92,13 @@ export function previewRollback(scope: RollbackScope, d: RollbackDeps): Rollback
 /** One host's step. A downgrade is a whole upgrade to the old release, by the one host-upgrade
  * driver: in the mode its agent recommends, every move approved by the rollback itself (the
  * operator approved the plan, with its reason), no budget (the way back is taken regardless). */
-async function runStep(conn: HostConn, s: Step, approval: Decision): Promise<void> {
+async function runStep(conn: HostConn, s: Step, approval: Decision, sign: RollbackDeps['sign']): Promise<void> {
   if (s.action === 'move-back') await conn.request(agent.upgradeRollback, { vms: s.vms });
   else if (s.action === 'retire-target') await conn.request(agent.upgradeRollback, {});
   else if (s.action === 'downgrade') {
     const r = await upgradeHost(
       conn,
-      { release: s.to!, mode: 'auto', approval: 'each', budget: null, denied: [], keeper: null },
+      { release: s.to!, mode: 'auto', approval: 'each', budget: null, denied: [], keeper: null, signing: { campaign: `rollback-${approval.at}`, sign: (f) => sign(s.host, f), auto: null } },
       { signal: new AbortController().signal, gate: async () => undefined, ask: async () => approval, preparing: () => undefined, switching: () => undefined, vm: () => undefined },
     );
     if (r.outcome === 'failed') throw new Error(r.error);
@@ -109,7 +113,7 @@ export async function runRollback(plan: RollbackPlan, d: RollbackDeps, approval:
     const conn = d.conn(s.host);
     if (!conn) continue;
     try {
-      await runStep(conn, s, approval);
+      await runStep(conn, s, approval, d.sign);
     } catch (e) {
       errors.push(`${s.host}: ${(e as Error).message}`);
       break; // stop means stop: the next host is not touched after a failure

@@ -43,6 +43,8 @@ async function main(): Promise<void> {
     knownHosts: arg('known-hosts') ?? join(home, '.ssh', 'known_hosts'),
     operator: process.env.HITLESS_OPERATOR ?? userInfo().username,
     approvers: process.env.HITLESS_APPROVERS ? process.env.HITLESS_APPROVERS.split(',') : null,
+    // the SSH key approvals are signed with (else each host's identity file)
+    identity: process.env.HITLESS_IDENTITY ?? null,
     transport: 'electron',
     pdf: printPdf,
     secrets: new SafeSecrets(join(app.getPath('userData'), 'secrets.json')),

@@ -6,7 +6,7 @@
 // by an in-place stage swap on that agent, and SSH host keys (a
 // changed key blocks, an unknown one asks).
 import { execFileSync } from 'node:child_process';
-import { appendFileSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { appendFileSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { expect, test, type Page } from '@playwright/test';
 import { agent } from '../protocol/agent.js';
@@ -251,6 +251,23 @@ test('audit: every approval and denial is recorded with its reason, and the chai
   await expect(page.getByTestId('audit-table')).toContainText('tenant change freeze until Monday');
   await page.getByTestId('audit-verify').click();
   await expect(page.getByTestId('audit-result')).toContainText('intact');
+  // the hosts' own journals: every approval was signed and verified there
+  await page.getByTestId('host-journals-verify').click();
+  await expect(page.getByTestId('host-journal-h1-verdict')).toHaveText('intact');
+  await expect(page.getByTestId('host-journal-h1')).not.toContainText('not verified there');
+  // a line of h1's journal edited on the host: the console says where the chain breaks
+  const journal = join(fleet.hosts.find((h) => h.name === 'h1')!.root, 'var', 'journal.jsonl');
+  const text = readFileSync(journal, 'utf8');
+  try {
+    writeFileSync(journal, text.replace(/"type":"approval"/, '"type":"approva1"'));
+    await page.getByTestId('host-journals-verify').click();
+    await expect(page.getByTestId('host-journal-h1-verdict')).toHaveText(/^BROKEN at line \d+ \(seq \d+\): its hash does not match its text: the line was edited$/);
+    await page.screenshot({ path: join(shots, 'host-journals.png'), fullPage: true });
+  } finally {
+    writeFileSync(journal, text);
+  }
+  await page.getByTestId('host-journals-verify').click();
+  await expect(page.getByTestId('host-journal-h1-verdict')).toHaveText('intact');
 });
 
 test("Install agent: h2's agent gone (its package removed and its process killed), the console says it is not installed; selected in the fleet table, Install agent puts the host package back over SSH with its progress, and the agent answers; the next campaign runs on it", async () => {

@@ -205,7 +205,11 @@ export class ConsoleCore implements Backend {
     const conn = this.conns.get(host);
     if (!conn) throw new Error(`keeper/upgrade: no host ${host} in the fleet`);
     try {
-      const r = await conn.request(agent.keeperUpgrade, {});
+      // the operator's act, signed for the host's agent like a campaign's keeper step
+      const st = await conn.request(agent.upgradeStatus, {});
+      const at = new Date().toISOString();
+      const signed = await this.sign(host, { campaign: `keeper-${at}`, kind: 'keeper', host: st.host, vms: [], release: st.active?.release ?? 'none', mode: 'handoff', decision: 'approve', reason: 'keeper upgrade', budget: null, decided: at, context: contextDigest({ host: st.host, action: 'keeper/upgrade', at }) });
+      const r = await conn.request(agent.keeperUpgrade, signed ? { approval: signed } : {});
       this.record('keeper/upgrade', { host, upgraded: true, from_version: r.from_version, version: r.version, from_pid: r.from_pid, pid: r.pid, pause_us: r.pause_us, sessions: r.sessions });
       await conn.refresh(true).catch(() => undefined);
       this.push(pushes.fleet, { hosts: this.rows() });

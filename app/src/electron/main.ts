@@ -6,7 +6,7 @@
 import { join } from 'node:path';
 import { readFile } from 'node:fs/promises';
 import { userInfo } from 'node:os';
-import { app, BrowserWindow, ipcMain, protocol, session, type IpcMainEvent } from 'electron';
+import { app, BrowserWindow, ipcMain, Menu, protocol, session, type IpcMainEvent, type WebContents } from 'electron';
 import { IPC_CHANNEL } from '../../../protocol/rpc.js';
 import { Envelope } from '../../../protocol/console.js';
 import { ConsoleCore } from '../core/console.js';
@@ -18,6 +18,23 @@ const rendererDir = join(__dirname, '..', 'renderer');
 
 protocol.registerSchemesAsPrivileged([{ scheme: 'hitless', privileges: { standard: true, secure: true } }]);
 app.enableSandbox();
+// one console per operator session: its state directory (campaigns, audit log) has one writer;
+// a second start brings the first one's window forward
+const primary = app.requestSingleInstanceLock();
+if (!primary) app.quit();
+
+/** Every page stays on the app's origin: navigations, redirects and frame navigations elsewhere
+ * are stopped, no window opens, no webview attaches. */
+function lockDown(wc: WebContents): void {
+  wc.setWindowOpenHandler(() => ({ action: 'deny' }));
+  const stay = (e: { preventDefault(): void }, url: string) => {
+    if (!url.startsWith(`${ORIGIN}/`)) e.preventDefault();
+  };
+  wc.on('will-navigate', (e, url) => stay(e, url));
+  wc.on('will-redirect', (e, url) => stay(e, url));
+  wc.on('will-frame-navigate', (e) => stay(e, e.url));
+  wc.on('will-attach-webview', (e) => e.preventDefault());
+}
 
 function arg(name: string): string | undefined {
   const i = process.argv.indexOf(`--${name}`);
@@ -36,6 +53,8 @@ async function printPdf(html: string): Promise<Buffer> {
 
 async function main(): Promise<void> {
   await app.whenReady();
+  // no default menu (its View menu opens DevTools) unless the console runs from a source tree
+  if (app.isPackaged) Menu.setApplicationMenu(null);
   const home = app.getPath('home');
   const core = new ConsoleCore({
     stateDir: arg('state') ?? app.getPath('userData'),
@@ -76,11 +95,11 @@ async function main(): Promise<void> {
     title: 'Hitless',
     webPreferences: { sandbox: true, contextIsolation: true, nodeIntegration: false, webSecurity: true, spellcheck: false, preload: join(__dirname, 'preload.cjs') },
   });
-  win.webContents.setWindowOpenHandler(() => ({ action: 'deny' }));
-  win.webContents.on('will-navigate', (e, url) => {
-    if (!url.startsWith(`${ORIGIN}/`)) e.preventDefault();
+  if (app.isPackaged) win.webContents.on('devtools-opened', () => win.webContents.closeDevTools());
+  app.on('second-instance', () => {
+    if (win.isMinimized()) win.restore();
+    win.focus();
   });
-  win.webContents.on('will-attach-webview', (e) => e.preventDefault());
 
   const off = core.subscribe((method, params) => {
     if (!win.isDestroyed()) win.webContents.send(IPC_CHANNEL, { type: 'push', method, params });
@@ -103,8 +122,8 @@ async function main(): Promise<void> {
   await win.loadURL(`${ORIGIN}/index.html`);
 }
 
-app.on('web-contents-created', (_e, wc) => wc.setWindowOpenHandler(() => ({ action: 'deny' })));
-main().catch((e: unknown) => {
+app.on('web-contents-created', (_e, wc) => lockDown(wc));
+if (primary) main().catch((e: unknown) => {
   console.error(`hitless: ${e instanceof Error ? e.message : String(e)}`);
   app.exit(1);
 });

@@ -1,5 +1,5 @@
-// Audit: every recorded action (hash-chained), filterable and sortable; verify the chain and
-// export it as JSON or CSV.
+// Audit: the hosts' journals (HostJournals), then every action this console recorded
+// (hash-chained), filterable and sortable; verify the chain and export it as JSON or CSV.
 import { useQuery } from '@tanstack/react-query';
 import { useState } from 'react';
 import { api, type AuditEntry } from '../../../../protocol/console.js';
@@ -9,6 +9,7 @@ import { useAction, useReportQueryError } from '../hooks.js';
 import { auditKeys } from '../queries.js';
 import type { Column } from '../tableSort.js';
 import { Empty, Field, useTable } from '../ui.js';
+import { HostJournals } from './HostJournals.js';
 
 const compact = (d: Record<string, unknown>) => JSON.stringify(d);
 
@@ -65,6 +66,8 @@ export function Audit() {
           Export CSV
         </button>
       </div>
+      <HostJournals />
+      <h3>This console's log</h3>
       {q.isPending ? (
         <Empty>loading…</Empty>
       ) : (

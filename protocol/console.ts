@@ -467,8 +467,9 @@ export const api = {
   fleetRemove: request('fleet/remove', z.object({ name: HostName }).strict(), Ok),
   hostConnect: request('host/connect', z.object({ name: HostName }).strict(), HostRow),
   hostKeyDecide: request('hostkey/decide', z.object({ name: HostName, fingerprint: z.string().min(1), accept: z.boolean() }).strict(), HostRow),
-  /** the passphrase of the host's identity file, kept only in the OS keyring (Electron safeStorage) */
-  hostPassphrase: request('host/passphrase', z.object({ name: HostName, passphrase: z.string().min(1).max(1024) }).strict(), HostRow),
+  /** the passphrase of the host's identity file: kept in the console's memory for this session,
+   * and in the OS keyring (Electron safeStorage) only when remember is set */
+  hostPassphrase: request('host/passphrase', z.object({ name: HostName, passphrase: z.string().min(1).max(1024), remember: z.boolean().default(false) }).strict(), HostRow),
   hostTraffic: request('host/traffic', z.object({ name: HostName }).strict(), z.object({ samples: z.array(TrafficSample), marks: z.array(Mark) })),
 
   campaignPreview: request('campaign/preview', CampaignSpec, Plan),

@@ -26,7 +26,7 @@ import type { z } from 'zod';
 import { ConsoleCore } from '../core/console.js';
 import { installPreview, libraryPackageFile, type LocalPackage, readLocalPackage } from '../core/agentInstall.js';
 import { type LocalRelease, readLocalRelease, uploadPreview } from '../core/releaseUpload.js';
-import { answers, fmtUs, hostChanges, measurementLine, parseAnswer, question, table } from './terminal.js';
+import { answers, fmtUs, hostChanges, measurementLine, parseAnswer, question, table, ttyPassphrase } from './terminal.js';
 
 const USAGE = `usage: hitless hosts|status|plan|upgrade|resume|rollback|report|upload-release|install-agent|upgrade-keeper [options]
        hitless audit verify|export --hosts LIST [--format json|csv] [--json]
@@ -111,6 +111,8 @@ class Cli {
       operator: v.operator!,
       approvers: null,
       identity: v.identity ? resolve(v.identity) : null,
+      // an encrypted identity file's passphrase, asked on the terminal (kept for this run only)
+      askPassphrase: (host, file) => ttyPassphrase(`hitless: passphrase for ${file} (${host}): `),
       transport: 'browser',
       pdf: null,
       secrets: null,

@@ -1,7 +1,9 @@
 // What the CLI shows and asks in a terminal: answers read line by line from stdin (a piped
 // script of answers works as well as a person), the approval question for a move, progress lines
 // for what the console core pushes, and tables.
+import { openSync } from 'node:fs';
 import { createInterface } from 'node:readline';
+import { ReadStream, WriteStream } from 'node:tty';
 import type { Approval, Campaign } from '../../../protocol/console.js';
 import { round, type Measurement } from '../../../protocol/measure.js';
 
@@ -69,3 +71,37 @@ export function table(rows: (string | number)[][]): string {
 }
 
 export const fmtUs = (us: number): string => (us >= 1000 ? `${round(us / 1000, 2)} ms` : `${round(us, 2)} us`);
+
+/** A passphrase read from the controlling terminal with no echo (stdin may carry approvals);
+ * null when there is no terminal or the operator presses Ctrl-C or Ctrl-D. */
+export function ttyPassphrase(prompt: string): Promise<string | null> {
+  let fd: number;
+  try {
+    fd = openSync('/dev/tty', 'r+');
+  } catch {
+    return Promise.resolve(null);
+  }
+  const input = new ReadStream(fd);
+  const output = new WriteStream(fd);
+  output.write(prompt);
+  input.setRawMode(true);
+  return new Promise((resolve) => {
+    let text = '';
+    const done = (v: string | null) => {
+      input.setRawMode(false);
+      input.removeAllListeners('data');
+      input.destroy();
+      output.write('\n');
+      output.destroy();
+      resolve(v);
+    };
+    input.on('data', (b: Buffer) => {
+      for (const ch of b.toString('utf8')) {
+        if (ch === '\r' || ch === '\n') return done(text);
+        if (ch === '\u0003' || ch === '\u0004') return done(null);
+        if (ch === '\u007f' || ch === '\b') text = text.slice(0, -1);
+        else text += ch;
+      }
+    });
+  });
+}

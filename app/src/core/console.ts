@@ -30,6 +30,8 @@ export interface CoreOptions {
   operator: string;
   /** who may approve switchovers; null: every operator */
   approvers: string[] | null;
+  /** asks the operator for an encrypted identity file's passphrase (the CLI, on its terminal) */
+  askPassphrase?: (host: string, file: string) => Promise<string | null>;
   /** the SSH key the operator's decisions are signed with (a private key file, or the .pub of
    * a key in ssh-agent); null: each host's own SSH identity file, as the console logs in with */
   identity?: string | null;
@@ -71,6 +73,8 @@ export class ConsoleCore implements Backend {
   private readonly handlers = new Map<string, Handler>();
   /** hosts an agent install is copying or installing to */
   private readonly installing = new Set<string>();
+  /** identity passphrases given this session (not remembered in the keyring unless asked) */
+  private readonly passphrases = new Map<string, string>();
 
   constructor(readonly opts: CoreOptions) {
     mkdirSync(join(opts.stateDir, 'campaigns'), { recursive: true });
@@ -134,9 +138,12 @@ export class ConsoleCore implements Backend {
     this.on(api.hostKeyDecide, async (p) => this.decideKey(p.name, p.fingerprint, p.accept));
     this.on(api.hostPassphrase, async (p) => {
       const c = this.conn(p.name);
-      if (!this.opts.secrets) throw new Error('host/passphrase: browser mode keeps no secrets: load the key into ssh-agent, or use the desktop app (OS keyring)');
-      this.opts.secrets.set(`passphrase:${p.name}`, p.passphrase);
-      this.record('host/passphrase', { host: p.name }); // never the secret itself
+      if (p.remember) {
+        if (!this.opts.secrets) throw new Error('host/passphrase: remember: browser mode has no OS keyring; the passphrase can be kept for this session only (or load the key into ssh-agent)');
+        this.opts.secrets.set(`passphrase:${p.name}`, p.passphrase);
+      }
+      this.passphrases.set(p.name, p.passphrase);
+      this.record('host/passphrase', { host: p.name, remembered: p.remember }); // never the secret itself
       await c.connect();
       return this.row(p.name);
     });
@@ -342,7 +349,17 @@ export class ConsoleCore implements Backend {
         limiter: this.limiter,
         keepaliveMs: 5000,
         timeoutMs: 10000,
-        passphrase: (host) => this.opts.secrets?.get(`passphrase:${host}`) ?? null,
+        passphrase: (host) => this.passphrases.get(host) ?? this.opts.secrets?.get(`passphrase:${host}`) ?? null,
+        ...(this.opts.askPassphrase
+          ? {
+              // asked once per key file and session, then kept in memory
+              askPassphrase: async (host: string, file: string) => {
+                const p = this.passphrases.get(`file:${file}`) ?? (await this.opts.askPassphrase!(host, file));
+                if (p) this.passphrases.set(`file:${file}`, p);
+                return p;
+              },
+            }
+          : {}),
       },
       {
         changed: () => this.fleetChanged(),

@@ -40,6 +40,8 @@ export interface ConnOptions {
   timeoutMs: number;
   /** the operator's passphrase for this host's identity file, from the secret store */
   passphrase(host: string): string | null;
+  /** asked for an encrypted identity file's passphrase when none is known (the CLI's terminal) */
+  askPassphrase?: (host: string, file: string) => Promise<string | null>;
 }
 
 export interface ConnEvents {
@@ -104,12 +106,13 @@ export class HostConn {
   target(): SshTarget {
     const s = this.entry.ssh;
     if ('alias' in s) {
-      const t = resolveHost(s.alias, s.config ?? this.opts.sshConfig);
+      // a config named by the fleet entry (which the renderer can set) runs no Match exec
+      const t = resolveHost(s.alias, s.config ?? this.opts.sshConfig, (s.config ?? this.opts.sshConfig) === this.opts.sshConfig);
       this.row.address = `${t.user}@${t.host}:${t.port}`;
       return t;
     }
     const ids = s.identity ? [s.identity] : ['id_ed25519', 'id_ecdsa', 'id_rsa'].map((f) => join(homedir(), '.ssh', f));
-    return { alias: this.entry.name, host: s.host, port: s.port, user: s.user, identityFiles: ids, proxyJump: null, knownHosts: [this.opts.knownHosts], strict: 'ask' };
+    return { ...resolveHost(s.host, '/dev/null'), alias: this.entry.name, port: s.port, user: s.user, identityFiles: ids, knownHosts: [this.opts.knownHosts], strict: 'ask' };
   }
 
   /** Row as pushed: with the live retry countdown. */
@@ -181,9 +184,11 @@ export class HostConn {
     const pass = this.opts.passphrase(this.entry.name);
     return {
       sshConfig: 'alias' in this.entry.ssh ? (this.entry.ssh.config ?? this.opts.sshConfig) : this.opts.sshConfig,
+      trustedConfig: !('alias' in this.entry.ssh) || (this.entry.ssh.config ?? this.opts.sshConfig) === this.opts.sshConfig,
       keepaliveMs: this.opts.keepaliveMs,
       timeoutMs: this.opts.timeoutMs,
       ...(pass ? { passphrase: pass } : {}),
+      ...(this.opts.askPassphrase ? { askPassphrase: (file: string) => this.opts.askPassphrase!(this.entry.name, file) } : {}),
       // never hold a handshake open for a person: record the key and ask in the fleet table
       ...(ask
         ? {

@@ -177,3 +177,17 @@ export function DecisionTable({ decisions, testid }: { decisions: readonly Campa
     </table>
   );
 }
+
+/** Export as JSON and as CSV: two buttons, <testid>-json and <testid>-csv. */
+export function ExportButtons({ testid, pending, onExport }: { testid: string; pending: boolean; onExport: (format: 'json' | 'csv') => void }) {
+  return (
+    <>
+      <button type="button" className="small" data-testid={`${testid}-json`} disabled={pending} onClick={() => onExport('json')}>
+        Export JSON
+      </button>
+      <button type="button" className="small" data-testid={`${testid}-csv`} disabled={pending} onClick={() => onExport('csv')}>
+        Export CSV
+      </button>
+    </>
+  );
+}

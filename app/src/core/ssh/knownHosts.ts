@@ -1,11 +1,17 @@
-// known_hosts, as OpenSSH reads it: plain names and patterns, "[host]:port" for other ports,
-// hashed names (|1|salt|hash), @revoked markers. A host key is a match, unknown (the operator
-// decides, and an accepted key is remembered), or changed (refused: that is an attack or a
-// reinstalled host, and a person must look).
+// known_hosts, as OpenSSH reads it: plain names and patterns (case-insensitive), "[host]:port"
+// for other ports, hashed names (|1|salt|hash), @revoked (always wins) and @cert-authority
+// markers. A host key is a match, changed (refused: an attack or a reinstalled host, and a
+// person must look), revoked, or unknown: then the CAs trusted for the name are returned (a
+// host certificate may vouch for the key: hostCert.ts), and the key types the host is known
+// under, so that a host known by another type of key says so.
 import { createHash, createHmac, randomBytes } from 'node:crypto';
 import { appendFileSync, readFileSync } from 'node:fs';
 
-export type KeyVerdict = { kind: 'match' } | { kind: 'unknown' } | { kind: 'changed'; known: string[] } | { kind: 'revoked' };
+export type KeyVerdict =
+  | { kind: 'match' }
+  | { kind: 'unknown'; cas: Buffer[]; revoked: Buffer[]; otherTypes: string[] }
+  | { kind: 'changed'; known: string[] }
+  | { kind: 'revoked' };
 
 interface Entry {
   marker: '' | '@revoked' | '@cert-authority';
@@ -33,7 +39,7 @@ export function hostToken(host: string, port: number): string {
 }
 
 function globMatch(pattern: string, s: string): boolean {
-  const re = new RegExp(`^${pattern.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.')}$`);
+  const re = new RegExp(`^${pattern.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.')}$`, 'i');
   return re.test(s);
 }
 
@@ -63,9 +69,14 @@ export function fingerprint(key: Buffer): string {
 }
 
 export function verifyHostKey(knownHostsPaths: string[], host: string, port: number, key: Buffer): KeyVerdict {
-  const token = hostToken(host, port);
+  // OpenSSH looks host names up in lower case (and hashes them so)
+  const token = hostToken(host.toLowerCase(), port);
   const type = keyType(key);
   const known: string[] = [];
+  const cas: Buffer[] = [];
+  const revoked: Buffer[] = [];
+  const otherTypes = new Set<string>();
+  let matched = false;
   for (const path of knownHostsPaths) {
     let text = '';
     try {
@@ -74,19 +85,26 @@ export function verifyHostKey(knownHostsPaths: string[], host: string, port: num
       continue;
     }
     for (const e of parse(text)) {
+      // a revoked key is revoked whatever name it is listed under
+      if (e.marker === '@revoked') {
+        if (e.key.equals(key)) return { kind: 'revoked' };
+        revoked.push(e.key);
+        continue;
+      }
       if (!namesMatch(e.names, token)) continue;
-      if (e.marker === '@revoked' && e.key.equals(key)) return { kind: 'revoked' };
-      if (e.marker !== '') continue;
-      if (e.key.equals(key)) return { kind: 'match' };
-      if (e.type === type) known.push(fingerprint(e.key));
+      if (e.marker === '@cert-authority') cas.push(e.key);
+      else if (e.key.equals(key)) matched = true;
+      else if (e.type === type) known.push(fingerprint(e.key));
+      else otherTypes.add(e.type);
     }
   }
-  return known.length > 0 ? { kind: 'changed', known } : { kind: 'unknown' };
+  if (matched) return { kind: 'match' };
+  return known.length > 0 ? { kind: 'changed', known } : { kind: 'unknown', cas, revoked, otherTypes: [...otherTypes] };
 }
 
 /** Remember an accepted key (hashed, as OpenSSH's HashKnownHosts does). */
 export function rememberHostKey(path: string, host: string, port: number, key: Buffer): void {
   const salt = randomBytes(20);
-  const hash = createHmac('sha1', salt).update(hostToken(host, port)).digest('base64');
+  const hash = createHmac('sha1', salt).update(hostToken(host.toLowerCase(), port)).digest('base64');
   appendFileSync(path, `|1|${salt.toString('base64')}|${hash} ${keyType(key)} ${key.toString('base64')}\n`, { mode: 0o600 });
 }

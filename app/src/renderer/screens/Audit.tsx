@@ -8,7 +8,7 @@ import { fmtDateTime } from '../format.js';
 import { useAction, useReportQueryError } from '../hooks.js';
 import { auditKeys } from '../queries.js';
 import type { Column } from '../tableSort.js';
-import { Empty, Field, useTable } from '../ui.js';
+import { Empty, ExportButtons, Field, useTable } from '../ui.js';
 import { HostJournals } from './HostJournals.js';
 
 const compact = (d: Record<string, unknown>) => JSON.stringify(d);
@@ -59,12 +59,7 @@ export function Audit() {
             {v.ok ? `chain intact: ${v.entries} entries` : `BROKEN at seq ${v.broken_at ?? '?'}: ${v.reason ?? 'no reason given'}`}
           </span>
         ) : null}
-        <button type="button" className="small" data-testid="audit-export-json" disabled={exp.isPending} onClick={() => exp.mutate({ format: 'json' })}>
-          Export JSON
-        </button>
-        <button type="button" className="small" data-testid="audit-export-csv" disabled={exp.isPending} onClick={() => exp.mutate({ format: 'csv' })}>
-          Export CSV
-        </button>
+        <ExportButtons testid="audit-export" pending={exp.isPending} onExport={(format) => exp.mutate({ format })} />
       </div>
       <HostJournals />
       <h3>This console's log</h3>

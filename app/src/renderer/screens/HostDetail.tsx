@@ -1,6 +1,7 @@
 // One host: its datapath generations (active, target), every VM with the generation serving it
 // and its last measured switch, health problems, and the live charts of its VMs; and the
-// passphrase of its identity file (host/passphrase, kept by the core in the OS keyring); and the
+// passphrase of its identity file (host/passphrase: kept by the core for the session, and in the
+// OS keyring when the operator asks); and the
 // host's packages: Upload release and Install agent (HostPackages.tsx).
 import { useQuery, useQueryClient } from '@tanstack/react-query';
 import { useState, type FormEvent } from 'react';
@@ -27,10 +28,11 @@ function servingRelease(h: HostRow, serving: string | null, release: string | nu
 /** Set the passphrase of the host's identity file. The secret lives only in this form's state
  * until it is sent (called directly, not through a mutation, so no query cache keeps it); it is
  * never shown, logged or put in an error message, and the field is emptied whatever the outcome.
- * Browser mode refuses (no keyring): that refusal is shown as the API words it. */
+ * Remembering it in browser mode is refused (no keyring): that refusal is shown as the API words it. */
 function PassphraseForm({ host, onDone }: { host: string; onDone: () => void }) {
   const qc = useQueryClient();
   const [secret, setSecret] = useState('');
+  const [remember, setRemember] = useState(false);
   const [busy, setBusy] = useState(false);
   const [result, setResult] = useState<{ ok: boolean; text: string } | null>(null);
   const submit = (e: FormEvent) => {
@@ -42,10 +44,10 @@ function PassphraseForm({ host, onDone }: { host: string; onDone: () => void }) 
     setResult(null);
     clearError();
     client
-      .call(api.hostPassphrase, { name: host, passphrase })
+      .call(api.hostPassphrase, { name: host, passphrase, remember })
       .then((row) => {
         upsertHost(qc, row);
-        setResult({ ok: true, text: `stored; reconnecting: ${row.conn}${row.problem ? ` (${row.problem})` : ''}` });
+        setResult({ ok: true, text: `${remember ? 'remembered in the OS keyring' : 'kept for this session'}; reconnecting: ${row.conn}${row.problem ? ` (${row.problem})` : ''}` });
       })
       .catch((err: unknown) => {
         const text = messageOf(err);
@@ -69,6 +71,9 @@ function PassphraseForm({ host, onDone }: { host: string; onDone: () => void }) 
           onChange={(e) => setSecret(e.target.value)}
         />
       </label>
+      <label className="field-inline">
+        <input type="checkbox" data-testid="host-passphrase-remember" checked={remember} disabled={busy} onChange={(e) => setRemember(e.target.checked)} /> Remember in the OS keyring
+      </label>
       <button type="submit" className="primary small" data-testid="host-passphrase-save" disabled={busy || secret === ''}>
         {busy ? 'Saving…' : 'Save and reconnect'}
       </button>
@@ -83,7 +88,7 @@ function PassphraseForm({ host, onDone }: { host: string; onDone: () => void }) 
       >
         Close
       </button>
-      <span className="muted small-text">kept in the OS keyring by the desktop app; never shown</span>
+      <span className="muted small-text">kept in memory for this session, in the OS keyring only if you ask; never shown</span>
       {result ? (
         <div className={result.ok ? 'good' : 'bad'} data-testid={result.ok ? 'host-passphrase-ok' : 'host-passphrase-error'} role={result.ok ? 'status' : 'alert'}>
           {result.text}

@@ -5,6 +5,7 @@ import { api } from '../../../../protocol/console.js';
 import { downloadExport } from '../download.js';
 import { fmtDateTime } from '../format.js';
 import { useAction } from '../hooks.js';
+import { ExportButtons } from '../ui.js';
 
 export function HostJournals() {
   const check = useAction(api.auditHosts);
@@ -19,12 +20,7 @@ export function HostJournals() {
         <button type="button" data-testid="host-journals-verify" disabled={check.isPending} onClick={() => check.mutate({})}>
           {check.isPending ? 'Verifying…' : 'Verify host journals'}
         </button>
-        <button type="button" className="small" data-testid="host-journals-export-json" disabled={exp.isPending} onClick={() => exp.mutate({ format: 'json' })}>
-          Export JSON
-        </button>
-        <button type="button" className="small" data-testid="host-journals-export-csv" disabled={exp.isPending} onClick={() => exp.mutate({ format: 'csv' })}>
-          Export CSV
-        </button>
+        <ExportButtons testid="host-journals-export" pending={exp.isPending} onExport={(format) => exp.mutate({ format })} />
       </div>
       {hosts ? (
         <table className="grid" data-testid="host-journals-table">

@@ -9,7 +9,10 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { basename } from 'node:path';
 import type { Duplex } from 'node:stream';
-import { Client, OpenSSHAgent, utils, type ConnectConfig, type ParsedKey, type SFTPWrapper } from 'ssh2';
+import ssh2, { Client, type ConnectConfig, type OpenSSHAgent, type ParsedKey, type SFTPWrapper } from 'ssh2';
+
+// (ssh2 is CommonJS: these two are read off its default export)
+const { OpenSSHAgent: AgentBase, utils } = ssh2;
 import { AgentClient } from '../../../../agent/src/client/agentClient.js';
 import { fingerprint, keyType, rememberHostKey, verifyHostKey } from './knownHosts.js';
 import { certifies, hostCertificates } from './hostCert.js';
@@ -83,7 +86,7 @@ async function identities(t: SshTarget, opts: SessionOptions): Promise<{ keys: {
 }
 
 /** ssh-agent offering only the keys whose public halves are among pubs (IdentitiesOnly). */
-class OnlyAgent extends OpenSSHAgent {
+class OnlyAgent extends AgentBase {
   constructor(
     socket: string,
     private readonly pubs: Set<string>,

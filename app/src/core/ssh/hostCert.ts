@@ -55,7 +55,10 @@ export function certifies(certs: string[], key: Buffer, name: string, cas: Buffe
   for (const line of certs) {
     let cert: sshpk.Certificate;
     try {
-      cert = sshpk.parseCertificate(Buffer.from(line.split(/\s+/).slice(1).join(' ')), 'openssh');
+      // ssh-keyscan -c prints "type base64" (a host name first where it prints plain keys)
+      const parts = line.split(/\s+/);
+      const at = parts.findIndex((p) => /-cert-v01@openssh\.com$/.test(p));
+      cert = sshpk.parseCertificate(parts.slice(at, at + 2).join(' '), 'openssh');
     } catch (e) {
       reasons.push(`an unreadable certificate (${(e as Error).message})`);
       continue;

@@ -151,8 +151,9 @@ describe('SSH to a host agent', () => {
   test('an Included config with %-tokens, and a two-hop ProxyJump chain (an alias, then user@host:port); a failing target closes the hops', async () => {
     execFileSync('cp', [join(dir, 'client'), join(dir, 'id_root')]);
     mkdirSync(join(dir, 'conf.d'), { recursive: true });
-    // (OpenSSH takes each option's first value: the particular blocks come first)
-    writeFileSync(join(dir, 'conf.d', 'fleet.conf'), `Host h1.far\n  ProxyJump j1,root@127.0.0.1:${port}\nHost h1.none\n  Port 1\n  ProxyJump j1\nHost j1 h1.inc h1.far h1.none 127.0.0.1\n  HostName 127.0.0.1\n  Port ${port}\n  User root\n  IdentityFile ${dir}/id_%r\n  IdentitiesOnly yes\n  UserKnownHostsFile ${join(dir, 'known_hosts')}\n  StrictHostKeyChecking yes\n`);
+    // (OpenSSH takes each option's first value: the particular blocks come first; the last hop is
+    // named localhost, as OpenSSH refuses a last hop spelled as the target is)
+    writeFileSync(join(dir, 'conf.d', 'fleet.conf'), `Host h1.far\n  ProxyJump j1,root@localhost:${port}\nHost h1.none\n  Port 1\n  ProxyJump j1\nHost j1 h1.inc h1.far h1.none localhost\n  HostName 127.0.0.1\n  Port ${port}\n  User root\n  IdentityFile ${dir}/id_%r\n  IdentitiesOnly yes\n  UserKnownHostsFile ${join(dir, 'known_hosts')}\n  StrictHostKeyChecking yes\n`);
     const cfg = join(dir, 'ssh_config.inc');
     writeFileSync(cfg, `Include ${join(dir, 'conf.d')}/*.conf\n`);
     assert.equal((await hostInfo('h1.inc', cfg)).host, 'h1');

@@ -81,8 +81,16 @@ export class Testbed {
   private readonly ovses: Ovs[] = [];
   private static seq = 0;
 
-  constructor(name: string) {
+  /** rtPrio: the keeper's and the generations' --rt-prio (undefined: their default) */
+  constructor(
+    name: string,
+    private readonly opts: { rtPrio?: number } = {},
+  ) {
     this.dir = mkdtempSync(join(tmpdir(), `hl-${name}-`));
+  }
+
+  private rtArgs(): string[] {
+    return this.opts.rtPrio === undefined ? [] : ['--rt-prio', String(this.opts.rtPrio)];
   }
 
   private seqNo = 0;
@@ -90,13 +98,13 @@ export class Testbed {
   /** A generation; its run dir and EAL file prefix are unique to this test bed and call. */
   async dp(genId: string, opts: Partial<DpOptions> = {}): Promise<DpProcess> {
     const uniq = `${basename(this.dir)}-${genId}-${this.seqNo++}`;
-    const p = await DpProcess.start({ genId, runDir: join(this.dir, uniq), filePrefix: `hl-dp-${uniq}`, ...opts });
+    const p = await DpProcess.start({ genId, runDir: join(this.dir, uniq), filePrefix: `hl-dp-${uniq}`, ...opts, extraArgs: [...this.rtArgs(), ...(opts.extraArgs ?? [])] });
     this.dps.push(p);
     return p;
   }
 
   async keeper(name = 'keeper'): Promise<KeeperProcess> {
-    const k = await KeeperProcess.start({ runDir: join(this.dir, `${name}-${this.seqNo++}`) });
+    const k = await KeeperProcess.start({ runDir: join(this.dir, `${name}-${this.seqNo++}`), extraArgs: this.rtArgs() });
     this.keepers.push(k);
     return k;
   }

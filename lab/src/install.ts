@@ -45,10 +45,14 @@ async function dpVersion(dir: string): Promise<string> {
 async function buildRelease(buildRoot: string, release: (typeof RELEASES)[number]): Promise<void> {
   const dir = buildDir(buildRoot, release);
   const opts = [`-Drelease=${release}`, `-Dfwd_layout=${FWD_LAYOUT[release]}`];
+  // the cache is one source tree's: another checkout (a second clone on the machine) sets up its own
+  const source = join(dir, '.hitless-source');
+  if (existsSync(dir) && (!existsSync(source) || readFileSync(source, 'utf8') !== repoRoot)) rmSync(dir, { recursive: true, force: true });
   if (!existsSync(join(dir, 'build.ninja'))) {
     rmSync(dir, { recursive: true, force: true }); // an interrupted setup leaves a tree meson refuses
     process.stderr.write(`lab: configuring release ${release} in ${dir}\n`);
     await run('meson', ['setup', dir, join(repoRoot, 'native'), ...opts], { timeoutMs: 300_000 });
+    writeFileSync(source, repoRoot);
   }
   const ninja = () => run('nice', ['-n', '10', 'ninja', '-j', '2', '-C', dir, ...Object.values(TARGETS)], { timeoutMs: 900_000 });
   await ninja();

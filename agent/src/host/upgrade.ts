@@ -210,6 +210,8 @@ export class HostAgent {
     let sessions: { vm: string; serving?: string | null | undefined; connected: boolean }[] = [];
     let standby: string | null = null;
     try {
+      // a status is read, never a reason to start a keeper (a host with nothing started idles)
+      if (!alive(this.sup.keeperPid())) throw new Error('no keeper runs');
       const k = await this.sup.keeper();
       sessions = (await k.request(keeper.sessionList, {})).sessions;
       standby = (await k.request(keeper.genList, {})).gens.find((g) => g.standby)?.gen ?? null;

@@ -3,6 +3,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
+#include <sched.h>
 #include <sys/prctl.h>
 #include <unistd.h>
 
@@ -96,4 +98,30 @@ hl_write_pidfile(const char *path)
 	if (rc != 0)
 		unlink(tmp);
 	return rc;
+}
+
+int
+hl_rt_self(const char *prog, uint32_t prio)
+{
+	static bool said;
+	struct sched_param sp = { .sched_priority = (int)prio };
+	int rc;
+
+	if (prio == 0)
+		return 0;
+	rc = pthread_setschedparam(pthread_self(), SCHED_FIFO, &sp);
+	if (rc != 0 && !__atomic_exchange_n(&said, true, __ATOMIC_RELAXED))
+		fprintf(stderr, "%s: real-time priority %u refused (%s): running at normal priority, "
+			"a busy neighbour on its core can delay it\n", prog, prio, strerror(rc));
+	return -rc;
+}
+
+bool
+hl_rt_thread(void)
+{
+	int policy;
+	struct sched_param sp;
+
+	return pthread_getschedparam(pthread_self(), &policy, &sp) == 0 &&
+	       (policy == SCHED_FIFO || policy == SCHED_RR);
 }

@@ -43,6 +43,16 @@ int hl_parse_u32(const char *prog, const char *opt, const char *s, uint32_t min,
  * sees the old pid or the new one, never an empty or half-written file. 0 or -errno. */
 int hl_write_pidfile(const char *path);
 
+/* Put the calling thread in SCHED_FIFO at prio (1..99; 0: leave it as it is), so that a
+ * busy neighbour at normal priority on the same core cannot hold it off (the kernel's RT
+ * throttling still leaves others 5%). Threads it creates afterwards inherit it. 0 or -errno;
+ * the first refusal (no CAP_SYS_NICE, a cgroup with no RT budget) is said once on stderr by prog. */
+int hl_rt_self(const char *prog, uint32_t prio);
+
+/* Whether the calling thread runs SCHED_FIFO or SCHED_RR (its sched_yield lets no normal
+ * thread run: a wait in it must sleep instead). */
+bool hl_rt_thread(void);
+
 /* Sleep for ns nanoseconds (bounded naps in idle loops). */
 void hl_sleep_ns(uint64_t ns);
 

@@ -27,6 +27,8 @@ dp_usage(const char *prog)
 		"  --idle-deep-ms N   longest sleep while serving no VM; woken at once when one\n"
 		"                     arrives (default 50)\n"
 		"  --no-yield         never yield the core after a light iteration\n"
+		"  --rt-prio N        SCHED_FIFO priority of the vhost-message thread, where it runs\n"
+		"                     beside the packet loop (default 10; 0: normal priority)\n"
 		"  --retry-us N       how long packets wait for a full guest RX ring (default 10000)\n"
 		"  --transit-us N     how long packets wait for a VM on its way here (default 1000000)\n",
 		prog, prog);
@@ -70,12 +72,14 @@ dp_parse_args(int argc, char **argv)
 		{ "idle-grace-us", required_argument, NULL, 'G' },
 		{ "no-yield", no_argument, NULL, 'Y' },
 		{ "idle-deep-ms", required_argument, NULL, 'D' },
+		{ "rt-prio", required_argument, NULL, 'R' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	int c;
 
 	dp.idle_max_us = 200;
+	dp.rt_prio = 10;
 	dp.idle_grace_us = 50;
 	dp.idle_deep_ms = 50;
 	dp.yield = true;
@@ -124,6 +128,10 @@ dp_parse_args(int argc, char **argv)
 			break;
 		case 'i':
 			if (hl_parse_u32("hitless-dp", "--idle-max-us", optarg, 1, 100000, &dp.idle_max_us) != 0)
+				return -1;
+			break;
+		case 'R':
+			if (hl_parse_u32("hitless-dp", "--rt-prio", optarg, 0, 99, &dp.rt_prio) != 0)
 				return -1;
 			break;
 		case 'T':

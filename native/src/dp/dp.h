@@ -15,6 +15,7 @@
 #ifndef HITLESS_DP_H
 #define HITLESS_DP_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/un.h>
@@ -176,6 +177,10 @@ struct dp {
 	bool peer_server;
 	char fwd_path[256];  /* the stage to load at start (--fwd-lib) */
 	uint32_t idle_max_us;
+	/* SCHED_FIFO priority of the threads that take part in a switch (vhost messages; the
+	 * packet loop while it drains a VM being let go) */
+	uint32_t rt_prio;
+	pthread_t loop_thread;
 	uint32_t idle_grace_us;
 	uint32_t idle_deep_ms;  /* sleep bound while serving no VM (dp_wake ends it) */
 	bool yield;         /* yield the core after light iterations (default on) */

@@ -263,6 +263,7 @@ main(int argc, char **argv)
 	rte_cpuset_t loop_cpus = rte_lcore_cpuset(rte_get_main_lcore());
 	if (pthread_setaffinity_np(pthread_self(), sizeof(loop_cpus), &loop_cpus) != 0)
 		rte_exit(EXIT_FAILURE, "hitless-dp: cannot pin the packet loop to its lcore's CPU\n");
+	dp.loop_thread = pthread_self();
 	dp_loop(NULL);
 
 	/* shutdown: stop taking commands, release every VM, then the ports */

@@ -10,7 +10,9 @@
  * The VMs' control commands are here too: vm/add, vm/del, vm/list, vm/announce, and the
  * fault injection debug/stall.
  */
+#define _GNU_SOURCE /* pthread_getaffinity_np, CPU_ISSET */
 #include <errno.h>
+#include <pthread.h>
 #include <sched.h>
 #include <stdio.h>
 #include <string.h>
@@ -18,6 +20,7 @@
 #include <unistd.h>
 
 #include <linux/virtio_net.h>
+#include <rte_lcore.h>
 #include <rte_vhost.h>
 
 #include "dp.h"
@@ -120,9 +123,26 @@ new_device(int vid)
 static int
 new_connection(int vid)
 {
+	static __thread bool rt_set;
 	char path[PATH_MAX];
 	struct dp_vm *vm;
 
+	/* DPDK's vhost message thread handles a switch's messages (and waits for the drain):
+	 * real-time, so a busy neighbour on its core does not hold the switch off. Only where it
+	 * runs beside the packet loop, not on its CPU: it takes ring locks the loop holds, and a
+	 * real-time thread spinning on one would keep a normal lock holder off its own CPU. (Not
+	 * the control thread: DPDK's thread creation, which it triggers, waits in a way a
+	 * real-time creator starves.) */
+	if (!rt_set) {
+		rte_cpuset_t loop = rte_lcore_cpuset(rte_get_main_lcore()), mine;
+		bool apart = pthread_getaffinity_np(pthread_self(), sizeof(mine), &mine) == 0;
+
+		for (int c = 0; apart && c < CPU_SETSIZE; c++)
+			apart = !(CPU_ISSET(c, &loop) && CPU_ISSET(c, &mine));
+		if (apart)
+			hl_rt_self("hitless-dp", dp.rt_prio);
+		rt_set = true;
+	}
 	if (rte_vhost_get_ifname(vid, path, sizeof(path)) == 0 && (vm = find_by_sock(path)) != NULL) {
 		__atomic_store_n(&vm->arriving_vid, vid, __ATOMIC_RELEASE);
 		dp_wake(); /* frames for it may come over the peer link: the loop polls again */
@@ -147,7 +167,7 @@ destroy_device(int vid)
 {
 	struct dp_vm *vm = find_by_vid(vid);
 	uint64_t t0 = hl_now_ns(), epoch0 = __atomic_load_n(&dp.epoch, __ATOMIC_ACQUIRE), took_ms;
-	bool drained = false;
+	bool drained = false, rt;
 	uint16_t dropped, held0;
 	uint32_t free0;
 
@@ -162,10 +182,29 @@ destroy_device(int vid)
 	__atomic_store_n(&vm->draining, true, __ATOMIC_RELEASE);
 	dp_wake();
 	/* the loop delivers what it holds for the guest, then lets the VM go (loop.c) */
+	rt = hl_rt_thread();
+	/* the break waits for this drain: a real-time caller lends the loop its priority for it, so
+	 * a busy neighbour on the loop's CPU does not hold the drain off for a scheduler slice */
+	if (rt) {
+		struct sched_param sp = { .sched_priority = (int)dp.rt_prio };
+
+		pthread_setschedparam(dp.loop_thread, SCHED_FIFO, &sp);
+	}
 	while (__atomic_load_n(&dp.loop_running, __ATOMIC_ACQUIRE) &&
 	       !(drained = __atomic_load_n(&vm->drained, __ATOMIC_ACQUIRE)) &&
-	       hl_now_ns() < vm->drain_deadline_ns + 1000000000ull)
-		sched_yield();
+	       hl_now_ns() < vm->drain_deadline_ns + 1000000000ull) {
+		/* a real-time thread's yield lets no normal thread run: it naps instead (the loop
+		 * may share its core) */
+		if (rt)
+			hl_sleep_ns(2000);
+		else
+			sched_yield();
+	}
+	if (rt) {
+		struct sched_param sp = { .sched_priority = 0 };
+
+		pthread_setschedparam(dp.loop_thread, SCHED_OTHER, &sp);
+	}
 	dropped = 0;
 	if (!drained) { /* the loop is not running (shutdown) or stuck: make sure it is out */
 		__atomic_store_n(&vm->ready, false, __ATOMIC_RELEASE);

@@ -28,6 +28,8 @@ static int state_fd = -1, ready_fd = -1;
 /* --fdstore: the state and its fds kept in systemd's fd store (fdstore.c); restored: this
  * keeper took its sessions from there (systemd started it again after a crash) */
 static bool fdstore, restored;
+/* SCHED_FIFO priority of the keeper's threads (0: normal) */
+static uint32_t rt_prio = 10;
 
 static void
 on_signal(int sig)
@@ -40,11 +42,13 @@ static void
 usage(FILE *f)
 {
 	fprintf(f,
-		"usage: hitless-keeper --run-dir DIR [--watch-us N] [--stall-us N]\n"
+		"usage: hitless-keeper --run-dir DIR [--watch-us N] [--stall-us N] [--rt-prio N]\n"
 		"       hitless-keeper --version\n"
 		"  --run-dir DIR   control socket DIR/ctl.sock, VM sockets DIR/vhost/<vm>.sock\n"
 		"  --watch-us N    how often generation heartbeats are checked (default 1000)\n"
 		"  --stall-us N    heartbeat age that triggers the exit check (default 2000)\n"
+		"  --rt-prio N     SCHED_FIFO priority of every keeper thread (default 10; 0: normal\n"
+		"                  priority): a switch is not held off by busy neighbours on its core\n"
 		"  --fdstore       keep the sessions in systemd's fd store, and take them back from\n"
 		"                  it when started again (a Type=notify unit with FileDescriptorStoreMax=)\n"
 		"  --take-over S:R started by a running keeper's keeper/upgrade: its state in fd S,\n"
@@ -60,6 +64,7 @@ parse_args(int argc, char **argv)
 		{ "stall-us", required_argument, NULL, 's' },
 		{ "take-over", required_argument, NULL, 't' },
 		{ "fdstore", no_argument, NULL, 'F' },
+		{ "rt-prio", required_argument, NULL, 'p' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -92,6 +97,10 @@ parse_args(int argc, char **argv)
 			break;
 		case 'F':
 			fdstore = true;
+			break;
+		case 'p':
+			if (hl_parse_u32("hitless-keeper", "--rt-prio", optarg, 0, 99, &rt_prio) != 0)
+				return -1;
 			break;
 		case 'h':
 			usage(stdout);
@@ -141,6 +150,10 @@ main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
+	/* before any thread starts: the control thread and the pacer inherit it. Nothing in the
+	 * keeper spins (it waits in epoll, poll, condition variables), so its threads run only
+	 * when there is something to do, and then at once */
+	hl_rt_self("hitless-keeper", rt_prio);
 	signal(SIGTERM, on_signal);
 	signal(SIGINT, on_signal);
 	signal(SIGPIPE, SIG_IGN);

@@ -112,10 +112,9 @@ add_rx_metrics(struct probe_ctx *ctx, json_t *o, struct probe_rx *e, uint64_t of
 
 		if (received == 0)
 			json_object_set_new(gj, "seq_before", json_null());
-		if (kept < PROBE_GAPS_KEPT)
-			json_array_append_new(gaps, gj);
-		else
-			json_decref(gj);
+		/* listed even when the kept records are full (a run with many short gaps before
+		 * it): the gap still open at the end is the one a reader must not miss */
+		json_array_append_new(gaps, gj);
 		count++;
 		max_gap = RTE_MAX(max_gap, send_end - from);
 		if (samp != NULL)

@@ -91,9 +91,11 @@ export class SystemdHost {
     p.stdout!.on('data', (d: string) => (h.log += d));
     p.stderr!.on('data', (d: string) => (h.log += d));
     // is-system-running --wait: until start-up is over (running, or degraded if a unit failed)
-    // (asked again while its private bus socket does not exist yet)
+    // (asked again while its private bus socket does not exist yet, and while it says offline:
+    // systemctl says so until the booting systemd has made /run/systemd/system, which a slow
+    // machine shows for a while after PID 1 is systemd)
     let r = await h.run('systemctl', ['is-system-running', '--wait'], { timeoutMs: Math.max(1000, deadline - Date.now()) });
-    while (!r.stdout.trim() && /Failed to connect to bus/.test(r.stderr) && Date.now() < deadline) {
+    while (((!r.stdout.trim() && /Failed to connect to bus/.test(r.stderr)) || /^offline$/m.test(r.stdout)) && Date.now() < deadline) {
       await new Promise((res) => setTimeout(res, 100));
       r = await h.run('systemctl', ['is-system-running', '--wait'], { timeoutMs: Math.max(1000, deadline - Date.now()) });
     }

@@ -229,16 +229,19 @@ on_timer(void)
 			client_connect(&kp.vms[v], now);
 }
 
-/* The relay thread's loop, until kp.quit: wait for events (at most 100 ms, so quit is seen),
- * then handle them all under kp.lock, so none interleaves with a control command. */
+/* The relay thread's loop, until kp.quit: wait for events, then handle them all under kp.lock,
+ * so none interleaves with a control command. The wait is bounded so that quit is seen: 100 ms
+ * while something is watched (the watch timer wakes it anyway) or the fd store is kept, 500 ms
+ * on a keeper with nothing to watch, which then wakes twice a second (bench/run idle). */
 void
 kp_relay_run(void)
 {
 	struct kp_event evs[32];
+	int wait_ms = 100;
 
 	hl_tight_timer_slack();
 	while (!kp.quit) {
-		int n = kp_ev_wait(evs, 32, 100);
+		int n = kp_ev_wait(evs, 32, wait_ms);
 
 		pthread_mutex_lock(&kp.lock);
 		if (kp.handed_over) { /* another keeper serves these sockets now: touch none */
@@ -268,7 +271,10 @@ kp_relay_run(void)
 		for (int v = 0; v < KP_MAX_VMS; v++)
 			if (kp.vms[v].in_use && kp.vms[v].want_preload)
 				repreload(&kp.vms[v], hl_now_ns());
-		kp_ev_timer(kp_timer_needed());
+		uint32_t period = kp_timer_needed();
+
+		kp_ev_timer(period);
+		wait_ms = period != 0 || kp_fdstore_enabled() ? 100 : 500;
 		/* systemd's fd store (--fdstore): after a change, and now and then */
 		kp_fdstore_sync(changed);
 		pthread_mutex_unlock(&kp.lock);

@@ -17,6 +17,7 @@ import { join } from 'node:path';
 import { APPROVAL_MAX_AGE_MS, APPROVAL_NAMESPACE, ApprovalPayload, type ApprovalKind, type Signer, type SignedApproval } from '../../../protocol/approval.js';
 import type { Budget } from '../../../protocol/measure.js';
 import { AgentFailure } from './derive.js';
+import { matchPatternList } from '../../../protocol/patterns.js';
 
 export const approversPath = (root: string) => join(root, 'etc', 'approvers');
 
@@ -47,21 +48,6 @@ function words(s: string, sep: RegExp): string[] {
   if (quoted) throw new Error('an unterminated "');
   if (cur !== '') out.push(cur);
   return out;
-}
-
-/** OpenSSH's pattern lists: comma-separated, * and ?, a leading ! excludes. */
-export function matchList(name: string, list: string): boolean {
-  let hit = false;
-  for (const raw of list.split(',')) {
-    const neg = raw.startsWith('!');
-    const pat = neg ? raw.slice(1) : raw;
-    const re = new RegExp(`^${pat.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.')}$`, 'i');
-    if (re.test(name)) {
-      if (neg) return false;
-      hit = true;
-    }
-  }
-  return hit;
 }
 
 export const fingerprintOf = (base64Blob: string) => `SHA256:${createHash('sha256').update(Buffer.from(base64Blob, 'base64')).digest('base64').replace(/=+$/, '')}`;
@@ -185,9 +171,9 @@ export async function verifyApproval(root: string, signed: SignedApproval | unde
   if (expect.budget !== undefined && JSON.stringify(p.budget) !== JSON.stringify(expect.budget)) refuse(`it approves the budget ${JSON.stringify(p.budget)}, the request runs with ${JSON.stringify(expect.budget)}`);
   const seq = expect.used(digest);
   if (seq !== null) refuse(`this signed approval was already used (journal seq ${seq}): a replay`);
-  const lines = parsed.approvers.filter((a) => a.fingerprint === signer.fingerprint && matchList(signer.principal, a.principals));
+  const lines = parsed.approvers.filter((a) => a.fingerprint === signer.fingerprint && matchPatternList(signer.principal, a.principals));
   for (const a of lines) {
-    if (a.hosts && !a.hosts.some((h) => matchList(expect.host, h))) refuse(`${who} may approve on ${a.hosts.join(', ')} only (${file}:${a.line})`);
+    if (a.hosts && !a.hosts.some((h) => matchPatternList(expect.host, h))) refuse(`${who} may approve on ${a.hosts.join(', ')} only (${file}:${a.line})`);
     if (p.budget && a.max_gap_ms !== null && p.budget.max_gap_ms > a.max_gap_ms) refuse(`${who} may approve a gap of ${a.max_gap_ms} ms at most, not ${p.budget.max_gap_ms} (${file}:${a.line})`);
     if (p.budget && a.max_lost !== null && p.budget.max_lost > a.max_lost) refuse(`${who} may approve ${a.max_lost} lost frames at most, not ${p.budget.max_lost} (${file}:${a.line})`);
   }

@@ -6,6 +6,7 @@
 // under, so that a host known by another type of key says so.
 import { createHash, createHmac, randomBytes } from 'node:crypto';
 import { appendFileSync, readFileSync } from 'node:fs';
+import { matchPatternList } from '../../../../protocol/patterns.js';
 
 export type KeyVerdict =
   | { kind: 'match' }
@@ -38,23 +39,12 @@ export function hostToken(host: string, port: number): string {
   return port === 22 ? host : `[${host}]:${port}`;
 }
 
-function globMatch(pattern: string, s: string): boolean {
-  const re = new RegExp(`^${pattern.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.')}$`, 'i');
-  return re.test(s);
-}
-
 function namesMatch(names: string, token: string): boolean {
   if (names.startsWith('|1|')) {
     const [, , salt, hash] = names.split('|');
     return createHmac('sha1', Buffer.from(salt!, 'base64')).update(token).digest('base64') === hash;
   }
-  let hit = false;
-  for (const n of names.split(',')) {
-    if (n.startsWith('!')) {
-      if (globMatch(n.slice(1), token)) return false;
-    } else if (globMatch(n, token)) hit = true;
-  }
-  return hit;
+  return matchPatternList(token, names);
 }
 
 /** The type ("ssh-ed25519") inside an SSH wire-format public key blob. */

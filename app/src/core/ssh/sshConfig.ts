@@ -8,6 +8,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { homedir, userInfo } from 'node:os';
 import { basename, dirname, isAbsolute, join } from 'node:path';
+import { sshPattern } from '../../../../protocol/patterns.js';
 
 export interface SshTarget {
   alias: string;
@@ -57,7 +58,7 @@ function configFiles(path: string, seen = new Set<string>()): string[] {
     if (!m) continue;
     for (const word of m[1]!.trim().split(/\s+/)) {
       const p = word.startsWith('~') ? expand(word, { host: '', port: 22, user: '', alias: '' }) : isAbsolute(word) ? word : join(homedir(), '.ssh', word);
-      const re = new RegExp(`^${basename(p).replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.')}$`);
+      const re = sshPattern(basename(p), true);
       const dir = dirname(p);
       const names = existsSync(dir) ? readdirSync(dir).filter((n) => re.test(n)).sort() : [];
       for (const n of names) out.push(...configFiles(join(dir, n), seen));

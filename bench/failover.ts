@@ -4,8 +4,11 @@
 // the death (heartbeat stopped + every thread PF_EXITING, or the sockets closing, whichever
 // comes first), reads each ring's position from guest memory and starts the sessions on the
 // pre-loaded standby. Same shape as bench/run handoff, plus where the time goes: kill ->
-// detection -> every VM moved, and the loss split into the frames that were inside the dead
+// detection -> every VM moved -> resumed, and the loss split into the frames that were inside the dead
 // process (its heartbeat page's in/out counters) and any lost elsewhere (the goal: none).
+// resume_ms: kill -> the first frame the standby put into each VM (its per-VM first_tx_ns, reset
+// when the session starts there): the VM's traffic is back, timed inside the datapath, clear of
+// the probe's own scheduling gaps.
 // Then a standby is restored as the agent does it and the survivor is killed too (second_crash),
 // and then the last generation, with no standby left: the frontends must see their links go down.
 import { keeper, type KeeperEvent } from '../protocol/native/keeper.js';
@@ -48,6 +51,7 @@ async function main(): Promise<void> {
   const windowUs: number[] = [];
   const detectMs: number[] = [];
   const movedMs: number[] = [];
+  const resumeMs: number[] = [];
   const causes = new Map<string, number>();
   let failovers = 0;
   let lostInside = 0;
@@ -64,6 +68,12 @@ async function main(): Promise<void> {
       h.a.child.kill('SIGKILL');
       const dead = await waitDeath(h, 1);
       await sleep(1000);
+      const onB = (await h.b.ctl.request(dp.statsShow, {})).vms;
+      for (const vm of h.vms) {
+        const first = onB[vm]?.first_tx_ns ?? 0;
+        if (first < killNs) throw new Error(`run ${r + 1}: the standby put no frame into ${vm} after the kill`);
+        resumeMs.push((first - killNs) / 1e6);
+      }
       const lost1 = await lostSoFar(h);
       const windows: EventWindow[] = [];
       for (const e of h.k.events) {
@@ -118,7 +128,7 @@ async function main(): Promise<void> {
         links: h.probe.events.filter((e) => e.event === 'link').length - (second.links + downs.length),
       });
       console.error(
-        `run ${r + 1}/${runs}: detected after ${detectMs.at(-1)?.toFixed(2)} ms, all moved after ${movedMs.at(-1)?.toFixed(2)} ms, lost ${lost1} (inside the dead ${dead.lost_inside}); ` +
+        `run ${r + 1}/${runs}: detected after ${detectMs.at(-1)?.toFixed(2)} ms, resumed after ${resumeMs.at(-1)?.toFixed(2)} ms, all moved after ${movedMs.at(-1)?.toFixed(2)} ms, lost ${lost1} (inside the dead ${dead.lost_inside}); ` +
           `second crash: gap ${second.gapMs.at(-1)} ms, lost ${lost2} (inside ${dead2.lost_inside}); no standby: links down after ${second.linkDownMs.at(-1)?.toFixed(1)} ms`,
       );
     } finally {
@@ -134,6 +144,7 @@ async function main(): Promise<void> {
     lost_inside_dead: lostInside,
     lost_elsewhere: lostElsewhere,
     window_us: pct(windowUs),
+    resume_ms: pct(resumeMs),
     detect_ms: pct(detectMs),
     all_moved_ms: pct(movedMs),
     detected_by: Object.fromEntries(causes),
@@ -153,6 +164,7 @@ async function main(): Promise<void> {
     `- ${failovers} sessions failed over; lost ${tally.lost} of ${tally.offered} offered: ${lostInside} inside the dead process (taken, not yet let out), ${lostElsewhere} elsewhere; duplicated ${tally.dup}, link events at the frontends ${tally.links}`,
     `- where the time goes: kill -> death detected p50 ${result.detect_ms.p50} ms (max ${result.detect_ms.max}); kill -> every VM running on the standby p50 ${result.all_moved_ms.p50} ms (max ${result.all_moved_ms.max}); ` +
       `the keeper's own window per VM (positions from guest memory, start on the standby) p50 ${result.window_us.p50} us, p99 ${result.window_us.p99} us`,
+    `- kill -> the standby's first frame into each VM (resume): p50 ${result.resume_ms.p50} ms, p99 ${result.resume_ms.p99} ms, max ${result.resume_ms.max} ms (${resumeMs.length} VMs)`,
     `- detected by: ${[...causes].map(([c, n]) => `${c} (${n})`).join('; ')}`,
     `- second crash (the survivor killed after a standby was restored beside it): ${second.failovers} sessions failed over, worst gap p50 ${result.second_crash.gap_ms.p50} ms (max ${result.second_crash.gap_ms.max}), lost ${second.lost} (${second.lost_inside} inside the dead), link events ${second.links}`,
     `- a crash with no standby left: every frontend saw its link down after p50 ${result.second_crash.no_standby_links_down_ms.p50} ms (max ${result.second_crash.no_standby_links_down_ms.max}): never a silent blackhole`,

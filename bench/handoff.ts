@@ -1,5 +1,14 @@
-// bench/run handoff [--quick] [--vms N] [--pps TOTAL] [--rounds R] [--split] [--datapath hitless-dp|ovs]
-//                   [--contention] [--rt-prio N]
+// bench/run handoff [--quick] [--vms N] [--pps TOTAL | --pps-per-vm N[,N...]] [--queues Q]
+//                   [--guest-mem MB[,MB...]] [--rounds R] [--split] [--datapath hitless-dp|ovs]
+//                   [--contention] [--rt-prio N] [--no-isolate]
+//
+// The benchmark and all it starts run off the packet loops' CPU (1), as a host's housekeeping
+// is kept off its vSwitch cores (--no-isolate: anywhere).
+// --pps-per-vm: what each VM sends (over all its queues); several: one run per rate, each on a
+// fresh host, and the highest rate that lost nothing. --queues Q: Q queue pairs per VM, a flow
+// on each. --guest-mem: the VMs' memory in MB (the probe's: virtio_user shares all of it with
+// the backend); several: one run per size, and how the window grew from the smallest to the
+// largest. Rings hold 1024 entries at both ends (probe and generation), ~1 ms at 1 Mpps.
 //
 // --contention: after the handoffs on the idle machine, the same handoffs again with a busy
 // neighbour (a busy loop pinned to each CPU at normal priority, as a busy-polling process on
@@ -24,14 +33,29 @@
 import { HELD_STEPS, type HeldStep } from '../agent/src/native/ovs.js';
 import { keeper } from '../protocol/native/keeper.js';
 import { ovsSwitch, Testbed, type OvsHost } from '../testing/testbed.js';
-import { attribute, type EventWindow } from '../protocol/measure.js';
-import { gapsOf } from '../protocol/native/probe.js';
-import { background, finish, numOpt, pct, quick, round2 as r2, run, sleep } from './lib.js';
+import { attribute, touches, type EventWindow } from '../protocol/measure.js';
+import { gapsOf, type ProbeEvent } from '../protocol/native/probe.js';
+import { background, finish, isolateLoopCpu, numListOpt, numOpt, pct, quick, round2 as r2, run, sleep } from './lib.js';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { cpus } from 'node:os';
 
 const nVms = numOpt('handoff', '--vms', quick ? 4 : 8);
 const totalPps = numOpt('handoff', '--pps', 50000);
+if (process.argv.includes('--pps') && process.argv.includes('--pps-per-vm')) {
+  console.error('bench/run handoff: --pps (in all) or --pps-per-vm (each VM), not both');
+  process.exit(2);
+}
+const rates = numListOpt('handoff', '--pps-per-vm', [Math.max(1, Math.floor(totalPps / nVms))]);
+const queues = numOpt('handoff', '--queues', 1);
+if (queues > 8) {
+  console.error('bench/run handoff: --queues: 1 to 8 queue pairs');
+  process.exit(2);
+}
+const mems = numListOpt('handoff', '--guest-mem', [0]); // 0: the test bed's default (128 MB per 8 VMs)
+if (rates.length > 1 && mems.length > 1) {
+  console.error('bench/run handoff: several --pps-per-vm or several --guest-mem, not both');
+  process.exit(2);
+}
 const rounds = numOpt('handoff', '--rounds', quick ? 3 : 5);
 const GAP_US = 500;
 const split = process.argv.includes('--split');
@@ -50,6 +74,19 @@ if (datapath !== 'hitless-dp' && datapath !== 'ovs') {
   process.exit(2);
 }
 
+/** Frames the senders' full rings refused, split by when: during (or within the attribution
+ * margin of) a handoff of the sending VM, or with none near. */
+function refusedWhen(events: ProbeEvent[], windows: EventWindow[]): { near_handoffs: number; background: number } {
+  let near = 0;
+  let bg = 0;
+  for (const e of events) {
+    if (e.event !== 'refused') continue;
+    if (windows.some((w) => w.vm === e.data.src && touches(e.data, w))) near += e.data.frames;
+    else bg += e.data.frames;
+  }
+  return { near_handoffs: near, background: bg };
+}
+
 /** A phase's figures: windows and their parts, the receive gaps charged to its handoffs. */
 function phaseFigures(ph: { windows: EventWindow[]; windowUs: number[]; preloadMs: number[]; stopUs: number[]; startUs: number[] }, gaps: ReturnType<typeof gapsOf>, neighbours: number) {
   const a = attribute(gaps, ph.windows, GAP_US);
@@ -65,7 +102,57 @@ function phaseFigures(ph: { windows: EventWindow[]; windowUs: number[]; preloadM
   };
 }
 
+interface Case {
+  perVm: number;
+  memMb: number;
+}
+/** One case's figures and its report lines. */
+interface Outcome {
+  result: Record<string, unknown> & { lost: number; window_us: ReturnType<typeof pct> };
+  report: string[];
+}
+
 async function main(): Promise<void> {
+  const housekeeping = isolateLoopCpu(1);
+  const cases: Case[] = rates.flatMap((perVm) => mems.map((memMb) => ({ perVm, memMb })));
+  const outcomes: Outcome[] = [];
+  for (const c of cases) {
+    if (cases.length > 1) console.error(`case ${outcomes.length + 1}/${cases.length}: ${c.perVm} pps per VM${c.memMb ? `, ${c.memMb} MB guests` : ''}`);
+    outcomes.push(await one(c));
+  }
+  const options = {
+    datapath: datapath === 'ovs' ? 'ovs-dpdk' : 'hitless-dp',
+    vms: nVms,
+    queues,
+    rounds,
+    ring_entries: 1024,
+    contention,
+    split,
+    rt_prio: rtPrio ?? 'default',
+    housekeeping_cpus: housekeeping ?? 'all',
+  };
+  if (outcomes.length === 1) {
+    finish('handoff', outcomes[0]!.report, { options, ...outcomes[0]!.result });
+    return;
+  }
+  // several cases: each one's figures, then what they say together
+  const summary: string[] = [];
+  let across: Record<string, unknown>;
+  if (rates.length > 1) {
+    const clean = outcomes.filter((o) => o.result.lost === 0).map((o) => o.result.pps_per_vm as number);
+    across = { highest_zero_loss_pps_per_vm: clean.length ? Math.max(...clean) : null };
+    summary.push(`Highest rate per VM with 0 lost: ${clean.length ? Math.max(...clean) : 'none'} pps (rings of 1024 entries).`);
+  } else {
+    const first = outcomes[0]!.result.window_us;
+    const last = outcomes.at(-1)!.result.window_us;
+    const growth = (a: number | null, b: number | null) => (a && b !== null ? r2(((b - a) / a) * 100) : null);
+    across = { window_growth_pct: { p50: growth(first.p50, last.p50), p99: growth(first.p99, last.p99) }, from_mb: mems[0], to_mb: mems.at(-1) };
+    summary.push(`Window from ${mems[0]} MB to ${mems.at(-1)} MB guests: p50 ${first.p50} -> ${last.p50} us (${growth(first.p50, last.p50)}%), p99 ${first.p99} -> ${last.p99} us (${growth(first.p99, last.p99)}%).`);
+  }
+  finish('handoff', [...summary, '', ...outcomes.flatMap((o) => [...o.report, ''])], { options, ...across, cases: outcomes.map((o) => o.result) });
+}
+
+async function one(c: Case): Promise<Outcome> {
   const bed = new Testbed('bench-handoff', rtPrio === undefined ? {} : { rtPrio });
   const windows: EventWindow[] = [];
   const windowUs: number[] = [];
@@ -75,9 +162,11 @@ async function main(): Promise<void> {
   const stopUs: number[] = []; // old generation stops the rings (GET_VRING_BASE, incl. its drain)
   const startUs: number[] = []; // new generation gets positions, enable, status (acked)
   try {
-    const perVm = Math.max(1, Math.floor(totalPps / nVms));
+    const perVm = c.perVm;
     // long enough for every handoff plus settling; the probe is stopped when we are done
-    const opts = { vms: nVms, pps: perVm, durationS: 3600, gapUs: GAP_US };
+    // (with queues, a flow on each: each at its share of the VM's rate)
+    const opts = { vms: nVms, pps: Math.max(1, Math.floor(perVm / queues)), durationS: 3600, gapUs: GAP_US, queues: queues > 1 ? queues : undefined, guestMemMb: c.memMb || undefined };
+    if (datapath === 'ovs' && (queues > 1 || c.memMb)) throw new Error('--queues and --guest-mem: hitless-dp generations only');
     const h = datapath === 'ovs' ? await bed.ovsHost(opts) : await bed.upgradeHost(opts);
     await sleep(1000);
     // split mode: gaps per second with every VM on A, then with the host split (no handoff in
@@ -154,10 +243,14 @@ async function main(): Promise<void> {
     const a = attribute(gapsOf(h.probe.events).filter((g) => busyFrom === null || g.start_ns < busyFrom), windows, GAP_US);
     const bg = background(a.background_gap_ms);
     const linkEvents = h.probe.events.filter((e) => e.event === 'link').length;
+    const perFlow = Math.max(1, Math.floor(perVm / queues));
     const result = {
       datapath: datapath === 'ovs' ? 'ovs-dpdk' : 'hitless-dp',
       vms: nVms,
-      pps_total: perVm * nVms,
+      pps_per_vm: perFlow * queues,
+      pps_total: perFlow * queues * nVms,
+      queues,
+      guest_mem_mb: c.memMb || 128 * Math.ceil(nVms / 8),
       handoffs: windows.length,
       // the whole run's (both phases with --contention): exact, from the probe's summary
       lost: sum.totals.lost,
@@ -167,6 +260,10 @@ async function main(): Promise<void> {
         refused_by_sender_ring: Object.values(sum.vms).reduce((n, v) => n + v.tx_refused, 0),
         after_sending: sum.totals.lost - Object.values(sum.vms).reduce((n, v) => n + v.tx_refused, 0),
       },
+      // and when: frames missing across the receive gaps charged to a handoff and across the
+      // others (background: no handoff near); the sender's refusals likewise (idle phase)
+      missing_in_gaps: { near_handoffs: a.event_missing, background: a.background_missing },
+      refused: refusedWhen(h.probe.events, windows),
       rx_nombuf: Object.values(sum.vms).reduce((n, v) => n + v.rx_nombuf, 0),
       dup: sum.totals.dup,
       reordered: sum.totals.reordered,
@@ -183,11 +280,13 @@ async function main(): Promise<void> {
       ...(datapath === 'ovs' ? { steps_ms: Object.fromEntries(Object.entries(stepMs).map(([k, v]) => [k, pct(v)])) } : {}),
       offered: sum.totals.offered,
       seconds: r2(sum.duration_s),
-      rt_prio: rtPrio ?? 'default',
+      // what the senders offered per VM, on average over the run (the generator's own limit
+      // shows here when it is below pps_per_vm)
+      offered_pps_per_vm: Math.round(sum.totals.offered / sum.duration_s / nVms),
       ...(busy ? { contention: busy } : {}),
     };
-    finish('handoff', [
-      `${result.datapath} generations, ${nVms} VMs, ${result.pps_total} pps in all, ${windows.length} handoffs (each VM A->B->A x${rounds}), stock virtio_user frontends.`,
+    const report = [
+      `${result.datapath} generations, ${nVms} VMs of ${result.guest_mem_mb} MB, ${queues} queue pair${queues > 1 ? 's' : ''} each, ${result.pps_per_vm} pps per VM (${result.pps_total} in all), ${windows.length} handoffs (each VM A->B->A x${rounds}), stock virtio_user frontends, rings of 1024.`,
       '',
       ...(split
         ? [
@@ -195,8 +294,11 @@ async function main(): Promise<void> {
             `- receive gaps over ${GAP_US / 1000} ms per second, no handoff under way: all VMs on one generation ${sameRate}, split across both ${splitRate} (${QUIET_MS / 1000} s each, same run)`,
           ]
         : []),
+      `- offered ${result.offered_pps_per_vm} pps per VM on average over ${result.seconds} s`,
       `- lost ${result.lost}, duplicated ${result.dup}, reordered ${result.reordered}, link events at the frontends ${linkEvents} (of ${result.offered} frames offered)`,
       `  of the lost: ${result.lost_parts.refused_by_sender_ring} refused by the sending VM's full transmit ring, ${result.lost_parts.after_sending} lost after leaving it; receive buffers the VMs could not post: ${result.rx_nombuf}`,
+      `  missing across receive gaps charged to a handoff: ${a.event_missing}; across background gaps (no handoff near): ${a.background_missing}${busy ? ' (idle phase)' : ''}`,
+      `  refused by the sender's ring during or next to a handoff of that VM: ${result.refused.near_handoffs}; with no handoff of it near: ${result.refused.background}`,
       `- control-plane window (quiesce -> resume): p50 ${result.window_us.p50} us, p99 ${result.window_us.p99} us, max ${result.window_us.max} us`,
       `  of which the old generation stopping the rings (GET_VRING_BASE incl. its drain): p50 ${result.window_parts_us.stop_old.p50} us, ` +
         `p99 ${result.window_parts_us.stop_old.p99} us; the new one starting them: p50 ${result.window_parts_us.start_new.p50} us, p99 ${result.window_parts_us.start_new.p99} us`,
@@ -220,7 +322,8 @@ async function main(): Promise<void> {
           ]
         : []),
       `- keeper and generations' real-time priority: ${rtPrio ?? 'their default (10)'}`,
-    ], result);
+    ];
+    return { result, report };
   } finally {
     await bed.cleanup();
   }

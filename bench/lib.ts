@@ -1,7 +1,9 @@
 // Shared figures for benchmarks: every benchmark reports median, p99 and max beside the spread
 // of the same run (the machine's noise), never a single number. The percentiles and the
 // rounding are protocol/measure.ts's, as everywhere else.
+import { execFileSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
+import { cpus } from 'node:os';
 import { percentiles, round, roundedPercentiles, type Attribution, type Percentiles } from '../protocol/measure.js';
 export interface Stats {
   n: number;
@@ -39,7 +41,36 @@ export function numOpt(bench: string, name: string, dflt: number, integer = true
   return v;
 }
 
+/** `--name A[,B...]` from argv: one or more positive integers (each a case of the run), dflt
+ * when absent; exits 2 with a clear message. */
+export function numListOpt(bench: string, name: string, dflt: number[]): number[] {
+  const argv = process.argv.slice(2);
+  const i = argv.indexOf(name);
+  if (i < 0) return dflt;
+  const vs = String(argv[i + 1] ?? '').split(',').map(Number);
+  if (vs.length === 0 || vs.some((v) => !Number.isInteger(v) || v <= 0)) {
+    console.error(`bench ${bench}: ${name} needs positive integers, comma-separated`);
+    process.exit(2);
+  }
+  return vs;
+}
+
 export const quick = process.argv.includes('--quick');
+
+/**
+ * Keep this process, its threads and everything it starts off the datapath's CPU (the packet
+ * loops pin themselves there), as a host keeps its housekeeping off the vSwitch's cores: a
+ * benchmark's own work (parsing the probe's events, its timers) otherwise takes that core for
+ * scheduler slices of milliseconds, longer than a guest's ring lasts at 1 Mpps. Returns the
+ * housekeeping CPUs, or null when there is no other CPU to use (or --no-isolate).
+ */
+export function isolateLoopCpu(loopCpu: number): string | null {
+  const others = cpus().map((_, i) => i).filter((i) => i !== loopCpu);
+  if (process.argv.includes('--no-isolate') || others.length === 0) return null;
+  const list = others.join(',');
+  execFileSync('taskset', ['-a', '-p', '-c', list, String(process.pid)], { stdio: 'ignore' });
+  return list;
+}
 
 export const round2 = (x: number): number => round(x, 2);
 

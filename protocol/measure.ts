@@ -199,6 +199,8 @@ export interface GapEvent {
   start_ns: number;
   end_ns: number;
   gap_us: number;
+  /** frames missing across it (absent: not counted by the witness) */
+  lost_in_gap?: number | undefined;
 }
 
 /** A switch (or a control: an idle window) in the witness's clock. */
@@ -215,6 +217,9 @@ export interface Attribution {
   below_threshold: number;
   /** gaps (ms) that touch no window */
   background_gap_ms: number[];
+  /** frames missing across the gaps that touch a window, and across the others */
+  event_missing: number;
+  background_missing: number;
 }
 
 /** Gaps closer than this to a window are charged to it (the witness and the keeper do not
@@ -243,7 +248,14 @@ export function attribute(gaps: readonly GapEvent[], windows: readonly EventWind
     }
     eventGap.push(worst);
   }
-  return { event_gap_ms: eventGap, below_threshold: below, background_gap_ms: gaps.filter((_, i) => !used.has(i)).map((g) => g.gap_us / 1000) };
+  const missing = (pick: (i: number) => boolean) => gaps.reduce((n, g, i) => n + (pick(i) ? (g.lost_in_gap ?? 0) : 0), 0);
+  return {
+    event_gap_ms: eventGap,
+    below_threshold: below,
+    background_gap_ms: gaps.filter((_, i) => !used.has(i)).map((g) => g.gap_us / 1000),
+    event_missing: missing((i) => used.has(i)),
+    background_missing: missing((i) => !used.has(i)),
+  };
 }
 
 // ------------------------------------------------------------------------------ a host's upgrade

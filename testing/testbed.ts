@@ -125,9 +125,10 @@ export class Testbed {
   /**
    * A host mid-upgrade: generations A (old, peer-link server) and B (new), a keeper attached to
    * both with B as the failover standby, and n probe VMs served by A through the keeper, with
-   * a ring of flows between them at pps each. B serves the same VMs (idle until handed over).
+   * a ring of flows between them at pps each (with queues, one such flow per queue). B serves
+   * the same VMs (idle until handed over).
    */
-  async upgradeHost(opts: { vms: number; pps: number; durationS: number; gapUs?: number; packed?: boolean; queues?: number }): Promise<UpgradeHost> {
+  async upgradeHost(opts: { vms: number; pps: number; durationS: number; gapUs?: number; packed?: boolean; queues?: number; guestMemMb?: number }): Promise<UpgradeHost> {
     const { a, b, k } = await this.generationPair();
     const vms = labVms(opts.vms);
     await b.serve(vms);
@@ -146,8 +147,9 @@ export class Testbed {
           durationS: opts.durationS,
           gapUs: opts.gapUs ?? 1000,
           ctlPath: join(this.dir, `probe-${this.seqNo++}.sock`),
-          // the probe keeps 2560 mbufs per VM: 128 MB covers 8 VMs
-          memMb: 128 * Math.ceil(group.length / 8),
+          // the probe keeps 2560 mbufs per VM: 128 MB covers 8 VMs. Its memory is its VMs'
+          // guest memory (virtio_user shares all of it with the backend): guestMemMb sets it
+          memMb: opts.guestMemMb ?? 128 * Math.ceil(group.length / 8),
         }),
       );
     }

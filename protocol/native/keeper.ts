@@ -14,6 +14,9 @@ export const GenInfo = z.object({
   pid: int,
   dead: z.boolean(),
   heartbeat: z.boolean(),
+  /** how the keeper sees its death: its packet loop's thread exiting (woken by the kernel),
+   * its heartbeat stopping (polled), or only its sockets closing (stock OVS-DPDK) */
+  death_watch: z.enum(['loop-exit', 'heartbeat', 'sockets']).optional(),
   standby: z.boolean(),
   serving: int,
   /** a listen-mode (OVS-DPDK) generation's pace port (keeper pace.c): null for hitless-dp */

@@ -240,6 +240,9 @@ describe('hitless-keeper failures', () => {
   test('kill -9 of the serving generation: sessions fail over to the standby, the frontend never disconnects', async () => {
     const h = await bed.upgradeHost({ vms: 2, pps: 5000, durationS: 4, gapUs: 2000 });
     for (const vm of h.vms) await h.k.ctl.request(keeper.sessionPreload, { vm, gen: 'B' });
+    // the keeper is woken by the kernel as the generation's packet loop exits: nothing polls
+    const { gens } = await h.k.ctl.request(keeper.genList, {});
+    assert.deepEqual(gens.map((g) => [g.gen, g.death_watch]), [['A', 'loop-exit'], ['B', 'loop-exit']]);
     await sleep(1000);
     h.a.child.kill('SIGKILL');
     const sum = await h.probe.summary;
@@ -247,6 +250,7 @@ describe('hitless-keeper failures', () => {
     assert.deepEqual(failovers.map((e) => (e.event === 'failover/done' ? e.data.vm : '')).sort(), h.vms);
     const dead = h.k.events.find((e) => e.event === 'gen/dead');
     assert.ok(dead && dead.event === 'gen/dead' && dead.data.gen === 'A' && dead.data.moved === 2, JSON.stringify(dead));
+    assert.equal(dead.data.cause, 'its packet loop exited and every thread is exiting');
     const { sessions } = await h.k.ctl.request(keeper.sessionList, {});
     for (const s of sessions) {
       assert.equal(s.home, 'B');
@@ -565,6 +569,8 @@ describe('hitless-keeper upgrade (keeper/upgrade: the keeper replaced under live
       await sleep(200);
     }
     assert.deepEqual(await sessionsOf(h), before, 'every session where it was: serving generation, pre-loaded standby, never reconnected');
+    const { gens } = await h.k.ctl.request(keeper.genList, {});
+    assert.deepEqual(gens.map((g) => g.death_watch), ['loop-exit', 'loop-exit'], 'the new keeper waits on each generation\'s loop as the first did');
     // later moves: the pre-loaded v3 to B, v1 back to A (a rollback)
     const r3 = await h.k.ctl.request(keeper.handoffStart, { vm: 'v3', gen: 'B' });
     assert.deepEqual([r3.from, r3.to], ['A', 'B']);
@@ -578,6 +584,7 @@ describe('hitless-keeper upgrade (keeper/upgrade: the keeper replaced under live
     for (const t = Date.now(); !h.k.events.some((e) => e.event === 'gen/dead'); await sleep(20)) assert.ok(Date.now() - t < 20000, 'A was not found dead');
     const dead = h.k.events.find((e) => e.event === 'gen/dead')!;
     assert.ok(dead.event === 'gen/dead' && dead.data.moved === 4, JSON.stringify(dead));
+    assert.match(dead.data.cause, /packet loop exited/);
     await sleep(500);
     for (const s of await sessionsOf(h)) assert.deepEqual([s.vm, s.serving, s.connected, s.connects], [s.vm, 'B', true, 1]);
     const sum = await h.probe.stop();

@@ -19,14 +19,21 @@
  * counts it from the two pages (gen/dead lost_in_link) once the survivor has set
  * peer_fence_ack: it has taken what it could out of the link and sends nothing more into it,
  * so its two counts are final.
+ * alive is a robust, process-shared mutex the packet loop's thread locks at start and holds
+ * for its life (features has HL_HB_ALIVE once it does). When that thread exits, however it
+ * dies, the kernel marks the lock's owner dead and wakes whoever waits on it, early in the
+ * exit, long before the process's memory is torn down and its sockets close: the keeper waits
+ * there (keeper/gen.c) and costs nothing while the generation lives.
  */
 #ifndef HITLESS_HEARTBEAT_H
 #define HITLESS_HEARTBEAT_H
 
+#include <pthread.h>
 #include <stdint.h>
 
 #define HL_HB_MAGIC 0x484c4842u /* "HLHB" */
 #define HL_HB_FILE "heartbeat"
+#define HL_HB_ALIVE 1u /* features: alive is held by the packet loop's thread */
 
 struct hl_heartbeat {
 	uint32_t magic;
@@ -40,6 +47,10 @@ struct hl_heartbeat {
 	uint64_t peer_tx;
 	uint64_t peer_rx;
 	uint64_t peer_fence_ack;
+	/* a page of a generation built before these has zeros here */
+	uint32_t features;
+	uint32_t pad2;
+	pthread_mutex_t alive;
 };
 
 /* The peer_link of a link by its socket path (FNV-1a; never 0). */

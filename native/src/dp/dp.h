@@ -37,6 +37,9 @@
 #define DP_FENCE_US 2000 /* the longest a VM's direct frames wait behind its peer-link fence */
 #define DP_FENCE_RECENT_NS (50 * 1000000ull) /* peer-link use that calls for a fence */
 #define DP_PEER_QUIET_NS (1000 * 1000000ull)  /* no deep idle sooner after peer-link traffic */
+/* a busy loop yields its core at least this often: two generations sharing a core mid-upgrade
+ * take turns in slices of this, not in the scheduler's slices of milliseconds (loop.c) */
+#define DP_YIELD_NS      50000ull
 /* a VM's virtqueues as the backend names them: the guest's receive ring, its transmit ring */
 /* A VM's queue pair q is vring 2q (the guest's receive ring: we enqueue) and 2q+1 (its
  * transmit ring: we dequeue). At most DP_MAX_QP pairs are served, as many as the keeper

@@ -633,7 +633,7 @@ dp_loop(void *arg)
 	struct rte_mbuf *pkts[DP_BURST];
 	struct txs tx = { .up = { .ext = &dp.up }, .peer = { .ext = &dp.peer },
 			  .ret = { .ext = &dp.peer, .queue = 1 } };
-	uint64_t last_busy_ns = hl_now_ns(), nap_ns = 10000, last_peer_ns = 0;
+	uint64_t last_busy_ns = hl_now_ns(), nap_ns = 10000, last_peer_ns = 0, last_yield_ns = 0;
 	uint64_t ready_ns = 0; /* when the loop was ready for this iteration (0: not measured) */
 	struct cpu_mark mark = { 0, 0 };
 	bool peer_drained = false; /* the dead peer's link read once after the fence */
@@ -737,18 +737,21 @@ dp_loop(void *arg)
 		 * standby, one retired and not yet stopped) sleeps up to idle_deep_ms instead, and
 		 * dp_wake() ends that sleep when a VM arrives: a few wakeups a second, not thousands
 		 * on the core another generation forwards on (unless frames came over the peer link
-		 * in the last DP_PEER_QUIET_NS: then it forwards for the other generation). A light iteration yields the core:
-		 * during an upgrade two generations may share one, and without it they would take
-		 * turns in scheduler slices of milliseconds (on a core of its own the yield returns
-		 * at once). */
+		 * in the last DP_PEER_QUIET_NS: then it forwards for the other generation). A light
+		 * iteration yields the core, and a busy loop does every DP_YIELD_NS: during an
+		 * upgrade two generations may share one, and without it they would take turns in
+		 * scheduler slices of milliseconds, longer than a guest's ring lasts at 1 Mpps (on a
+		 * core of its own the yield returns at once). */
 		if (got > 0 || pending > 0) {
 			dp.ls.busy_iterations++;
 			dp.ls.busy_pkts += got;
 			dp.ls.busy_cycles += rte_rdtsc() - t0;
 			last_busy_ns = now;
 			nap_ns = 10000;
-			if (dp.yield && got < DP_BURST / 2)
+			if (dp.yield && (got < DP_BURST / 2 || now - last_yield_ns >= DP_YIELD_NS)) {
 				sched_yield();
+				last_yield_ns = now;
+			}
 		} else if (now - last_busy_ns > (uint64_t)dp.idle_grace_us * 1000) {
 			dp.ls.idle_sleeps++;
 			/* a generation the other one sends through (its VMs' peers are here, or were)

@@ -161,6 +161,15 @@ open_heartbeat(void)
 	dp.hb = p;
 	dp.hb->pid = (uint32_t)getpid();
 	dp.hb->beat = 0;
+	/* held by this thread, the packet loop's, until it exits (heartbeat.h) */
+	pthread_mutexattr_t ma;
+	pthread_mutexattr_init(&ma);
+	pthread_mutexattr_setpshared(&ma, PTHREAD_PROCESS_SHARED);
+	pthread_mutexattr_setrobust(&ma, PTHREAD_MUTEX_ROBUST);
+	pthread_mutex_init((pthread_mutex_t *)&dp.hb->alive, &ma);
+	pthread_mutexattr_destroy(&ma);
+	if (pthread_mutex_lock((pthread_mutex_t *)&dp.hb->alive) == 0)
+		dp.hb->features |= HL_HB_ALIVE;
 	dp.hb->magic = HL_HB_MAGIC;
 	return 0;
 }

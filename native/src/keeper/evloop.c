@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0
  * The keeper's event loop plumbing: one epoll set over every socket the keeper holds (each
  * VM's listening socket, its frontend connection, its connections to generations) and the
- * periodic timer for heartbeat watching and client-mode reconnects.
+ * periodic timer for heartbeat watching and client-mode reconnects, and an eventfd by which
+ * another keeper thread wakes the relay.
  *
  * Whoever opens a socket adds it here with what it is for (kind, VM slot, generation); the
  * relay (relay.c) waits here and gets those three back with each event. The tag's encoding
@@ -10,12 +11,13 @@
 #include <errno.h>
 #include <stdint.h>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/timerfd.h>
 #include <unistd.h>
 
 #include "keeper.h"
 
-static int epfd = -1, timerfd = -1;
+static int epfd = -1, timerfd = -1, wakefd = -1;
 static uint32_t armed_us;
 
 static uint64_t
@@ -30,10 +32,22 @@ kp_ev_init(void)
 {
 	epfd = epoll_create1(EPOLL_CLOEXEC);
 	timerfd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
-	if (epfd < 0 || timerfd < 0)
+	wakefd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (epfd < 0 || timerfd < 0 || wakefd < 0)
 		return -errno;
 	kp_ev_add(timerfd, KP_EV_TIMER, 0, 0);
+	kp_ev_add(wakefd, KP_EV_WAKE, 0, 0);
 	return 0;
+}
+
+void
+kp_ev_wake(void)
+{
+	uint64_t one = 1;
+
+	if (write(wakefd, &one, sizeof(one)) < 0) {
+		/* the counter is already non-zero: the relay is woken anyway */
+	}
 }
 
 /* Fire the timer every period_us, or never (0). Only what needs it keeps it running: the
@@ -67,8 +81,8 @@ kp_ev_del(int fd)
 	epoll_ctl(epfd, EPOLL_CTL_DEL, fd, NULL);
 }
 
-/* Wait up to timeout_ms for events and decode each one's tag into evs[]. A timer expiry is
- * consumed here (the timerfd read), so the caller only acts on it; a spurious one (nothing
+/* Wait up to timeout_ms for events and decode each one's tag into evs[]. A timer expiry or a
+ * wake is consumed here (the fd read), so the caller only acts on it; a spurious one (nothing
  * to read) is left out. Returns how many events evs[] holds (0 on an interrupted wait). */
 int
 kp_ev_wait(struct kp_event *evs, int max, int timeout_ms)
@@ -90,6 +104,11 @@ kp_ev_wait(struct kp_event *evs, int max, int timeout_ms)
 			uint64_t exp;
 
 			if (read(timerfd, &exp, sizeof(exp)) < 0)
+				continue;
+		} else if (e->kind == KP_EV_WAKE) {
+			uint64_t n;
+
+			if (read(wakefd, &n, sizeof(n)) < 0)
 				continue;
 		}
 		out++;

@@ -9,16 +9,28 @@
  * sessions can move at once. A thread that is merely descheduled never has that flag, so a
  * stalled heartbeat alone never triggers a failover. A dead generation's sessions fail over
  * to the standby (handoff.c).
+ *
+ * When to look: a thread of the keeper waits on the lock the generation's packet loop holds
+ * for its life (heartbeat.h alive). The kernel wakes it as that thread exits, before the
+ * process's memory goes and its sockets close; the keeper then looks at every thread as
+ * above, again every KP_DEATH_RECHECK_US until all are exiting. Nothing polls while the
+ * generation lives. A generation without that lock (built before it) is watched by its
+ * heartbeat instead: the timer reads it every watch_us and looks once it stalled for stall_us.
  */
+#define _GNU_SOURCE
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <linux/futex.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "heartbeat.h"
@@ -26,11 +38,109 @@
 
 #define PF_EXITING 0x00000004u
 
+/* The futex word of a glibc mutex: the robust-futex protocol the kernel follows at a thread's
+ * exit (owner's tid, FUTEX_WAITERS, FUTEX_OWNER_DIED) is on this word. */
+_Static_assert(offsetof(pthread_mutex_t, __data.__lock) == 0, "glibc mutex: lock word first");
+
+/* The wait on one generation's alive lock. Shared by the keeper and the waiting thread, whose
+ * last user frees it: the keeper lets go of it when it forgets the generation, and the thread
+ * sleeps on until the generation exits (it never polls), then ends. */
+struct kp_deathwatch {
+	volatile struct hl_heartbeat *page; /* its own mapping */
+	uint32_t refs;                      /* atomic: 2 while both hold it */
+	uint32_t forgotten;                 /* atomic: the keeper let go */
+	uint32_t gone;                      /* atomic: the loop's thread exited */
+};
+
 struct kp_heartbeat {
 	volatile struct hl_heartbeat *page; /* the keeper writes peer_fenced only */
 	uint64_t last_beat;
 	uint64_t last_change_ns;
+	struct kp_deathwatch *dw;           /* NULL: watched by its heartbeat (timer) */
 };
+
+static void
+deathwatch_put(struct kp_deathwatch *dw)
+{
+	if (__atomic_sub_fetch(&dw->refs, 1, __ATOMIC_ACQ_REL) != 0)
+		return;
+	munmap((void *)dw->page, sizeof(struct hl_heartbeat));
+	free(dw);
+}
+
+/* Sleep on the alive lock's word until its owner is gone: the kernel sets FUTEX_OWNER_DIED and
+ * wakes the waiters (FUTEX_WAITERS set here first) as the owning thread exits; a word with no
+ * owner at all is a loop that let go of it. Then the relay is woken to look at the process. */
+static void *
+deathwatch_run(void *arg)
+{
+	struct kp_deathwatch *dw = arg;
+	uint32_t *word = (uint32_t *)&dw->page->alive;
+
+	for (;;) {
+		uint32_t v = __atomic_load_n(word, __ATOMIC_ACQUIRE);
+
+		if ((v & FUTEX_TID_MASK) == 0 || (v & FUTEX_OWNER_DIED))
+			break;
+		if (!(v & FUTEX_WAITERS) &&
+		    !__atomic_compare_exchange_n(word, &v, v | FUTEX_WAITERS, false, __ATOMIC_ACQ_REL,
+						 __ATOMIC_ACQUIRE))
+			continue;
+		/* shared, not private: the word is in the generation's page */
+		syscall(SYS_futex, word, FUTEX_WAIT, v | FUTEX_WAITERS, NULL, NULL, 0);
+	}
+	__atomic_store_n(&dw->gone, 1, __ATOMIC_RELEASE);
+	if (!__atomic_load_n(&dw->forgotten, __ATOMIC_ACQUIRE))
+		kp_ev_wake();
+	deathwatch_put(dw);
+	return NULL;
+}
+
+/* Start waiting on the generation's alive lock (its page mapped again from fd): NULL when the
+ * page has none, or no thread could be started (the heartbeat timer watches it then). */
+static struct kp_deathwatch *
+deathwatch_start(int fd, volatile struct hl_heartbeat *page)
+{
+	struct kp_deathwatch *dw;
+	pthread_attr_t attr;
+	pthread_t t;
+	void *p;
+
+	if (!(__atomic_load_n(&page->features, __ATOMIC_ACQUIRE) & HL_HB_ALIVE))
+		return NULL;
+	p = mmap(NULL, sizeof(struct hl_heartbeat), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (p == MAP_FAILED)
+		return NULL;
+	dw = calloc(1, sizeof(*dw));
+	if (dw == NULL) {
+		munmap(p, sizeof(struct hl_heartbeat));
+		return NULL;
+	}
+	dw->page = p;
+	dw->refs = 2;
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	pthread_attr_setstacksize(&attr, 64 * 1024);
+	if (pthread_create(&t, &attr, deathwatch_run, dw) != 0) {
+		pthread_attr_destroy(&attr);
+		munmap(p, sizeof(struct hl_heartbeat));
+		free(dw);
+		return NULL;
+	}
+	pthread_attr_destroy(&attr);
+	pthread_setname_np(t, "hl-deathwatch");
+	return dw;
+}
+
+/* The keeper forgets the generation: the waiting thread ends when the generation exits. */
+static void
+deathwatch_forget(struct kp_deathwatch *dw)
+{
+	if (dw == NULL)
+		return;
+	__atomic_store_n(&dw->forgotten, 1, __ATOMIC_RELEASE);
+	deathwatch_put(dw);
+}
 
 /* The generation's pid from <run_dir>/dp.pid, written by hitless-dp once it is running. */
 static int
@@ -69,21 +179,26 @@ open_heartbeat(const char *run_dir, pid_t pid)
 	if (fd < 0)
 		return NULL;
 	p = mmap(NULL, sizeof(struct hl_heartbeat), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-	close(fd);
-	if (p == MAP_FAILED)
+	if (p == MAP_FAILED) {
+		close(fd);
 		return NULL;
+	}
 	if (((struct hl_heartbeat *)p)->magic != HL_HB_MAGIC || ((struct hl_heartbeat *)p)->pid != (uint32_t)pid) {
 		munmap(p, sizeof(struct hl_heartbeat));
+		close(fd);
 		return NULL;
 	}
 	hb = calloc(1, sizeof(*hb));
 	if (hb == NULL) {
 		munmap(p, sizeof(struct hl_heartbeat));
+		close(fd);
 		return NULL;
 	}
 	hb->page = p;
 	hb->last_beat = hb->page->beat;
 	hb->last_change_ns = hl_now_ns();
+	hb->dw = deathwatch_start(fd, hb->page);
+	close(fd);
 	return hb;
 }
 
@@ -92,6 +207,7 @@ close_heartbeat(struct kp_heartbeat *hb)
 {
 	if (hb == NULL)
 		return;
+	deathwatch_forget(hb->dw);
 	munmap((void *)hb->page, sizeof(struct hl_heartbeat));
 	free(hb);
 }
@@ -421,8 +537,6 @@ gen_died(int gi, const char *cause)
 	}
 }
 
-/* Called every watch period: a generation whose heartbeat stopped and whose every thread is
- * exiting is dead now, whatever its sockets say. */
 static bool
 serves_vms(int gi)
 {
@@ -432,26 +546,45 @@ serves_vms(int gi)
 	return false;
 }
 
-/* Only a generation that serves VMs is watched: a standby's death costs no session, and its
- * sockets closing tell soon enough. */
+/* Whether the generation's packet loop thread has exited (its alive lock's owner died). */
+static bool
+loop_gone(const struct kp_gen *g)
+{
+	return g->hb != NULL && g->hb->dw != NULL && __atomic_load_n(&g->hb->dw->gone, __ATOMIC_ACQUIRE);
+}
+
+/* After a wake (the relay's, a death watch's) and every timer period: a generation whose
+ * packet loop's thread exited, or whose heartbeat stopped (one without an alive lock), and
+ * whose every thread is exiting is dead now, whatever its sockets say. Only a generation that
+ * serves VMs is watched this way: a standby's death costs no session, and its sockets closing
+ * tell soon enough. */
 void
 kp_gen_watch(uint64_t now)
 {
 	for (int gi = 0; gi < KP_MAX_GENS; gi++) {
 		struct kp_gen *g = &kp.gens[gi];
 
-		if (!g->in_use || g->dead || !serves_vms(gi) || !heartbeat_stalled(g, now))
+		if (!g->in_use || g->dead || !serves_vms(gi))
 			continue;
-		if (gen_exiting(g))
+		if (loop_gone(g)) {
+			if (gen_exiting(g))
+				gen_died(gi, "its packet loop exited and every thread is exiting");
+		} else if (g->hb != NULL && g->hb->dw == NULL && heartbeat_stalled(g, now) && gen_exiting(g)) {
 			gen_died(gi, "heartbeat stopped and every thread is exiting");
+		}
 	}
 }
 
 uint32_t
 kp_timer_needed(void)
 {
+	/* a loop gone, its other threads not all exiting yet: looked at again soon */
 	for (int gi = 0; gi < KP_MAX_GENS; gi++)
-		if (kp.gens[gi].in_use && !kp.gens[gi].dead && kp.gens[gi].hb != NULL && serves_vms(gi))
+		if (kp.gens[gi].in_use && !kp.gens[gi].dead && loop_gone(&kp.gens[gi]) && serves_vms(gi))
+			return KP_DEATH_RECHECK_US;
+	for (int gi = 0; gi < KP_MAX_GENS; gi++)
+		if (kp.gens[gi].in_use && !kp.gens[gi].dead && kp.gens[gi].hb != NULL &&
+		    kp.gens[gi].hb->dw == NULL && serves_vms(gi))
 			return kp.watch_us;
 	for (int v = 0; v < KP_MAX_VMS; v++)
 		if (kp.vms[v].in_use && kp.vms[v].client && kp.vms[v].ffd < 0)
@@ -469,8 +602,11 @@ kp_gen_json(int gi)
 		vms += kp.vms[v].in_use && kp.vms[v].serving == gi;
 	/* a standby that took sessions over serves them: it is no standby any more (the host is
 	 * exposed until another is designated) */
-	return json_pack("{s:s,s:s,s:i,s:b,s:b,s:b,s:i,s:o}", "gen", g->name, "run_dir", g->run_dir,
-			 "pid", (int)g->pid, "dead", g->dead, "heartbeat", g->hb != NULL,
+	/* how its death is seen (the file's header) */
+	const char *watch = g->hb != NULL && g->hb->dw != NULL ? "loop-exit" : g->hb != NULL ? "heartbeat" : "sockets";
+
+	return json_pack("{s:s,s:s,s:i,s:b,s:b,s:s,s:b,s:i,s:o}", "gen", g->name, "run_dir", g->run_dir,
+			 "pid", (int)g->pid, "dead", g->dead, "heartbeat", g->hb != NULL, "death_watch", watch,
 			 "standby", kp.standby == gi && vms == 0 && !g->dead, "serving", vms,
 			 "pace", kp_pace_json(gi));
 }

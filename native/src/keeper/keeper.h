@@ -41,6 +41,7 @@
 #define KP_MAX_VMS 64
 #define KP_REPLY_TIMEOUT_MS 2000
 #define KP_RECONNECT_US 200000 /* client mode: how often a frontend-owned socket is tried again */
+#define KP_DEATH_RECHECK_US 100 /* a generation's loop exited: how soon its threads are looked at again */
 #define KP_ACCEPT_WAIT_MS 3000 /* listen-mode generation: how long its port may take to connect */
 
 struct kp_heartbeat; /* gen.c */
@@ -116,7 +117,7 @@ extern struct keeper kp;
 static inline int kp_vm_index(const struct kp_vm *vm) { return (int)(vm - kp.vms); }
 
 /* evloop.c */
-enum kp_ev_kind { KP_EV_LISTEN = 1, KP_EV_FRONTEND, KP_EV_BACKEND, KP_EV_TIMER };
+enum kp_ev_kind { KP_EV_LISTEN = 1, KP_EV_FRONTEND, KP_EV_BACKEND, KP_EV_TIMER, KP_EV_WAKE };
 /* One event as the relay sees it: what kind of socket, whose (VM slot, generation index). */
 struct kp_event {
 	enum kp_ev_kind kind;
@@ -124,6 +125,8 @@ struct kp_event {
 };
 int kp_ev_init(void);
 void kp_ev_timer(uint32_t period_us);
+/* Wake the relay from another thread (a generation's death watch, gen.c). */
+void kp_ev_wake(void);
 void kp_ev_add(int fd, enum kp_ev_kind kind, int vm, int gen);
 void kp_ev_del(int fd);
 int kp_ev_wait(struct kp_event *evs, int max, int timeout_ms);

@@ -7,8 +7,8 @@
  * and returned to the frontend (GET_PROTOCOL_FEATURES with the features the relay cannot carry
  * masked out). A malformed frame is refused by closing that one frontend connection; nothing
  * else is affected. A generation that fails under a request, or closes its connection, is
- * failed over from (handoff.c); the timer watches the generations' heartbeats (gen.c) and
- * reconnects client-mode frontends.
+ * failed over from (handoff.c); a generation whose packet loop exited wakes it (gen.c), and
+ * the timer, when one is needed, watches heartbeats and reconnects client-mode frontends.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -217,7 +217,7 @@ client_connect(struct kp_vm *vm, uint64_t now)
 	kp_frontend_attach(vm, fd);
 }
 
-/* Every watch period: dead generations (heartbeat and thread states), then reconnects. */
+/* Every timer period: dead generations (gen.c), then reconnects. */
 static void
 on_timer(void)
 {
@@ -256,6 +256,10 @@ kp_relay_run(void)
 
 			if (evs[i].kind == KP_EV_TIMER) {
 				on_timer();
+				continue;
+			}
+			if (evs[i].kind == KP_EV_WAKE) { /* a generation's packet loop exited (gen.c) */
+				kp_gen_watch(hl_now_ns());
 				continue;
 			}
 			changed = true;

@@ -330,7 +330,8 @@ export class ProbeProcess {
     args.push('--events', '-', ...(opts.extraArgs ?? []));
     const child = spawn(nativeBin('hitless-probe'), args, { stdio: ['ignore', 'pipe', 'pipe'] });
     const p = new ProbeProcess(child, opts);
-    const deadline = Date.now() + 20000;
+    // a probe with much memory takes longer to start (DPDK maps it page by page; --touch-memory writes it)
+    const deadline = Date.now() + 20000 + 5 * (opts.memMb ?? 0);
     while (!p.events.some((e) => e.event === 'start')) {
       if (child.exitCode !== null || child.signalCode !== null) {
         await p.summary.catch((e: Error) => {

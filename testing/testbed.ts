@@ -128,7 +128,7 @@ export class Testbed {
    * a ring of flows between them at pps each (with queues, one such flow per queue). B serves
    * the same VMs (idle until handed over).
    */
-  async upgradeHost(opts: { vms: number; pps: number; durationS: number; gapUs?: number; packed?: boolean; queues?: number; guestMemMb?: number }): Promise<UpgradeHost> {
+  async upgradeHost(opts: { vms: number; pps: number; durationS: number; gapUs?: number; packed?: boolean; queues?: number; guestMemMb?: number; guestTouchMb?: number }): Promise<UpgradeHost> {
     const { a, b, k } = await this.generationPair();
     const vms = labVms(opts.vms);
     await b.serve(vms);
@@ -150,6 +150,8 @@ export class Testbed {
           // the probe keeps 2560 mbufs per VM: 128 MB covers 8 VMs. Its memory is its VMs'
           // guest memory (virtio_user shares all of it with the backend): guestMemMb sets it
           memMb: opts.guestMemMb ?? 128 * Math.ceil(group.length / 8),
+          // and guestTouchMb of it written, as guests that have used their memory
+          ...(opts.guestTouchMb ? { extraArgs: ['--touch-memory', String(opts.guestTouchMb)] } : {}),
         }),
       );
     }

@@ -58,6 +58,9 @@ export const VmStats = z.object({
   fences: z.number().int().default(0),
   /** of those, released by the bound (DP_FENCE_US) rather than by their marker */
   fence_timeouts: z.number().int().default(0),
+  /** its guest memory mapped ahead of a switch (the latest memory table's): pages the guest
+   * had touched, mapped in ms; null before any table (or from an older release) */
+  prefault: z.object({ done: z.boolean(), pages: z.number().int(), ms: z.number(), error: z.string().nullable() }).nullable().default(null),
 });
 export type VmStats = z.infer<typeof VmStats>;
 
@@ -76,6 +79,8 @@ export const ExtPort = z.object({
   stale: z.number().int().default(0),
   /** the peer link: the keeper found the generation at its other end dead (nothing goes in) */
   fenced: z.boolean().default(false),
+  /** the peer link: its shared buffers mapped ahead once it came up (0: not yet, or the uplink) */
+  mapped_ahead_bytes: z.number().int().default(0),
 });
 
 export const Stats = z.object({

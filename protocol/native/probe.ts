@@ -53,6 +53,8 @@ export const MeasuredFlow = z
     offered: int,
     /** frames the sender's ring refused (they consumed their sequence numbers: counted lost) */
     tx_refused: int.default(0),
+    /** frames its schedule skipped, never offered: the probe itself was not running in time */
+    unsent_late: int.default(0),
     received: int,
     /** end of flow: offered - received (unique); while the flow runs it includes frames in flight */
     lost: int,

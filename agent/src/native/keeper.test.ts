@@ -56,7 +56,12 @@ describe('hitless-keeper handoff', () => {
     for (const vm of h.vms) {
       assert.ok(mid.vms[vm]!.rx_pkts > before.vms[vm]!.rx_pkts + 5000, `${vm} forwarded by B`);
       assert.equal(aLater.vms[vm]!.rx_pkts, aMid.vms[vm]!.rx_pkts, `${vm} no longer forwarded by A`);
+      // B mapped the pages of the guest's memory the guest had touched (its buffers, its
+      // rings) when it got the memory table, not in its loop after the switch
+      const pf = mid.vms[vm]!.prefault;
+      assert.ok(pf && pf.done && pf.error === null && pf.pages > 0, `${vm}: guest memory mapped ahead on B: ${JSON.stringify(pf)}`);
     }
+    assert.ok(mid.peer!.mapped_ahead_bytes > 0, 'the peer link\'s buffers mapped ahead on B');
     for (const vm of h.vms) await h.k.ctl.request(keeper.handoffStart, { vm, gen: 'A' });
     const drops = await Promise.all([h.a, h.b].map((g) => g.ctl.request(dp.statsShow, {})));
     const sum: ProbeSummary = await h.probe.summary;

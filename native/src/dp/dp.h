@@ -40,6 +40,10 @@
 /* a busy loop yields its core at least this often: two generations sharing a core mid-upgrade
  * take turns in slices of this, not in the scheduler's slices of milliseconds (loop.c) */
 #define DP_YIELD_NS      50000ull
+/* frames per millisecond above which the loop never naps (200 kpps): a nap's wake-up comes
+ * late now and then (a millisecond and more on a busy or virtualised host), and at that rate
+ * a guest's ring of 1024 lasts 5 ms; below it, a ring outlasts any wake-up seen (loop.c) */
+#define DP_HOT_PKTS_PER_MS 200u
 /* a VM's virtqueues as the backend names them: the guest's receive ring, its transmit ring */
 /* A VM's queue pair q is vring 2q (the guest's receive ring: we enqueue) and 2q+1 (its
  * transmit ring: we dequeue). At most DP_MAX_QP pairs are served, as many as the keeper
@@ -99,6 +103,13 @@ struct dp_vm {
 	uint16_t fence_n;
 	struct rte_mbuf *fence_q[DP_PEND_MAX];
 	struct dp_port_stats st;
+	/* its guest memory mapped ahead (prefault.c), the latest memory table's: atomics */
+	struct {
+		uint32_t seq;
+		bool done;
+		int err;
+		uint64_t pages, took_ns;
+	} prefault;
 };
 
 struct dp_ext_stats {
@@ -201,6 +212,7 @@ struct dp {
 	uint32_t swaps;                    /* stage swaps made (lib/swap and lib/rollback) */
 	struct rte_ring *announce_q;       /* frames the control side wants sent on the uplink */
 	struct dp_ext up, peer;
+	uint64_t peer_prefault_bytes; /* atomic: the peer link's buffers mapped ahead (prefault.c) */
 	/* loop */
 	volatile bool quit;
 	bool loop_running;                 /* atomic */
@@ -251,6 +263,10 @@ int dp_peer_ctl_register(struct ctl_registry *reg);
 
 /* fdb_cmds.c */
 int dp_fdb_ctl_register(struct ctl_registry *reg);
+
+/* prefault.c */
+void dp_prefault_table(int vid);
+void dp_prefault_peer(uint16_t port);
 
 /* stats.c */
 json_t *dp_stats_json(const struct dp_vm *only);

@@ -634,6 +634,8 @@ dp_loop(void *arg)
 	struct txs tx = { .up = { .ext = &dp.up }, .peer = { .ext = &dp.peer },
 			  .ret = { .ext = &dp.peer, .queue = 1 } };
 	uint64_t last_busy_ns = hl_now_ns(), nap_ns = 10000, last_peer_ns = 0, last_yield_ns = 0;
+	uint64_t win_ns = last_busy_ns, win_pkts = 0; /* the rate: frames in the current ~1 ms */
+	bool hot = false; /* the last window's rate was over DP_HOT_PKTS_PER_MS: no nap */
 	uint64_t ready_ns = 0; /* when the loop was ready for this iteration (0: not measured) */
 	struct cpu_mark mark = { 0, 0 };
 	bool peer_drained = false; /* the dead peer's link read once after the fence */
@@ -733,26 +735,35 @@ dp_loop(void *arg)
 		pending = flush_all(now);
 
 		/* adaptive idle: poll while packets come; once none came for idle_grace_us, nap
-		 * in growing steps up to idle_max_us. A generation that serves no VM at all (a
+		 * in growing steps up to idle_max_us, unless the rate is hot (DP_HOT_PKTS_PER_MS:
+		 * frames come in bursts, and a late wake-up between two would overflow a ring). A generation that serves no VM at all (a
 		 * standby, one retired and not yet stopped) sleeps up to idle_deep_ms instead, and
 		 * dp_wake() ends that sleep when a VM arrives: a few wakeups a second, not thousands
 		 * on the core another generation forwards on (unless frames came over the peer link
-		 * in the last DP_PEER_QUIET_NS: then it forwards for the other generation). A light
+		 * in the last DP_PEER_QUIET_NS: then it forwards for the other generation). An empty
 		 * iteration yields the core, and a busy loop does every DP_YIELD_NS: during an
 		 * upgrade two generations may share one, and without it they would take turns in
-		 * scheduler slices of milliseconds, longer than a guest's ring lasts at 1 Mpps (on a
-		 * core of its own the yield returns at once). */
+		 * scheduler slices of milliseconds, longer than a guest's ring lasts at 1 Mpps. Not
+		 * every busy iteration: two busy loops would then switch at the rate of iterations,
+		 * and the switches would eat the core (on a core of its own the yield returns at
+		 * once). */
+		win_pkts += got;
+		if (now - win_ns >= 1000000ull) {
+			hot = win_pkts * 1000000ull >= (uint64_t)DP_HOT_PKTS_PER_MS * (now - win_ns);
+			win_ns = now;
+			win_pkts = 0;
+		}
 		if (got > 0 || pending > 0) {
 			dp.ls.busy_iterations++;
 			dp.ls.busy_pkts += got;
 			dp.ls.busy_cycles += rte_rdtsc() - t0;
 			last_busy_ns = now;
 			nap_ns = 10000;
-			if (dp.yield && (got < DP_BURST / 2 || now - last_yield_ns >= DP_YIELD_NS)) {
+			if (dp.yield && now - last_yield_ns >= DP_YIELD_NS) {
 				sched_yield();
 				last_yield_ns = now;
 			}
-		} else if (now - last_busy_ns > (uint64_t)dp.idle_grace_us * 1000) {
+		} else if (!hot && now - last_busy_ns > (uint64_t)dp.idle_grace_us * 1000) {
 			dp.ls.idle_sleeps++;
 			/* a generation the other one sends through (its VMs' peers are here, or were)
 			 * forwards for it: it naps, it does not sleep deep, while that traffic lasts */
@@ -767,6 +778,7 @@ dp_loop(void *arg)
 			nap_ns = RTE_MIN(nap_ns * 2, (uint64_t)dp.idle_max_us * 1000);
 		} else if (dp.yield) {
 			sched_yield();
+			last_yield_ns = now;
 		}
 	}
 	__atomic_store_n(&dp.loop_running, false, __ATOMIC_RELEASE);

@@ -269,6 +269,14 @@ main(int argc, char **argv)
 	       dp.gen_id, HITLESS_RELEASE, (int)getpid(), path, rte_lcore_id());
 	fflush(stdout);
 
+	/* every page this process has (its memory pool's buffers above all) mapped and kept in
+	 * now, not faulted in by the loop as it first uses each (hundreds of page faults in the
+	 * first milliseconds after a generation takes its first VM); the guests' memory, mapped
+	 * later, is not locked (prefault.c maps what they touched) */
+	if (mlockall(MCL_CURRENT) != 0)
+		fprintf(stderr, "hitless-dp: memory not locked (%s): the loop faults pages in as it "
+			"first touches them\n", strerror(errno));
+
 	rte_cpuset_t loop_cpus = rte_lcore_cpuset(rte_get_main_lcore());
 	if (pthread_setaffinity_np(pthread_self(), sizeof(loop_cpus), &loop_cpus) != 0)
 		rte_exit(EXIT_FAILURE, "hitless-dp: cannot pin the packet loop to its lcore's CPU\n");

@@ -5,6 +5,7 @@
  *
  * Counters are written by the packet loop only and read here with relaxed atomic loads.
  */
+#include <string.h>
 #include <unistd.h>
 
 #include <rte_cycles.h>
@@ -20,7 +21,15 @@ vm_stats_json(const struct dp_vm *vm)
 {
 	const struct dp_port_stats *st = &vm->st;
 
-	return json_pack("{s:b,s:I,s:I,s:I,s:I,s:I,s:{s:I,s:I,s:I,s:I},s:I,s:I,s:I,s:I,s:i,s:I,s:I}",
+	bool pf_done = __atomic_load_n(&vm->prefault.done, __ATOMIC_ACQUIRE);
+	int pf_err = RD(vm->prefault.err);
+	/* its guest memory mapped ahead (prefault.c): null before any memory table */
+	json_t *prefault = RD(vm->prefault.seq) == 0 ? json_null()
+		: json_pack("{s:b,s:I,s:f,s:o}", "done", pf_done, "pages", (json_int_t)RD(vm->prefault.pages),
+			    "ms", (double)RD(vm->prefault.took_ns) / 1e6,
+			    "error", pf_done && pf_err ? json_string(strerror(pf_err)) : json_null());
+
+	return json_pack("{s:b,s:I,s:I,s:I,s:I,s:I,s:{s:I,s:I,s:I,s:I},s:I,s:I,s:I,s:I,s:i,s:I,s:I,s:o}",
 			 "connected", __atomic_load_n(&vm->ready, __ATOMIC_ACQUIRE),
 			 "rx_pkts", (json_int_t)RD(st->rx_pkts),
 			 "rx_bytes", (json_int_t)RD(st->rx_bytes),
@@ -38,7 +47,7 @@ vm_stats_json(const struct dp_vm *vm)
 			 "first_tx_ns", (json_int_t)RD(st->first_tx_ns),
 			 "pending", (int)RD(vm->pend_n),
 			 "fences", (json_int_t)RD(st->fences),
-			 "fence_timeouts", (json_int_t)RD(st->fence_timeouts));
+			 "fence_timeouts", (json_int_t)RD(st->fence_timeouts), "prefault", prefault);
 }
 
 /* stats/show's result: every VM's counters (or only one VM's), the external ports', the

@@ -109,7 +109,11 @@ dp_peer_init(const char *sock, bool server)
 	__atomic_store_n(&dp.hb->peer_rx, 0, __ATOMIC_RELAXED);
 	__atomic_store_n(&dp.hb->peer_fence_ack, 0, __ATOMIC_RELAXED);
 	__atomic_store_n(&dp.hb->peer_link, hl_peer_link_id(sock), __ATOMIC_RELEASE);
-	return ext_init(&dp.peer, name, args, 2);
+	int rc = ext_init(&dp.peer, name, args, 2);
+
+	if (rc == 0)
+		dp_prefault_peer((uint16_t)dp.peer.port); /* its buffers mapped once it is up */
+	return rc;
 }
 
 void
@@ -144,7 +148,7 @@ dp_ext_json(const struct dp_ext *e)
 	if (e->port < 0)
 		return NULL;
 	rte_eth_link_get_nowait((uint16_t)e->port, &link);
-	return json_pack("{s:s,s:b,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:b}", "spec", e->spec, "link_up",
+	return json_pack("{s:s,s:b,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:b,s:I}", "spec", e->spec, "link_up",
 			 link.link_status == RTE_ETH_LINK_UP,
 			 "rx_pkts", (json_int_t)__atomic_load_n(&e->st.rx_pkts, __ATOMIC_RELAXED),
 			 "rx_bytes", (json_int_t)__atomic_load_n(&e->st.rx_bytes, __ATOMIC_RELAXED),
@@ -155,7 +159,8 @@ dp_ext_json(const struct dp_ext *e)
 			 (json_int_t)__atomic_load_n(&e->st.drop_no_dest, __ATOMIC_RELAXED),
 			 "announces", (json_int_t)__atomic_load_n(&e->st.announces, __ATOMIC_RELAXED),
 			 "stale", (json_int_t)__atomic_load_n(&e->st.stale, __ATOMIC_RELAXED),
-			 "fenced", e == &dp.peer && __atomic_load_n(&dp.hb->peer_fenced, __ATOMIC_ACQUIRE) != 0);
+			 "fenced", e == &dp.peer && __atomic_load_n(&dp.hb->peer_fenced, __ATOMIC_ACQUIRE) != 0,
+			 "mapped_ahead_bytes", e == &dp.peer ? (json_int_t)__atomic_load_n(&dp.peer_prefault_bytes, __ATOMIC_ACQUIRE) : 0);
 }
 
 /* RARP "reverse request" with the VM's MAC as sender and target, as QEMU announces a VM after

@@ -119,30 +119,71 @@ new_device(int vid)
 	return 0;
 }
 
+#define VHOST_USER_SET_MEM_TABLE 5 /* the vhost-user message number (the spec) */
+
+/* DPDK's vhost message thread handles a switch's messages (and waits for the drain):
+ * real-time while it handles messages, so a busy neighbour on its core does not hold the
+ * switch off; normal while rte_vhost tears a connection down (it unmaps the guest's memory
+ * then: ~85 ms for a 4 GB guest whose pages are mapped, which at real-time priority would keep
+ * everything else off that core). Only where it runs beside the packet loop, not on its CPU:
+ * it takes ring locks the loop holds, and a real-time thread spinning on one would keep a
+ * normal lock holder off its own CPU. (Not the control thread: DPDK's thread creation, which
+ * it triggers, waits in a way a real-time creator starves.) */
+static void
+vhost_thread_rt(bool on)
+{
+	static __thread int apart = -1; /* unknown */
+	static __thread bool rt;
+
+	if (apart < 0) {
+		rte_cpuset_t loop = rte_lcore_cpuset(rte_get_main_lcore()), mine;
+
+		apart = pthread_getaffinity_np(pthread_self(), sizeof(mine), &mine) == 0;
+		for (int c = 0; apart && c < CPU_SETSIZE; c++)
+			apart = !(CPU_ISSET(c, &loop) && CPU_ISSET(c, &mine));
+	}
+	if (!apart || on == rt || dp.rt_prio == 0)
+		return;
+	if (on)
+		rt = hl_rt_self("hitless-dp", dp.rt_prio) == 0;
+	else
+		rt = pthread_setschedparam(pthread_self(), SCHED_OTHER, &(struct sched_param){ 0 }) != 0;
+}
+
+static enum rte_vhost_msg_result
+before_message(int vid, void *msg)
+{
+	(void)vid;
+	(void)msg;
+	vhost_thread_rt(true);
+	return RTE_VHOST_MSG_RESULT_NOT_HANDLED;
+}
+
+static enum rte_vhost_msg_result
+after_message(int vid, void *msg)
+{
+	/* the message's first field is its request number (rte_vhost passes the message) */
+	if (*(const uint32_t *)msg == VHOST_USER_SET_MEM_TABLE)
+		dp_prefault_table(vid); /* its guest memory is mapped ahead of the switch */
+	return RTE_VHOST_MSG_RESULT_NOT_HANDLED;
+}
+
+static const struct rte_vhost_user_extern_ops message_hooks = {
+	.pre_msg_handle = before_message,
+	.post_msg_handle = after_message,
+};
+
 /* A connection arrived for a VM: until its device starts, the VM is on its way here. */
 static int
 new_connection(int vid)
 {
-	static __thread bool rt_set;
 	char path[PATH_MAX];
 	struct dp_vm *vm;
 
-	/* DPDK's vhost message thread handles a switch's messages (and waits for the drain):
-	 * real-time, so a busy neighbour on its core does not hold the switch off. Only where it
-	 * runs beside the packet loop, not on its CPU: it takes ring locks the loop holds, and a
-	 * real-time thread spinning on one would keep a normal lock holder off its own CPU. (Not
-	 * the control thread: DPDK's thread creation, which it triggers, waits in a way a
-	 * real-time creator starves.) */
-	if (!rt_set) {
-		rte_cpuset_t loop = rte_lcore_cpuset(rte_get_main_lcore()), mine;
-		bool apart = pthread_getaffinity_np(pthread_self(), sizeof(mine), &mine) == 0;
-
-		for (int c = 0; apart && c < CPU_SETSIZE; c++)
-			apart = !(CPU_ISSET(c, &loop) && CPU_ISSET(c, &mine));
-		if (apart)
-			hl_rt_self("hitless-dp", dp.rt_prio);
-		rt_set = true;
-	}
+	vhost_thread_rt(true);
+	if (rte_vhost_extern_callback_register(vid, &message_hooks, NULL) != 0)
+		fprintf(stderr, "hitless-dp: vhost device %d: no message hooks (guest memory will not "
+			"be mapped ahead)\n", vid);
 	if (rte_vhost_get_ifname(vid, path, sizeof(path)) == 0 && (vm = find_by_sock(path)) != NULL) {
 		__atomic_store_n(&vm->arriving_vid, vid, __ATOMIC_RELEASE);
 		dp_wake(); /* frames for it may come over the peer link: the loop polls again */
@@ -153,6 +194,7 @@ new_connection(int vid)
 static void
 destroy_connection(int vid)
 {
+	vhost_thread_rt(false); /* rte_vhost unmaps its memory next (above) */
 	for (int s = 0; s < DP_MAX_VMS; s++) {
 		int expect = vid;
 		__atomic_compare_exchange_n(&dp.vms[s].arriving_vid, &expect, -1, false,

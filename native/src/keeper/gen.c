@@ -89,6 +89,9 @@ deathwatch_run(void *arg)
 		/* shared, not private: the word is in the generation's page */
 		syscall(SYS_futex, word, FUTEX_WAIT, v | FUTEX_WAITERS, NULL, NULL, 0);
 	}
+	/* the kernel wakes one waiter: the others (a watch the keeper let go of, a keeper being
+	 * replaced) are woken from here, or one of them could take the only wake-up */
+	syscall(SYS_futex, word, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
 	__atomic_store_n(&dw->gone, 1, __ATOMIC_RELEASE);
 	if (!__atomic_load_n(&dw->forgotten, __ATOMIC_ACQUIRE))
 		kp_ev_wake();

@@ -18,7 +18,7 @@ probe_usage(FILE *f)
 		"         --flow SRC:DST:PPS ... --reflect SRC:MAC:PPS ...\n"
 		"         [--duration SEC] [--gap-us N] [--tick-us N]\n"
 		"         [--frame-size N] [--ctl PATH] [--events PATH|-] [--summary PATH]\n"
-		"         [--drain-ms N] [--connect-timeout-ms N]\n"
+		"         [--drain-ms N] [--connect-timeout-ms N] [--touch-memory MB]\n"
 		"  --vm       one virtio_user port; ',server' makes the probe the vhost-user server,\n"
 		"             ',packed' uses packed virtqueues, ',queues=N' N queue pairs (1-8: the\n"
 		"             VM's flows take its transmit queues in turn; every receive queue is read)\n"
@@ -30,7 +30,9 @@ probe_usage(FILE *f)
 		"  --tick-us  sending timer (default 100)\n"
 		"  --frame-size  L2 frame length without FCS, 64..1500 (default 64)\n"
 		"  --drain-ms keep receiving this long after sending stops (default 300)\n"
-		"  --connect-timeout-ms  wait this long for every VM link to come up (default 10000)\n");
+		"  --connect-timeout-ms  wait this long for every VM link to come up (default 10000)\n"
+		"  --touch-memory  write this many MB of the probe's memory (its VMs' guest memory,\n"
+		"             EAL -m) at start, as a guest that has used it (default 0)\n");
 }
 
 /* Parse a whole decimal integer in [min, max]; 0 or -EINVAL. */
@@ -249,6 +251,8 @@ probe_parse_args(struct probe_ctx *ctx, int argc, char **argv)
 		} else if (strcmp(opt, "--drain-ms") == 0) {
 			rc = parse_u64(opt, val, 0, 60000, &v);
 			ctx->cfg.drain_ns = v * 1000000;
+		} else if (strcmp(opt, "--touch-memory") == 0) {
+			rc = parse_u64(opt, val, 0, 1u << 20, &ctx->cfg.touch_mb);
 		} else if (strcmp(opt, "--connect-timeout-ms") == 0) {
 			rc = parse_u64(opt, val, 0, 3600000, &v);
 			ctx->cfg.connect_timeout_ns = v * 1000000;

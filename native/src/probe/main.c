@@ -8,6 +8,7 @@
  * then one JSON summary is printed as the last stdout line and the process exits 0.
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +17,7 @@
 #include <rte_eal.h>
 #include <rte_errno.h>
 #include <rte_log.h>
+#include <rte_malloc.h>
 #include <rte_random.h>
 
 #include "ctl.h"
@@ -162,6 +164,15 @@ main(int argc, char **argv)
 	rc = probe_traffic_init(ctx);
 	if (rc != 0)
 		rte_exit(1, "hitless-probe: cannot allocate buffers: %s\n", strerror(-rc));
+	if (ctx->cfg.touch_mb > 0) {
+		/* kept for the probe's life: the backends see guest memory that has been used */
+		void *used = rte_malloc("touched", ctx->cfg.touch_mb << 20, 4096);
+
+		if (used == NULL)
+			rte_exit(1, "hitless-probe: --touch-memory %" PRIu64 ": not that much free memory "
+				 "(EAL -m)\n", ctx->cfg.touch_mb);
+		memset(used, 0x5a, ctx->cfg.touch_mb << 20);
+	}
 	rc = probe_events_start(ctx);
 	if (rc != 0) {
 		why = "cannot start the event writer";

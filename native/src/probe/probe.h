@@ -32,7 +32,14 @@
 #define PROBE_DUP_WINDOW   4096  /* bits in the duplicate-detection window */
 #define PROBE_FRAME_MIN    64
 #define PROBE_FRAME_MAX    1500
-#define PROBE_BURST_MAX    64    /* frames per flow per tick, the rest carries over */
+#define PROBE_BURST_MAX    64    /* frames per burst offered to a port */
+/* frames per flow per tick (in bursts), the rest carries over: 2.56 Mpps a flow at the default
+ * 100 us tick, and never more at once than a quarter of a ring (a probe that was descheduled
+ * catches up over several ticks rather than overflow its own ring) */
+#define PROBE_TICK_MAX     256
+/* a schedule further behind than this many ticks (the probe was not running) skips what it
+ * missed rather than burst it out later: the offered rate stays the rate over any interval */
+#define PROBE_LAG_TICKS    2
 #define PROBE_FLOOD_BURST  32
 #define PROBE_MAX_PPS      100000000ull
 
@@ -89,6 +96,7 @@ struct probe_flow {
 	/* shared counters */
 	uint64_t next_seq;     /* = offered (rate mode) */
 	uint64_t tx, tx_refused;
+	uint64_t unsent_late;  /* frames the schedule skipped: the probe itself was not running */
 	uint64_t first_tx_ns;
 	int rx_idx;            /* tracked key where it is received here, -1 if remote */
 	uint8_t tmpl[PROBE_FRAME_MAX];
@@ -121,6 +129,7 @@ struct probe_cfg {
 	double duration_s;     /* 0 = until stopped */
 	uint64_t gap_ns, tick_ns, drain_ns, connect_timeout_ns;
 	uint32_t frame_size;
+	uint64_t touch_mb;     /* guest memory written at start: a guest that has used it */
 	const char *ctl_path, *events_path, *summary_path;
 };
 

@@ -169,6 +169,7 @@ flow_json(struct probe_ctx *ctx, struct probe_flow *f, uint64_t now, bool final)
 	if (o == NULL)
 		return NULL;
 	json_object_set_new(o, "reflect", json_boolean(f->reflect));
+	json_object_set_new(o, "unsent_late", json_integer((json_int_t)PROBE_GET(f->unsent_late)));
 	json_object_set_new(o, "txq", json_integer(f->txq));
 	if (f->rx_idx >= 0)
 		add_rx_metrics(ctx, o, &ctx->rx[f->rx_idx], offered, pps ? (double)pps : tx_rate,

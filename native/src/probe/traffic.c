@@ -246,7 +246,8 @@ send_frames(struct probe_ctx *ctx, struct probe_flow *f, unsigned n, uint64_t no
 }
 
 /* Every tick: for each paced flow, send what is due since its rate was last set
- * (pps x elapsed), at most PROBE_BURST_MAX now; the rest stays due for the next tick. A rate
+ * (pps x elapsed), at most PROBE_TICK_MAX now; the rest stays due for the next tick. A probe
+ * that was not running for longer than PROBE_LAG_TICKS skips what it missed (unsent_late). A rate
  * change or a resume restarts the schedule from the current sequence number. */
 void
 probe_tx_tick(struct probe_ctx *ctx, uint64_t now)
@@ -275,10 +276,24 @@ probe_tx_tick(struct probe_ctx *ctx, uint64_t now)
 		el = now - f->base_ns;
 		due = f->base_seq + (el / 1000000000ull) * pps +
 		      (el % 1000000000ull) * pps / 1000000000ull;
-		if (due > f->next_seq)
-			send_frames(ctx, f, (unsigned)RTE_MIN(due - f->next_seq,
-							     (uint64_t)PROBE_BURST_MAX),
-				    now, false);
+		if (due > f->next_seq) {
+			uint64_t lag = PROBE_LAG_TICKS * ctx->cfg.tick_ns * pps / 1000000000ull + 1;
+
+			if (due - f->next_seq > lag) {
+				/* those frames are never offered (no sequence numbers spent): the
+				 * schedule starts again from here */
+				PROBE_ADD(f->unsent_late, due - f->next_seq - lag);
+				f->base_ns = now;
+				f->base_seq = f->next_seq + lag;
+				due = f->base_seq;
+			}
+		}
+		for (uint64_t n = RTE_MIN(due - RTE_MIN(due, f->next_seq), (uint64_t)PROBE_TICK_MAX); n > 0;) {
+			unsigned b = (unsigned)RTE_MIN(n, (uint64_t)PROBE_BURST_MAX);
+
+			send_frames(ctx, f, b, now, false);
+			n -= b;
+		}
 	}
 }
 

@@ -147,9 +147,9 @@ export class Testbed {
           durationS: opts.durationS,
           gapUs: opts.gapUs ?? 1000,
           ctlPath: join(this.dir, `probe-${this.seqNo++}.sock`),
-          // the probe keeps 2560 mbufs per VM: 128 MB covers 8 VMs. Its memory is its VMs'
+          // the probe keeps 2560 mbufs per queue pair: 128 MB covers 8 VMs of one. Its memory is its VMs'
           // guest memory (virtio_user shares all of it with the backend): guestMemMb sets it
-          memMb: opts.guestMemMb ?? 128 * Math.ceil(group.length / 8),
+          memMb: opts.guestMemMb ?? 128 * Math.ceil((group.length * (opts.queues ?? 1)) / 8),
           // and guestTouchMb of it written, as guests that have used their memory
           ...(opts.guestTouchMb ? { extraArgs: ['--touch-memory', String(opts.guestTouchMb)] } : {}),
         }),

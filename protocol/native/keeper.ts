@@ -17,6 +17,10 @@ export const GenInfo = z.object({
   /** how the keeper sees its death: its packet loop's thread exiting (woken by the kernel),
    * its heartbeat stopping (polled), or only its sockets closing (stock OVS-DPDK) */
   death_watch: z.enum(['loop-exit', 'heartbeat', 'sockets']).optional(),
+  /** its packet loop's CPU (null: not known), and how many other generations serve VMs from
+   * that CPU: while some do, their loops take turns on it in short slices */
+  loop_cpu: int.nullable().optional(),
+  co_serving: int.optional(),
   standby: z.boolean(),
   serving: int,
   /** a listen-mode (OVS-DPDK) generation's pace port (keeper pace.c): null for hitless-dp */

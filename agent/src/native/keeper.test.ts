@@ -157,7 +157,13 @@ describe('hitless-keeper session variants', () => {
   test('20 handoffs of a VM whose peer is on the other generation: nothing reordered, lost or duplicated', async (tc) => {
     const h = await bed.upgradeHost({ vms: 2, pps: 5000, durationS: 3600 });
     await sleep(300);
+    const coServing = async () => (await h.k.ctl.request(keeper.genList, {})).gens.map((g) => [g.gen, g.loop_cpu, g.co_serving]);
+    // both loops on CPU 1; only A serves VMs: neither has another serving beside it... A has
+    // none, B (serving none) has A
+    assert.deepEqual(await coServing(), [['A', 1, 0], ['B', 1, 1]]);
     await h.k.ctl.request(keeper.handoffStart, { vm: 'v2', gen: 'B' }); // the host is split
+    // both serve VMs from CPU 1: they take turns on it in short slices
+    assert.deepEqual(await coServing(), [['A', 1, 1], ['B', 1, 1]]);
     await sleep(300);
     for (let i = 0; i < 20; i++) {
       await h.k.ctl.request(keeper.handoffStart, { vm: 'v1', gen: i % 2 === 0 ? 'B' : 'A' });

@@ -24,6 +24,11 @@
  * dies, the kernel marks the lock's owner dead and wakes whoever waits on it, early in the
  * exit, long before the process's memory is torn down and its sockets close: the keeper waits
  * there (keeper/gen.c) and costs nothing while the generation lives.
+ * loop_cpu says where the packet loop runs; co_serving, kept by the keeper, how many other
+ * generations serve VMs from the same CPU (mid-upgrade, the old and the new one): while there
+ * are, a busy loop yields its CPU every DP_YIELD_NS and an idle one at once, so they take
+ * turns in short slices. With no such generation it never yields: a yield gives a busy
+ * neighbour of any other kind a whole scheduler slice (milliseconds).
  */
 #ifndef HITLESS_HEARTBEAT_H
 #define HITLESS_HEARTBEAT_H
@@ -51,6 +56,8 @@ struct hl_heartbeat {
 	uint32_t features;
 	uint32_t pad2;
 	pthread_mutex_t alive;
+	uint32_t loop_cpu;   /* the packet loop's CPU + 1 (0: not known yet) */
+	uint32_t co_serving; /* keeper-written: other generations serving VMs from that CPU */
 };
 
 /* The peer_link of a link by its socket path (FNV-1a; never 0). */

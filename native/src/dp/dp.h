@@ -40,6 +40,8 @@
 /* a busy loop yields its core at least this often: two generations sharing a core mid-upgrade
  * take turns in slices of this, not in the scheduler's slices of milliseconds (loop.c) */
 #define DP_YIELD_NS      50000ull
+/* frames crossed the peer link this recently: the other generation is at work on it too */
+#define DP_PEER_ACTIVE_NS 10000000ull
 /* frames per millisecond above which the loop never naps (200 kpps): a nap's wake-up comes
  * late now and then (a millisecond and more on a busy or virtualised host), and at that rate
  * a guest's ring of 1024 lasts 5 ms; below it, a ring outlasts any wake-up seen (loop.c) */

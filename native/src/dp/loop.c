@@ -19,6 +19,7 @@
  *  - otherwise goes back once, on queue 1, to the other side, which may be where the VM is
  *    arriving; what comes back on queue 1 is never returned again, so nothing loops.
  */
+#define _GNU_SOURCE /* sched_getcpu */
 #include <linux/futex.h>
 #include <sched.h>
 #include <string.h>
@@ -636,12 +637,15 @@ dp_loop(void *arg)
 	uint64_t last_busy_ns = hl_now_ns(), nap_ns = 10000, last_peer_ns = 0, last_yield_ns = 0;
 	uint64_t win_ns = last_busy_ns, win_pkts = 0; /* the rate: frames in the current ~1 ms */
 	bool hot = false; /* the last window's rate was over DP_HOT_PKTS_PER_MS: no nap */
+	uint64_t peer_count = 0, peer_active_ns = 0; /* frames over the peer link, either way */
+	bool share = false; /* another generation is at work on this core: take turns */
 	uint64_t ready_ns = 0; /* when the loop was ready for this iteration (0: not measured) */
 	struct cpu_mark mark = { 0, 0 };
 	bool peer_drained = false; /* the dead peer's link read once after the fence */
 
 	(void)arg;
 	hl_tight_timer_slack();
+	__atomic_store_n(&dp.hb->loop_cpu, (uint32_t)(sched_getcpu() + 1), __ATOMIC_RELEASE);
 	__atomic_store_n(&dp.loop_running, true, __ATOMIC_RELEASE);
 	while (!dp.quit) {
 		uint64_t t0 = rte_rdtsc();
@@ -740,14 +744,27 @@ dp_loop(void *arg)
 		 * standby, one retired and not yet stopped) sleeps up to idle_deep_ms instead, and
 		 * dp_wake() ends that sleep when a VM arrives: a few wakeups a second, not thousands
 		 * on the core another generation forwards on (unless frames came over the peer link
-		 * in the last DP_PEER_QUIET_NS: then it forwards for the other generation). An empty
-		 * iteration yields the core, and a busy loop does every DP_YIELD_NS: during an
-		 * upgrade two generations may share one, and without it they would take turns in
-		 * scheduler slices of milliseconds, longer than a guest's ring lasts at 1 Mpps. Not
-		 * every busy iteration: two busy loops would then switch at the rate of iterations,
-		 * and the switches would eat the core (on a core of its own the yield returns at
-		 * once). */
+		 * in the last DP_PEER_QUIET_NS: then it forwards for the other generation). While
+		 * another generation serves VMs from this core (the keeper says so: heartbeat.h
+		 * co_serving, mid-upgrade) or frames crossed the peer link in the last
+		 * DP_PEER_ACTIVE_NS (the other one is at work: returning a fence's marker, say), an
+		 * empty iteration yields the core, and a busy loop does every DP_YIELD_NS: without it the two would take turns in scheduler slices of
+		 * milliseconds, longer than a guest's ring lasts at 1 Mpps. Not every busy
+		 * iteration: two busy loops would then switch at the rate of iterations, and the
+		 * switches would eat the core. Never otherwise: a neighbour of another kind takes a
+		 * yield as a whole slice. */
 		win_pkts += got;
+		{
+			uint64_t pc = __atomic_load_n(&dp.hb->peer_tx, __ATOMIC_RELAXED) +
+				      __atomic_load_n(&dp.hb->peer_rx, __ATOMIC_RELAXED);
+
+			if (pc != peer_count) {
+				peer_count = pc;
+				peer_active_ns = now;
+			}
+		}
+		share = __atomic_load_n(&dp.hb->co_serving, __ATOMIC_RELAXED) != 0 ||
+			(peer_active_ns != 0 && now - peer_active_ns < DP_PEER_ACTIVE_NS);
 		if (now - win_ns >= 1000000ull) {
 			hot = win_pkts * 1000000ull >= (uint64_t)DP_HOT_PKTS_PER_MS * (now - win_ns);
 			win_ns = now;
@@ -759,7 +776,7 @@ dp_loop(void *arg)
 			dp.ls.busy_cycles += rte_rdtsc() - t0;
 			last_busy_ns = now;
 			nap_ns = 10000;
-			if (dp.yield && now - last_yield_ns >= DP_YIELD_NS) {
+			if (dp.yield && share && now - last_yield_ns >= DP_YIELD_NS) {
 				sched_yield();
 				last_yield_ns = now;
 			}
@@ -776,7 +793,7 @@ dp_loop(void *arg)
 				ready_ns = now + nap_ns;
 			}
 			nap_ns = RTE_MIN(nap_ns * 2, (uint64_t)dp.idle_max_us * 1000);
-		} else if (dp.yield) {
+		} else if (dp.yield && share) {
 			sched_yield();
 			last_yield_ns = now;
 		}

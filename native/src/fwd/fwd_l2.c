@@ -6,7 +6,8 @@
  *  - unknown, from the uplink       -> drop
  *  - from the peer link (the host's other generation): only to this generation's VMs
  * Source MACs seen on the uplink are learned so fdb/export can carry them to a new generation.
- * Bursts are looked up in bulk (rte_hash pipelines the probes), at most 64 packets a call.
+ * Bursts are looked up in bulk (rte_hash pipelines the probes), at most 64 packets a call,
+ * each run of packets to one address once.
  *
  * State layouts of an FDB word (port in bits 0-15, kind in 16-23 in both):
  *  1  (releases up to 1.0.x)  nothing else;
@@ -107,21 +108,29 @@ static void
 l2_classify(const struct hitless_fwd_env *env, uint16_t src, struct rte_mbuf **pkts,
 	    uint16_t n, uint16_t *dst)
 {
-	const struct rte_ether_addr *mac[n];
+	const struct rte_ether_addr *mac[n], *uniq[n];
+	uint16_t at[n]; /* packet i's address is uniq[at[i]] */
 	uint64_t word[n];
 	uint64_t hit;
+	uint16_t u = 0;
 
 	if (src == FWD_PORT_UPLINK)
 		l2_learn(env, pkts, n);
-	for (uint16_t i = 0; i < n; i++)
-		mac[i] = &rte_pktmbuf_mtod(pkts[i], struct rte_ether_hdr *)->dst_addr;
-	hit = env->lookup_bulk(env->fdb, mac, n, word);
+	/* a run of packets to one address (a burst of one flow: the usual case) is looked up
+	 * once */
 	for (uint16_t i = 0; i < n; i++) {
-		uint16_t port = (uint16_t)(word[i] & 0xffff);
+		mac[i] = &rte_pktmbuf_mtod(pkts[i], struct rte_ether_hdr *)->dst_addr;
+		if (u == 0 || !rte_is_same_ether_addr(mac[i], uniq[u - 1]))
+			uniq[u++] = mac[i];
+		at[i] = u - 1;
+	}
+	hit = env->lookup_bulk(env->fdb, uniq, u, word);
+	for (uint16_t i = 0; i < n; i++) {
+		uint16_t port = (uint16_t)(word[at[i]] & 0xffff);
 
 		if (!rte_is_unicast_ether_addr(mac[i]))
 			dst[i] = FWD_DST_FLOOD;
-		else if (hit >> i & 1)
+		else if (hit >> at[i] & 1)
 			dst[i] = port == src ? FWD_DST_DROP : port;
 		else if (src != FWD_PORT_UPLINK && src != FWD_PORT_PEER && env->has_uplink)
 			dst[i] = FWD_PORT_UPLINK;

@@ -351,6 +351,7 @@ locked(struct ctl_call *c, json_t *args, json_t **result, struct ctl_error *err)
 	pthread_mutex_lock(&kp.lock);
 	rc = cmd->fn(args, result, err);
 	kp_ev_timer(kp_timer_needed()); /* a handoff or a new generation may need the watch */
+	kp_gen_share_update(); /* who serves from which CPU may have changed */
 	kp_fdstore_sync(true);          /* (--fdstore) what it changed, stored */
 	pthread_mutex_unlock(&kp.lock);
 	return rc;

@@ -578,6 +578,31 @@ kp_gen_watch(uint64_t now)
 	}
 }
 
+/* Tell each generation how many others serve VMs from its packet loop's CPU (heartbeat.h
+ * co_serving): while some do, they take turns on it in short slices. Called after every
+ * control command and every batch of relay events, so a handoff or a failover is reflected
+ * at once. */
+void
+kp_gen_share_update(void)
+{
+	for (int gi = 0; gi < KP_MAX_GENS; gi++) {
+		struct kp_gen *g = &kp.gens[gi];
+		uint32_t cpu, n = 0;
+
+		if (!g->in_use || g->dead || g->hb == NULL)
+			continue;
+		cpu = __atomic_load_n(&g->hb->page->loop_cpu, __ATOMIC_ACQUIRE);
+		for (int gj = 0; cpu != 0 && gj < KP_MAX_GENS; gj++) {
+			struct kp_gen *o = &kp.gens[gj];
+
+			n += gj != gi && o->in_use && !o->dead && o->hb != NULL && serves_vms(gj) &&
+			     __atomic_load_n(&o->hb->page->loop_cpu, __ATOMIC_ACQUIRE) == cpu;
+		}
+		if (__atomic_load_n(&g->hb->page->co_serving, __ATOMIC_RELAXED) != n)
+			__atomic_store_n(&g->hb->page->co_serving, n, __ATOMIC_RELEASE);
+	}
+}
+
 uint32_t
 kp_timer_needed(void)
 {
@@ -608,8 +633,13 @@ kp_gen_json(int gi)
 	/* how its death is seen (the file's header) */
 	const char *watch = g->hb != NULL && g->hb->dw != NULL ? "loop-exit" : g->hb != NULL ? "heartbeat" : "sockets";
 
-	return json_pack("{s:s,s:s,s:i,s:b,s:b,s:s,s:b,s:i,s:o}", "gen", g->name, "run_dir", g->run_dir,
+	uint32_t cpu = g->hb != NULL ? __atomic_load_n(&g->hb->page->loop_cpu, __ATOMIC_ACQUIRE) : 0;
+
+	return json_pack("{s:s,s:s,s:i,s:b,s:b,s:s,s:o,s:i,s:b,s:i,s:o}", "gen", g->name, "run_dir", g->run_dir,
 			 "pid", (int)g->pid, "dead", g->dead, "heartbeat", g->hb != NULL, "death_watch", watch,
+			 /* its packet loop's CPU, and how many others serve VMs from it (they take turns) */
+			 "loop_cpu", cpu != 0 ? json_integer(cpu - 1) : json_null(),
+			 "co_serving", g->hb != NULL ? (int)__atomic_load_n(&g->hb->page->co_serving, __ATOMIC_RELAXED) : 0,
 			 "standby", kp.standby == gi && vms == 0 && !g->dead, "serving", vms,
 			 "pace", kp_pace_json(gi));
 }

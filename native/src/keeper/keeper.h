@@ -171,6 +171,7 @@ int kp_gen_attach(const char *name, const char *run_dir, bool listen, struct ctl
 int kp_gen_detach(const char *name, struct ctl_error *err);
 int kp_gen_find(const char *name);
 void kp_gen_watch(uint64_t now);
+void kp_gen_share_update(void);
 int kp_fence_peers_of(int gi);
 void kp_gen_connection_lost(int gi);
 /* The timer period the keeper needs now (us, 0: none): the heartbeat watch while a generation

@@ -278,6 +278,7 @@ kp_relay_run(void)
 		uint32_t period = kp_timer_needed();
 
 		kp_ev_timer(period);
+		kp_gen_share_update();
 		wait_ms = period != 0 || kp_fdstore_enabled() ? 100 : 500;
 		/* systemd's fd store (--fdstore): after a change, and now and then */
 		kp_fdstore_sync(changed);

@@ -107,7 +107,7 @@ struct dp_vm {
 	struct dp_port_stats st;
 	/* its guest memory mapped ahead (prefault.c), the latest memory table's: atomics */
 	struct {
-		uint32_t seq;
+		uint64_t seq;   /* the latest job's number (0: none yet) */
 		bool done;
 		int err;
 		uint64_t pages, took_ns;
@@ -269,6 +269,7 @@ int dp_fdb_ctl_register(struct ctl_registry *reg);
 /* prefault.c */
 void dp_prefault_table(int vid);
 void dp_prefault_peer(uint16_t port);
+void dp_prefault_peer_stop(void);
 
 /* stats.c */
 json_t *dp_stats_json(const struct dp_vm *only);

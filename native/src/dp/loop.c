@@ -739,20 +739,22 @@ dp_loop(void *arg)
 		pending = flush_all(now);
 
 		/* adaptive idle: poll while packets come; once none came for idle_grace_us, nap
-		 * in growing steps up to idle_max_us, unless the rate is hot (DP_HOT_PKTS_PER_MS:
-		 * frames come in bursts, and a late wake-up between two would overflow a ring). A generation that serves no VM at all (a
-		 * standby, one retired and not yet stopped) sleeps up to idle_deep_ms instead, and
-		 * dp_wake() ends that sleep when a VM arrives: a few wakeups a second, not thousands
-		 * on the core another generation forwards on (unless frames came over the peer link
-		 * in the last DP_PEER_QUIET_NS: then it forwards for the other generation). While
-		 * another generation serves VMs from this core (the keeper says so: heartbeat.h
-		 * co_serving, mid-upgrade) or frames crossed the peer link in the last
-		 * DP_PEER_ACTIVE_NS (the other one is at work: returning a fence's marker, say), an
-		 * empty iteration yields the core, and a busy loop does every DP_YIELD_NS: without it the two would take turns in scheduler slices of
+		 * in growing steps up to idle_max_us, unless the rate is hot
+		 * (DP_HOT_PKTS_PER_MS: frames come in bursts, and a late wake-up between two
+		 * would overflow a ring). A generation that serves no VM at all (a standby, one
+		 * retired and not yet stopped) sleeps up to idle_deep_ms instead, and dp_wake()
+		 * ends that sleep when a VM arrives: a few wakeups a second, not thousands on
+		 * the core another generation forwards on (unless frames came over the peer link
+		 * in the last DP_PEER_QUIET_NS: then it forwards for the other generation).
+		 * While another generation serves VMs from this core (the keeper says so:
+		 * heartbeat.h co_serving, mid-upgrade) or frames crossed the peer link in the
+		 * last DP_PEER_ACTIVE_NS (the other one is at work: returning a fence's marker,
+		 * say), an empty iteration yields the core, and a busy loop does every
+		 * DP_YIELD_NS: without it the two would take turns in scheduler slices of
 		 * milliseconds, longer than a guest's ring lasts at 1 Mpps. Not every busy
 		 * iteration: two busy loops would then switch at the rate of iterations, and the
-		 * switches would eat the core. Never otherwise: a neighbour of another kind takes a
-		 * yield as a whole slice. */
+		 * switches would eat the core. Never otherwise: a neighbour of another kind
+		 * takes a yield as a whole slice. */
 		win_pkts += got;
 		{
 			uint64_t pc = __atomic_load_n(&dp.hb->peer_tx, __ATOMIC_RELAXED) +

@@ -245,6 +245,15 @@ main(int argc, char **argv)
 		rte_exit(EXIT_FAILURE, "hitless-dp: peer link %s: %s\n", dp.peer_sock,
 			 strerror(rc < 0 ? -rc : rc));
 
+	/* every page this process has (its memory pool's buffers above all) mapped and kept in
+	 * now, not faulted in by the loop as it first uses each (hundreds of page faults in the
+	 * first milliseconds after a generation takes its first VM); the guests' memory, mapped
+	 * later, is not locked: this comes before the control socket, so before any VM can
+	 * connect (prefault.c maps what they touched) */
+	if (mlockall(MCL_CURRENT) != 0)
+		fprintf(stderr, "hitless-dp: memory not locked (%s): the loop faults pages in as it "
+			"first touches them\n", strerror(errno));
+
 	/* the pid file and the heartbeat page exist before the control socket does: whoever sees
 	 * the socket (the agent, then the keeper's gen/attach) finds them */
 	write_pidfile();
@@ -268,14 +277,6 @@ main(int argc, char **argv)
 	       "\"ctl\":\"%s\",\"lcore\":%u}\n",
 	       dp.gen_id, HITLESS_RELEASE, (int)getpid(), path, rte_lcore_id());
 	fflush(stdout);
-
-	/* every page this process has (its memory pool's buffers above all) mapped and kept in
-	 * now, not faulted in by the loop as it first uses each (hundreds of page faults in the
-	 * first milliseconds after a generation takes its first VM); the guests' memory, mapped
-	 * later, is not locked (prefault.c maps what they touched) */
-	if (mlockall(MCL_CURRENT) != 0)
-		fprintf(stderr, "hitless-dp: memory not locked (%s): the loop faults pages in as it "
-			"first touches them\n", strerror(errno));
 
 	rte_cpuset_t loop_cpus = rte_lcore_cpuset(rte_get_main_lcore());
 	if (pthread_setaffinity_np(pthread_self(), sizeof(loop_cpus), &loop_cpus) != 0)

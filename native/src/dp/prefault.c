@@ -27,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 #include <rte_ethdev.h>
@@ -35,12 +36,29 @@
 #include "dp.h"
 
 #define PREFAULT_CHUNK (1ull << 30) /* mincore's view: 1 GB at a time (a 256 KB vector) */
+/* one madvise maps at most this much: it holds the process's mmap lock (for reading) while it
+ * works, and a writer waiting behind it (an mmap of the vhost thread's) would hold up every
+ * other taker of the lock meanwhile */
+#define PREFAULT_STEP (64ull << 20)
+#define HUGETLBFS_MAGIC 0x958458f6
 
 struct prefault_job {
 	struct dp_vm *vm;
-	uint32_t seq; /* the VM's job number: a later table makes this one's figures stale */
+	uint64_t seq; /* this job's number: a later table's job makes its figures stale */
 	struct rte_vhost_memory *mem;
 };
+
+static uint64_t jobs; /* atomic: job numbers, never reused (a VM slot may be) */
+
+/* Map [addr, addr+len) in steps: 0 or -errno. */
+static int
+populate(uint8_t *addr, uint64_t len)
+{
+	for (uint64_t off = 0; off < len; off += PREFAULT_STEP)
+		if (madvise(addr + off, RTE_MIN(PREFAULT_STEP, len - off), MADV_POPULATE_READ) != 0)
+			return -errno;
+	return 0;
+}
 
 /* Map the resident pages of [addr, addr+len): returns how many were mapped, or -errno. */
 static int64_t
@@ -48,6 +66,7 @@ populate_resident(uint8_t *addr, uint64_t len, unsigned char *vec)
 {
 	const uint64_t pg = (uint64_t)sysconf(_SC_PAGESIZE);
 	uint64_t pages = len / pg, mapped = 0;
+	int rc;
 
 	if (mincore(addr, len, vec) != 0)
 		return -errno;
@@ -60,12 +79,23 @@ populate_resident(uint8_t *addr, uint64_t len, unsigned char *vec)
 		}
 		for (j = i; j < pages && (vec[j] & 1); j++)
 			;
-		if (madvise(addr + i * pg, (j - i) * pg, MADV_POPULATE_READ) != 0)
-			return -errno;
+		if ((rc = populate(addr + i * pg, (j - i) * pg)) != 0)
+			return rc;
 		mapped += j - i;
 		i = j;
 	}
 	return (int64_t)mapped;
+}
+
+/* A region of hugetlbfs pages (a guest with hugepage memory, as production guests have):
+ * mincore reports this process's page tables there, not the file's pages, so the whole region
+ * is mapped (its pages are the guest's reservation: mapping allocates none beyond it). */
+static bool
+hugetlb(int fd)
+{
+	struct statfs st;
+
+	return fd >= 0 && fstatfs(fd, &st) == 0 && (uint32_t)st.f_type == HUGETLBFS_MAGIC;
 }
 
 static void *
@@ -82,6 +112,11 @@ prefault_run(void *arg)
 		uint64_t size = reg->mmap_size ? reg->mmap_size : reg->size;
 		uint8_t *base = reg->mmap_addr ? reg->mmap_addr : (uint8_t *)(uintptr_t)reg->host_user_addr;
 
+		if (hugetlb(reg->fd)) {
+			err = -populate(base, size);
+			mapped += err == 0 ? size / (uint64_t)sysconf(_SC_PAGESIZE) : 0;
+			continue;
+		}
 		for (uint64_t off = 0; off < size && err == 0; off += PREFAULT_CHUNK) {
 			int64_t n = populate_resident(base + off, RTE_MIN(PREFAULT_CHUNK, size - off), vec);
 
@@ -115,6 +150,7 @@ dp_prefault_table(int vid)
 	struct dp_vm *vm = NULL;
 	pthread_attr_t attr;
 	pthread_t t;
+	int rc;
 
 	for (int s = 0; s < DP_MAX_VMS && vm == NULL; s++)
 		if (__atomic_load_n(&dp.vms[s].in_use, __ATOMIC_ACQUIRE) &&
@@ -126,8 +162,9 @@ dp_prefault_table(int vid)
 		return;
 	}
 	job->vm = vm;
-	job->seq = __atomic_add_fetch(&vm->prefault.seq, 1, __ATOMIC_ACQ_REL);
+	job->seq = __atomic_add_fetch(&jobs, 1, __ATOMIC_RELAXED);
 	__atomic_store_n(&vm->prefault.done, false, __ATOMIC_RELEASE);
+	__atomic_store_n(&vm->prefault.seq, job->seq, __ATOMIC_RELEASE);
 	/* at normal priority (the vhost thread may be real-time), detached, where the vhost
 	 * thread may run (off the packet loop's CPU) */
 	pthread_attr_init(&attr);
@@ -135,7 +172,12 @@ dp_prefault_table(int vid)
 	pthread_attr_setinheritsched(&attr, PTHREAD_EXPLICIT_SCHED);
 	pthread_attr_setschedpolicy(&attr, SCHED_OTHER);
 	pthread_attr_setschedparam(&attr, &(struct sched_param){ .sched_priority = 0 });
-	if (pthread_create(&t, &attr, prefault_run, job) != 0) {
+	if ((rc = pthread_create(&t, &attr, prefault_run, job)) != 0) {
+		/* said, not hidden: the loop will fault this guest's pages in after the switch */
+		fprintf(stderr, "hitless-dp: vm %s: guest memory not mapped ahead: no thread (%s)\n",
+			vm->name, strerror(rc));
+		__atomic_store_n(&vm->prefault.err, rc, __ATOMIC_RELAXED);
+		__atomic_store_n(&vm->prefault.done, true, __ATOMIC_RELEASE);
 		free(job->mem);
 		free(job);
 	} else {
@@ -167,6 +209,12 @@ populate_memif_regions(void)
 	return bytes;
 }
 
+/* The thread that waits for the peer link to come up: joined before the port goes (a call
+ * into the port's driver after it has been closed would use freed memory). */
+static pthread_t peer_thread;
+static bool peer_thread_on;
+static uint32_t peer_stop; /* atomic */
+
 static void *
 peer_prefault_run(void *arg)
 {
@@ -175,13 +223,11 @@ peer_prefault_run(void *arg)
 
 	/* its regions exist once its other end connected: up to a minute (a standby started
 	 * long before the generation it will pair with is not unusual) */
-	for (int i = 0; i < 60000; i++) {
+	for (int i = 0; i < 60000 && !__atomic_load_n(&peer_stop, __ATOMIC_ACQUIRE); i++) {
 		if (rte_eth_link_get_nowait(port, &link) == 0 && link.link_status == RTE_ETH_LINK_UP) {
 			__atomic_store_n(&dp.peer_prefault_bytes, populate_memif_regions(), __ATOMIC_RELEASE);
 			return NULL;
 		}
-		if (__atomic_load_n(&dp.peer.port, __ATOMIC_ACQUIRE) != (int)port)
-			return NULL; /* detached meanwhile */
 		hl_sleep_ns(1000000);
 	}
 	return NULL;
@@ -191,13 +237,21 @@ peer_prefault_run(void *arg)
 void
 dp_prefault_peer(uint16_t port)
 {
-	pthread_attr_t attr;
-	pthread_t t;
-
+	dp_prefault_peer_stop();
 	__atomic_store_n(&dp.peer_prefault_bytes, 0, __ATOMIC_RELEASE);
-	pthread_attr_init(&attr);
-	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-	if (pthread_create(&t, &attr, peer_prefault_run, (void *)(uintptr_t)port) == 0)
-		pthread_setname_np(t, "hl-peer-prefault");
-	pthread_attr_destroy(&attr);
+	__atomic_store_n(&peer_stop, 0, __ATOMIC_RELEASE);
+	peer_thread_on = pthread_create(&peer_thread, NULL, peer_prefault_run, (void *)(uintptr_t)port) == 0;
+	if (peer_thread_on)
+		pthread_setname_np(peer_thread, "hl-peer-prefault");
+}
+
+/* The peer link is about to be closed: its waiting thread ends first. */
+void
+dp_prefault_peer_stop(void)
+{
+	if (!peer_thread_on)
+		return;
+	__atomic_store_n(&peer_stop, 1, __ATOMIC_RELEASE);
+	pthread_join(peer_thread, NULL);
+	peer_thread_on = false;
 }

@@ -124,6 +124,8 @@ dp_ext_close(struct dp_ext *e)
 	if (port < 0)
 		return;
 	__atomic_store_n(&e->port, -1, __ATOMIC_RELEASE);
+	if (e == &dp.peer)
+		dp_prefault_peer_stop(); /* nothing calls into the port any more */
 	dp_quiesce(NULL); /* the loop no longer polls it */
 	rte_eth_dev_stop((uint16_t)port);
 	rte_eth_dev_close((uint16_t)port);

@@ -123,8 +123,8 @@ new_device(int vid)
 
 /* DPDK's vhost message thread handles a switch's messages (and waits for the drain):
  * real-time while it handles messages, so a busy neighbour on its core does not hold the
- * switch off; normal while rte_vhost tears a connection down (it unmaps the guest's memory
- * then: ~85 ms for a 4 GB guest whose pages are mapped, which at real-time priority would keep
+ * switch off; normal while rte_vhost tears a connection down or takes a new memory table (it
+ * unmaps the guest's memory then: ~85 ms for a 4 GB guest whose pages are mapped, which at real-time priority would keep
  * everything else off that core). Only where it runs beside the packet loop, not on its CPU:
  * it takes ring locks the loop holds, and a real-time thread spinning on one would keep a
  * normal lock holder off its own CPU. (Not the control thread: DPDK's thread creation, which
@@ -154,8 +154,9 @@ static enum rte_vhost_msg_result
 before_message(int vid, void *msg)
 {
 	(void)vid;
-	(void)msg;
-	vhost_thread_rt(true);
+	/* a new memory table unmaps the old one (its mapped pages: prefault.c), and comes with a
+	 * pre-load, never inside a switch: at normal priority */
+	vhost_thread_rt(*(const uint32_t *)msg != VHOST_USER_SET_MEM_TABLE);
 	return RTE_VHOST_MSG_RESULT_NOT_HANDLED;
 }
 
@@ -180,7 +181,8 @@ new_connection(int vid)
 	char path[PATH_MAX];
 	struct dp_vm *vm;
 
-	vhost_thread_rt(true);
+	/* (in client mode this runs on the control thread: its priority is left alone; the
+	 * hooks set the vhost thread's for each message) */
 	if (rte_vhost_extern_callback_register(vid, &message_hooks, NULL) != 0)
 		fprintf(stderr, "hitless-dp: vhost device %d: no message hooks (guest memory will not "
 			"be mapped ahead)\n", vid);

@@ -50,6 +50,7 @@ struct kp_deathwatch {
 	uint32_t refs;                      /* atomic: 2 while both hold it */
 	uint32_t forgotten;                 /* atomic: the keeper let go */
 	uint32_t gone;                      /* atomic: the loop's thread exited */
+	uint32_t failed;                    /* atomic: the wait failed: watched by the heartbeat */
 };
 
 struct kp_heartbeat {
@@ -87,7 +88,15 @@ deathwatch_run(void *arg)
 						 __ATOMIC_ACQUIRE))
 			continue;
 		/* shared, not private: the word is in the generation's page */
-		syscall(SYS_futex, word, FUTEX_WAIT, v | FUTEX_WAITERS, NULL, NULL, 0);
+		if (syscall(SYS_futex, word, FUTEX_WAIT, v | FUTEX_WAITERS, NULL, NULL, 0) != 0 &&
+		    errno != EAGAIN && errno != EINTR) {
+			/* never expected; not a spin: the heartbeat watches this generation now */
+			__atomic_store_n(&dw->failed, 1, __ATOMIC_RELEASE);
+			if (!__atomic_load_n(&dw->forgotten, __ATOMIC_ACQUIRE))
+				kp_ev_wake();
+			deathwatch_put(dw);
+			return NULL;
+		}
 	}
 	/* the kernel wakes one waiter: the others (a watch the keeper let go of, a keeper being
 	 * replaced) are woken from here, or one of them could take the only wake-up */
@@ -549,11 +558,18 @@ serves_vms(int gi)
 	return false;
 }
 
+/* Whether a thread waits on the generation's alive lock (else its heartbeat is polled). */
+static bool
+lock_watched(const struct kp_gen *g)
+{
+	return g->hb != NULL && g->hb->dw != NULL && !__atomic_load_n(&g->hb->dw->failed, __ATOMIC_ACQUIRE);
+}
+
 /* Whether the generation's packet loop thread has exited (its alive lock's owner died). */
 static bool
 loop_gone(const struct kp_gen *g)
 {
-	return g->hb != NULL && g->hb->dw != NULL && __atomic_load_n(&g->hb->dw->gone, __ATOMIC_ACQUIRE);
+	return lock_watched(g) && __atomic_load_n(&g->hb->dw->gone, __ATOMIC_ACQUIRE);
 }
 
 /* After a wake (the relay's, a death watch's) and every timer period: a generation whose
@@ -572,7 +588,7 @@ kp_gen_watch(uint64_t now)
 		if (loop_gone(g)) {
 			if (gen_exiting(g))
 				gen_died(gi, "its packet loop exited and every thread is exiting");
-		} else if (g->hb != NULL && g->hb->dw == NULL && heartbeat_stalled(g, now) && gen_exiting(g)) {
+		} else if (g->hb != NULL && !lock_watched(g) && heartbeat_stalled(g, now) && gen_exiting(g)) {
 			gen_died(gi, "heartbeat stopped and every thread is exiting");
 		}
 	}
@@ -612,7 +628,7 @@ kp_timer_needed(void)
 			return KP_DEATH_RECHECK_US;
 	for (int gi = 0; gi < KP_MAX_GENS; gi++)
 		if (kp.gens[gi].in_use && !kp.gens[gi].dead && kp.gens[gi].hb != NULL &&
-		    kp.gens[gi].hb->dw == NULL && serves_vms(gi))
+		    !lock_watched(&kp.gens[gi]) && serves_vms(gi))
 			return kp.watch_us;
 	for (int v = 0; v < KP_MAX_VMS; v++)
 		if (kp.vms[v].in_use && kp.vms[v].client && kp.vms[v].ffd < 0)
@@ -631,7 +647,7 @@ kp_gen_json(int gi)
 	/* a standby that took sessions over serves them: it is no standby any more (the host is
 	 * exposed until another is designated) */
 	/* how its death is seen (the file's header) */
-	const char *watch = g->hb != NULL && g->hb->dw != NULL ? "loop-exit" : g->hb != NULL ? "heartbeat" : "sockets";
+	const char *watch = lock_watched(g) ? "loop-exit" : g->hb != NULL ? "heartbeat" : "sockets";
 
 	uint32_t cpu = g->hb != NULL ? __atomic_load_n(&g->hb->page->loop_cpu, __ATOMIC_ACQUIRE) : 0;
 

@@ -276,9 +276,9 @@ probe_tx_tick(struct probe_ctx *ctx, uint64_t now)
 		el = now - f->base_ns;
 		due = f->base_seq + (el / 1000000000ull) * pps +
 		      (el % 1000000000ull) * pps / 1000000000ull;
-		if (due > f->next_seq) {
-			uint64_t lag = PROBE_LAG_TICKS * ctx->cfg.tick_ns * pps / 1000000000ull + 1;
+		uint64_t lag = PROBE_LAG_TICKS * ctx->cfg.tick_ns * pps / 1000000000ull + 1;
 
+		if (due > f->next_seq) {
 			if (due - f->next_seq > lag) {
 				/* those frames are never offered (no sequence numbers spent): the
 				 * schedule starts again from here */
@@ -288,7 +288,8 @@ probe_tx_tick(struct probe_ctx *ctx, uint64_t now)
 				due = f->base_seq;
 			}
 		}
-		for (uint64_t n = RTE_MIN(due - RTE_MIN(due, f->next_seq), (uint64_t)PROBE_TICK_MAX); n > 0;) {
+		/* (a long tick at a high rate is due more than PROBE_TICK_MAX a tick: all of it) */
+		for (uint64_t n = RTE_MIN(due - RTE_MIN(due, f->next_seq), RTE_MAX((uint64_t)PROBE_TICK_MAX, lag)); n > 0;) {
 			unsigned b = (unsigned)RTE_MIN(n, (uint64_t)PROBE_BURST_MAX);
 
 			send_frames(ctx, f, b, now, false);

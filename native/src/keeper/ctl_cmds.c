@@ -90,6 +90,8 @@ gen_list(json_t *args, json_t **result, struct ctl_error *err)
 {
 	json_t *list = json_array();
 
+	/* a loop that started since the last command or relay event has its CPU known now */
+	kp_gen_share_update();
 	for (int gi = 0; gi < KP_MAX_GENS; gi++)
 		if (kp.gens[gi].in_use)
 			json_array_append_new(list, kp_gen_json(gi));

@@ -37,8 +37,9 @@
  * 100 us tick, and never more at once than a quarter of a ring (a probe that was descheduled
  * catches up over several ticks rather than overflow its own ring) */
 #define PROBE_TICK_MAX     256
-/* a schedule further behind than this many ticks (the probe was not running) skips what it
- * missed rather than burst it out later: the offered rate stays the rate over any interval */
+/* a schedule further behind than this many ticks, and than PROBE_TICK_MAX frames (the probe
+ * was not running), skips what it missed rather than burst it out later: a sender never
+ * offers more than a quarter of a ring at once */
 #define PROBE_LAG_TICKS    2
 #define PROBE_FLOOD_BURST  32
 #define PROBE_MAX_PPS      100000000ull

@@ -276,7 +276,10 @@ probe_tx_tick(struct probe_ctx *ctx, uint64_t now)
 		el = now - f->base_ns;
 		due = f->base_seq + (el / 1000000000ull) * pps +
 		      (el % 1000000000ull) * pps / 1000000000ull;
-		uint64_t lag = PROBE_LAG_TICKS * ctx->cfg.tick_ns * pps / 1000000000ull + 1;
+		/* how far behind the schedule may be and still be sent: two ticks' worth, and never
+		 * less than a quarter of a ring (a low rate catches up a long stall whole) */
+		uint64_t lag = RTE_MAX(PROBE_LAG_TICKS * ctx->cfg.tick_ns * pps / 1000000000ull + 1,
+				       (uint64_t)PROBE_TICK_MAX);
 
 		if (due > f->next_seq) {
 			if (due - f->next_seq > lag) {
@@ -288,8 +291,7 @@ probe_tx_tick(struct probe_ctx *ctx, uint64_t now)
 				due = f->base_seq;
 			}
 		}
-		/* (a long tick at a high rate is due more than PROBE_TICK_MAX a tick: all of it) */
-		for (uint64_t n = RTE_MIN(due - RTE_MIN(due, f->next_seq), RTE_MAX((uint64_t)PROBE_TICK_MAX, lag)); n > 0;) {
+		for (uint64_t n = RTE_MIN(due - RTE_MIN(due, f->next_seq), lag); n > 0;) {
 			unsigned b = (unsigned)RTE_MIN(n, (uint64_t)PROBE_BURST_MAX);
 
 			send_frames(ctx, f, b, now, false);

@@ -273,13 +273,11 @@ async function one(c: Case): Promise<Outcome> {
     await handoffs(idle);
     // the same handoffs with a busy neighbour on every CPU, in the same run
     let busy: ReturnType<typeof phaseFigures> | null = null;
-    let busyFrom: number | null = null;
-    let busyWindows: EventWindow[] = []; // the --contention phase's handoffs // CLOCK_MONOTONIC ns, the probe's clock
+    let busyFrom: number | null = null; // CLOCK_MONOTONIC ns, the probe's clock
     if (contention) {
       busyFrom = Number(process.hrtime.bigint());
       const neighbours: ChildProcess[] = cpus().map((_, c) => spawn('taskset', ['-c', String(c), 'sh', '-c', 'while :; do :; done'], { stdio: 'ignore' }));
       const ph = newPhase();
-      busyWindows = ph.windows;
       try {
         await sleep(500);
         await handoffs(ph);
@@ -314,10 +312,9 @@ async function one(c: Case): Promise<Outcome> {
         after_sending: sum.totals.lost - Object.values(sum.vms).reduce((n, v) => n + v.tx_refused, 0),
       },
       // and when: frames missing across the receive gaps charged to a handoff and across the
-      // others (background: no handoff near), idle phase (the busy one has its own); the
-      // sender's refusals likewise, over the whole run as lost_parts counts them
+      // others (background: no handoff near); the sender's refusals likewise (idle phase)
       missing_in_gaps: { near_handoffs: a.event_missing, background: a.background_missing },
-      refused: refusedWhen(h.probe.events, [...windows, ...busyWindows]),
+      refused: refusedWhen(h.probe.events, windows),
       rx_nombuf: Object.values(sum.vms).reduce((n, v) => n + v.rx_nombuf, 0),
       dup: sum.totals.dup,
       reordered: sum.totals.reordered,

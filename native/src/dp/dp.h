@@ -267,7 +267,7 @@ int dp_peer_ctl_register(struct ctl_registry *reg);
 int dp_fdb_ctl_register(struct ctl_registry *reg);
 
 /* prefault.c */
-void dp_prefault_table(int vid, struct dp_vm *vm);
+void dp_prefault_table(int vid);
 void dp_prefault_peer(uint16_t port);
 void dp_prefault_peer_stop(void);
 

@@ -141,17 +141,23 @@ prefault_run(void *arg)
 	return NULL;
 }
 
-/* rte_vhost mapped a memory table for vm's device vid (vm.c, after SET_MEM_TABLE): the pages
- * of it the guest has touched are mapped by a thread of their own. */
+/* rte_vhost mapped a memory table for device vid (vm.c, after SET_MEM_TABLE): the pages of
+ * it the guest has touched are mapped by a thread of their own. */
 void
-dp_prefault_table(int vid, struct dp_vm *vm)
+dp_prefault_table(int vid)
 {
-	struct prefault_job *job = calloc(1, sizeof(*job));
+	struct prefault_job *job;
+	struct dp_vm *vm = NULL;
 	pthread_attr_t attr;
 	pthread_t t;
 	int rc;
 
-	if (job == NULL || rte_vhost_get_mem_table(vid, &job->mem) != 0) {
+	for (int s = 0; s < DP_MAX_VMS && vm == NULL; s++)
+		if (__atomic_load_n(&dp.vms[s].in_use, __ATOMIC_ACQUIRE) &&
+		    (__atomic_load_n(&dp.vms[s].arriving_vid, __ATOMIC_ACQUIRE) == vid || dp.vms[s].vid == vid))
+			vm = &dp.vms[s];
+	job = calloc(1, sizeof(*job));
+	if (vm == NULL || job == NULL || rte_vhost_get_mem_table(vid, &job->mem) != 0) {
 		free(job);
 		return;
 	}

@@ -163,13 +163,9 @@ before_message(int vid, void *msg)
 static enum rte_vhost_msg_result
 after_message(int vid, void *msg)
 {
-	char path[PATH_MAX];
-	struct dp_vm *vm;
-
 	/* the message's first field is its request number (rte_vhost passes the message) */
-	if (*(const uint32_t *)msg == VHOST_USER_SET_MEM_TABLE &&
-	    rte_vhost_get_ifname(vid, path, sizeof(path)) == 0 && (vm = find_by_sock(path)) != NULL)
-		dp_prefault_table(vid, vm); /* its guest memory is mapped ahead of the switch */
+	if (*(const uint32_t *)msg == VHOST_USER_SET_MEM_TABLE)
+		dp_prefault_table(vid); /* its guest memory is mapped ahead of the switch */
 	return RTE_VHOST_MSG_RESULT_NOT_HANDLED;
 }
 
